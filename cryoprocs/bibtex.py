@@ -1,0 +1,31 @@
+# -*- coding: utf-8 -*-
+"""
+@misc{cryoprocs2026,
+title = {cryoprocs: fast NumPy/SciPy processing protocols for Scipion},
+author = {{cryoprocs developers}},
+year = {2026},
+note = {scipion-em-cryoprocs}
+}
+
+@article{delaRosaTrevin2016,
+title = {Scipion: A software framework toward integration, reproducibility and validation in 3D electron microscopy},
+journal = {Journal of Structural Biology},
+volume = {195},
+number = {1},
+pages = {93-99},
+year = {2016},
+doi = {10.1016/j.jsb.2016.04.010},
+author = {J.M. de la Rosa-Trevín and A. Quintana and L. del Cano and A. Zaldívar and I. Foche and J. Gutiérrez and J. Gómez-Blanco and J. Burguet-Castell and J. Cuenca-Alba and V. Abrishami and J. Vargas and J. Otón and G. Sharov and J.L. Vilas and J. Navas and P. Conesa and M. Kazemi and R. Marabini and C.O.S. Sorzano and J.M. Carazo}
+}
+
+@article{delaRosaTrevin2013,
+title = {Xmipp 3.0: An improved software suite for image processing in electron microscopy},
+journal = {Journal of Structural Biology},
+volume = {184},
+number = {2},
+pages = {321-328},
+year = {2013},
+doi = {10.1016/j.jsb.2013.09.015},
+author = {J.M. de la Rosa-Trevín and J. Otón and R. Marabini and A. Zaldívar and J. Vargas and J.M. Carazo and C.O.S. Sorzano}
+}
+"""

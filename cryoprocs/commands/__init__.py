@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cryoprocs`` console command (see :mod:`cryoprocs.cli`)."""

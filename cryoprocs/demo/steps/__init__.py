@@ -1,0 +1,5 @@
+"""Demo steps, run in this order; each module has ``run(ctx)`` (see demo.workflow)."""
+
+STEPS = [
+    "masks",
+]

@@ -1,0 +1,183 @@
+"""The demo Scipion project: runs every cryoprocs protocol on real data and prints a table.
+
+Run by ``cryoprocs demo`` in a child process whose environment already holds the
+``SCIPION_*`` variables (pyworkflow reads them at import time)::
+
+    python -m cryoprocs.demo.workflow --workdir W --data-json W/inputs/data.json
+
+Each protocol family contributes one module in :mod:`cryoprocs.demo.steps` (listed in
+``STEPS`` there) with a function ``run(ctx)`` that imports what it needs through ``ctx``
+and launches its protocols with :meth:`DemoContext.launch`.
+"""
+import argparse
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+
+logger = logging.getLogger("cryoprocs.demo")
+
+PROJECT_NAME = "cryoprocs_demo"
+
+
+class DemoStepFailed(RuntimeError):
+    pass
+
+
+class DemoContext:
+    """What a demo step gets: the project, the data paths, an inputs folder, shared imports.
+
+    Attributes
+    ----------
+    project : pyworkflow.project.Project
+    data : dict
+        demo file name -> absolute path (see :mod:`cryoprocs.demo.data`).
+    inputs_dir : str
+        folder for derived input files (e.g. MRC copies, particle stacks).
+    rows : list
+        one ``(label, status, outputs, seconds)`` tuple per launched protocol.
+    """
+
+    def __init__(self, project, data, inputs_dir):
+        self.project = project
+        self.data = data
+        self.inputs_dir = inputs_dir
+        self.rows = []
+        self._shared = {}
+
+    def shared(self, key, factory):
+        """Run ``factory(ctx)`` once (e.g. an import protocol) and reuse its result."""
+        if key not in self._shared:
+            self._shared[key] = factory(self)
+        return self._shared[key]
+
+    def new(self, protClass, label=None, **kwargs):
+        prot = self.project.newProtocol(protClass, **kwargs)
+        if label:
+            prot.setObjLabel(label)
+        return prot
+
+    def launch(self, prot, label=None):
+        """Launch ``prot`` (waiting), record a table row, raise :class:`DemoStepFailed` on failure."""
+        label = label or prot.getObjLabel() or prot.getClassLabel()
+        t0 = time.time()
+        errors = prot.validate()
+        if errors:
+            self.rows.append((label, "invalid", "; ".join(errors), 0.0))
+            raise DemoStepFailed("%s: %s" % (label, "; ".join(errors)))
+        try:
+            self.project.launchProtocol(prot, wait=True)
+        except Exception as exc:          # launchProtocol raises on some failures
+            logger.debug("launch of %s raised %s", label, exc)
+        seconds = time.time() - t0
+        status = prot.getStatus()
+        outputs = ", ".join(_describe(name, obj) for name, obj in prot.iterOutputAttributes())
+        if not prot.isFinished():
+            outputs = (prot.getErrorMessage() or "no output")[:200]
+        self.rows.append((label, status, outputs, seconds))
+        if not prot.isFinished():
+            raise DemoStepFailed("%s %s: %s" % (label, status, prot.getErrorMessage()))
+        return prot
+
+
+def _describe(name, obj):
+    size = getattr(obj, "getSize", None)
+    if callable(size):
+        try:
+            return "%s (%s, %d items)" % (name, obj.getClassName(), size())
+        except Exception:
+            pass
+    return "%s (%s)" % (name, obj.getClassName())
+
+
+def _create_project(workdir):
+    from pyworkflow.project import Manager
+
+    location = os.path.join(workdir, "projects")
+    os.makedirs(location, exist_ok=True)
+    path = os.path.join(location, PROJECT_NAME)
+    manager = Manager()
+    link = manager.getProjectPath(PROJECT_NAME)
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.islink(link) and os.path.realpath(link) == os.path.realpath(path):
+        os.remove(link)
+    elif os.path.lexists(link):
+        raise RuntimeError("a Scipion project named %s already exists at %s; remove it or use "
+                           "another --workdir" % (PROJECT_NAME, link))
+    if os.path.exists(path):
+        shutil.rmtree(path)              # our own previous demo run
+    project = manager.createProject(PROJECT_NAME, location=location)
+    os.chdir(project.path)
+    return project
+
+
+def format_table(rows):
+    header = ("protocol", "status", "outputs", "seconds")
+    cells = [header] + [(r[0], r[1], r[2], "%.1f" % r[3]) for r in rows]
+    widths = [min(max(len(str(c[i])) for c in cells), 90) for i in range(4)]
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("  ".join(str(v)[:widths[i]].ljust(widths[i]) for i, v in enumerate(c)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(workdir, data, only=None):
+    from .steps import STEPS
+
+    workdir = os.path.abspath(workdir)
+    inputs_dir = os.path.join(workdir, "inputs")
+    os.makedirs(inputs_dir, exist_ok=True)
+    project = _create_project(workdir)
+    ctx = DemoContext(project, data, inputs_dir)
+    failed = []
+    t0 = time.time()
+    for name in STEPS:
+        if only and name not in only:
+            continue
+        module = importlib.import_module("cryoprocs.demo.steps." + name)
+        try:
+            module.run(ctx)
+        except Exception as exc:
+            failed.append(name)
+            logger.error("demo step %s failed: %s", name, exc)
+            logger.debug(traceback.format_exc())
+            if not isinstance(exc, DemoStepFailed):
+                ctx.rows.append((name, "failed", str(exc)[:200], 0.0))
+    total = time.time() - t0
+    print()
+    print(format_table(ctx.rows))
+    print()
+    print("%d protocols, %d failed, %.1f s in total." % (
+        len(ctx.rows), sum(1 for r in ctx.rows if r[1] != "finished"), total))
+    print("Scipion project: %s" % project.path)
+    print("Open it in the Scipion GUI:")
+    print("  SCIPION_USER_DATA=%s scipion3 project %s" % (os.environ.get("SCIPION_USER_DATA"),
+                                                          PROJECT_NAME))
+    print("  (without scipion-app: SCIPION_USER_DATA=%s %s -m pyworkflow.gui.project %s)"
+          % (os.environ.get("SCIPION_USER_DATA"), sys.executable, PROJECT_NAME))
+    with open(os.path.join(workdir, "demo_summary.json"), "w") as fh:
+        json.dump({"rows": ctx.rows, "failed_steps": failed, "seconds": total,
+                   "project": project.path}, fh, indent=1)
+    return 1 if failed or any(r[1] != "finished" for r in ctx.rows) else 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--data-json", required=True)
+    ap.add_argument("--only", nargs="*", help="run only these demo steps")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with open(args.data_json) as fh:
+        data = json.load(fh)
+    return run(args.workdir, data, args.only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Every protocol instantiates, and every form parameter has a label, a help text and only
+keywords that pyworkflow understands (it silently ignores unknown ones such as validator=)."""
+import ast
+import inspect
+import os
+
+import pytest
+
+import cryoprocs
+import cryoprocs.protocols as protocols
+from pyworkflow.protocol import Protocol
+from pyworkflow.protocol.params import Form, Line, Group
+
+# keyword arguments accepted by pyworkflow 3.11 Param / ElementGroup constructors
+ALLOWED = {"label", "help", "default", "important", "condition", "expertLevel", "validators",
+           "allowsNull", "display", "choices", "pointerClass", "pointerCondition", "allowsPointers",
+           "readOnly", "allowsEmpty", "wizard", "value", "paramClass", "cwd"}
+ADDPARAM_FUNCS = {"addParam", "addLine", "addGroup", "addSection", "addParallelSection"}
+
+
+def _protocol_classes():
+    out = []
+    for name, obj in inspect.getmembers(protocols, inspect.isclass):
+        if issubclass(obj, Protocol) and obj.__module__.startswith("cryoprocs.protocols"):
+            out.append(obj)
+    return out
+
+
+def test_protocols_found():
+    names = {c.__name__ for c in _protocol_classes()}
+    assert {"ProtCryoprocsApplyMask2D", "ProtCryoprocsApplyMask3D"} <= names
+    for c in _protocol_classes():
+        assert c.__name__.startswith("ProtCryoprocs"), c.__name__
+
+
+def _iter_params(form):
+    for section in form.iterSections():
+        for name, param in section.iterParams():
+            yield name, param
+            if isinstance(param, (Line, Group)):
+                for sub, p in param.iterParams():
+                    yield sub, p
+
+
+@pytest.mark.parametrize("cls", [c for c in _protocol_classes() if not c.isBase()],
+                         ids=lambda c: c.__name__)
+def test_form_labels_and_help(cls):
+    prot = cls()
+    form = prot.getDefinition()
+    count = 0
+    for name, param in _iter_params(form):
+        if name in ("hostName", "numberOfThreads", "numberOfMpi", "runName", "runMode",
+                    "comment", "useQueue", "queueParams"):
+            continue
+        count += 1
+        label = param.getLabel() if hasattr(param, "getLabel") else param.label.get()
+        assert label, "%s.%s has no label" % (cls.__name__, name)
+        helptext = param.help.get() if hasattr(param, "help") else None
+        assert helptext and len(helptext) > 10, "%s.%s has no help" % (cls.__name__, name)
+    assert count > 0
+    assert cls.__doc__ and cls._label
+
+
+def test_addparam_keywords_are_known():
+    """Static check of every addParam/addLine/... call in cryoprocs/protocols."""
+    root = os.path.join(os.path.dirname(cryoprocs.__file__), "protocols")
+    bad = []
+    for fn in os.listdir(root):
+        if not fn.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(root, fn)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ADDPARAM_FUNCS:
+                for kw in node.keywords:
+                    if kw.arg is not None and kw.arg not in ALLOWED and \
+                            not (node.func.attr == "addParallelSection"
+                                 and kw.arg in ("threads", "mpi", "binThreads",
+                                                "binThreadsHelp")):
+                        bad.append("%s:%d %s(%s=)" % (fn, node.lineno, node.func.attr, kw.arg))
+    assert not bad, "unknown keywords: %s" % bad
+
+
+def test_kernels_do_not_import_pyworkflow():
+    root = os.path.join(os.path.dirname(cryoprocs.__file__), "kernels")
+    for fn in os.listdir(root):
+        if fn.endswith(".py"):
+            tree = ast.parse(open(os.path.join(root, fn)).read())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                    if node.level:          # relative import: only within kernels/convert
+                        assert (node.module or "").split(".")[0] in ("", "kernels") or \
+                            node.level == 1, "%s imports %s" % (fn, node.module)
+                for n in names:
+                    assert n.split(".")[0] not in ("pyworkflow", "pwem", "tomo"), \
+                        "%s imports %s" % (fn, n)
+
+
+def test_plugin_entry_point_and_class():
+    from importlib.metadata import entry_points
+    eps = [e for e in entry_points(group="pyworkflow.plugin") if e.name == "cryoprocs"]
+    assert eps and eps[0].value == "cryoprocs"
+    import pwem
+    assert issubclass(cryoprocs.Plugin, pwem.Plugin)
+    assert cryoprocs.__version__
+    scripts = [e for e in entry_points(group="console_scripts") if e.name == "cryoprocs"]
+    assert scripts and scripts[0].value == "cryoprocs.cli:main"
+
+
+def test_plugin_registers_with_pyworkflow():
+    from pwem import Domain
+    plugin = Domain.getPluginModule("cryoprocs")
+    assert plugin.Plugin is cryoprocs.Plugin
+    protos = Domain.getProtocols()
+    assert "ProtCryoprocsApplyMask3D" in protos
+    # bibtex keys used by the protocols are defined
+    keys = set(plugin._bibtex.keys())
+    assert {"cryoprocs2026", "delaRosaTrevin2013"} <= keys
+
+
+def test_protocols_conf_lists_existing_protocols():
+    import configparser
+    import json
+    conf = configparser.ConfigParser()
+    conf.optionxform = str
+    conf.read(os.path.join(os.path.dirname(cryoprocs.__file__), "protocols.conf"))
+    names = set()
+
+    def walk(nodes):
+        for n in nodes:
+            if n["tag"] == "protocol":
+                names.add(n["value"])
+            walk(n.get("children", []))
+    for view in conf["PROTOCOLS"]:
+        walk(json.loads(conf["PROTOCOLS"][view]))
+    available = {c.__name__ for c in _protocol_classes()}
+    assert names and names <= available, names - available
+    final = {c.__name__ for c in _protocol_classes() if not c.isBase()
+             and not getattr(c, "_hiddenFromMenus", False)}
+    assert final <= names, "protocols missing from protocols.conf: %s" % (final - names)

@@ -1,0 +1,66 @@
+"""Packaging for scipion-em-cryoprocs (Scipion plugin + standalone ``cryoprocs`` command)."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.abspath(os.path.dirname(__file__))
+
+
+def _version():
+    with open(os.path.join(HERE, "cryoprocs", "__init__.py"), encoding="utf-8") as fh:
+        return re.search(r'^__version__\s*=\s*"([^"]+)"', fh.read(), re.M).group(1)
+
+
+def _long_description():
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+# The Scipion stack pins numpy 1.26.1 and scipy <= 1.10.0 (scipion-pyworkflow / scipion-em);
+# every range below is chosen to resolve inside those pins.
+INSTALL_REQUIRES = [
+    "scipion-pyworkflow>=3.11.7,<3.12",
+    "scipion-em>=3.11.1,<3.12",
+    "scipion-em-tomo>=3.12.4,<3.13",
+    "numpy>=1.26,<2",
+    "scipy>=1.10,<1.11",
+    "mrcfile>=1.4.0,<=1.4.3",
+    "starfile>=0.5.6",
+    "pandas>=2.1,<4",
+    "tifffile",
+    "threadpoolctl>=3.1",
+    "tqdm>=4.60",
+]
+
+EXTRAS_REQUIRE = {
+    "test": [
+        "pytest>=7",
+        "pytest-timeout>=2.1",
+    ],
+}
+
+setup(
+    name="scipion-em-cryoprocs",
+    version=_version(),
+    description="Scipion plugin with fast NumPy/SciPy kernels for cryo-EM and cryo-ET processing",
+    long_description=_long_description(),
+    long_description_content_type="text/markdown",
+    license="GPLv3",
+    url="https://github.com/cryoprocs/scipion-em-cryoprocs",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=["benchmarks", "benchmarks.*"]),
+    package_data={"cryoprocs": ["protocols.conf", "cryoprocs_logo.png"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "pyworkflow.plugin": ["cryoprocs = cryoprocs"],
+        "console_scripts": ["cryoprocs = cryoprocs.cli:main"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: GNU General Public License v3 (GPLv3)",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+    ],
+)
