@@ -1,0 +1,7 @@
+"""File formats and Scipion<->array mapping, in one place.
+
+* :mod:`.mrc` - MRC input/output (memory-mapped reads, atomic writes).
+* :mod:`.star` - RELION STAR files.
+* :mod:`.euler` - Euler-angle conventions (RELION ZYZ, TOM/STOPGAP zxz).
+* :mod:`.scipion` - Scipion coordinates and orientation matrices (imports pyworkflow lazily).
+"""

@@ -1,0 +1,51 @@
+"""RELION STAR files: thin helpers over the ``starfile`` package.
+
+Blocks are pandas DataFrames (loop blocks) or dicts (single-row ``data_general``-style
+blocks). Labels are written without the leading underscore as ``starfile`` does
+(``rlnTomoName``); RELION 5 reads these files.
+"""
+import os
+
+import pandas as pd
+import starfile
+
+from .mrc import atomic_output
+
+__all__ = ["read_star", "write_star", "read_block"]
+
+
+def read_star(path):
+    """Read every block of a STAR file into an ordered dict ``{name: DataFrame | dict}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        missing file; ``ValueError`` for an unreadable file (with its path).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError("STAR file not found: %s" % path)
+    try:
+        return starfile.read(path, always_dict=True)
+    except Exception as exc:
+        raise ValueError("cannot read STAR file %s: %s" % (path, exc)) from None
+
+
+def read_block(path, name=None):
+    """One block of a STAR file (the only/first one when ``name`` is None)."""
+    blocks = read_star(path)
+    if name is None:
+        return next(iter(blocks.values()))
+    if name not in blocks:
+        raise ValueError("STAR file %s has no data_%s block (blocks: %s)"
+                         % (path, name, ", ".join(blocks)))
+    return blocks[name]
+
+
+def write_star(path, blocks, overwrite=True, float_format="%.6f"):
+    """Write ``{name: DataFrame | dict}`` to ``path`` atomically (temporary name, rename)."""
+    clean = {}
+    for name, block in blocks.items():
+        clean[name] = block if isinstance(block, (pd.DataFrame, dict)) else pd.DataFrame(block)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        starfile.write(clean, tmp, float_format=float_format, overwrite=True)
+    return path
