@@ -454,6 +454,9 @@ def _region_values(r):
 
 #: stride of the diagnostic sample of the map values (a prime: no alignment with rows)
 SAMPLE_STRIDE = 257
+#: provisional threshold for mean + k std modes: mean + PROVISIONAL_FACTOR k std(sample); the
+#: final threshold is checked against it (another pass if it is lower)
+PROVISIONAL_FACTOR = 0.9
 
 
 def _statistics_two_pass(mp, first_pass_hook=None, between=None):
@@ -1509,7 +1512,7 @@ def pick_peaks(scores, angle_map, angle_list, min_distance, threshold_mode="fals
             k = float(sigma) if threshold_mode == "sigma" else \
                 false_positive_k(n_false_positives, st.n)
             sd = float(np.std(st.sample, dtype=np.float64)) if st.sample.size > 1 else 0.0
-            state["provisional"] = np.float32(float(st.mean) + 0.9 * k * sd
+            state["provisional"] = np.float32(float(st.mean) + PROVISIONAL_FACTOR * k * sd
                                               - 1e-6 * abs(float(st.mean)))
         if "provisional" in state:
             state["collector"] = _CandidateCollector(state["provisional"])
