@@ -39,6 +39,7 @@ def test_demo_finishes_every_protocol(demo_run):
     labels = " ".join(r[0] for r in rows)
     assert "mask EMD-3197" in labels and "mask HIV particles" in labels
     assert "protocol" in res.stdout and "scipion3 project cryoprocs_demo" in res.stdout
+    assert "open_project.sh" in res.stdout and os.path.exists(os.path.join(work, "open_project.sh"))
 
 
 def test_demo_mask_outputs_are_right(demo_run):
