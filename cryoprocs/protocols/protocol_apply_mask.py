@@ -501,6 +501,11 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
     def _itemNoun(self, plural=False):
         return 'volumes' if plural else 'volume'
 
+    def _validate(self):
+        if self._isSet() and self.inputVolumes.get().getSize() == 0:
+            return ['The input set of volumes is empty.']
+        return super()._validate()
+
     def _summary(self):
         if hasattr(self, C.OUTPUT_VOLUMES):
             n = getattr(self, C.OUTPUT_VOLUMES).getSize()

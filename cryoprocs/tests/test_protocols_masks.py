@@ -211,3 +211,38 @@ class TestApplyMaskKeepsAttributes(BaseTest):
             res = masked[pout.getIndex() - 1]
             self.assertEqual(res[128, 128], img[128, 128])       # inside: unchanged
             self.assertEqual(res[0, 0], 0.0)                      # corner: removed
+
+
+class TestApplyMaskCreatedMaskValidation(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+
+    def test_created_mask_checked_on_every_dimension_and_sampling(self):
+        base, cases, case = _xmipp_case("m3d09_createdmask_binary")
+        vol = self.newProtocol(ProtImportVolumes, filesPath=os.path.join(base, case["input"]),
+                               samplingRate=8.66)
+        self.launchProtocol(vol)
+        # same X and Y as the 41x46x39 crop but a different Z: Xmipp would accept it
+        tmp = self.proj.getTmpPath("mask_z40.mrc")
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(np.ones((40, 46, 41), np.float32))
+        imp = self.newProtocol(ProtImportMask, maskPath=tmp, samplingRate=9.5)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
+                                source=C.SOURCE_MASK, inputMask=imp.outputMask)
+        errors = " ".join(prot.validate())
+        self.assertIn("(41, 46, 40)", errors)
+        self.assertIn("(41, 46, 39)", errors)
+        self.assertIn("9.5000", errors)
+        # a mask outside [0, 1] is accepted with a warning
+        tmp2 = self.proj.getTmpPath("mask_scaled.mrc")
+        with mrcfile.new(tmp2, overwrite=True) as m:
+            m.set_data(np.full((39, 46, 41), 2.0, np.float32))
+        imp2 = self.newProtocol(ProtImportMask, maskPath=tmp2, samplingRate=8.66)
+        self.launchProtocol(imp2)
+        prot2 = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
+                                 source=C.SOURCE_MASK, inputMask=imp2.outputMask)
+        self.assertEqual(prot2.validate(), [])
+        self.assertTrue(any("[2, 2]" in w for w in prot2._warnings()))
