@@ -60,6 +60,21 @@ def parse_location(location):
     return index, location
 
 
+def _existing(path):
+    """The file part of a location, checked to exist."""
+    _, path = parse_location(path)
+    if not os.path.exists(path):
+        raise MrcFormatError("file not found: %s" % path)
+    return path
+
+
+def _quiet(func, *args, **kwargs):
+    """Call an mrcfile function with its header RuntimeWarnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return func(*args, **kwargs)
+
+
 def mmap_mrc(path, mode="r", permissive=False):
     """Open an MRC file memory-mapped (default read-only) and return the mrcfile object.
 
@@ -71,20 +86,14 @@ def mmap_mrc(path, mode="r", permissive=False):
     MrcFormatError
         missing file or not MRC.
     """
-    _, path = parse_location(path)
-    if not os.path.exists(path):
-        raise MrcFormatError("file not found: %s" % path)
+    path = _existing(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return mrcfile.mmap(path, mode=mode, permissive=permissive)
+        return _quiet(mrcfile.mmap, path, mode=mode, permissive=permissive)
     except ValueError as exc:
         if not permissive:
             # Files written by some programs lack the "MAP " id; accept them, with a warning.
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mrc = mrcfile.mmap(path, mode=mode, permissive=True)
+                mrc = _quiet(mrcfile.mmap, path, mode=mode, permissive=True)
             except Exception:
                 mrc = None
             if mrc is not None and mrc.data is not None:
@@ -110,22 +119,18 @@ def mrc_info(path):
     MrcFormatError
         missing file or not MRC.
     """
-    _, path = parse_location(path)
-    if not os.path.exists(path):
-        raise MrcFormatError("file not found: %s" % path)
+    path = _existing(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                h = mrc.header
-                shape = (int(h.nz), int(h.ny), int(h.nx))
-                dtype = mrcfile.utils.dtype_from_mode(int(h.mode))
-                needed = 1024 + int(h.nsymbt) + int(np.prod(shape)) * dtype.itemsize
-                if min(shape) <= 0 or os.path.getsize(path) < needed:
-                    raise ValueError("header dimensions %s do not fit the file size"
-                                     % (shape[::-1],))
-                is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and shape[0] > 1)
-                return MrcInfo(shape, voxel_size_of(mrc), dtype, is_stack)
+        with _quiet(mrcfile.open, path, header_only=True, permissive=True) as mrc:
+            h = mrc.header
+            shape = (int(h.nz), int(h.ny), int(h.nx))
+            dtype = mrcfile.utils.dtype_from_mode(int(h.mode))
+            needed = 1024 + int(h.nsymbt) + int(np.prod(shape)) * dtype.itemsize
+            if min(shape) <= 0 or os.path.getsize(path) < needed:
+                raise ValueError("header dimensions %s do not fit the file size"
+                                 % (shape[::-1],))
+            is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and shape[0] > 1)
+            return MrcInfo(shape, voxel_size_of(mrc), dtype, is_stack)
     except Exception as exc:
         raise MrcFormatError("%s is not a readable MRC file: %s" % (path, exc)) from None
 
@@ -271,10 +276,8 @@ def write_mrc(path, data, voxel_size=None, origin=None, is_stack=False, overwrit
 # block, whatever the file size (mmap pages count in the process RSS once touched).
 
 def _header(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-            return mrc.header.copy()
+    with _quiet(mrcfile.open, path, header_only=True, permissive=True) as mrc:
+        return mrc.header.copy()
 
 
 class MrcBlockReader:
