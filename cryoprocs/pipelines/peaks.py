@@ -9,6 +9,7 @@ is read only at the picks. The maths is in :mod:`cryoprocs.kernels.peaks`.
 import contextlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..convert.em import EmFormatError, mmap_em
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
 
-__all__ = ["PickOptions", "open_volume", "volume_shape", "pick_volumes", "save_result",
+__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes", "save_result",
            "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
            "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
 
@@ -58,6 +59,22 @@ def open_volume(path):
         yield data, (vs if vs > 0 and vs != 1.0 else None)
     finally:
         mrc.close()
+
+
+def header_value_range(path):
+    """``(min, max)`` of an MRC volume from its header statistics, or None when the header
+    has none (dmax < dmin, as unset) or the file is not MRC. Reads only the header."""
+    if str(path).lower().endswith(EM_EXTENSIONS):
+        return None
+    try:
+        import mrcfile
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            lo, hi = float(mrc.header.dmin), float(mrc.header.dmax)
+    except Exception:
+        return None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo or (lo == 0 and hi == 0):
+        return None
+    return lo, hi
 
 
 def volume_shape(path):
@@ -275,9 +292,18 @@ def result_summary(result, name=None):
     return s
 
 
+#: matplotlib is not thread-safe (protocol steps run in threads): one figure at a time
+_PLOT_LOCK = threading.Lock()
+
+
 def plot_diagnostics(path, result, title=""):
     """PNG with the score histogram (Gaussian model, threshold) and the sorted candidate scores
     (picks marked), annotated with threshold, candidates, picks and expected false positives."""
+    with _PLOT_LOCK:
+        return _plot_diagnostics(path, result, title)
+
+
+def _plot_diagnostics(path, result, title):
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
