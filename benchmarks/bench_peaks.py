@@ -166,7 +166,34 @@ print(json.dumps(dict(call_cpu=c1 - c0, call_wall=w1 - w0, cpu=ru.ru_utime + ru.
 """
 
 
+def warm(data):
+    """Read both maps once so that every measured run starts from the page cache (the
+    comparison is of computation, not of the disk)."""
+    buf = bytearray(64 << 20)
+    for name in ("scores.mrc", "angles.mrc"):
+        with open(os.path.join(data, name), "rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
+
+
+def same_picks(a, b):
+    """``(identical, same_up_to_ties, n_rows_differing)``: ``(x, y, z, score, phi, theta, psi)``
+    rows. Equal scores may come out in another order when NumPy's argsort differs between the
+    two environments (cryoCAT's tie order is NumPy's); rows sorted by (-score, x, y, z) must
+    then agree (peak-picking.md section 7)."""
+    if a.shape != b.shape:
+        return False, False, max(len(a), len(b))
+    rows = ~np.all(np.isclose(a, b, rtol=0, atol=1e-6), axis=1)
+    if not rows.any():
+        return True, True, 0
+    key = lambda m: m[np.lexsort((m[:, 2], m[:, 1], m[:, 0], -m[:, 3]))]   # noqa: E731
+    ties_only = np.allclose(key(a), key(b), rtol=0, atol=1e-6) and \
+        np.array_equal(a[:, 3], b[:, 3])
+    return False, ties_only, int(rows.sum())
+
+
 def run(python, code, data, mode, env=None):
+    warm(data)
     res = subprocess.run([python, "-c", code % {"diameter": DIAMETER}, data, mode],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if res.returncode != 0:
@@ -208,10 +235,14 @@ def main(argv=None):
                                    theirs["cpu"], theirs["maxrss_kb"] / 1e6 * 1.024))
             a = np.load(os.path.join(data, "picks_cryoprocs_%s.npy" % mode))
             b = np.load(os.path.join(data, "picks_cryocat_%s.npy" % mode))
-            same = a.shape == b.shape and np.array_equal(a[:, :4], b[:, :4]) and \
-                np.allclose(a[:, 4:], b[:, 4:])
-            print("picks identical to cryoCAT (x, y, z, score, angles, order): %s" % same)
-            ok &= same
+            ident, ties, nd = same_picks(a, b)
+            if ident:
+                print("picks identical to cryoCAT (x, y, z, score, angles, order)")
+            else:
+                print("picks identical to cryoCAT as sorted sets: %s; %d rows differ in order "
+                      "(equal scores: NumPy %s here, cryoCAT's NumPy sorts ties differently)"
+                      % (ties, nd, np.__version__))
+            ok &= ties
         else:
             ref_cpu, source = DOC_CRYOCAT[mode], "documented (peak-picking.md 8.1)"
         ratio = ref_cpu / ours["call_cpu"]

@@ -292,18 +292,31 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         ids = self._insertItemSteps(self.pickStep, [(ts, len(tsIds)) for ts in tsIds])
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
+    def _inputFiles(self, tsId):
+        """``(score, angle, mask or None)`` file paths of one tsId (``tsId=None``: the score-map
+        sampling rate). The sets are read once per process, under the protocol lock (steps run
+        in threads sharing the set objects)."""
+        with self._lock:
+            cache = getattr(self, '_filesCache', None)
+            if cache is None:
+                items, _ = self._matchItems()
+                cache = {ts: (self._projectPath(s.getFileName()),
+                              self._projectPath(a.getFileName()),
+                              self._projectPath(m.getFileName()) if m is not None else None)
+                         for ts, (s, a, _t, m) in items.items()}
+                cache[None] = self._mapSr()          # voxel size of the score maps
+                self._filesCache = cache
+        return cache[tsId]
+
     def pickStep(self, tsId, nSteps):
-        items, _ = self._matchItems()
-        score, angle, _tomo, mask = items[tsId]
+        scorePath, anglePath, maskPath = self._inputFiles(tsId)
         out = self._picksFile(tsId)
         opts = self._options()
         if not os.path.exists(out):                 # finished before a restart
             with self._threadLimits(self._kernelThreads(nSteps)):
-                res, info = PP.pick_volumes(
-                    self._projectPath(score.getFileName()),
-                    self._projectPath(angle.getFileName()),
-                    self._projectPath(self.angleList.get()), opts,
-                    mask_path=self._projectPath(mask.getFileName()) if mask else None)
+                res, info = PP.pick_volumes(scorePath, anglePath,
+                                            self._projectPath(self.angleList.get()), opts,
+                                            mask_path=maskPath)
             PP.save_result(out, res, tsId=tsId, shape=list(info["shape"]))
             logger.info('tsId = %s -> %s', tsId, PP.result_summary(res))
         if not os.path.exists(self._diagFile(tsId)):
@@ -313,9 +326,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             paths = {k: self._angdistFile(tsId, k) for k, _ in ANGDIST_KINDS}
             if not all(os.path.exists(p) for p in paths.values()):
                 PP.write_angular_distance_maps(
-                    self._projectPath(angle.getFileName()), self._projectPath(self.angleList.get()),
-                    paths, opts.angles_order, opts.angles_numbering, opts.symmetry,
-                    voxel_size=self._mapSr())
+                    anglePath, self._projectPath(self.angleList.get()), paths, opts.angles_order,
+                    opts.angles_numbering, opts.symmetry, voxel_size=self._inputFiles(None))
 
     def createOutputStep(self):
         from tomo.objects import Coordinate3D, SetOfCoordinates3D
