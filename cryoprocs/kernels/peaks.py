@@ -41,7 +41,6 @@ Angles are zxz (phi, theta, psi) in degrees: ``Rotation.from_euler('zxz', [phi, 
 """
 import math
 import mmap as _mmap_module
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -10,16 +10,17 @@ import contextlib
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..convert import motl as M
-from ..convert.em import EmFormatError, mmap_em
+from ..convert.em import mmap_em
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
 
-__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes", "save_result",
+__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
+           "save_result",
            "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
            "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
 
