@@ -103,7 +103,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         form.addParam('inputMasks', params.PointerParam, pointerClass='SetOfTomoMasks',
                       allowsNull=True, label='Tomogram masks (optional)',
                       help='Masks with the dimensions of the score maps, matched by tsId, '
-                           'restricting where particles are picked.')
+                           'restricting where particles are picked (import them with the '
+                           'score maps as their tomograms).')
         form.addSection(label='Picking')
         form.addParam('cryocatCompatible', params.BooleanParam, default=False,
                       label='cryoCAT-compatible',

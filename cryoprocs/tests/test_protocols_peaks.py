@@ -237,6 +237,19 @@ class TestScoresPeakPicking(BaseTest):
                                 anglesNumbering=C.PEAKS_NUMBERING_1)
         errors = prot.validate()
         self.assertTrue(any("0-based" in e for e in errors), errors)
+        # a mask of another shape
+        from tomo.protocols import ProtImportTomomasks
+        with mrcfile.new(os.path.join(d, "badmask_TS01.mrc")) as m:
+            m.set_data(np.ones((64, 128, 120), np.int8))
+        imp = self.newProtocol(ProtImportTomomasks, filesPath=d,
+                               filesPattern="badmask_{TS}.mrc", inputTomos=badAngles)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
+                                inputAngleMaps=self.angles, inputTomograms=self.tomos,
+                                inputMasks=imp.tomomasks, angleList=self.angleList,
+                                minDistance=20.0)
+        errors = prot.validate()
+        self.assertTrue(any("mask has (120, 128, 64)" in e for e in errors), errors)
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=self.angles, inputTomograms=badAngles,
                                 angleList=self.angleList, minDistance=20.0)
