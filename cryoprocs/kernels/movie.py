@@ -392,17 +392,18 @@ def draw_scale_bar(img, length_px, length_nm):
     h, w = img.shape[:2]
     margin = max(2, h // 30)
     bar_h = max(2, h // 100)
-    x0, y1 = margin, h - margin
+    x0, y1 = margin, h - margin - 1
     x1 = min(w - 1, x0 + int(length_px) - 1)
     y0 = y1 - bar_h + 1
-    cv2.rectangle(img, (x0 - 1, y0 - 1), (x1 + 1, y1 + 1), 0, -1)
-    cv2.rectangle(img, (x0, y0), (x1, y1), 255, -1)
     text = _nm_text(length_nm)
     scale = _font_scale(h) * 0.85
     thick = max(1, int(round(scale * 1.5)))
-    org = (x0, y0 - max(3, bar_h))
+    org = (x0, y0 - max(3, bar_h) - 1)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 0, thick + 2, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    # the bar last, so that the text's anti-aliased outline never eats into it
+    cv2.rectangle(img, (x0 - 1, y0 - 1), (x1 + 1, y1 + 1), 0, -1)
+    cv2.rectangle(img, (x0, y0), (x1, y1), 255, -1)
     return img
 
 

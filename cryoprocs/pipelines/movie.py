@@ -378,12 +378,14 @@ class StackSource:
 
 
 class _FrameReader:
-    """Float32 frames of a source, slab-averaged and binned, read a block at a time."""
+    """Float32 frames of a source, slab-averaged, binned and shrunk to ``out_shape`` (area
+    averaging), read a block of slices at a time."""
 
-    def __init__(self, source, slab=1, binning=1, block_bytes=BLOCK_BYTES):
+    def __init__(self, source, slab=1, binning=1, out_shape=None, block_bytes=BLOCK_BYTES):
         self.source = source
         self.slab = int(slab)
         self.binning = int(binning)
+        self.out_shape = None if out_shape is None else tuple(out_shape)
         rows, cols = source.frame_shape
         self.block = max(self.slab, int(block_bytes // max(1, rows * cols * 4)), 1)
         self._c0 = self._c1 = 0
@@ -408,7 +410,11 @@ class _FrameReader:
         a, b = K.slab_bounds(k, self.source.n, self.slab)
         sl = self._slices(a, b)
         f = sl[0] if b - a == 1 else sl.mean(axis=0, dtype=np.float32)
-        return K.bin_image(f, self.binning)
+        f = K.bin_image(f, self.binning)
+        if self.out_shape is not None and f.shape != self.out_shape:
+            import cv2
+            f = cv2.resize(f, self.out_shape[::-1], interpolation=cv2.INTER_AREA)
+        return f
 
 
 # ============================================================================ writers
@@ -690,7 +696,8 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
             raise MovieError("a scale bar needs the pixel size, but %s has none (give it "
                              "explicitly)" % source.path)
         bar = K.nice_scale_bar(out_shape[1], source.pixel_size * scale / 10.0)
-    reader = _FrameReader(source, settings.slab, settings.binning)
+    reader = _FrameReader(source, settings.slab, settings.binning,
+                          out_shape if out_shape != binned else None)
     window = _window(reader, kept, settings)
     if settings.window == "minmax" and window[0] == window[1]:
         logger.warning("%s is constant (%g) over the kept frames: the movie is black",
@@ -699,8 +706,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     style = K.FrameStyle(window, clip_window=settings.window == "percentile",
                          clahe=settings.clahe, clip_limit=settings.clip_limit,
                          tile_grid_size=settings.tile_grid_size, invert=settings.invert,
-                         out_shape=out_shape if out_shape != binned else None, even=even,
-                         scale_bar=bar)
+                         even=even, scale_bar=bar)
     height = out_shape[0] + (out_shape[0] % 2 if even else 0)
     width = out_shape[1] + (out_shape[1] % 2 if even else 0)
 
