@@ -481,14 +481,18 @@ def render_frame(frame, style, label=None):
 
 # ----------------------------------------------------------------------------- preview
 def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
-    """Grid of uint8 tiles (each shrunk to fit ``tile_size`` px), with optional labels.
+    """Grid of uint8 tiles with their labels written underneath.
+
+    Each cell is ``min(tile_size, largest tile side)`` px square; tiles are shrunk (never
+    enlarged) to fit and centred. With ``labels``, a caption strip below each cell holds its
+    label, so the tiles' own overlays stay visible.
 
     Parameters
     ----------
     tiles : list of numpy.ndarray
         2D uint8 frames (any sizes).
     labels : list of str, optional
-        Text written on each tile.
+        Caption of each tile.
 
     Returns
     -------
@@ -501,8 +505,13 @@ def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
     n = len(tiles)
     ncols = int(ncols or min(n, max(1, int(math.ceil(math.sqrt(n))))))
     nrows = int(math.ceil(n / ncols))
-    cell = int(tile_size)
-    out = np.zeros((nrows * cell + (nrows - 1) * gap, ncols * cell + (ncols - 1) * gap),
+    cell = int(min(tile_size, max(max(np.shape(t)) for t in tiles)))
+    cap = 0
+    if labels is not None:
+        cap_scale = 0.45
+        (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 1)
+        cap = th + base + 6
+    out = np.zeros((nrows * (cell + cap) + (nrows - 1) * gap, ncols * cell + (ncols - 1) * gap),
                    dtype=np.uint8)
     for i, t in enumerate(tiles):
         t = np.asarray(t, dtype=np.uint8)
@@ -511,11 +520,16 @@ def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
         if f < 1.0:
             t = cv2.resize(t, (max(1, int(round(w * f))), max(1, int(round(h * f)))),
                            interpolation=cv2.INTER_AREA)
-        t = np.ascontiguousarray(t)
-        if labels is not None and labels[i]:
-            draw_label(t, labels[i])
         r, c = divmod(i, ncols)
-        y0 = r * (cell + gap) + (cell - t.shape[0]) // 2
-        x0 = c * (cell + gap) + (cell - t.shape[1]) // 2
+        top = r * (cell + cap + gap)
+        left = c * (cell + gap)
+        y0 = top + (cell - t.shape[0]) // 2
+        x0 = left + (cell - t.shape[1]) // 2
         out[y0:y0 + t.shape[0], x0:x0 + t.shape[1]] = t
+        if cap and labels[i]:
+            text = str(labels[i])
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 1)
+            org = (left + max(0, (cell - tw) // 2), top + cell + 3 + th)
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 255, 1,
+                        cv2.LINE_AA)
     return out

@@ -447,10 +447,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         if not infos:
             return []
         s = self._settings()
-        text = ('%d movie%s of the %s were made with cryoprocs [cryoprocs2026], with '
-                'mrc2movie\'s processing: ' % (len(infos), 's' if len(infos) > 1 else '',
-                                               self._kindName().replace('tiltseries',
-                                                                        'tilt series')))
+        kind = {'tiltseries': 'tilt series', 'tomogram': 'tomograms',
+                'volume': 'volumes'}[self._kindName()]
+        text = ('%s made with cryoprocs [cryoprocs2026], with mrc2movie\'s processing: '
+                % ('%d movies of the %s were' % (len(infos), kind) if len(infos) > 1 else
+                   'A movie of the %s was' % kind.rstrip('s') if kind != 'tilt series' else
+                   'A movie of the tilt series was'))
         text += ('the global minimum and maximum of the kept slices were mapped to 8 bits'
                  if s.window == 'minmax' else
                  'the %g-%g %% percentile window was mapped to 8 bits' % s.percentiles)

@@ -203,13 +203,19 @@ def test_label_stays_in_the_top_left_corner():
     assert K.frame_label("angle", 3.04) == "tilt +3.0 deg"
 
 
-def test_montage_places_tiles():
+def test_montage_places_tiles_and_captions():
     tiles = [np.full((50, 100), v, np.uint8) for v in (10, 20, 30)]
     m = K.montage(tiles, tile_size=64, gap=4)
     assert m.shape == (64 * 2 + 4, 64 * 2 + 4)
     # first tile shrunk to 32x64 and centred in its cell
     assert m[16 + 5, 10] == 10 and m[0, 0] == 0
     assert m[16 + 5, 68 + 10] == 20 and m[68 + 16 + 5, 10] == 30
+    # small tiles are not enlarged: cells fit the largest tile
+    small = K.montage([np.full((20, 30), 7, np.uint8)])
+    assert small.shape == (30, 30) and (small[5:25] == 7).all()
+    # captions go below the tiles, which stay untouched
+    cap = K.montage([np.full((40, 40), 100, np.uint8)], labels=["TS_01"])
+    assert cap.shape[0] > 40 and cap.shape[1] == 40
+    assert (cap[:40] == 100).all() and cap[40:].max() > 100
     with pytest.raises(K.MovieError):
         K.montage([])
-    assert K.montage([np.zeros((8, 8), np.uint8)]).shape == (256, 256)

@@ -27,10 +27,10 @@ class CryoprocsMovieViewer(pwviewer.Viewer):
         from pyworkflow.gui.plotter import Plotter
 
         movies = [os.path.basename(p) for p in obj.getMovieFiles()]
-        plotter = Plotter(windowTitle='Movie preview: %s' % ', '.join(movies))
-        ax = plotter.createSubPlot('Central frames of %d movie%s (files in %s)'
-                                   % (len(movies), 's' if len(movies) != 1 else '',
-                                      obj._getExtraPath()), '', '')
+        plotter = Plotter(windowTitle='Movie preview (%s): %s'
+                          % (obj._getExtraPath(), ', '.join(movies)))
+        ax = plotter.createSubPlot('Central frames of %d movie%s'
+                                   % (len(movies), 's' if len(movies) != 1 else ''), '', '')
         ax.imshow(mpimg.imread(preview), cmap='gray', vmin=0, vmax=1)
         ax.set_axis_off()
         plotter.image = preview
