@@ -13,7 +13,7 @@ import os
 import re
 
 import pyworkflow.protocol.params as params
-from pwem.objects import EMSet, SetOfVolumes, Volume
+from pwem.objects import EMSet
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTiltSeries, SetOfTomograms

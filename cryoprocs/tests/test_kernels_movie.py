@@ -1,6 +1,5 @@
 """Movie frame kernels on arrays: mrc2movie parity, selection and playback semantics,
 geometry, contrast windows, overlays."""
-import cv2
 import numpy as np
 import pytest
 
