@@ -1,0 +1,165 @@
+"""ImportRelion5 -> ExtractSubtomos in a real Scipion project, against RELION 5.0.1's own
+outputs (every stack, every STAR value), plus 3D sub-volumes against direct slicing."""
+import json
+import os
+
+import mrcfile
+import numpy as np
+import starfile
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from cryoprocs import constants as C
+from cryoprocs.convert import relion5_scipion as RS
+from cryoprocs.convert.euler import relion_euler_matrix
+from cryoprocs.convert.scipion import relion_orientation
+from cryoprocs.protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5
+from cryoprocs.tests import relion5_reference as REF
+from cryoprocs.tests import shared_data
+
+
+class TestImportAndExtractRelion5(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        base = REF.pack_dir()
+        cls.base = base
+        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
+                                  tomogramsFile=os.path.join(base, "tomograms.star"),
+                                  particlesFile=os.path.join(base, "particles.star"))
+        cls.launchProtocol(cls.imp)
+
+    def _extract(self, cid, **over):
+        case = REF.cases()[cid]
+        s = case["settings"]
+        kw = dict(inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
+                  inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
+                  inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                  boxSize=s["box"], cropSize=s["crop"], binning=s["binning"],
+                  ctfPremultiply=s["do_ctf"], circleCrop=s["circle_crop"],
+                  float16=s["float16"], maxDose=s["max_dose"], minFrames=s["min_frames"],
+                  numberOfThreads=3)
+        kw.update(over)
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos, **kw)
+        prot.setObjLabel("extract %s" % cid)
+        self.launchProtocol(prot)
+        return prot, case
+
+    def _check_case(self, cid):
+        prot, case = self._extract(cid)
+        extra = os.path.join(self.proj.getPath(), prot._getExtraPath())
+        res = REF.compare_stacks(extra, case)
+        self.assertLessEqual(res["worst_units"], 16)
+        prefix = os.path.relpath(extra, self.proj.getPath()) + "/"
+        REF.compare_star(os.path.join(extra, "particles.star"), case, image_prefix=prefix)
+        opt = next(iter(starfile.read(os.path.join(extra, "optimisation_set.star"),
+                                      always_dict=True).values()))
+        self.assertEqual(opt["rlnTomoParticlesFile"], prefix + "particles.star")
+        self.assertEqual(opt["rlnTomoTomogramsFile"], prefix + "tomograms.star")
+        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        self.assertSetSize(out, case["n_particles_written"])
+        self.assertAlmostEqual(out.getSamplingRate(), 6.72 * case["settings"]["binning"],
+                               places=5)
+        ref = starfile.read(os.path.join(self.base, case["folder"], "particles.star"))[
+            "particles"].set_index("rlnTomoParticleName")
+        for sub in out.iterItems():
+            name = RS.attr(sub, "rlnTomoParticleName")
+            self.assertEqual(RS.attr(sub, "rlnTomoVisibleFrames"),
+                             ref.loc[name, "rlnTomoVisibleFrames"])
+            with mrcfile.open(os.path.join(self.proj.getPath(), sub.getFileName())) as m:
+                self.assertEqual(m.data.shape[0], case["frames_per_particle"][name])
+            self.assertEqual(sub.getVolName(), "TS_01")
+        return prot
+
+    # ------------------------------------------------------------------ import
+    def test_import_tilt_series_ctf_and_coordinates(self):
+        tsSet = getattr(self.imp, C.OUTPUT_TILT_SERIES)
+        self.assertSetSize(tsSet, 1)
+        self.assertAlmostEqual(tsSet.getSamplingRate(), 6.72)
+        ts = tsSet.getFirstItem().clone()
+        table = starfile.read(os.path.join(self.base, "tiltseries", "TS_01.star"))
+        tis = [ti.clone() for ti in ts.iterItems(orderBy="id")]
+        self.assertEqual(len(tis), 41)
+        pre = table["rlnMicrographPreExposure"].to_numpy()
+        self.assertTrue(ts.hasAlignment())
+        self.assertEqual(RS.attr(ts, "rlnTomoSizeX"), 256)
+        self.assertEqual(RS.attr(ts, "rlnTomoSizeZ"), 140)
+        self.assertEqual(RS.attr(ts, "rlnTomoHand"), -1.0)
+        for f, ti in enumerate(tis):
+            self.assertEqual(ti.getIndex(), f + 1)
+            self.assertAlmostEqual(ti.getTiltAngle(), table["rlnTomoYTilt"][f], places=9)
+            self.assertAlmostEqual(ti.getAcquisition().getDoseInitial(), pre[f], places=9)
+            # acquisition order = rank of the pre-exposure (dose-symmetric scheme)
+            self.assertEqual(ti.getAcquisitionOrder(), int(round(pre[f] / 3.2)) + 1)
+            zrot, sx, sy = RS.relion_from_ti_matrix(ti.getTransform().getMatrix(), 6.72)
+            self.assertAlmostEqual(zrot, table["rlnTomoZRot"][f], places=9)
+            self.assertAlmostEqual(sx, table["rlnTomoXShiftAngst"][f], places=9)
+            self.assertAlmostEqual(sy, table["rlnTomoYShiftAngst"][f], places=9)
+        self.assertAlmostEqual(tis[0].getAcquisition().getDosePerFrame(), 3.2, places=6)
+        ctfSet = getattr(self.imp, C.OUTPUT_CTF_SERIES)
+        ctfs = {c.getAcquisitionOrder(): c.clone()
+                for c in ctfSet.getFirstItem().clone().iterItems()}
+        for f, ti in enumerate(tis):
+            c = ctfs[ti.getAcquisitionOrder()]
+            self.assertAlmostEqual(c.getDefocusU(), table["rlnDefocusU"][f], places=6)
+            self.assertAlmostEqual(c.getDefocusV(), table["rlnDefocusV"][f], places=6)
+            self.assertAlmostEqual(c.getDefocusAngle(), table["rlnDefocusAngle"][f], places=6)
+        coords = getattr(self.imp, C.OUTPUT_COORDINATES)
+        self.assertSetSize(coords, 14)
+        parts = starfile.read(os.path.join(self.base, "particles.star"))["particles"]
+        from tomo.constants import CENTER_GRAVITY
+        for k, coord in enumerate(coords.iterCoordinates()):
+            row = parts.iloc[k]
+            cen = np.array(coord.getPosition(CENTER_GRAVITY)) * coords.getSamplingRate()
+            self.assertTrue(np.allclose(cen, row[["rlnCenteredCoordinateXAngst",
+                                                  "rlnCenteredCoordinateYAngst",
+                                                  "rlnCenteredCoordinateZAngst"]].to_numpy(
+                dtype=float), atol=1e-9))
+            (rot, tilt, psi), _ = relion_orientation(coord)
+            self.assertTrue(np.allclose(relion_euler_matrix(rot, tilt, psi), relion_euler_matrix(
+                row["rlnAngleRot"], row["rlnAngleTilt"], row["rlnAnglePsi"]), atol=1e-9))
+            self.assertEqual(RS.attr(coord, "rlnRandomSubset"), int(row["rlnRandomSubset"]))
+            self.assertEqual(coord.getTomoId(), "TS_01")
+        # no tomogram file in the project: an empty placeholder of the RELION size
+        tomos = getattr(self.imp, C.OUTPUT_TOMOGRAMS)
+        self.assertEqual(tomos.getFirstItem().getDim(), (256, 256, 140))
+        self.assertIn("14 particles", "\n".join(self.imp.summary()))
+
+    # ------------------------------------------------------------------ 2D stacks vs RELION
+    def test_c1_default_bin2(self):
+        self._check_case("c1")
+
+    def test_c2_crop_bin1(self):
+        self._check_case("c2")
+
+    def test_c3_no_ctf(self):
+        self._check_case("c3")
+
+    def test_c4_no_circle_crop(self):
+        self._check_case("c4")
+
+    def test_c5_float16(self):
+        self._check_case("c5")
+
+    def test_c6_max_dose_min_frames(self):
+        prot = self._check_case("c6")
+        summary = "\n".join(prot.summary())
+        self.assertIn("12 RELION 5 pseudo-subtomograms", summary)
+        self.assertIn("2 particles removed", summary)
+
+    # ------------------------------------------------------------------ validation
+    def test_validation_names_values(self):
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
+                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                boxSize=160, binning=2)
+        errors = prot.validate()
+        self.assertTrue(any("320" in e and "256 x 256" in e and "TS_01" in e for e in errors),
+                        errors)
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
+                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                boxSize=32, cropSize=31)
+        self.assertTrue(any("31" in e for e in prot.validate()))
