@@ -4,3 +4,4 @@ from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApply
                                   ProtCryoprocsApplyMask3D)
 from .protocol_import_relion5 import ProtCryoprocsImportRelion5
 from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
+from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries

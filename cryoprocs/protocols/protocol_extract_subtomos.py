@@ -211,13 +211,29 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     # ================================================================= steps
     def _insertAllSteps(self):
+        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
+        # conversion runs inside the first item step (under the protocol lock), and a single
+        # tilt series / tomogram is extracted and registered in one step.
         tsIds = self._stepTsIds()
-        convert = self._insertFunctionStep(self.convertInputStep, prerequisites=[],
-                                           needsGPU=False)
         func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
-        ids = self._insertItemSteps(func, [(t, len(tsIds)) for t in tsIds],
-                                    prerequisites=[convert])
+        if len(tsIds) <= 1:
+            self._insertFunctionStep(self.extractAllStep, tsIds, prerequisites=[],
+                                     needsGPU=False)
+            return
+        ids = self._insertItemSteps(func, [(t, len(tsIds)) for t in tsIds])
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
+
+    def extractAllStep(self, tsIds):
+        func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
+        for t in tsIds:
+            func(t, 1)
+        self.createOutputStep()
+
+    def _prepareInput(self):
+        """Write the converted inputs once per run (later steps and resumed runs reuse them)."""
+        with self._lock:
+            if not os.path.exists(self._mapFile()):
+                self.convertInputStep()
 
     def _stepTsIds(self):
         coords = set(self._coordTsIds())
@@ -295,6 +311,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                           self._settings(), project_dir=self._projectDir())
 
     def extractTiltSeriesStep(self, tsId, nSteps):
+        self._prepareInput()
         threads = self._kernelThreads(nSteps)
         with self._threadLimits(threads):
             res = self._job().extract_tilt_series(tsId, threads=threads)
@@ -343,6 +360,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         return self._extra("Subtomograms", tsId, "%s_%06d.mrc" % (tsId, coordId))
 
     def extractTomogramStep(self, tsId, nSteps):
+        self._prepareInput()
         data = json.load(open(self._mapFile()))[tsId]
         coords = data["coords"]
         csr = self.inputCoordinates.get().getSamplingRate()
@@ -364,6 +382,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     # ---------------------------------------------------------------- output
     def createOutputStep(self):
+        self._prepareInput()
         from pwem.objects import Transform
         from tomo.objects import SubTomogram
 

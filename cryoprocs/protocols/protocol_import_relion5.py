@@ -91,6 +91,9 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
     def _tomogramsStar(self):
         return os.path.abspath(self.tomogramsFile.get())
 
+    def _particlesStar(self):
+        return os.path.abspath(self.particlesFile.get()) if self.particlesFile.get() else None
+
     def _relionProjectDir(self, tomograms=None):
         if self.projectDir.get():
             return os.path.abspath(self.projectDir.get())
@@ -185,7 +188,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         self._defineOutputs(**{C.OUTPUT_CTF_SERIES: ctfSet})
         self._defineSourceRelation(ctfSet, tsSet)
 
-        if self.particlesFile.get():
+        if self._particlesStar():
             report["particles"] = self._importCoordinates(glob, series, project,
                                                           SetOfCoordinates3D)
         self.importReport.set(json.dumps(report))
@@ -295,7 +298,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         from tomo.constants import CENTER_GRAVITY
         from tomo.objects import Coordinate3D
 
-        ptable = R5.read_particles(os.path.abspath(self.particlesFile.get()))
+        ptable = R5.read_particles(self._particlesStar())
         optics, parts = R5.build_optics(ptable.optics, ptable.particles, glob)
         psOf = R5.optics_pixel_sizes(optics)
         tomos, precedents, sr, note = self._tomograms(glob, series, project)
@@ -385,7 +388,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             return ['Output not ready yet.']
         rep = json.loads(self.importReport.get())
         lines = ['%d tilt series imported from [[%s]] (RELION project directory %s):'
-                 % (len(rep["tilt_series"]), self.tomogramsFile.get(), rep["project_dir"])]
+                 % (len(rep["tilt_series"]), self._tomogramsStar(), rep["project_dir"])]
         for t in rep["tilt_series"]:
             lines.append('  %s: %d tilts, pre-exposure up to %.1f e/A^2'
                          % (t["tsId"], t["tilts"], t["max_pre_exposure"]))

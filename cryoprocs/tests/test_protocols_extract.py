@@ -163,3 +163,108 @@ class TestImportAndExtractRelion5(BaseTest):
                                 inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
                                 boxSize=32, cropSize=31)
         self.assertTrue(any("31" in e for e in prot.validate()))
+
+
+class TestSubvolumesAndSimulatedTiltSeries(BaseTest):
+    """3D sub-volumes of the real HIV VLP tomogram against direct slicing at integer
+    positions; tilt series simulated from it, extracted back at the same coordinates."""
+
+    POSITIONS = [(30, 40, 50), (67, 67, 50), (100, 90, 60), (20, 110, 45), (2, 60, 50)]
+    BOX = 16
+
+    @classmethod
+    def setUpClass(cls):
+        from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+        setupTestProject(cls)
+        tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
+        cls.vol = mrcfile.read(tomo_file).astype(np.float32)
+        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
+                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
+        cls.launchProtocol(imp)
+        cls.tomos = imp.Tomograms
+        folder = os.path.join(cls.getOutputPath(), "coords")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
+            for p in cls.POSITIONS:
+                fh.write("%d %d %d\n" % p)
+        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
+                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=16)
+        prot.importFrom.set(prot._getImportChoices().index("txt"))
+        cls.launchProtocol(prot)
+        cls.coords = prot.outputCoordinates
+
+    def _subvolumes(self, **kw):
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
+                                extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
+                                inputCoordinates=self.coords, boxSize=self.BOX, **kw)
+        self.launchProtocol(prot)
+        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        data = {}
+        for sub in out.iterItems():
+            data[sub.getObjId()] = (mrcfile.read(os.path.join(self.proj.getPath(),
+                                                             sub.getFileName())),
+                                    sub.clone())
+        return prot, out, data
+
+    def test_subvolumes_equal_direct_slicing_and_skip(self):
+        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_SKIP)
+        self.assertSetSize(out, len(self.POSITIONS) - 1)
+        self.assertAlmostEqual(out.getSamplingRate(), 40.0)
+        h = self.BOX // 2
+        got = sorted(data.values(), key=lambda v: v[1].getObjId())
+        for (x, y, z), (arr, sub) in zip(self.POSITIONS[:-1], got):
+            self.assertTrue(np.array_equal(arr, self.vol[z - h:z + h, y - h:y + h,
+                                                         x - h:x + h]))
+        self.assertIn("1 skipped", "\n".join(prot.summary()))
+
+    def test_subvolumes_padded_inverted_normalized(self):
+        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_PAD, invertContrast=True)
+        self.assertSetSize(out, len(self.POSITIONS))
+        arr = [v[0] for v in data.values() if v[1].getObjId() == max(data)][0]
+        # x = 2: columns x < 0 lie outside the tomogram and hold its mean (inverted)
+        mean = self.vol.mean(dtype=np.float64)
+        self.assertTrue(np.allclose(arr[:, :, :6], -mean, atol=1e-6))
+        self.assertTrue(np.array_equal(arr[:, :, 6:], -self.vol[42:58, 52:68, 0:10]))
+        self.assertIn("1 padded", "\n".join(prot.summary()))
+        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_SKIP, normalize=True)
+        zz, yy, xx = np.mgrid[0:16, 0:16, 0:16]
+        outside = (xx - 8) ** 2 + (yy - 8) ** 2 + (zz - 8) ** 2 > 64
+        for arr, _ in data.values():
+            self.assertAlmostEqual(float(arr[outside].mean()), 0.0, places=4)
+            self.assertAlmostEqual(float(arr[outside].std()), 1.0, places=4)
+
+    def test_simulated_tilt_series_extract_back(self):
+        from cryoprocs.protocols import ProtCryoprocsSimulateTiltSeries
+        sim = self.newProtocol(ProtCryoprocsSimulateTiltSeries, inputTomograms=self.tomos,
+                               noise=0.0)
+        self.launchProtocol(sim)
+        tsSet = getattr(sim, C.OUTPUT_TILT_SERIES)
+        ts = tsSet.getFirstItem().clone()
+        tis = [ti.clone() for ti in ts.iterItems(orderBy="id")]
+        self.assertEqual([round(t.getTiltAngle()) for t in tis], list(range(-60, 61, 3)))
+        self.assertEqual(tis[20].getAcquisition().getDoseInitial(), 0.0)
+        self.assertEqual(tis[20].getAcquisitionOrder(), 1)
+        self.assertEqual(tis[21].getAcquisitionOrder(), 2)      # +3 deg right after 0
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=self.coords,
+                                inputTiltSeries=tsSet,
+                                inputCtfTomoSeries=getattr(sim, C.OUTPUT_CTF_SERIES),
+                                boxSize=24, ctfPremultiply=False, circleCrop=False)
+        self.launchProtocol(prot)
+        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        cors = []
+        for sub in out.iterItems():
+            vis = [int(v) for v in RS.attr(sub, "rlnTomoVisibleFrames").strip("[]").split(",")]
+            if not vis[20]:
+                continue
+            stack = mrcfile.read(os.path.join(self.proj.getPath(), sub.getFileName()))
+            frame = stack[sum(vis[:20])]
+            from tomo.constants import SCIPION
+            # stored coordinates are relative to the tomogram centre (135 x 135 x 101)
+            x, y, z = (int(round(v + d / 2.0)) for v, d in zip(
+                sub.getCoordinate3D().getPosition(SCIPION), (135, 135, 101)))
+            ref = self.vol[:, y - 12:y + 12, x - 12:x + 12].sum(axis=0)
+            if ref.shape == (24, 24):
+                # extraction inverts the (already inverted) simulated contrast back
+                cors.append(np.corrcoef(frame.ravel(), ref.ravel())[0, 1])
+        self.assertGreaterEqual(len(cors), 3)
+        self.assertGreater(min(cors), 0.5)
