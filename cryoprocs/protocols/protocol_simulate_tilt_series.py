@@ -17,6 +17,7 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
     dose-symmetric scheme, Gaussian noise), with their CTF series. Test and demo data."""
     _label = 'simulate tilt series'
     _devStatus = BETA
+    _hiddenFromMenus = True          # test/demo data generator, kept out of protocols.conf
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -41,11 +42,13 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
                       help='Mean defocus (underfocus positive), with 100 A of random '
                            'variation per tilt.')
         form.addParam('astigmatism', params.FloatParam, default=300.0,
-                      label='Astigmatism (A)', help='Defocus U - defocus V in A.')
+                      label='Astigmatism (A)',
+                      help='Defocus U minus defocus V in A (U = mean + astigmatism/2).')
         form.addParam('voltage', params.FloatParam, default=300.0, label='Voltage (kV)',
-                      help='Acceleration voltage in kV.')
+                      help='Acceleration voltage of the microscope in kV.')
         form.addParam('sphericalAberration', params.FloatParam, default=2.7,
-                      label='Spherical aberration (mm)', help='Cs in mm.')
+                      label='Spherical aberration (mm)',
+                      help='Spherical aberration Cs of the objective lens in mm.')
         form.addParam('amplitudeContrast', params.FloatParam, default=0.1,
                       label='Amplitude contrast', help='Fraction between 0 and 1.')
         form.addParam('tiltAxis', params.FloatParam, default=0.0, label='Tilt axis angle (deg)',
