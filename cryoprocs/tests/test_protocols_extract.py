@@ -268,3 +268,21 @@ class TestSubvolumesAndSimulatedTiltSeries(BaseTest):
                 cors.append(np.corrcoef(frame.ravel(), ref.ravel())[0, 1])
         self.assertGreaterEqual(len(cors), 3)
         self.assertGreater(min(cors), 0.5)
+
+    def test_validation_names_missing_tsids(self):
+        base = REF.pack_dir()
+        imp = self.newProtocol(ProtCryoprocsImportRelion5,
+                               tomogramsFile=os.path.join(base, "tomograms.star"))
+        self.launchProtocol(imp)
+        self.assertFalse(hasattr(imp, C.OUTPUT_COORDINATES))
+        prot = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=self.coords,
+                                inputTiltSeries=getattr(imp, C.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(imp, C.OUTPUT_CTF_SERIES),
+                                boxSize=16)
+        errors = prot.validate()
+        self.assertTrue(any("hiv_ts01_tomo_40A" in e and "TS_01" in e for e in errors), errors)
+        bad = self.newProtocol(ProtCryoprocsImportRelion5,
+                               tomogramsFile=os.path.join(base, "tomograms.star"),
+                               projectDir=self.getOutputPath())
+        self.assertTrue(any("TS_01" in e and "tiltseries/TS_01.star" in e
+                            for e in bad.validate()))
