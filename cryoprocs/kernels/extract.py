@@ -30,8 +30,8 @@ from .relion_geometry import relion_round
 
 __all__ = ["cut_boxes", "centered_rfft2", "fourier_crop_half", "shift_half",
            "centered_irfft2", "crop_circle", "circle_crop_weights", "center_crop",
-           "relion_float16", "stack2d_from_boxes", "box_corners", "read_band",
-           "subvolume", "ExtractionError"]
+           "relion_float16", "stack2d_from_boxes", "box_corners", "subvolume",
+           "ExtractionError"]
 
 
 class ExtractionError(ValueError):
@@ -88,12 +88,6 @@ def _cut(image, corners, size, row_offset, W, H):
                               % (ys.min() + row_offset, ys.max() + row_offset, row_offset,
                                  row_offset + image.shape[0] - 1))
     return image[ys[:, :, None], xs[:, None, :]]
-
-
-def read_band(mrc_data, frame, y0, y1):
-    """Rows ``y0 <= y < y1`` of one frame of a stack (e.g. a ``mrcfile.mmap`` array or any
-    ``[n, y, x]`` array), copied into memory as a contiguous array."""
-    return np.ascontiguousarray(mrc_data[frame, y0:y1])
 
 
 # ----------------------------------------------------------------------------- Fourier steps
