@@ -125,6 +125,37 @@ class TestImportAndExtractRelion5(BaseTest):
         self.assertEqual(tomos.getFirstItem().getDim(), (256, 256, 140))
         self.assertIn("14 particles", "\n".join(self.imp.summary()))
 
+    def test_import_with_reconstructed_tomograms(self):
+        """rlnTomoReconstructedTomogram + rlnTomoTomogramBinning become the coordinates'
+        tomograms (sampling 4 x 6.72 Å); tomograms.star outside the project (projectDir)."""
+        folder = os.path.join(self.getOutputPath(), "recon")
+        os.makedirs(folder, exist_ok=True)
+        tomo = os.path.join(folder, "TS_01_bin4.mrc")
+        with mrcfile.new(tomo, overwrite=True) as m:
+            m.set_data(np.zeros((35, 64, 64), np.float32))
+            m.voxel_size = 26.88
+        glob = starfile.read(os.path.join(self.base, "tomograms.star"))
+        glob["rlnTomoReconstructedTomogram"] = tomo
+        glob["rlnTomoTomogramBinning"] = 4.0
+        star = os.path.join(folder, "tomograms.star")
+        starfile.write({"global": glob}, star, overwrite=True)
+        imp = self.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
+                               particlesFile=os.path.join(self.base, "particles.star"),
+                               projectDir=self.base)
+        self.launchProtocol(imp)
+        coords = getattr(imp, C.OUTPUT_COORDINATES)
+        self.assertAlmostEqual(coords.getSamplingRate(), 26.88)
+        tomos = getattr(imp, C.OUTPUT_TOMOGRAMS)
+        self.assertEqual(tomos.getFirstItem().getDim(), (64, 64, 35))
+        from tomo.constants import BOTTOM_LEFT_CORNER
+        parts = starfile.read(os.path.join(self.base, "particles.star"))["particles"]
+        first = next(iter(coords.iterCoordinates()))
+        blc = np.array(first.getPosition(BOTTOM_LEFT_CORNER))
+        want = parts.iloc[0][["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                              "rlnCenteredCoordinateZAngst"]].to_numpy(dtype=float) / 26.88 \
+            + np.array([32.0, 32.0, 17.5])
+        self.assertTrue(np.allclose(blc, want, atol=1e-9))
+
     # ------------------------------------------------------------------ 2D stacks vs RELION
     def test_c1_default_bin2(self):
         self._check_case("c1")
