@@ -22,7 +22,6 @@ from tomo.objects import SetOfSubTomograms
 from .. import constants as C
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
-from ..convert.mrc import mrc_info
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
                                  extract_subvolumes)
