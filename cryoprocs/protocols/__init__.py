@@ -4,3 +4,6 @@ from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApply
                                   ProtCryoprocsApplyMask3D)
 from .protocol_export_movie import ProtCryoprocsExportMovie
 from .protocol_tilt_series_from_stacks import ProtCryoprocsTiltSeriesFromStacks
+from .protocol_import_relion5 import ProtCryoprocsImportRelion5
+from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
+from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries

@@ -2,5 +2,6 @@
 
 STEPS = [
     "masks",
+    "extract",
     "movies",
 ]
