@@ -28,6 +28,7 @@ year = {2013},
 doi = {10.1016/j.jsb.2013.09.015},
 author = {J.M. de la Rosa-Trevín and J. Otón and R. Marabini and A. Zaldívar and J. Vargas and J.M. Carazo and C.O.S. Sorzano}
 }
+
 @incollection{Zuiderveld1994,
 title = {Contrast Limited Adaptive Histogram Equalization},
 booktitle = {Graphics Gems IV},
@@ -38,6 +39,7 @@ pages = {474-485},
 year = {1994},
 doi = {10.1016/B978-0-12-336156-1.50061-6},
 author = {Karel Zuiderveld}
+}
 
 @article{Burt2024,
 title = {An image processing pipeline for electron cryo-tomography in RELION-5},

@@ -75,14 +75,14 @@ MOVIE_PREVIEW_FILE = "preview.png"
 MOVIE_INDEX_FILE = "movies.json"
 MOVIE_INFO_DIR = "movie_info"
 
-# tilt series from stacks (test and demo helper)
-OUTPUT_TILT_SERIES = "TiltSeries"
+# tilt series from stacks (test and demo helper; output name OUTPUT_TILT_SERIES, below)
 TS_ANGLES_RANGE = 0
 TS_ANGLES_TLT = 1
 TS_ANGLE_SOURCE_CHOICES = ["range (first, step)", ".tlt file next to each stack"]
 TS_ACQ_STACK = 0
 TS_ACQ_DOSE_SYMMETRIC = 1
 TS_ACQ_ORDER_CHOICES = ["stack order", "dose-symmetric"]
+
 # ---------------------------------------------------------------- ImportRelion5 / ExtractSubtomos
 EXTRACT_MODE_STACK2D = 0
 EXTRACT_MODE_SUBVOLUMES = 1

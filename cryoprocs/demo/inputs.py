@@ -98,3 +98,17 @@ def import_particle_boxes(ctx, box=24):
                        samplingRate=D.HIV_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_particle_boxes_%d" % box, make)
+
+
+def simulated_hiv_tilt_series(ctx):
+    """ProtCryoprocsSimulateTiltSeries of the real HIV VLP tomogram (-60..60 deg, 3 deg steps,
+    CTF, dose-symmetric pre-exposure, noise): outputs a SetOfTiltSeries and its
+    SetOfCTFTomoSeries, shared by the extraction, reconstruction and movie demos."""
+    def make(ctx):
+        from ..protocols import ProtCryoprocsSimulateTiltSeries
+        tomos = import_hiv_tomogram(ctx)
+        prot = ctx.new(ProtCryoprocsSimulateTiltSeries,
+                       label="simulate HIV tilt series (-60..60)",
+                       inputTomograms=tomos.Tomograms)
+        return ctx.launch(prot)
+    return ctx.shared("simulated_hiv_tilt_series", make)

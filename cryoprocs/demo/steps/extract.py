@@ -40,7 +40,7 @@ def import_hiv_coordinates(ctx):
 
 
 def run(ctx):
-    from ...protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsSimulateTiltSeries
+    from ...protocols import ProtCryoprocsExtractSubtomos
 
     tomos = inputs.import_hiv_tomogram(ctx)
     coords = import_hiv_coordinates(ctx)
@@ -49,9 +49,7 @@ def run(ctx):
                        inputCoordinates=coords.outputCoordinates, boxSize=16,
                        invertContrast=False, normalize=True, outsideBoxes=C.OUTSIDE_SKIP,
                        numberOfThreads=2))
-    sim = ctx.launch(ctx.new(ProtCryoprocsSimulateTiltSeries,
-                             label="simulate HIV tilt series (-60..60)",
-                             inputTomograms=tomos.Tomograms))
+    sim = inputs.simulated_hiv_tilt_series(ctx)
     ctx.launch(ctx.new(ProtCryoprocsExtractSubtomos, label="extract HIV 2D tilt stacks (RELION 5)",
                        extractionMode=C.EXTRACT_MODE_STACK2D,
                        inputCoordinates=coords.outputCoordinates,
