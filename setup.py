@@ -31,13 +31,17 @@ INSTALL_REQUIRES = [
     "tifffile",
     "threadpoolctl>=3.1",
     "tqdm>=4.60",
+    "pillow",
 ]
 
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=7",
         "pytest-timeout>=2.1",
+        "edt>=3,<4",
     ],
+    # optional accelerator of the noise-fill distance map (the NumPy fallback is exact too)
+    "fast": ["edt>=3,<4"],
 }
 
 setup(

@@ -15,6 +15,7 @@ from . import __version__
 COMMANDS = {
     "mask": "mask",
     "demo": "demo",
+    "noise-fill": "noise_fill",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback
