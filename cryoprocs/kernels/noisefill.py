@@ -524,6 +524,14 @@ class SpectralNoise:
             psd += np.abs(np.fft.rfftn((q - q.mean()) * win)) ** 2
         psd /= len(patches)
         psd[0, 0, 0] = 0.0
+        # Blackman-Tukey smoothing: taper the autocorrelation to |lag| < p/4, so the
+        # spectrum is smooth and its square-root kernel compact
+        acf = np.fft.irfftn(psd, s=(p, p, p))
+        L = max(2, p // 4)
+        lag = np.minimum(np.arange(p), p - np.arange(p))
+        taper1 = np.where(lag < L, 0.5 * (1 + np.cos(np.pi * lag / L)), 0.0)
+        acf *= taper1[:, None, None] * taper1[None, :, None] * taper1[None, None, :]
+        psd = np.clip(np.fft.rfftn(acf).real, 0, None)
         k = np.fft.fftshift(np.fft.irfftn(np.sqrt(psd), s=(p, p, p)))
         c = p // 2
         energy = float(np.square(k).sum())
@@ -532,27 +540,48 @@ class SpectralNoise:
         half = c - 1
         for hk in range(1, c):
             if np.square(k[c - hk:c + hk + 1, c - hk:c + hk + 1, c - hk:c + hk + 1]).sum() \
-                    >= 0.99 * energy:
+                    >= 0.995 * energy:
                 half = hk
                 break
         k = k[c - half:c + half + 1, c - half:c + half + 1, c - half:c + half + 1]
         k /= math.sqrt(float(np.square(k).sum()))
         return cls(k, seed)
 
+    #: planes per noise block; blocks are aligned to multiples of it, so the noise of a
+    #: plane does not depend on how the output is cut into slabs
+    BLOCK = 16
+
     def generate(self, z0, z1, plane_shape, workers=1):
         """Unit-variance coloured noise for planes ``z0..z1-1`` (float32)."""
+        B = self.BLOCK
+        parts = []
+        for b0 in range((z0 // B) * B, z1, B):
+            blk = self._block(b0, plane_shape, workers)
+            a, b = max(z0, b0), min(z1, b0 + blk.shape[0])
+            parts.append(blk[a - b0:b - b0])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _block(self, b0, plane_shape, workers):
         from scipy import fft as sfft
         h = self.half
         ny, nx = plane_shape
+        nz = getattr(self, "nz", None)
+        b1 = b0 + self.BLOCK if nz is None else min(nz, b0 + self.BLOCK)
         white = np.stack([plane_noise(self.seed, z + h, (ny + 2 * h, nx + 2 * h), key=1)
-                          for z in range(z0 - h, z1 + h)])
-        shape = [sfft.next_fast_len(s, real=True) for s in white.shape]
+                          for z in range(b0 - h, b1 + h)])
+        shape = tuple(sfft.next_fast_len(s, real=True) for s in white.shape)
+        cache = self.__dict__.setdefault("_kft", {})
+        kf = cache.get(shape)
+        if kf is None:
+            kf = cache[shape] = sfft.rfftn(self.kernel.astype(np.float32), shape,
+                                           workers=workers)
         fw = sfft.rfftn(white, shape, workers=workers)
         del white
-        fw *= sfft.rfftn(self.kernel, shape, workers=workers)
+        fw *= kf
         full = sfft.irfftn(fw, shape, workers=workers)
+        del fw
         k = 2 * h
-        return full[k:k + (z1 - z0), k:k + ny, k:k + nx].astype(np.float32)
+        return np.array(full[k:k + (b1 - b0), k:k + ny, k:k + nx], dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -826,14 +855,15 @@ def _noise_stats(tomo, geo, p, slab):
     return mean, std, info
 
 
-def _background_patches(tomo, geo, size=32, max_patches=48):
+def _background_patches(tomo, geo, size=32, max_patches=64):
     nz, ny, nx = geo.shape
     P = int(min(size, nz, ny, nx))
     P -= P % 2
     if P < 8:
         return []
-    corners = [(z, y, x) for z in range(0, nz - P + 1, P) for y in range(0, ny - P + 1, P)
-               for x in range(0, nx - P + 1, P)]
+    st = P // 2
+    corners = [(z, y, x) for z in range(0, nz - P + 1, st) for y in range(0, ny - P + 1, st)
+               for x in range(0, nx - P + 1, st)]
     rz0, rz1, ry0, ry1, rx0, rx1 = geo.region
     good = []
     for (z, y, x) in corners:
@@ -926,6 +956,10 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
     if p.spectral and not p.parity:
         patches = _background_patches(tomo, geo)
         spectral = SpectralNoise.estimate(patches, p.seed)
+        if spectral is not None:
+            spectral.nz = shape[0]
+            B = SpectralNoise.BLOCK
+            slab = B * max(1, int(round(slab / B)))       # whole noise blocks per slab
         report["spectral_patches"] = len(patches)
         report["spectral_kernel_px"] = None if spectral is None else spectral.kernel.shape[0]
         if spectral is None:
@@ -976,6 +1010,7 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
                 out = np.subtract(t, n)
                 out *= w
                 out += n
+                np.copyto(out, t, where=w == 1)     # kept voxels bit-exact
                 wa = w
             st = _slab_stats(t, out, wa)
             pv = None
