@@ -58,16 +58,6 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                            'in the summary), or one volume mask used for every tomogram. Each '
                            'mask needs the dimensions of its tomogram and a sampling rate '
                            'within 1 %.')
-        form.addParam('maskThreshold', params.FloatParam, default=0.5,
-                      condition='not parityMode', label='Mask threshold',
-                      help='Voxels with mask value > threshold are inside. 0.5 suits 0/1 and '
-                           '0/255 masks and keeps every label of a label map (all labels > '
-                           '0.5); use 127.5 for a 0..255 probability map.')
-        form.addParam('invertMask', params.BooleanParam, default=False,
-                      condition='not parityMode', label='Invert mask?',
-                      help='Yes: fill the expanded mask (e.g. gold beads, carbon) with noise '
-                           'and keep the rest. The expansion and soft edge still apply to the '
-                           'mask, and the noise statistics come from the voxels outside it.')
         form.addParam('parityMode', params.BooleanParam, default=False,
                       label='Reproduce TomoPANDA script?',
                       help='Yes: reproduce extract_masked_tomogram.py (TomoPANDA 8852acc) '
@@ -79,6 +69,16 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                            '(0) leaves an intensity step at the mask boundary. Needs about '
                            'one extra tomogram of memory for the global std.')
 
+        form.addParam('maskThreshold', params.FloatParam, default=0.5,
+                      condition='not parityMode', label='Mask threshold',
+                      help='Voxels with mask value > threshold are inside. 0.5 suits 0/1 and '
+                           '0/255 masks and keeps every label of a label map (all labels > '
+                           '0.5); use 127.5 for a 0..255 probability map.')
+        form.addParam('invertMask', params.BooleanParam, default=False,
+                      condition='not parityMode', label='Invert mask?',
+                      help='Yes: fill the expanded mask (e.g. gold beads, carbon) with noise '
+                           'and keep the rest. The expansion and soft edge still apply to the '
+                           'mask, and the noise statistics come from the voxels outside it.')
         form.addSection(label='Expansion')
         cryo = 'not parityMode'
         form.addParam('expansionMode', params.EnumParam, choices=C.NF_EXPANSION_CHOICES,
