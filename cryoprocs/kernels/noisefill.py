@@ -173,14 +173,12 @@ class NoiseFillParams:
             if not p.sigma > 0:
                 raise NoiseFillError("Gaussian expansion needs sigma > 0 px, got %s" % p.sigma)
             if p.gaussian_threshold is None:
-                reach = GAUSS_TRUNCATE * p.sigma
                 if p.expansion > 3.0 * p.sigma:
                     raise NoiseFillError(
                         "a Gaussian expansion of %s px needs sigma >= %.2f px (the blur of "
                         "sigma %s px reaches only about 3 sigma = %.1f px); use the Euclidean "
                         "expansion or a larger sigma" % (p.expansion, p.expansion / 3.0,
                                                          p.sigma, 3 * p.sigma))
-                del reach
                 p.gaussian_threshold = gaussian_threshold_for_distance(p.expansion, p.sigma)
             elif not 0 < p.gaussian_threshold < 1:
                 raise NoiseFillError("Gaussian threshold must be in (0, 1), got %s"
@@ -488,10 +486,13 @@ class _Moments:
 
 
 # ----------------------------------------------------------------------------- noise
-def plane_noise(seed, z, shape, key=0):
-    """Standard normal float32 plane for z-plane ``z`` from ``default_rng([seed, key, z])``."""
-    return np.random.default_rng([int(seed), int(key), int(z)]).standard_normal(
-        shape, dtype=np.float32)
+def plane_noise(seed, z, shape, key=0, out=None):
+    """Standard normal float32 plane for z-plane ``z`` from ``default_rng([seed, key, z])``
+    (written into ``out`` when given)."""
+    rng = np.random.default_rng([int(seed), int(key), int(z)])
+    if out is not None:
+        return rng.standard_normal(dtype=np.float32, out=out)
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 class SpectralNoise:
@@ -856,26 +857,30 @@ def _noise_stats(tomo, geo, p, slab):
 
 
 def _background_patches(tomo, geo, size=32, max_patches=64):
+    """Up to ``max_patches`` cubic ``size``^3 float32 patches lying entirely outside the
+    expanded mask, on a half-overlapping grid, spread evenly over the candidates."""
     nz, ny, nx = geo.shape
     P = int(min(size, nz, ny, nx))
     P -= P % 2
     if P < 8:
         return []
     st = P // 2
-    corners = [(z, y, x) for z in range(0, nz - P + 1, st) for y in range(0, ny - P + 1, st)
-               for x in range(0, nx - P + 1, st)]
-    rz0, rz1, ry0, ry1, rx0, rx1 = geo.region
     good = []
-    for (z, y, x) in corners:
-        inter = (z < rz1 and z + P > rz0 and y < ry1 and y + P > ry0 and x < rx1 and x + P > rx0)
-        if inter and not geo.outside(z, z + P)[:, y:y + P, x:x + P].all():
-            continue
-        good.append((z, y, x))
+    for z in range(0, nz - P + 1, st):
+        o2 = geo.outside(z, z + P).all(axis=0)           # (ny, nx): outside on all P planes
+        for y in range(0, ny - P + 1, st):
+            row = o2[y:y + P]
+            for x in range(0, nx - P + 1, st):
+                if row[:, x:x + P].all():
+                    good.append((z, y, x))
     if len(good) > max_patches:
         pick = np.linspace(0, len(good) - 1, max_patches).round().astype(int)
         good = [good[i] for i in pick]
-    return [np.asarray(tomo[z:z + P], dtype=np.float32)[:, y:y + P, x:x + P]
-            for (z, y, x) in good]
+    patches = []
+    for z in sorted({g[0] for g in good}):
+        slab = np.asarray(tomo[z:z + P], dtype=np.float32)
+        patches += [slab[:, y:y + P, x:x + P].copy() for (zz, y, x) in good if zz == z]
+    return patches
 
 
 def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=None,
@@ -999,20 +1004,23 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
             else:
                 n = np.empty(t.shape, dtype=np.float32)
                 for i, z in enumerate(range(z0, z1)):
-                    n[i] = plane_noise(p.seed, z, shape[1:])
+                    plane_noise(p.seed, z, shape[1:], out=n[i])
             n *= sd32
             n += mean32
             w = geo.weight(z0, z1)
             if np.isscalar(w):
                 out = n if w == 0.0 else t.copy()
-                wa = np.full(t.shape, w, dtype=np.float32)
+                st = _uniform_stats(t, out, w)
             else:
+                keep = w == 1
                 out = np.subtract(t, n)
                 out *= w
                 out += n
-                np.copyto(out, t, where=w == 1)     # kept voxels bit-exact
-                wa = w
-            st = _slab_stats(t, out, wa)
+                np.copyto(out, t, where=keep)      # kept voxels bit-exact
+                st = _slab_stats(t, out, w, keep)
+            wa = None
+            if write_weight is not None or (preview and z0 <= zc < z1):
+                wa = w if not np.isscalar(w) else np.full(t.shape, w, dtype=np.float32)
             pv = None
             if preview and z0 <= zc < z1:
                 pv = _preview(t[zc - z0], out[zc - z0], wa[zc - z0], geo)
@@ -1052,12 +1060,34 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
     return report
 
 
-def _slab_stats(t, out, w):
-    keep = w == 1
+def _sums(v):
+    """``_Moments`` of an array from float64 sums (no float64 copy of the data)."""
+    v = v.ravel()
+    n = v.size
+    if n == 0:
+        return _Moments()
+    s1 = float(v.sum(dtype=np.float64))
+    s2 = float(np.einsum("i,i->", v, v, dtype=np.float64))
+    m = s1 / n
+    return _Moments(n, m, max(s2 - n * m * m, 0.0))
+
+
+def _slab_stats(t, out, w, keep=None):
+    keep = (w == 1) if keep is None else keep
     fill = w == 0
-    return {"kept": _Moments.of(out[keep]), "filled": _Moments.of(out[fill]),
-            "replaced": _Moments.of(t[fill]), "total": _Moments.of(out),
-            "edge": int(w.size - np.count_nonzero(keep) - np.count_nonzero(fill))}
+    nk, nf = int(np.count_nonzero(keep)), int(np.count_nonzero(fill))
+    return {"kept": _sums(out[keep]), "filled": _sums(out[fill]),
+            "replaced": _sums(t[fill]), "total": _sums(out), "edge": int(w.size - nk - nf)}
+
+
+def _uniform_stats(t, out, w):
+    """Slab stats when the whole slab has weight ``w`` (0 or 1)."""
+    total = _sums(out)
+    if w == 0:
+        return {"kept": _Moments(), "filled": total, "replaced": _sums(t), "total": total,
+                "edge": 0}
+    return {"kept": total, "filled": _Moments(), "replaced": _Moments(), "total": total,
+            "edge": 0}
 
 
 def _preview(before, after, weight, geo):

@@ -6,7 +6,7 @@ released after use (:class:`~cryoprocs.convert.mrc_stream.MrcSlabReader`); the o
 optional soft mask) are written slab by slab under temporary names and renamed only when
 everything succeeded (:class:`~cryoprocs.convert.mrc_stream.MrcSlabWriter`). What stays in
 memory is the mask's bounding box (1 byte per voxel) with its squared-distance map (2 bytes
-per voxel) and a few output slabs; see :func:`estimate_peak_bytes`.
+per voxel) and a few output slabs (measured peaks: ``benchmarks/bench_noise_fill.py``).
 
 The maths is in :mod:`cryoprocs.kernels.noisefill`.
 """
@@ -24,21 +24,6 @@ from ..kernels import noisefill as K
 logger = logging.getLogger(__name__)
 
 SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
-
-
-def estimate_peak_bytes(shape, dtype=np.float32, bbox_fraction=1.0, threads=1, slab=None):
-    """Upper estimate of the extra resident memory of one noise fill (bytes), excluding the
-    Python/NumPy baseline (~0.2 GB): mask bounding box as bool + uint16 distances + the
-    distance pass temporaries (~1 byte/voxel), plus ``threads`` slabs of ~6 float32 arrays.
-
-    For a 300 x 1024 x 1024 float32 tomogram (1.26 GB) whose mask box covers the whole volume
-    this is about 1.5x the tomogram; measured peaks are printed by
-    ``benchmarks/bench_noise_fill.py``.
-    """
-    nz, ny, nx = shape
-    vox = nz * ny * nx
-    slab = slab or max(1, K.SLAB_VOXELS // (ny * nx))
-    return int(vox * bbox_fraction * 4 + threads * slab * ny * nx * 4 * 6)
 
 
 def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):
@@ -204,5 +189,5 @@ def render_preview(preview, path, title=None):
     return path
 
 
-__all__ = ["noise_fill_file", "render_preview", "preview_image", "estimate_peak_bytes",
-           "MrcFormatError", "SAMPLING_TOLERANCE"]
+__all__ = ["noise_fill_file", "render_preview", "preview_image", "MrcFormatError",
+           "SAMPLING_TOLERANCE"]
