@@ -32,8 +32,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
     background, with a soft edge: for template matching, training data, denoising or display.
     Masks (segmentations, label maps) are matched to tomograms by tsId, or one volume mask is
     used for all. A parity mode reproduces TomoPANDA's extract_masked_tomogram.py exactly.
-    Peak memory per tomogram (measured, 300x1024x1024 float32 = 1.26 GB): about 1.3-1.6x the
-    tomogram; about 2.5x in parity mode."""
+    Peak memory per tomogram (measured, 300x1024x1024 float32 = 1.26 GB, 10 % mask): 1.0-1.6x
+    the tomogram for expansions up to 50 px; 2.3x in parity mode."""
     _label = 'masked tomogram noise fill'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_NOISE_FILLED_TOMOS: SetOfTomograms,
@@ -66,8 +66,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                            'Euclidean ball above; its Gaussian blur + 0.5 re-threshold; its '
                            'open/close; noise of mean "background value" and std "noise '
                            'std" x the global std from np.random.seed(seed). Its noise mean '
-                           '(0) leaves an intensity step at the mask boundary. Needs about '
-                           'one extra tomogram of memory for the global std.')
+                           '(0) leaves an intensity step at the mask boundary. Peak memory '
+                           'about 2.3x the tomogram (the script\'s global std).')
 
         form.addParam('maskThreshold', params.FloatParam, default=0.5,
                       condition='not parityMode', label='Mask threshold',
@@ -176,8 +176,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                       label='Spectrally matched noise?',
                       help='Yes: the noise gets the power spectrum of the background '
                            '(estimated from 32^3 patches outside the mask), so it looks like '
-                           'the tomogram\'s own texture instead of white noise. About 1 GB '
-                           'more memory and a few seconds more per 1k x 1k x 300 tomogram.')
+                           'the tomogram\'s own texture instead of white noise. A few seconds '
+                           'more per 1k x 1k x 300 tomogram.')
         form.addParam('seed', params.IntParam, default=42, label='Random seed',
                       help='Seed of the noise (the script uses 42). Same seed and inputs give '
                            'the same output whatever the number of threads.')
