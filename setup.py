@@ -31,6 +31,10 @@ INSTALL_REQUIRES = [
     "tifffile",
     "threadpoolctl>=3.1",
     "tqdm>=4.60",
+    # ExportMovie: CLAHE and the MJPG parity writer (>= 4.12 needs numpy 2), and the bundled
+    # ffmpeg for H.264 MP4 / GIF (no numpy ABI coupling)
+    "opencv-python-headless>=4.8,<4.12",
+    "imageio-ffmpeg>=0.5",
     "pillow",
 ]
 

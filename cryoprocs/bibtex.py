@@ -28,4 +28,15 @@ year = {2013},
 doi = {10.1016/j.jsb.2013.09.015},
 author = {J.M. de la Rosa-Trevín and J. Otón and R. Marabini and A. Zaldívar and J. Vargas and J.M. Carazo and C.O.S. Sorzano}
 }
+@incollection{Zuiderveld1994,
+title = {Contrast Limited Adaptive Histogram Equalization},
+booktitle = {Graphics Gems IV},
+editor = {Paul S. Heckbert},
+publisher = {Academic Press},
+address = {San Diego},
+pages = {474-485},
+year = {1994},
+doi = {10.1016/B978-0-12-336156-1.50061-6},
+author = {Karel Zuiderveld}
+}
 """

@@ -15,6 +15,7 @@ from . import __version__
 COMMANDS = {
     "mask": "mask",
     "demo": "demo",
+    "movie": "movie",
     "noise-fill": "noise_fill",
 }
 

@@ -39,6 +39,51 @@ OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
 MASKED_PARTICLES_FILE = "output_particles.mrcs"
 
+# ---------------------------------------------------------------- ExportMovie
+#: form enum order of the output format, and the pipeline's format names
+MOVIE_FORMAT_MP4 = 0
+MOVIE_FORMAT_AVI = 1
+MOVIE_FORMAT_GIF = 2
+MOVIE_FORMAT_PNG = 3
+MOVIE_FORMAT_CHOICES = ["MP4 (H.264)", "AVI (MJPG, as mrc2movie)", "GIF", "PNG frames"]
+MOVIE_FORMAT_KEYS = ["mp4", "avi", "gif", "png"]
+
+MOVIE_PLAYBACK_FORWARD = 0
+MOVIE_PLAYBACK_FORWARD_BACKWARD = 1
+MOVIE_PLAYBACK_CHOICES = ["forward", "forward-backward"]
+
+MOVIE_SLICES_ALL = 0
+MOVIE_SLICES_RANGE = 1
+MOVIE_SLICES_DISCARD = 2
+MOVIE_SLICES_CHOICES = ["all", "keep a range", "discard % at each end"]
+
+MOVIE_AXIS_CHOICES = ["Z", "Y", "X"]
+
+MOVIE_WINDOW_MINMAX = 0
+MOVIE_WINDOW_PERCENTILE = 1
+MOVIE_WINDOW_CHOICES = ["global min/max (mrc2movie)", "percentiles"]
+
+MOVIE_ORDER_ANGLE = 0
+MOVIE_ORDER_ACQUISITION = 1
+MOVIE_ORDER_CHOICES = ["tilt angle", "acquisition order"]
+
+MOVIE_PRESET_CHOICES = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                        "slow", "slower", "veryslow"]
+MOVIE_PRESET_DEFAULT = 2            # veryfast
+
+MOVIE_PREVIEW_FILE = "preview.png"
+MOVIE_INDEX_FILE = "movies.json"
+MOVIE_INFO_DIR = "movie_info"
+
+# tilt series from stacks (test and demo helper)
+OUTPUT_TILT_SERIES = "TiltSeries"
+TS_ANGLES_RANGE = 0
+TS_ANGLES_TLT = 1
+TS_ANGLE_SOURCE_CHOICES = ["range (first, step)", ".tlt file next to each stack"]
+TS_ACQ_STACK = 0
+TS_ACQ_DOSE_SYMMETRIC = 1
+TS_ACQ_ORDER_CHOICES = ["stack order", "dose-symmetric"]
+
 # ---------------------------------------------------------------- MaskedTomogramNoiseFill
 NF_EXPANSION_EUCLIDEAN = 0
 NF_EXPANSION_GAUSSIAN = 1

@@ -9,6 +9,7 @@ name, and inputs are opened read-only (``mrcfile.mmap(mode='r')``).
 """
 import contextlib
 import os
+import threading
 import warnings
 
 import mrcfile
@@ -17,6 +18,7 @@ import numpy as np
 __all__ = [
     "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
+    "MrcBlockReader", "MrcBlockWriter",
 ]
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
@@ -58,6 +60,21 @@ def parse_location(location):
     return index, location
 
 
+def _existing(path):
+    """The file part of a location, checked to exist."""
+    _, path = parse_location(path)
+    if not os.path.exists(path):
+        raise MrcFormatError("file not found: %s" % path)
+    return path
+
+
+def _quiet(func, *args, **kwargs):
+    """Call an mrcfile function with its header RuntimeWarnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return func(*args, **kwargs)
+
+
 def mmap_mrc(path, mode="r", permissive=False):
     """Open an MRC file memory-mapped (default read-only) and return the mrcfile object.
 
@@ -69,20 +86,14 @@ def mmap_mrc(path, mode="r", permissive=False):
     MrcFormatError
         missing file or not MRC.
     """
-    _, path = parse_location(path)
-    if not os.path.exists(path):
-        raise MrcFormatError("file not found: %s" % path)
+    path = _existing(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return mrcfile.mmap(path, mode=mode, permissive=permissive)
+        return _quiet(mrcfile.mmap, path, mode=mode, permissive=permissive)
     except ValueError as exc:
         if not permissive:
             # Files written by some programs lack the "MAP " id; accept them, with a warning.
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mrc = mrcfile.mmap(path, mode=mode, permissive=True)
+                mrc = _quiet(mrcfile.mmap, path, mode=mode, permissive=True)
             except Exception:
                 mrc = None
             if mrc is not None and mrc.data is not None:
@@ -108,22 +119,18 @@ def mrc_info(path):
     MrcFormatError
         missing file or not MRC.
     """
-    _, path = parse_location(path)
-    if not os.path.exists(path):
-        raise MrcFormatError("file not found: %s" % path)
+    path = _existing(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                h = mrc.header
-                shape = (int(h.nz), int(h.ny), int(h.nx))
-                dtype = mrcfile.utils.dtype_from_mode(int(h.mode))
-                needed = 1024 + int(h.nsymbt) + int(np.prod(shape)) * dtype.itemsize
-                if min(shape) <= 0 or os.path.getsize(path) < needed:
-                    raise ValueError("header dimensions %s do not fit the file size"
-                                     % (shape[::-1],))
-                is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and shape[0] > 1)
-                return MrcInfo(shape, voxel_size_of(mrc), dtype, is_stack)
+        with _quiet(mrcfile.open, path, header_only=True, permissive=True) as mrc:
+            h = mrc.header
+            shape = (int(h.nz), int(h.ny), int(h.nx))
+            dtype = mrcfile.utils.dtype_from_mode(int(h.mode))
+            needed = 1024 + int(h.nsymbt) + int(np.prod(shape)) * dtype.itemsize
+            if min(shape) <= 0 or os.path.getsize(path) < needed:
+                raise ValueError("header dimensions %s do not fit the file size"
+                                 % (shape[::-1],))
+            is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and shape[0] > 1)
+            return MrcInfo(shape, voxel_size_of(mrc), dtype, is_stack)
     except Exception as exc:
         raise MrcFormatError("%s is not a readable MRC file: %s" % (path, exc)) from None
 
@@ -259,9 +266,174 @@ def write_mrc(path, data, voxel_size=None, origin=None, is_stack=False, overwrit
     if data.dtype == np.float64:
         data = data.astype(np.float32)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        mrc = new_mrc(tmp, data.shape, data.dtype, voxel_size, origin, is_stack)
-        try:
-            mrc.data[...] = data
-        finally:
-            finish_mrc(mrc)
+        with MrcBlockWriter(tmp, data.shape, data.dtype, voxel_size, origin, is_stack) as wr:
+            wr.write(0, data.reshape((-1,) + data.shape[-2:]))
     return path
+
+
+# --------------------------------------------------------------------------- streaming
+# Block I/O with plain pread/pwrite: unlike a memory map, resident memory stays at one
+# block, whatever the file size (mmap pages count in the process RSS once touched).
+
+def _header(path):
+    with _quiet(mrcfile.open, path, header_only=True, permissive=True) as mrc:
+        return mrc.header.copy()
+
+
+class MrcBlockReader:
+    """Read sections (the first numpy axis: z slices, or images of a stack) by blocks.
+
+    ``shape`` is the numpy shape ``(nz, ny, nx)``; a single 2D image has ``nz == 1``.
+    Blocks are read with ``os.pread`` straight into new arrays (native byte order).
+
+    Raises
+    ------
+    MrcFormatError
+        missing or non-MRC file.
+    """
+
+    def __init__(self, path):
+        _, path = parse_location(path)
+        info = mrc_info(path)              # validates the header against the file size
+        hdr = _header(path)
+        self.path = path
+        self.shape = info.shape
+        self.file_dtype = mrcfile.utils.dtype_from_mode(int(hdr.mode)).newbyteorder(
+            hdr.mode.dtype.byteorder)
+        self.dtype = self.file_dtype.newbyteorder("=")
+        self.voxel_size = info.voxel_size
+        self.is_stack = info.is_stack
+        self.offset = 1024 + int(hdr.nsymbt)
+        self.section_bytes = int(self.shape[1] * self.shape[2] * self.file_dtype.itemsize)
+        #: sections per volume: mz < nz for volume stacks (ispg 401)
+        self.mz = int(hdr.mz) if 0 < int(hdr.mz) < self.shape[0] and \
+            self.shape[0] % int(hdr.mz) == 0 and int(hdr.ispg) >= 401 else self.shape[0]
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def read(self, i0, i1, out=None):
+        """Sections ``i0..i1-1`` as an array ``(i1-i0, ny, nx)`` (``out`` may be given)."""
+        n = i1 - i0
+        if out is None:
+            out = np.empty((n,) + tuple(self.shape[1:]), dtype=self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        pos, want, got = self.offset + i0 * self.section_bytes, n * self.section_bytes, 0
+        while got < want:
+            k = os.preadv(self._fd, [buf[got:want]], pos + got)
+            if k <= 0:
+                raise MrcFormatError("%s is truncated (section %d)" % (self.path, i1))
+            got += k
+        if not self.file_dtype.isnative:
+            out.byteswap(inplace=True)
+        return out
+
+    def read_sections(self, indices):
+        """Sections at arbitrary 0-based ``indices`` (runs of consecutive ones read at once)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(indices),) + tuple(self.shape[1:]), dtype=self.dtype)
+        start = 0
+        while start < len(indices):
+            stop = start + 1
+            while stop < len(indices) and indices[stop] == indices[stop - 1] + 1:
+                stop += 1
+            self.read(indices[start], indices[stop - 1] + 1, out=out[start:stop])
+            start = stop
+        return out
+
+    def close(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class MrcBlockWriter:
+    """Write an MRC file section by section with ``os.pwrite`` (float32 by default).
+
+    ``create=True`` makes the file (header, full size) with ``mrcfile.new_mmap``;
+    ``create=False`` opens an existing one, e.g. a partial output being resumed by several
+    steps. :meth:`close` writes the header statistics (min, max, mean, rms): from the
+    blocks seen when this writer wrote every section, else by re-reading the file.
+    """
+
+    def __init__(self, path, shape=None, dtype=np.float32, voxel_size=None, origin=None,
+                 is_stack=False, create=True):
+        if create:
+            mrc = new_mrc(path, shape, dtype, voxel_size, origin, is_stack)
+            mrc.close()
+        hdr = _header(path)
+        self.path = path
+        self.shape = (int(hdr.nz), int(hdr.ny), int(hdr.nx))
+        self.dtype = mrcfile.utils.dtype_from_mode(int(hdr.mode)).newbyteorder(
+            hdr.mode.dtype.byteorder)
+        self.offset = 1024 + int(hdr.nsymbt)
+        self.section_bytes = int(self.shape[1] * self.shape[2] * self.dtype.itemsize)
+        self._fd = os.open(path, os.O_RDWR)
+        self._stats = [np.inf, -np.inf, 0.0, 0.0, 0]      # min, max, sum, sumsq, sections
+        self._lock = threading.Lock()                     # write() may run in threads
+
+    def write(self, i0, block):
+        """Write ``block`` (``(n, ny, nx)``) as sections ``i0..i0+n-1`` (thread-safe)."""
+        native = self.dtype.newbyteorder("=")
+        block = np.ascontiguousarray(block, dtype=native)
+        if block.shape[1:] != self.shape[1:] or i0 < 0 or i0 + block.shape[0] > self.shape[0]:
+            raise ValueError("block %s at section %d does not fit %s"
+                             % (block.shape, i0, self.shape))
+        flat = block.reshape(-1)
+        bmin, bmax = float(flat.min()), float(flat.max())
+        bsum = float(flat.sum(dtype=np.float64))
+        bsq = float(np.dot(flat.astype(np.float64), flat.astype(np.float64))) \
+            if flat.dtype.kind != "f" else float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+        if not self.dtype.isnative:
+            block = block.byteswap()
+        data = memoryview(block.reshape(-1).view(np.uint8))
+        pos, done = self.offset + i0 * self.section_bytes, 0
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done:], pos + done)
+        with self._lock:
+            s = self._stats
+            s[0], s[1] = min(s[0], bmin), max(s[1], bmax)
+            s[2] += bsum
+            s[3] += bsq
+            s[4] += block.shape[0]
+
+    def _recompute_stats(self, block=64):
+        s = [np.inf, -np.inf, 0.0, 0.0, 0]
+        with MrcBlockReader(self.path) as rd:
+            step = max(1, (block * 1024 * 1024) // max(1, rd.section_bytes))
+            for i0 in range(0, self.shape[0], step):
+                b = rd.read(i0, min(i0 + step, self.shape[0]))
+                s[0] = min(s[0], float(b.min()))
+                s[1] = max(s[1], float(b.max()))
+                s[2] += float(b.sum(dtype=np.float64))
+                s[3] += float(np.square(b, dtype=np.float64).sum())
+                s[4] += b.shape[0]
+        return s
+
+    def close(self, stats=True):
+        if self._fd is None:
+            return
+        try:
+            if stats:
+                s = self._stats if self._stats[4] == self.shape[0] else self._recompute_stats()
+                n = float(np.prod(self.shape))
+                mean = s[2] / n
+                hdr = _header(self.path)
+                hdr.dmin, hdr.dmax, hdr.dmean = s[0], s[1], mean
+                hdr.rms = float(np.sqrt(max(s[3] / n - mean * mean, 0.0)))
+                os.pwrite(self._fd, hdr.tobytes(), 0)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close(stats=exc_type is None)

@@ -76,6 +76,8 @@ class DemoContext:
         seconds = time.time() - t0
         status = prot.getStatus()
         outputs = ", ".join(_describe(name, obj) for name, obj in prot.iterOutputAttributes())
+        if not outputs and prot.isFinished():       # file-only protocols (e.g. movies)
+            outputs = " ".join(prot.summary()[:1]).replace("*", "")
         if not prot.isFinished():
             outputs = (prot.getErrorMessage() or "no output")[:200]
         self.rows.append((label, status, outputs, seconds))
@@ -113,6 +115,20 @@ def _create_project(workdir):
     project = manager.createProject(PROJECT_NAME, location=location)
     os.chdir(project.path)
     return project
+
+
+def _write_opener(workdir):
+    """A shell script that opens the demo project in the pyworkflow GUI with this environment."""
+    path = os.path.join(workdir, "open_project.sh")
+    lines = ["#!/bin/sh", "# Opens the cryoprocs demo project in the Scipion (pyworkflow) GUI."]
+    for key in sorted(k for k in os.environ if k.startswith("SCIPION_")):
+        lines.append("export %s='%s'" % (key, os.environ[key]))
+    # -O opens the window in this process (pw_project otherwise re-launches scipion-app)
+    lines.append("exec '%s' -O -m pyworkflow.apps.pw_project %s" % (sys.executable, PROJECT_NAME))
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o755)
+    return path
 
 
 def format_table(rows):
@@ -156,11 +172,11 @@ def run(workdir, data, only=None):
     print("%d protocols, %d failed, %.1f s in total." % (
         len(ctx.rows), sum(1 for r in ctx.rows if r[1] != "finished"), total))
     print("Scipion project: %s" % project.path)
+    opener = _write_opener(workdir)
     print("Open it in the Scipion GUI:")
-    print("  SCIPION_USER_DATA=%s scipion3 project %s" % (os.environ.get("SCIPION_USER_DATA"),
-                                                          PROJECT_NAME))
-    print("  (without scipion-app: SCIPION_USER_DATA=%s %s -m pyworkflow.gui.project %s)"
-          % (os.environ.get("SCIPION_USER_DATA"), sys.executable, PROJECT_NAME))
+    print("  with scipion-app:  SCIPION_USER_DATA=%s scipion3 project %s"
+          % (os.environ.get("SCIPION_USER_DATA"), PROJECT_NAME))
+    print("  pip-only install:  sh %s" % opener)
     with open(os.path.join(workdir, "demo_summary.json"), "w") as fh:
         json.dump({"rows": ctx.rows, "failed_steps": failed, "seconds": total,
                    "project": project.path}, fh, indent=1)

@@ -271,27 +271,32 @@ def _fill_values(images, fill, fill_value):
     raise MaskError("unknown fill mode %r; expected one of %s" % (fill, ", ".join(FILL_MODES)))
 
 
-def _noise_fill(out, images, weight, seed, first_index):
-    """Blend each image with gaussian noise of its own outside mean/std.
+def _noise_fill(out, images, mask, seed, first_index):
+    """Replace (binary mask) or blend (soft mask) each image with gaussian noise of its own
+    outside mean/std.
 
-    ``weight`` is the mask (1 keeps). Statistics come from the voxels with weight 0, or
-    weight < 0.5 when the mask has no exact zero. Each image draws from
-    ``default_rng([seed, first_index + i])`` so results do not depend on chunking.
+    Statistics come from the voxels where the mask is 0, or below 0.5 when a soft mask has
+    no exact zero. Each image draws from ``default_rng([seed, first_index + i])`` so results
+    do not depend on chunking. Soft masks give ``w*img + (1-w)*noise`` (exact at w = 0, 1).
     """
-    w = weight.astype(np.float32)
-    outside = weight == 0
-    if not outside.any():
-        outside = weight < 0.5
+    binary = mask.dtype == bool
+    outside = ~mask if binary else mask == 0
+    if not outside.any() and not binary:
+        outside = mask < 0.5
     if not outside.any():
         raise MaskError("noise fill needs voxels outside the mask, but the mask keeps "
                         "every voxel")
+    w = None if binary else mask.astype(np.float32)
     for i in range(images.shape[0]):
-        vals = images[i][outside].astype(np.float64)
+        img = images[i].astype(np.float32, copy=False)
+        vals = img[outside].astype(np.float64)
         mu, sd = vals.mean(), vals.std()
         rng = np.random.default_rng([int(seed), int(first_index) + i])
-        noise = rng.standard_normal(w.shape, dtype=np.float32) * np.float32(sd) + np.float32(mu)
-        # out = w*img + (1-w)*noise, written as noise + w*(img - noise)
-        out[i] = noise + w * (images[i].astype(np.float32) - noise)
+        noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sd) + np.float32(mu)
+        if binary:
+            out[i] = np.where(mask, img, noise)
+        else:
+            out[i] = w * img + (np.float32(1) - w) * noise
     return out
 
 
@@ -333,8 +338,7 @@ def apply_mask(images, mask, fill="value", fill_value=0.0, seed=42, first_index=
     if out is None:
         out = np.empty(images.shape, dtype=np.float32)
     if fill == "noise":
-        weight = mask if mask.dtype != bool else mask.astype(np.float32)
-        return _noise_fill(out, images, weight, seed, first_index)
+        return _noise_fill(out, images, mask, seed, first_index)
     if mask.dtype == bool:
         values = _fill_values(images, fill, fill_value).astype(np.float32)
         np.copyto(out, images, casting="unsafe")

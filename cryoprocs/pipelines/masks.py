@@ -1,26 +1,27 @@
 """File-level masking: stream images or volumes from MRC files through the mask kernels.
 
 Used by the ``cryoprocs mask`` command and by the ApplyMask2D/3D protocols. Inputs are read
-through ``mrcfile.mmap`` in blocks, outputs are float32 MRC written under a temporary name
-and renamed when complete. Peak memory is a few blocks (``block`` images), whatever the
-stack size.
+and outputs written by blocks with plain ``pread``/``pwrite``
+(:class:`~cryoprocs.convert.mrc.MrcBlockReader` / ``MrcBlockWriter``), so resident memory is
+a few blocks (``DEFAULT_BLOCK_BYTES`` per thread) whatever the stack size. Outputs are float32
+MRC written under a temporary name and renamed when complete.
 """
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-import threading
-from collections import OrderedDict
-
-from ..convert.mrc import (MrcFormatError, atomic_output, finish_mrc, mmap_mrc, mrc_info,
-                           new_mrc, open_mrc, partial_path, read_mrc)
+from ..convert.mrc import (MrcBlockReader, MrcBlockWriter, MrcFormatError, atomic_output,
+                           mrc_info, partial_path, read_mrc)
 from ..kernels import masks as K
 
-__all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "preallocate_stack"]
+__all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "preallocate_stack",
+           "finish_stack"]
 
-#: images per block: 512 images of 128x128 float32 = 32 MB per block and thread.
-DEFAULT_BLOCK_BYTES = 32 * 1024 * 1024
+#: bytes of input per block and thread (256 images of 128x128 float32)
+DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 
 
 class MaskRecipe:
@@ -55,26 +56,31 @@ class MaskRecipe:
         if geometry is None and mask_file is None:
             raise K.MaskError("give a mask geometry or a mask file")
         self._cache = {}
+        self._lock = threading.Lock()
 
     def build(self, shape):
         """Mask array for one image/volume of ``shape`` (numpy order); cached per shape.
 
-        Returns ``(mask, warnings)``.
+        Returns ``(mask, warnings)``; soft masks are returned as float32 (the precision of
+        the multiplication).
         """
         shape = tuple(shape)
-        if shape not in self._cache:
-            if self.mask_file is not None:
-                mask = read_mrc(self.mask_file)
-                if mask.ndim == 3 and mask.shape[0] == 1 and len(shape) == 2:
-                    mask = mask[0]
-                warnings = K.check_created_mask(mask, shape)
-                self._cache[shape] = (mask.astype(np.float32), warnings)
-            else:
-                kw = K.xmipp_form_defaults(shape[-1], self.geometry, **self.params)
-                mask = K.make_mask(shape, self.geometry, center=self.center,
-                                   gaussian_peak_one=self.gaussian_peak_one, **kw)
-                self._cache[shape] = (mask, [])
-        return self._cache[shape]
+        with self._lock:
+            if shape not in self._cache:
+                if self.mask_file is not None:
+                    mask = read_mrc(self.mask_file)
+                    if mask.ndim == 3 and mask.shape[0] == 1 and len(shape) == 2:
+                        mask = mask[0]
+                    warnings = K.check_created_mask(mask, shape)
+                    self._cache[shape] = (mask.astype(np.float32), warnings)
+                else:
+                    kw = K.xmipp_form_defaults(shape[-1], self.geometry, **self.params)
+                    mask = K.make_mask(shape, self.geometry, center=self.center,
+                                       gaussian_peak_one=self.gaussian_peak_one, **kw)
+                    if mask.dtype != bool and self.fill != "noise":
+                        mask = mask.astype(np.float32)
+                    self._cache[shape] = (mask, [])
+            return self._cache[shape]
 
     def apply(self, images, first_index=0, out=None):
         """Mask a block ``[n, y, x]`` / ``[n, z, y, x]``; returns float32."""
@@ -85,12 +91,38 @@ class MaskRecipe:
                             seed=self.seed, first_index=first_index, out=out)
 
 
-class ImageSources:
-    """Where each image of an ordered set lives: ``paths[file_ids[i]]``, 0-based ``index[i]``.
+class _Readers:
+    """Thread-safe LRU of open :class:`MrcBlockReader`, so sets spread over thousands of
+    stack files never exceed the open-file limit. Evicted readers are dropped, not closed:
+    another thread may still be reading; their descriptor closes when collected."""
 
-    ``item_ndim`` is 2 for images, 3 for volumes: a file whose data already has that many
-    dimensions holds a single item and its index is ignored (Scipion writes ``1@vol.mrc``
-    for plain volumes), otherwise ``data[index]`` is the item.
+    def __init__(self, paths, size=64):
+        self.paths, self.size = paths, size
+        self._open = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, fid):
+        with self._lock:
+            rd = self._open.pop(fid, None)
+            if rd is None:
+                rd = MrcBlockReader(self.paths[fid])
+                while len(self._open) >= self.size:
+                    self._open.popitem(last=False)
+            self._open[fid] = rd
+            return rd
+
+    def close(self):
+        with self._lock:
+            for rd in self._open.values():
+                rd.close()
+            self._open.clear()
+
+
+class ImageSources:
+    """Where each item of an ordered set lives: ``paths[file_ids[i]]``, 0-based ``index[i]``.
+
+    ``item_ndim`` is 2 for images, 3 for volumes. ``index[i] == -1`` means the file holds a
+    single item; Scipion's ``1@vol.mrc`` for a plain volume is also read as the whole file.
     """
 
     def __init__(self, paths, file_ids, index, item_ndim=2):
@@ -114,58 +146,35 @@ class ImageSources:
             idx.append(int(index) - 1 if index else -1)
         return cls(paths, ids, idx, item_ndim)
 
-    def _item(self, data, k):
-        idx = self.index[k]
-        if data.ndim == self.item_ndim:
-            return data
-        if idx < 0:
-            raise MrcFormatError("%s holds %d items; its location needs an index"
-                                 % (self.paths[self.file_ids[k]], data.shape[0]))
-        return data[idx]
+    def _read_run(self, rd, indices):
+        """Items at ``indices`` of one file."""
+        if self.item_ndim == 2:
+            if rd.shape[0] == 1:
+                return rd.read(0, 1).repeat(len(indices), axis=0) if len(indices) > 1 \
+                    else rd.read(0, 1)
+            if np.any(indices < 0):
+                raise MrcFormatError("%s holds %d images; its location needs an index"
+                                     % (rd.path, rd.shape[0]))
+            return rd.read_sections(indices)
+        vols = []
+        for idx in indices:                      # volumes: mz sections each
+            first = 0 if idx < 0 or rd.mz == rd.shape[0] else idx * rd.mz
+            vols.append(rd.read(first, first + rd.mz))
+        return np.stack(vols)
 
-    def read(self, i0, i1, handles):
-        """Read items ``i0..i1-1`` into a new array (original dtype); ``handles(fid)`` gives
-        the data of file ``fid``."""
-        out = None
-        for k in range(i0, i1):
-            img = self._item(handles(self.file_ids[k]), k)
-            if out is None:
-                out = np.empty((i1 - i0,) + img.shape, dtype=img.dtype)
-            out[k - i0] = img
-        return out
+    def read(self, i0, i1, readers):
+        """Items ``i0..i1-1`` as one array (original dtype); ``readers(fid)`` gives a reader."""
+        fids = self.file_ids[i0:i1]
+        cuts = np.flatnonzero(np.diff(fids)) + 1
+        parts = []
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(fids)]):
+            parts.append(self._read_run(readers(fids[a]), self.index[i0 + a:i0 + b]))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def read_item(self, k):
-        """Read item ``k`` alone (opens and closes its file)."""
-        with open_mrc(self.paths[self.file_ids[k]], permissive=True) as mrc:
-            return np.array(self._item(mrc.data, k))
-
-
-class _HandleCache:
-    """Thread-safe LRU of open read-only mmaps, so sets spread over thousands of stack files
-    never exceed the open-file limit."""
-
-    def __init__(self, paths, size=64):
-        self.paths, self.size = paths, size
-        self._open = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, fid):
-        with self._lock:
-            mrc = self._open.pop(fid, None)
-            if mrc is None:
-                mrc = mmap_mrc(self.paths[fid], permissive=True)
-                while len(self._open) >= self.size:
-                    # Dropped, not closed: another thread may still hold a view of it;
-                    # garbage collection closes it once the views are gone.
-                    self._open.popitem(last=False)
-            self._open[fid] = mrc
-            return mrc.data
-
-    def close(self):
-        with self._lock:
-            for mrc in self._open.values():
-                mrc.close()
-            self._open.clear()
+        """Item ``k`` alone (opens and closes its file)."""
+        with MrcBlockReader(self.paths[self.file_ids[k]]) as rd:
+            return self._read_run(rd, self.index[k:k + 1])[0]
 
 
 def preallocate_stack(path, n, shape, voxel_size):
@@ -182,55 +191,60 @@ def preallocate_stack(path, n, shape, voxel_size):
                 return tmp
         except MrcFormatError:
             pass
-    mrc = new_mrc(tmp, want, np.float32, voxel_size=voxel_size, is_stack=True)
-    finish_mrc(mrc, stats=False)
+    MrcBlockWriter(tmp, want, np.float32, voxel_size=voxel_size, is_stack=True).close(
+        stats=False)
     return tmp
 
 
-def _block_size(shape, threads=1):
-    per_image = int(np.prod(shape)) * 4
-    return max(1, DEFAULT_BLOCK_BYTES // max(per_image, 1))
+def finish_stack(path):
+    """Compute the header statistics of the temporary stack and rename it to ``path``."""
+    tmp = partial_path(path)
+    MrcBlockWriter(tmp, create=False).close(stats=True)
+    os.replace(tmp, path)
+
+
+def _block_items(item_shape):
+    return max(1, DEFAULT_BLOCK_BYTES // max(1, int(np.prod(item_shape)) * 4))
+
+
+def _run_blocks(func, starts, threads):
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(func, starts))
+    else:
+        for b0 in starts:
+            func(b0)
 
 
 def mask_range(sources, recipe, out_stack, i0, i1, threads=1, block=None):
-    """Mask images ``i0..i1-1`` of ``sources`` into the open-able stack ``out_stack``.
+    """Mask items ``i0..i1-1`` of ``sources`` into rows ``i0..i1-1`` of ``out_stack``.
 
-    The output file (from :func:`preallocate_stack`) is opened in ``r+`` mode and only rows
-    ``i0..i1-1`` are written, so several ranges can run in parallel or be resumed.
+    ``out_stack`` is an existing float32 stack (:func:`preallocate_stack`); only those rows
+    are written, so several ranges can run in parallel or be resumed.
     """
-    import mrcfile
-
     if i1 <= i0:
         return
-    get = _HandleCache(sources.paths)
-    first = sources.read(i0, i0 + 1, get)
-    shape = first.shape[1:]
-    block = block or _block_size(shape, threads)
-    starts = list(range(i0, i1, block))
-    out = mrcfile.mmap(out_stack, mode="r+")
+    readers = _Readers(sources.paths)
+    writer = MrcBlockWriter(out_stack, create=False)
     try:
+        block = block or _block_items(writer.shape[1:])
+
         def work(b0):
             b1 = min(b0 + block, i1)
-            imgs = sources.read(b0, b1, get)
-            recipe.apply(imgs, first_index=b0, out=out.data[b0:b1])
+            writer.write(b0, recipe.apply(sources.read(b0, b1, readers), first_index=b0))
 
-        if threads > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, starts))
-        else:
-            for b0 in starts:
-                work(b0)
-        out.flush()
+        _run_blocks(work, list(range(i0, i1, block)), threads)
     finally:
-        out.close()
-        get.close()
+        writer.close(stats=False)
+        readers.close()
 
 
 def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
     """Mask an MRC image, image stack (.mrcs) or volume into ``out_path`` (float32 MRC).
 
     A 2D image or a volume is masked as one item; a stack (``.mrcs``, or ispg 0 with
-    ``nz > 1``) image by image. Returns the list of mask warnings.
+    ``nz > 1``) image by image, in blocks spread over ``threads`` threads. Returns the list
+    of mask warnings. Nothing is left under ``out_path`` (or a temporary name) on error.
 
     Raises
     ------
@@ -238,46 +252,30 @@ def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
         input not MRC; :class:`~cryoprocs.kernels.masks.MaskError` for mask problems.
     FileExistsError
         ``out_path`` exists and ``overwrite`` is False.
+    ValueError
+        ``out_path`` is the input file.
     """
     info = mrc_info(in_path)
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError("output %s would overwrite the input" % out_path)
     if not overwrite and os.path.exists(out_path):
-        raise FileExistsError("output %s exists" % out_path)
+        raise FileExistsError("output %s exists (use --overwrite to replace it)" % out_path)
     nz, ny, nx = info.shape
-    if info.is_stack:
-        item_shape, n = (ny, nx), nz
-    elif nz == 1:
-        item_shape, n = (ny, nx), 1
-    else:
-        item_shape, n = (nz, ny, nx), 1
+    stack = info.is_stack or nz == 1
+    item_shape = (ny, nx) if stack else (nz, ny, nx)
     _, warnings = recipe.build(item_shape)     # validates before anything is written
-    vs = info.voxel_size[0]
-    with atomic_output(out_path, overwrite=overwrite) as tmp:
-        mrc = new_mrc(tmp, (n,) + item_shape if info.is_stack else info.shape, np.float32,
-                      voxel_size=vs, is_stack=info.is_stack)
-        try:
-            with open_mrc(in_path, permissive=True) as src:
-                data = src.data
-                if info.is_stack:
-                    block = _block_size(item_shape, threads)
-                    starts = list(range(0, n, block))
+    with atomic_output(out_path, overwrite=overwrite) as tmp, \
+            MrcBlockReader(in_path) as rd, \
+            MrcBlockWriter(tmp, info.shape, np.float32, voxel_size=info.voxel_size,
+                           is_stack=info.is_stack) as wr:
+        if stack:
+            block = _block_items(item_shape)
 
-                    def work(b0):
-                        b1 = min(b0 + block, n)
-                        recipe.apply(np.asarray(data[b0:b1]), first_index=b0,
-                                     out=mrc.data[b0:b1])
+            def work(b0):
+                b1 = min(b0 + block, nz)
+                wr.write(b0, recipe.apply(rd.read(b0, b1), first_index=b0))
 
-                    if threads > 1 and len(starts) > 1:
-                        with ThreadPoolExecutor(threads) as pool:
-                            list(pool.map(work, starts))
-                    else:
-                        for b0 in starts:
-                            work(b0)
-                else:
-                    item = np.asarray(data).reshape((1,) + item_shape)
-                    res = recipe.apply(item)
-                    mrc.data[...] = res.reshape(mrc.data.shape)
-        finally:
-            finish_mrc(mrc)
+            _run_blocks(work, list(range(0, nz, block)), threads)
+        else:
+            wr.write(0, recipe.apply(rd.read(0, nz)[None])[0])
     return warnings

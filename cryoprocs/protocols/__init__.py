@@ -2,4 +2,6 @@
 from .protocol_base import ProtCryoprocsBase
 from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApplyMask2D,
                                   ProtCryoprocsApplyMask3D)
+from .protocol_export_movie import ProtCryoprocsExportMovie
+from .protocol_tilt_series_from_stacks import ProtCryoprocsTiltSeriesFromStacks
 from .protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill

@@ -19,7 +19,8 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from .. import constants as C
 from ..convert.mrc import partial_path, write_mrc
 from ..kernels import masks as K
-from ..pipelines.masks import ImageSources, MaskRecipe, mask_range, preallocate_stack
+from ..pipelines.masks import (ImageSources, MaskRecipe, finish_stack, mask_range,
+                               preallocate_stack)
 from .protocol_base import ProtCryoprocsBase
 
 logger = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
     def createOutputStep(self):
         out = self._outputStack()
         if os.path.exists(partial_path(out)):
-            os.replace(partial_path(out), out)
+            finish_stack(out)
         _, ids = self._loadSources()
         position = {int(i): k + 1 for k, i in enumerate(ids)}
         inSet = self.inputParticles.get()
@@ -499,6 +500,11 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
 
     def _itemNoun(self, plural=False):
         return 'volumes' if plural else 'volume'
+
+    def _validate(self):
+        if self._isSet() and self.inputVolumes.get().getSize() == 0:
+            return ['The input set of volumes is empty.']
+        return super()._validate()
 
     def _summary(self):
         if hasattr(self, C.OUTPUT_VOLUMES):

@@ -142,3 +142,21 @@ def test_protocols_conf_lists_existing_protocols():
     final = {c.__name__ for c in _protocol_classes() if not c.isBase()
              and not getattr(c, "_hiddenFromMenus", False)}
     assert final <= names, "protocols missing from protocols.conf: %s" % (final - names)
+
+
+def test_wizards_bound_to_existing_params():
+    from pwem import Domain
+    import cryoprocs.wizards as W
+    wizards = [W.CryoprocsParticleMaskRadiusWizard, W.CryoprocsParticleMaskRadiiWizard,
+               W.CryoprocsVolumeMaskRadiusWizard, W.CryoprocsVolumeMaskRadiiWizard]
+    for wiz in wizards:
+        for protClass, names in wiz._targets:
+            form = protClass().getDefinition()
+            for n in names:
+                assert form.getParam(n) is not None, (wiz.__name__, n)
+    from pyworkflow.wizard import DESKTOP_TKINTER as TKINTER
+    found = Domain.findWizards(protocols.ProtCryoprocsApplyMask2D(), TKINTER)
+    assert found["radius"] is W.CryoprocsParticleMaskRadiusWizard
+    assert found["innerRadius"] is W.CryoprocsParticleMaskRadiiWizard
+    found = Domain.findWizards(protocols.ProtCryoprocsApplyMask3D(), TKINTER)
+    assert found["radius"] is W.CryoprocsVolumeMaskRadiusWizard

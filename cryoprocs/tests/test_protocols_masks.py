@@ -133,3 +133,116 @@ class TestApplyMaskProtocols(BaseTest):
         prot2 = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
                                  geo=C.MASK3D_CROWN, innerRadius=10, outerRadius=4)
         self.assertTrue(any("10" in e and "4" in e for e in prot2.validate()))
+
+
+def _particles_sqlite_from_relion31(folder):
+    """A Scipion particle set with CTF, 3D alignment, coordinates and acquisition built from
+    the real RELION 3.1 particles of ../shared/data/real/cryodrgn_relion31."""
+    import starfile
+    from pwem.constants import ALIGN_PROJ
+    from pwem.objects import (Acquisition, Coordinate, CTFModel, Particle, SetOfParticles,
+                              Transform)
+
+    from cryoprocs.convert.euler import relion_euler_matrix
+
+    src = shared_data("real", "cryodrgn_relion31")
+    star = starfile.read(os.path.join(src, "relion31.star"), always_dict=True)
+    optics, rows = star["optics"].iloc[0], star["particles"]
+    path = os.path.join(folder, "particles.sqlite")
+    pset = SetOfParticles(filename=path)
+    pset.setSamplingRate(float(optics["rlnImagePixelSize"]))
+    acq = Acquisition(voltage=float(optics["rlnVoltage"]),
+                      sphericalAberration=float(optics["rlnSphericalAberration"]),
+                      amplitudeContrast=float(optics["rlnAmplitudeContrast"]),
+                      magnification=10000)
+    pset.setAcquisition(acq)
+    pset.setAlignment(ALIGN_PROJ)
+    for i, row in rows.iterrows():
+        p = Particle(location=(i + 1, os.path.join(src, "relion31.mrcs")))
+        ctf = CTFModel()
+        ctf.setStandardDefocus(float(row["rlnDefocusU"]), float(row["rlnDefocusV"]),
+                               float(row["rlnDefocusAngle"]))
+        p.setCTF(ctf)
+        M = np.eye(4)
+        M[:3, :3] = relion_euler_matrix(row["rlnAngleRot"], row["rlnAngleTilt"],
+                                        row["rlnAnglePsi"])
+        p.setTransform(Transform(M))
+        p.setCoordinate(Coordinate(x=int(row["rlnCoordinateX"]), y=int(row["rlnCoordinateY"])))
+        p.setAcquisition(acq.clone())
+        pset.append(p)
+    pset.write()
+    pset.close()
+    return path
+
+
+class TestApplyMaskKeepsAttributes(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+
+    def test_output_particles_keep_ctf_alignment_coordinates(self):
+        sqlite = _particles_sqlite_from_relion31(self.proj.getTmpPath())
+        imp = self.newProtocol(ProtImportParticles,
+                               importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
+                               sqliteFile=sqlite, samplingRate=2.806, magnification=10000)
+        self.launchProtocol(imp)
+        inp = imp.outputParticles
+        prot = self.newProtocol(ProtCryoprocsApplyMask2D, inputParticles=inp,
+                                geo=C.MASK2D_RAISED_COSINE, innerRadius=60, outerRadius=100)
+        self.launchProtocol(prot)
+        out = getattr(prot, C.OUTPUT_PARTICLES)
+        self.assertSetSize(out, 5)
+        self.assertEqual(out.getAlignment(), inp.getAlignment())
+        self.assertAlmostEqual(out.getAcquisition().getVoltage(), 300.0)
+        masked = _read_output(prot, out.getFirstItem().getFileName())
+        for pin, pout in zip(inp.iterItems(orderBy="id"), out.iterItems(orderBy="id")):
+            self.assertEqual(pin.getObjId(), pout.getObjId())
+            self.assertAlmostEqual(pin.getCTF().getDefocusU(), pout.getCTF().getDefocusU())
+            self.assertAlmostEqual(pin.getCTF().getDefocusAngle(),
+                                   pout.getCTF().getDefocusAngle())
+            np.testing.assert_allclose(pin.getTransform().getMatrix(),
+                                       pout.getTransform().getMatrix())
+            self.assertEqual(pin.getCoordinate().getPosition(),
+                             pout.getCoordinate().getPosition())
+            self.assertNotEqual(pin.getFileName(), pout.getFileName())
+            # the image is the masked input image
+            img = mrcfile.open(pin.getFileName(), permissive=True).data[pin.getIndex() - 1]
+            res = masked[pout.getIndex() - 1]
+            self.assertEqual(res[128, 128], img[128, 128])       # inside: unchanged
+            self.assertEqual(res[0, 0], 0.0)                      # corner: removed
+
+
+class TestApplyMaskCreatedMaskValidation(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+
+    def test_created_mask_checked_on_every_dimension_and_sampling(self):
+        base, cases, case = _xmipp_case("m3d09_createdmask_binary")
+        vol = self.newProtocol(ProtImportVolumes, filesPath=os.path.join(base, case["input"]),
+                               samplingRate=8.66)
+        self.launchProtocol(vol)
+        # same X and Y as the 41x46x39 crop but a different Z: Xmipp would accept it
+        tmp = self.proj.getTmpPath("mask_z40.mrc")
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(np.ones((40, 46, 41), np.float32))
+        imp = self.newProtocol(ProtImportMask, maskPath=tmp, samplingRate=9.5)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
+                                source=C.SOURCE_MASK, inputMask=imp.outputMask)
+        errors = " ".join(prot.validate())
+        self.assertIn("(41, 46, 40)", errors)
+        self.assertIn("(41, 46, 39)", errors)
+        self.assertIn("9.5000", errors)
+        # a mask outside [0, 1] is accepted with a warning
+        tmp2 = self.proj.getTmpPath("mask_scaled.mrc")
+        with mrcfile.new(tmp2, overwrite=True) as m:
+            m.set_data(np.full((39, 46, 41), 2.0, np.float32))
+        imp2 = self.newProtocol(ProtImportMask, maskPath=tmp2, samplingRate=8.66)
+        self.launchProtocol(imp2)
+        prot2 = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
+                                 source=C.SOURCE_MASK, inputMask=imp2.outputMask)
+        self.assertEqual(prot2.validate(), [])
+        self.assertTrue(any("[2, 2]" in w for w in prot2._warnings()))

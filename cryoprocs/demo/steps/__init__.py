@@ -2,5 +2,6 @@
 
 STEPS = [
     "masks",
+    "movies",
     "noise_fill",
 ]
