@@ -35,13 +35,17 @@ INSTALL_REQUIRES = [
     # ffmpeg for H.264 MP4 / GIF (no numpy ABI coupling)
     "opencv-python-headless>=4.8,<4.12",
     "imageio-ffmpeg>=0.5",
+    "pillow",
 ]
 
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=7",
         "pytest-timeout>=2.1",
+        "edt>=3,<4",
     ],
+    # optional accelerator of the noise-fill distance map (the NumPy fallback is exact too)
+    "fast": ["edt>=3,<4"],
 }
 
 setup(

@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "demo",
     "movie": "movie",
     "extract": "extract",
+    "noise-fill": "noise_fill",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback

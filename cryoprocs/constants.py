@@ -107,3 +107,16 @@ OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
 OUTPUT_COORDINATES = "outputCoordinates"
 OUTPUT_TOMOGRAMS = "outputTomograms"
 OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"
+# ---------------------------------------------------------------- MaskedTomogramNoiseFill
+NF_EXPANSION_EUCLIDEAN = 0
+NF_EXPANSION_GAUSSIAN = 1
+NF_EXPANSION_CHOICES = ["Euclidean distance", "Gaussian blur + threshold"]
+
+NF_STATS_OUTSIDE = 0
+NF_STATS_ROBUST = 1
+NF_STATS_GLOBAL = 2
+NF_STATS_PARITY = 3
+NF_STATS_CHOICES = ["outside mask", "robust (median, MAD)", "global", "script rule"]
+
+OUTPUT_NOISE_FILLED_TOMOS = "noiseFilledTomograms"
+OUTPUT_NOISE_FILL_MASKS = "noiseFillSoftMasks"

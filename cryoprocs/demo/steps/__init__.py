@@ -2,6 +2,7 @@
 
 STEPS = [
     "masks",
+    "noise_fill",
     "extract",
     "movies",
 ]
