@@ -36,16 +36,15 @@ INSTALL_REQUIRES = [
     "opencv-python-headless>=4.8,<4.12",
     "imageio-ffmpeg>=0.5",
     "pillow",
+    # MaskedTomogramNoiseFill: exact Euclidean distance transform (seung-lab)
+    "edt>=3,<4",
 ]
 
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=7",
         "pytest-timeout>=2.1",
-        "edt>=3,<4",
     ],
-    # optional accelerator of the noise-fill distance map (the NumPy fallback is exact too)
-    "fast": ["edt>=3,<4"],
 }
 
 setup(

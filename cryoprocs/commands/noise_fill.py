@@ -122,10 +122,6 @@ def add_arguments(p):
     n.add_argument("--parity", action="store_true",
                    help="reproduce extract_masked_tomogram.py exactly (same voxels)")
     n.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
-    n.add_argument("--backend", choices=("auto", "numpy", "edt"), default="auto",
-                   help="distance transform: the edt package (cost independent of the distance) "
-                        "or the exact NumPy fallback (faster up to ~30 px); auto picks edt "
-                        "when installed and N + W > 32")
 
 
 def params_from_args(args):
@@ -187,7 +183,7 @@ def run(args):
     rep = noise_fill_file(args.input_tomo, args.input_mask, args.output_tomo, params,
                           soft_mask_path=args.soft_mask_out, preview_png=args.preview,
                           report_json=args.report, threads=max(1, args.threads),
-                          overwrite=args.overwrite, backend=args.backend)
+                          overwrite=args.overwrite)
     print(format_report(rep))
     print("wrote %s" % args.output_tomo)
     return 0

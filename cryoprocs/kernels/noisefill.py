@@ -46,7 +46,7 @@ __all__ = [
     "gaussian_expansion_distance", "gaussian_threshold_for_distance", "truncated_sq_edt",
     "edge_weight_lut", "open_close", "cube_dilate", "blur_threshold", "sample_strides",
     "robust_stats", "plane_noise", "SpectralNoise", "FillGeometry", "prepare_geometry",
-    "noise_fill", "noise_fill_array", "have_edt", "RADIUS_MAX",
+    "noise_fill", "noise_fill_array", "RADIUS_MAX",
 ]
 
 NOISE_STATS = ("outside", "robust", "global", "parity")
@@ -209,19 +209,16 @@ def gaussian_threshold_for_distance(distance, sigma):
     return float(0.5 * math.erfc(float(distance) / (float(sigma) * math.sqrt(2.0))))
 
 
-def have_edt():
-    """True when the optional ``edt`` package (seung-lab) can be imported."""
-    try:
-        import edt  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 # ----------------------------------------------------------------------------- distances
-def truncated_sq_edt(seg, radius, backend="auto", threads=1, chunk_voxels=None):
+def truncated_sq_edt(seg, radius, threads=1, chunk_voxels=None):
     """Exact squared Euclidean distance (px^2) from every voxel to the nearest True voxel of
     ``seg``, up to ``radius``.
+
+    Computed with the ``edt`` package (seung-lab, Felzenszwalb & Huttenlocher's exact
+    separable transform; cost independent of the radius) in y-chunks with an R-row halo,
+    so memory stays at a few chunk-sized temporaries. (scipy 1.10's
+    ``distance_transform_edt`` is exact too but about 10x slower on this problem, see
+    ../shared/docs/noise-fill.md section 4.)
 
     Parameters
     ----------
@@ -229,16 +226,10 @@ def truncated_sq_edt(seg, radius, backend="auto", threads=1, chunk_voxels=None):
         bool ``[z, y, x]``; voxels outside the array are not part of the mask.
     radius : int
         R, px, 0 <= R <= :data:`RADIUS_MAX`.
-    backend : str
-        ``numpy`` (separable transform: a 1D distance along z, then the min-plus passes
-        ``min_t f(y + t) + t^2`` along y and x over ``|t| <= R``; cost grows with R),
-        ``edt`` (the ``edt`` package, Felzenszwalb-Huttenlocher, cost independent of R,
-        computed in y-chunks with an R-row halo) or ``auto`` (``edt`` when installed and
-        R > 32, else ``numpy``, the faster one below that distance). Both are exact and return identical arrays.
     threads : int
-        worker threads (chunks in parallel).
+        threads of the ``edt`` transform.
     chunk_voxels : int, optional
-        voxels per chunk (memory bound); default about 2^23.
+        voxels per chunk (memory bound); default about 2^26.
 
     Returns
     -------
@@ -249,8 +240,10 @@ def truncated_sq_edt(seg, radius, backend="auto", threads=1, chunk_voxels=None):
     Raises
     ------
     NoiseFillError
-        R out of range, or ``backend='edt'`` without the package.
+        R out of range or a mask that is not 3D.
     """
+    import edt
+
     R = int(radius)
     if not 0 <= R <= RADIUS_MAX:
         raise NoiseFillError("distance radius must be in 0..%d px, got %s" % (RADIUS_MAX, radius))
@@ -261,117 +254,20 @@ def truncated_sq_edt(seg, radius, backend="auto", threads=1, chunk_voxels=None):
     out = np.full(seg.shape, cap, dtype=np.uint16)
     if seg.size == 0 or not seg.any():
         return out
-    if backend == "auto":
-        backend = "edt" if (R > 32 and have_edt()) else "numpy"
-    if backend == "edt":
-        if not have_edt():
-            raise NoiseFillError("backend 'edt' requested but the edt package is not installed "
-                                 "(pip install edt)")
-        _sq_edt_edt(seg, R, out, threads, chunk_voxels)
-    elif backend == "numpy":
-        _sq_edt_numpy(seg, R, out, threads, chunk_voxels)
-    else:
-        raise NoiseFillError("unknown distance backend %r (auto, numpy, edt)" % backend)
-    return out
-
-
-def _run(func, items, threads):
-    if threads > 1 and len(items) > 1:
-        with ThreadPoolExecutor(min(threads, len(items))) as pool:
-            return list(pool.map(func, items))
-    return [func(it) for it in items]
-
-
-def _sq_edt_edt(seg, R, out, threads, chunk_voxels):
-    import edt
     nz, ny, nx = seg.shape
-    cap = (R + 1) ** 2
-    per_row = nz * nx
-    rows = max(1, int((chunk_voxels or (1 << 26)) // per_row))
-    starts = list(range(0, ny, rows))
-    # edt parallelises internally; chunks run one after another
-    par = max(1, int(threads))
-
-    for y0 in starts:
+    rows = max(1, int((chunk_voxels or (1 << 26)) // (nz * nx)))
+    for y0 in range(0, ny, rows):
         y1 = min(ny, y0 + rows)
         a, b = max(0, y0 - R), min(ny, y1 + R)
         sub = seg[:, a:b]
         if not sub.any():
             continue
-        inp = np.logical_not(sub).view(np.uint8)
-        d2 = edt.edtsq(np.ascontiguousarray(inp), black_border=False, parallel=par)
+        inp = np.ascontiguousarray(np.logical_not(sub).view(np.uint8))
+        d2 = edt.edtsq(inp, black_border=False, parallel=max(1, int(threads)))
         d2 = d2[:, y0 - a:y1 - a]
         d2[d2 > R * R] = cap
         out[:, y0:y1] = d2
-
-
-def _sq_edt_numpy(seg, R, out, threads, chunk_voxels):
-    nz, ny, nx = seg.shape
-    C = R + 1
-    cap = C * C
-    # pass 1: 1D distance along z (capped at C) by running index extrema, in y-chunks
-    g = np.empty(seg.shape, dtype=np.uint8)
-    rows = max(1, int((chunk_voxels or (1 << 23)) // max(1, nz * nx)))
-
-    def zpass(y0):
-        y1 = min(ny, y0 + rows)
-        s = seg[:, y0:y1]
-        idx = np.arange(nz, dtype=np.int32)[:, None, None]
-        prev = np.where(s, idx, np.int32(-C - 1))
-        np.maximum.accumulate(prev, axis=0, out=prev)
-        np.subtract(idx, prev, out=prev)
-        nxt = np.where(s, idx, np.int32(nz + C + 1))
-        rev = nxt[::-1]
-        np.minimum.accumulate(rev, axis=0, out=rev)
-        np.subtract(nxt, idx, out=nxt)
-        np.minimum(prev, nxt, out=prev)
-        np.minimum(prev, C, out=prev)
-        g[:, y0:y1] = prev
-
-    _run(zpass, list(range(0, ny, rows)), threads)
-    # passes 2 and 3: min-plus with t^2 along y, then x, per z-chunk (in-plane: no halo)
-    planes = max(1, int((chunk_voxels or (1 << 23)) // max(1, ny * (nx + R))))
-
-    def xy_pass(z0):
-        z1 = min(nz, z0 + planes)
-        gz = g[z0:z1]
-        if gz.min() >= C:
-            return
-        f = gz.astype(np.uint16)
-        np.multiply(f, f, out=f)
-        h = f.copy()
-        if f.max() > 0:
-            _taps(f, h, R, axis=1)
-        # x pass on a row-padded flat layout: R cap columns after every row, so a flat shift
-        # by t <= R never carries a value into the neighbouring row
-        padded = np.full((z1 - z0, ny, nx + R), cap, dtype=np.uint16)
-        padded[:, :, :nx] = h
-        del h
-        flat = padded.reshape(-1)
-        res = flat.copy()
-        _taps(flat, res, R, axis=0)
-        res = res.reshape(padded.shape)[:, :, :nx]
-        res[res > R * R] = cap
-        out[z0:z1] = res
-
-    _run(xy_pass, list(range(0, nz, planes)), threads)
-
-
-def _taps(f, out, R, axis):
-    """``out = min(out, min_{1<=|t|<=R} f shifted by t along axis + t^2)`` in place (uint16)."""
-    tmp = np.empty_like(f)
-    n = f.shape[axis]
-    for t in range(1, min(R, n - 1) + 1):
-        c = np.uint16(t * t)
-        lo = [slice(None)] * f.ndim
-        hi = [slice(None)] * f.ndim
-        lo[axis] = slice(None, -t)
-        hi[axis] = slice(t, None)
-        lo, hi = tuple(lo), tuple(hi)
-        np.add(f[lo], c, out=tmp[lo])
-        np.minimum(out[hi], tmp[lo], out=out[hi])
-        np.add(f[hi], c, out=tmp[hi])
-        np.minimum(out[lo], tmp[hi], out=out[lo])
+    return out
 
 
 def edge_weight_lut(expansion, soft_edge, cap):
@@ -696,7 +592,7 @@ def _mask_max(mask, slab):
     return m
 
 
-def prepare_geometry(mask, params, backend="auto", threads=1, slab=None):
+def prepare_geometry(mask, params, threads=1, slab=None):
     """Binarise, smooth and expand a mask; return its :class:`FillGeometry`.
 
     Parameters
@@ -759,7 +655,7 @@ def prepare_geometry(mask, params, backend="auto", threads=1, slab=None):
     if p.parity:
         N = p.expansion
         if p.fast or N > 10:
-            d2 = truncated_sq_edt(seg, N, backend, threads)
+            d2 = truncated_sq_edt(seg, N, threads)
             hard = d2 <= N * N
             del d2
             info["expansion_rule"] = "Euclidean ball (distance <= %d px)" % N
@@ -782,7 +678,7 @@ def prepare_geometry(mask, params, backend="auto", threads=1, slab=None):
         counts["smoothed_voxels"] = int(np.count_nonzero(seg))
     if direct:
         R = p.expansion + Wc
-        values = truncated_sq_edt(seg, R, backend, threads)
+        values = truncated_sq_edt(seg, R, threads)
         del seg
         lut = edge_weight_lut(p.expansion, W, (R + 1) ** 2)
         counts["expanded_voxels"] = int(np.count_nonzero(values <= p.expansion ** 2))
@@ -795,7 +691,7 @@ def prepare_geometry(mask, params, backend="auto", threads=1, slab=None):
                                                     gaussian_expansion_distance(
                                                         p.sigma, p.gaussian_threshold)))
         else:
-            d2 = truncated_sq_edt(seg, p.expansion, backend, threads)
+            d2 = truncated_sq_edt(seg, p.expansion, threads)
             hard = d2 <= p.expansion ** 2
             del d2
             info["expansion_rule"] = "Euclidean distance <= %d px" % p.expansion
@@ -804,7 +700,7 @@ def prepare_geometry(mask, params, backend="auto", threads=1, slab=None):
             hard = blur_threshold(hard, p.boundary_sigma, 0.5)
         counts["expanded_voxels"] = int(np.count_nonzero(hard))
         if Wc:
-            values = truncated_sq_edt(hard, Wc, backend, threads)
+            values = truncated_sq_edt(hard, Wc, threads)
             lut = edge_weight_lut(0, W, (Wc + 1) ** 2)
         else:
             values = hard.view(np.uint8)
@@ -884,7 +780,7 @@ def _background_patches(tomo, geo, size=32, max_patches=64):
 
 
 def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=None,
-               backend="auto", preview=True):
+               preview=True):
     """Keep ``tomo`` inside the expanded mask and fill the rest with matched noise.
 
     Parameters
@@ -906,8 +802,6 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
         worker threads (slabs and distance chunks in parallel).
     slab : int, optional
         planes per output slab (default about 8 M voxels); the output does not depend on it.
-    backend : str
-        distance backend of :func:`truncated_sq_edt`.
     preview : bool
         keep the central z-slice (before, after, weight, binarised mask) in the report.
 
@@ -934,7 +828,7 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
     threads = max(1, int(threads))
     slab = int(slab or max(1, SLAB_VOXELS // (shape[1] * shape[2])))
     t_start = time.time()
-    geo = prepare_geometry(mask, p, backend, threads, slab)
+    geo = prepare_geometry(mask, p, threads, slab)
     report = {"shape": shape, "parity": p.parity, "params": asdict(p)}
     report.update(geo.counts)
     report["expansion_ratio"] = (report["expanded_voxels"] / report["mask_voxels"]

@@ -41,7 +41,7 @@ def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):
 
 def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
                     preview_png=None, report_json=None, threads=1, overwrite=False,
-                    backend="auto", slab=None, voxel_size=None):
+                    slab=None, voxel_size=None):
     """Noise-fill ``tomo_path`` outside the expanded ``mask_path``; write ``out_path``.
 
     Parameters
@@ -103,7 +103,7 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
                 writers.append(wwriter)
             report = K.noise_fill(tomo, mask, params, writer.write,
                                   wwriter.write if wwriter else None, threads=threads,
-                                  slab=slab, backend=backend, preview=bool(preview_png))
+                                  slab=slab, preview=bool(preview_png))
             preview = report.pop("preview", None)
             report["voxel_size"] = vs[0]
             report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,

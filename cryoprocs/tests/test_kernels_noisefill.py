@@ -68,10 +68,7 @@ def _real(case):
 
 
 # ------------------------------------------------------------------ exact distances
-@pytest.mark.parametrize("backend", ["numpy", "edt"])
-def test_truncated_sq_edt_is_exact(backend):
-    if backend == "edt" and not K.have_edt():
-        pytest.skip("edt not installed")
+def test_truncated_sq_edt_is_exact():
     rng = np.random.default_rng(7)
     for trial in range(5):
         shape = tuple(int(v) for v in rng.integers(6, 30, 3))
@@ -80,7 +77,7 @@ def test_truncated_sq_edt_is_exact(backend):
         R = int(rng.integers(0, 13))
         ref = np.rint(ndi.distance_transform_edt(~seg) ** 2)
         want = np.where(ref <= R * R, ref, (R + 1) ** 2)
-        got = K.truncated_sq_edt(seg, R, backend=backend, chunk_voxels=700, threads=2)
+        got = K.truncated_sq_edt(seg, R, chunk_voxels=700, threads=2)
         assert got.dtype == np.uint16
         np.testing.assert_array_equal(got, want)
 
@@ -92,15 +89,12 @@ def test_truncated_sq_edt_empty_and_bad_radius():
         K.truncated_sq_edt(seg, 500)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "edt"])
-def test_expansion_is_the_euclidean_ball_and_edge_is_cosine(backend):
-    if backend == "edt" and not K.have_edt():
-        pytest.skip("edt not installed")
+def test_expansion_is_the_euclidean_ball_and_edge_is_cosine():
     tomo, mask = _blob_case()
     d = ndi.distance_transform_edt(~(mask > 0.5))
     for N, W in ((0, 0), (3, 0), (7, 2.5), (15, 4)):
         p = K.NoiseFillParams(expansion=N, soft_edge=W, noise_stats="global")
-        out, rep, w = K.noise_fill_array(tomo, mask, p, weight=True, backend=backend)
+        out, rep, w = K.noise_fill_array(tomo, mask, p, weight=True)
         np.testing.assert_array_equal(w == 1, d <= N)            # the ball, not a cube
         assert rep["expanded_voxels"] == int((d <= N).sum())
         want = np.where(d <= N, 1.0, 0.0)
@@ -271,10 +265,10 @@ def test_spectral_noise_matches_background_texture():
 
 
 # ------------------------------------------------------------------ determinism, options
-def test_output_independent_of_slab_threads_and_backend():
+def test_output_independent_of_slab_and_threads():
     tomo, mask = _blob_case()
     p = K.NoiseFillParams(expansion=4, soft_edge=3, seed=5)
-    ref, _ = K.noise_fill_array(tomo, mask, p, slab=36, threads=1, backend="numpy")
+    ref, _ = K.noise_fill_array(tomo, mask, p, slab=36, threads=1)
     for slab, threads in ((1, 2), (7, 3)):
         out, _ = K.noise_fill_array(tomo, mask, p, slab=slab, threads=threads)
         np.testing.assert_array_equal(out, ref)
