@@ -16,6 +16,7 @@ COMMANDS = {
     "mask": "mask",
     "demo": "demo",
     "extract": "extract",
+    "reconstruct": "reconstruct",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback

@@ -31,7 +31,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["backproject", "backproject_numpy", "numba_available", "BACKENDS"]
+__all__ = ["backproject", "backproject_numpy", "numba_available", "numba_kernels",
+           "BACKENDS"]
 
 _NUMBA = None        # compiled function, False when numba is unavailable
 BACKENDS = ("auto", "numba", "numpy")
@@ -57,8 +58,8 @@ def _load_numba():
         except OSError:          # pragma: no cover - unwritable home: numba picks a place
             pass
     try:
-        from . import _backprojection_numba as nb
-        _NUMBA = nb.backproject_slices
+        from . import _numba_kernels as nb
+        _NUMBA = nb
     except Exception as exc:      # ImportError, or numba failing to compile
         logger.info("numba backprojection unavailable (%s); using NumPy", exc)
         _NUMBA = False
@@ -66,8 +67,14 @@ def _load_numba():
 
 
 def numba_available():
-    """True when the compiled backprojection can be used."""
+    """True when the compiled kernels can be used."""
     return bool(_load_numba())
+
+
+def numba_kernels():
+    """The module of compiled kernels (kernels/_numba_kernels.py), or None without numba
+    (or with ``$CRYOPROCS_NO_NUMBA`` set)."""
+    return _load_numba() or None
 
 
 def _check(data, weight, slices, slice_weights, matrices, max_freq):
@@ -111,7 +118,7 @@ def backproject(data, weight, slices, slice_weights, matrices, max_freq, backend
     if backend == "numba" and not fn:
         raise ValueError("the numba backend was requested but numba is not available")
     if fn:
-        fn(data, weight, slices, slice_weights, matrices, max_freq)
+        fn.backproject_slices(data, weight, slices, slice_weights, matrices, max_freq)
     else:
         backproject_numpy(data, weight, slices, slice_weights, matrices, max_freq)
 

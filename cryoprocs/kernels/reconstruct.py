@@ -28,7 +28,8 @@ import scipy.fft
 
 from . import extract as KE
 
-__all__ = ["ReconstructionError", "dose_x_ranges", "slice_from_boxes", "weight_slices",
+__all__ = ["ReconstructionError", "dose_x_ranges", "slice_from_boxes", "frame_slices",
+           "prepare_boxes", "shift_half_separable", "weight_slices",
            "slice_matrices", "gridding_correct_sinc2", "radial_average_half",
            "ctf_correct_heuristic", "ctf_correct_wiener", "taper", "unpad_center",
            "fftw_half_to_human_full", "reconstruct_map", "signed_freq"]
@@ -114,6 +115,113 @@ def slice_from_boxes(boxes, pos_in_box, binning, box, circle_crop=True, workers=
         raise ReconstructionError("box %d at binning %g gives a binned box of %d px"
                                   % (int(box), binning, F.shape[-2]))
     return KE.shift_half(F, np.asarray(pos_in_box, dtype=np.float64) / binning)
+
+
+def prepare_boxes(image, corners, s0, circle_crop=True, backend="auto"):
+    """Cut, circle-crop and FFT-roll boxes of one tilt image in one pass.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W)
+        Tilt image (any real dtype, e.g. a memory-mapped float32 frame).
+    corners : int ndarray, (n, 2)
+        ``(x0, y0)`` box corners (``round(q) - s0//2``); pixels outside the image take the
+        nearest edge value (RELION ``extractSquares``).
+    s0 : int
+        Unbinned box size (even).
+    circle_crop : bool
+        RELION ``cropCircle(boundary 0, falloff 5)``: subtract the double mean of the pixels
+        at radius ``> s0//2`` from ``(s0//2, s0//2)`` and multiply by the raised-cosine
+        weights, rounding to float32.
+    backend : {"auto", "numba", "numpy"}
+
+    Returns
+    -------
+    ndarray, (n, s0, s0) float32
+        The boxes rolled by ``s0//2`` on both axes (the box centre at index 0, ready for the
+        centred FFT of :func:`frame_slices`).
+    """
+    from . import backprojection as BP
+    corners = np.ascontiguousarray(corners, dtype=np.int64).reshape(-1, 2)
+    s0 = int(s0)
+    nb = BP.numba_kernels() if backend in ("auto", "numba") else None
+    if nb is not None:
+        c, lo, hi = _circle_rows(s0)
+        out = np.empty((corners.shape[0], s0, s0), dtype=np.float32)
+        img = np.asarray(image)
+        if img.dtype not in (np.float32, np.float64, np.int16, np.uint16, np.int8,
+                             np.uint8):
+            img = img.astype(np.float32)
+        nb.cut_crop_roll(img, corners, s0, c, lo, hi, bool(circle_crop), out)
+        return out
+    boxes = KE.cut_boxes(image, corners, s0).astype(np.float32, copy=False)
+    if circle_crop:
+        boxes = KE.crop_circle(boxes, 0, 5.0)
+    return np.roll(boxes, (-(s0 // 2), -(s0 // 2)), axis=(-2, -1))
+
+
+_CIRCLE_ROWS = {}
+
+
+def _circle_rows(s0):
+    """Weights of RELION's ``cropCircle(boundary 0, falloff 5)`` for an ``s0`` box and, per
+    row, the columns outside the circle as ``[0, lo) + [hi, s0)`` (cached)."""
+    if s0 not in _CIRCLE_ROWS:
+        c, outside = KE.circle_crop_weights(s0, 0, 5.0)
+        lo = np.zeros(s0, np.int64)
+        hi = np.full(s0, s0, np.int64)
+        for y in range(s0):
+            ins = np.flatnonzero(~outside[y])
+            if ins.size:
+                lo[y], hi[y] = ins[0], ins[-1] + 1
+                assert not outside[y, lo[y]:hi[y]].any()
+            else:
+                lo[y], hi[y] = s0, s0
+        _CIRCLE_ROWS[s0] = (np.ascontiguousarray(c), lo, hi)
+    return _CIRCLE_ROWS[s0]
+
+
+def shift_half_separable(F, pos):
+    """:func:`kernels.extract.shift_half` (centred) with the phase factor computed as the
+    product of its x and y parts (complex128, rounded to complex64): the same factor as
+    RELION's per-voxel ``cos/sin(mx x + my y')`` to double rounding, at a fraction of the
+    cost. ``F`` ``(n, h, wh)`` complex64, ``pos`` ``(n, 2)`` (x, y) px in the box."""
+    h, wh = F.shape[-2:]
+    w = 2 * (wh - 1)
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
+    mx = 2 * np.pi * (pos[:, 0] - w // 2) / float(w)
+    my = 2 * np.pi * (pos[:, 1] - h // 2) / float(h)
+    ex = np.exp(1j * (mx[:, None] * np.arange(wh, dtype=np.float64)[None, :]))
+    ey = np.exp(1j * (my[:, None] * signed_freq(h)[None, :]))
+    z = (ey[:, :, None] * ex[:, None, :]).astype(np.complex64)
+    return F * z
+
+
+def frame_slices(image, q_xy, box, binning, circle_crop=True, backend="auto", workers=1):
+    """Fourier slices of the particles at projected positions ``q_xy`` ``(n, 2)`` in one tilt
+    image, as :func:`slice_from_boxes` on boxes cut at ``round(q) - s0//2`` (RELION
+    ``extractAt3D_Fourier``), computed with the fused :func:`prepare_boxes` and
+    :func:`shift_half_separable`. Returns ``(n, box, box//2+1)`` complex64."""
+    from .relion_geometry import box_sizes
+    s0, sb = box_sizes(box, binning)
+    if sb != int(box):
+        raise ReconstructionError("box %d at binning %g gives a binned box of %d px"
+                                  % (int(box), float(binning), sb))
+    corner, pos_in_box = KE.box_corners(q_xy, s0)
+    rolled = prepare_boxes(image, corner, s0, circle_crop, backend)
+    binning = float(binning)
+    if binning != 1.0:
+        # rfft2(norm="ortho") is an r2c pass along x scaled by float32(1/s0), then a c2c pass
+        # along y (pocketfft); only the columns kept by the crop need the y pass. Same
+        # numbers as rfft2 followed by the crop, ~25 % fewer operations.
+        F = scipy.fft.rfft(rolled, axis=-1, workers=workers)[..., :sb // 2 + 1]
+        F *= np.float32(1.0 / s0)
+        F = scipy.fft.fft(F, axis=-2, workers=workers)
+        F = KE.fourier_crop_half(F, sb)
+        F /= np.float32(binning)
+    else:
+        F = scipy.fft.rfft2(rolled, norm="ortho", workers=workers)
+    return shift_half_separable(F, pos_in_box / binning)
 
 
 def weight_slices(slices, x_ranges_f, ctf=None, dose_f=None, sign=-1.0):

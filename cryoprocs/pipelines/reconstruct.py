@@ -339,10 +339,9 @@ class ReconstructJob:
                     image = mapped.data[index]
                     for i0 in range(0, ii_all.size, batch):
                         ii = ii_all[i0:i0 + batch]
-                        corner, pos_in_box = KE.box_corners(q[f, ii], s0)
-                        boxes = KE.cut_boxes(image, corner, s0).astype(np.float32, copy=False)
-                        slices = KR.slice_from_boxes(boxes, pos_in_box, binning, b,
-                                                     circle_crop=s.circle_crop)
+                        slices = KR.frame_slices(image, q[f, ii], b, binning,
+                                                 circle_crop=s.circle_crop,
+                                                 backend=self.backend)
                         ctf = None
                         if s.do_ctf:
                             ctf = KC.relion_ctf_half(

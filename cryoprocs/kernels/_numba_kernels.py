@@ -1,6 +1,13 @@
-"""numba-compiled loop of kernels/backprojection.py (imported only through
-``backprojection._load_numba``, which points ``NUMBA_CACHE_DIR`` at a writable folder first).
-Same arithmetic as ``backproject_numpy``; see that module for the algorithm and its source."""
+"""numba-compiled loops of the reconstruction (imported only through
+``backprojection.numba_kernels()``, which points ``NUMBA_CACHE_DIR`` at a writable folder
+first):
+
+* :func:`backproject_slices`: same arithmetic as ``backprojection.backproject_numpy`` (see
+  that module for the algorithm and its RELION source);
+* :func:`cut_crop_roll`: the fused box cutting (edge replication), RELION circle crop with
+  background subtraction and FFT roll of ``kernels.reconstruct.prepare_boxes`` (same numbers
+  as its NumPy path).
+"""
 import math
 
 import numpy as np
@@ -110,3 +117,52 @@ def backproject_slices(data, weight, slices, slice_weights, matrices, max_freq):
                     vw = np.float32(ay * w0) + np.float32(fy * w1)
                     data[z, y, x] += complex(c * float(vr), c * float(vi))
                     weight[z, y, x] += c * float(vw)
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def cut_crop_roll(image, corners, s0, weights, out_lo, out_hi, do_crop, out):
+    """``out[j]`` = box ``j`` of ``image`` (corner ``corners[j]`` = (x0, y0), pixels outside
+    the image clamped to the edge), minus the double mean of its pixels outside the circle
+    (row ``y``: columns ``< out_lo[y]`` and ``>= out_hi[y]``), times ``weights`` (double,
+    rounded to float32), rolled by ``s0 // 2`` on both axes. Without ``do_crop`` the pixels
+    are copied as they are."""
+    H, W = image.shape
+    half = s0 // 2
+    n = corners.shape[0]
+    row = np.empty(s0, dtype=np.float64)
+    for j in range(n):
+        x0 = corners[j, 0]
+        y0 = corners[j, 1]
+        inside = x0 >= 0 and y0 >= 0 and x0 + s0 <= W and y0 + s0 <= H
+        mean = 0.0
+        if do_crop:
+            total = 0.0
+            count = 0
+            for y in range(s0):
+                yy = min(max(y0 + y, 0), H - 1)
+                for x in range(out_lo[y]):
+                    total += float(image[yy, min(max(x0 + x, 0), W - 1)])
+                for x in range(out_hi[y], s0):
+                    total += float(image[yy, min(max(x0 + x, 0), W - 1)])
+                count += out_lo[y] + s0 - out_hi[y]
+            if count > 0:
+                mean = total / count
+        for y in range(s0):
+            yy = min(max(y0 + y, 0), H - 1)
+            ty = y - half if y >= half else y + half
+            if inside:
+                for x in range(s0):
+                    row[x] = image[yy, x0 + x]
+            else:
+                for x in range(s0):
+                    row[x] = image[yy, min(max(x0 + x, 0), W - 1)]
+            if do_crop:
+                for x in range(half):
+                    out[j, ty, x + half] = np.float32(weights[y, x] * (row[x] - mean))
+                for x in range(half, s0):
+                    out[j, ty, x - half] = np.float32(weights[y, x] * (row[x] - mean))
+            else:
+                for x in range(half):
+                    out[j, ty, x + half] = np.float32(row[x])
+                for x in range(half, s0):
+                    out[j, ty, x - half] = np.float32(row[x])
