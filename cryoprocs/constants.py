@@ -38,3 +38,28 @@ OUTPUT_PARTICLES = "outputParticles"
 OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
 MASKED_PARTICLES_FILE = "output_particles.mrcs"
+
+# ---------------------------------------------------------------- ImportRelion5 / ExtractSubtomos
+EXTRACT_MODE_STACK2D = 0
+EXTRACT_MODE_SUBVOLUMES = 1
+EXTRACT_MODE_CHOICES = ["2D tilt stacks (RELION 5)", "3D sub-volumes"]
+
+HAND_AUTO = 0
+HAND_MINUS = 1
+HAND_PLUS = 2
+HAND_CHOICES = ["from the tilt series (else -1)", "-1 (focus decreases with Z)",
+                "+1 (focus increases with Z)"]
+
+CTF_SCALE_COS = 0
+CTF_SCALE_ONE = 1
+CTF_SCALE_CHOICES = ["cos(tilt) (RELION 5 pipelines)", "1"]
+
+OUTSIDE_SKIP = 0
+OUTSIDE_PAD = 1
+OUTSIDE_CHOICES = ["skip the particle", "pad with the tomogram mean"]
+
+OUTPUT_TILT_SERIES = "outputTiltSeries"
+OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
+OUTPUT_COORDINATES = "outputCoordinates"
+OUTPUT_TOMOGRAMS = "outputTomograms"
+OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"

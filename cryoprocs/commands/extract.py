@@ -12,8 +12,8 @@ redo them).
 
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --no-ctf = --no_ctf,
 --no-circle-crop = --no_circle_crop, --float16, --max-dose = --max_dose,
---min-frames = --min_frames, --output-dir = --o. zarr-particle-tools users: the same option
-names as its `local` mode; --project-dir plays the role of --tiltseries-relative-dir.
+--min-frames = --min_frames, --output-dir = --o. zarr-particle-tools (`local` mode) names are
+accepted too: --particles-starfile, --tomograms-starfile, --tiltseries-relative-dir.
 
 examples:
   cd my_relion_project
@@ -27,10 +27,12 @@ HELP = "RELION 5 pseudo-subtomogram (2D tilt stack) extraction"
 
 
 def add_arguments(p):
-    p.add_argument("--particles", required=True, metavar="STAR",
+    p.add_argument("--particles", "--particles-starfile", dest="particles", required=True,
+                   metavar="STAR",
                    help="RELION 5 particles.star (rlnCenteredCoordinate*Angst or "
                         "rlnCoordinateX/Y/Z)")
-    p.add_argument("--tomograms", required=True, metavar="STAR",
+    p.add_argument("--tomograms", "--tomograms-starfile", dest="tomograms", required=True,
+                   metavar="STAR",
                    help="RELION 5 tomograms.star (data_global with the tilt-series STAR files)")
     p.add_argument("--box-size", type=int, required=True, metavar="B",
                    help="binned box size in px (RELION --b), even")
@@ -54,7 +56,8 @@ def add_arguments(p):
                    help="do not invert the contrast (RELION --no_ic)")
     p.add_argument("--output-dir", required=True, metavar="DIR",
                    help="output folder (RELION --o)")
-    p.add_argument("--project-dir", metavar="P", default=None,
+    p.add_argument("--project-dir", "--tiltseries-relative-dir", dest="project_dir",
+                   metavar="P", default=None,
                    help="RELION project directory: paths inside the STAR files are relative to "
                         "it (default: the current directory)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
@@ -83,11 +86,11 @@ def run(args):
     removed = counts["removed"] - sum(
         int((job.parts["rlnTomoName"] == t).sum()) for t in counts["unknown_tomograms"])
     if removed:
-        print("warning: %d particle%s removed: visible in fewer than %d frame(s) with a "
-              "visibility radius of %g px%s" % (
+        print("warning: %d particle%s removed: fewer than %d visible frame%s (a frame counts "
+              "when the particle lies more than %g px from the image edges%s)" % (
                   removed, "s were" if removed > 1 else " was", settings.min_frames,
-                  settings.radius,
-                  " and pre-exposure <= %g e/A^2" % settings.max_dose
+                  "s" if settings.min_frames > 1 else "", settings.radius,
+                  " and its pre-exposure is <= %g e/A^2" % settings.max_dose
                   if settings.max_dose > 0 else ""))
     print("extracted %d particles (%d frames written, %d stacks already present) from %d "
           "tilt series in %.1f s -> %s" % (counts["kept"], counts["frames"],

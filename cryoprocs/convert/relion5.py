@@ -33,7 +33,7 @@ from .euler import relion_euler_matrix
 from .mrc import MrcFormatError, mrc_info, parse_location
 from .star import read_star, write_star
 
-__all__ = ["Relion5Error", "TiltSeries", "ParticleTable", "resolve", "relion_path",
+__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
            "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
            "particle_names", "particle_positions", "optics_pixel_sizes",
            "write_tomograms_star", "write_tilt_series_star", "write_particles_star",
@@ -77,6 +77,26 @@ def relion_path(path, project_dir):
     else:
         rel = ap
     return rel + os.sep if trailing and not rel.endswith(os.sep) else rel
+
+
+def guess_project_dir(tomograms_star, tomograms=None):
+    """The RELION project directory of a tomograms.star: the first of its folder and that
+    folder's parents in which every ``rlnTomoTiltSeriesStarFile`` exists (RELION resolves
+    them against the directory it runs in). Falls back to the file's folder."""
+    folder = os.path.dirname(os.path.abspath(tomograms_star))
+    if tomograms is None:
+        tomograms = read_tomograms(tomograms_star)
+    files = [str(f) for f in tomograms.get("rlnTomoTiltSeriesStarFile", [])]
+    if not files or any(os.path.isabs(f) for f in files):
+        return folder
+    d = folder
+    while True:
+        if all(os.path.exists(os.path.join(d, f)) for f in files):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return folder
+        d = parent
 
 
 # ----------------------------------------------------------------------------- tomograms

@@ -33,15 +33,15 @@ def electron_wavelength(voltage_kv):
 
 
 def half_grid(box, pixel_size):
-    """Spatial frequencies ``(X, Y)`` in 1/Å of the FFTW half grid, shapes ``(1, box//2+1)``
-    and ``(box, 1)`` (RELION ``CTF::draw``: x = 0..box/2, y' = y or y - box)."""
-    box = int(box)
-    wh = box // 2 + 1
-    s = box * float(pixel_size)
+    """Spatial frequencies ``(X, Y)`` in 1/Å of the FFTW half grid, shapes ``(1, w//2+1)``
+    and ``(h, 1)`` (RELION ``CTF::draw``: x = 0..w/2, y' = y or y - h). ``box`` is the size of
+    a square image or ``(h, w)``."""
+    h, w = (int(box), int(box)) if np.ndim(box) == 0 else (int(box[0]), int(box[1]))
+    wh = w // 2 + 1
     x = np.arange(wh, dtype=np.float64)
-    y = np.arange(box, dtype=np.float64)
-    y = np.where(y < box // 2, y, y - box)
-    return (x / s)[None, :], (y / s)[:, None]
+    y = np.arange(h, dtype=np.float64)
+    y = np.where(y < h // 2, y, y - h)
+    return (x / (w * float(pixel_size)))[None, :], (y / (h * float(pixel_size)))[:, None]
 
 
 def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltage, cs,
@@ -51,8 +51,8 @@ def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltag
 
     Parameters
     ----------
-    box : int
-        Image size in px (square).
+    box : int or (h, w)
+        Image size in px (square, or height and width).
     pixel_size : float
         Å/px of the image (``ps * binning`` for binned extraction).
     defocus_u, defocus_v : array_like (K,) or scalar
@@ -71,7 +71,7 @@ def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltag
     Returns
     -------
     numpy.ndarray
-        ``(K, box, box//2+1)`` (``(box, box//2+1)`` when every parameter is scalar).
+        ``(K, h, w//2+1)`` (``(h, w//2+1)`` when every parameter is scalar).
 
     Raises
     ------

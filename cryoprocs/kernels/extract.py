@@ -30,8 +30,8 @@ from .relion_geometry import relion_round
 
 __all__ = ["cut_boxes", "centered_rfft2", "fourier_crop_half", "shift_half",
            "centered_irfft2", "crop_circle", "circle_crop_weights", "center_crop",
-           "relion_float16", "stack2d_from_boxes", "box_corners", "read_band",
-           "subvolume", "ExtractionError"]
+           "relion_float16", "fourier_boxes", "stack2d_from_boxes", "box_corners", "subvolume",
+           "ExtractionError"]
 
 
 class ExtractionError(ValueError):
@@ -88,12 +88,6 @@ def _cut(image, corners, size, row_offset, W, H):
                               % (ys.min() + row_offset, ys.max() + row_offset, row_offset,
                                  row_offset + image.shape[0] - 1))
     return image[ys[:, :, None], xs[:, None, :]]
-
-
-def read_band(mrc_data, frame, y0, y1):
-    """Rows ``y0 <= y < y1`` of one frame of a stack (e.g. a ``mrcfile.mmap`` array or any
-    ``[n, y, x]`` array), copied into memory as a contiguous array."""
-    return np.ascontiguousarray(mrc_data[frame, y0:y1])
 
 
 # ----------------------------------------------------------------------------- Fourier steps
@@ -222,6 +216,49 @@ def relion_float16(x):
 
 
 # ----------------------------------------------------------------------------- pipeline
+def fourier_boxes(boxes, pos_in_box, binning, box, circle_precrop=False, workers=1):
+    """Cut boxes -> centred, Fourier-binned, sub-pixel-shifted half spectra, as RELION's
+    ``TomoExtraction::extractAt2D_Fourier`` (shared by 2D-stack extraction and
+    reconstruction).
+
+    Parameters
+    ----------
+    boxes : ndarray, (n, s0, s0)
+        unrolled boxes from :func:`cut_boxes` (``s0 = (int)(bin * box + 0.5)``).
+    pos_in_box : ndarray, (n, 2)
+        particle position inside each box (x, y), unbinned px (``q - corner``).
+    binning : float
+    box : int
+        binned box size ``b``.
+    circle_precrop : bool
+        RELION's ``cropCircle(boundary 0, falloff 5)`` with mean subtraction on the unbinned
+        box before the FFT (on by default in reconstruction, off in extraction).
+
+    Returns
+    -------
+    ndarray, (n, b, b//2+1) complex64
+        divided by ``bin`` once (when ``bin != 1``), particle centre on pixel ``b//2``.
+
+    Raises
+    ------
+    ExtractionError
+        the binned box is not ``b`` px.
+    """
+    s0 = boxes.shape[-1]
+    binning = float(binning)
+    if circle_precrop:
+        boxes = crop_circle(boxes, 0, 5.0)
+    F = centered_rfft2(boxes, workers=workers)
+    if binning != 1.0:
+        F = fourier_crop_half(F, int(s0 / binning + 0.5))
+        F /= np.float32(binning)
+    if F.shape[-2] != int(box):
+        raise ExtractionError("box %d at binning %g gives a binned box of %d px; use a box "
+                              "size and binning with bin*box an integer" % (int(box), binning,
+                                                                            F.shape[-2]))
+    return shift_half(F, np.asarray(pos_in_box, dtype=np.float64) / binning)
+
+
 def stack2d_from_boxes(boxes, pos_in_box, binning, box, crop, weights=None, sign=-1.0,
                        circle_crop=True, workers=1):
     """RELION 5 2D-stack processing of cut boxes (``extractAt2D_Fourier`` + ``subtomo.cpp``).
@@ -248,18 +285,9 @@ def stack2d_from_boxes(boxes, pos_in_box, binning, box, crop, weights=None, sign
     -------
     ndarray, (n, crop', crop') float32 with ``crop' = b - 2 ((b - crop) // 2)``.
     """
-    s0 = boxes.shape[-1]
     b = int(box)
     binning = float(binning)
-    F = centered_rfft2(boxes, workers=workers)
-    if binning != 1.0:
-        F = fourier_crop_half(F, int(s0 / binning + 0.5))
-        F /= np.float32(binning)
-    if F.shape[-2] != b:
-        raise ExtractionError("box %d at binning %g gives a binned box of %d px; use a box "
-                              "size and binning with bin*box an integer" % (b, binning,
-                                                                            F.shape[-2]))
-    F = shift_half(F, np.asarray(pos_in_box, dtype=np.float64) / binning)
+    F = fourier_boxes(boxes, pos_in_box, binning, b, workers=workers)
     if weights is not None:
         F *= (np.float32(sign) * np.asarray(weights, dtype=np.float32))
     else:

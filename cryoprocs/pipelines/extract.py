@@ -47,7 +47,10 @@ class Stack2DSettings:
     background subtraction + soft circle (not ``--no_circle_crop``); float16 : MRC mode 12
     with RELION's rounding (``--float16``); max_dose : e/Å², <= 0 = all (``--max_dose``);
     min_frames : (``--min_frames``); apply_offsets : fold rlnOrigin*Angst into the positions
-    (not ``--dont_apply_offsets``); invert_contrast : multiply by -1 (not ``--no_ic``).
+    (not ``--dont_apply_offsets``); invert_contrast : multiply by -1 (not ``--no_ic``);
+    dose_weighting : with CTF premultiplication, also multiply by the dose weights (RELION
+    always does; False is a cryoprocs option). Without CTF premultiplication RELION applies no
+    dose weighting and neither does this.
     """
     box: int
     crop: int = None
@@ -59,6 +62,7 @@ class Stack2DSettings:
     min_frames: int = 1
     apply_offsets: bool = True
     invert_contrast: bool = True
+    dose_weighting: bool = True
 
     def __post_init__(self):
         if self.crop is None or int(self.crop) < 0:
@@ -288,7 +292,8 @@ class Stack2DJob:
         dz = G.depth_offsets(ts.matrices, plan.positions[todo], ts.tomo_size) if s.do_ctf \
             else None
         dose = KC.dose_weights_half(ts.pre_exposure, b, ts.pixel_size * binning,
-                                    ts.bfactor_per_dose) if s.do_ctf else None
+                                    ts.bfactor_per_dose) if s.do_ctf and s.dose_weighting \
+            else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
         maps = {}
@@ -313,7 +318,7 @@ class Stack2DJob:
                                 scale=ts.ctf_scale[f],
                                 defocus_offset=ts.hand * ts.pixel_size * ts.defocus_slope
                                 * dz[f, ii])
-                            weights = ctf * dose[f]
+                            weights = ctf * dose[f] if dose is not None else ctf
                         imgs = KE.stack2d_from_boxes(boxes, pos_in_box, binning, b, crop,
                                                      weights, sign=sign,
                                                      circle_crop=s.circle_crop)

@@ -2,3 +2,6 @@
 from .protocol_base import ProtCryoprocsBase
 from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApplyMask2D,
                                   ProtCryoprocsApplyMask3D)
+from .protocol_import_relion5 import ProtCryoprocsImportRelion5
+from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
+from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries

@@ -107,3 +107,78 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "TS_01" in err and "tiltseries/TS_01.star" in err
+
+
+def _write_variant(tmp_path, transform):
+    """A copy of the reference particles.star changed by ``transform(particles) -> particles``
+    in a project linked to the shared tilt series."""
+    proj = _link_project(tmp_path)
+    os.remove(proj / "particles.star")
+    blocks = starfile.read(os.path.join(REF.pack_dir(), "particles.star"), always_dict=True)
+    blocks["particles"] = transform(blocks["particles"].copy())
+    starfile.write(blocks, proj / "particles.star", overwrite=True)
+    return proj
+
+
+def test_relion4_pixel_coordinates_give_relion_stacks(tmp_path, monkeypatch):
+    """rlnCoordinateX/Y/Z (decentred px) instead of centred Å: the same stacks (RELION reads
+    both; zarr-particle-tools raises KeyError, doc D-C1) and centred Å in the output."""
+    def to_pixels(p):
+        c = p[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+               "rlnCenteredCoordinateZAngst"]].to_numpy(dtype=float)
+        px = c / 6.72 + np.array([128.0, 128.0, 70.0])
+        p = p.drop(columns=["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                            "rlnCenteredCoordinateZAngst"])
+        p.insert(1, "rlnCoordinateX", px[:, 0])
+        p.insert(2, "rlnCoordinateY", px[:, 1])
+        p.insert(3, "rlnCoordinateZ", px[:, 2])
+        return p
+    case = REF.cases()["c1"]
+    proj = _write_variant(tmp_path, to_pixels)
+    monkeypatch.chdir(proj)
+    assert main(_argv(case, "out/")) == 0
+    assert REF.compare_stacks(proj / "out", case)["worst_units"] <= 16
+    ours = starfile.read(proj / "out" / "particles.star")["particles"]
+    ref = starfile.read(os.path.join(REF.pack_dir(), case["folder"], "particles.star"))[
+        "particles"]
+    assert "rlnCoordinateX" not in ours.columns
+    for c in ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+              "rlnCenteredCoordinateZAngst"):
+        assert np.allclose(ours[c], ref[c], atol=1e-5)
+
+
+def test_rotated_offsets_are_folded_like_relion(tmp_path, monkeypatch):
+    """Origins with subtomogram angles: p -= A_subtomo . origin / ps (RELION; doc D-O1). Moving
+    the coordinates by A o and adding the origin o gives RELION's stacks and coordinates."""
+    from cryoprocs.convert.euler import relion_euler_matrix
+    rng = np.random.default_rng(5)
+
+    def add_offsets(p):
+        n = len(p)
+        ang = np.stack([rng.uniform(-180, 180, n), rng.uniform(0, 180, n),
+                        rng.uniform(-180, 180, n)], axis=1).round(3)
+        o = rng.uniform(-20, 20, (n, 3)).round(3)
+        A = relion_euler_matrix(ang[:, 0], ang[:, 1], ang[:, 2])
+        shift = np.einsum("nij,nj->ni", A, o)
+        for i, c in enumerate(("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                               "rlnCenteredCoordinateZAngst")):
+            p[c] = p[c] + shift[:, i]
+        for i, c in enumerate(("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt",
+                               "rlnTomoSubtomogramPsi")):
+            p[c] = ang[:, i]
+        for i, c in enumerate(("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")):
+            p[c] = o[:, i]
+        return p
+    case = REF.cases()["c1"]
+    proj = _write_variant(tmp_path, add_offsets)
+    monkeypatch.chdir(proj)
+    assert main(_argv(case, "out/")) == 0
+    res = REF.compare_stacks(proj / "out", case)
+    assert res["worst_units"] <= 16
+    ours = starfile.read(proj / "out" / "particles.star")["particles"]
+    ref = starfile.read(os.path.join(REF.pack_dir(), case["folder"], "particles.star"))[
+        "particles"]
+    for c in ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+              "rlnCenteredCoordinateZAngst"):
+        assert np.allclose(ours[c], ref[c], atol=1e-4)
+    assert np.all(ours["rlnOriginXAngst"] == 0)

@@ -2,4 +2,5 @@
 
 STEPS = [
     "masks",
+    "extract",
 ]
