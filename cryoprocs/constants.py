@@ -63,3 +63,11 @@ OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
 OUTPUT_COORDINATES = "outputCoordinates"
 OUTPUT_TOMOGRAMS = "outputTomograms"
 OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"
+
+# ---------------------------------------------------------------- ReconstructSubtomoAverage
+RECONSTRUCT_FROM_COORDINATES = 0
+RECONSTRUCT_FROM_SUBTOMOGRAMS = 1
+RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (ExtractSubtomos)"]
+
+OUTPUT_AVERAGE = "outputAverage"
+OUTPUT_FSC = "outputFSC"

@@ -75,7 +75,9 @@ def dose_x_ranges(dose_weights, cutoff_fraction=0.01):
 
 # ----------------------------------------------------------------------------- slices
 def slice_from_boxes(boxes, pos_in_box, binning, box, circle_crop=True, workers=1):
-    """Fourier slices of cut boxes as RELION's ``TomoExtraction::extractAt3D_Fourier``.
+    """Fourier slices of cut boxes as RELION's ``TomoExtraction::extractAt3D_Fourier``
+    (kernels/extract.py ``fourier_boxes`` with the circle pre-crop; the reference path of
+    :func:`frame_slices`).
 
     Parameters
     ----------
@@ -102,19 +104,11 @@ def slice_from_boxes(boxes, pos_in_box, binning, box, circle_crop=True, workers=
     ReconstructionError
         the binned box differs from ``box``.
     """
-    b = np.asarray(boxes, dtype=np.float32)
-    if circle_crop:
-        b = KE.crop_circle(b, 0, 5.0)
-    s0 = b.shape[-1]
-    F = KE.centered_rfft2(b, workers=workers)
-    binning = float(binning)
-    if binning != 1.0:
-        F = KE.fourier_crop_half(F, int(s0 / binning + 0.5))
-        F /= np.float32(binning)
-    if F.shape[-2] != int(box):
-        raise ReconstructionError("box %d at binning %g gives a binned box of %d px"
-                                  % (int(box), binning, F.shape[-2]))
-    return KE.shift_half(F, np.asarray(pos_in_box, dtype=np.float64) / binning)
+    try:
+        return KE.fourier_boxes(np.asarray(boxes, dtype=np.float32), pos_in_box, binning, box,
+                                circle_precrop=circle_crop, workers=workers)
+    except KE.ExtractionError as exc:
+        raise ReconstructionError(str(exc)) from None
 
 
 def prepare_boxes(image, corners, s0, circle_crop=True, backend="auto"):

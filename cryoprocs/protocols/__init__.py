@@ -5,3 +5,4 @@ from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApply
 from .protocol_import_relion5 import ProtCryoprocsImportRelion5
 from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
 from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries
+from .protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage
