@@ -247,7 +247,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         tsIds = self._stepTsIds()
         if self._fromSubtomos():
             subs = self.inputSubtomograms.get()
-            coords, sampling = [], None
+            coords = []
             for sub in subs.iterItems():
                 if not sub.isEnabled() or sub.getVolName() not in tsIds:
                     continue
@@ -258,8 +258,10 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                     coord.setMatrix(np.array(T.getMatrix()))
                 coords.append(coord)
             cset = subs.getCoordinates3D()
-            cset = cset.get() if hasattr(cset, "get") else cset
-            sampling = cset.getSamplingRate() if cset is not None else subs.getSamplingRate()
+            if cset is None:
+                raise ValueError("the subtomograms have no SetOfCoordinates3D: their "
+                                 "coordinates' sampling rate is unknown")
+            sampling = cset.getSamplingRate()
             optics, parts = RS.particle_star_table(coords, sampling)
         else:
             self._writeTiltSeriesStars(project, tsIds)
