@@ -140,10 +140,16 @@ def cut_crop_roll(image, corners, s0, weights, out_lo, out_hi, do_crop, out):
             count = 0
             for y in range(s0):
                 yy = min(max(y0 + y, 0), H - 1)
-                for x in range(out_lo[y]):
-                    total += float(image[yy, min(max(x0 + x, 0), W - 1)])
-                for x in range(out_hi[y], s0):
-                    total += float(image[yy, min(max(x0 + x, 0), W - 1)])
+                if inside:
+                    for x in range(out_lo[y]):
+                        total += float(image[yy, x0 + x])
+                    for x in range(out_hi[y], s0):
+                        total += float(image[yy, x0 + x])
+                else:
+                    for x in range(out_lo[y]):
+                        total += float(image[yy, min(max(x0 + x, 0), W - 1)])
+                    for x in range(out_hi[y], s0):
+                        total += float(image[yy, min(max(x0 + x, 0), W - 1)])
                 count += out_lo[y] + s0 - out_hi[y]
             if count > 0:
                 mean = total / count

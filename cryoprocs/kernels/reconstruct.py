@@ -260,7 +260,23 @@ def slice_matrices(projection, particle_rotation, scale=1.0):
     (RELION ``A_subtomo @ A_particle``); returns ``(..., 3, 3)`` float64."""
     A = float(scale) * (np.asarray(projection, dtype=np.float64)[..., :3, :3]
                         @ np.asarray(particle_rotation, dtype=np.float64)[..., :3, :3])
-    return np.swapaxes(np.linalg.inv(A), -1, -2)
+    # inv(A)^T = cofactor(A) / det(A) (gravis t3Matrix::invert: adjugate / det), vectorised
+    a = A
+    cof = np.empty_like(a)
+    cof[..., 0, 0] = a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1]
+    cof[..., 0, 1] = a[..., 1, 2] * a[..., 2, 0] - a[..., 1, 0] * a[..., 2, 2]
+    cof[..., 0, 2] = a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0]
+    cof[..., 1, 0] = a[..., 0, 2] * a[..., 2, 1] - a[..., 0, 1] * a[..., 2, 2]
+    cof[..., 1, 1] = a[..., 0, 0] * a[..., 2, 2] - a[..., 0, 2] * a[..., 2, 0]
+    cof[..., 1, 2] = a[..., 0, 1] * a[..., 2, 0] - a[..., 0, 0] * a[..., 2, 1]
+    cof[..., 2, 0] = a[..., 0, 1] * a[..., 1, 2] - a[..., 0, 2] * a[..., 1, 1]
+    cof[..., 2, 1] = a[..., 0, 2] * a[..., 1, 0] - a[..., 0, 0] * a[..., 1, 2]
+    cof[..., 2, 2] = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+    det = (a[..., 0, 0] * cof[..., 0, 0] + a[..., 0, 1] * cof[..., 0, 1]
+           + a[..., 0, 2] * cof[..., 0, 2])
+    if np.any(np.abs(det) < 1e-12):
+        raise ReconstructionError("singular slice matrix (det %g)" % np.abs(det).min())
+    return cof * (1.0 / det)[..., None, None]
 
 
 # ----------------------------------------------------------------------------- finalisation
