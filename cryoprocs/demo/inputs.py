@@ -98,3 +98,16 @@ def import_particle_boxes(ctx, box=24):
                        samplingRate=D.HIV_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_particle_boxes_%d" % box, make)
+
+
+def simulate_hiv_tilt_series(ctx):
+    """ProtCryoprocsSimulateTiltSeries of the HIV VLP tomogram (-60..60 deg, 3 deg steps, CTF,
+    dose, noise), run once and shared (outputs: tilt series, CTF tomo series, and a RELION 5
+    project in ``extra/simulated/tomograms.star``)."""
+    def make(ctx):
+        from ..protocols import ProtCryoprocsSimulateTiltSeries
+        tomos = import_hiv_tomogram(ctx)
+        return ctx.launch(ctx.new(ProtCryoprocsSimulateTiltSeries,
+                                  label="simulate HIV tilt series (-60..60)",
+                                  inputTomograms=tomos.Tomograms))
+    return ctx.shared("simulate_hiv_tilt_series", make)

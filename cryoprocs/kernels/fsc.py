@@ -2,7 +2,9 @@
 
 * Shells as RELION's ``getFSC`` (src/fftw.cpp): voxel ``k`` of the FFTW half spectrum
   ``[z, y, x <= s/2]`` belongs to shell ``round(|k|)``; shells ``0 .. s/2`` are returned.
-  ``FSC(i) = sum Re(F1 conj(F2)) / sqrt(sum |F1|^2 sum |F2|^2)`` over the shell.
+  ``FSC(i) = sum Re(F1 conj(F2)) / sqrt(sum |F1|^2 sum |F2|^2)`` over the shell. Shell 0
+  (the map mean, which RELION's taper subtracts from each half map, leaving rounding noise
+  whose correlation is meaningless) is reported as 1.
 * Resolution: the FSC is followed from low to high frequency; at the first shell ``i >= 1``
   whose FSC is below the threshold (0.143, Rosenthal & Henderson 2003) the crossing is
   interpolated linearly in spatial frequency between shells ``i-1`` and ``i``, as Scipion's
@@ -41,7 +43,7 @@ def fsc(map1, map2, workers=1):
     Returns
     -------
     ndarray, (s//2 + 1,) float64
-        FSC per shell index 0 .. s/2 (0 where a shell has no power).
+        FSC per shell index 0 .. s/2 (0 where a shell has no power; 1 at shell 0).
 
     Raises
     ------
@@ -64,7 +66,9 @@ def fsc(map1, map2, workers=1):
     d1 = np.bincount(idx, (np.abs(F1) ** 2).ravel()[keep], minlength=n)
     d2 = np.bincount(idx, (np.abs(F2) ** 2).ravel()[keep], minlength=n)
     den = np.sqrt(d1 * d2)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    out = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    out[0] = 1.0
+    return out
 
 
 def shell_frequencies(box, pixel_size):

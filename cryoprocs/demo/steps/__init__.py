@@ -3,4 +3,5 @@
 STEPS = [
     "masks",
     "extract",
+    "reconstruct",
 ]
