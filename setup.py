@@ -31,6 +31,9 @@ INSTALL_REQUIRES = [
     "tifffile",
     "threadpoolctl>=3.1",
     "tqdm>=4.60",
+    # compiled reconstruction backprojection (kernels/_numba_kernels.py); optional at run
+    # time: without it the NumPy implementation gives the same numbers, several times slower
+    "numba>=0.59",
 ]
 
 EXTRAS_REQUIRE = {
