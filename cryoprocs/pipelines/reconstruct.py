@@ -148,18 +148,23 @@ class TomogramSums:
         self.slices += other.slices
         return self
 
-    def save(self, path):
-        """Write atomically (``.npz``)."""
+    def save(self, path, fingerprint=""):
+        """Write atomically (``.npz``) with the ``fingerprint`` of the inputs and settings."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with atomic_output(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, data=self.data, weight=self.weight,
-                         counts=np.array([self.used, self.skipped, self.slices]))
+                         counts=np.array([self.used, self.skipped, self.slices]),
+                         fingerprint=np.array(str(fingerprint)))
         return path
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, fingerprint=None):
+        """Read a saved sum; None when ``fingerprint`` is given and differs (stale file)."""
         with np.load(path) as z:
+            if fingerprint is not None and ("fingerprint" not in z.files
+                                            or str(z["fingerprint"]) != str(fingerprint)):
+                return None
             c = z["counts"]
             return cls(z["data"], z["weight"], int(c[0]), int(c[1]), int(c[2]))
 
@@ -274,6 +279,19 @@ class ReconstructJob:
     def partial_file(self, tomo_name):
         return os.path.join(self.work_dir, "%s.npz" % _safe(tomo_name))
 
+    def fingerprint(self, tomo_name):
+        """What a tilt series' partial sums depend on: the settings that act before the
+        finalisation, the input files (path, size, modification time) and the tilt series."""
+        s = self.settings
+        keys = ("box", "binning", "do_ctf", "circle_crop", "max_dose", "cutoff_fraction",
+                "apply_offsets", "invert_contrast")
+        files = []
+        for f in (self.particles_star, self.tomograms_star):
+            st = os.stat(f)
+            files.append([f, st.st_size, st.st_mtime_ns])
+        return json.dumps({"settings": {k: getattr(s, k) for k in keys}, "files": files,
+                           "tomogram": str(tomo_name), "version": 1}, sort_keys=True)
+
     # ------------------------------------------------------------------ accumulation
     def accumulate_tilt_series(self, tomo_name, threads=1, overwrite=False, save=True):
         """Backproject the particles of one tilt series (one protocol step).
@@ -282,9 +300,14 @@ class ReconstructJob:
         particles, each with its own accumulators. Returns :class:`TomogramSums`.
         """
         path = self.partial_file(tomo_name)
+        fp = self.fingerprint(tomo_name)
         if not overwrite and os.path.exists(path):
-            logger.info("%s: partial sums found in %s", tomo_name, path)
-            return TomogramSums.load(path)
+            done = TomogramSums.load(path, fingerprint=fp)
+            if done is not None:
+                logger.info("%s: partial sums found in %s", tomo_name, path)
+                return done
+            logger.info("%s: %s was made with other inputs or settings; redoing it",
+                        tomo_name, path)
         plan = self.plan(tomo_name)
         used = np.flatnonzero(plan.used)
         n_groups = max(1, min(int(threads), used.size))
@@ -300,7 +323,7 @@ class ReconstructJob:
         total.used = int(used.size)
         total.skipped = int(len(plan.rows) - used.size)
         if save:
-            total.save(path)
+            total.save(path, fp)
         return total
 
     #: float32 elements of unbinned boxes processed at once (per frame)
@@ -380,17 +403,16 @@ class ReconstructJob:
             res = self.accumulate_tilt_series(name, threads=inner, overwrite=overwrite)
             if progress:
                 progress(name, res)
-            return res
+            # the sums are on disk: keep only one volume set per worker in memory
 
         if n_par == 1:
-            results = [work(n) for n in names]
+            for n in names:
+                work(n)
         else:
             with ThreadPoolExecutor(max_workers=n_par) as pool:
-                results = list(pool.map(work, names))
-        total = TomogramSums.zeros(self.settings.box)
-        for r in results:
-            total.add(r)
-        return self.finalise(total, threads=threads, write_intermediates=write_intermediates)
+                list(pool.map(work, names))
+        return self.finalise(self.load_partials(), threads=threads,
+                             write_intermediates=write_intermediates)
 
     def load_partials(self):
         """Sum of the saved partial sums of every tilt series, in tomogram order.
@@ -398,15 +420,17 @@ class ReconstructJob:
         Raises
         ------
         FileNotFoundError
-            a tilt series has no partial sums yet.
+            a tilt series has no partial sums yet (or only stale ones).
         """
         total = TomogramSums.zeros(self.settings.box)
         for name in self.tomogram_order:
             path = self.partial_file(name)
-            if not os.path.exists(path):
-                raise FileNotFoundError("no partial sums for tilt series %s (%s)"
-                                        % (name, path))
-            total.add(TomogramSums.load(path))
+            part = TomogramSums.load(path, self.fingerprint(name)) if os.path.exists(path) \
+                else None
+            if part is None:
+                raise FileNotFoundError("no partial sums for tilt series %s with these inputs "
+                                        "and settings (%s)" % (name, path))
+            total.add(part)
         return total
 
     def finalise(self, sums, threads=1, write_intermediates=False):

@@ -183,3 +183,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  str(proj / "tomograms.star"), "--project-dir", str(proj), "--box-size", "32",
                  "--output-dir", str(tmp_path / "o2")]) == 2
     assert "rlnRandomSubset must be 1 or 2" in capsys.readouterr().err
+
+
+def test_cli_stale_partial_sums_are_redone(tmp_path, capsys):
+    """Partial sums made with other settings (here another box) are not reused."""
+    base = REF.pack_dir()
+    out = tmp_path / "out"
+    common = ["reconstruct", "--particles", os.path.join(base, "particles.star"),
+              "--tomograms", os.path.join(base, "tomograms.star"), "--project-dir", base,
+              "--bin", "2", "--output-dir", str(out)]
+    assert main(common + ["--box-size", "24"]) == 0
+    assert main(common + ["--box-size", "32"]) == 0
+    compare_maps(out)
