@@ -195,3 +195,24 @@ def test_cli_stale_partial_sums_are_redone(tmp_path, capsys):
     assert main(common + ["--box-size", "24"]) == 0
     assert main(common + ["--box-size", "32"]) == 0
     compare_maps(out)
+
+
+def test_reconstruction_visibility_radius_is_box_over_two():
+    """RELION's reconstruction tests visibility with r = box/2 unbinned px (not the
+    extraction's bin x crop/2 that zarr-particle-tools uses): TS_01/5, invisible to the
+    extraction at r = 32, is used in all 41 tilts at r = 16 (and RELION's maps include it)."""
+    import numpy as np
+    from cryoprocs.kernels import relion_geometry as G
+    from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
+    base = REF.pack_dir()
+    job = ReconstructJob(os.path.join(base, "particles.star"),
+                         os.path.join(base, "tomograms.star"), "/nonexistent",
+                         ReconstructSettings(box=32, binning=2), project_dir=base)
+    plan = job.plan("TS_01")
+    assert job.settings.radius == 16.0
+    assert int(plan.visible[:, 4].sum()) == 41 and plan.used.all()
+    q = G.project(plan.ts.matrices, plan.positions)
+    vis32, _ = G.select_frames(q, plan.ts.image_size, 32.0, plan.ts.pre_exposure)
+    assert int(vis32[:, 4].sum()) == 0
+    assert np.array_equal(plan.visible, G.select_frames(q, plan.ts.image_size, 16.0,
+                                                        plan.ts.pre_exposure)[0])
