@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import relion5 as R5
 from .euler import relion_euler_matrix, relion_angles_from_matrix
-from .scipion import relion_to_scipion_matrix, scipion_matrix_to_relion
+from .scipion import scipion_matrix_to_relion
 
 __all__ = ["ctf_record", "ti_matrix_from_relion", "relion_from_ti_matrix", "attr", "set_attr",
            "acquisition_orders", "MISSING", "TS_ATTRS", "COORD_SET_COLUMNS_ATTR",

@@ -22,7 +22,6 @@ from tomo.objects import SetOfSubTomograms
 from .. import constants as C
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
-from ..convert.mrc import mrc_info
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
                                  extract_subvolumes)
@@ -573,10 +572,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             lines.append('  %s: %d written, %d outside the tomogram (%d skipped, %d padded)'
                          % (t, c["written"] + c.get("skipped_existing", 0), c["outside"],
                             c["skipped"], c["padded"]))
-        return ['%d sub-volumes of %d px extracted; %d boxes left the tomogram: %d skipped, '
-                '%d padded with the tomogram mean.' % (tot["written"] + tot["skipped_existing"],
-                                                       self.boxSize.get(), tot["outside"],
-                                                       tot["skipped"], tot["padded"])] + lines
+        return ['%d sub-volumes of %d px extracted; %d box%s left the tomogram: %d skipped, '
+                '%d padded with the tomogram mean.'
+                % (tot["written"] + tot["skipped_existing"], self.boxSize.get(), tot["outside"],
+                   "" if tot["outside"] == 1 else "es", tot["skipped"], tot["padded"])] + lines
 
     def _methods(self):
         if not self.extractionReport.get():

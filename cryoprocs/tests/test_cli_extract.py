@@ -1,6 +1,5 @@
 """``cryoprocs extract`` on the RELION 5 reference project: every stack, every STAR value."""
 import os
-import shutil
 
 import numpy as np
 import pytest

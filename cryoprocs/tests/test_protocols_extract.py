@@ -1,6 +1,5 @@
 """ImportRelion5 -> ExtractSubtomos in a real Scipion project, against RELION 5.0.1's own
 outputs (every stack, every STAR value), plus 3D sub-volumes against direct slicing."""
-import json
 import os
 
 import mrcfile
