@@ -23,7 +23,6 @@ s^2 (s/2+1), 51 MB for box 128), the slices of one frame and one tilt image is m
 """
 import json
 import logging
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,6 @@ from ..convert.mrc_regions import MappedMrc
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
-from ..kernels import extract as KE
 from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
