@@ -18,6 +18,7 @@ COMMANDS = {
     "movie": "movie",
     "extract": "extract",
     "noise-fill": "noise_fill",
+    "reconstruct": "reconstruct",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback

@@ -120,3 +120,11 @@ NF_STATS_CHOICES = ["outside mask", "robust (median, MAD)", "global", "script ru
 
 OUTPUT_NOISE_FILLED_TOMOS = "noiseFilledTomograms"
 OUTPUT_NOISE_FILL_MASKS = "noiseFillSoftMasks"
+
+# ---------------------------------------------------------------- ReconstructSubtomoAverage
+RECONSTRUCT_FROM_COORDINATES = 0
+RECONSTRUCT_FROM_SUBTOMOGRAMS = 1
+RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (ExtractSubtomos)"]
+
+OUTPUT_AVERAGE = "outputAverage"
+OUTPUT_FSC = "outputFSC"

@@ -112,6 +112,8 @@ def simulated_hiv_tilt_series(ctx):
                        inputTomograms=tomos.Tomograms)
         return ctx.launch(prot)
     return ctx.shared("simulated_hiv_tilt_series", make)
+
+
 def fit_vlp_spheres(positions, normals=None, link=3.0, min_particles=20):
     """Spheres of the HIV VLPs from their real particles (the Gag lattice tiles each VLP).
 

@@ -106,8 +106,10 @@ def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltag
     e = (slice(None), None, None)
     gamma = K1 * (Axx[e] * X2 + 2.0 * Axy[e] * XY + Ayy[e] * Y2) + K2 * u4 - K5[e] - K3
     ctf = -np.sin(gamma)
-    ctf *= np.exp(K4[e] * u2)
-    ctf *= scl[e]
+    if np.any(K4 != 0.0):                   # exp(0) = 1 and x * 1.0 = x: skipping is exact
+        ctf *= np.exp(K4[e] * u2)
+    if np.any(scl != 1.0):
+        ctf *= scl[e]
     small = np.abs(ctf) < 1e-8
     if small.any():
         ctf[small] = np.where(ctf[small] >= 0, 1e-8, -1e-8)

@@ -8,3 +8,4 @@ from .protocol_import_relion5 import ProtCryoprocsImportRelion5
 from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
 from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries
 from .protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill
+from .protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage

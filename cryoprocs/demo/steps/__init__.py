@@ -4,5 +4,6 @@ STEPS = [
     "masks",
     "noise_fill",
     "extract",
+    "reconstruct",
     "movies",
 ]
