@@ -29,6 +29,39 @@ doi = {10.1016/j.jsb.2013.09.015},
 author = {J.M. de la Rosa-Trevín and J. Otón and R. Marabini and A. Zaldívar and J. Vargas and J.M. Carazo and C.O.S. Sorzano}
 }
 
+@incollection{Zuiderveld1994,
+title = {Contrast Limited Adaptive Histogram Equalization},
+booktitle = {Graphics Gems IV},
+editor = {Paul S. Heckbert},
+publisher = {Academic Press},
+address = {San Diego},
+pages = {474-485},
+year = {1994},
+doi = {10.1016/B978-0-12-336156-1.50061-6},
+author = {Karel Zuiderveld}
+}
+
+@article{Burt2024,
+title = {An image processing pipeline for electron cryo-tomography in RELION-5},
+journal = {FEBS Open Bio},
+volume = {14},
+number = {11},
+pages = {1788-1804},
+year = {2024},
+doi = {10.1002/2211-5463.13873},
+author = {A. Burt and B. Toader and R. Warshamanage and A. von Kügelgen and E. Pyle and J. Zivanov and D. Kimanius and T.A.M. Bharat and S.H.W. Scheres}
+}
+
+@article{Grant2015,
+title = {Measuring the optimal exposure for single particle cryo-EM using a 2.6 Å reconstruction of rotavirus VP6},
+journal = {eLife},
+volume = {4},
+pages = {e06980},
+year = {2015},
+doi = {10.7554/eLife.06980},
+author = {T. Grant and N. Grigorieff}
+}
+
 @misc{cryoCAT,
 title = {cryoCAT: Contextual Analysis Tools for cryoET and subtomogram averaging},
 author = {Beata Turoňová and others},

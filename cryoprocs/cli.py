@@ -16,6 +16,10 @@ COMMANDS = {
     "mask": "mask",
     "pick": "pick",
     "demo": "demo",
+    "movie": "movie",
+    "extract": "extract",
+    "noise-fill": "noise_fill",
+    "reconstruct": "reconstruct",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback

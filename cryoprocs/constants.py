@@ -39,6 +39,95 @@ OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
 MASKED_PARTICLES_FILE = "output_particles.mrcs"
 
+# ---------------------------------------------------------------- ExportMovie
+#: form enum order of the output format, and the pipeline's format names
+MOVIE_FORMAT_MP4 = 0
+MOVIE_FORMAT_AVI = 1
+MOVIE_FORMAT_GIF = 2
+MOVIE_FORMAT_PNG = 3
+MOVIE_FORMAT_CHOICES = ["MP4 (H.264)", "AVI (MJPG, as mrc2movie)", "GIF", "PNG frames"]
+MOVIE_FORMAT_KEYS = ["mp4", "avi", "gif", "png"]
+
+MOVIE_PLAYBACK_FORWARD = 0
+MOVIE_PLAYBACK_FORWARD_BACKWARD = 1
+MOVIE_PLAYBACK_CHOICES = ["forward", "forward-backward"]
+
+MOVIE_SLICES_ALL = 0
+MOVIE_SLICES_RANGE = 1
+MOVIE_SLICES_DISCARD = 2
+MOVIE_SLICES_CHOICES = ["all", "keep a range", "discard % at each end"]
+
+MOVIE_AXIS_CHOICES = ["Z", "Y", "X"]
+
+MOVIE_WINDOW_MINMAX = 0
+MOVIE_WINDOW_PERCENTILE = 1
+MOVIE_WINDOW_CHOICES = ["global min/max (mrc2movie)", "percentiles"]
+
+MOVIE_ORDER_ANGLE = 0
+MOVIE_ORDER_ACQUISITION = 1
+MOVIE_ORDER_CHOICES = ["tilt angle", "acquisition order"]
+
+MOVIE_PRESET_CHOICES = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                        "slow", "slower", "veryslow"]
+MOVIE_PRESET_DEFAULT = 2            # veryfast
+
+MOVIE_PREVIEW_FILE = "preview.png"
+MOVIE_INDEX_FILE = "movies.json"
+MOVIE_INFO_DIR = "movie_info"
+
+# tilt series from stacks (test and demo helper; output name OUTPUT_TILT_SERIES, below)
+TS_ANGLES_RANGE = 0
+TS_ANGLES_TLT = 1
+TS_ANGLE_SOURCE_CHOICES = ["range (first, step)", ".tlt file next to each stack"]
+TS_ACQ_STACK = 0
+TS_ACQ_DOSE_SYMMETRIC = 1
+TS_ACQ_ORDER_CHOICES = ["stack order", "dose-symmetric"]
+
+# ---------------------------------------------------------------- ImportRelion5 / ExtractSubtomos
+EXTRACT_MODE_STACK2D = 0
+EXTRACT_MODE_SUBVOLUMES = 1
+EXTRACT_MODE_CHOICES = ["2D tilt stacks (RELION 5)", "3D sub-volumes"]
+
+HAND_AUTO = 0
+HAND_MINUS = 1
+HAND_PLUS = 2
+HAND_CHOICES = ["from the tilt series (else -1)", "-1 (focus decreases with Z)",
+                "+1 (focus increases with Z)"]
+
+CTF_SCALE_COS = 0
+CTF_SCALE_ONE = 1
+CTF_SCALE_CHOICES = ["cos(tilt) (RELION 5 pipelines)", "1"]
+
+OUTSIDE_SKIP = 0
+OUTSIDE_PAD = 1
+OUTSIDE_CHOICES = ["skip the particle", "pad with the tomogram mean"]
+
+OUTPUT_TILT_SERIES = "outputTiltSeries"
+OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
+OUTPUT_COORDINATES = "outputCoordinates"
+OUTPUT_TOMOGRAMS = "outputTomograms"
+OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"
+# ---------------------------------------------------------------- MaskedTomogramNoiseFill
+NF_EXPANSION_EUCLIDEAN = 0
+NF_EXPANSION_GAUSSIAN = 1
+NF_EXPANSION_CHOICES = ["Euclidean distance", "Gaussian blur + threshold"]
+
+NF_STATS_OUTSIDE = 0
+NF_STATS_ROBUST = 1
+NF_STATS_GLOBAL = 2
+NF_STATS_PARITY = 3
+NF_STATS_CHOICES = ["outside mask", "robust (median, MAD)", "global", "script rule"]
+
+OUTPUT_NOISE_FILLED_TOMOS = "noiseFilledTomograms"
+OUTPUT_NOISE_FILL_MASKS = "noiseFillSoftMasks"
+
+# ---------------------------------------------------------------- ReconstructSubtomoAverage
+RECONSTRUCT_FROM_COORDINATES = 0
+RECONSTRUCT_FROM_SUBTOMOGRAMS = 1
+RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (ExtractSubtomos)"]
+
+OUTPUT_AVERAGE = "outputAverage"
+OUTPUT_FSC = "outputFSC"
 # ---------------------------------------------------------------- ScoresPeakPicking
 PEAKS_THR_DIRECT = 0
 PEAKS_THR_SIGMA = 1

@@ -98,3 +98,108 @@ def import_particle_boxes(ctx, box=24):
                        samplingRate=D.HIV_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_particle_boxes_%d" % box, make)
+
+
+def simulated_hiv_tilt_series(ctx):
+    """ProtCryoprocsSimulateTiltSeries of the real HIV VLP tomogram (-60..60 deg, 3 deg steps,
+    CTF, dose-symmetric pre-exposure, noise): outputs a SetOfTiltSeries and its
+    SetOfCTFTomoSeries, shared by the extraction, reconstruction and movie demos."""
+    def make(ctx):
+        from ..protocols import ProtCryoprocsSimulateTiltSeries
+        tomos = import_hiv_tomogram(ctx)
+        prot = ctx.new(ProtCryoprocsSimulateTiltSeries,
+                       label="simulate HIV tilt series (-60..60)",
+                       inputTomograms=tomos.Tomograms)
+        return ctx.launch(prot)
+    return ctx.shared("simulated_hiv_tilt_series", make)
+
+
+def fit_vlp_spheres(positions, normals=None, link=3.0, min_particles=20):
+    """Spheres of the HIV VLPs from their real particles (the Gag lattice tiles each VLP).
+
+    Particles closer than ``link`` voxels are grouped (connected components of the
+    neighbour graph; the VLPs of the HIV tomogram are 9 groups of 540-660 particles). Each
+    group's centre is the least-squares intersection of the lines through the particles
+    along their normals (``sum (I - n n^T) c = sum (I - n n^T) p``: the normals point
+    radially), or, without normals, the algebraic sphere fit; the radius is the median
+    particle distance to the centre.
+
+    Parameters
+    ----------
+    positions : ndarray, (N, 3)
+        0-based (x, y, z) voxel coordinates.
+    normals : ndarray, (N, 3), optional
+        unit particle Z axes (x, y, z).
+
+    Returns
+    -------
+    centres : ndarray, (K, 3) float64
+        (x, y, z) voxels, sorted by x.
+    radii : ndarray, (K,) float64
+        voxels.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64)
+    pairs = cKDTree(pos).query_pairs(link, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(pos), len(pos)))
+    _, labels = connected_components(graph, directed=False)
+    centres, radii = [], []
+    for k in np.unique(labels):
+        p = pos[labels == k]
+        if len(p) < min_particles:
+            continue
+        if normals is not None:
+            n = np.asarray(normals, dtype=np.float64)[labels == k]
+            proj = np.eye(3)[None] - n[:, :, None] * n[:, None, :]
+            c = np.linalg.solve(proj.sum(axis=0), np.einsum("kij,kj->i", proj, p))
+        else:
+            sol = np.linalg.lstsq(np.c_[2 * p, np.ones(len(p))], (p ** 2).sum(axis=1),
+                                  rcond=None)[0]
+            c = sol[:3]
+        centres.append(c)
+        radii.append(float(np.median(np.linalg.norm(p - c, axis=1))))
+    order = np.argsort([c[0] for c in centres])
+    return np.array(centres)[order], np.array(radii)[order]
+
+
+def hiv_vlp_spheres(ctx):
+    """``(centres, radii)`` of the HIV VLPs in voxels of the 40 Å tomogram, from the real
+    particle positions and normals (:func:`fit_vlp_spheres`)."""
+    return ctx.shared("hiv_vlp_spheres", lambda ctx: fit_vlp_spheres(*hiv_particles(ctx)))
+
+
+def hiv_vlp_mask_file(ctx):
+    """int8 0/1 mask of the HIV tomogram: solid balls of the VLP radius around the VLP
+    centres (``inputs/vlp_masks/hiv_ts01.mrc``, named after the tsId for tomo-mask import)."""
+    def make(ctx):
+        path = os.path.join(ctx.inputs_dir, "vlp_masks", HIV_TSID + ".mrc")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            from ..convert.mrc import mrc_info
+            nz, ny, nx = mrc_info(hiv_tomogram_file(ctx)).shape
+            centres, radii = hiv_vlp_spheres(ctx)
+            zz, yy, xx = np.ogrid[:nz, :ny, :nx]
+            mask = np.zeros((nz, ny, nx), dtype=np.int8)
+            for (x, y, z), r in zip(centres, radii):
+                mask[(xx - x) ** 2 + (yy - y) ** 2 + (zz - z) ** 2 <= r * r] = 1
+            write_mrc(path, mask, voxel_size=D.HIV_VOXEL_A)
+        return path
+    return ctx.shared("hiv_vlp_mask_file", make)
+
+
+def import_hiv_vlp_tomomask(ctx):
+    """ProtImportTomomasks of :func:`hiv_vlp_mask_file` (output ``tomomasks``, tsId
+    hiv_ts01), attached to :func:`import_hiv_tomogram`."""
+    def make(ctx):
+        from tomo.protocols import ProtImportTomomasks
+        path = hiv_vlp_mask_file(ctx)
+        tomos = import_hiv_tomogram(ctx)
+        prot = ctx.new(ProtImportTomomasks, label="import HIV VLP sphere mask",
+                       filesPath=os.path.dirname(path), filesPattern=os.path.basename(path),
+                       inputTomos=tomos.Tomograms)
+        return ctx.launch(prot)
+    return ctx.shared("import_hiv_vlp_tomomask", make)

@@ -76,6 +76,8 @@ class DemoContext:
         seconds = time.time() - t0
         status = prot.getStatus()
         outputs = ", ".join(_describe(name, obj) for name, obj in prot.iterOutputAttributes())
+        if not outputs and prot.isFinished():       # file-only protocols (e.g. movies)
+            outputs = " ".join(prot.summary()[:1]).replace("*", "")
         if not prot.isFinished():
             outputs = (prot.getErrorMessage() or "no output")[:200]
         self.rows.append((label, status, outputs, seconds))

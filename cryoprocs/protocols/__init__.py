@@ -2,4 +2,11 @@
 from .protocol_base import ProtCryoprocsBase
 from .protocol_apply_mask import (ProtCryoprocsApplyMaskBase, ProtCryoprocsApplyMask2D,
                                   ProtCryoprocsApplyMask3D)
+from .protocol_export_movie import ProtCryoprocsExportMovie
+from .protocol_tilt_series_from_stacks import ProtCryoprocsTiltSeriesFromStacks
+from .protocol_import_relion5 import ProtCryoprocsImportRelion5
+from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
+from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries
+from .protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill
+from .protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage
 from .protocol_scores_peak_picking import ProtCryoprocsScoresPeakPicking

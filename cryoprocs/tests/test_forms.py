@@ -120,6 +120,16 @@ def test_plugin_registers_with_pyworkflow():
     # bibtex keys used by the protocols are defined
     keys = set(plugin._bibtex.keys())
     assert {"cryoprocs2026", "delaRosaTrevin2013"} <= keys
+    # every entry of bibtex.py parses (a missing brace silently swallows the next entry)
+    import re
+    from cryoprocs import bibtex
+    declared = set(re.findall(r"^@\w+\{(\w+),", bibtex.__doc__, re.M))
+    assert declared == keys
+    # every citation a protocol declares exists
+    for name, cls in inspect.getmembers(protocols, inspect.isclass):
+        if issubclass(cls, Protocol) and not cls.isBase():
+            for key in getattr(cls, "_references", []) or []:
+                assert key in keys, (name, key)
 
 
 def test_protocols_conf_lists_existing_protocols():

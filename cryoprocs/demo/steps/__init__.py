@@ -2,5 +2,9 @@
 
 STEPS = [
     "masks",
+    "noise_fill",
+    "extract",
+    "reconstruct",
+    "movies",
     "peaks",
 ]

@@ -1,0 +1,269 @@
+"""ExportMovie benchmark: a synthetic 300 x 1024 x 1024 float32 tomogram to movies.
+
+Targets (issue 7): mrc2movie with its defaults (MJPG AVI, forward-backward, 30 fps) takes
+21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB (../shared/docs/movie-export.md
+section 1.4). cryoprocs must write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB
+above the memory-mapped input, and its default H.264 MP4 of the same movie must be <= 1/2 of
+the MJPEG size.
+
+Each export runs as ``cryoprocs movie`` in its own process (what a user runs); wall time,
+peak RSS (VmHWM of the process, which includes the input pages it maps) and the output size
+are measured, and every output is decoded with ffmpeg to check its frame count. With
+``--reference`` (default) an mrc2movie-style run (multiprocessing Pool over pickled slices, all
+frames kept in a list, cv2.VideoWriter MJPG; re-implemented here from the behaviour described
+in the doc) is timed on the same machine and file.
+
+The tomogram: correlated gaussian noise (white noise smoothed with sigma = 1 voxel, as
+reconstruction filtering and binning correlate real tomogram noise between neighbouring
+slices), 60 spherical membrane shells (VLP-like) and 40 dense gold beads (outliers for the
+global min/max). ``--noise white`` uses uncorrelated noise instead, the worst case for video
+compression. The file is cached in --workdir.
+
+Run on a quiet machine (``flock /tmp/cryoprocs-heavy.lock python benchmarks/bench_movie.py``).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SHAPE = (300, 1024, 1024)
+MRC2MOVIE_S = 21.9
+MRC2MOVIE_GB = 1.62
+MRC2MOVIE_MB = 311.0
+TARGET_S = 11.0
+TARGET_EXTRA_GB = 0.5
+TARGET_SIZE_RATIO = 0.5
+
+
+# ----------------------------------------------------------------------------- input
+def make_tomogram(path, shape=SHAPE, noise="correlated", seed=0):
+    """Write the synthetic tomogram slab by slab (bounded memory); deterministic."""
+    import mrcfile
+    from scipy import ndimage
+
+    nz, ny, nx = shape
+    rng = np.random.default_rng(seed)
+    shells = [(rng.uniform(0, nz), rng.uniform(0, ny), rng.uniform(0, nx),
+               rng.uniform(30, 110)) for _ in range(60)]
+    beads = [(rng.uniform(0, nz), rng.uniform(0, ny), rng.uniform(0, nx)) for _ in range(40)]
+    halo, chunk = 4, 20
+    tmp = path + ".part"
+    mrc = mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True)
+    mrc.voxel_size = 10.0
+    for z0 in range(0, nz, chunk):
+        z1 = min(nz, z0 + chunk)
+        a, b = (max(0, z0 - halo), min(nz, z1 + halo)) if noise == "correlated" else (z0, z1)
+        block = np.empty((b - a, ny, nx), dtype=np.float32)
+        for z in range(a, b):           # per-slice streams: chunks agree on their halos
+            block[z - a] = np.random.default_rng([seed, z]).standard_normal(
+                (ny, nx), dtype=np.float32)
+        if noise == "correlated":
+            block = ndimage.gaussian_filter(block, 1.0, mode="nearest")
+            block /= np.float32(0.15)   # std of white noise smoothed with sigma 1 in 3D
+        block = block[z0 - a:z0 - a + (z1 - z0)]
+        zz = np.arange(z0, z1, dtype=np.float32)[:, None, None]
+        for cz, cy, cx, r in shells:
+            if cz + r + 3 < z0 or cz - r - 3 > z1:
+                continue
+            y0, y1 = int(max(0, cy - r - 3)), int(min(ny, cy + r + 4))
+            x0, x1 = int(max(0, cx - r - 3)), int(min(nx, cx + r + 4))
+            yy = np.arange(y0, y1, dtype=np.float32)[None, :, None]
+            xx = np.arange(x0, x1, dtype=np.float32)[None, None, :]
+            d = np.sqrt((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2)
+            block[:, y0:y1, x0:x1] += np.float32(1.5) * np.exp(-((d - r) / 2.0) ** 2)
+        for cz, cy, cx in beads:
+            if cz + 6 < z0 or cz - 6 > z1:
+                continue
+            y0, y1 = int(max(0, cy - 6)), int(min(ny, cy + 7))
+            x0, x1 = int(max(0, cx - 6)), int(min(nx, cx + 7))
+            yy = np.arange(y0, y1, dtype=np.float32)[None, :, None]
+            xx = np.arange(x0, x1, dtype=np.float32)[None, None, :]
+            d2 = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2
+            block[:, y0:y1, x0:x1] -= np.float32(12.0) * (d2 <= 25.0)
+        mrc.data[z0:z1] = block
+    mrc.update_header_stats()
+    mrc.close()
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- measuring
+def _status(pid):
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                    out[k] = int(v.split()[0]) * 1024
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return out
+
+
+def _children(pid):
+    kids = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                kids += [int(x) for x in fh.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return kids
+
+
+def run_measured(cmd, env=None):
+    """Run ``cmd``; return wall time, peak VmHWM of the main process, peak anonymous RSS of
+    the main process, peak summed RSS of its children (ffmpeg, Pool workers)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    hwm = anon = kids = 0
+    while p.poll() is None:
+        st = _status(p.pid)
+        hwm = max(hwm, st.get("VmHWM", 0))
+        anon = max(anon, st.get("RssAnon", 0))
+        kids = max(kids, sum(_status(c).get("VmRSS", 0) for c in _children(p.pid)))
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    out = p.stdout.read().decode(errors="replace")
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode, out[-3000:]))
+    return wall, hwm, anon, kids, out
+
+
+def decoded_frames(path):
+    import imageio_ffmpeg
+    gen = imageio_ffmpeg.read_frames(path, pix_fmt="gray", bits_per_pixel=8)
+    meta = next(gen)
+    n = sum(1 for _ in gen)
+    return n, tuple(meta["size"])
+
+
+# ----------------------------------------------------------------------------- reference
+REFERENCE = r'''
+import sys, numpy as np, mrcfile, cv2
+from multiprocessing import Pool, cpu_count
+
+def work(args):
+    sl, lo, hi, clip, grid = args
+    f = sl.astype(np.float32)
+    f -= lo
+    if hi > lo:
+        f /= hi - lo
+    f *= 255
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(grid, grid)).apply(f.astype(np.uint8))
+
+if __name__ == "__main__":
+    inp, out = sys.argv[1], sys.argv[2]
+    with mrcfile.mmap(inp, mode="r") as mrc:
+        vol = mrc.data
+        lo, hi = vol.min(), vol.max()
+        with Pool(cpu_count()) as pool:
+            frames = list(pool.imap(work, [(s, lo, hi, 2.0, 8) for s in vol]))
+        h, w = vol.shape[1:]
+    wr = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h), isColor=False)
+    for f in frames + list(reversed(frames[1:-1])):
+        wr.write(f)
+    wr.release()
+'''
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
+                                                      "cryoprocs-bench-movie"))
+    ap.add_argument("--noise", choices=("correlated", "white"), default="correlated")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the mrc2movie-style reference run")
+    ap.add_argument("--no-h264", dest="h264", action="store_false",
+                    help="skip the H.264 run (it is the slow one)")
+    ap.add_argument("--shape", type=int, nargs=3, default=SHAPE, metavar=("Z", "Y", "X"))
+    args = ap.parse_args(argv)
+
+    os.makedirs(args.workdir, exist_ok=True)
+    shape = tuple(args.shape)
+    tomo = os.path.join(args.workdir, "tomo_%dx%dx%d_%s.mrc" % (shape + (args.noise,)))
+    if not os.path.exists(tomo):
+        t = time.perf_counter()
+        make_tomogram(tomo, shape, args.noise)
+        print("generated %s in %.1f s" % (tomo, time.perf_counter() - t))
+    in_gb = os.path.getsize(tomo) / 1e9
+    with open(tomo, "rb") as fh:        # warm the page cache: every run sees the same state
+        while fh.read(64 << 20):
+            pass
+    n = shape[0]
+    exe = [sys.executable, "-m", "cryoprocs.cli", "movie"]
+    results = {}
+
+    def one(name, extra, ext):
+        out = os.path.join(args.workdir, name)
+        shutil.rmtree(out, ignore_errors=True)
+        wall, hwm, anon, kids, _ = run_measured(exe + [tomo, out] + extra)
+        path = os.path.join(out, os.path.splitext(os.path.basename(tomo))[0] + ext)
+        frames, size = decoded_frames(path)
+        results[name] = dict(wall=wall, hwm=hwm / 1e9, anon=anon / 1e9, kids=kids / 1e9,
+                             mb=os.path.getsize(path) / 1e6, frames=frames, size=size)
+        r = results[name]
+        print("%-10s %6.1f s  peak RSS %.2f GB (anon %.2f GB, children %.2f GB)  %7.1f MB  "
+              "%d frames %dx%d" % (name, wall, r["hwm"], r["anon"], r["kids"], r["mb"],
+                                   frames, size[0], size[1]))
+        assert frames == 2 * n - 2, "expected %d frames, decoded %d" % (2 * n - 2, frames)
+
+    print("input %s: %.2f GB float32, %s noise" % ("x".join(map(str, shape[::-1])), in_gb,
+                                                   args.noise))
+    one("mjpeg", ["--codec", "MJPG"], ".avi")
+    if args.h264:
+        one("h264", [], ".mp4")
+    if args.reference:
+        ref_py = os.path.join(args.workdir, "mrc2movie_like.py")
+        with open(ref_py, "w") as fh:
+            fh.write(REFERENCE)
+        out = os.path.join(args.workdir, "reference.avi")
+        wall, hwm, anon, kids, _ = run_measured([sys.executable, ref_py, tomo, out])
+        frames, size = decoded_frames(out)
+        import filecmp
+        ours = os.path.join(args.workdir, "mjpeg",
+                            os.path.splitext(os.path.basename(tomo))[0] + ".avi")
+        same = filecmp.cmp(ours, out, shallow=False)
+        results["reference"] = dict(wall=wall, hwm=hwm / 1e9, anon=anon / 1e9,
+                                    kids=kids / 1e9, mb=os.path.getsize(out) / 1e6,
+                                    frames=frames, size=size)
+        print("%-10s %6.1f s  peak RSS %.2f GB (anon %.2f GB, workers %.2f GB)  %7.1f MB  "
+              "%d frames (mrc2movie-style, this machine)"
+              % ("reference", wall, hwm / 1e9, anon / 1e9, kids / 1e9,
+                 os.path.getsize(out) / 1e6, frames))
+        print("%-10s the cryoprocs MJPEG AVI is %s the reference's" % (
+            "", "byte-identical to" if same else "NOT byte-identical to"))
+
+    m = results["mjpeg"]
+    extra = m["hwm"] - in_gb
+    print()
+    print("MJPEG AVI: %.1f s (target <= %.1f s: %s), %.2fx faster than mrc2movie's %.1f s "
+          "(doc)%s" % (m["wall"], TARGET_S, "PASS" if m["wall"] <= TARGET_S else "FAIL",
+                       MRC2MOVIE_S / m["wall"], MRC2MOVIE_S,
+                       ", %.2fx faster than the reference run here" %
+                       (results["reference"]["wall"] / m["wall"]) if "reference" in results
+                       else ""))
+    print("MJPEG AVI: peak RSS %.2f GB = memory-mapped input %.2f GB + %.2f GB (target <= "
+          "%.1f GB above the input: %s); mrc2movie %.2f GB (doc)"
+          % (m["hwm"], in_gb, extra, TARGET_EXTRA_GB,
+             "PASS" if extra <= TARGET_EXTRA_GB else "FAIL", MRC2MOVIE_GB))
+    if "h264" in results:
+        h = results["h264"]
+        ratio = h["mb"] / m["mb"]
+        print("H.264 MP4: %.1f MB = %.3f x the MJPEG %.1f MB (target <= %.2f: %s); %.1f s, "
+              "peak RSS %.2f GB + ffmpeg %.2f GB"
+              % (h["mb"], ratio, m["mb"], TARGET_SIZE_RATIO,
+                 "PASS" if ratio <= TARGET_SIZE_RATIO else "FAIL", h["wall"], h["hwm"],
+                 h["kids"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

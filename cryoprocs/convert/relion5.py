@@ -1,0 +1,551 @@
+"""RELION 5 tomography projects: ``tomograms.star``, per-tilt-series STAR files,
+``particles.star`` and ``optimisation_set.star`` (reading, writing, RELION's path rules).
+
+Conventions of RELION 5.0.1 (``tomogram_set.cpp``, ``particle_set.cpp``, ``subtomo.cpp``;
+see ../shared/docs/relion5-extraction.md sections 1 and 8):
+
+* **Paths** inside STAR files are relative to the RELION project directory (the directory
+  RELION runs in), unless absolute. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based
+  frame) or a per-tilt file; a ``:mrcs``/``:mrc`` suffix is a format hint.
+  :func:`resolve` applies these rules; :func:`relion_path` writes a path back relative to
+  the project when it lies inside it, absolute otherwise.
+* ``tomograms.star`` block ``data_global``: one row per tilt series; optional
+  ``rlnTomoSizeX/Y/Z`` (missing = -999, see kernels/relion_geometry.py),
+  ``rlnTomoDefocusSlope`` (1), ``rlnCtfBfactorPerElectronDose`` (0), compulsory
+  ``rlnTomoHand``.
+* Per tilt series, block ``data_<rlnTomoName>``: one row per tilt image in stack order, with
+  ``rlnTomoXTilt`` (optional), ``rlnTomoYTilt``, ``rlnTomoZRot``, ``rlnTomoX/YShiftAngst``
+  (or RELION 4 ``rlnTomoProjX/Y/Z/W``), ``rlnDefocusU/V/Angle``, ``rlnMicrographPreExposure``
+  and optional ``rlnCtfScalefactor`` (1), ``rlnCtfBfactor`` (0), ``rlnPhaseShift`` (0).
+* ``particles.star``: ``data_general`` (optional), ``data_optics`` (built from
+  tomograms.star when empty, as RELION does), ``data_particles``.
+
+Blocks are pandas DataFrames; labels without the leading underscore (``starfile``).
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..kernels import relion_geometry as G
+from .euler import relion_euler_matrix
+from .mrc import MrcFormatError, mrc_info, parse_location
+from .star import read_star, write_star
+
+__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
+           "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
+           "particle_names", "particle_positions", "optics_pixel_sizes",
+           "write_tomograms_star", "write_tilt_series_star", "write_particles_star",
+           "write_optimisation_set", "extraction_particle_tables", "stack2d_name",
+           "CENTERED_COLUMNS", "PIXEL_COLUMNS", "ORIGIN_COLUMNS", "SUBTOMO_COLUMNS",
+           "ANGLE_COLUMNS"]
+
+CENTERED_COLUMNS = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                    "rlnCenteredCoordinateZAngst"]
+PIXEL_COLUMNS = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
+ORIGIN_COLUMNS = ["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]
+SUBTOMO_COLUMNS = ["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]
+ANGLE_COLUMNS = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+PROJ_COLUMNS = ["rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW"]
+
+
+class Relion5Error(ValueError):
+    """A RELION 5 project file is missing a block, a column or a referenced file."""
+
+
+# ----------------------------------------------------------------------------- paths
+def resolve(path, project_dir):
+    """Absolute file name of a path found in a RELION STAR file (``n@`` prefix and ``:mrcs``
+    hint removed); relative paths are relative to ``project_dir``."""
+    _, p = parse_location(str(path))
+    if os.path.isabs(p):
+        return p
+    return os.path.normpath(os.path.join(project_dir, p))
+
+
+def relion_path(path, project_dir):
+    """Path to write into a STAR file: relative to ``project_dir`` when ``path`` lies inside
+    it (RELION's convention), absolute otherwise. Directories keep a trailing slash."""
+    trailing = str(path).endswith(os.sep)
+    ap = os.path.abspath(path)
+    pd_ = os.path.abspath(project_dir)
+    if ap == pd_:
+        rel = "."
+    elif ap.startswith(pd_.rstrip(os.sep) + os.sep):
+        rel = os.path.relpath(ap, pd_)
+    else:
+        rel = ap
+    return rel + os.sep if trailing and not rel.endswith(os.sep) else rel
+
+
+def guess_project_dir(tomograms_star, tomograms=None):
+    """The RELION project directory of a tomograms.star: the first of its folder and that
+    folder's parents in which every ``rlnTomoTiltSeriesStarFile`` exists (RELION resolves
+    them against the directory it runs in). Falls back to the file's folder."""
+    folder = os.path.dirname(os.path.abspath(tomograms_star))
+    if tomograms is None:
+        tomograms = read_tomograms(tomograms_star)
+    files = [str(f) for f in tomograms.get("rlnTomoTiltSeriesStarFile", [])]
+    if not files or any(os.path.isabs(f) for f in files):
+        return folder
+    d = folder
+    while True:
+        if all(os.path.exists(os.path.join(d, f)) for f in files):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return folder
+        d = parent
+
+
+# ----------------------------------------------------------------------------- tomograms
+def _first_block(blocks, name, path):
+    if name in blocks:
+        return blocks[name]
+    if len(blocks) == 1:
+        return next(iter(blocks.values()))
+    raise Relion5Error("%s has no data_%s block (blocks: %s)" % (path, name, ", ".join(blocks)))
+
+
+def _as_frame(block):
+    if isinstance(block, pd.DataFrame):
+        return block
+    return pd.DataFrame([block]) if block else pd.DataFrame()
+
+
+def read_tomograms(path):
+    """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
+
+    Raises
+    ------
+    Relion5Error
+        no ``rlnTomoName``/``rlnTomoTiltSeriesStarFile`` column, or duplicated names.
+    """
+    glob = _as_frame(_first_block(read_star(path), "global", path)).copy()
+    for col in ("rlnTomoName",):
+        if col not in glob.columns:
+            raise Relion5Error("%s: column %s is missing from data_global" % (path, col))
+    glob["rlnTomoName"] = glob["rlnTomoName"].astype(str)
+    dup = glob["rlnTomoName"][glob["rlnTomoName"].duplicated()].tolist()
+    if dup:
+        raise Relion5Error("%s: duplicated rlnTomoName %s" % (path, ", ".join(dup)))
+    return glob.reset_index(drop=True)
+
+
+@dataclass
+class TiltSeries:
+    """One tilt series of a RELION 5 project with everything extraction needs.
+
+    Per-frame arrays have length F = number of rows of the tilt-series STAR (stack order).
+    Positions and matrices follow kernels/relion_geometry.py.
+    """
+    name: str
+    pixel_size: float
+    voltage: float
+    cs: float
+    amplitude_contrast: float
+    hand: float
+    defocus_slope: float
+    bfactor_per_dose: float
+    tomo_size: tuple            # (w0, h0, d0) ints or None (RELION -999)
+    image_size: tuple           # (W, H)
+    frames: list                # [(absolute file, 0-based frame index)]
+    matrices: np.ndarray        # (F, 4, 4)
+    pre_exposure: np.ndarray
+    defocus_u: np.ndarray
+    defocus_v: np.ndarray
+    defocus_angle: np.ndarray
+    phase_shift: np.ndarray
+    ctf_scale: np.ndarray
+    ctf_bfactor: np.ndarray
+    global_row: dict = field(default_factory=dict)
+    table: pd.DataFrame = None
+    star_file: str = ""
+    projection_from_old_matrices: bool = False
+
+    @property
+    def n_frames(self):
+        return len(self.frames)
+
+    def centre(self):
+        return G.tomogram_centre(self.tomo_size)
+
+    def depth_offsets(self, positions):
+        return G.depth_offsets(self.matrices, positions, self.tomo_size)
+
+    def frame_groups(self):
+        """``{file: [(frame, index_in_file), ...]}``: frames grouped by the file they live in."""
+        groups = {}
+        for f, (path, idx) in enumerate(self.frames):
+            groups.setdefault(path, []).append((f, idx))
+        return groups
+
+
+def _col(df, name, default, path, n):
+    if name in df.columns:
+        return df[name].to_numpy(dtype=np.float64)
+    if default is None:
+        raise Relion5Error("%s: column %s is missing" % (path, name))
+    return np.full(n, float(default))
+
+
+def _tomo_size(row):
+    if all(k in row and pd.notna(row[k]) for k in ("rlnTomoSizeX", "rlnTomoSizeY",
+                                                     "rlnTomoSizeZ")):
+        return tuple(int(float(row[k])) for k in ("rlnTomoSizeX", "rlnTomoSizeY",
+                                                   "rlnTomoSizeZ"))
+    return None
+
+
+def read_tilt_series(star_path, name):
+    """The per-tilt-series table ``data_<name>`` of a STAR file."""
+    blocks = read_star(star_path)
+    return _as_frame(_first_block(blocks, str(name), star_path)).reset_index(drop=True)
+
+
+def load_tilt_series(row, project_dir, table=None):
+    """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
+
+    Parameters
+    ----------
+    row : mapping
+        the tomograms.star row.
+    project_dir : str
+        directory the STAR paths are relative to.
+    table : DataFrame, optional
+        the per-tilt-series table (read from ``rlnTomoTiltSeriesStarFile`` when None).
+
+    Raises
+    ------
+    Relion5Error
+        missing columns or files, frames of different sizes.
+    """
+    row = dict(row)
+    name = str(row["rlnTomoName"])
+    where = "tomogram %s" % name
+    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
+    if table is None:
+        if not star_file:
+            raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
+                               % where)
+        star_abs = resolve(star_file, project_dir)
+        if not os.path.exists(star_abs):
+            raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
+                               "relative to the project directory %s)"
+                               % (where, star_abs, star_file, project_dir))
+        table = read_tilt_series(star_abs, name)
+        where = "%s (%s)" % (where, star_file)
+    n = len(table)
+    if n == 0:
+        raise Relion5Error("%s has no tilt images" % where)
+    for key in ("rlnTomoTiltSeriesPixelSize", "rlnVoltage", "rlnSphericalAberration",
+                "rlnAmplitudeContrast", "rlnTomoHand"):
+        if key not in row or pd.isna(row[key]):
+            raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
+    ps = float(row["rlnTomoTiltSeriesPixelSize"])
+
+    # frame sources
+    frames = []
+    if "rlnMicrographName" in table.columns:
+        for v in table["rlnMicrographName"].astype(str):
+            idx, p = parse_location(v)
+            frames.append((resolve(p, project_dir), (idx - 1) if idx else 0))
+    elif row.get("rlnTomoTiltSeriesName"):
+        p = resolve(row["rlnTomoTiltSeriesName"], project_dir)
+        frames = [(p, i) for i in range(n)]
+    else:
+        raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
+                           % where)
+    sizes = {}
+    for p, idx in frames:
+        if p not in sizes:
+            try:
+                sizes[p] = mrc_info(p).shape
+            except MrcFormatError as exc:
+                raise Relion5Error("%s: %s" % (where, exc)) from None
+        nz = sizes[p][0]
+        if idx >= nz:
+            raise Relion5Error("%s: frame %d requested from %s, which has %d" % (where, idx + 1,
+                                                                                p, nz))
+    shapes = {s[1:] for s in sizes.values()}
+    if len(shapes) != 1:
+        raise Relion5Error("%s: tilt images of different sizes %s" % (where, sorted(shapes)))
+    H, W = next(iter(shapes))
+
+    tomo_size = _tomo_size(row)
+    old = all(c in table.columns for c in PROJ_COLUMNS)
+    if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
+                                        "rlnTomoYShiftAngst")) and not old:
+        P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
+                                  table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
+                                  ps, (W, H), tomo_size,
+                                  xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
+    elif old:
+        P = np.zeros((n, 4, 4))
+        for i, c in enumerate(PROJ_COLUMNS):
+            for f, v in enumerate(table[c]):
+                vals = [float(t) for t in str(v).strip("[]").split(",")]
+                P[f, i] = vals
+    else:
+        raise Relion5Error("%s: no alignment (rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst "
+                           "or rlnTomoProjX/Y/Z/W)" % where)
+    return TiltSeries(
+        name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
+        cs=float(row["rlnSphericalAberration"]),
+        amplitude_contrast=float(row["rlnAmplitudeContrast"]),
+        hand=float(row["rlnTomoHand"]),
+        defocus_slope=float(row.get("rlnTomoDefocusSlope", 1.0)
+                            if pd.notna(row.get("rlnTomoDefocusSlope", 1.0)) else 1.0),
+        bfactor_per_dose=float(row.get("rlnCtfBfactorPerElectronDose", 0.0)
+                               if pd.notna(row.get("rlnCtfBfactorPerElectronDose", 0.0))
+                               else 0.0),
+        tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
+        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
+        defocus_u=_col(table, "rlnDefocusU", None, where, n),
+        defocus_v=_col(table, "rlnDefocusV", None, where, n),
+        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
+        phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
+        ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
+        ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),
+        global_row=row, table=table, star_file=star_file,
+        projection_from_old_matrices=old)
+
+
+# ----------------------------------------------------------------------------- particles
+@dataclass
+class ParticleTable:
+    """The three blocks of a particles.star (general may be empty, optics may be empty)."""
+    general: dict
+    optics: pd.DataFrame
+    particles: pd.DataFrame
+    path: str = ""
+
+
+def read_particles(path):
+    """Read a RELION 5 particles.star (``rlnTomoName`` as strings).
+
+    Raises
+    ------
+    Relion5Error
+        no ``data_particles`` table or no ``rlnTomoName``.
+    """
+    blocks = read_star(path)
+    if "particles" in blocks:
+        parts = _as_frame(blocks["particles"])
+    elif len(blocks) == 1:
+        parts = _as_frame(next(iter(blocks.values())))
+    else:
+        raise Relion5Error("%s has no data_particles block (blocks: %s)"
+                           % (path, ", ".join(blocks)))
+    if "rlnTomoName" not in parts.columns:
+        raise Relion5Error("%s: column rlnTomoName is missing from data_particles" % path)
+    parts = parts.copy().reset_index(drop=True)
+    parts["rlnTomoName"] = parts["rlnTomoName"].astype(str)
+    if "rlnTomoParticleName" in parts.columns:
+        parts["rlnTomoParticleName"] = parts["rlnTomoParticleName"].astype(str)
+    general = blocks.get("general", {})
+    if isinstance(general, pd.DataFrame):
+        general = general.iloc[0].to_dict() if len(general) else {}
+    optics = _as_frame(blocks.get("optics", pd.DataFrame())).copy()
+    return ParticleTable(dict(general), optics.reset_index(drop=True), parts, path)
+
+
+def build_optics(optics, particles, tomograms):
+    """RELION's optics table: the input one, or (when empty) one group per optics-group name
+    of tomograms.star in order of first appearance in the particles (``ParticleSet::read``);
+    then ``rlnOpticsGroup`` of the particles is set accordingly. Returns
+    ``(optics, particles)`` (copies)."""
+    particles = particles.copy()
+    if optics is not None and len(optics):
+        if "rlnOpticsGroup" not in particles.columns:
+            particles["rlnOpticsGroup"] = 1
+        return optics.copy(), particles
+    glob = tomograms.set_index("rlnTomoName")
+    gname = {t: (str(glob.at[t, "rlnOpticsGroupName"]) if "rlnOpticsGroupName" in glob.columns
+                 else t) for t in glob.index}
+    order, first = [], {}
+    for t in particles["rlnTomoName"]:
+        g = gname.get(t, t)
+        if g not in first:
+            first[g] = t
+            order.append(g)
+    rows = []
+    for i, g in enumerate(order):
+        t = first[g]
+        if t not in glob.index:
+            continue
+        rows.append({"rlnVoltage": glob.at[t, "rlnVoltage"],
+                     "rlnSphericalAberration": glob.at[t, "rlnSphericalAberration"],
+                     "rlnAmplitudeContrast": glob.at[t, "rlnAmplitudeContrast"],
+                     "rlnTomoTiltSeriesPixelSize": glob.at[t, "rlnTomoTiltSeriesPixelSize"],
+                     "rlnOpticsGroup": i + 1, "rlnOpticsGroupName": g})
+    group_of = {g: i + 1 for i, g in enumerate(order)}
+    particles["rlnOpticsGroup"] = [group_of.get(gname.get(t, t), 1)
+                                   for t in particles["rlnTomoName"]]
+    return pd.DataFrame(rows), particles
+
+
+def optics_pixel_sizes(optics):
+    """``{rlnOpticsGroup: rlnTomoTiltSeriesPixelSize}``.
+
+    Raises
+    ------
+    Relion5Error
+        the optics table has no ``rlnTomoTiltSeriesPixelSize``.
+    """
+    if "rlnTomoTiltSeriesPixelSize" not in optics.columns:
+        raise Relion5Error("rlnTomoTiltSeriesPixelSize is missing from the optics table")
+    groups = optics["rlnOpticsGroup"] if "rlnOpticsGroup" in optics.columns else \
+        pd.Series(np.arange(1, len(optics) + 1))
+    return {int(g): float(p) for g, p in zip(groups, optics["rlnTomoTiltSeriesPixelSize"])}
+
+
+def particle_names(particles):
+    """``rlnTomoParticleName`` of every row, generated as ``"<tomo>/<k>"`` (1-based per
+    tomogram, input order) when the column is absent (RELION ``ParticleSet::read``)."""
+    if "rlnTomoParticleName" in particles.columns:
+        return particles["rlnTomoParticleName"].astype(str).tolist()
+    count = {}
+    names = []
+    for t in particles["rlnTomoName"].astype(str):
+        count[t] = count.get(t, 0) + 1
+        names.append("%s/%d" % (t, count[t]))
+    return names
+
+
+def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
+    """Decentred tilt-series-pixel positions ``(N, 3)`` of particle rows (one tomogram),
+    with offsets folded in when ``apply_offsets`` (RELION ``ParticleSet::getPosition``).
+
+    ``pixel_sizes`` is the ``{optics group: pixel size}`` map (or one float).
+
+    Raises
+    ------
+    Relion5Error
+        no coordinate columns.
+    """
+    if isinstance(pixel_sizes, dict):
+        og = particles["rlnOpticsGroup"].astype(int) if "rlnOpticsGroup" in particles.columns \
+            else pd.Series(np.ones(len(particles), int))
+        ps = np.array([pixel_sizes[int(g)] for g in og], dtype=np.float64)
+    else:
+        ps = np.full(len(particles), float(pixel_sizes))
+    if all(c in particles.columns for c in CENTERED_COLUMNS):
+        c = particles[CENTERED_COLUMNS].to_numpy(dtype=np.float64)
+        pos = c / ps[:, None] + G.tomogram_centre(tomo_size)
+    elif all(c in particles.columns for c in PIXEL_COLUMNS):
+        pos = particles[PIXEL_COLUMNS].to_numpy(dtype=np.float64).copy()
+    else:
+        raise Relion5Error("particle coordinates are missing: neither rlnCenteredCoordinate"
+                           "X/Y/ZAngst nor rlnCoordinateX/Y/Z")
+    if apply_offsets and any(c in particles.columns for c in ORIGIN_COLUMNS):
+        o = np.stack([particles[c].to_numpy(dtype=np.float64) if c in particles.columns
+                      else np.zeros(len(particles)) for c in ORIGIN_COLUMNS], axis=1)
+        if all(c in particles.columns for c in SUBTOMO_COLUMNS):
+            A = relion_euler_matrix(*(particles[c].to_numpy(dtype=np.float64)
+                                        for c in SUBTOMO_COLUMNS))
+            o = np.einsum("nij,nj->ni", A, o)
+        pos = pos - o / ps[:, None]
+    return pos
+
+
+def stack2d_name(output_dir, tomo_name, particle_name, per_tomogram_dirs):
+    """``<o>Subtomograms/[<tomo>/]<name>_stack2d.mrcs`` (RELION ``getOutputFilename``)."""
+    parts = [output_dir, "Subtomograms"]
+    if per_tomogram_dirs:
+        parts.append(tomo_name)
+    return os.path.join(*parts, particle_name + "_stack2d.mrcs")
+
+
+def _set_column(df, name, values):
+    """Set a column in place (keeps its position) or append it at the end (RELION
+    ``MetaDataTable::setValue`` on a new label)."""
+    df[name] = values
+
+
+def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_names,
+                               positions, centres, pixel_sizes, binning, crop, do_ctf,
+                               apply_offsets=True, stack2d=True):
+    """The optics and particles tables RELION's ``writeParticleSet`` writes.
+
+    Parameters
+    ----------
+    ptable : ParticleTable
+        the input particles (optics possibly empty).
+    tomograms : DataFrame
+        tomograms.star ``data_global`` (to build an empty optics table).
+    kept_rows : list of int
+        row numbers of the kept particles in output order (tomograms.star order, then input
+        order).
+    visible : list of 1D int/bool arrays
+        per kept particle, the visibility of every tilt-series frame.
+    image_names : list of str
+        ``rlnImageName`` per kept particle (already in RELION path form).
+    positions, centres : (K, 3) arrays
+        decentred positions with offsets and the tomogram centre of each kept particle.
+    pixel_sizes : (K,) array
+        tilt-series pixel size of each kept particle (its optics group).
+
+    Returns
+    -------
+    (general, optics, particles) : (dict, DataFrame, DataFrame)
+    """
+    optics, parts = build_optics(ptable.optics, ptable.particles, tomograms)
+    names = particle_names(ptable.particles)
+    if "rlnTomoParticleName" not in parts.columns:
+        parts["rlnTomoParticleName"] = names
+    out = parts.iloc[list(kept_rows)].copy().reset_index(drop=True)
+    if stack2d:
+        _set_column(out, "rlnTomoVisibleFrames",
+                    ["[" + ",".join(str(int(v)) for v in vis) + "]" for vis in visible])
+    _set_column(out, "rlnImageName", list(image_names))
+    if apply_offsets:
+        for c in ORIGIN_COLUMNS:
+            _set_column(out, c, np.zeros(len(out)))
+        cen = (np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+               - np.asarray(centres, dtype=np.float64).reshape(-1, 3)) \
+            * np.asarray(pixel_sizes, dtype=np.float64).reshape(-1, 1)
+        for i, c in enumerate(CENTERED_COLUMNS):
+            _set_column(out, c, cen[:, i] if len(out) else np.zeros(0))
+    drop = [c for c in PIXEL_COLUMNS if c in out.columns]
+    if stack2d and "rlnCtfImage" in out.columns:
+        drop.append("rlnCtfImage")
+    out = out.drop(columns=drop)
+    optics = optics.copy()
+    optics["rlnCtfDataAreCtfPremultiplied"] = int(bool(do_ctf)) if stack2d else 1
+    optics["rlnImageDimensionality"] = 2 if stack2d else 3
+    optics["rlnTomoSubtomogramBinning"] = float(binning)
+    optics["rlnImagePixelSize"] = optics["rlnTomoTiltSeriesPixelSize"].astype(float) \
+        * float(binning)
+    optics["rlnImageSize"] = int(crop)
+    general = dict(ptable.general)
+    general["rlnTomoSubTomosAre2DStacks"] = 1 if stack2d else 0
+    return general, optics, out
+
+
+# ----------------------------------------------------------------------------- writing
+def write_particles_star(path, general, optics, particles):
+    """Write ``data_general``, ``data_optics``, ``data_particles`` atomically."""
+    return write_star(path, {"general": dict(general), "optics": optics,
+                             "particles": particles})
+
+
+def write_optimisation_set(path, particles_file, tomograms_file, trajectories_file=None):
+    """Write RELION's ``optimisation_set.star`` (``data_`` list block; paths as given)."""
+    block = {"rlnTomoParticlesFile": particles_file, "rlnTomoTomogramsFile": tomograms_file}
+    if trajectories_file:
+        block["rlnTomoTrajectoriesFile"] = trajectories_file
+    return write_star(path, {"": block})
+
+
+def write_tomograms_star(path, rows):
+    """Write ``data_global`` of a tomograms.star from a DataFrame or a list of dicts."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    return write_star(path, {"global": df})
+
+
+def write_tilt_series_star(path, name, table):
+    """Write the per-tilt-series STAR ``data_<name>``."""
+    df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
+    return write_star(path, {str(name): df})

@@ -1,0 +1,193 @@
+"""File -> file masked-tomogram noise fill, shared by ``cryoprocs noise-fill`` and
+ProtCryoprocsMaskedTomogramNoiseFill.
+
+Streaming: the tomogram and the mask are memory-mapped and read in z-slabs whose pages are
+released after use (:class:`~cryoprocs.convert.mrc_stream.MrcSlabReader`); the output (and the
+optional soft mask) are written slab by slab under temporary names and renamed only when
+everything succeeded (:class:`~cryoprocs.convert.mrc_stream.MrcSlabWriter`). What stays in
+memory is the mask's bounding box (1 byte per voxel) with its squared-distance map (2 bytes
+per voxel) and a few output slabs (measured peaks: ``benchmarks/bench_noise_fill.py``).
+
+The maths is in :mod:`cryoprocs.kernels.noisefill`.
+"""
+import contextlib
+import json
+import logging
+import os
+
+import numpy as np
+
+from ..convert.mrc import MrcFormatError, partial_path
+from ..convert.mrc_stream import MrcSlabReader, MrcSlabWriter
+from ..kernels import noisefill as K
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
+
+
+def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):
+    if tinfo.shape != minfo.shape:
+        raise K.NoiseFillError(
+            "mask %s has dimensions %s (x, y, z) but the tomogram %s has %s"
+            % (mask_path, "x".join(map(str, minfo.shape[::-1])), tomo_path,
+               "x".join(map(str, tinfo.shape[::-1]))))
+    ts, ms = tinfo.voxel_size[0], minfo.voxel_size[0]
+    if ts > 0 and ms > 0 and abs(ts - ms) > tol * ts:
+        raise K.NoiseFillError(
+            "voxel sizes differ by more than %g%%: tomogram %s has %.4g A, mask %s has %.4g A"
+            % (tol * 100, tomo_path, ts, mask_path, ms))
+
+
+def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
+                    preview_png=None, report_json=None, threads=1, overwrite=False,
+                    slab=None, voxel_size=None):
+    """Noise-fill ``tomo_path`` outside the expanded ``mask_path``; write ``out_path``.
+
+    Parameters
+    ----------
+    tomo_path, mask_path : str
+        MRC tomogram (any mode) and mask / label map with the same dimensions.
+    out_path : str
+        float32 MRC output with the tomogram's voxel size and origin.
+    params : NoiseFillParams
+    soft_mask_path : str, optional
+        also write the final blend weight (1 = kept tomogram, 0 = noise) as float32 MRC.
+    preview_png : str, optional
+        PNG of the central z-slice before / after with the mask outlines.
+    report_json : str, optional
+        the report (counts, statistics, timings) as JSON.
+    threads : int
+        worker threads.
+    overwrite : bool
+        replace existing outputs; otherwise an existing output is an error and nothing runs.
+    voxel_size : float, optional
+        Å/px for the outputs when the tomogram header has none (Scipion's sampling rate).
+
+    Returns
+    -------
+    dict
+        the kernel report plus ``files`` and ``voxel_size``.
+
+    Raises
+    ------
+    FileExistsError
+        an output exists and ``overwrite`` is False.
+    MrcFormatError, NoiseFillError
+        unreadable inputs, different dimensions or voxel sizes, bad parameters.
+    """
+    outputs = [o for o in (out_path, soft_mask_path, preview_png, report_json) if o]
+    for o in outputs:
+        if os.path.abspath(o) in (os.path.abspath(tomo_path), os.path.abspath(mask_path)):
+            raise ValueError("output %s would overwrite an input" % o)
+        if not overwrite and os.path.exists(o):
+            raise FileExistsError("output %s exists; pass --overwrite to replace it" % o)
+    if len(set(map(os.path.abspath, outputs))) != len(outputs):
+        raise ValueError("output names must differ: %s" % ", ".join(outputs))
+    params.resolved()                          # parameter errors before any I/O
+    writers = []
+    with contextlib.ExitStack() as stack:
+        tomo = stack.enter_context(MrcSlabReader(tomo_path, permissive=True))
+        mask = stack.enter_context(MrcSlabReader(mask_path, permissive=True))
+        from ..convert.mrc import mrc_info
+        _check_pair(mrc_info(tomo_path), mrc_info(mask_path), tomo_path, mask_path)
+        vs = tomo.voxel_size
+        if voxel_size and not vs[0] > 0:
+            vs = (float(voxel_size),) * 3
+        try:
+            writer = MrcSlabWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
+            writers.append(writer)
+            wwriter = None
+            if soft_mask_path:
+                wwriter = MrcSlabWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
+                writers.append(wwriter)
+            report = K.noise_fill(tomo, mask, params, writer.write,
+                                  wwriter.write if wwriter else None, threads=threads,
+                                  slab=slab, preview=bool(preview_png))
+            preview = report.pop("preview", None)
+            report["voxel_size"] = vs[0]
+            report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,
+                               "soft_mask": soft_mask_path, "preview": preview_png}
+            if preview_png and preview:
+                render_preview(preview, preview_png, title=os.path.basename(tomo_path))
+            if report_json:
+                tmp = partial_path(report_json)
+                with open(tmp, "w") as fh:
+                    json.dump(_jsonable(report), fh, indent=1)
+                os.replace(tmp, report_json)
+            if wwriter:
+                wwriter.commit()
+            writer.commit()                    # last: its existence means "done"
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+    return report
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def _outline(mask):
+    """Boundary pixels of a 2D bool mask (inside pixels with an outside 4-neighbour)."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return m
+    p = np.pad(m, 1, mode="edge")
+    inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~inner
+
+
+def preview_image(preview, min_size=384):
+    """RGB uint8 image: the central slice before | after, same grey window (1-99 percentile
+    of the slice before), with the original mask outline in yellow and the outline of the
+    kept region (weight >= 0.5) in red. Upscaled by an integer factor to at least
+    ``min_size`` px high. Row 0 of the image is y = 0 of the slice (as MRC viewers show
+    y downwards)."""
+    before = np.asarray(preview["before"], dtype=np.float64)
+    after = np.asarray(preview["after"], dtype=np.float64)
+    lo, hi = np.percentile(before, [1, 99])
+    if not hi > lo:
+        hi = lo + 1.0
+
+    def grey(a):
+        g = np.clip((a - lo) / (hi - lo), 0, 1) * 255
+        return np.repeat(g.astype(np.uint8)[:, :, None], 3, axis=2)
+
+    kept = _outline(np.asarray(preview["weight"]) >= 0.5)
+    seg = _outline(preview["mask"])
+    panels = []
+    for img in (grey(before), grey(after)):
+        img[kept] = (230, 30, 30)
+        img[seg] = (250, 220, 0)
+        panels.append(img)
+    gap = np.full((before.shape[0], 4, 3), 255, dtype=np.uint8)
+    rgb = np.concatenate([panels[0], gap, panels[1]], axis=1)
+    f = max(1, int(np.ceil(min_size / max(1, rgb.shape[0]))))
+    if f > 1:
+        rgb = rgb.repeat(f, axis=0).repeat(f, axis=1)
+    return rgb
+
+
+def render_preview(preview, path, title=None):
+    """Write :func:`preview_image` as a PNG (temporary name, then rename)."""
+    from PIL import Image
+    rgb = preview_image(preview)
+    tmp = partial_path(path)
+    os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
+    Image.fromarray(rgb).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["noise_fill_file", "render_preview", "preview_image", "MrcFormatError",
+           "SAMPLING_TOLERANCE"]

@@ -1,0 +1,467 @@
+"""ExportMovie: tomograms, tilt series and volumes to shareable movies (mrc2movie's frames).
+
+The frame maths is in :mod:`cryoprocs.kernels.movie`, the streaming and the encoders in
+:mod:`cryoprocs.pipelines.movie` (see ../shared/docs/movie-export.md). The movies are files
+under the run's ``extra/`` folder, listed in the summary; the protocol defines no output
+object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
+``ProtExportCoordinates3D`` is the model). A preview montage of the central frames,
+``extra/preview.png``, is shown by :class:`cryoprocs.viewers.viewer_movie.CryoprocsMovieViewer`.
+"""
+import json
+import logging
+import os
+import re
+
+import pyworkflow.protocol.params as params
+from pwem.objects import EMSet
+from pyworkflow import BETA
+from pyworkflow.protocol.constants import LEVEL_ADVANCED
+from tomo.objects import SetOfTiltSeries, SetOfTomograms
+
+from .. import constants as C
+from ..kernels import movie as K
+from ..pipelines import movie as P
+from .protocol_base import ProtCryoprocsBase
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def _write_atomic(path, data):
+    """Write bytes or a JSON-able object to ``path`` under a temporary name, then rename."""
+    tmp = os.path.join(os.path.dirname(path), ".%s.partial" % os.path.basename(path))
+    if isinstance(data, (bytes, bytearray)):
+        with open(tmp, 'wb') as fh:
+            fh.write(data)
+    else:
+        with open(tmp, 'w') as fh:
+            json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def _png_bytes(img):
+    import cv2
+    ok, buf = cv2.imencode('.png', img)
+    if not ok:
+        raise K.MovieError('could not encode a PNG preview')
+    return buf.tobytes()
+
+
+class ProtCryoprocsExportMovie(ProtCryoprocsBase):
+    """Export tomograms, tilt series or volumes as movies to share and present: MP4 (H.264),
+    AVI (MJPG), GIF or PNG frames, one per item, with mrc2movie's frames (global min/max to
+    8 bit, CLAHE, a forward-backward loop) plus slicing axis, slab averaging, binning, a
+    percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar.
+    The movies are files in the run's extra folder (listed in the summary); a preview montage
+    of their central frames opens with Analyze Results."""
+    _label = 'export movie'
+    _devStatus = BETA
+
+    # ================================================================= form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('inputData', params.PointerParam,
+                      pointerClass='SetOfTomograms, SetOfTiltSeries, SetOfVolumes, Volume',
+                      important=True, label='Tomograms, tilt series or volumes',
+                      help='One movie per tomogram, tilt series or volume, named by its tsId '
+                           '(or by its id when it has none). Tilt series are shown image by '
+                           'image, as stored (no alignment is applied); volumes slice by '
+                           'slice along the chosen axis.')
+        form.addParam('tiltOrder', params.EnumParam, choices=C.MOVIE_ORDER_CHOICES,
+                      default=C.MOVIE_ORDER_ANGLE, display=params.EnumParam.DISPLAY_HLIST,
+                      label='Tilt series frame order',
+                      help='Tilt series only: show the images from the lowest to the highest '
+                           'tilt angle, or in acquisition order (e.g. dose-symmetric). '
+                           'Excluded (disabled) tilt images are left out.')
+
+        form.addSection(label='Movie')
+        form.addParam('outputFormat', params.EnumParam, choices=C.MOVIE_FORMAT_CHOICES,
+                      default=C.MOVIE_FORMAT_MP4, label='Format',
+                      help='*MP4 (H.264)*: plays everywhere (browsers, slides), small files '
+                           '(x264 veryfast, CRF 23, yuv420p, fast start). *AVI (MJPG)*: '
+                           'mrc2movie\'s output (OpenCV writer), large files. *GIF*: loops '
+                           'in any viewer but is very large unless binned. *PNG frames*: one '
+                           '8-bit PNG per frame (forward order) in <name>_frames/.')
+        form.addParam('fps', params.FloatParam, default=30.0, label='Frames per second',
+                      help='Playback rate (mrc2movie: 30). GIF stores delays in 1/100 s, so '
+                           'its rate is rounded.')
+        form.addParam('playback', params.EnumParam, choices=C.MOVIE_PLAYBACK_CHOICES,
+                      default=C.MOVIE_PLAYBACK_FORWARD_BACKWARD,
+                      display=params.EnumParam.DISPLAY_HLIST, label='Playback',
+                      help='*forward-backward* (mrc2movie\'s default): the frames, then the '
+                           'same frames backwards without repeating the first and last one, '
+                           '2n-2 frames that loop seamlessly. *forward*: n frames.')
+        form.addParam('sliceSelection', params.EnumParam, choices=C.MOVIE_SLICES_CHOICES,
+                      default=C.MOVIE_SLICES_ALL, label='Slices',
+                      help='Which slices (tilt images, in frame order) become frames. *keep a '
+                           'range*: slices START to END-1, 0-based, what mrc2movie\'s '
+                           '--discard_range START END does (its README says "discard"; its '
+                           'code keeps them). *discard %% at each end*: drop these percentages '
+                           'of the slices at the start and at the end (mrc2movie\'s '
+                           '--discard_percentage, given there as fractions). The contrast '
+                           'window is computed over the kept slices only.')
+        line = form.addLine('Keep slices [START, END)',
+                            condition='sliceSelection == %d' % C.MOVIE_SLICES_RANGE,
+                            help='0-based, END excluded; END = -1 keeps through the last '
+                                 'slice.')
+        line.addParam('rangeStart', params.IntParam, default=0, label='START',
+                      help='First kept slice (0-based).')
+        line.addParam('rangeEnd', params.IntParam, default=-1, label='END',
+                      help='One past the last kept slice (0-based, excluded); -1 = the end.')
+        line = form.addLine('Discard (%)',
+                            condition='sliceSelection == %d' % C.MOVIE_SLICES_DISCARD,
+                            help='Percentages of the slices dropped at the start and at the '
+                                 'end: keeps [int(n a), int(n (1 - b))) as mrc2movie.')
+        line.addParam('discardStart', params.FloatParam, default=10.0, label='start',
+                      help='Percentage of the slices dropped at the start (0 <= a < 100).')
+        line.addParam('discardEnd', params.FloatParam, default=10.0, label='end',
+                      help='Percentage of the slices dropped at the end (0 <= b < 100).')
+        form.addParam('axis', params.EnumParam, choices=C.MOVIE_AXIS_CHOICES, default=0,
+                      display=params.EnumParam.DISPLAY_HLIST, label='Slicing axis',
+                      help='Volumes: frames are Z slices (XY planes, mrc2movie), Y slices '
+                           '(XZ planes) or X slices (YZ planes); Z runs down the frame for Y '
+                           'and X. Tilt series: Z only.')
+        form.addParam('slab', params.IntParam, default=1, label='Slab thickness (slices)',
+                      help='Average this many neighbouring slices into each frame (centred; '
+                           'fewer at the faces). 5-10 raises the contrast of noisy tomograms; '
+                           '1 = single slices (mrc2movie). Volumes only.')
+        form.addParam('binning', params.IntParam, default=1, label='Binning',
+                      help='Average N x N pixel blocks. Binning by 2 makes H.264 encoding '
+                           '3-6x faster and files 5-8x smaller above 1024 px.')
+        form.addParam('maxWidth', params.IntParam, default=0, label='Maximum width (px)',
+                      help='Shrink wider frames (after binning) to this width, keeping the '
+                           'aspect ratio (area averaging). 0 = no limit.')
+
+        form.addSection(label='Contrast and overlays')
+        form.addParam('contrastWindow', params.EnumParam, choices=C.MOVIE_WINDOW_CHOICES,
+                      default=C.MOVIE_WINDOW_MINMAX, label='Contrast window',
+                      help='*global min/max*: the minimum and maximum of all kept slices map '
+                           'to 0 and 255 (mrc2movie; gold beads or hot pixels flatten the '
+                           'rest). *percentiles*: the low/high percentiles below map to 0 and '
+                           '255 and the tails are clipped (robust to gold).')
+        line = form.addLine('Percentiles (%)',
+                            condition='contrastWindow == %d' % C.MOVIE_WINDOW_PERCENTILE,
+                            help='Low and high percentiles of the kept frames, estimated from '
+                                 'a regular sample of at most 4 million pixels.')
+        line.addParam('lowPercentile', params.FloatParam, default=0.1, label='low',
+                      help='Percentile mapped to black (0-100).')
+        line.addParam('highPercentile', params.FloatParam, default=99.9, label='high',
+                      help='Percentile mapped to white (0-100), above the low one.')
+        form.addParam('applyClahe', params.BooleanParam, default=True,
+                      label='Local contrast (CLAHE)?',
+                      help='Contrast-limited adaptive histogram equalisation of each 8-bit '
+                           'frame (OpenCV), as mrc2movie.')
+        line = form.addLine('CLAHE', condition='applyClahe',
+                            help='Clip limit and number of tiles per side (mrc2movie: 2.0, 8).')
+        line.addParam('clipLimit', params.FloatParam, default=2.0, label='clip limit',
+                      help='Contrast limit of the equalisation (> 0); higher = stronger.')
+        line.addParam('tileGridSize', params.IntParam, default=8, label='tile grid',
+                      help='The frame is cut into an N x N grid of tiles (not tiles of N px).')
+        form.addParam('invertContrast', params.BooleanParam, default=False,
+                      label='Invert contrast?',
+                      help='White becomes black (applied to the final 8-bit frames).')
+        form.addParam('labelFrames', params.BooleanParam, default=False,
+                      label='Label frames?',
+                      help='Write the slice number (volumes, e.g. "Z 51/101") or the tilt '
+                           'angle (tilt series, e.g. "tilt -60.0 deg") in the top-left corner.')
+        form.addParam('scaleBar', params.BooleanParam, default=False, label='Scale bar?',
+                      help='Draw a bar of a round length in nm (about a fifth of the width) '
+                           'in the bottom-left corner, from the sampling rate.')
+        form.addParam('crf', params.IntParam, default=23, expertLevel=LEVEL_ADVANCED,
+                      label='H.264 quality (CRF)',
+                      help='x264 constant rate factor, 0-51: lower = better and larger; '
+                           '18 is visually lossless, 23 the default, 28 small.')
+        form.addParam('preset', params.EnumParam, choices=C.MOVIE_PRESET_CHOICES,
+                      default=C.MOVIE_PRESET_DEFAULT, expertLevel=LEVEL_ADVANCED,
+                      label='H.264 preset',
+                      help='x264 speed/size trade-off; veryfast is the best size per second '
+                           'of encoding on tomograms (slower presets are not smaller there).')
+        form.addParallelSection(threads=2, mpi=0)
+
+    # ================================================================= helpers
+    def _isTiltSeries(self):
+        return isinstance(self.inputData.get(), SetOfTiltSeries)
+
+    def _kindName(self):
+        inp = self.inputData.get()
+        if isinstance(inp, SetOfTiltSeries):
+            return 'tiltseries'
+        if isinstance(inp, SetOfTomograms) or type(inp).__name__ == 'Tomogram':
+            return 'tomogram'
+        return 'volume'
+
+    def _collectItems(self):
+        """Plain-data description of every enabled input item, in id order (read once from
+        the sqlite sets in the main thread; the item steps only read files)."""
+        inp = self.inputData.get()
+        kind = self._kindName()
+        items = []
+        if isinstance(inp, SetOfTiltSeries):
+            acq = self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION
+            for ts in inp.iterItems(orderBy='id'):
+                if not ts.isEnabled():
+                    continue
+                tis = []
+                for ti in ts.iterItems(orderBy='id'):
+                    if not ti.isEnabled():
+                        continue
+                    index, fn = ti.getLocation()
+                    tis.append((ti.getTiltAngle(), ti.getAcquisitionOrder(), ti.getObjId(),
+                                self._projectPath(fn), int(index) - 1 if index else None))
+                tis.sort(key=(lambda t: (t[1], t[2])) if acq else (lambda t: (t[0], t[2])))
+                items.append({'kind': kind, 'id': ts.getObjId(), 'tsId': ts.getTsId(),
+                              'n': len(tis), 'entries': [(t[3], t[4]) for t in tis],
+                              'angles': [t[0] for t in tis],
+                              'sampling': ts.getSamplingRate() or inp.getSamplingRate()})
+        else:
+            vols = inp.iterItems(orderBy='id') if isinstance(inp, EMSet) else [inp]
+            for v in vols:
+                if not v.isEnabled():
+                    continue
+                index, fn = v.getLocation()
+                dims = v.getDim() or (0, 0, 0)
+                tsId = v.getTsId() if hasattr(v, 'getTsId') else None
+                items.append({'kind': kind, 'id': v.getObjId(), 'tsId': tsId,
+                              'path': self._projectPath(fn),
+                              'index': int(index) if index else 0,
+                              'dims': [int(d or 0) for d in dims],
+                              'sampling': v.getSamplingRate()})
+        used = set()
+        for it in items:
+            name = _UNSAFE.sub('_', it['tsId'] or '').strip('_.')
+            if not name:
+                name = '%s_%03d' % (it['kind'], it['id'] or 0)
+            if name in used:
+                name = '%s_%d' % (name, it['id'])
+            used.add(name)
+            it['name'] = name
+        return items
+
+    def _items(self):
+        if getattr(self, '_itemsCache', None) is None:
+            self._itemsCache = self._collectItems()
+        return self._itemsCache
+
+    def _nFrames(self, item):
+        """Slices (frames before selection) of an item along the chosen axis."""
+        if item['kind'] == 'tiltseries':
+            return item['n']
+        x, y, z = item['dims']
+        return {0: z, 1: y, 2: x}[self.axis.get()]
+
+    def _keepRange(self, n):
+        sel = self.sliceSelection.get()
+        if sel == C.MOVIE_SLICES_RANGE:
+            end = self.rangeEnd.get()
+            return (self.rangeStart.get(), n if end == -1 else end), None
+        if sel == C.MOVIE_SLICES_DISCARD:
+            return None, (self.discardStart.get() / 100.0, self.discardEnd.get() / 100.0)
+        return None, None
+
+    def _settings(self, item=None):
+        keep, frac = self._keepRange(self._nFrames(item) if item else 0)
+        return P.MovieSettings(
+            format=C.MOVIE_FORMAT_KEYS[self.outputFormat.get()], fps=self.fps.get(),
+            playback=C.MOVIE_PLAYBACK_CHOICES[self.playback.get()], keep_range=keep,
+            discard_fraction=frac, axis=K.AXES[self.axis.get()], slab=self.slab.get(),
+            binning=self.binning.get(), max_width=self.maxWidth.get(),
+            window=K.WINDOWS[self.contrastWindow.get()],
+            percentiles=(self.lowPercentile.get(), self.highPercentile.get()),
+            clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),
+            tile_grid_size=self.tileGridSize.get(), invert=self.invertContrast.get(),
+            label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
+            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()])
+
+    def _source(self, item, axis):
+        if item['kind'] == 'tiltseries':
+            return P.StackSource([tuple(e) for e in item['entries']], item['angles'],
+                                 pixel_size=item['sampling'])
+        if item['index'] > 1:
+            raise K.MovieError('%s is volume %d of a stack of volumes, which is not supported'
+                               % (item['path'], item['index']))
+        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'])
+
+    def _moviePath(self, name):
+        fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
+        return P.movie_path(self._getExtraPath(), name, fmt)
+
+    def _infoPath(self, name, ext='.json'):
+        return self._getExtraPath(C.MOVIE_INFO_DIR, name + ext)
+
+    # ================================================================= steps
+    def _insertAllSteps(self):
+        self._itemsCache = self._collectItems()
+        # One step per item and no final step: each item step refreshes the preview and the
+        # index, so the last one to finish leaves them complete (a final step would cost a
+        # 3 s poll of pyworkflow's parallel executor).
+        names = [(it['name'], len(self._itemsCache)) for it in self._itemsCache]
+        self._insertItemSteps(self.exportMovieStep, names)
+
+    def exportMovieStep(self, name, nItems):
+        import cv2
+
+        item = next(it for it in self._items() if it['name'] == name)
+        out, infoFile = self._moviePath(name), self._infoPath(name)
+        if os.path.exists(out) and os.path.exists(infoFile):
+            logger.info('%s: %s exists (finished before a restart), skipped', name, out)
+            self._updatePreview()
+            return
+        os.makedirs(os.path.dirname(infoFile), exist_ok=True)
+        threads = self._kernelThreads(nItems)
+        cv2.setNumThreads(threads)
+        settings = self._settings(item)
+        source = self._source(item, settings.axis)
+        try:
+            info = P.export_movie(source, out, settings, threads=threads)
+        finally:
+            source.close()
+        info['name'] = name
+        info['id'] = item['id']
+        _write_atomic(self._infoPath(name, '_central.png'), _png_bytes(info.central))
+        _write_atomic(infoFile, dict(info))
+        logger.info('%s (id %s): %s', name, item['id'], info.summary_line())
+        self._updatePreview()
+
+    def _updatePreview(self):
+        """Montage of the central frames of the finished movies and their index (JSON)."""
+        with self._lock:
+            order = {it['name']: k for k, it in enumerate(self._items())}
+            infos = self._readInfos(fromItems=True)
+            infos.sort(key=lambda i: order.get(i['name'], len(order)))
+            self._writePreview(infos)
+
+    def _writePreview(self, infos):
+        import cv2
+
+        tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_GRAYSCALE)
+                 for i in infos]
+        mont = K.montage(tiles, [i['name'] for i in infos])
+        _write_atomic(self._getExtraPath(C.MOVIE_PREVIEW_FILE), _png_bytes(mont))
+        _write_atomic(self._getExtraPath(C.MOVIE_INDEX_FILE), infos)
+
+    # ================================================================= results
+    def _readInfos(self, fromItems=False):
+        """Movie descriptions (dicts, see MovieInfo) of the finished items, in item order."""
+        index = self._getExtraPath(C.MOVIE_INDEX_FILE)
+        if not fromItems and os.path.exists(index):
+            with open(index) as fh:
+                return json.load(fh)
+        folder = self._getExtraPath(C.MOVIE_INFO_DIR)
+        infos = []
+        if os.path.isdir(folder):
+            for fn in sorted(os.listdir(folder)):
+                if fn.endswith('.json'):
+                    with open(os.path.join(folder, fn)) as fh:
+                        infos.append(json.load(fh))
+            infos.sort(key=lambda i: i.get('id') or 0)
+        return infos
+
+    def getMovieFiles(self):
+        """Paths of the written movies (relative to the project, as Scipion stores paths)."""
+        return [self._getExtraPath(os.path.basename(i['path'])) for i in self._readInfos()]
+
+    def getPreviewFile(self):
+        path = self._getExtraPath(C.MOVIE_PREVIEW_FILE)
+        return path if os.path.exists(path) else None
+
+    # ================================================================= info
+    def _validate(self):
+        errors = []
+        inp = self.inputData.get()
+        if inp is None:
+            return ['Choose the tomograms, tilt series or volumes.']
+        if isinstance(inp, EMSet) and inp.getSize() == 0:
+            return ['The input set is empty.']
+        try:
+            self._settings()
+        except K.MovieError as exc:
+            errors.append(str(exc))
+        sel = self.sliceSelection.get()
+        if sel == C.MOVIE_SLICES_DISCARD:
+            a, b = self.discardStart.get(), self.discardEnd.get()
+            if not (0 <= a < 100 and 0 <= b < 100):
+                errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
+        ts = self._isTiltSeries()
+        if ts and self.axis.get() != 0:
+            errors.append('Tilt series are shown image by image: the slicing axis must be Z '
+                          '(got %s).' % C.MOVIE_AXIS_CHOICES[self.axis.get()])
+        if ts and self.slab.get() > 1:
+            errors.append('Slab averaging (%d slices) mixes neighbouring tilt images; it is '
+                          'for volumes only.' % self.slab.get())
+        if self.scaleBar.get() and not (inp.getSamplingRate() or 0) > 0:
+            errors.append('A scale bar needs the sampling rate, and the input has none (%s).'
+                          % inp.getSamplingRate())
+        if errors:
+            return errors
+        for it in self._collectItems():
+            n = self._nFrames(it)
+            keep, frac = self._keepRange(n)
+            try:
+                K.kept_range(n, keep, frac)
+                x, y, z = it['dims'] if it['kind'] != 'tiltseries' else (1, 1, 1)
+                frame = {0: (y, x), 1: (z, x), 2: (z, y)}[self.axis.get()]
+                if it['kind'] != 'tiltseries':
+                    K.output_geometry(frame, self.binning.get(), self.maxWidth.get())
+            except K.MovieError as exc:
+                errors.append('%s (id %s): %s' % (it['name'], it['id'], exc))
+        return errors
+
+    def _warnings(self):
+        warnings = []
+        inp = self.inputData.get()
+        if inp is None:
+            return warnings
+        if self._isTiltSeries() and inp.hasAlignment():
+            warnings.append('The tilt series have an alignment; the movie shows the tilt '
+                            'images as stored, without applying it.')
+        dims = inp.getDimensions() if isinstance(inp, EMSet) else inp.getDim()
+        if dims and dims[0]:
+            width = dims[0] // max(1, self.binning.get())
+            if self.maxWidth.get():
+                width = min(width, self.maxWidth.get())
+            if self.outputFormat.get() == C.MOVIE_FORMAT_GIF and width > 512:
+                warnings.append('A GIF of %d px wide frames is very large (hundreds of MB for '
+                                'a tomogram); bin or set a maximum width of 512 px or less.'
+                                % width)
+        return warnings
+
+    def _summary(self):
+        infos = self._readInfos()
+        if not infos:
+            return ['No movie written yet.']
+        summary = ['*%d movie%s*: %s.' % (len(infos), 's' if len(infos) > 1 else '',
+                                          infos[0].get('settings', ''))]
+        for i in infos:
+            path = self._getExtraPath(os.path.basename(i['path']))
+            summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
+                           % (i['name'], path, i['frames'], i['duration_s'], i['width'],
+                              i['height'], P._human_size(i['size_bytes'])))
+        preview = self.getPreviewFile()
+        if preview:
+            summary.append('Preview (central frames): [[%s]]' % preview)
+        return summary
+
+    def _methods(self):
+        infos = self._readInfos()
+        if not infos:
+            return []
+        s = self._settings()
+        kind = {'tiltseries': 'tilt series', 'tomogram': 'tomograms',
+                'volume': 'volumes'}[self._kindName()]
+        text = ('%s made with cryoprocs [cryoprocs2026], with mrc2movie\'s processing: '
+                % ('%d movies of the %s were' % (len(infos), kind) if len(infos) > 1 else
+                   'A movie of the %s was' % kind.rstrip('s') if kind != 'tilt series' else
+                   'A movie of the tilt series was'))
+        text += ('the global minimum and maximum of the kept slices were mapped to 8 bits'
+                 if s.window == 'minmax' else
+                 'the %g-%g %% percentile window was mapped to 8 bits' % s.percentiles)
+        if s.clahe:
+            text += (', followed by contrast-limited adaptive histogram equalisation '
+                     '[Zuiderveld1994] (clip limit %g, %d x %d tiles)'
+                     % (s.clip_limit, s.tile_grid_size, s.tile_grid_size))
+        text += '; %s.' % s.describe()
+        return [text]
+
+    def _citations(self):
+        return ['Zuiderveld1994'] if self.applyClahe.get() else []

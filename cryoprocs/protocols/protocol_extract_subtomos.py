@@ -1,0 +1,594 @@
+"""ExtractSubtomos: RELION 5 pseudo-subtomograms (2D tilt stacks) from tilt series, with
+RELION 5.0.1's numbers, or plain 3D sub-volumes from tomograms.
+
+2D mode: the Scipion inputs are written as a RELION 5 project into extra/
+(convert/relion5_scipion.py; paths relative to the Scipion project directory), then each tilt
+series is extracted by pipelines/extract.py (one parallel step per tilt series, resumable),
+which writes extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, extra/particles.star and
+extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the Scipion
+project directory). 3D mode: boxes cut from the tomograms (one step per tomogram).
+"""
+import json
+import logging
+import os
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pyworkflow import BETA
+from pyworkflow.object import String
+from pyworkflow.protocol.constants import LEVEL_ADVANCED
+from tomo.objects import SetOfSubTomograms
+
+from .. import constants as C
+from ..convert import relion5 as R5
+from ..convert import relion5_scipion as RS
+from ..kernels import relion_geometry as G
+from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
+                                 extract_subvolumes)
+from .protocol_base import ProtCryoprocsBase
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_TOLERANCE = 0.01
+
+
+class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
+    """Extract subtomograms at 3D coordinates: RELION 5 pseudo-subtomograms (per-particle 2D
+    stacks of CTF-premultiplied, dose-weighted tilt-image boxes, identical to
+    relion_tomo_subtomo --stack2d, plus a RELION 5 project to refine from), or plain 3D
+    sub-volumes cut from tomograms."""
+    _label = 'extract subtomograms'
+    _devStatus = BETA
+    _possibleOutputs = {C.OUTPUT_SUBTOMOGRAMS: SetOfSubTomograms}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.extractionReport = String()
+
+    # ================================================================= form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('extractionMode', params.EnumParam, choices=C.EXTRACT_MODE_CHOICES,
+                      default=C.EXTRACT_MODE_STACK2D, display=params.EnumParam.DISPLAY_HLIST,
+                      label='Extract',
+                      help='*2D tilt stacks (RELION 5)*: per particle, the boxes of every '
+                           'tilt image in which it is visible, CTF-premultiplied and '
+                           'dose-weighted (RELION 5 pseudo-subtomograms, for RELION 5 '
+                           'refinement and averaging). *3D sub-volumes*: boxes cut from '
+                           'reconstructed tomograms.')
+        form.addParam('inputCoordinates', params.PointerParam,
+                      pointerClass='SetOfCoordinates3D', important=True,
+                      label='Coordinates',
+                      help='3D particle positions with orientations. Their tsIds select the '
+                           'tilt series / tomograms.')
+        stack2d = 'extractionMode == %d' % C.EXTRACT_MODE_STACK2D
+        vol3d = 'extractionMode == %d' % C.EXTRACT_MODE_SUBVOLUMES
+        form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
+                      condition=stack2d, allowsNull=True, label='Tilt series',
+                      help='Aligned, non-interpolated tilt series (the raw stacks with their '
+                           'alignment transforms), matched to the coordinates by tsId.')
+        form.addParam('inputCtfTomoSeries', params.PointerParam,
+                      pointerClass='SetOfCTFTomoSeries', condition=stack2d, allowsNull=True,
+                      label='CTF tomo series',
+                      help='Per-tilt CTF estimates (defocus U/V/angle, phase shift) matched by '
+                           'tsId and acquisition order.')
+        form.addParam('inputTomograms', params.PointerParam, pointerClass='SetOfTomograms',
+                      condition=vol3d, allowsNull=True, label='Tomograms',
+                      help='Tomograms to cut from, matched by tsId. Empty: the tomograms the '
+                           'coordinates refer to.')
+
+        form.addSection(label='Box')
+        form.addParam('boxSize', params.IntParam, default=64, validators=[params.Positive],
+                      label='Box size (px)',
+                      help='2D: binned box size b in px (RELION --b), even; the box cut from '
+                           'the tilt images is bin x b px. 3D: side of the output cube in px '
+                           'at the output sampling rate.')
+        form.addParam('cropSize', params.IntParam, default=-1, condition=stack2d,
+                      label='Crop size (px)',
+                      help='Output image size in px (RELION --crop), at most the box size '
+                           'and of the same parity; -1 = the box size. The circular mask and '
+                           'the visibility test use crop/2.')
+        form.addParam('binning', params.FloatParam, default=1.0, label='Binning',
+                      help='2D: binning of the tilt images by Fourier cropping (RELION --bin); '
+                           'output pixel size = tilt-series pixel size x binning. 3D: output '
+                           'voxel size = coordinates sampling rate x binning (Fourier cropping '
+                           'of the tomogram box when larger than the tomogram voxel).')
+
+        form.addSection(label='RELION options', )
+        form.addParam('ctfPremultiply', params.BooleanParam, default=True, condition=stack2d,
+                      label='CTF premultiplication?',
+                      help='Multiply each tilt image by its CTF at the particle depth (RELION '
+                           'default). No = RELION --no_ctf: only the contrast inversion is '
+                           'applied, and, as in RELION, no dose weighting.')
+        form.addParam('doseWeighting', params.BooleanParam, default=True,
+                      condition='%s and ctfPremultiply' % stack2d, label='Dose weighting?',
+                      help='Multiply by the Grant & Grigorieff (2015) dose weights of each '
+                           'tilt\'s pre-exposure (RELION default). No: CTF only (a cryoprocs '
+                           'option; RELION always weights with the CTF).')
+        form.addParam('circleCrop', params.BooleanParam, default=True, condition=stack2d,
+                      label='Circle crop with background subtraction?',
+                      help='Subtract the mean outside a circle of radius crop/2 and apply a '
+                           '5 px soft edge (RELION default; No = --no_circle_crop).')
+        form.addParam('maxDose', params.FloatParam, default=-1, condition=stack2d,
+                      label='Maximum dose (e/A^2)',
+                      help='Tilts whose pre-exposure exceeds this dose are left out (RELION '
+                           '--max_dose). -1 = use every tilt (RELION\'s default; '
+                           'scipion-em-reliontomo proposes 50).')
+        form.addParam('minFrames', params.IntParam, default=1, condition=stack2d,
+                      validators=[params.GE(0)], label='Minimum visible frames',
+                      help='Particles visible (box inside the image, within the maximum dose) '
+                           'in fewer tilts are removed (RELION --min_frames).')
+        form.addParam('float16', params.BooleanParam, default=False, condition=stack2d,
+                      label='Write float16?',
+                      help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
+                           'the disk space, about 3 significant digits.')
+        form.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
+                      default=C.HAND_AUTO, condition=stack2d, label='Handedness',
+                      help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
+                           'the per-particle defocus change with depth. Automatic: the value '
+                           'imported with the tilt series (ImportRelion5), else -1 (the usual '
+                           'case, as scipion-em-reliontomo).')
+        form.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
+                      expertLevel=LEVEL_ADVANCED, label='Defocus slope',
+                      help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
+                           'imported value, else 1 (RELION default).')
+        form.addParam('applyOffsets', params.BooleanParam, default=True, condition=stack2d,
+                      expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
+                      help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
+                           'the positions (RELION default; No = --dont_apply_offsets).')
+        form.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
+                      default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
+                      label='CTF scale factor',
+                      help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
+                           'as RELION 5 pipelines write it, or 1.')
+        form.addParam('invertContrast', params.BooleanParam, default=False, condition=vol3d,
+                      label='Invert contrast?',
+                      help='Multiply the sub-volumes by -1 (dark protein becomes bright).')
+        form.addParam('normalize', params.BooleanParam, default=False, condition=vol3d,
+                      label='Normalize?',
+                      help='Scale each sub-volume so that the voxels outside the sphere of '
+                           'radius box/2 have mean 0 and standard deviation 1.')
+        form.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
+                      default=C.OUTSIDE_SKIP, condition=vol3d,
+                      label='Boxes leaving the tomogram',
+                      help='Skip those particles, or fill the missing voxels with the '
+                           'tomogram mean. The summary gives the counts.')
+        form.addParallelSection(threads=2, mpi=0)
+
+    # ================================================================= helpers
+    def _is2d(self):
+        return self.extractionMode.get() == C.EXTRACT_MODE_STACK2D
+
+    def _settings(self):
+        return Stack2DSettings(box=self.boxSize.get(), crop=self.cropSize.get(),
+                               binning=self.binning.get(), do_ctf=self.ctfPremultiply.get(),
+                               circle_crop=self.circleCrop.get(), float16=self.float16.get(),
+                               max_dose=self.maxDose.get(), min_frames=self.minFrames.get(),
+                               apply_offsets=self.applyOffsets.get(),
+                               dose_weighting=self.doseWeighting.get())
+
+    def _projectDir(self):
+        return os.path.abspath(self.getProject().getPath()) if self.getProject() \
+            else os.getcwd()
+
+    def _extra(self, *p):
+        return os.path.abspath(self._getExtraPath(*p))
+
+    def _inputParticlesStar(self):
+        return self._extra("input_particles.star")
+
+    def _tomogramsStar(self):
+        return self._extra("tomograms.star")
+
+    def _mapFile(self):
+        return self._extra("input_coordinates.json")
+
+    def _coordinates(self):
+        """Clones of the enabled input coordinates, volumes attached when possible."""
+        cset = self.inputCoordinates.get()
+        try:
+            it = cset.iterCoordinates() if cset.getPrecedents() is not None else cset.iterItems()
+            return [c.clone() for c in it if c.isEnabled()]
+        except Exception:                         # precedents without the tsId
+            return [c.clone() for c in cset.iterItems() if c.isEnabled()]
+
+    def _coordTsIds(self):
+        cset = self.inputCoordinates.get()
+        return sorted(str(t) for t in cset.getUniqueValues('_tomoId'))
+
+    def _tsDict(self):
+        return {ts.getTsId(): ts.clone() for ts in self.inputTiltSeries.get().iterItems()}
+
+    def _ctfDict(self):
+        return {c.getTsId(): c.clone() for c in self.inputCtfTomoSeries.get().iterItems()}
+
+    def _tomoDict(self):
+        tomos = self.inputTomograms.get()
+        if tomos is None:
+            tomos = self.inputCoordinates.get().getPrecedents()
+        return {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None else {}
+
+    # ================================================================= steps
+    def _insertAllSteps(self):
+        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
+        # conversion runs inside the first item step (under the protocol lock), and a single
+        # tilt series / tomogram is extracted and registered in one step.
+        tsIds = self._stepTsIds()
+        func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
+        if len(tsIds) <= 1:
+            self._insertFunctionStep(self.extractAllStep, tsIds, prerequisites=[],
+                                     needsGPU=False)
+            return
+        ids = self._insertItemSteps(func, [(t, len(tsIds)) for t in tsIds])
+        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
+
+    def extractAllStep(self, tsIds):
+        func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
+        for t in tsIds:
+            func(t, 1)
+        self.createOutputStep()
+
+    def _prepareInput(self):
+        """Write the converted inputs once per run (later steps and resumed runs reuse them)."""
+        with self._lock:
+            if not os.path.exists(self._mapFile()):
+                self.convertInputStep()
+
+    def _stepTsIds(self):
+        coords = set(self._coordTsIds())
+        if self._is2d():
+            ts = {t.getTsId() for t in self.inputTiltSeries.get().iterItems()}
+            ctf = {c.getTsId() for c in self.inputCtfTomoSeries.get().iterItems()}
+            return sorted(coords & ts & ctf)
+        return sorted(coords & set(self._tomoDict()))
+
+    # ---------------------------------------------------------------- 2D
+    def convertInputStep(self):
+        if not self._is2d():
+            return self._convert3d()
+        project = self._projectDir()
+        tsIds = self._stepTsIds()
+        tsDict, ctfDict = self._tsDict(), self._ctfDict()
+        tomos = self._tomoDict()
+        cset = self.inputCoordinates.get()
+        rows = []
+        os.makedirs(self._extra("tiltseries"), exist_ok=True)
+        for tsId in tsIds:
+            ts, ctfSeries = tsDict[tsId], ctfDict[tsId]
+            ps = ts.getSamplingRate()
+            ctfs = {c.getAcquisitionOrder(): RS.ctf_record(c) for c in ctfSeries.iterItems()}
+            table = RS.tilt_series_star_rows(
+                ts, ctfs, ps, project,
+                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
+            star = self._extra("tiltseries", "%s.star" % tsId)
+            R5.write_tilt_series_star(star, tsId, table)
+            hand = {C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get())
+            slope = self.defocusSlope.get() if self.defocusSlope.get() > 0 else None
+            size = None
+            if RS.attr(ts, "rlnTomoSizeX") is None:
+                size = self._tomoSize(ts, tomos.get(tsId))
+            rows.append(RS.tomogram_star_row(ts, R5.relion_path(star, project), ps, hand=hand,
+                                             defocus_slope=slope, tomo_size=size))
+        R5.write_tomograms_star(self._tomogramsStar(), rows)
+        coords = [c for c in self._coordinates() if c.getTomoId() in set(tsIds)]
+        cols = getattr(cset, RS.COORD_SET_COLUMNS_ATTR, None)
+        optics = getattr(cset, RS.COORD_SET_OPTICS_ATTR, None)
+        optics, parts = RS.particle_star_table(
+            coords, cset.getSamplingRate(),
+            columns=cols.get().split(",") if cols is not None and cols.get() else None,
+            optics_json=optics.get() if optics is not None else None)
+        blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}}
+        if optics is not None:
+            blocks["optics"] = optics
+        blocks["particles"] = parts
+        from ..convert.star import write_star
+        write_star(self._inputParticlesStar(), blocks)
+        with open(self._mapFile() + ".part", "w") as fh:
+            json.dump({"coordinate_ids": [int(c.getObjId()) for c in coords]}, fh)
+        os.replace(self._mapFile() + ".part", self._mapFile())
+
+    def _tomoSize(self, ts, tomo):
+        """Even integer rlnTomoSize (unbinned TS px) from the coordinates' tomogram, or the
+        tilt-image size with depth 0 when no tomogram is known (with centred coordinates
+        only the parity matters; even sizes give RELION's exact centre)."""
+        ps = ts.getSamplingRate()
+
+        def even(v):
+            return int(2 * round(v / 2.0))
+        if tomo is not None:
+            try:
+                x, y, z = tomo.getDim()
+                f = tomo.getSamplingRate() / ps
+                return (even(x * f), even(y * f), even(z * f))
+            except Exception:
+                pass
+        x, y, _ = ts.getDim()
+        return (even(x), even(y), 0)
+
+    def _job(self):
+        return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),
+                          self._settings(), project_dir=self._projectDir())
+
+    def extractTiltSeriesStep(self, tsId, nSteps):
+        self._prepareInput()
+        threads = self._kernelThreads(nSteps)
+        with self._threadLimits(threads):
+            res = self._job().extract_tilt_series(tsId, threads=threads)
+        logger.info("tsId = %s: %d stacks written, %d already present, %d frames", tsId,
+                    res["written"], res["skipped_existing"], res["frames"])
+
+    # ---------------------------------------------------------------- 3D
+    def _subvolumeSettings(self):
+        return SubvolumeSettings(box=self.boxSize.get(), binning=1.0,
+                                 invert_contrast=self.invertContrast.get(),
+                                 normalize=self.normalize.get(),
+                                 outside="skip" if self.outsideBoxes.get() == C.OUTSIDE_SKIP
+                                 else "pad")
+
+    def _convert3d(self):
+        from tomo.constants import CENTER_GRAVITY
+        tomos = self._tomoDict()
+        cset = self.inputCoordinates.get()
+        csr = cset.getSamplingRate()
+        data = {}
+        for coord in self._coordinates():
+            tsId = coord.getTomoId()
+            tomo = tomos.get(tsId)
+            if tomo is None:
+                continue
+            if tsId not in data:
+                fn = tomo.getFileName()
+                data[tsId] = {"tomogram": fn if os.path.isabs(fn) else
+                              os.path.join(self._projectDir(), fn),
+                              "sampling": tomo.getSamplingRate(),
+                              "dims": list(tomo.getDim()), "coords": []}
+            dims = np.array(data[tsId]["dims"], dtype=np.float64)
+            tsr = data[tsId]["sampling"]
+            try:
+                c = np.array(coord.getPosition(CENTER_GRAVITY), dtype=np.float64)
+            except Exception:
+                from tomo.constants import SCIPION
+                c = np.array(coord.getPosition(SCIPION), dtype=np.float64)
+            pos = c * csr / tsr + dims / 2.0
+            data[tsId]["coords"].append([int(coord.getObjId())] + [float(v) for v in pos])
+        with open(self._mapFile() + ".part", "w") as fh:
+            json.dump(data, fh)
+        os.replace(self._mapFile() + ".part", self._mapFile())
+
+    def _subvolumeFile(self, tsId, coordId):
+        return self._extra("Subtomograms", tsId, "%s_%06d.mrc" % (tsId, coordId))
+
+    def extractTomogramStep(self, tsId, nSteps):
+        self._prepareInput()
+        data = json.load(open(self._mapFile()))[tsId]
+        coords = data["coords"]
+        csr = self.inputCoordinates.get().getSamplingRate()
+        settings = self._subvolumeSettings()
+        settings.binning = max(1.0, csr * self.binning.get() / data["sampling"])
+        files = [self._subvolumeFile(tsId, c[0]) for c in coords]
+        with self._threadLimits(self._kernelThreads(nSteps)):
+            res = extract_subvolumes(data["tomogram"], [c[1:] for c in coords], files, settings,
+                                     voxel_size=data["sampling"])
+        status = {str(c[0]): s for c, s in zip(coords, res["status"])}
+        out = self._extra("status_%s.json" % tsId)
+        with open(out + ".part", "w") as fh:
+            json.dump({"status": status, "counts": {k: v for k, v in res.items()
+                                                    if k != "status"}}, fh)
+        os.replace(out + ".part", out)
+        logger.info("tsId = %s: %d sub-volumes written, %d outside the tomogram (%d skipped, "
+                    "%d padded)", tsId, res["written"], res["outside"], res["skipped"],
+                    res["padded"])
+
+    # ---------------------------------------------------------------- output
+    def createOutputStep(self):
+        self._prepareInput()
+        from pwem.objects import Transform
+        from tomo.objects import SubTomogram
+
+        coords = {c.getObjId(): c for c in self._coordinates()}
+        outSet = SetOfSubTomograms.create(self._getPath(), template='subtomograms%s.sqlite')
+        outSet.setCoordinates3D(self.inputCoordinates)
+        report = {}
+        if self._is2d():
+            job = self._job()
+            job.write_star_files()
+            ids = json.load(open(self._mapFile()))["coordinate_ids"]
+            tsSet = self.inputTiltSeries.get()
+            ps = tsSet.getSamplingRate()
+            sr = ps * self.binning.get()
+            outSet.setSamplingRate(sr)
+            acq = tsSet.getAcquisition()
+            outSet.setAcquisition(acq)
+            counts = job.counts()
+            report = {"mode": "2d", "kept": counts["kept"], "removed": counts["removed"],
+                      "per_ts": {}, "frames": 0}
+            for tsId in job.tomogram_order:
+                plan = job.plan(tsId)
+                report["per_ts"][tsId] = [int(len(plan.rows)), plan.n_kept]
+                for i in np.flatnonzero(plan.keep):
+                    coord = coords[ids[int(plan.rows[i])]].clone()
+                    sub = SubTomogram()
+                    sub.setLocation(os.path.relpath(plan.out_files[i], self._projectDir()))
+                    sub.setSamplingRate(sr)
+                    sub.setCoordinate3D(coord)
+                    sub.setVolName(tsId)
+                    sub.setAcquisition(acq)
+                    M = coord.getMatrix()
+                    if M is not None:
+                        sub.setTransform(Transform(np.array(M)))
+                    vis = plan.visible[:, i].astype(int)
+                    report["frames"] += int(vis.sum())
+                    RS.set_attr(sub, "rlnTomoVisibleFrames",
+                                "[" + ",".join(str(v) for v in vis) + "]")
+                    RS.set_attr(sub, "rlnTomoParticleName", plan.names[i])
+                    RS.set_attr(sub, "rlnTomoTiltSeriesPixelSize", float(ps))
+                    outSet.append(sub)
+            for k, v in (("are2dStacks", 1), ("relionBinning", float(self.binning.get())),
+                         ("tsSamplingRate", float(ps)),
+                         ("optimisationSet", os.path.relpath(
+                             self._extra("optimisation_set.star"), self._projectDir()))):
+                RS.set_attr(outSet, k, v)
+        else:
+            data = json.load(open(self._mapFile()))
+            tomos = self._tomoDict()
+            report = {"mode": "3d", "per_ts": {}}
+            sr = None
+            for tsId in sorted(data):
+                st = self._extra("status_%s.json" % tsId)
+                if not os.path.exists(st):
+                    continue
+                info = json.load(open(st))
+                report["per_ts"][tsId] = info["counts"]
+                csr = self.inputCoordinates.get().getSamplingRate()
+                f = max(1.0, csr * self.binning.get() / data[tsId]["sampling"])
+                s0 = int(self.boxSize.get() * f + 0.5) if f != 1.0 else self.boxSize.get()
+                sr = data[tsId]["sampling"] * s0 / float(self.boxSize.get())
+                tomo = tomos[tsId]
+                for cid, status in info["status"].items():
+                    if status not in ("written", "padded", "existing"):
+                        continue
+                    coord = coords[int(cid)].clone()
+                    sub = SubTomogram()
+                    sub.setLocation(os.path.relpath(self._subvolumeFile(tsId, int(cid)),
+                                                    self._projectDir()))
+                    sub.setSamplingRate(sr)
+                    sub.setCoordinate3D(coord)
+                    sub.setVolName(tsId)
+                    if tomo.getAcquisition() is not None:
+                        sub.setAcquisition(tomo.getAcquisition())
+                    M = coord.getMatrix()
+                    if M is not None:
+                        sub.setTransform(Transform(np.array(M)))
+                    outSet.append(sub)
+            outSet.setSamplingRate(sr or self.inputCoordinates.get().getSamplingRate())
+        outSet.write()
+        self._defineOutputs(**{C.OUTPUT_SUBTOMOGRAMS: outSet})
+        self._defineSourceRelation(self.inputCoordinates, outSet)
+        if self._is2d():
+            self._defineSourceRelation(self.inputTiltSeries, outSet)
+            self._defineSourceRelation(self.inputCtfTomoSeries, outSet)
+        self.extractionReport.set(json.dumps(report))
+        self._store(self.extractionReport)
+
+    # ================================================================= info
+    def _validate(self):
+        errors = []
+        cset = self.inputCoordinates.get()
+        if cset is None or cset.getSize() == 0:
+            return ['The input set of coordinates is empty.']
+        coordIds = set(self._coordTsIds())
+        if self._is2d():
+            errors += self._settings().errors()
+            tsSet, ctfSet = self.inputTiltSeries.get(), self.inputCtfTomoSeries.get()
+            if tsSet is None or ctfSet is None:
+                return errors + ['2D tilt stacks need the tilt series and their CTF tomo '
+                                 'series.']
+            tsIds = {}
+            for ts in tsSet.iterItems():
+                tsIds[ts.getTsId()] = (ts.hasAlignment(), ts.getSamplingRate(), ts.getDim())
+            ctfIds = {c.getTsId() for c in ctfSet.iterItems()}
+            noTs = sorted(coordIds - set(tsIds))
+            noCtf = sorted((coordIds & set(tsIds)) - ctfIds)
+            if noTs:
+                errors.append('Coordinates of tsIds %s have no tilt series (tilt series: %s).'
+                              % (", ".join(noTs[:10]), ", ".join(sorted(tsIds)[:10])))
+            if noCtf:
+                errors.append('Tilt series %s have no CTF tomo series.' % ", ".join(noCtf[:10]))
+            used = sorted(coordIds & set(tsIds) & ctfIds)
+            unaligned = [t for t in used if not tsIds[t][0]]
+            if unaligned:
+                errors.append('Tilt series %s have no alignment (RELION needs the tilt-image '
+                              'transforms).' % ", ".join(unaligned[:10]))
+            srs = {t: tsIds[t][1] for t in used}
+            srSet = tsSet.getSamplingRate()
+            bad = ["%s (%.4f A/px)" % (t, s) for t, s in srs.items()
+                   if abs(s - srSet) > SAMPLING_TOLERANCE * srSet]
+            if bad:
+                errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+                              % (", ".join(bad), srSet))
+            if not errors:
+                s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
+                small = ["%s (%d x %d px)" % (t, tsIds[t][2][0], tsIds[t][2][1]) for t in used
+                         if tsIds[t][2] and s0 > min(tsIds[t][2][0], tsIds[t][2][1])]
+                if small:
+                    errors.append('The unbinned box of %d px (box %d x binning %g) is larger '
+                                  'than the tilt images of %s.' % (s0, self.boxSize.get(),
+                                                                   self.binning.get(),
+                                                                   ", ".join(small)))
+        else:
+            errors += SubvolumeSettings(box=self.boxSize.get(),
+                                        binning=self.binning.get()).errors()
+            tomos = self._tomoDict()
+            if not tomos:
+                return errors + ['3D sub-volumes need tomograms (input or the coordinates\' '
+                                 'precedents).']
+            missing = sorted(coordIds - set(tomos))
+            if missing:
+                errors.append('Coordinates of tsIds %s have no tomogram (tomograms: %s).'
+                              % (", ".join(missing[:10]), ", ".join(sorted(tomos)[:10])))
+            csr = cset.getSamplingRate()
+            for t in sorted(coordIds & set(tomos)):
+                tsr = tomos[t].getSamplingRate()
+                f = csr * self.binning.get() / tsr
+                if f < 1 - SAMPLING_TOLERANCE:
+                    errors.append('tsId %s: the output voxel (coordinates %.3f A/px x binning '
+                                  '%g) is smaller than the tomogram voxel %.3f A; increase the '
+                                  'binning' % (t, csr, self.binning.get(), tsr))
+                dims = tomos[t].getDim()
+                s0 = int(self.boxSize.get() * max(1.0, f) + 0.5)
+                if dims and s0 > min(dims):
+                    errors.append('tsId %s: the box of %d voxels is larger than the tomogram '
+                                  '%s.' % (t, s0, "x".join(str(d) for d in dims)))
+        return errors
+
+    def _warnings(self):
+        w = []
+        if self._is2d() and self.inputTiltSeries.get() is not None:
+            interp = [ts.getTsId() for ts in self.inputTiltSeries.get().iterItems()
+                      if ts.interpolated()]
+            if interp:
+                w.append('Tilt series %s are interpolated: RELION extraction expects the raw '
+                         'tilt images with their alignment.' % ", ".join(interp[:10]))
+        return w
+
+    def _summary(self):
+        if not self.extractionReport.get():
+            return ['Output not ready yet.']
+        rep = json.loads(self.extractionReport.get())
+        if rep["mode"] == "2d":
+            lines = ['%d RELION 5 pseudo-subtomograms (2D stacks, %d frames) extracted; %d '
+                     'particles removed (visible in fewer than %d tilts).'
+                     % (rep["kept"], rep["frames"], rep["removed"], self.minFrames.get())]
+            for t, (n, k) in sorted(rep["per_ts"].items()):
+                lines.append('  %s: %d of %d particles' % (t, k, n))
+            lines.append('RELION 5 project: [[%s]] (run RELION from the Scipion project '
+                         'directory)' % self._getExtraPath('optimisation_set.star'))
+            return lines
+        lines = []
+        tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}
+        for t, c in sorted(rep["per_ts"].items()):
+            for k in tot:
+                tot[k] += c.get(k, 0)
+            lines.append('  %s: %d written, %d outside the tomogram (%d skipped, %d padded)'
+                         % (t, c["written"] + c.get("skipped_existing", 0), c["outside"],
+                            c["skipped"], c["padded"]))
+        return ['%d sub-volumes of %d px extracted; %d box%s left the tomogram: %d skipped, '
+                '%d padded with the tomogram mean.'
+                % (tot["written"] + tot["skipped_existing"], self.boxSize.get(), tot["outside"],
+                   "" if tot["outside"] == 1 else "es", tot["skipped"], tot["padded"])] + lines
+
+    def _methods(self):
+        if not self.extractionReport.get():
+            return []
+        if self._is2d():
+            return ['Pseudo-subtomograms were extracted as 2D tilt stacks of %d px (box %d, '
+                    'binning %g) with the algorithm of RELION 5 relion_tomo_subtomo '
+                    '[Burt2024]%s using cryoprocs [cryoprocs2026].'
+                    % (self._settings().crop, self.boxSize.get(), self.binning.get(),
+                       ', CTF premultiplication and dose weighting [Grant2015]'
+                       if self.ctfPremultiply.get() else '')]
+        return ['Sub-volumes of %d px were cut from the tomograms with cryoprocs '
+                '[cryoprocs2026].' % self.boxSize.get()]
+
+    def _citations(self):
+        return ['Burt2024', 'Grant2015'] if self._is2d() else []

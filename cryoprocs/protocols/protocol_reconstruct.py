@@ -1,0 +1,485 @@
+"""ReconstructSubtomoAverage: RELION 5 style Fourier reconstruction of a subtomogram average
+from tilt series, with half maps and the FSC, to RELION 5.0.1's numbers.
+
+The Scipion inputs are written as a RELION 5 project into extra/ (convert/relion5_scipion.py,
+the same mapping as ExtractSubtomos; with subtomograms from ExtractSubtomos as input, its
+tomograms.star is used and the particles are the subtomograms' coordinates and
+orientations). Each tilt series is then backprojected by pipelines/reconstruct.py in its own
+parallel step, which saves its partial sums (extra/partial/<tsId>.npz: a resumed run skips
+finished tilt series); the last step sums them, symmetrises, reconstructs the half maps and
+the merged map, and computes the FSC.
+"""
+import json
+import logging
+import os
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pyworkflow import BETA
+from pyworkflow.object import String
+from pyworkflow.protocol.constants import LEVEL_ADVANCED
+from pwem.objects import FSC
+from tomo.objects import AverageSubTomogram
+
+from .. import constants as C
+from ..convert import relion5 as R5
+from ..convert import relion5_scipion as RS
+from ..convert.star import write_star
+from ..kernels import relion_geometry as G
+from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
+from .protocol_base import ProtCryoprocsBase
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_TOLERANCE = 0.01
+
+
+class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
+    """Reconstruct a subtomogram average directly from the tilt series, as RELION 5
+    relion_tomo_reconstruct_particle: per particle and tilt, a box cut from the tilt image,
+    CTF x dose weighted and inserted into Fourier space by trilinear backprojection, per half
+    set; then symmetry, gridding and CTF correction. Outputs the merged map with its half maps
+    and the FSC between them."""
+    _label = 'reconstruct subtomogram average'
+    _devStatus = BETA
+    _possibleOutputs = {C.OUTPUT_AVERAGE: AverageSubTomogram, C.OUTPUT_FSC: FSC}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.reconstructionReport = String()
+
+    # ================================================================= form
+    def _defineParams(self, form):
+        form.addSection(label='Input')
+        form.addParam('inputSource', params.EnumParam, choices=C.RECONSTRUCT_SOURCE_CHOICES,
+                      default=C.RECONSTRUCT_FROM_COORDINATES,
+                      display=params.EnumParam.DISPLAY_HLIST, label='Particles from',
+                      help='*coordinates + tilt series*: oriented 3D coordinates (with random '
+                           'subsets for the half maps) and the tilt series and CTFs they were '
+                           'picked on. *subtomograms*: the 2D-stack pseudo-subtomograms of '
+                           'ExtractSubtomos; their coordinates and orientations are used with '
+                           'the tilt series and CTFs of that extraction (RELION also '
+                           're-extracts from the tilt series).')
+        fromCoords = 'inputSource == %d' % C.RECONSTRUCT_FROM_COORDINATES
+        fromSubtomos = 'inputSource == %d' % C.RECONSTRUCT_FROM_SUBTOMOGRAMS
+        form.addParam('inputCoordinates', params.PointerParam,
+                      pointerClass='SetOfCoordinates3D', condition=fromCoords,
+                      allowsNull=True, important=True, label='Coordinates',
+                      help='3D particle positions with orientations. Half sets come from '
+                           'their rlnRandomSubset (e.g. imported with ImportRelion5); '
+                           'without it particles alternate between the halves per tilt '
+                           'series, as scipion-em-reliontomo does.')
+        form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
+                      condition=fromCoords, allowsNull=True, label='Tilt series',
+                      help='Aligned, non-interpolated tilt series (raw stacks with their '
+                           'alignment), matched to the coordinates by tsId.')
+        form.addParam('inputCtfTomoSeries', params.PointerParam,
+                      pointerClass='SetOfCTFTomoSeries', condition=fromCoords,
+                      allowsNull=True, label='CTF tomo series',
+                      help='Per-tilt CTF estimates matched by tsId and acquisition order.')
+        form.addParam('inputSubtomograms', params.PointerParam,
+                      pointerClass='SetOfSubTomograms', condition=fromSubtomos,
+                      allowsNull=True, important=True, label='Subtomograms',
+                      help='2D-stack pseudo-subtomograms made by cryoprocs ExtractSubtomos '
+                           '(or a subset of them).')
+
+        form.addSection(label='Reconstruction')
+        form.addParam('boxSize', params.IntParam, default=64, validators=[params.Positive],
+                      label='Box size (px)',
+                      help='Binned box size b in px (RELION --b), even. Boxes of bin x b px '
+                           'are cut from the tilt images; a particle is used in a tilt when it '
+                           'projects at least b/2 px (unbinned) from the image edges, as in '
+                           'RELION\'s reconstruction.')
+        form.addParam('cropSize', params.IntParam, default=-1, label='Crop size (px)',
+                      help='Output map size in px (RELION --crop), at most the box size and '
+                           'of the same parity; -1 = the box size.')
+        form.addParam('binning', params.FloatParam, default=1.0, label='Binning',
+                      help='Fourier binning of the tilt images (RELION --bin); the map '
+                           'sampling rate is the tilt-series pixel size x binning.')
+        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+                      help='Point group in RELION\'s conventions: C1, Cn (axis z), Dn (n-fold '
+                           'on z, two-fold on x), T, O, I (= I2) or I1, I3, I4.')
+        form.addParam('doWiener', params.BooleanParam, default=False,
+                      label='Wiener filter with an SNR?',
+                      help='No (RELION default): divide by the CTF^2 weights, floored at '
+                           '0.001 x their radial average. Yes: divide by weights + 1/SNR '
+                           '(RELION --SNR).')
+        form.addParam('snr', params.FloatParam, default=1.0, condition='doWiener',
+                      label='Signal-to-noise ratio',
+                      help='Assumed SNR (> 0) of the Wiener filter: the map is divided by '
+                           'the weights + 1/SNR.')
+        form.addParam('doCtf', params.BooleanParam, default=True,
+                      label='Apply CTF and dose weights?',
+                      help='Weight each tilt image by its CTF (at the particle depth) times '
+                           'the Grant & Grigorieff (2015) dose weights (RELION default). No = '
+                           'RELION --no_ctf: weights 1, only the contrast inversion.')
+        form.addParam('circleCrop', params.BooleanParam, default=True,
+                      label='Circle crop before insertion?',
+                      help='Subtract the mean outside a circle of radius bin x b/2 and apply '
+                           'a 5 px soft edge to each tilt-image box before its FFT (RELION '
+                           'default; No = --no_circle_crop).')
+        form.addParam('maxDose', params.FloatParam, default=-1,
+                      label='Maximum dose (e/A^2)',
+                      help='Tilts whose pre-exposure exceeds this dose are not used. -1 = '
+                           'every tilt (RELION\'s reconstruction has no such option).')
+        form.addParam('taper', params.FloatParam, default=10.0, expertLevel=LEVEL_ADVANCED,
+                      label='Taper (px)',
+                      help='Width of the soft spherical edge of the output maps (RELION '
+                           '--taper); the weighted mean inside the sphere is subtracted.')
+        form.addParam('cutoffFraction', params.FloatParam, default=0.01,
+                      expertLevel=LEVEL_ADVANCED, label='Dose cut-off fraction',
+                      help='Frequencies where the dose weight falls below this fraction are '
+                           'not inserted (RELION --cutoff_fract).')
+        form.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
+                      default=C.HAND_AUTO, condition=fromCoords, expertLevel=LEVEL_ADVANCED,
+                      label='Handedness',
+                      help='rlnTomoHand: the sign of the defocus change with depth. '
+                           'Automatic: the value imported with the tilt series, else -1.')
+        form.addParam('defocusSlope', params.FloatParam, default=-1, condition=fromCoords,
+                      expertLevel=LEVEL_ADVANCED, label='Defocus slope',
+                      help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
+                           'imported value, else 1 (RELION default).')
+        form.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
+                      default=C.CTF_SCALE_COS, condition=fromCoords,
+                      expertLevel=LEVEL_ADVANCED, label='CTF scale factor',
+                      help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
+                           'as RELION 5 pipelines write it, or 1. The reconstruction weights '
+                           'scale with its square.')
+        form.addParallelSection(threads=2, mpi=0)
+
+    # ================================================================= helpers
+    def _fromSubtomos(self):
+        return self.inputSource.get() == C.RECONSTRUCT_FROM_SUBTOMOGRAMS
+
+    def _settings(self):
+        return ReconstructSettings(box=self.boxSize.get(), crop=self.cropSize.get(),
+                                   binning=self.binning.get(), symmetry=self.symmetry.get(),
+                                   snr=self.snr.get() if self.doWiener.get() else -1.0,
+                                   do_ctf=self.doCtf.get(), circle_crop=self.circleCrop.get(),
+                                   max_dose=self.maxDose.get(),
+                                   cutoff_fraction=self.cutoffFraction.get(),
+                                   taper=self.taper.get())
+
+    def _projectDir(self):
+        return os.path.abspath(self.getProject().getPath()) if self.getProject() \
+            else os.getcwd()
+
+    def _extra(self, *p):
+        return os.path.abspath(self._getExtraPath(*p))
+
+    def _particlesStar(self):
+        return self._extra("particles.star")
+
+    def _tomogramsStar(self):
+        if self._fromSubtomos():
+            return self._subtomoProject()[1]
+        return self._extra("tomograms.star")
+
+    def _subtomoProject(self):
+        """(particles.star, tomograms.star) of the extraction that made the subtomograms,
+        from its optimisation set (absolute paths), or (None, None)."""
+        subs = self.inputSubtomograms.get()
+        opt = RS.attr(subs, "optimisationSet") if subs is not None else None
+        if not opt:
+            return None, None
+        path = opt if os.path.isabs(opt) else os.path.join(self._projectDir(), opt)
+        if not os.path.exists(path):
+            return None, None
+        from ..convert.star import read_star
+        block = next(iter(read_star(path).values()))
+        block = block.iloc[0].to_dict() if hasattr(block, "iloc") else dict(block)
+
+        def absolute(p):
+            return p if os.path.isabs(p) else os.path.join(self._projectDir(), p)
+        return absolute(str(block["rlnTomoParticlesFile"])), \
+            absolute(str(block["rlnTomoTomogramsFile"]))
+
+    def _job(self):
+        return ReconstructJob(self._particlesStar(), self._tomogramsStar(), self._extra(),
+                              self._settings(), project_dir=self._projectDir(),
+                              work_dir=self._extra("partial"))
+
+    def _coordTsIds(self):
+        if self._fromSubtomos():
+            return sorted(str(t) for t in
+                          self.inputSubtomograms.get().getUniqueValues('_volName'))
+        return sorted(str(t) for t in self.inputCoordinates.get().getUniqueValues('_tomoId'))
+
+    def _stepTsIds(self):
+        coords = set(self._coordTsIds())
+        if self._fromSubtomos():
+            _, tomos = self._subtomoProject()
+            if tomos is None:
+                return sorted(coords)
+            return sorted(coords & set(R5.read_tomograms(tomos)["rlnTomoName"]))
+        ts = {t.getTsId() for t in self.inputTiltSeries.get().iterItems()}
+        ctf = {c.getTsId() for c in self.inputCtfTomoSeries.get().iterItems()}
+        return sorted(coords & ts & ctf)
+
+    # ================================================================= steps
+    def _insertAllSteps(self):
+        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
+        # conversion runs inside the first item step (under the protocol lock), and a single
+        # tilt series is backprojected and finalised in one step.
+        tsIds = self._stepTsIds()
+        if len(tsIds) <= 1:
+            self._insertFunctionStep(self.reconstructAllStep, tsIds, needsGPU=False)
+            return
+        ids = self._insertItemSteps(self.backprojectTiltSeriesStep,
+                                    [(t, len(tsIds)) for t in tsIds])
+        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
+
+    def reconstructAllStep(self, tsIds):
+        for t in tsIds:
+            self.backprojectTiltSeriesStep(t, 1)
+        self.createOutputStep()
+
+    def _prepareInput(self):
+        """Write the converted inputs once per run (later steps and resumed runs reuse them)."""
+        with self._lock:
+            if not os.path.exists(self._particlesStar()):
+                self.convertInputStep()
+
+    def convertInputStep(self):
+        """RELION 5 project in extra/: tomograms.star + tilt-series STARs (coordinates mode)
+        and particles.star (both modes)."""
+        project = self._projectDir()
+        tsIds = self._stepTsIds()
+        if self._fromSubtomos():
+            subs = self.inputSubtomograms.get()
+            coords = []
+            for sub in subs.iterItems():
+                if not sub.isEnabled() or sub.getVolName() not in tsIds:
+                    continue
+                coord = sub.getCoordinate3D().clone()
+                coord.setTomoId(sub.getVolName())
+                T = sub.getTransform()
+                if T is not None and T.getMatrix() is not None:
+                    coord.setMatrix(np.array(T.getMatrix()))
+                coords.append(coord)
+            cset = subs.getCoordinates3D()
+            if cset is None:
+                raise ValueError("the subtomograms have no SetOfCoordinates3D: their "
+                                 "coordinates' sampling rate is unknown")
+            sampling = cset.getSamplingRate()
+            optics, parts = RS.particle_star_table(coords, sampling)
+        else:
+            self._writeTiltSeriesStars(project, tsIds)
+            cset = self.inputCoordinates.get()
+            coords = []
+            for c in cset.iterCoordinates():
+                if c.isEnabled() and c.getTomoId() in set(tsIds):
+                    coords.append(c.clone())
+            cols = getattr(cset, RS.COORD_SET_COLUMNS_ATTR, None)
+            optj = getattr(cset, RS.COORD_SET_OPTICS_ATTR, None)
+            optics, parts = RS.particle_star_table(
+                coords, cset.getSamplingRate(),
+                columns=cols.get().split(",") if cols is not None and cols.get() else None,
+                optics_json=optj.get() if optj is not None else None)
+            if "rlnRandomSubset" not in parts.columns and len(parts):
+                counter = {}
+                subsets = []
+                for t in parts["rlnTomoName"]:
+                    counter[t] = counter.get(t, 0) + 1
+                    subsets.append(2 - counter[t] % 2)
+                parts["rlnRandomSubset"] = subsets
+        blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}}
+        if optics is not None:
+            blocks["optics"] = optics
+        blocks["particles"] = parts
+        write_star(self._particlesStar(), blocks)
+
+    def _writeTiltSeriesStars(self, project, tsIds):
+        tsDict = {ts.getTsId(): ts.clone() for ts in self.inputTiltSeries.get().iterItems()}
+        ctfDict = {c.getTsId(): c for c in self.inputCtfTomoSeries.get().iterItems()}
+        tomos = self.inputCoordinates.get().getPrecedents()
+        tomoDict = {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None \
+            else {}
+        rows = []
+        os.makedirs(self._extra("tiltseries"), exist_ok=True)
+        for tsId in tsIds:
+            ts = tsDict[tsId]
+            ps = ts.getSamplingRate()
+            ctfs = {c.getAcquisitionOrder(): RS.ctf_record(c) for c in ctfDict[tsId].iterItems()}
+            table = RS.tilt_series_star_rows(
+                ts, ctfs, ps, project,
+                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
+            star = self._extra("tiltseries", "%s.star" % tsId)
+            R5.write_tilt_series_star(star, tsId, table)
+            hand = {C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get())
+            slope = self.defocusSlope.get() if self.defocusSlope.get() > 0 else None
+            size = None
+            if RS.attr(ts, "rlnTomoSizeX") is None:
+                size = _even_tomo_size(ts, tomoDict.get(tsId))
+            rows.append(RS.tomogram_star_row(ts, R5.relion_path(star, project), ps, hand=hand,
+                                             defocus_slope=slope, tomo_size=size))
+        R5.write_tomograms_star(self._tomogramsStar(), rows)
+
+    def backprojectTiltSeriesStep(self, tsId, nSteps):
+        self._prepareInput()
+        threads = self._kernelThreads(nSteps)
+        with self._threadLimits(threads):
+            res = self._job().accumulate_tilt_series(tsId, threads=threads)
+        logger.info("tsId = %s: %d particles backprojected (%d tilt images), %d without a "
+                    "visible tilt", tsId, res.used, res.slices, res.skipped)
+
+    def createOutputStep(self):
+        self._prepareInput()
+        job = self._job()
+        with self._threadLimits(self._totalThreads()):
+            res = job.finalise(job.load_partials(), threads=self._totalThreads())
+        project = self._projectDir()
+
+        def rel(p):
+            return os.path.relpath(p, project)
+        avg = AverageSubTomogram()
+        avg.setLocation(rel(res["files"]["merged"]))
+        avg.setSamplingRate(res["pixel_size"])
+        if res["half_sets"]:
+            avg.setHalfMaps([rel(res["files"]["half1"]), rel(res["files"]["half2"])])
+        outputs = {C.OUTPUT_AVERAGE: avg}
+        if res["fsc"] is not None:
+            fsc = FSC(objLabel="FSC half maps")
+            fsc.setData(res["fsc_frequencies"], res["fsc"])
+            outputs[C.OUTPUT_FSC] = fsc
+        self._defineOutputs(**outputs)
+        src = self.inputSubtomograms if self._fromSubtomos() else self.inputCoordinates
+        self._defineSourceRelation(src, avg)
+        if not self._fromSubtomos():
+            self._defineSourceRelation(self.inputTiltSeries, avg)
+            self._defineSourceRelation(self.inputCtfTomoSeries, avg)
+        report = {k: res[k] for k in ("particles", "used", "skipped", "slices", "pixel_size",
+                                      "box", "crop", "symmetry", "resolution",
+                                      "resolution_at_nyquist", "half_sets")}
+        report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
+        self.reconstructionReport.set(json.dumps(report))
+        self._store(self.reconstructionReport)
+
+    # ================================================================= info
+    def _validate(self):
+        errors = list(self._settings().errors())
+        if self._fromSubtomos():
+            subs = self.inputSubtomograms.get()
+            if subs is None or subs.getSize() == 0:
+                return errors + ['The input set of subtomograms is empty.']
+            if not RS.attr(subs, "are2dStacks"):
+                return errors + ['The subtomograms must be 2D-stack pseudo-subtomograms made '
+                                 'by cryoprocs ExtractSubtomos (their RELION project gives the '
+                                 'tilt series and CTFs).']
+            parts, tomos = self._subtomoProject()
+            if tomos is None or not os.path.exists(tomos):
+                errors.append('The RELION project of the extraction (optimisation set %s) is '
+                              'missing.' % RS.attr(subs, "optimisationSet"))
+                return errors
+            known = set(R5.read_tomograms(tomos)["rlnTomoName"])
+            missing = sorted(set(self._coordTsIds()) - known)
+            if missing:
+                errors.append('Subtomograms of tsIds %s have no tilt series in %s.'
+                              % (", ".join(missing[:10]), tomos))
+            return errors
+        cset = self.inputCoordinates.get()
+        if cset is None or cset.getSize() == 0:
+            return errors + ['The input set of coordinates is empty.']
+        tsSet, ctfSet = self.inputTiltSeries.get(), self.inputCtfTomoSeries.get()
+        if tsSet is None or ctfSet is None:
+            return errors + ['Reconstruction from coordinates needs the tilt series and their '
+                             'CTF tomo series.']
+        coordIds = set(self._coordTsIds())
+        tsInfo = {ts.getTsId(): (ts.hasAlignment(), ts.getSamplingRate(), ts.getDim())
+                  for ts in tsSet.iterItems()}
+        ctfIds = {c.getTsId() for c in ctfSet.iterItems()}
+        noTs = sorted(coordIds - set(tsInfo))
+        noCtf = sorted((coordIds & set(tsInfo)) - ctfIds)
+        if noTs:
+            errors.append('Coordinates of tsIds %s have no tilt series (tilt series: %s).'
+                          % (", ".join(noTs[:10]), ", ".join(sorted(tsInfo)[:10])))
+        if noCtf:
+            errors.append('Tilt series %s have no CTF tomo series.' % ", ".join(noCtf[:10]))
+        used = sorted(coordIds & set(tsInfo) & ctfIds)
+        if not used:
+            return errors + ['No coordinate belongs to a tilt series with a CTF.']
+        unaligned = [t for t in used if not tsInfo[t][0]]
+        if unaligned:
+            errors.append('Tilt series %s have no alignment (the reconstruction needs the '
+                          'tilt-image transforms).' % ", ".join(unaligned[:10]))
+        srSet = tsSet.getSamplingRate()
+        bad = ["%s (%.4f A/px)" % (t, tsInfo[t][1]) for t in used
+               if abs(tsInfo[t][1] - srSet) > SAMPLING_TOLERANCE * srSet]
+        if bad:
+            errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+                          % (", ".join(bad), srSet))
+        if not errors:
+            s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
+            small = ["%s (%d x %d px)" % (t, tsInfo[t][2][0], tsInfo[t][2][1]) for t in used
+                     if tsInfo[t][2] and s0 > min(tsInfo[t][2][0], tsInfo[t][2][1])]
+            if small:
+                errors.append('The unbinned box of %d px (box %d x binning %g) is larger than '
+                              'the tilt images of %s.' % (s0, self.boxSize.get(),
+                                                          self.binning.get(), ", ".join(small)))
+        return errors
+
+    def _warnings(self):
+        w = []
+        if not self._fromSubtomos() and self.inputTiltSeries.get() is not None:
+            interp = [ts.getTsId() for ts in self.inputTiltSeries.get().iterItems()
+                      if ts.interpolated()]
+            if interp:
+                w.append('Tilt series %s are interpolated: the reconstruction expects the '
+                         'raw tilt images with their alignment.' % ", ".join(interp[:10]))
+        if self._settings().symmetry != "C1":
+            w.append('Symmetry %s is imposed in Fourier space on both half maps.'
+                     % self._settings().symmetry)
+        return w
+
+    def _summary(self):
+        if not self.reconstructionReport.get():
+            return ['Output not ready yet.']
+        r = json.loads(self.reconstructionReport.get())
+        lines = ['%d of %d particles reconstructed (%d tilt images); %d skipped (no tilt with '
+                 'the particle at least %g px from the image edges%s).'
+                 % (r["used"], r["particles"], r["slices"], r["skipped"], r["box"] / 2.0,
+                    ' within the maximum dose' if self.maxDose.get() > 0 else ''),
+                 'Map: %d px at %.3f A/px, symmetry %s%s.'
+                 % (r["crop"], r["pixel_size"], r["symmetry"],
+                    ', half maps attached' if r["half_sets"] else '')]
+        if r["resolution"] is not None:
+            lines.append('FSC 0.143 resolution between the half maps: %s%.2f A.'
+                         % ('<= ' if r["resolution_at_nyquist"] else '', r["resolution"]))
+        elif r["half_sets"]:
+            lines.append('The FSC between the half maps is below 0.143 at every shell.')
+        else:
+            lines.append('No half sets (rlnRandomSubset): no FSC.')
+        if r.get("fsc_png"):
+            lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+        return lines
+
+    def _methods(self):
+        if not self.reconstructionReport.get():
+            return []
+        r = json.loads(self.reconstructionReport.get())
+        return ['A subtomogram average of %d particles was reconstructed from the tilt series '
+                'with the algorithm of RELION 5 relion_tomo_reconstruct_particle [Burt2024]'
+                '%s (box %d px at %.3f A/px, symmetry %s) using cryoprocs [cryoprocs2026].'
+                % (r["used"], ', CTF and dose weighting [Grant2015]' if self.doCtf.get()
+                   else '', r["box"], r["pixel_size"], r["symmetry"])]
+
+    def _citations(self):
+        return ['Burt2024', 'Grant2015']
+
+
+def _even_tomo_size(ts, tomo):
+    """Even integer rlnTomoSize (unbinned tilt-series px) from the coordinates' tomogram, or
+    the tilt-image size with depth 0 (as ExtractSubtomos)."""
+    ps = ts.getSamplingRate()
+
+    def even(v):
+        return int(2 * round(v / 2.0))
+    if tomo is not None:
+        try:
+            x, y, z = tomo.getDim()
+            f = tomo.getSamplingRate() / ps
+            return (even(x * f), even(y * f), even(z * f))
+        except Exception:
+            pass
+    x, y, _ = ts.getDim()
+    return (even(x), even(y), 0)
