@@ -41,6 +41,8 @@ INSTALL_REQUIRES = [
     # compiled reconstruction backprojection (kernels/_numba_kernels.py); optional at run
     # time: without it the NumPy implementation gives the same numbers, ~2.4x slower
     "numba>=0.59",
+    # ScoresPeakPicking diagnostics plots (also a requirement of scipion-pyworkflow)
+    "matplotlib",
 ]
 
 EXTRAS_REQUIRE = {

@@ -61,4 +61,21 @@ year = {2015},
 doi = {10.7554/eLife.06980},
 author = {T. Grant and N. Grigorieff}
 }
+
+@misc{cryoCAT,
+title = {cryoCAT: Contextual Analysis Tools for cryoET and subtomogram averaging},
+author = {Beata Turoňová and others},
+howpublished = {https://github.com/turonova/cryoCAT},
+note = {version 0.7.1}
+}
+
+@article{Rickgauer2017,
+title = {Single-protein detection in crowded molecular environments in cryo-EM images},
+journal = {eLife},
+volume = {6},
+pages = {e25648},
+year = {2017},
+doi = {10.7554/eLife.25648},
+author = {J. Peter Rickgauer and Nikolaus Grigorieff and Winfried Denk}
+}
 """

@@ -14,6 +14,7 @@ from . import __version__
 #: sub-command name -> module in cryoprocs.commands (one line per command)
 COMMANDS = {
     "mask": "mask",
+    "pick": "pick",
     "demo": "demo",
     "movie": "movie",
     "extract": "extract",

@@ -128,3 +128,33 @@ RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (Extrac
 
 OUTPUT_AVERAGE = "outputAverage"
 OUTPUT_FSC = "outputFSC"
+# ---------------------------------------------------------------- ScoresPeakPicking
+PEAKS_THR_DIRECT = 0
+PEAKS_THR_SIGMA = 1
+PEAKS_THR_PERCENTILE = 2
+PEAKS_THR_TRIANGLE = 3
+PEAKS_THR_FALSE_POSITIVES = 4
+PEAKS_THR_CHOICES = ["direct value", "mean + k std", "percentile",
+                     "triangle (cryoCAT default)", "expected false positives"]
+#: kernel names of the threshold modes, in form-enum order
+PEAKS_THR_MODES = ["direct", "sigma", "percentile", "triangle", "false-positives"]
+PEAKS_ORDER_ZXZ = 0
+PEAKS_ORDER_ZZX = 1
+PEAKS_ORDER_CHOICES = ["zxz (GAPSTOP: phi, theta, psi)", "zzx (STOPGAP: phi, psi, theta)"]
+PEAKS_ORDERS = ["zxz", "zzx"]
+PEAKS_NUMBERING_0 = 0
+PEAKS_NUMBERING_1 = 1
+PEAKS_NUMBERING_CHOICES = ["0-based (GAPSTOP)", "1-based (STOPGAP)"]
+PEAKS_MASK_MULTIPLY = 0
+PEAKS_MASK_INSIDE = 1
+PEAKS_MASK_CHOICES = ["multiply the scores (cryoCAT)", "statistics and picks inside the mask"]
+PEAKS_MASK_MODES = ["multiply", "inside"]
+
+OUTPUT_COORDINATES = "outputCoordinates"
+OUTPUT_ANGDIST_TOTAL = "outputAngularDistanceTotal"
+OUTPUT_ANGDIST_NORMAL = "outputAngularDistanceNormal"
+OUTPUT_ANGDIST_INPLANE = "outputAngularDistanceInPlane"
+PEAKS_RELION5_STAR = "particles_relion5.star"
+PEAKS_STOPGAP_STAR = "motl_stopgap.star"
+PEAKS_EM_MOTL = "motl.em"
+PEAKS_SUMMARY_JSON = "picking_summary.json"

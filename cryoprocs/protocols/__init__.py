@@ -9,3 +9,4 @@ from .protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
 from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries
 from .protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill
 from .protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage
+from .protocol_scores_peak_picking import ProtCryoprocsScoresPeakPicking

@@ -6,4 +6,5 @@ STEPS = [
     "extract",
     "reconstruct",
     "movies",
+    "peaks",
 ]

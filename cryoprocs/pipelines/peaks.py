@@ -1,0 +1,406 @@
+"""File-level peak picking: template-matching score and angle maps (MRC or EM) -> oriented
+picks, their exports (CSV, RELION 5 / STOPGAP STAR, EM motive list), diagnostics and angular
+distance maps.
+
+Used by the ``cryoprocs pick`` command and by ProtCryoprocsScoresPeakPicking. Maps are opened
+memory-mapped (``mrcfile.mmap`` / ``numpy.memmap`` for EM) and never copied whole; the angle map
+is read only at the picks. The maths is in :mod:`cryoprocs.kernels.peaks`.
+"""
+import contextlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..convert import motl as M
+from ..convert.em import mmap_em
+from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
+from ..kernels import peaks as K
+
+__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
+           "save_result",
+           "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
+           "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
+
+EM_EXTENSIONS = (".em",)
+OUTPUT_FORMATS = (".csv", ".star", ".em")
+
+
+@contextlib.contextmanager
+def open_volume(path):
+    """Yield ``(data, voxel_size)``: a read-only memory-mapped ``[z, y, x]`` array of an MRC or
+    EM file and its voxel size in Å (None when the header has none: EM, or 0 / 1 in MRC).
+
+    Raises
+    ------
+    ValueError
+        (:class:`MrcFormatError` / :class:`EmFormatError`) missing or unreadable file, or a
+        file that is not a 3D volume.
+    """
+    if str(path).lower().endswith(EM_EXTENSIONS):
+        data = mmap_em(path)
+        try:
+            yield data, None
+        finally:
+            mm = getattr(data, "_mmap", None)
+            del data
+            if mm is not None:
+                with contextlib.suppress(BufferError, ValueError):
+                    mm.close()
+        return
+    mrc = mmap_mrc(path, permissive=True)
+    try:
+        data = mrc.data
+        if data is None or data.ndim != 3:
+            raise MrcFormatError("%s is not a 3D volume (shape %s)"
+                                 % (path, None if data is None else data.shape))
+        vs = float(mrc.voxel_size.x)
+        yield data, (vs if vs > 0 and vs != 1.0 else None)
+    finally:
+        mrc.close()
+
+
+def header_value_range(path):
+    """``(min, max)`` of an MRC volume from its header statistics, or None when the header
+    has none (dmax < dmin, as unset) or the file is not MRC. Reads only the header."""
+    if str(path).lower().endswith(EM_EXTENSIONS):
+        return None
+    try:
+        import mrcfile
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            lo, hi = float(mrc.header.dmin), float(mrc.header.dmax)
+    except Exception:
+        return None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo or (lo == 0 and hi == 0):
+        return None
+    return lo, hi
+
+
+def volume_shape(path):
+    """``(nz, ny, nx)`` of an MRC or EM volume from its header."""
+    with open_volume(path) as (data, _):
+        return tuple(int(v) for v in data.shape)
+
+
+@dataclass
+class PickOptions:
+    """Every parameter of a pick (see :func:`cryoprocs.kernels.peaks.pick_peaks`).
+
+    ``min_distance`` is in voxels of the score map; ``max_picks`` None means all.
+    """
+    min_distance: float
+    threshold_mode: str = "false-positives"
+    threshold: float = None
+    sigma: float = 3.0
+    percentile: float = 99.5
+    n_false_positives: float = 10.0
+    max_picks: int = None
+    border: int = 0
+    mask_mode: str = "multiply"
+    angles_order: str = "zxz"
+    angles_numbering: int = 0
+    symmetry: str = "C1"
+    randomize_symmetry: bool = True
+    seed: int = 0
+    min_peak_size: int = None
+    angular_filter: dict = None          # {"min_count", "max_angle", "radius"}
+    compatible: bool = False
+
+    def kernel_kwargs(self):
+        kw = asdict(self)
+        af = kw.pop("angular_filter")
+        kw["angular_filter"] = K.AngularFilter(**af) if af else None
+        return kw
+
+    def describe(self):
+        """One sentence with the threshold rule and the exclusion distance."""
+        mode = self.threshold_mode
+        if mode == "direct":
+            thr = "score > %g" % self.threshold
+        elif mode == "sigma":
+            thr = "score > mean + %g std" % self.sigma
+        elif mode == "percentile":
+            thr = "score > the %g-th percentile" % self.percentile
+        elif mode == "triangle":
+            thr = "score > the triangle threshold (cryoCAT default)"
+        else:
+            thr = "score > mean + k std with %g expected false positives" % self.n_false_positives
+        s = "%s, picks more than %g voxels apart" % (thr, self.min_distance)
+        if self.max_picks:
+            s += ", at most %d per tomogram" % self.max_picks
+        if self.border:
+            s += ", %d-voxel border excluded" % self.border
+        if self.min_peak_size:
+            s += ", minimum peak size %d voxels" % self.min_peak_size
+        if self.angular_filter:
+            af = self.angular_filter
+            s += (", at least %d voxels within %g voxels with orientations within %g deg"
+                  % (af["min_count"], af["radius"], af["max_angle"]))
+        if self.compatible:
+            s += " (cryoCAT-compatible)"
+        return s
+
+
+def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, progress=None):
+    """Pick peaks in a score map file with its angle map file.
+
+    Parameters
+    ----------
+    scores_path, angles_path : str
+        MRC or EM volumes of the same shape (``angles_path`` may be None: no orientations).
+    angle_list : str or ndarray
+        Angle list (CSV, 3 columns, no header) or array.
+    options : PickOptions
+    mask_path : str, optional
+        Tomogram mask of the same shape.
+
+    Returns
+    -------
+    result : cryoprocs.kernels.peaks.PickResult
+    info : dict
+        ``shape`` (nz, ny, nx), ``voxel_size`` (Å or None) of the score map.
+
+    Raises
+    ------
+    ValueError
+        unreadable files, shape mismatches, bad angle indices (the message names the values).
+    """
+    with contextlib.ExitStack() as stack:
+        scores, vs = stack.enter_context(open_volume(scores_path))
+        angles = mask = None
+        if angles_path:
+            angles, _ = stack.enter_context(open_volume(angles_path))
+            if angles.shape != scores.shape:
+                raise K.PeakPickingError(
+                    "angle map %s has %s voxels (x, y, z) but the score map %s has %s"
+                    % (angles_path, angles.shape[::-1], scores_path, scores.shape[::-1]))
+        if mask_path:
+            mask, _ = stack.enter_context(open_volume(mask_path))
+            if mask.shape != scores.shape:
+                raise K.PeakPickingError(
+                    "mask %s has %s voxels (x, y, z) but the score map %s has %s"
+                    % (mask_path, mask.shape[::-1], scores_path, scores.shape[::-1]))
+        result = K.pick_peaks(scores, angles, angle_list if angles_path else None,
+                              progress=progress, mask=mask, **options.kernel_kwargs())
+        return result, {"shape": tuple(int(v) for v in scores.shape), "voxel_size": vs}
+
+
+_ARRAYS = ("coords", "scores", "angle_rows", "angle_map_values", "angles", "candidate_scores",
+           "pick_ranks", "sample", "peak_sizes", "angular_counts")
+_SCALARS = ("threshold", "threshold_mode", "n_voxels", "mean", "std", "n_candidates", "n_peaks",
+            "n_rejected_size", "n_rejected_angular", "expected_false_positives", "k_sigma",
+            "stopped_early", "capped", "maximum")
+
+
+def save_result(path, result, **extra):
+    """Store a PickResult (and ``extra`` JSON-able values) in an ``.npz`` file, atomically."""
+    arrays = {}
+    for name in _ARRAYS:
+        v = getattr(result, name)
+        if v is not None:
+            arrays[name] = np.asarray(v)
+    if arrays.get("candidate_scores") is not None and arrays["candidate_scores"].size > 200000:
+        cs = arrays["candidate_scores"]           # keep the curve, not millions of values
+        idx = np.unique(np.concatenate([np.geomspace(1, cs.size, 100000).astype(np.int64) - 1,
+                                        [cs.size - 1]]))
+        arrays["candidate_scores_index"] = idx
+        arrays["candidate_scores"] = cs[idx]
+    meta = {name: _jsonable(getattr(result, name)) for name in _SCALARS}
+    meta["messages"] = list(result.messages)
+    meta.update({k: _jsonable(v) for k, v in extra.items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return path
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def load_result(path):
+    """A result stored by :func:`save_result` as a dict (arrays plus the scalar fields)."""
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files if k != "meta"}
+        out.update(json.loads(str(z["meta"])))
+    if "candidate_scores_index" not in out and "candidate_scores" in out:
+        out["candidate_scores_index"] = np.arange(len(out["candidate_scores"]))
+    return out
+
+
+def _get(result, name):
+    return result[name] if isinstance(result, dict) else getattr(result, name)
+
+
+def write_picks(path, result, tomo_name="tomo", tomo_id=1, pixel_size=None, shape=None,
+                star_format="relion5", overwrite=True):
+    """Write picks by the extension of ``path``.
+
+    * ``.csv``: ``x,y,z`` (0-based voxels, x = MRC column), ``score``, ``phi,theta,psi`` (zxz).
+    * ``.star``: RELION 5 particles (``star_format="relion5"``; needs ``pixel_size`` in Å and the
+      map ``shape`` (nz, ny, nx)) or a STOPGAP motive list (``"stopgap"``).
+    * ``.em``: cryoCAT/TOM EM motive list (1 x N x 20, 1-based coordinates).
+    """
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ValueError("output %s: the extension must be one of %s"
+                         % (path, ", ".join(OUTPUT_FORMATS)))
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError("output %s exists; pass --overwrite to replace it" % path)
+    xyz0 = np.asarray(_get(result, "coords"))[:, ::-1]
+    scores = _get(result, "scores")
+    angles = _get(result, "angles")
+    if ext == ".csv":
+        return M.write_picks_csv(path, xyz0, scores, angles)
+    motl = M.motl_from_picks(xyz0, scores, angles, tomo_id=tomo_id)
+    if ext == ".em":
+        return M.write_em_motl(path, motl)
+    if star_format == "stopgap":
+        return M.write_stopgap_star(path, motl)
+    if star_format != "relion5":
+        raise ValueError("star format must be relion5 or stopgap; got %r" % star_format)
+    if shape is None:
+        raise ValueError("RELION 5 coordinates need the tomogram shape")
+    table = M.relion5_from_picks(xyz0, angles, tomo_name, tuple(shape)[::-1], pixel_size,
+                                 scores=scores)
+    return M.write_relion5_particles(path, table)
+
+
+def result_summary(result, name=None):
+    """One line with the numbers of a pick (threshold, candidates, picks, false positives)."""
+    g = lambda n: _get(result, n)          # noqa: E731
+    picks = len(g("scores"))
+    s = "%sthreshold %.6g (%s, = mean + %.2f std), %d candidate voxels, %d picks, %.3g " \
+        "expected false positives at this threshold" % (
+            "%s: " % name if name else "", g("threshold"), g("threshold_mode"), g("k_sigma"),
+            g("n_candidates"), picks, g("expected_false_positives"))
+    rej = []
+    if g("n_rejected_size"):
+        rej.append("%d peaks below the minimum size" % g("n_rejected_size"))
+    if g("n_rejected_angular"):
+        rej.append("%d peaks without angular consistency" % g("n_rejected_angular"))
+    if rej:
+        s += " (rejected: %s)" % ", ".join(rej)
+    if g("capped"):
+        s += "; stopped at the maximum number of picks"
+    return s
+
+
+#: matplotlib is not thread-safe (protocol steps run in threads): one figure at a time
+_PLOT_LOCK = threading.Lock()
+
+
+def plot_diagnostics(path, result, title=""):
+    """PNG with the score histogram (Gaussian model, threshold) and the sorted candidate scores
+    (picks marked), annotated with threshold, candidates, picks and expected false positives."""
+    with _PLOT_LOCK:
+        return _plot_diagnostics(path, result, title)
+
+
+def _plot_diagnostics(path, result, title):
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    g = lambda n: _get(result, n)          # noqa: E731
+    thr = float(g("threshold"))
+    mean, std = float(g("mean")), float(g("std"))
+    sample = np.asarray(g("sample"), dtype=np.float64)
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    if sample.size:
+        lo, hi = float(sample.min()), max(float(sample.max()), thr)
+        bins = np.linspace(lo, hi, 200)
+        h, e = np.histogram(sample, bins=bins)
+        ax1.step(e[:-1], np.maximum(h, 0.5), where="post", color="0.3", lw=1,
+                 label="map values (1 in %d)" % K.SAMPLE_STRIDE)
+        if std > 0:
+            x = 0.5 * (e[:-1] + e[1:])
+            gauss = sample.size * (e[1] - e[0]) * np.exp(-0.5 * ((x - mean) / std) ** 2) / \
+                (std * np.sqrt(2 * np.pi))
+            ax1.plot(x, np.maximum(gauss, 1e-3), color="tab:blue", lw=1,
+                     label="Gaussian (mean, std)")
+        ax1.set_yscale("log")
+        ax1.set_ylim(0.5, None)
+    ax1.axvline(thr, color="tab:red", lw=1.2, label="threshold %.4g" % thr)
+    ax1.set_xlabel("score")
+    ax1.set_ylabel("voxels")
+    ax1.legend(fontsize=8, loc="upper right")
+    cs = np.asarray(g("candidate_scores") if g("candidate_scores") is not None else [])
+    ci = np.asarray(_get(result, "candidate_scores_index")) if isinstance(result, dict) \
+        and "candidate_scores_index" in result else np.arange(cs.size)
+    if cs.size:
+        ax2.plot(ci + 1, cs, color="0.3", lw=1, label="candidates (sorted)")
+    ps = np.asarray(g("scores"))
+    if ps.size:
+        ax2.plot(np.arange(1, ps.size + 1), ps, color="tab:orange", lw=1.5,
+                 label="picks (%d), by pick number" % ps.size)
+    if cs.size or ps.size:
+        ax2.set_xscale("log")
+    ax2.axhline(thr, color="tab:red", lw=1.2)
+    ax2.set_xlabel("rank (candidate voxels / picks)")
+    ax2.set_ylabel("score")
+    if cs.size or ps.size:
+        ax2.legend(fontsize=8, loc="upper right")
+    k = g("k_sigma")
+    text = ("threshold %.5g (%s) = mean + %.2f std\ncandidates %d, picks %d\n"
+            "expected false positives %.3g" % (thr, g("threshold_mode"), k, g("n_candidates"),
+                                               len(g("scores")), g("expected_false_positives")))
+    ax2.text(0.02, 0.03, text, transform=ax2.transAxes, fontsize=8, va="bottom",
+             bbox=dict(facecolor="white", alpha=0.8, edgecolor="0.7"))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order="zxz",
+                                numbering=0, symmetry=1, voxel_size=None, chunk=1 << 22):
+    """Angular distance of every voxel's orientation to the first row of the angle list
+    (cryoCAT ``create_angular_distance_maps``): ``out_paths = {"total": ..., "normal": ...,
+    "inplane": ...}`` (float32 MRC, degrees), streamed slab by slab.
+
+    Raises
+    ------
+    cryoprocs.kernels.peaks.AngleIndexError
+        the map holds values outside the angle list for this numbering.
+    """
+    anglist = K.load_angle_list(angle_list, angles_order)
+    tables = dict(zip(("total", "normal", "inplane"),
+                      K.angular_distance_tables(anglist, K.symmetry_order(symmetry))))
+    n_ang = len(anglist)
+    with open_volume(angles_path) as (amap, _):
+        shape = amap.shape
+        flat = amap.reshape(-1)
+        with contextlib.ExitStack() as stack:
+            outs = {}
+            for name, path in out_paths.items():
+                tmp = stack.enter_context(atomic_output(path))
+                outs[name] = new_mrc(tmp, shape, np.float32, voxel_size=voxel_size)
+            try:
+                oflat = {name: m.data.reshape(-1) for name, m in outs.items()}
+                for s in range(0, flat.size, chunk):
+                    v = np.asarray(flat[s:s + chunk])
+                    rows = v.astype(np.int64) - int(numbering)
+                    bad = (rows < 0) | (rows >= n_ang) | ~np.isfinite(v)
+                    if bad.any():
+                        raise K.AngleIndexError(
+                            "angle map %s holds values %s..%s that do not index the %d-row "
+                            "angle list with %d-based numbering"
+                            % (angles_path, v[bad].min(), v[bad].max(), n_ang, numbering))
+                    for name in outs:
+                        oflat[name][s:s + chunk] = tables[name][rows]
+                    K._release(flat, s, min(flat.size, s + chunk))
+            finally:
+                for m in outs.values():
+                    finish_mrc(m)
+    return out_paths

@@ -1,0 +1,93 @@
+"""``cryoprocs pick``: the CSV / STAR / EM outputs hold cryoCAT's picks (0-based in the CSV,
+1-based in motive lists), errors are one line with exit status 2."""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoprocs import cli
+from cryoprocs.convert import motl as M
+from cryoprocs.tests import shared_data
+
+pytestmark = pytest.mark.shared_data
+
+
+def _syn(*parts):
+    return shared_data("cryocat_peaks", "syn_small", *parts)
+
+
+def _args(out, *extra):
+    return ["pick", "--scores", _syn("scores.mrc"), "--angles", _syn("angles.mrc"),
+            "--angle-list", _syn("angles.csv"), "--min-distance", "20", "--output", out] + \
+        list(extra)
+
+
+def test_csv_is_zero_based_and_equals_cryocat(tmp_path, capsys):
+    out = str(tmp_path / "picks.csv")
+    png = str(tmp_path / "diag.png")
+    rc = cli.main(_args(out, "--threshold-mode", "sigma", "--sigma", "3",
+                        "--cryocat-compatible", "--diagnostics", png))
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["x", "y", "z", "score", "phi", "theta", "psi"]
+    ref = pd.read_csv(_syn("cryocat_out", "sigma3.csv"))
+    assert np.array_equal(df[["x", "y", "z"]].values, ref[["x0", "y0", "z0"]].values)
+    assert np.array_equal(df["score"].values.astype(np.float32),
+                          ref["score"].values.astype(np.float32))
+    assert np.allclose(df[["phi", "theta", "psi"]].values, ref[["phi", "theta", "psi"]].values)
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert "2109 candidate voxels, 74 picks" in text
+
+
+def test_em_and_star_outputs(tmp_path):
+    em = str(tmp_path / "picks.em")
+    assert cli.main(_args(em, "--threshold-mode", "triangle", "--n-particles", "12",
+                          "--cryocat-compatible")) == 0
+    ref = pd.read_csv(_syn("cryocat_out", "triangle_n12.csv"))
+    motl = M.read_em_motl(em)
+    assert np.array_equal(motl[["x", "y", "z"]].values, ref[["x", "y", "z"]].values)
+    star = str(tmp_path / "picks.star")
+    assert cli.main(_args(star, "--threshold-mode", "triangle", "--n-particles", "12",
+                          "--tomo-name", "TS_7")) == 0
+    p = M.read_relion5_particles(star)
+    assert p["rlnTomoName"].tolist() == ["TS_7"] * 12
+    # syn_small header: 10 A voxels, 128 x 128 x 64
+    x = p["rlnCenteredCoordinateXAngst"].values / 10.0 + 64
+    assert np.allclose(np.sort(x), np.sort(ref["x0"].values))
+    sg = str(tmp_path / "sg.star")
+    assert cli.main(_args(sg, "--threshold-mode", "direct", "--threshold", "0.2",
+                          "--star-format", "stopgap")) == 0
+    assert len(M.read_stopgap_star(sg)) == 11
+
+
+def test_stopgap_conventions_from_the_command_line(tmp_path):
+    base = shared_data("cryocat_peaks", "syn_small_sg")
+    out = str(tmp_path / "sg.csv")
+    rc = cli.main(["pick", "--scores", _syn("scores.mrc"), "--angles",
+                   os.path.join(base, "angles.mrc"), "--angle-list",
+                   os.path.join(base, "angles.csv"), "--angles-order", "zzx",
+                   "--angles-numbering", "1", "--min-distance", "20", "--threshold-mode",
+                   "sigma", "--cryocat-compatible", "--output", out])
+    assert rc == 0
+    ref = pd.read_csv(os.path.join(base, "cryocat_out", "sigma3.csv"))
+    df = pd.read_csv(out)
+    assert np.allclose(df[["phi", "theta", "psi"]].values, ref[["phi", "theta", "psi"]].values)
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "p.csv")
+    # a 0-based map read as 1-based: the map holds 0 at a pick? use the STOPGAP map as 0-based
+    base = shared_data("cryocat_peaks", "syn_small")
+    rc = cli.main(["pick", "--scores", _syn("scores.mrc"), "--angles",
+                   os.path.join(base, "tomo_mask.mrc"), "--angle-list", _syn("angles.csv"),
+                   "--min-distance", "20", "--angles-numbering", "1", "--output", out])
+    err = capsys.readouterr().err
+    assert rc == 2 and "numbering" in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(out)
+    assert cli.main(_args(str(tmp_path / "p.txt"))) == 2
+    assert cli.main(_args(out, "--threshold-mode", "direct")) == 2
+    open(out, "w").write("x")
+    assert cli.main(_args(out)) == 2                      # exists, no --overwrite
+    capsys.readouterr()

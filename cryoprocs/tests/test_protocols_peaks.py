@@ -1,0 +1,257 @@
+"""ScoresPeakPicking in real Scipion projects: maps imported as tomograms, coordinates out.
+
+* cryoCAT-compatible mode: the SetOfCoordinates3D holds cryoCAT's picks (positions, scores,
+  orientations) and the extra/ exports equal cryoCAT's motive list;
+* Scipion round trip: the coordinates, exported to RELION 5 and read back, give the picks'
+  positions (0.01 px) and rotations (0.01 deg); a peak planted at a known 0-based voxel lands on
+  that voxel as Scipion's bottom-left-corner position (no 1-voxel offset), also in a tomogram of
+  another sampling;
+* empty results, several tomograms, masks, angular distance maps and validation messages.
+"""
+import json
+import os
+import tempfile
+
+import mrcfile
+import numpy as np
+import pandas as pd
+from pyworkflow.tests import BaseTest, setupTestProject
+from scipy.spatial.transform import Rotation
+
+from cryoprocs import constants as C
+from cryoprocs.convert import motl as M
+from cryoprocs.convert.euler import relion_to_zxz
+from cryoprocs.convert.scipion import coordinate_blc, relion_orientation
+from cryoprocs.kernels import peaks as K
+from cryoprocs.protocols import ProtCryoprocsScoresPeakPicking
+from cryoprocs.tests import shared_data
+
+ROT_TOL_DEG = 0.01
+POS_TOL_PX = 0.01
+
+
+def _rot_diff_deg(a, b):
+    ra = Rotation.from_euler("zxz", np.asarray(a, float), degrees=True)
+    rb = Rotation.from_euler("zxz", np.asarray(b, float), degrees=True)
+    return np.degrees((ra.inv() * rb).magnitude())
+
+
+def _link(src, dst):
+    if not os.path.exists(dst):
+        os.symlink(os.path.abspath(src), dst)
+
+
+class TestScoresPeakPicking(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.tmp = tempfile.mkdtemp(prefix="peaks_inputs_")
+        base = shared_data("cryocat_peaks", "syn_small")
+        cls.base = base
+        for ts in ("TS01", "TS02"):
+            _link(os.path.join(base, "scores.mrc"), os.path.join(cls.tmp, "scores_%s.mrc" % ts))
+            _link(os.path.join(base, "angles.mrc"), os.path.join(cls.tmp, "angles_%s.mrc" % ts))
+            _link(os.path.join(base, "tomo_mask.mrc"), os.path.join(cls.tmp, "mask_%s.mrc" % ts))
+            # the tomogram the coordinates refer to: same grid as the maps
+            _link(os.path.join(base, "scores.mrc"), os.path.join(cls.tmp, "tomo_%s.mrc" % ts))
+        cls.scores = cls._import("scores_{TS}.mrc", 10.0)
+        cls.angles = cls._import("angles_{TS}.mrc", 10.0)
+        cls.tomos = cls._import("tomo_{TS}.mrc", 10.0)
+        cls.angleList = os.path.join(base, "angles.csv")
+
+    @classmethod
+    def _import(cls, pattern, sr, folder=None):
+        from tomo.protocols import ProtImportTomograms
+        prot = cls.newProtocol(ProtImportTomograms, filesPath=folder or cls.tmp,
+                               filesPattern=pattern, samplingRate=sr)
+        cls.launchProtocol(prot)
+        return prot.Tomograms
+
+    def _pick(self, **kw):
+        args = dict(inputScoreMaps=self.scores, inputAngleMaps=self.angles,
+                    inputTomograms=self.tomos, angleList=self.angleList, minDistance=20.0)
+        args.update(kw)
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, **args)
+        self.assertEqual(prot.validate(), [])
+        self.launchProtocol(prot)
+        return prot
+
+    def _extra(self, prot, name):
+        return os.path.join(prot.getProject().getPath(), prot._getExtraPath(name))
+
+    # ------------------------------------------------------------------ cryoCAT picks
+    def test_cryocat_compatible_coordinates_and_exports(self):
+        prot = self._pick(thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, cryocatCompatible=True,
+                          numberOfThreads=3)
+        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "sigma3.csv"))
+        self.assertSetSize(coords, 2 * len(ref))
+        self.assertAlmostEqual(coords.getSamplingRate(), 10.0)
+        self.assertEqual(coords.getBoxSize(), 20)
+        for tsId in ("TS01", "TS02"):
+            tomo = [t.clone() for t in self.tomos if t.getTsId() == tsId][0]
+            got = [(coordinate_blc(c), c.getScore(), relion_orientation(c)[0],
+                    (c._cryoprocsPhi.get(), c._cryoprocsTheta.get(), c._cryoprocsPsi.get()))
+                   for c in coords.iterCoordinates(tomo)]
+            self.assertEqual(len(got), len(ref))
+            pos = np.array([g[0] for g in got])
+            np.testing.assert_array_equal(pos, ref[["x0", "y0", "z0"]].values)   # 0-based BLC
+            np.testing.assert_allclose([g[1] for g in got], ref["score"].values, rtol=1e-6)
+            zxz = np.column_stack(relion_to_zxz(*np.array([g[2] for g in got]).T))
+            self.assertLess(_rot_diff_deg(zxz, ref[["phi", "theta", "psi"]].values).max(),
+                            ROT_TOL_DEG)
+            np.testing.assert_allclose([g[3] for g in got], ref[["phi", "theta", "psi"]].values)
+        # exports: EM motive list = cryoCAT's (for each tomogram, ids unique across them)
+        motl = M.read_em_motl(self._extra(prot, C.PEAKS_EM_MOTL))
+        cc = M.read_em_motl(os.path.join(self.base, "cryocat_out", "sigma3_emmotl.em"))
+        self.assertEqual(motl["subtomo_id"].tolist(), list(range(1, 2 * len(ref) + 1)))
+        for num in (1, 2):
+            part = motl[motl["tomo_id"] == num]
+            cols = ["x", "y", "z", "score", "phi", "theta", "psi"]
+            np.testing.assert_allclose(part[cols].values, cc[cols].values, rtol=1e-6)
+        sg = M.read_stopgap_star(self._extra(prot, C.PEAKS_STOPGAP_STAR))
+        self.assertEqual(len(sg), 2 * len(ref))
+        summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
+        self.assertEqual(summary["tomograms"]["TS01"]["candidates"], 2109)
+        self.assertTrue(os.path.getsize(self._extra(prot, "TS01_diagnostics.png")) > 10000)
+        self.assertTrue(any("2109 candidate voxels" in s for s in prot.summary()))
+
+    def test_relion5_round_trip_from_scipion(self):
+        prot = self._pick(thresholdMode=C.PEAKS_THR_TRIANGLE, maxPicks=12, cryocatCompatible=True)
+        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "triangle_n12.csv"))
+        # Scipion -> RELION 5 (centred Angstrom, ZYZ angles) -> back
+        from tomo.constants import SCIPION
+        rows = []
+        for c in coords.iterCoordinates():
+            (rot, tilt, psi), _ = relion_orientation(c)
+            phi, theta, psi2 = relion_to_zxz(rot, tilt, psi)
+            rows.append((c.getTomoId(), coordinate_blc(c), (phi, theta, psi2),
+                         (c.getX(SCIPION), c.getY(SCIPION), c.getZ(SCIPION))))
+        ts01 = [r for r in rows if r[0] == "TS01"]
+        dims = (128, 128, 64)
+        table = M.relion5_from_picks([r[1] for r in ts01], [r[2] for r in ts01], "TS01", dims,
+                                     10.0)
+        star = os.path.join(self.tmp, "roundtrip.star")
+        M.write_relion5_particles(star, table)
+        back = M.read_relion5_particles(star)
+        cen = back[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                    "rlnCenteredCoordinateZAngst"]].values
+        pos = cen / 10.0 + np.array(dims) / 2.0
+        np.testing.assert_allclose(pos, ref[["x0", "y0", "z0"]].values, atol=POS_TOL_PX)
+        # Scipion's own centred coordinates agree with RELION 5's
+        np.testing.assert_allclose(np.array([r[3] for r in ts01]) * 10.0, cen, atol=1e-3)
+        self.assertLess(_rot_diff_deg(back[["phi", "theta", "psi"]].values,
+                                      ref[["phi", "theta", "psi"]].values).max(), ROT_TOL_DEG)
+        # the protocol's own RELION 5 export says the same
+        ours = M.read_relion5_particles(self._extra(prot, C.PEAKS_RELION5_STAR))
+        ours = ours[ours["rlnTomoName"] == "TS01"]
+        np.testing.assert_allclose(ours[["rlnCenteredCoordinateXAngst",
+                                         "rlnCenteredCoordinateYAngst",
+                                         "rlnCenteredCoordinateZAngst"]].values, cen, atol=1e-3)
+
+    def test_planted_peak_lands_on_its_voxel(self):
+        """No 1-voxel offset: a peak at 0-based voxel (x, y, z) = (37, 21, 12) of the score map
+        is Scipion BLC (37, 21, 12) in a tomogram of the same grid, and (74, 42, 24) in a
+        tomogram with half the pixel size and twice the size."""
+        d = tempfile.mkdtemp(prefix="peaks_planted_")
+        s = np.zeros((32, 48, 64), np.float32)
+        s[12, 21, 37] = 1.0
+        s[12, 21, 38] = 0.5
+        a = np.zeros_like(s)
+        a[12, 21, 37] = 1                               # row 1 of the list
+        for name, arr, vs in (("scores_TSP.mrc", s, 10.0), ("angles_TSP.mrc", a, 10.0),
+                              ("tomo_TSP.mrc", s, 10.0),
+                              ("tomo2_TSP.mrc", np.zeros((64, 96, 128), np.float32), 5.0)):
+            with mrcfile.new(os.path.join(d, name)) as m:
+                m.set_data(arr)
+                m.voxel_size = vs
+        np.savetxt(os.path.join(d, "list.csv"), [[0, 0, 0], [30, 40, 50]], delimiter=",")
+        scores = self._import("scores_{TS}.mrc", 10.0, d)
+        angles = self._import("angles_{TS}.mrc", 10.0, d)
+        for pattern, sr, expect in (("tomo_{TS}.mrc", 10.0, (37, 21, 12)),
+                                    ("tomo2_{TS}.mrc", 5.0, (74, 42, 24))):
+            tomos = self._import(pattern, sr, d)
+            prot = self._pick(inputScoreMaps=scores, inputAngleMaps=angles, inputTomograms=tomos,
+                              angleList=os.path.join(d, "list.csv"), minDistance=3.0,
+                              thresholdMode=C.PEAKS_THR_DIRECT, threshold=0.1)
+            coords = list(getattr(prot, C.OUTPUT_COORDINATES).iterCoordinates())
+            self.assertEqual(len(coords), 1)
+            self.assertEqual(tuple(round(v, 6) for v in coordinate_blc(coords[0])), expect)
+            (rot, tilt, psi), _ = relion_orientation(coords[0])
+            self.assertLess(_rot_diff_deg([relion_to_zxz(rot, tilt, psi)], [[30, 40, 50]])[0],
+                            ROT_TOL_DEG)
+            self.assertEqual(coords[0]._cryoprocsAngleIndex.get(), 1)
+
+    # ------------------------------------------------------------------ other behaviours
+    def test_empty_result_is_a_valid_empty_set(self):
+        prot = self._pick(thresholdMode=C.PEAKS_THR_DIRECT, threshold=5.0)
+        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        self.assertSetSize(coords, 0)
+        self.assertTrue(any("no voxel above the threshold" in s for s in prot.summary()))
+
+    def test_mask_inside_and_angular_maps(self):
+        from tomo.protocols import ProtImportTomomasks
+        imp = self.newProtocol(ProtImportTomomasks, filesPath=self.tmp,
+                               filesPattern="mask_{TS}.mrc", inputTomos=self.tomos)
+        self.launchProtocol(imp)
+        masks = imp.tomomasks
+        prot = self._pick(inputMasks=masks, maskMode=C.PEAKS_MASK_INSIDE,
+                          thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, writeAngularMaps=True,
+                          border=2)
+        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        for c in coords.iterCoordinates():
+            z = coordinate_blc(c)[2]
+            self.assertTrue(8 <= z < 56)                         # the mask's slab
+        # statistics inside the mask: the threshold is the unmasked-region one
+        m = mrcfile.read(os.path.join(self.base, "scores.mrc"))[8:56]
+        st = K.map_statistics(m)
+        summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
+        self.assertEqual(np.float32(summary["tomograms"]["TS01"]["threshold"]),
+                         K.sigma_threshold(st.mean, st.std, 3.0))
+        # angular distance maps: table lookups of the angle map
+        total = getattr(prot, C.OUTPUT_ANGDIST_TOTAL)
+        self.assertSetSize(total, 2)
+        t = total.getFirstItem()
+        vol = mrcfile.read(os.path.join(prot.getProject().getPath(), t.getFileName()))
+        amap = mrcfile.read(os.path.join(self.base, "angles.mrc")).astype(int)
+        tab = K.angular_distance_tables(K.load_angle_list(self.angleList))[0]
+        np.testing.assert_array_equal(vol, tab[amap])
+
+    def test_validation_names_the_values(self):
+        d = tempfile.mkdtemp(prefix="peaks_bad_")
+        with mrcfile.new(os.path.join(d, "angles_TS01.mrc")) as m:
+            m.set_data(np.zeros((64, 128, 120), np.float32))
+        badAngles = self._import("angles_{TS}.mrc", 10.0, d)
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
+                                inputAngleMaps=badAngles, inputTomograms=self.tomos,
+                                angleList=self.angleList, minDistance=20.0)
+        errors = prot.validate()
+        self.assertTrue(any("(120, 128, 64)" in e and "(128, 128, 64)" in e for e in errors),
+                        errors)
+        # 1-based numbering on a 0-based map: the header minimum is 0
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
+                                inputAngleMaps=self.angles, inputTomograms=self.tomos,
+                                angleList=self.angleList, minDistance=20.0,
+                                anglesNumbering=C.PEAKS_NUMBERING_1)
+        errors = prot.validate()
+        self.assertTrue(any("0-based" in e for e in errors), errors)
+        # a mask of another shape
+        from tomo.protocols import ProtImportTomomasks
+        with mrcfile.new(os.path.join(d, "badmask_TS01.mrc")) as m:
+            m.set_data(np.ones((64, 128, 120), np.int8))
+        imp = self.newProtocol(ProtImportTomomasks, filesPath=d,
+                               filesPattern="badmask_{TS}.mrc", inputTomos=badAngles)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
+                                inputAngleMaps=self.angles, inputTomograms=self.tomos,
+                                inputMasks=imp.tomomasks, angleList=self.angleList,
+                                minDistance=20.0)
+        errors = prot.validate()
+        self.assertTrue(any("mask has (120, 128, 64)" in e for e in errors), errors)
+        prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
+                                inputAngleMaps=self.angles, inputTomograms=badAngles,
+                                angleList=self.angleList, minDistance=20.0)
+        self.assertTrue(any("No tsId is shared" in e or "without a match" in e
+                            for e in prot.validate() + prot.warnings()))
