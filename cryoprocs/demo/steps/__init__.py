@@ -3,8 +3,8 @@
 STEPS = [
     "masks",
     "noise_fill",
+    "peaks",
     "extract",
     "reconstruct",
     "movies",
-    "peaks",
 ]
