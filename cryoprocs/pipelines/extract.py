@@ -38,6 +38,34 @@ __all__ = ["Stack2DSettings", "Stack2DJob", "TiltSeriesPlan", "write_stack",
 
 
 # ============================================================================ 2D stacks
+def iter_frames(ts):
+    """Yield ``(frame, image)`` for every frame of a tilt series, file by file.
+
+    ``image`` is a read-only memory-mapped ``[y, x]`` view; its pages are handed back to the
+    page cache once the caller moves on (so touching every frame of a large stack does not
+    keep it in the process's resident memory).
+    """
+    for path, frames in ts.frame_groups().items():
+        mapped = MappedMrc(path)
+        try:
+            for f, index in frames:
+                yield f, mapped.data[index]
+                mapped.release(index, index + 1)
+        finally:
+            mapped.close()
+
+
+def frame_ctf(ts, f, box, pixel_size, depth):
+    """RELION's CTF of frame ``f`` on the ``box`` half grid at ``pixel_size`` Å, for
+    particles at projected depths ``depth`` (px, ``relion_geometry.depth_offsets``): the
+    defocus changes by ``hand * ps * defocus_slope * depth`` (RELION tomogram.cpp)."""
+    return KC.relion_ctf_half(
+        box, pixel_size, ts.defocus_u[f], ts.defocus_v[f], ts.defocus_angle[f], ts.voltage,
+        ts.cs, ts.amplitude_contrast, phase_shift=ts.phase_shift[f],
+        bfactor=ts.ctf_bfactor[f], scale=ts.ctf_scale[f],
+        defocus_offset=ts.hand * ts.pixel_size * ts.defocus_slope * depth)
+
+
 @dataclass
 class Stack2DSettings:
     """Parameters of ``relion_tomo_subtomo --stack2d`` (RELION option names in brackets).
@@ -279,7 +307,6 @@ class Stack2DJob:
             return res
         todo = np.asarray(todo)
         ts = plan.ts
-        F = ts.n_frames
         W, H = ts.image_size
         b, crop, binning = s.box, s.crop, s.binning
         s0, _ = G.box_sizes(b, binning)
@@ -296,39 +323,21 @@ class Stack2DJob:
             else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        maps = {}
-        try:
-            for path, frames in ts.frame_groups().items():
-                mapped = maps.setdefault(path, MappedMrc(path))
-                for f, index in frames:
-                    idx = np.flatnonzero(vis[f])
-                    if idx.size == 0:
-                        continue
-                    image = mapped.data[index]
-                    for i0 in range(0, idx.size, batch):
-                        ii = idx[i0:i0 + batch]
-                        corner, pos_in_box = KE.box_corners(q[f, ii], s0)
-                        boxes = KE.cut_boxes(image, corner, s0).astype(np.float32, copy=False)
-                        weights = None
-                        if s.do_ctf:
-                            ctf = KC.relion_ctf_half(
-                                b, ts.pixel_size * binning, ts.defocus_u[f], ts.defocus_v[f],
-                                ts.defocus_angle[f], ts.voltage, ts.cs, ts.amplitude_contrast,
-                                phase_shift=ts.phase_shift[f], bfactor=ts.ctf_bfactor[f],
-                                scale=ts.ctf_scale[f],
-                                defocus_offset=ts.hand * ts.pixel_size * ts.defocus_slope
-                                * dz[f, ii])
-                            weights = ctf * dose[f] if dose is not None else ctf
-                        imgs = KE.stack2d_from_boxes(boxes, pos_in_box, binning, b, crop,
-                                                     weights, sign=sign,
-                                                     circle_crop=s.circle_crop)
-                        for j, k in enumerate(ii):
-                            buffers[k][slots[f, k]] = imgs[j]
-                        res["frames"] += len(ii)
-                    mapped.release(index, index + 1)
-        finally:
-            for m in maps.values():
-                m.close()
+        for f, image in iter_frames(ts):
+            idx = np.flatnonzero(vis[f])
+            for i0 in range(0, idx.size, batch):
+                ii = idx[i0:i0 + batch]
+                corner, pos_in_box = KE.box_corners(q[f, ii], s0)
+                boxes = KE.cut_boxes(image, corner, s0).astype(np.float32, copy=False)
+                weights = None
+                if s.do_ctf:
+                    ctf = frame_ctf(ts, f, b, ts.pixel_size * binning, dz[f, ii])
+                    weights = ctf * dose[f] if dose is not None else ctf
+                imgs = KE.stack2d_from_boxes(boxes, pos_in_box, binning, b, crop, weights,
+                                             sign=sign, circle_crop=s.circle_crop)
+                for j, k in enumerate(ii):
+                    buffers[k][slots[f, k]] = imgs[j]
+                res["frames"] += len(ii)
         voxel = ts.pixel_size * binning
         for k, i in enumerate(todo):
             write_stack(plan.out_files[i], buffers[k], voxel, float16=s.float16)

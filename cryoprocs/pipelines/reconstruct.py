@@ -33,7 +33,6 @@ import numpy as np
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
-from ..convert.mrc_regions import MappedMrc
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
@@ -41,6 +40,7 @@ from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
 from ..kernels import symmetry as KS
+from .extract import frame_ctf, iter_frames
 
 logger = logging.getLogger(__name__)
 
@@ -349,43 +349,24 @@ class ReconstructJob:
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        maps = {}
-        try:
-            for path, frames in ts.frame_groups().items():
-                mapped = maps.setdefault(path, MappedMrc(path))
-                for f, index in frames:
-                    ii_all = np.flatnonzero(vis[f])
-                    if ii_all.size == 0:
-                        continue
-                    image = mapped.data[index]
-                    for i0 in range(0, ii_all.size, batch):
-                        ii = ii_all[i0:i0 + batch]
-                        slices = KR.frame_slices(image, q[f, ii], b, binning,
-                                                 circle_crop=s.circle_crop,
-                                                 backend=self.backend)
-                        ctf = None
-                        if s.do_ctf:
-                            ctf = KC.relion_ctf_half(
-                                b, ps_bin, ts.defocus_u[f], ts.defocus_v[f],
-                                ts.defocus_angle[f], ts.voltage, ts.cs, ts.amplitude_contrast,
-                                phase_shift=ts.phase_shift[f], bfactor=ts.ctf_bfactor[f],
-                                scale=ts.ctf_scale[f],
-                                defocus_offset=ts.hand * ts.pixel_size * ts.defocus_slope
-                                * dz[f, ii])
-                            ctf = ctf.reshape(len(ii), b, b // 2 + 1)
-                        wts = KR.weight_slices(slices, xr[f], ctf, dose[f], sign)
-                        M = KR.slice_matrices(ts.matrices[f], rot[ii], scale)
-                        mf = np.full(len(ii), xr[f, 0], dtype=np.int64)
-                        for h in (0, 1):
-                            sel = np.flatnonzero(halves[ii] == h)
-                            if sel.size:
-                                BP.backproject(sums.data[h], sums.weight[h], slices[sel],
-                                               wts[sel], M[sel], mf[sel], backend=self.backend)
-                        sums.slices += len(ii)
-                    mapped.release(index, index + 1)
-        finally:
-            for m in maps.values():
-                m.close()
+        for f, image in iter_frames(ts):
+            ii_all = np.flatnonzero(vis[f])
+            for i0 in range(0, ii_all.size, batch):
+                ii = ii_all[i0:i0 + batch]
+                slices = KR.frame_slices(image, q[f, ii], b, binning,
+                                         circle_crop=s.circle_crop, backend=self.backend)
+                ctf = None
+                if s.do_ctf:
+                    ctf = frame_ctf(ts, f, b, ps_bin, dz[f, ii]).reshape(len(ii), b, b // 2 + 1)
+                wts = KR.weight_slices(slices, xr[f], ctf, dose[f], sign)
+                M = KR.slice_matrices(ts.matrices[f], rot[ii], scale)
+                mf = np.full(len(ii), xr[f, 0], dtype=np.int64)
+                for h in (0, 1):
+                    sel = np.flatnonzero(halves[ii] == h)
+                    if sel.size:
+                        BP.backproject(sums.data[h], sums.weight[h], slices[sel],
+                                       wts[sel], M[sel], mf[sel], backend=self.backend)
+                sums.slices += len(ii)
         return sums
 
     # ------------------------------------------------------------------ whole run
