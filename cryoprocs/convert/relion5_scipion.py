@@ -33,7 +33,8 @@ from .scipion import scipion_matrix_to_relion
 __all__ = ["ctf_record", "ti_matrix_from_relion", "relion_from_ti_matrix", "attr", "set_attr",
            "acquisition_orders", "MISSING", "TS_ATTRS", "COORD_SET_COLUMNS_ATTR",
            "COORD_SET_OPTICS_ATTR", "tilt_series_star_rows", "tomogram_star_row",
-           "particle_star_table", "coordinate_orientation_from_row"]
+           "particle_star_table", "coordinate_orientation_from_row", "even_tomo_size",
+           "write_tilt_series_project", "coordinate_particle_blocks"]
 
 MISSING = -999
 TS_ATTRS = ("rlnTomoHand", "rlnTomoDefocusSlope", "rlnCtfBfactorPerElectronDose",
@@ -323,3 +324,71 @@ def particle_star_table(coords, tomo_sampling, columns=None, optics_json=None):
     if optics_json:
         optics = pd.DataFrame(json.loads(optics_json))
     return optics, df
+
+
+def even_tomo_size(ts, tomo=None):
+    """Even integer ``rlnTomoSize`` (unbinned tilt-series px) from the coordinates' tomogram,
+    or the tilt-image size with depth 0 when no tomogram is known (with centred coordinates
+    only the parity matters; even sizes give RELION's exact centre, see
+    ../shared/docs/relion5-extraction.md section 2)."""
+    ps = ts.getSamplingRate()
+
+    def even(v):
+        return int(2 * round(v / 2.0))
+    if tomo is not None:
+        try:
+            x, y, z = tomo.getDim()
+            f = tomo.getSamplingRate() / ps
+            return (even(x * f), even(y * f), even(z * f))
+        except Exception:
+            pass
+    x, y, _ = ts.getDim()
+    return (even(x), even(y), 0)
+
+
+def write_tilt_series_project(out_dir, project_dir, ts_ids, ts_by_id, ctf_by_id,
+                              tomo_by_id=None, hand=None, defocus_slope=None,
+                              scale_factor="cos"):
+    """Write the tilt-series half of a RELION 5 project from Scipion objects.
+
+    Writes ``<out_dir>/tiltseries/<tsId>.star`` (one row per enabled tilt image, with its
+    CTF matched by acquisition order) and ``<out_dir>/tomograms.star``, with paths relative
+    to ``project_dir`` (RELION's rule). ``hand`` / ``defocus_slope``: None keeps the imported
+    value (or RELION's default); ``rlnTomoSize`` comes from the import, else from the
+    tomogram in ``tomo_by_id`` (:func:`even_tomo_size`). Returns the tomograms.star path.
+    """
+    import os
+    os.makedirs(os.path.join(out_dir, "tiltseries"), exist_ok=True)
+    rows = []
+    for tsId in ts_ids:
+        ts = ts_by_id[tsId]
+        ps = ts.getSamplingRate()
+        ctfs = {c.getAcquisitionOrder(): ctf_record(c) for c in ctf_by_id[tsId].iterItems()}
+        table = tilt_series_star_rows(ts, ctfs, ps, project_dir, scale_factor=scale_factor)
+        star = os.path.join(out_dir, "tiltseries", "%s.star" % tsId)
+        R5.write_tilt_series_star(star, tsId, table)
+        size = None
+        if attr(ts, "rlnTomoSizeX") is None:
+            size = even_tomo_size(ts, (tomo_by_id or {}).get(tsId))
+        rows.append(tomogram_star_row(ts, R5.relion_path(star, project_dir), ps, hand=hand,
+                                      defocus_slope=defocus_slope, tomo_size=size))
+    path = os.path.join(out_dir, "tomograms.star")
+    R5.write_tomograms_star(path, rows)
+    return path
+
+
+def coordinate_particle_blocks(coords, coord_set):
+    """particles.star blocks (``general``, ``optics`` when imported, ``particles``) of the
+    coordinates ``coords`` (clones) of ``coord_set``, with the columns and optics recorded
+    by ImportRelion5 when present."""
+    cols = getattr(coord_set, COORD_SET_COLUMNS_ATTR, None)
+    optj = getattr(coord_set, COORD_SET_OPTICS_ATTR, None)
+    optics, parts = particle_star_table(
+        coords, coord_set.getSamplingRate(),
+        columns=cols.get().split(",") if cols is not None and cols.get() else None,
+        optics_json=optj.get() if optj is not None else None)
+    blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}}
+    if optics is not None:
+        blocks["optics"] = optics
+    blocks["particles"] = parts
+    return blocks

@@ -20,8 +20,8 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfSubTomograms
 
 from .. import constants as C
-from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
+from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
                                  extract_subvolumes)
@@ -248,62 +248,17 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             return self._convert3d()
         project = self._projectDir()
         tsIds = self._stepTsIds()
-        tsDict, ctfDict = self._tsDict(), self._ctfDict()
-        tomos = self._tomoDict()
+        RS.write_tilt_series_project(
+            self._extra(), project, tsIds, self._tsDict(), self._ctfDict(), self._tomoDict(),
+            hand={C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get()),
+            defocus_slope=self.defocusSlope.get() if self.defocusSlope.get() > 0 else None,
+            scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
         cset = self.inputCoordinates.get()
-        rows = []
-        os.makedirs(self._extra("tiltseries"), exist_ok=True)
-        for tsId in tsIds:
-            ts, ctfSeries = tsDict[tsId], ctfDict[tsId]
-            ps = ts.getSamplingRate()
-            ctfs = {c.getAcquisitionOrder(): RS.ctf_record(c) for c in ctfSeries.iterItems()}
-            table = RS.tilt_series_star_rows(
-                ts, ctfs, ps, project,
-                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
-            star = self._extra("tiltseries", "%s.star" % tsId)
-            R5.write_tilt_series_star(star, tsId, table)
-            hand = {C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get())
-            slope = self.defocusSlope.get() if self.defocusSlope.get() > 0 else None
-            size = None
-            if RS.attr(ts, "rlnTomoSizeX") is None:
-                size = self._tomoSize(ts, tomos.get(tsId))
-            rows.append(RS.tomogram_star_row(ts, R5.relion_path(star, project), ps, hand=hand,
-                                             defocus_slope=slope, tomo_size=size))
-        R5.write_tomograms_star(self._tomogramsStar(), rows)
         coords = [c for c in self._coordinates() if c.getTomoId() in set(tsIds)]
-        cols = getattr(cset, RS.COORD_SET_COLUMNS_ATTR, None)
-        optics = getattr(cset, RS.COORD_SET_OPTICS_ATTR, None)
-        optics, parts = RS.particle_star_table(
-            coords, cset.getSamplingRate(),
-            columns=cols.get().split(",") if cols is not None and cols.get() else None,
-            optics_json=optics.get() if optics is not None else None)
-        blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}}
-        if optics is not None:
-            blocks["optics"] = optics
-        blocks["particles"] = parts
-        from ..convert.star import write_star
-        write_star(self._inputParticlesStar(), blocks)
+        write_star(self._inputParticlesStar(), RS.coordinate_particle_blocks(coords, cset))
         with open(self._mapFile() + ".part", "w") as fh:
             json.dump({"coordinate_ids": [int(c.getObjId()) for c in coords]}, fh)
         os.replace(self._mapFile() + ".part", self._mapFile())
-
-    def _tomoSize(self, ts, tomo):
-        """Even integer rlnTomoSize (unbinned TS px) from the coordinates' tomogram, or the
-        tilt-image size with depth 0 when no tomogram is known (with centred coordinates
-        only the parity matters; even sizes give RELION's exact centre)."""
-        ps = ts.getSamplingRate()
-
-        def even(v):
-            return int(2 * round(v / 2.0))
-        if tomo is not None:
-            try:
-                x, y, z = tomo.getDim()
-                f = tomo.getSamplingRate() / ps
-                return (even(x * f), even(y * f), even(z * f))
-            except Exception:
-                pass
-        x, y, _ = ts.getDim()
-        return (even(x), even(y), 0)
 
     def _job(self):
         return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),

@@ -261,21 +261,26 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             if cset is None:
                 raise ValueError("the subtomograms have no SetOfCoordinates3D: their "
                                  "coordinates' sampling rate is unknown")
-            sampling = cset.getSamplingRate()
-            optics, parts = RS.particle_star_table(coords, sampling)
+            optics, parts = RS.particle_star_table(coords, cset.getSamplingRate())
+            blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}, "particles": parts}
+            if optics is not None:
+                blocks["optics"] = optics
         else:
-            self._writeTiltSeriesStars(project, tsIds)
+            tomos = self.inputCoordinates.get().getPrecedents()
+            RS.write_tilt_series_project(
+                self._extra(), project, tsIds,
+                {ts.getTsId(): ts.clone() for ts in self.inputTiltSeries.get().iterItems()},
+                {c.getTsId(): c.clone() for c in self.inputCtfTomoSeries.get().iterItems()},
+                {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None
+                else {},
+                hand={C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get()),
+                defocus_slope=self.defocusSlope.get() if self.defocusSlope.get() > 0 else None,
+                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
             cset = self.inputCoordinates.get()
-            coords = []
-            for c in cset.iterCoordinates():
-                if c.isEnabled() and c.getTomoId() in set(tsIds):
-                    coords.append(c.clone())
-            cols = getattr(cset, RS.COORD_SET_COLUMNS_ATTR, None)
-            optj = getattr(cset, RS.COORD_SET_OPTICS_ATTR, None)
-            optics, parts = RS.particle_star_table(
-                coords, cset.getSamplingRate(),
-                columns=cols.get().split(",") if cols is not None and cols.get() else None,
-                optics_json=optj.get() if optj is not None else None)
+            coords = [c.clone() for c in cset.iterCoordinates()
+                      if c.isEnabled() and c.getTomoId() in set(tsIds)]
+            blocks = RS.coordinate_particle_blocks(coords, cset)
+            parts = blocks["particles"]
             if "rlnRandomSubset" not in parts.columns and len(parts):
                 counter = {}
                 subsets = []
@@ -283,37 +288,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                     counter[t] = counter.get(t, 0) + 1
                     subsets.append(2 - counter[t] % 2)
                 parts["rlnRandomSubset"] = subsets
-        blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}}
-        if optics is not None:
-            blocks["optics"] = optics
-        blocks["particles"] = parts
         write_star(self._particlesStar(), blocks)
-
-    def _writeTiltSeriesStars(self, project, tsIds):
-        tsDict = {ts.getTsId(): ts.clone() for ts in self.inputTiltSeries.get().iterItems()}
-        ctfDict = {c.getTsId(): c for c in self.inputCtfTomoSeries.get().iterItems()}
-        tomos = self.inputCoordinates.get().getPrecedents()
-        tomoDict = {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None \
-            else {}
-        rows = []
-        os.makedirs(self._extra("tiltseries"), exist_ok=True)
-        for tsId in tsIds:
-            ts = tsDict[tsId]
-            ps = ts.getSamplingRate()
-            ctfs = {c.getAcquisitionOrder(): RS.ctf_record(c) for c in ctfDict[tsId].iterItems()}
-            table = RS.tilt_series_star_rows(
-                ts, ctfs, ps, project,
-                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
-            star = self._extra("tiltseries", "%s.star" % tsId)
-            R5.write_tilt_series_star(star, tsId, table)
-            hand = {C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get())
-            slope = self.defocusSlope.get() if self.defocusSlope.get() > 0 else None
-            size = None
-            if RS.attr(ts, "rlnTomoSizeX") is None:
-                size = _even_tomo_size(ts, tomoDict.get(tsId))
-            rows.append(RS.tomogram_star_row(ts, R5.relion_path(star, project), ps, hand=hand,
-                                             defocus_slope=slope, tomo_size=size))
-        R5.write_tomograms_star(self._tomogramsStar(), rows)
 
     def backprojectTiltSeriesStep(self, tsId, nSteps):
         self._prepareInput()
@@ -467,19 +442,3 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         return ['Burt2024', 'Grant2015']
 
 
-def _even_tomo_size(ts, tomo):
-    """Even integer rlnTomoSize (unbinned tilt-series px) from the coordinates' tomogram, or
-    the tilt-image size with depth 0 (as ExtractSubtomos)."""
-    ps = ts.getSamplingRate()
-
-    def even(v):
-        return int(2 * round(v / 2.0))
-    if tomo is not None:
-        try:
-            x, y, z = tomo.getDim()
-            f = tomo.getSamplingRate() / ps
-            return (even(x * f), even(y * f), even(z * f))
-        except Exception:
-            pass
-    x, y, _ = ts.getDim()
-    return (even(x), even(y), 0)

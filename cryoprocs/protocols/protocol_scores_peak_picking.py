@@ -339,7 +339,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         coords.setBoxSize(box)
         summary = {"tomograms": {}, "unmatched": unmatched, "box_size": box,
                    "options": opts.describe()}
-        tables, motls, relion = [], [], []
+        motls, relion = [], []
         for tomoNum, (tsId, (score, _angle, tomo, _mask)) in enumerate(items.items(), start=1):
             r = PP.load_result(self._picksFile(tsId))
             mapDims = score.getDim()

@@ -86,7 +86,7 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
             voltage=self.voltage.get(), cs=self.sphericalAberration.get(),
             amplitude_contrast=self.amplitudeContrast.get(), tilt_axis=self.tiltAxis.get(),
             noise=self.noise.get(), seed=self.seed.get())
-        rows, tables = [], {}
+        rows = []
         project = self._relionProjectDir()
         for k, tomo in enumerate(t.clone() for t in self.inputTomograms.get().iterItems()):
             tsId = tomo.getTsId()

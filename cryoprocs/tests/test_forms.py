@@ -9,7 +9,7 @@ import pytest
 import cryoprocs
 import cryoprocs.protocols as protocols
 from pyworkflow.protocol import Protocol
-from pyworkflow.protocol.params import Form, Line, Group
+from pyworkflow.protocol.params import Line, Group
 
 # keyword arguments accepted by pyworkflow 3.11 Param / ElementGroup constructors
 ALLOWED = {"label", "help", "default", "important", "condition", "expertLevel", "validators",

@@ -42,7 +42,6 @@ def import_hiv_coordinates(ctx):
 def run(ctx):
     from ...protocols import ProtCryoprocsExtractSubtomos
 
-    tomos = inputs.import_hiv_tomogram(ctx)
     coords = import_hiv_coordinates(ctx)
     ctx.launch(ctx.new(ProtCryoprocsExtractSubtomos, label="extract HIV sub-volumes (3D)",
                        extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
