@@ -57,7 +57,7 @@ print(json.dumps({"seconds": dt, "maxrss": hwm, "geometry_s": rep["geometry_seco
 
 
 def make_inputs(folder, shape):
-    from cryoprocs.convert.mrc_stream import MrcSlabWriter
+    from cryoprocs.convert.mrc import AtomicMrcWriter
     import mrcfile
     tomo_path = os.path.join(folder, "bench_tomo.mrc")
     mask_path = os.path.join(folder, "bench_mask.mrc")
@@ -68,7 +68,7 @@ def make_inputs(folder, shape):
     yy = np.arange(ny)[None, :, None]
     xx = np.arange(nx)[None, None, :]
     rng = np.random.default_rng(0)
-    tw = MrcSlabWriter(tomo_path, shape, 10.0, overwrite=True)
+    tw = AtomicMrcWriter(tomo_path, shape, 10.0, overwrite=True)
     mrc = mrcfile.new_mmap(mask_path, shape=shape, mrc_mode=0, overwrite=True)
     mrc.voxel_size = 10.0
     inside = 0

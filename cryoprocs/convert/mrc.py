@@ -8,6 +8,7 @@ complete (:func:`atomic_output`), so a killed run never leaves a truncated file 
 name, and inputs are opened read-only (``mrcfile.mmap(mode='r')``).
 """
 import contextlib
+import mmap
 import os
 import threading
 import warnings
@@ -18,7 +19,7 @@ import numpy as np
 __all__ = [
     "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
-    "MrcBlockReader", "MrcBlockWriter",
+    "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter",
 ]
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
@@ -280,56 +281,93 @@ def _header(path):
         return mrc.header.copy()
 
 
-class MrcBlockReader:
-    """Read sections (the first numpy axis: z slices, or images of a stack) by blocks.
+class MappedMrc:
+    """A read-only memory map of the data of an MRC file, with page release.
 
-    ``shape`` is the numpy shape ``(nz, ny, nx)``; a single 2D image has ``nz == 1``.
-    Blocks are read with ``os.pread`` straight into new arrays (native byte order).
+    ``mrcfile.mmap`` maps files with ``numpy.memmap``: every page a read touches then stays
+    counted in the process's resident memory until the map is closed, so streaming a
+    1.2 GB tomogram makes the process "use" 1.2 GB. This class maps the data block with
+    :mod:`mmap` and hands touched pages back to the page cache with
+    ``madvise(MADV_DONTNEED)`` (:meth:`release`, done automatically by :meth:`read` and
+    slicing); the kernel keeps them cached, so re-reading is cheap. Files are never written.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``[z, y, x]`` (or ``[n, y, x]``) view of the file in its stored dtype and byte order
+        (no copy); a single 2D image is ``[1, y, x]``.
+    shape, dtype : tuple, numpy.dtype
+        of ``data``.
+    voxel_size, origin : (x, y, z) floats
+        Å per voxel and the header origin in Å.
+    is_stack : bool
+        an image stack (``.mrcs`` or space group 0 with nz > 1).
+    mz : int
+        sections per volume (``< nz`` only for volume stacks, space group >= 401).
 
     Raises
     ------
     MrcFormatError
-        missing or non-MRC file.
+        missing file, not MRC, or a file shorter than its header says.
     """
 
-    def __init__(self, path):
-        _, path = parse_location(path)
-        info = mrc_info(path)              # validates the header against the file size
+    def __init__(self, path, permissive=True):
+        path = _existing(path)
+        info = mrc_info(path)                  # validates the header against the file size
         hdr = _header(path)
         self.path = path
         self.shape = info.shape
-        self.file_dtype = mrcfile.utils.dtype_from_mode(int(hdr.mode)).newbyteorder(
+        self.dtype = mrcfile.utils.dtype_from_mode(int(hdr.mode)).newbyteorder(
             hdr.mode.dtype.byteorder)
-        self.dtype = self.file_dtype.newbyteorder("=")
         self.voxel_size = info.voxel_size
+        self.origin = (float(hdr.origin.x), float(hdr.origin.y), float(hdr.origin.z))
         self.is_stack = info.is_stack
-        self.offset = 1024 + int(hdr.nsymbt)
-        self.section_bytes = int(self.shape[1] * self.shape[2] * self.file_dtype.itemsize)
-        #: sections per volume: mz < nz for volume stacks (ispg 401)
-        self.mz = int(hdr.mz) if 0 < int(hdr.mz) < self.shape[0] and \
-            self.shape[0] % int(hdr.mz) == 0 and int(hdr.ispg) >= 401 else self.shape[0]
-        self._fd = os.open(path, os.O_RDONLY)
+        mz = int(hdr.mz)
+        self.mz = mz if 0 < mz < self.shape[0] and self.shape[0] % mz == 0 and \
+            int(hdr.ispg) >= 401 else self.shape[0]
+        self._offset = 1024 + int(hdr.nsymbt)
+        self._section = self.shape[1] * self.shape[2] * self.dtype.itemsize
+        self._fh = open(path, "rb")
+        self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self.data = np.ndarray(self.shape, dtype=self.dtype, buffer=self._mm,
+                               offset=self._offset)
 
-    def read(self, i0, i1, out=None):
-        """Sections ``i0..i1-1`` as an array ``(i1-i0, ny, nx)`` (``out`` may be given)."""
-        n = i1 - i0
+    def __len__(self):
+        return self.shape[0]
+
+    def release(self, z0=None, z1=None):
+        """Drop the pages of sections ``z0 <= z < z1`` (default: all) from this process's
+        resident set; the kernel keeps them in its page cache (best effort)."""
+        if self._mm is None or not hasattr(self._mm, "madvise") or \
+                not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        z0 = 0 if z0 is None else max(0, int(z0))
+        z1 = self.shape[0] if z1 is None else min(self.shape[0], int(z1))
+        if z1 <= z0:
+            return
+        start = self._offset + z0 * self._section
+        stop = self._offset + z1 * self._section
+        a = (start // mmap.PAGESIZE) * mmap.PAGESIZE
+        with contextlib.suppress(OSError, ValueError):
+            self._mm.madvise(mmap.MADV_DONTNEED, a, stop - a)
+
+    release_all = release
+
+    def read(self, z0, z1, out=None):
+        """Sections ``z0..z1-1`` copied into a native-byte-order array (or ``out``), then
+        released from the process."""
+        block = self.data[z0:z1]
         if out is None:
-            out = np.empty((n,) + tuple(self.shape[1:]), dtype=self.dtype)
-        buf = memoryview(out.reshape(-1).view(np.uint8))
-        pos, want, got = self.offset + i0 * self.section_bytes, n * self.section_bytes, 0
-        while got < want:
-            k = os.preadv(self._fd, [buf[got:want]], pos + got)
-            if k <= 0:
-                raise MrcFormatError("%s is truncated (section %d)" % (self.path, i1))
-            got += k
-        if not self.file_dtype.isnative:
-            out.byteswap(inplace=True)
+            out = np.empty(block.shape, dtype=self.dtype.newbyteorder("="))
+        np.copyto(out, block, casting="unsafe")
+        self.release(z0, z1)
         return out
 
     def read_sections(self, indices):
         """Sections at arbitrary 0-based ``indices`` (runs of consecutive ones read at once)."""
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices),) + tuple(self.shape[1:]), dtype=self.dtype)
+        out = np.empty((len(indices),) + tuple(self.shape[1:]),
+                       dtype=self.dtype.newbyteorder("="))
         start = 0
         while start < len(indices):
             stop = start + 1
@@ -339,12 +377,32 @@ class MrcBlockReader:
             start = stop
         return out
 
-    def close(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
+    def __getitem__(self, key):
+        """``mapped[z0:z1, ...]`` -> a native-order copy; the sections read are released."""
+        out = np.array(self.data[key])
+        if not out.dtype.isnative:
+            out = out.astype(out.dtype.newbyteorder("="))
+        first = key[0] if isinstance(key, tuple) else key
+        if isinstance(first, slice):
+            z0, z1, _ = first.indices(self.shape[0])
+            self.release(z0, z1)
+        return out
 
-    __del__ = close
+    def full(self):
+        """The whole data as the read-only mapped view (no copy)."""
+        return self.data
+
+    def close(self):
+        self.data = None
+        if getattr(self, "_mm", None) is not None:
+            try:
+                self._mm.close()
+            except BufferError:            # views of the data still alive: closed by GC
+                pass
+            self._mm = None
+        if getattr(self, "_fh", None) is not None:
+            self._fh.close()
+            self._fh = None
 
     def __enter__(self):
         return self
@@ -405,7 +463,7 @@ class MrcBlockWriter:
 
     def _recompute_stats(self, block=64):
         s = [np.inf, -np.inf, 0.0, 0.0, 0]
-        with MrcBlockReader(self.path) as rd:
+        with MappedMrc(self.path) as rd:
             step = max(1, (block * 1024 * 1024) // max(1, rd.section_bytes))
             for i0 in range(0, self.shape[0], step):
                 b = rd.read(i0, min(i0 + step, self.shape[0]))
@@ -437,3 +495,55 @@ class MrcBlockWriter:
 
     def __exit__(self, exc_type, *exc):
         self.close(stats=exc_type is None)
+
+
+class AtomicMrcWriter(MrcBlockWriter):
+    """:class:`MrcBlockWriter` on the temporary name of ``path``, renamed by :meth:`commit`.
+
+    :meth:`abort` (or an exception inside ``with``) removes the temporary file, so a killed
+    or failed run never leaves a partial file under the final name.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False (checked at creation and at commit).
+    """
+
+    def __init__(self, path, shape, voxel_size=None, origin=None, overwrite=False,
+                 dtype=np.float32, is_stack=False):
+        if not overwrite and os.path.exists(path):
+            raise FileExistsError("output %s exists; pass overwrite to replace it" % path)
+        self.final_path = path
+        self.overwrite = overwrite
+        tmp = partial_path(path)
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        super().__init__(tmp, shape, dtype, voxel_size, origin, is_stack)
+
+    @property
+    def tmp(self):
+        """The temporary file being written."""
+        return self.path
+
+    def commit(self):
+        """Write the header statistics and rename the file to its final name."""
+        if self._fd is None and not os.path.exists(self.path):
+            return self.final_path
+        self.close(stats=True)
+        if not self.overwrite and os.path.exists(self.final_path):
+            self.abort()
+            raise FileExistsError("output %s appeared while writing; not replaced"
+                                  % self.final_path)
+        os.replace(self.path, self.final_path)
+        return self.final_path
+
+    def abort(self):
+        """Remove the temporary file (the final name is never touched)."""
+        self.close(stats=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.commit()

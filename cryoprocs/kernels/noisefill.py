@@ -3,7 +3,7 @@ noise that matches the tomogram's own background, at full tomogram size.
 
 Arrays are ``[z, y, x]`` (x = MRC column); distances are in voxels (px). Everything here is
 NumPy/SciPy on arrays or on array-likes that return ``[z0:z1]`` slabs (numpy arrays, memory
-maps, :class:`cryoprocs.convert.mrc_stream.MrcSlabReader`), so volumes larger than memory are
+maps, :class:`cryoprocs.convert.mrc.MappedMrc`), so volumes larger than memory are
 processed slab by slab.
 
 Source of the behaviour: ../shared/docs/noise-fill.md. Two modes:
@@ -787,7 +787,7 @@ def noise_fill(tomo, mask, params, write, write_weight=None, threads=1, slab=Non
     ----------
     tomo : array-like
         ``[z, y, x]`` tomogram, any real dtype; read in slabs with ``tomo[z0:z1]`` (numpy
-        array, memmap or :class:`~cryoprocs.convert.mrc_stream.MrcSlabReader`). Parity mode
+        array, memmap or :class:`~cryoprocs.convert.mrc.MappedMrc`). Parity mode
         also calls ``np.std`` on ``tomo.full()`` (or the array itself), as the script does.
     mask : array-like
         ``[z, y, x]`` mask or label map of the same shape.

@@ -8,7 +8,7 @@ ExtractSubtomos protocol.
   ``<o>/optimisation_set.star``).
 * :func:`extract_subvolumes`: plain 3D sub-volumes cut from a tomogram.
 
-Streaming: tilt images are memory-mapped (convert/mrc_regions.py) and only the boxes are
+Streaming: tilt images are memory-mapped (convert.mrc.MappedMrc) and only the boxes are
 gathered from them, frame by frame, for a group of particles at a time; touched pages are
 handed back after each frame, so the resident memory stays near the size of the output
 stacks of one group (bounded by ``max_group_bytes``). Outputs are written under a temporary
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..convert import relion5 as R5
 from ..convert.mrc import atomic_output, write_mrc
-from ..convert.mrc_regions import MappedMrc
+from ..convert.mrc import MappedMrc
 from ..kernels import ctf as KC
 from ..kernels import extract as KE
 from ..kernels import relion_geometry as G

@@ -1,9 +1,10 @@
 """File-level masking: stream images or volumes from MRC files through the mask kernels.
 
 Used by the ``cryoprocs mask`` command and by the ApplyMask2D/3D protocols. Inputs are read
-and outputs written by blocks with plain ``pread``/``pwrite``
-(:class:`~cryoprocs.convert.mrc.MrcBlockReader` / ``MrcBlockWriter``), so resident memory is
-a few blocks (``DEFAULT_BLOCK_BYTES`` per thread) whatever the stack size. Outputs are float32
+by blocks from memory maps whose pages are released after use
+(:class:`~cryoprocs.convert.mrc.MappedMrc`) and outputs written with ``pwrite``
+(:class:`~cryoprocs.convert.mrc.MrcBlockWriter`), so resident memory is a few blocks
+(``DEFAULT_BLOCK_BYTES`` per thread) whatever the stack size. Outputs are float32
 MRC written under a temporary name and renamed when complete.
 """
 import os
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..convert.mrc import (MrcBlockReader, MrcBlockWriter, MrcFormatError, atomic_output,
+from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_output,
                            mrc_info, partial_path, read_mrc)
 from ..kernels import masks as K
 
@@ -92,7 +93,7 @@ class MaskRecipe:
 
 
 class _Readers:
-    """Thread-safe LRU of open :class:`MrcBlockReader`, so sets spread over thousands of
+    """Thread-safe LRU of open :class:`MappedMrc`, so sets spread over thousands of
     stack files never exceed the open-file limit. Evicted readers are dropped, not closed:
     another thread may still be reading; their descriptor closes when collected."""
 
@@ -105,7 +106,7 @@ class _Readers:
         with self._lock:
             rd = self._open.pop(fid, None)
             if rd is None:
-                rd = MrcBlockReader(self.paths[fid])
+                rd = MappedMrc(self.paths[fid])
                 while len(self._open) >= self.size:
                     self._open.popitem(last=False)
             self._open[fid] = rd
@@ -173,7 +174,7 @@ class ImageSources:
 
     def read_item(self, k):
         """Item ``k`` alone (opens and closes its file)."""
-        with MrcBlockReader(self.paths[self.file_ids[k]]) as rd:
+        with MappedMrc(self.paths[self.file_ids[k]]) as rd:
             return self._read_run(rd, self.index[k:k + 1])[0]
 
 
@@ -265,7 +266,7 @@ def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
     item_shape = (ny, nx) if stack else (nz, ny, nx)
     _, warnings = recipe.build(item_shape)     # validates before anything is written
     with atomic_output(out_path, overwrite=overwrite) as tmp, \
-            MrcBlockReader(in_path) as rd, \
+            MappedMrc(in_path) as rd, \
             MrcBlockWriter(tmp, info.shape, np.float32, voxel_size=info.voxel_size,
                            is_stack=info.is_stack) as wr:
         if stack:

@@ -2,9 +2,9 @@
 ProtCryoprocsMaskedTomogramNoiseFill.
 
 Streaming: the tomogram and the mask are memory-mapped and read in z-slabs whose pages are
-released after use (:class:`~cryoprocs.convert.mrc_stream.MrcSlabReader`); the output (and the
+released after use (:class:`~cryoprocs.convert.mrc.MappedMrc`); the output (and the
 optional soft mask) are written slab by slab under temporary names and renamed only when
-everything succeeded (:class:`~cryoprocs.convert.mrc_stream.MrcSlabWriter`). What stays in
+everything succeeded (:class:`~cryoprocs.convert.mrc.AtomicMrcWriter`). What stays in
 memory is the mask's bounding box (1 byte per voxel) with its squared-distance map (2 bytes
 per voxel) and a few output slabs (measured peaks: ``benchmarks/bench_noise_fill.py``).
 
@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from ..convert.mrc import MrcFormatError, partial_path
-from ..convert.mrc_stream import MrcSlabReader, MrcSlabWriter
+from ..convert.mrc import AtomicMrcWriter, MappedMrc
 from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
@@ -87,19 +87,19 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
     params.resolved()                          # parameter errors before any I/O
     writers = []
     with contextlib.ExitStack() as stack:
-        tomo = stack.enter_context(MrcSlabReader(tomo_path, permissive=True))
-        mask = stack.enter_context(MrcSlabReader(mask_path, permissive=True))
+        tomo = stack.enter_context(MappedMrc(tomo_path, permissive=True))
+        mask = stack.enter_context(MappedMrc(mask_path, permissive=True))
         from ..convert.mrc import mrc_info
         _check_pair(mrc_info(tomo_path), mrc_info(mask_path), tomo_path, mask_path)
         vs = tomo.voxel_size
         if voxel_size and not vs[0] > 0:
             vs = (float(voxel_size),) * 3
         try:
-            writer = MrcSlabWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
+            writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
             writers.append(writer)
             wwriter = None
             if soft_mask_path:
-                wwriter = MrcSlabWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
+                wwriter = AtomicMrcWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
                 writers.append(wwriter)
             report = K.noise_fill(tomo, mask, params, writer.write,
                                   wwriter.write if wwriter else None, threads=threads,

@@ -410,9 +410,9 @@ def _g(v):
 def _mask_has_inside(path, p, slab=16):
     """``(found, maximum)``: whether any voxel of the mask file is inside after the
     binarisation of ``p`` (stops at the first slab with one)."""
-    from ..convert.mrc_stream import MrcSlabReader
+    from ..convert.mrc import MappedMrc
     import numpy as np
-    with MrcSlabReader(path, permissive=True) as r:
+    with MappedMrc(path, permissive=True) as r:
         vmax = None
         scale = False
         if p.parity:

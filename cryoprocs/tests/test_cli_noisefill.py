@@ -9,7 +9,7 @@ import pytest
 
 from cryoprocs import cli
 from cryoprocs.convert.mrc import partial_path
-from cryoprocs.convert.mrc_stream import MrcSlabReader, MrcSlabWriter
+from cryoprocs.convert.mrc import AtomicMrcWriter, MappedMrc
 from cryoprocs.kernels import noisefill as K
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.test_kernels_noisefill import _blob_case, script_restatement
@@ -153,7 +153,7 @@ def test_slab_reader_and_writer_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
     vol = rng.standard_normal((9, 11, 13)).astype(np.float32)
     path = str(tmp_path / "v.mrc")
-    with MrcSlabWriter(path, vol.shape, 2.5, (1.0, 2.0, 3.0)) as w:
+    with AtomicMrcWriter(path, vol.shape, 2.5, (1.0, 2.0, 3.0)) as w:
         for z0 in (6, 0, 3):                      # any order
             w.write(z0, vol[z0:z0 + 3])
         assert os.path.exists(w.tmp) and not os.path.exists(path)
@@ -161,14 +161,14 @@ def test_slab_reader_and_writer_roundtrip(tmp_path):
         np.testing.assert_array_equal(f.data, vol)
         assert float(f.header.rms) == pytest.approx(float(vol.std()), rel=1e-5)
         assert float(f.header.dmin) == float(vol.min())
-    with MrcSlabReader(path) as r:
+    with MappedMrc(path) as r:
         assert r.shape == vol.shape and r.voxel_size[0] == pytest.approx(2.5)
         np.testing.assert_array_equal(r[2:5], vol[2:5])
         np.testing.assert_array_equal(r[1:9:3], vol[1:9:3])
     with pytest.raises(FileExistsError):
-        MrcSlabWriter(path, vol.shape)
+        AtomicMrcWriter(path, vol.shape)
     with pytest.raises(RuntimeError):
-        with MrcSlabWriter(path, vol.shape, overwrite=True) as w:
+        with AtomicMrcWriter(path, vol.shape, overwrite=True) as w:
             w.write(0, vol[:2])
             raise RuntimeError("boom")
     np.testing.assert_array_equal(mrcfile.read(path), vol)       # untouched
