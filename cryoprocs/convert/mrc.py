@@ -464,7 +464,7 @@ class MrcBlockWriter:
     def _recompute_stats(self, block=64):
         s = [np.inf, -np.inf, 0.0, 0.0, 0]
         with MappedMrc(self.path) as rd:
-            step = max(1, (block * 1024 * 1024) // max(1, rd.section_bytes))
+            step = max(1, (block * 1024 * 1024) // max(1, rd._section))
             for i0 in range(0, self.shape[0], step):
                 b = rd.read(i0, min(i0 + step, self.shape[0]))
                 s[0] = min(s[0], float(b.min()))
