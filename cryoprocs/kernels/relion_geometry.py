@@ -247,3 +247,28 @@ def box_sizes(box, binning):
     s0 = int(float(binning) * int(box) + 0.5)
     sb = int(s0 / float(binning) + 0.5)
     return s0, sb
+
+
+def box_errors(box, crop, binning, min_box=2):
+    """Problems with a RELION box / crop / binning triple (list of messages, empty if valid).
+
+    The box must be even (>= ``min_box``), the crop even-compatible with it (RELION crops
+    ``(box - crop) / 2`` px on each side), the binning >= 1, and ``bin x box`` must bin back
+    to ``box`` (:func:`box_sizes`).
+    """
+    err = []
+    if box < min_box or box % 2:
+        err.append("box size must be an even number of px >= %d, got %d" % (min_box, box))
+    if crop < 2 or crop > box:
+        err.append("crop size must be between 2 and the box size %d px, got %d" % (box, crop))
+    elif (box - crop) % 2:
+        err.append("box size %d and crop size %d must both be even (RELION crops "
+                   "(box - crop)/2 px on each side)" % (box, crop))
+    if not binning >= 1.0:
+        err.append("binning must be >= 1, got %g" % binning)
+    else:
+        s0, sb = box_sizes(box, binning)
+        if sb != box:
+            err.append("box %d at binning %g: the unbinned box %d bins to %d px, not %d; "
+                       "choose a binning with bin x box an integer" % (box, binning, s0, sb, box))
+    return err

@@ -86,23 +86,7 @@ class ReconstructSettings:
 
     def errors(self):
         """Problems with the values (empty list when valid)."""
-        err = []
-        if self.box < 4 or self.box % 2:
-            err.append("box size must be an even number of px >= 4, got %d" % self.box)
-        if self.crop < 2 or self.crop > self.box:
-            err.append("crop size must be between 2 and the box size %d px, got %d"
-                       % (self.box, self.crop))
-        elif (self.box - self.crop) % 2:
-            err.append("box size %d and crop size %d must both be even" % (self.box,
-                                                                            self.crop))
-        if not self.binning >= 1.0:
-            err.append("binning must be >= 1, got %g" % self.binning)
-        else:
-            s0, sb = G.box_sizes(self.box, self.binning)
-            if sb != self.box:
-                err.append("box %d at binning %g: the unbinned box %d bins to %d px, not %d;"
-                           " choose a binning with bin x box an integer"
-                           % (self.box, self.binning, s0, sb, self.box))
+        err = G.box_errors(self.box, self.crop, self.binning, min_box=4)
         try:
             self.symmetry = KS.parse_symmetry(self.symmetry)
         except KS.SymmetryError as exc:
