@@ -11,8 +11,9 @@ Reference (2-core machine, from ../shared/docs/relion5-extraction.md §12), box 
 RELION 5.0.1 ``relion_tomo_subtomo`` 9.1 s / 2.05 GB, zarr-particle-tools 1.0.1 8.4 s /
 0.75 GB. Target: <= 4 s and <= 0.75 GB.
 
-zarr-particle-tools is timed in the same run only if its ``portal-particle-extraction``
-command is found (on PATH or in $ZPT_BIN); it is never a dependency.
+zarr-particle-tools is timed in the same run only if its ``zarr-particle-extract`` command is
+found (on PATH, or given as $ZPT_BIN, e.g. from a separate virtual environment); it is never a
+dependency.
 
 Run on a quiet machine; on the shared development machine wrap it:
 ``flock /tmp/cryoprocs-heavy.lock .venv/bin/python benchmarks/bench_extract.py``.
@@ -164,7 +165,7 @@ def main(argv=None):
             if best is None or dt < best[0]:
                 best = (dt, gb)
         results[label] = best
-    zpt = os.environ.get("ZPT_BIN") or shutil.which("portal-particle-extraction")
+    zpt = os.environ.get("ZPT_BIN") or shutil.which("zarr-particle-extract")
     zpt_res = None
     if zpt:
         out = os.path.join(args.workdir, "out_zpt")

@@ -72,6 +72,10 @@ def main(argv=None):
                     help="also time the NumPy backprojection (slow)")
     ap.add_argument("--cold", action="store_true",
                     help="also time one run with an empty numba cache")
+    ap.add_argument("--zpt", default=os.environ.get("ZPT_RECONSTRUCT_BIN")
+                    or shutil.which("zarr-particle-reconstruct"),
+                    help="zarr-particle-tools' zarr-particle-reconstruct command, timed in the "
+                         "same run when given or found on PATH (optional)")
     args = ap.parse_args(argv)
     t0 = time.time()
     BE.generate(args.workdir)
@@ -96,6 +100,17 @@ def main(argv=None):
                 best = (dt, gb)
         results["auto"] = best
         print(text.strip().splitlines()[-1] if text.strip() else "")
+        if args.zpt:
+            out = os.path.join(outroot, "zpt")
+            cmd = [args.zpt, "local", "--particles-starfile", "particles.star",
+                   "--tomograms-starfile", "tomograms.star", "--output-dir", out,
+                   "--box-size", "128", "--bin", "2"]
+            dt, gb, rc, ztext = BE.timed_child(cmd, args.workdir)
+            if rc == 0:
+                results["zpt"] = (dt, gb)
+                print("zarr-particle-tools: %.2f s, peak RSS %.2f GB" % (dt, gb))
+            else:
+                print("zarr-particle-tools failed:\n" + ztext[-2000:])
         if args.numpy:
             dt, gb, _ = run_once(args.workdir, os.path.join(outroot, "numpy"), args.threads,
                                  "numpy")
@@ -113,6 +128,10 @@ def main(argv=None):
           "%.2fx" % (RELION_S, RELION_S / t, ZPT_S, ZPT_S / t))
     print("  memory ratio vs RELION (%.1f GB): %.2f; vs zarr-particle-tools (%.2f GB): %.2f"
           % (RELION_GB, gb / RELION_GB, ZPT_GB, gb / ZPT_GB))
+    if "zpt" in results:
+        zt, zg = results["zpt"]
+        print("  zarr-particle-tools in this run: %.2f s / %.2f GB -> speed-up %.2fx"
+              % (zt, zg, zt / t))
     if "numpy" in results:
         print("  NumPy backprojection instead of numba: %.2f s (%.1fx slower)"
               % (results["numpy"][0], results["numpy"][0] / t))

@@ -3,31 +3,45 @@
 Protocols live in :mod:`cryoprocs.protocols`; the array kernels they call live in
 :mod:`cryoprocs.kernels` (NumPy/SciPy only); file-format and Scipion<->array conversions in
 :mod:`cryoprocs.convert`; the ``cryoprocs`` console command in :mod:`cryoprocs.cli`.
-"""
-import pwem
 
+The Scipion ``Plugin`` class is created on first access (PEP 562 module ``__getattr__``):
+Scipion's plugin discovery reads ``cryoprocs.Plugin`` as usual, while the console command
+and the kernels do not import pwem/pyworkflow (about 0.3 s and the Scipion configuration
+per call).
+"""
 __version__ = "0.1.0"
 _logo = "cryoprocs_logo.png"
 _references = ["cryoprocs2026"]
 
 
-class Plugin(pwem.Plugin):
-    """Pure-Python plugin: no binaries to install, nothing to locate."""
+def _make_plugin_class():
+    import pwem
 
-    _url = "https://github.com/cryoprocs/scipion-em-cryoprocs"
-    _processingField = ["SPA", "TOMO"]
+    class Plugin(pwem.Plugin):
+        """Pure-Python plugin: no binaries to install, nothing to locate."""
 
-    @classmethod
-    def _defineVariables(cls):
-        # Optional tuning only; nothing is required for the plugin to work.
-        cls._defineVar("CRYOPROCS_MAX_MEMORY_GB", "0",
-                       description="Soft memory budget (GB) for cryoprocs kernels that stream "
-                                   "large volumes; 0 = automatic.")
+        _url = "https://github.com/cryoprocs/scipion-em-cryoprocs"
+        _processingField = ["SPA", "TOMO"]
 
-    @classmethod
-    def getEnviron(cls):
-        return None
+        @classmethod
+        def _defineVariables(cls):
+            pass            # nothing to configure: no binaries, no paths
 
-    @classmethod
-    def defineBinaries(cls, env):
-        pass
+        @classmethod
+        def getEnviron(cls):
+            return None
+
+        @classmethod
+        def defineBinaries(cls, env):
+            pass
+
+    Plugin.__module__ = __name__
+    Plugin.__qualname__ = "Plugin"
+    return Plugin
+
+
+def __getattr__(name):
+    if name == "Plugin":
+        cls = globals()["Plugin"] = _make_plugin_class()
+        return cls
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

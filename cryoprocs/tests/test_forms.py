@@ -170,3 +170,18 @@ def test_wizards_bound_to_existing_params():
     assert found["innerRadius"] is W.CryoprocsParticleMaskRadiiWizard
     found = Domain.findWizards(protocols.ProtCryoprocsApplyMask3D(), TKINTER)
     assert found["radius"] is W.CryoprocsVolumeMaskRadiusWizard
+
+
+def test_console_command_and_kernels_do_not_load_scipion():
+    import subprocess
+    import sys
+    code = ("import sys, cryoprocs.cli, cryoprocs.kernels.masks, cryoprocs.pipelines.extract; "
+            "print(sorted(m for m in ('pwem', 'pyworkflow', 'tomo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_protocol_form_shows_the_plugin_logo():
+    path = protocols.ProtCryoprocsApplyMask2D.getPluginLogoPath()
+    assert path and os.path.exists(path) and path.endswith("cryoprocs_logo.png")
