@@ -14,12 +14,12 @@ from . import __version__
 #: sub-command name -> module in cryoprocs.commands (one line per command)
 COMMANDS = {
     "mask": "mask",
-    "pick": "pick",
-    "demo": "demo",
-    "movie": "movie",
-    "extract": "extract",
     "noise-fill": "noise_fill",
+    "pick": "pick",
+    "extract": "extract",
     "reconstruct": "reconstruct",
+    "movie": "movie",
+    "demo": "demo",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback
