@@ -24,7 +24,7 @@ COMMANDS = {
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               PermissionError)
+               IsADirectoryError, PermissionError)
 
 
 def build_parser():

@@ -7,8 +7,9 @@ DIR/optimisation_set.star, ready for relion_refine / relion_tomo_reconstruct_par
 
 Paths inside the STAR files are relative to the RELION project directory (--project-dir,
 default: the current directory, as RELION); output paths are written relative to it when
-DIR lies inside it. A re-run skips particles whose stack already exists (use --overwrite to
-redo them).
+DIR lies inside it. A re-run after an interruption skips the stacks already written; stacks
+made from other inputs or settings are replaced only with --overwrite (which redoes every
+stack).
 
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --no-ctf = --no_ctf,
 --no-circle-crop = --no_circle_crop, --float16, --max-dose = --max_dose,
@@ -62,7 +63,8 @@ def add_arguments(p):
                         "it (default: the current directory)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="re-extract particles whose stack already exists")
+                   help="replace stacks made from other inputs or settings, and redo every "
+                        "stack")
 
 
 def run(args):
@@ -79,6 +81,13 @@ def run(args):
     t0 = time.time()
     job = Stack2DJob(args.particles, args.tomograms, args.output_dir, settings,
                      project_dir=args.project_dir)
+    if not args.overwrite:
+        stale = job.stale_tilt_series()
+        if stale:
+            raise FileExistsError(
+                "%s holds stacks of %s made from other inputs or settings (or not by this "
+                "command); pass --overwrite to replace them or choose another output folder"
+                % (job.output_dir, ", ".join(stale)))
     counts = job.run(threads=args.threads, overwrite=args.overwrite)
     if counts["unknown_tomograms"]:
         print("warning: particles of tomograms absent from %s were ignored: %s"

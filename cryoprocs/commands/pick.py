@@ -90,21 +90,27 @@ def add_arguments(p):
 def run(args):
     import os
 
+    from ..convert.paths import check_io
     from ..pipelines import peaks as PP
 
     if args.threshold_mode == "direct" and args.threshold is None:
         raise ValueError("--threshold-mode direct needs --threshold")
     if args.n_particles is not None and args.n_particles < 1:
         raise ValueError("--n-particles must be >= 1; got %d" % args.n_particles)
+    if args.angular_filter:
+        n, deg, r = args.angular_filter
+        if n < 1 or deg < 0 or r <= 0:
+            raise ValueError("--angular-filter N DEG R needs N >= 1, DEG >= 0 and R > 0; got "
+                             "%g %g %g" % (n, deg, r))
     ext = os.path.splitext(args.output)[1].lower()
     if ext not in PP.OUTPUT_FORMATS:
         raise ValueError("--output %s: use a .csv, .star or .em file name" % args.output)
-    if not args.overwrite and os.path.exists(args.output):
-        raise FileExistsError("output %s exists; pass --overwrite to replace it" % args.output)
-    for name in ("scores", "angles", "angle_list", "tomo_mask"):
-        path = getattr(args, name)
-        if path and not os.path.exists(path):
-            raise FileNotFoundError("--%s %s does not exist" % (name.replace("_", "-"), path))
+    if args.diagnostics and os.path.splitext(args.diagnostics)[1].lower() != ".png":
+        raise ValueError("--diagnostics %s: use a .png file name" % args.diagnostics)
+    check_io(inputs=[("--scores", args.scores), ("--angles", args.angles),
+                     ("--angle-list", args.angle_list), ("--tomo-mask", args.tomo_mask)],
+             outputs=[("--output", args.output), ("--diagnostics", args.diagnostics)],
+             overwrite=args.overwrite)
     af = None
     if args.angular_filter:
         n, deg, r = args.angular_filter
@@ -125,14 +131,20 @@ def run(args):
         raise ValueError("RELION 5 coordinates are in Å: the score map header has no voxel "
                          "size; pass --pixel-size")
     tomo_name = args.tomo_name or os.path.splitext(os.path.basename(args.scores))[0]
-    PP.write_picks(args.output, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
-                   pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
-                   overwrite=True)
+    if args.diagnostics:                       # first: a failed plot leaves no picks file
+        PP.plot_diagnostics(args.diagnostics, result, os.path.basename(args.scores))
+    try:
+        PP.write_picks(args.output, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
+                       pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
+                       overwrite=True)
+    except BaseException:
+        if args.diagnostics and os.path.exists(args.diagnostics):
+            os.remove(args.diagnostics)
+        raise
     print(PP.result_summary(result, os.path.basename(args.scores)))
     for m in result.messages:
         print("note: %s" % m)
     if args.diagnostics:
-        PP.plot_diagnostics(args.diagnostics, result, os.path.basename(args.scores))
         print("wrote %s" % args.diagnostics)
     print("wrote %s (%d picks)" % (args.output, result.n_picks))
     return 0

@@ -6,4 +6,5 @@
 * :mod:`.scipion` - Scipion coordinates and orientation matrices (imports pyworkflow lazily).
 * :mod:`.em` - EM files (TOM/STOPGAP volumes and motive lists).
 * :mod:`.motl` - motive lists and particle tables: EM, STOPGAP STAR, RELION 5 particles, CSV.
+* :mod:`.paths` - input/output path checks before a run; file signatures for resuming.
 """

@@ -14,18 +14,20 @@ handed back after each frame, so the resident memory stays near the size of the 
 stacks of one group (bounded by ``max_group_bytes``). Outputs are written under a temporary
 name and renamed; a re-run skips particles whose stack exists (resume).
 """
+import json
 import logging
 import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import mrcfile
 import numpy as np
 
 from ..convert import relion5 as R5
 from ..convert.mrc import atomic_output, write_mrc
+from ..convert.paths import check_io, check_output_dir, file_signature
 from ..convert.mrc import MappedMrc
 from ..kernels import ctf as KC
 from ..kernels import extract as KE
@@ -161,6 +163,9 @@ class Stack2DJob:
         self.output_dir = os.path.abspath(output_dir)
         self.particles_star = os.path.abspath(particles_star)
         self.tomograms_star = os.path.abspath(tomograms_star)
+        inputs = [("particles", particles_star), ("tomograms", tomograms_star)]
+        check_io(inputs=inputs)
+        check_output_dir(output_dir, ("particles.star", "optimisation_set.star"), inputs)
         self.ptable = R5.read_particles(self.particles_star)
         self.tomograms = R5.read_tomograms(self.tomograms_star)
         optics, parts = R5.build_optics(self.ptable.optics, self.ptable.particles,
@@ -172,6 +177,7 @@ class Stack2DJob:
         self.unknown_tomograms = sorted(set(parts["rlnTomoName"]) - known)
         self.plans = {}
         self._plan_lock = threading.Lock()
+        self._prepared = {}
         order = [t for t in self.tomograms["rlnTomoName"] if (parts["rlnTomoName"] == t).any()]
         self.tomogram_order = order
         if not order:
@@ -206,6 +212,66 @@ class Stack2DJob:
             self.plans[tomo_name] = plan
         return plan
 
+    # ------------------------------------------------------------------ resuming
+    def fingerprint(self, tomo_name):
+        """What the stacks of one tilt series depend on: the settings that change their
+        pixels or frames, and the input files (path, size, modification time: particles,
+        tomograms, the tilt-series STAR file and its stacks)."""
+        s = self.settings
+        keys = ("box", "crop", "binning", "do_ctf", "circle_crop", "float16", "max_dose",
+                "apply_offsets", "invert_contrast", "dose_weighting")
+        ts = self.plan(tomo_name).ts
+        files = file_signature([self.particles_star, self.tomograms_star,
+                                R5.resolve(ts.star_file, self.project_dir)]
+                               + [f for f, _ in ts.frames])
+        return json.dumps({"settings": {k: getattr(s, k) for k in keys}, "files": files,
+                           "tomogram": str(tomo_name), "version": 1}, sort_keys=True)
+
+    def fingerprint_file(self, tomo_name):
+        """Written before the first stack of a tilt series: the :meth:`fingerprint` its
+        stacks come from."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(tomo_name))
+        return os.path.join(self.output_dir, ".cryoprocs", "extract_%s.json" % safe)
+
+    def is_stale(self, tomo_name):
+        """True when the output folder holds stacks of this tilt series made from other
+        inputs or settings, or of unknown origin (no fingerprint)."""
+        if not any(f and os.path.exists(f) for f in self.plan(tomo_name).out_files):
+            return False
+        try:
+            with open(self.fingerprint_file(tomo_name)) as fh:
+                old = fh.read()
+        except OSError:
+            old = None
+        return old != self.fingerprint(tomo_name)
+
+    def stale_tilt_series(self):
+        """Tilt series whose stacks in the output folder are stale (:meth:`is_stale`): a
+        re-run re-extracts them. The console command refuses to replace them without
+        ``--overwrite``."""
+        return [n for n in self.tomogram_order if self.is_stale(n)]
+
+    def prepare_tilt_series(self, tomo_name, overwrite=False):
+        """Decide once per tilt series whether existing stacks may be kept (resume) and
+        record the fingerprint before any stack is written. Returns the effective
+        ``overwrite``: True when asked, or when existing stacks are stale."""
+        with self._plan_lock:
+            if tomo_name in self._prepared:
+                return self._prepared[tomo_name]
+        stale = self.is_stale(tomo_name)
+        if stale and not overwrite:
+            logger.info("%s: stacks in %s were made from other inputs or settings; "
+                        "re-extracting them", tomo_name, self.output_dir)
+        path = self.fingerprint_file(tomo_name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_output(path) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write(self.fingerprint(tomo_name))
+        eff = bool(overwrite or stale)
+        with self._plan_lock:
+            self._prepared[tomo_name] = eff
+        return eff
+
     # ------------------------------------------------------------------ extraction
     def run(self, threads=1, overwrite=False, progress=None):
         """Extract every tilt series (``threads`` in parallel) and write the STAR files.
@@ -222,9 +288,11 @@ class Stack2DJob:
                 jobs.append((name, group))
         totals = {"frames": 0, "skipped_existing": 0, "written": 0}
         lock = threading.Lock()
+        redo = {name: self.prepare_tilt_series(name, overwrite)
+                for name in self.tomogram_order}
 
         def work(job):
-            res = self.extract_group(self.plans[job[0]], job[1], overwrite=overwrite)
+            res = self.extract_group(self.plans[job[0]], job[1], overwrite=redo[job[0]])
             with lock:
                 for k in totals:
                     totals[k] += res.get(k, 0)
@@ -251,6 +319,7 @@ class Stack2DJob:
     def extract_tilt_series(self, tomo_name, threads=1, overwrite=False):
         """Extract the particles of one tilt series (one protocol step); returns counts."""
         plan = self.plan(tomo_name)
+        overwrite = self.prepare_tilt_series(tomo_name, overwrite)
         groups = self.groups(plan, max(1, int(threads)))
         out = {"frames": 0, "skipped_existing": 0, "written": 0}
         if len(groups) <= 1 or threads <= 1:
@@ -429,7 +498,7 @@ def _tomogram_mean(mapped):
 
 
 def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size=None,
-                       overwrite=False):
+                       overwrite=False, fingerprint_file=None):
     """Cut sub-volumes from one tomogram.
 
     Parameters
@@ -443,6 +512,11 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     settings : SubvolumeSettings
     voxel_size : float, optional
         tomogram voxel size in Å (default: from the header).
+    overwrite : bool
+        redo existing output files (otherwise they are kept: resume).
+    fingerprint_file : str, optional
+        where the settings and tomogram signature of the outputs are recorded; existing
+        outputs recorded with others (or not recorded) are redone instead of kept.
 
     Returns
     -------
@@ -460,6 +534,20 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     res = {"written": 0, "skipped_existing": 0, "outside": 0, "skipped": 0, "padded": 0,
            "status": []}
+    if fingerprint_file:
+        fp = json.dumps({"settings": asdict(settings), "voxel_size": voxel_size,
+                         "tomogram": file_signature([tomogram_file])}, sort_keys=True)
+        try:
+            with open(fingerprint_file) as fh:
+                same = fh.read() == fp
+        except OSError:
+            same = False
+        if not same:
+            overwrite = True
+            os.makedirs(os.path.dirname(os.path.abspath(fingerprint_file)), exist_ok=True)
+            with atomic_output(fingerprint_file) as tmp:
+                with open(tmp, "w") as fh:
+                    fh.write(fp)
     mean = None
     with MappedMrc(tomogram_file) as mapped:
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]

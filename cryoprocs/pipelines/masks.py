@@ -17,6 +17,7 @@ import numpy as np
 from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_output,
                            mrc_info, partial_path, read_mrc)
 from ..kernels import masks as K
+from ..convert.paths import check_io
 
 __all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "preallocate_stack",
            "finish_stack"]
@@ -254,13 +255,13 @@ def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
     FileExistsError
         ``out_path`` exists and ``overwrite`` is False.
     ValueError
-        ``out_path`` is the input file.
+        ``out_path`` is the input file or the mask file.
+    FileNotFoundError, IsADirectoryError
+        a missing input, a folder given as a file.
     """
+    check_io(inputs=[("input", in_path), ("mask file", recipe.mask_file)],
+             outputs=[("output", out_path)], overwrite=overwrite)
     info = mrc_info(in_path)
-    if os.path.abspath(in_path) == os.path.abspath(out_path):
-        raise ValueError("output %s would overwrite the input" % out_path)
-    if not overwrite and os.path.exists(out_path):
-        raise FileExistsError("output %s exists (use --overwrite to replace it)" % out_path)
     nz, ny, nx = info.shape
     stack = info.is_stack or nz == 1
     item_shape = (ny, nx) if stack else (nz, ny, nx)

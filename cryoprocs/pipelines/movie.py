@@ -239,7 +239,12 @@ def read_tilt_angles(path):
                 try:
                     angles.append(float(line.split()[0]))
                 except ValueError:
-                    raise MovieError("%s line %d: %r is not a tilt angle" % (path, i, line))
+                    shown = line if len(line) <= 40 else line[:40] + "..."
+                    raise MovieError("%s line %d: %r is not a tilt angle (a .tlt file has one "
+                                     "angle in degrees per line)" % (path, i, shown))
+    except UnicodeDecodeError:
+        raise MovieError("%s is not a text file of tilt angles (one angle in degrees per "
+                         "line)" % path)
     except OSError as exc:
         raise MovieError("cannot read tilt angles from %s: %s" % (path, exc))
     if not angles:

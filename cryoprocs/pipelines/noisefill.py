@@ -19,6 +19,7 @@ import numpy as np
 
 from ..convert.mrc import MrcFormatError, partial_path
 from ..convert.mrc import AtomicMrcWriter, MappedMrc
+from ..convert.paths import check_io
 from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
@@ -73,19 +74,18 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
     ------
     FileExistsError
         an output exists and ``overwrite`` is False.
+    FileNotFoundError, IsADirectoryError, ValueError
+        a missing input, a folder given as a file, an output naming an input or another
+        output (see :func:`cryoprocs.convert.paths.check_io`); nothing is written.
     MrcFormatError, NoiseFillError
         unreadable inputs, different dimensions or voxel sizes, bad parameters.
     """
-    outputs = [o for o in (out_path, soft_mask_path, preview_png, report_json) if o]
-    for o in outputs:
-        if os.path.abspath(o) in (os.path.abspath(tomo_path), os.path.abspath(mask_path)):
-            raise ValueError("output %s would overwrite an input" % o)
-        if not overwrite and os.path.exists(o):
-            raise FileExistsError("output %s exists; pass --overwrite to replace it" % o)
-    if len(set(map(os.path.abspath, outputs))) != len(outputs):
-        raise ValueError("output names must differ: %s" % ", ".join(outputs))
+    check_io(inputs=[("tomogram", tomo_path), ("mask", mask_path)],
+             outputs=[("output", out_path), ("soft mask", soft_mask_path),
+                      ("preview", preview_png), ("report", report_json)],
+             overwrite=overwrite)
     params.resolved()                          # parameter errors before any I/O
-    writers = []
+    writers, side, renamed = [], [], []
     with contextlib.ExitStack() as stack:
         tomo = stack.enter_context(MappedMrc(tomo_path, permissive=True))
         mask = stack.enter_context(MappedMrc(mask_path, permissive=True))
@@ -108,19 +108,31 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
             report["voxel_size"] = vs[0]
             report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,
                                "soft_mask": soft_mask_path, "preview": preview_png}
+            side = []                          # (temporary, final) PNG / JSON
             if preview_png and preview:
-                render_preview(preview, preview_png, title=os.path.basename(tomo_path))
+                side.append((render_preview(preview, partial_path(preview_png),
+                                            title=os.path.basename(tomo_path)), preview_png))
             if report_json:
                 tmp = partial_path(report_json)
                 with open(tmp, "w") as fh:
                     json.dump(_jsonable(report), fh, indent=1)
-                os.replace(tmp, report_json)
+                side.append((tmp, report_json))
             if wwriter:
                 wwriter.commit()
+                renamed.append(soft_mask_path)
+            for tmp, final in side:
+                os.replace(tmp, final)
+                renamed.append(final)
             writer.commit()                    # last: its existence means "done"
         except BaseException:
             for w in writers:
                 w.abort()
+            for tmp, final in side:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
+            for final in renamed:              # outputs of this failed run
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(final)
             raise
     return report
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
+from ..convert.paths import check_io, check_output_dir, file_signature
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
@@ -205,6 +206,9 @@ class ReconstructJob:
         self.work_dir = os.path.abspath(work_dir or os.path.join(self.output_dir, "partial"))
         self.particles_star = os.path.abspath(particles_star)
         self.tomograms_star = os.path.abspath(tomograms_star)
+        inputs = [("particles", particles_star), ("tomograms", tomograms_star)]
+        check_io(inputs=inputs)
+        check_output_dir(output_dir, OUTPUT_NAMES, inputs)
         self.ptable = R5.read_particles(self.particles_star)
         self.tomograms = R5.read_tomograms(self.tomograms_star)
         optics, parts = R5.build_optics(self.ptable.optics, self.ptable.particles,
@@ -263,16 +267,49 @@ class ReconstructJob:
 
     def fingerprint(self, tomo_name):
         """What a tilt series' partial sums depend on: the settings that act before the
-        finalisation, the input files (path, size, modification time) and the tilt series."""
+        finalisation, the input files (path, size, modification time: particles, tomograms,
+        the tilt-series STAR file and its stacks) and the tilt series."""
         s = self.settings
         keys = ("box", "binning", "do_ctf", "circle_crop", "max_dose", "cutoff_fraction",
                 "apply_offsets", "invert_contrast")
-        files = []
-        for f in (self.particles_star, self.tomograms_star):
-            st = os.stat(f)
-            files.append([f, st.st_size, st.st_mtime_ns])
+        ts = self.plan(tomo_name).ts
+        files = file_signature([self.particles_star, self.tomograms_star,
+                                R5.resolve(ts.star_file, self.project_dir)]
+                               + [f for f, _ in ts.frames])
         return json.dumps({"settings": {k: getattr(s, k) for k in keys}, "files": files,
-                           "tomogram": str(tomo_name), "version": 1}, sort_keys=True)
+                           "tomogram": str(tomo_name), "version": 2}, sort_keys=True)
+
+    def run_fingerprint(self):
+        """What the final maps depend on: every tilt series' :meth:`fingerprint` and all
+        the settings (recorded in ``reconstruction.json``)."""
+        return json.dumps({"tilt_series": [self.fingerprint(t) for t in self.tomogram_order],
+                           "settings": asdict(self.settings), "half_sets": self.has_halves},
+                          sort_keys=True)
+
+    @property
+    def outputs_fingerprint_file(self):
+        """Written before the first map: the :meth:`run_fingerprint` the maps in the output
+        folder come from (so a run killed while writing them resumes without --overwrite)."""
+        return os.path.join(self.work_dir, "outputs.fingerprint")
+
+    def existing_outputs_conflict(self):
+        """A message when the output folder holds maps made from other inputs or settings
+        (None when it holds none, or this run's own).
+
+        The console command refuses to replace such maps without ``--overwrite``."""
+        present = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(self.output_dir, n))]
+        if not present:
+            return None
+        try:
+            with open(self.outputs_fingerprint_file) as fh:
+                old = fh.read()
+        except OSError:
+            old = None
+        if old == self.run_fingerprint():
+            return None
+        return ("%s holds %s from a reconstruction with other inputs or settings; pass "
+                "--overwrite to replace them or choose another output folder"
+                % (self.output_dir, ", ".join(present)))
 
     # ------------------------------------------------------------------ accumulation
     def accumulate_tilt_series(self, tomo_name, threads=1, overwrite=False, save=True):
@@ -405,6 +442,10 @@ class ReconstructJob:
         """
         s = self.settings
         os.makedirs(self.output_dir, exist_ok=True)
+        os.makedirs(self.work_dir, exist_ok=True)
+        with atomic_output(self.outputs_fingerprint_file) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write(self.run_fingerprint())
         data = sums.data.copy()
         weight = sums.weight.copy()
         R = KS.point_group_matrices(s.symmetry)
@@ -472,6 +513,11 @@ def _angles(df, columns, n):
     if all(c in df.columns for c in columns):
         return relion_euler_matrix(*(df[c].to_numpy(dtype=np.float64) for c in columns))
     return np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+
+
+#: files a reconstruction writes into its output folder (besides the optional intermediates)
+OUTPUT_NAMES = ("merged.mrc", "half1.mrc", "half2.mrc", "fsc.star", "fsc.png",
+                "reconstruction.json")
 
 
 def _safe(name):

@@ -2,11 +2,17 @@
 import contextlib
 import logging
 import os
+import threading
 
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol import STEPS_PARALLEL
 
 logger = logging.getLogger(__name__)
+
+#: thread limits are process-wide (BLAS/OpenMP pools, OpenCV) while the steps of a run are
+#: threads of one process: the first step to enter sets them, the last to leave restores them
+_LIMITS_LOCK = threading.Lock()
+_LIMITS = {"depth": 0, "restore": []}
 
 
 class ProtCryoprocsBase(EMProtocol):
@@ -31,15 +37,35 @@ class ProtCryoprocsBase(EMProtocol):
         return max(1, total // concurrent)
 
     @contextlib.contextmanager
-    def _threadLimits(self, threads):
-        """Limit BLAS/OpenMP pools of numpy/scipy to ``threads`` inside a step."""
+    def _threadLimits(self, threads, opencv=False):
+        """Limit the BLAS/OpenMP pools of numpy/scipy (and OpenCV's pool with ``opencv``) to
+        ``threads`` while a step runs.
+
+        The pools are process-wide and concurrent steps are threads of one process: the
+        limits are set by the first step that enters and restored when the last one leaves
+        (all steps of a run ask for the same number, :meth:`_kernelThreads`).
+        """
+        with _LIMITS_LOCK:
+            if _LIMITS["depth"] == 0:
+                from threadpoolctl import threadpool_limits
+                ctl = threadpool_limits(limits=int(threads))
+                _LIMITS["restore"] = [ctl.restore_original_limits]
+            if opencv and not _LIMITS.get("opencv"):
+                import cv2
+                previous = cv2.getNumThreads()
+                cv2.setNumThreads(int(threads))
+                _LIMITS["opencv"] = True
+                _LIMITS["restore"].append(lambda: cv2.setNumThreads(previous))
+            _LIMITS["depth"] += 1
         try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:          # pragma: no cover - threadpoolctl is a dependency
             yield
-            return
-        with threadpool_limits(limits=int(threads)):
-            yield
+        finally:
+            with _LIMITS_LOCK:
+                _LIMITS["depth"] -= 1
+                if _LIMITS["depth"] == 0:
+                    for restore in reversed(_LIMITS["restore"]):
+                        restore()
+                    _LIMITS.update(restore=[], opencv=False)
 
     # ---------------------------------------------------------------- steps
     def _insertItemSteps(self, func, argsList, prerequisites=()):

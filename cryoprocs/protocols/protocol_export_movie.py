@@ -299,8 +299,6 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         self._insertItemSteps(self.exportMovieStep, names)
 
     def exportMovieStep(self, name, nItems):
-        import cv2
-
         item = next(it for it in self._items() if it['name'] == name)
         out, infoFile = self._moviePath(name), self._infoPath(name)
         if os.path.exists(out) and os.path.exists(infoFile):
@@ -308,12 +306,16 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             self._updatePreview()
             return
         os.makedirs(os.path.dirname(infoFile), exist_ok=True)
+        # the frames are prepared (OpenCV) while ffmpeg encodes: the step's threads are
+        # shared between the two
         threads = self._kernelThreads(nItems)
-        cv2.setNumThreads(threads)
+        cvThreads = max(1, threads // 2)
         settings = self._settings(item)
         source = self._source(item, settings.axis)
         try:
-            info = P.export_movie(source, out, settings, threads=threads)
+            with self._threadLimits(cvThreads, opencv=True):
+                info = P.export_movie(source, out, settings,
+                                      threads=max(1, threads - cvThreads))
         finally:
             source.close()
         info['name'] = name

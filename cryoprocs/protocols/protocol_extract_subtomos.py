@@ -323,7 +323,9 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         files = [self._subvolumeFile(tsId, c[0]) for c in coords]
         with self._threadLimits(self._kernelThreads(nSteps)):
             res = extract_subvolumes(data["tomogram"], [c[1:] for c in coords], files, settings,
-                                     voxel_size=data["sampling"])
+                                     voxel_size=data["sampling"],
+                                     fingerprint_file=self._extra("Subtomograms", tsId,
+                                                                  ".fingerprint.json"))
         status = {str(c[0]): s for c, s in zip(coords, res["status"])}
         out = self._extra("status_%s.json" % tsId)
         with open(out + ".part", "w") as fh:

@@ -92,6 +92,60 @@ def test_cli_project_dir_and_resume(tmp_path, capsys):
     assert len(before) == victim.stat().st_size
 
 
+def test_cli_other_settings_never_reuse_stacks(tmp_path, capsys):
+    """Stacks of a run with other settings (c1, with CTF) in the output folder are not taken
+    for this run's (c3, no CTF): without --overwrite the run stops with one line and changes
+    nothing; with --overwrite every stack is redone and equals RELION's c3 stacks. Stacks of
+    unknown origin (no fingerprint) count as other settings."""
+    base = REF.pack_dir()
+    out = tmp_path / "out"
+    inputs = dict(project=base, particles=os.path.join(base, "particles.star"),
+                  tomograms=os.path.join(base, "tomograms.star"))
+    c1, c3 = REF.cases()["c1"], REF.cases()["c3"]
+    assert main(_argv(c1, out, **inputs)) == 0
+    victim = out / "Subtomograms" / "TS_01" / "3_stack2d.mrcs"
+    before = victim.read_bytes()
+    capsys.readouterr()
+    assert main(_argv(c3, out, **inputs)) == 2
+    err = capsys.readouterr().err
+    assert "TS_01" in err and "other inputs or settings" in err and "--overwrite" in err
+    assert victim.read_bytes() == before
+    assert main(_argv(c3, out, **inputs) + ["--overwrite"]) == 0
+    res = REF.compare_stacks(out, c3)
+    assert res["worst_units"] <= 16
+    REF.compare_star(out / "particles.star", c3)
+    # a re-run with the same settings resumes (nothing redone) ...
+    capsys.readouterr()
+    assert main(_argv(c3, out, **inputs)) == 0
+    assert "0 frames written, 13 stacks already present" in capsys.readouterr().out
+    # ... but stacks without a fingerprint are not trusted
+    for f in (out / ".cryoprocs").iterdir():
+        f.unlink()
+    assert main(_argv(c3, out, **inputs)) == 2
+
+
+def test_cli_output_dir_never_replaces_inputs(tmp_path, capsys):
+    """--output-dir the project folder itself would write particles.star over the input:
+    refused before anything is read or written. A folder given as --particles and a file
+    given as --output-dir: one-line errors."""
+    proj = _link_project(tmp_path)
+    case = REF.cases()["c1"]
+    argv = _argv(case, proj, project=proj, particles=str(proj / "particles.star"),
+                 tomograms=str(proj / "tomograms.star"))
+    listing = sorted(os.listdir(proj))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would replace the input particles" in err
+    assert sorted(os.listdir(proj)) == listing
+    assert main(_argv(case, tmp_path / "o", project=proj, particles=str(proj),
+                      tomograms=str(proj / "tomograms.star"))) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(_argv(case, proj / "tomograms.star" / "x", project=proj,
+                      particles=str(proj / "particles.star"),
+                      tomograms=str(proj / "tomograms.star"))) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     base = REF.pack_dir()
     rc = main(["extract", "--particles", os.path.join(base, "particles.star"),

@@ -126,6 +126,41 @@ def test_failure_leaves_no_partial_file(files, monkeypatch):
     assert set(os.listdir(os.path.dirname(out))) == {"tomo.mrc", "mask.mrc"}
 
 
+def test_failed_commit_leaves_no_preview_or_report(files, monkeypatch):
+    """Soft mask, preview and report get their final names just before the tomogram, and
+    are removed again when the tomogram cannot be committed: a failed run leaves none of them
+    (and no temporary file)."""
+    tomo, mask, t, m, out = files
+    real_commit = AtomicMrcWriter.commit
+
+    def commit(self):
+        if self.final_path == out:
+            self.abort()
+            raise FileExistsError("output %s appeared while writing; not replaced" % out)
+        return real_commit(self)
+
+    monkeypatch.setattr(AtomicMrcWriter, "commit", commit)
+    assert _run("--input-tomo", t, "--input-mask", m, "--output-tomo", out, "--soft-mask-out",
+                out + ".w.mrc", "--preview", out + ".png", "--report", out + ".json",
+                "--expand-pixels", 1) == 2
+    assert set(os.listdir(os.path.dirname(out))) == {"tomo.mrc", "mask.mrc"}
+
+
+def test_output_folder_or_link_to_input_is_refused(files, tmp_path, capsys):
+    """A folder as input, or an output that is a link to the tomogram: one line, nothing
+    written, the input untouched."""
+    tomo, mask, t, m, out = files
+    assert _run("--input-tomo", str(tmp_path), "--input-mask", m, "--output-tomo", out) == 2
+    assert "is a folder" in capsys.readouterr().err
+    link = str(tmp_path / "link.mrc")
+    os.symlink(t, link)
+    assert _run("--input-tomo", t, "--input-mask", m, "--output-tomo", link,
+                "--overwrite") == 2
+    assert "is the input tomogram" in capsys.readouterr().err
+    np.testing.assert_array_equal(mrcfile.read(t), tomo)
+    assert not os.path.exists(out)
+
+
 def test_mismatched_mask_is_refused_before_writing(files, tmp_path, capsys):
     tomo, mask, t, m, out = files
     small = str(tmp_path / "small.mrc")

@@ -91,3 +91,50 @@ def test_errors_are_one_line(tmp_path, capsys):
     open(out, "w").write("x")
     assert cli.main(_args(out)) == 2                      # exists, no --overwrite
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("case", ["output-is-input", "same-outputs", "diagnostics-exists",
+                                  "folder-input", "bad-filter", "diagnostics-not-png"])
+def test_paths_are_checked_before_picking(tmp_path, capsys, case):
+    """Outputs never replace inputs or each other, every output obeys --overwrite, a folder
+    as input or a bad option value is one line (exit status 2): nothing is written."""
+    out = str(tmp_path / "p.csv")
+    png = str(tmp_path / "d.png")
+    if case == "output-is-input":                 # a link to the angle list as --output
+        out = str(tmp_path / "link.csv")
+        os.symlink(_syn("angles.csv"), out)
+        argv, needle = _args(out, "--overwrite"), "is the input --angle-list"
+    elif case == "same-outputs":                  # a link to the picks file as --diagnostics
+        open(out, "w").write("old")
+        os.symlink(out, png)
+        argv, needle = _args(out, "--diagnostics", png, "--overwrite"), "are the same file"
+    elif case == "diagnostics-exists":
+        open(png, "w").write("old")
+        argv, needle = _args(out, "--diagnostics", png), "--diagnostics %s exists" % png
+    elif case == "folder-input":
+        argv = _args(out)
+        argv[argv.index("--scores") + 1] = str(tmp_path)
+        needle = "is a folder"
+    elif case == "bad-filter":
+        argv, needle = _args(out, "--angular-filter", "3", "20", "-2"), "--angular-filter"
+    else:
+        argv, needle = _args(out, "--diagnostics", str(tmp_path / "d.pdf")), ".png"
+    listing = {f: os.path.getsize(tmp_path / f) for f in os.listdir(tmp_path)}
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+    assert {f: os.path.getsize(tmp_path / f) for f in os.listdir(tmp_path)} == listing
+
+
+def test_failed_diagnostics_leave_no_picks(tmp_path, monkeypatch, capsys):
+    """The plot is written before the picks: when it fails there is no picks file either."""
+    from cryoprocs.pipelines import peaks as PP
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(PP, "plot_diagnostics", boom)
+    out = str(tmp_path / "p.csv")
+    with pytest.raises(OSError):
+        cli.main(_args(out, "--diagnostics", str(tmp_path / "d.png")))
+    assert os.listdir(tmp_path) == []

@@ -3,6 +3,7 @@ both half maps against RELION 5.0.1's relion_tomo_reconstruct_particle, headers,
 intermediate volumes, the FSC files, resume, backends, symmetry and errors."""
 import json
 import os
+import shutil
 
 import mrcfile
 import numpy as np
@@ -117,6 +118,7 @@ def test_cli_resume_and_backends(tmp_path, capsys):
             assert np.abs(a.data - b.data).max() <= 2e-7 * np.abs(a.data).max()
     if BP.numba_available():
         assert main(argv2[:-1] + ["numba", "--overwrite"]) == 0
+        compare_maps(out2)                      # the compiled backend: RELION's maps too
 
 
 def test_cli_without_half_sets_matches_relion_merged(tmp_path, monkeypatch, capsys):
@@ -186,15 +188,82 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_cli_stale_partial_sums_are_redone(tmp_path, capsys):
-    """Partial sums made with other settings (here another box) are not reused."""
+    """Maps made with other settings (here another box) are replaced only with --overwrite;
+    partial sums made with other settings are never reused (a run interrupted before its maps
+    were written, then run again with a new box, gives RELION's maps of that box)."""
     base = REF.pack_dir()
     out = tmp_path / "out"
     common = ["reconstruct", "--particles", os.path.join(base, "particles.star"),
               "--tomograms", os.path.join(base, "tomograms.star"), "--project-dir", base,
               "--bin", "2", "--output-dir", str(out)]
     assert main(common + ["--box-size", "24"]) == 0
+    before = (out / "merged.mrc").read_bytes()
+    capsys.readouterr()
+    assert main(common + ["--box-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "other inputs or settings" in err and "--overwrite" in err
+    assert (out / "merged.mrc").read_bytes() == before                 # untouched
+    assert main(common + ["--box-size", "32", "--overwrite"]) == 0
+    compare_maps(out)
+    # stale partial sums alone (the maps of a killed run are not there yet) are redone
+    assert main(common + ["--box-size", "24", "--overwrite"]) == 0
+    for n in ("merged.mrc", "half1.mrc", "half2.mrc", "fsc.star", "fsc.png",
+              "reconstruction.json"):
+        (out / n).unlink()
     assert main(common + ["--box-size", "32"]) == 0
     compare_maps(out)
+
+
+def test_cli_partial_sums_follow_the_tilt_series_files(tmp_path, capsys):
+    """A tilt-series STAR file changed after a run (a later modification time) invalidates
+    the partial sums of that tilt series: a re-run recomputes them instead of reusing them,
+    and the maps of the old inputs are replaced only with --overwrite."""
+    base = REF.pack_dir()
+    proj = tmp_path / "project"
+    (proj / "tiltseries").mkdir(parents=True)
+    for name in ("tomograms.star", "particles.star"):
+        os.symlink(os.path.join(base, name), proj / name)
+    os.symlink(os.path.join(base, "tiltseries", "TS_01.mrcs"), proj / "tiltseries" / "TS_01.mrcs")
+    star = proj / "tiltseries" / "TS_01.star"
+    shutil.copyfile(os.path.join(base, "tiltseries", "TS_01.star"), star)
+    argv = ["reconstruct", "--particles", str(proj / "particles.star"), "--tomograms",
+            str(proj / "tomograms.star"), "--project-dir", str(proj), "--box-size", "32",
+            "--bin", "2", "--output-dir", str(proj / "out")]
+    assert main(argv) == 0
+    partial = proj / "out" / "partial" / "TS_01.npz"
+    mtime = partial.stat().st_mtime_ns
+    assert main(argv) == 0
+    assert partial.stat().st_mtime_ns == mtime                       # same inputs: reused
+    st = star.stat()
+    os.utime(star, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    capsys.readouterr()
+    assert main(argv) == 2                       # maps of other inputs: not replaced silently
+    assert "other inputs or settings" in capsys.readouterr().err
+    assert partial.stat().st_mtime_ns == mtime
+    for n in ("merged.mrc", "half1.mrc", "half2.mrc", "fsc.star", "fsc.png",
+              "reconstruction.json"):
+        (proj / "out" / n).unlink()             # as if killed before the maps
+    assert main(argv) == 0
+    assert partial.stat().st_mtime_ns != mtime                       # changed: redone
+    compare_maps(proj / "out")
+
+
+def test_cli_output_dir_never_replaces_inputs(tmp_path, capsys):
+    """An output folder whose outputs would replace an input, a folder given as the particle
+    file: one-line errors (exit status 2), nothing written."""
+    base = REF.pack_dir()
+    proj = tmp_path / "p"
+    proj.mkdir()
+    shutil.copy(os.path.join(base, "particles.star"), proj / "reconstruction.json")
+    argv = ["reconstruct", "--particles", str(proj / "reconstruction.json"),
+            "--tomograms", os.path.join(base, "tomograms.star"), "--project-dir", base,
+            "--box-size", "32", "--bin", "2", "--output-dir", str(proj)]
+    assert main(argv) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    argv[2] = str(proj)
+    assert main(argv) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert sorted(os.listdir(proj)) == ["reconstruction.json"]
 
 
 def test_reconstruction_visibility_radius_is_box_over_two():

@@ -68,6 +68,73 @@ def test_demo_mask_outputs_are_right(demo_run):
     assert abs(noise[:, ~m].mean() - boxes[:, ~m].mean()) < 0.05 * boxes[:, ~m].std()
 
 
+def _runs(work, pattern):
+    return sorted(glob.glob(os.path.join(work, "projects", "cryoprocs_demo", "Runs", pattern)))
+
+
+def test_demo_noise_fill_keeps_the_vlps_and_matches_the_background(demo_run):
+    """Where the soft mask is 1 the output is the tomogram, bit for bit, and the expanded mask
+    holds every voxel of the input VLP mask; where it is 0 the tomogram is replaced by noise
+    with the mean and std of the tomogram's own background there."""
+    _, work, _ = demo_run
+    extra = os.path.join(_runs(work, "*NoiseFill")[0], "extra")
+    tomo = mrcfile.read(os.path.join(work, "inputs", "tomograms", "hiv_ts01.mrc"))
+    vlps = mrcfile.read(os.path.join(work, "inputs", "vlp_masks", "hiv_ts01.mrc")) > 0.5
+    out = mrcfile.read(os.path.join(extra, "hiv_ts01_noisefilled.mrc"))
+    w = mrcfile.read(os.path.join(extra, "hiv_ts01_softmask.mrc"))
+    assert out.shape == tomo.shape and out.dtype == np.float32
+    assert np.all(w[vlps] == 1)
+    np.testing.assert_array_equal(out[w == 1], tomo[w == 1])
+    bg, filled = tomo[w == 0].astype(np.float64), out[w == 0].astype(np.float64)
+    assert (w == 0).sum() > 0.5 * w.size and not np.array_equal(filled, bg)
+    assert abs(filled.std() / bg.std() - 1) < 0.02
+    assert abs(filled.mean() - bg.mean()) < 0.02 * bg.std()
+
+
+def test_demo_peaks_and_3d_extraction_numbers(demo_run):
+    """The picks find all 9 VLP centres; every 3D sub-volume is the tomogram box at its real
+    particle position, normalised to background mean 0 / std 1 (box 16, sphere r = 8)."""
+    from cryoprocs.kernels import extract as KE
+    res, work, _ = demo_run
+    assert "9 of the 9 VLP centres" in res.stdout
+    tomo = mrcfile.read(os.path.join(work, "inputs", "tomograms", "hiv_ts01.mrc"))
+    pos = np.loadtxt(os.path.join(work, "inputs", "coordinates", "hiv_ts01.txt"))
+    folder = os.path.join(_runs(work, "*ExtractSubtomos")[0], "extra", "Subtomograms",
+                          "hiv_ts01")
+    z, y, x = np.mgrid[:16, :16, :16]
+    bg = (x - 8) ** 2 + (y - 8) ** 2 + (z - 8) ** 2 > 64
+    checked = 0
+    for k in range(0, len(pos), 37):
+        path = os.path.join(folder, "hiv_ts01_%06d.mrc" % (k + 1))
+        sub, inside = KE.subvolume(tomo, pos[k], 16)
+        assert os.path.exists(path) == inside
+        if inside:
+            exp = (sub - sub[bg].mean()) / sub[bg].std()
+            np.testing.assert_allclose(mrcfile.read(path), exp, rtol=0, atol=1e-5)
+            checked += 1
+    assert checked >= 15
+
+
+def test_demo_reconstruction_and_movies_numbers(demo_run):
+    """The half maps of the real particles agree at low resolution (FSC > 0.9 over the first
+    shells); the MJPG AVI holds mrc2movie's 200 forward-backward frames of the tomogram (PSNR
+    > 30 dB after JPEG), padded to an even 136 x 136."""
+    import json as _json
+    from cryoprocs.tests.movie_helpers import decode, fb_order, mrc2movie_frames, psnr
+    _, work, _ = demo_run
+    rec = _json.load(open(os.path.join(_runs(work, "*Reconstruct*")[0], "extra",
+                                       "reconstruction.json")))
+    assert rec["used"] > 2500 and rec["used"] + rec["skipped"] == rec["particles"]
+    assert min(rec["fsc"][1:5]) > 0.9
+    avi = glob.glob(os.path.join(work, "projects", "cryoprocs_demo", "Runs", "*",
+                                 "extra", "hiv_ts01.avi"))[0]
+    frames, meta = decode(avi)
+    tomo = mrcfile.read(os.path.join(work, "inputs", "tomograms", "hiv_ts01.mrc"))
+    ref = mrc2movie_frames(tomo)[fb_order(tomo.shape[0])]
+    assert frames.shape == (200, 136, 136) and meta["fps"] == 30.0
+    assert min(psnr(frames[i, :135, :135], ref[i]) for i in range(0, 200, 9)) > 30
+
+
 def test_demo_without_network_says_so(tmp_path):
     env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
                PIP_RETRIES="0", PIP_TIMEOUT="2", CRYOPROCS_CACHE=str(tmp_path / "cache"))

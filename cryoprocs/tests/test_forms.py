@@ -185,3 +185,36 @@ def test_console_command_and_kernels_do_not_load_scipion():
 def test_protocol_form_shows_the_plugin_logo():
     path = protocols.ProtCryoprocsApplyMask2D.getPluginLogoPath()
     assert path and os.path.exists(path) and path.endswith("cryoprocs_logo.png")
+
+
+def test_thread_limits_are_restored_by_the_last_concurrent_step():
+    """Concurrent steps share process-wide pools: the limits hold until the last step leaves,
+    then the original BLAS and OpenCV thread counts come back."""
+    import threading
+
+    import cv2
+    from threadpoolctl import threadpool_info
+    from cryoprocs.protocols.protocol_base import ProtCryoprocsBase
+
+    def blas():
+        return [p["num_threads"] for p in threadpool_info()]
+
+    cv_before, blas_before = cv2.getNumThreads(), blas()
+    proto = ProtCryoprocsBase.__new__(ProtCryoprocsBase)
+    inside, leave_first = threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with proto._threadLimits(1, opencv=True):
+            inside.set()
+            leave_first.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(10)
+    with proto._threadLimits(1, opencv=True):
+        leave_first.set()
+        t.join(10)                       # the first step has left; this one still runs
+        seen["cv"], seen["blas"] = cv2.getNumThreads(), blas()
+    assert seen["cv"] == 1 and all(n == 1 for n in seen["blas"])
+    assert cv2.getNumThreads() == cv_before and blas() == blas_before

@@ -218,3 +218,31 @@ def test_subvolume_equals_direct_slicing_and_padding():
     assert np.array_equal(sub[:, :, 0], vol[6:14, 16:24, 0])
     with pytest.raises(KE.ExtractionError):
         KE.subvolume(vol, (1, 20, 10), 8, pad=None)
+
+
+def test_extract_subvolumes_resumes_only_with_the_same_settings(tmp_path):
+    """extract_subvolumes cuts exact boxes; a re-run keeps finished files, but files recorded
+    with other settings (here no inversion, then inversion) are redone, never reused."""
+    import mrcfile
+    from cryoprocs.convert.mrc import write_mrc
+    from cryoprocs.pipelines.extract import SubvolumeSettings, extract_subvolumes
+    rng = np.random.default_rng(3)
+    tomo = rng.normal(size=(20, 24, 28)).astype(np.float32)
+    write_mrc(str(tmp_path / "t.mrc"), tomo, voxel_size=5.0)
+    pos = [(10, 12, 9), (14, 8, 11)]
+    files = [str(tmp_path / "s" / ("%d.mrc" % k)) for k in range(2)]
+    fp = str(tmp_path / "s" / ".fingerprint.json")
+    settings = SubvolumeSettings(box=6)
+    res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files, settings,
+                             fingerprint_file=fp)
+    assert res["written"] == 2
+    with mrcfile.open(files[0]) as m:
+        assert np.array_equal(m.data, tomo[6:12, 9:15, 7:13])
+    res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files, settings,
+                             fingerprint_file=fp)
+    assert res["skipped_existing"] == 2 and res["written"] == 0
+    res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files,
+                             SubvolumeSettings(box=6, invert_contrast=True), fingerprint_file=fp)
+    assert res["written"] == 2
+    with mrcfile.open(files[1]) as m:
+        assert np.array_equal(m.data, -tomo[8:14, 5:11, 11:17])

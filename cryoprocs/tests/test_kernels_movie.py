@@ -218,3 +218,20 @@ def test_montage_places_tiles_and_captions():
     assert (cap[:40] == 100).all() and cap[40:].max() > 100
     with pytest.raises(K.MovieError):
         K.montage([])
+
+
+def test_tilt_angle_file_errors_are_short(tmp_path):
+    """A .tlt file with a bad line or binary content: one short message naming the file."""
+    from cryoprocs.pipelines.movie import MovieError, read_tilt_angles
+    good = tmp_path / "a.tlt"
+    good.write_text("-60\n# comment\n\n0.5 extra\n60\n")
+    assert read_tilt_angles(str(good)) == [-60.0, 0.5, 60.0]
+    bad = tmp_path / "b.tlt"
+    bad.write_text("1\n" + "x" * 5000 + "\n")
+    with pytest.raises(MovieError) as e:
+        read_tilt_angles(str(bad))
+    assert "line 2" in str(e.value) and len(str(e.value)) < 200 + len(str(bad))
+    binary = tmp_path / "c.tlt"
+    binary.write_bytes(bytes(range(128, 256)) * 10)
+    with pytest.raises(MovieError, match="not a text file"):
+        read_tilt_angles(str(binary))

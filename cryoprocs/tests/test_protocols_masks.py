@@ -111,12 +111,23 @@ class TestApplyMaskProtocols(BaseTest):
         out = getattr(prot, C.OUTPUT_VOLUMES)
         self.assertSetSize(out, 2)
         ref = mrcfile.read(os.path.join(base, case["output_file"]))
+        import glob
+        from cryoprocs.kernels import masks as KM
+        inputs = {}
+        for f in glob.glob(os.path.join(os.path.dirname(os.path.join(base, case["input"])),
+                                        "in3d_emd3883*.mrc")):
+            vol = mrcfile.read(f)
+            inputs[vol.shape] = vol
         shapes = set()
         for v in out.iterItems():
             data = _read_output(prot, v.getFileName())
             shapes.add(data.shape)
             if data.shape == ref.shape:
                 self._assertXmipp(data, ref)
+            else:          # the odd, non-cubic crop: the same cylinder on its own grid
+                mask = KM.make_mask(data.shape, "cylinder", radius=12, height=20)
+                np.testing.assert_array_equal(data[mask], inputs[data.shape][mask])
+                self.assertTrue(np.all(data[~mask] == 0))
             # cylinder, radius 12, height 20 -> 21 slices kept along z
             kept = np.flatnonzero(np.abs(data).sum(axis=(1, 2)) > 0)
             self.assertLessEqual(len(kept), 21)
