@@ -7,9 +7,9 @@ DIR/optimisation_set.star, ready for relion_refine / relion_tomo_reconstruct_par
 
 Paths inside the STAR files are relative to the RELION project directory (--project-dir,
 default: the current directory, as RELION); output paths are written relative to it when
-DIR lies inside it. A re-run after an interruption skips the stacks already written; stacks
-made from other inputs or settings are replaced only with --overwrite (which redoes every
-stack).
+DIR lies inside it. A re-run after an interruption skips the stacks already written (they
+are those of the same inputs and settings); stacks made from other inputs or settings are
+replaced only with --overwrite.
 
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --no-ctf = --no_ctf,
 --no-circle-crop = --no_circle_crop, --float16, --max-dose = --max_dose,
@@ -63,8 +63,8 @@ def add_arguments(p):
                         "it (default: the current directory)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace stacks made from other inputs or settings, and redo every "
-                        "stack")
+                   help="replace stacks made from other inputs or settings (stacks of the "
+                        "same inputs and settings are always kept)")
 
 
 def run(args):
@@ -88,7 +88,9 @@ def run(args):
                 "%s holds stacks of %s made from other inputs or settings (or not by this "
                 "command); pass --overwrite to replace them or choose another output folder"
                 % (job.output_dir, ", ".join(stale)))
-    counts = job.run(threads=args.threads, overwrite=args.overwrite)
+    # stacks of this run's inputs and settings are always kept (a resume); --overwrite only
+    # permits replacing the others, which the job then deletes and redoes
+    counts = job.run(threads=args.threads)
     if counts["unknown_tomograms"]:
         print("warning: particles of tomograms absent from %s were ignored: %s"
               % (args.tomograms, ", ".join(counts["unknown_tomograms"])))

@@ -11,8 +11,9 @@ DIR/half2.mrc (voxel size = tilt-series pixel size x binning), DIR/fsc.star and 
 (FSC between the half maps, resolution at 0.143) and DIR/reconstruction.json.
 
 The per-tilt-series partial sums are kept in DIR/partial/: a re-run after an interruption
-skips the finished tilt series. Maps already in DIR that were made from other inputs or
-settings are replaced only with --overwrite (which also redoes every tilt series).
+skips the finished tilt series, and a change of a final-stage setting (--sym, --snr, --taper,
+--crop-size) only redoes the final stage. Maps already in DIR that were made from other inputs
+or settings are replaced only with --overwrite.
 
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --sym, --snr = --SNR,
 --no-ctf = --no_ctf, --no-circle-crop = --no_circle_crop, --taper, --cutoff-fraction =
@@ -68,8 +69,8 @@ def add_arguments(p):
                         "it (default: the current directory)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace maps made from other inputs or settings, and redo every tilt "
-                        "series (even those with partial sums in DIR/partial)")
+                   help="replace maps made from other inputs or settings (partial sums of "
+                        "unchanged tilt series are still reused)")
     p.add_argument("--write-intermediates", action="store_true",
                    help="also write data_*.mrc, weight_*.mrc (and *_full.mrc when cropping) "
                         "as RELION does")
@@ -96,7 +97,9 @@ def run(args):
         conflict = job.existing_outputs_conflict()
         if conflict:
             raise FileExistsError(conflict)
-    res = job.run(threads=args.threads, overwrite=args.overwrite,
+    # partial sums of unchanged tilt series are always reused; --overwrite only permits
+    # replacing maps made from other inputs or settings
+    res = job.run(threads=args.threads,
                   write_intermediates=args.write_intermediates)
     if res["unknown_tomograms"]:
         print("warning: particles of tomograms absent from %s were ignored: %s"

@@ -22,7 +22,8 @@ def check_io(inputs=(), outputs=(), overwrite=False):
     Parameters
     ----------
     inputs : iterable of (label, path)
-        files that must exist and be regular files; ``path`` None is skipped.
+        files that must exist and be regular files; ``path`` None is skipped; an image
+        location's ``n@`` index and ``:mrc``/``:mrcs`` hint are ignored.
     outputs : iterable of (label, path)
         files to be written; ``path`` None is skipped.
     overwrite : bool
@@ -41,7 +42,9 @@ def check_io(inputs=(), outputs=(), overwrite=False):
     FileExistsError
         an output exists and ``overwrite`` is False.
     """
-    ins = [(lab, p) for lab, p in inputs if p]
+    from .mrc import parse_location
+    # image locations may carry an index ("3@stack.mrcs") or a format hint ("tomo.mrc:mrc")
+    ins = [(lab, parse_location(str(p))[1]) for lab, p in inputs if p]
     outs = [(lab, p) for lab, p in outputs if p]
     for lab, p in ins:
         if not os.path.exists(p):
@@ -53,8 +56,8 @@ def check_io(inputs=(), outputs=(), overwrite=False):
             raise IsADirectoryError("%s %s is a folder; give a file name" % (lab, p))
         for ilab, ip in ins:
             if same_file(p, ip):
-                raise ValueError("%s %s is the input %s: outputs never replace inputs"
-                                 % (lab, p, ilab))
+                raise ValueError("%s %s is the same file as the %s %s: outputs never "
+                                 "replace inputs" % (lab, p, ilab, ip))
         for olab, op in outs[:i]:
             if os.path.abspath(op) == os.path.abspath(p) or (
                     os.path.exists(p) and same_file(p, op)):
@@ -70,10 +73,10 @@ def check_io(inputs=(), outputs=(), overwrite=False):
 
 
 def file_signature(paths):
-    """``[[absolute path, size, mtime_ns], ...]`` of existing files (missing ones: size -1):
+    """``[[real path, size, mtime_ns], ...]`` of existing files (missing ones: size -1):
     what a resumable step records to recognise results made from other inputs."""
     out = []
-    for p in sorted({os.path.abspath(p) for p in paths if p}):
+    for p in sorted({os.path.realpath(p) for p in paths if p}):
         try:
             st = os.stat(p)
             out.append([p, int(st.st_size), int(st.st_mtime_ns)])

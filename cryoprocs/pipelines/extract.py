@@ -14,6 +14,7 @@ handed back after each frame, so the resident memory stays near the size of the 
 stacks of one group (bounded by ``max_group_bytes``). Outputs are written under a temporary
 name and renamed; a re-run skips particles whose stack exists (resume).
 """
+import contextlib
 import json
 import logging
 import math
@@ -178,6 +179,7 @@ class Stack2DJob:
         self.plans = {}
         self._plan_lock = threading.Lock()
         self._prepared = {}
+        self._prepare_lock = threading.RLock()
         order = [t for t in self.tomograms["rlnTomoName"] if (parts["rlnTomoName"] == t).any()]
         self.tomogram_order = order
         if not order:
@@ -252,25 +254,33 @@ class Stack2DJob:
         return [n for n in self.tomogram_order if self.is_stale(n)]
 
     def prepare_tilt_series(self, tomo_name, overwrite=False):
-        """Decide once per tilt series whether existing stacks may be kept (resume) and
-        record the fingerprint before any stack is written. Returns the effective
-        ``overwrite``: True when asked, or when existing stacks are stale."""
-        with self._plan_lock:
+        """Make the output folder hold only stacks of this run's inputs and settings for one
+        tilt series (once per tilt series, thread-safe).
+
+        Stale stacks (:meth:`is_stale`), or every existing stack with ``overwrite``, are
+        deleted before the new fingerprint is recorded, so a run killed afterwards resumes
+        with this run's stacks only; existing stacks of a matching fingerprint are kept.
+        """
+        with self._prepare_lock:
             if tomo_name in self._prepared:
-                return self._prepared[tomo_name]
-        stale = self.is_stale(tomo_name)
-        if stale and not overwrite:
-            logger.info("%s: stacks in %s were made from other inputs or settings; "
-                        "re-extracting them", tomo_name, self.output_dir)
-        path = self.fingerprint_file(tomo_name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with atomic_output(path) as tmp:
-            with open(tmp, "w") as fh:
-                fh.write(self.fingerprint(tomo_name))
-        eff = bool(overwrite or stale)
-        with self._plan_lock:
-            self._prepared[tomo_name] = eff
-        return eff
+                return
+            stale = self.is_stale(tomo_name)
+            path = self.fingerprint_file(tomo_name)
+            if stale or overwrite:
+                if stale and not overwrite:
+                    logger.info("%s: stacks in %s were made from other inputs or settings; "
+                                "re-extracting them", tomo_name, self.output_dir)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                for f in self.plan(tomo_name).out_files:
+                    if f:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.remove(f)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with atomic_output(path) as tmp:
+                with open(tmp, "w") as fh:
+                    fh.write(self.fingerprint(tomo_name))
+            self._prepared[tomo_name] = True
 
     # ------------------------------------------------------------------ extraction
     def run(self, threads=1, overwrite=False, progress=None):
@@ -288,11 +298,11 @@ class Stack2DJob:
                 jobs.append((name, group))
         totals = {"frames": 0, "skipped_existing": 0, "written": 0}
         lock = threading.Lock()
-        redo = {name: self.prepare_tilt_series(name, overwrite)
-                for name in self.tomogram_order}
+        for name in self.tomogram_order:
+            self.prepare_tilt_series(name, overwrite)
 
         def work(job):
-            res = self.extract_group(self.plans[job[0]], job[1], overwrite=redo[job[0]])
+            res = self.extract_group(self.plans[job[0]], job[1])
             with lock:
                 for k in totals:
                     totals[k] += res.get(k, 0)
@@ -319,7 +329,8 @@ class Stack2DJob:
     def extract_tilt_series(self, tomo_name, threads=1, overwrite=False):
         """Extract the particles of one tilt series (one protocol step); returns counts."""
         plan = self.plan(tomo_name)
-        overwrite = self.prepare_tilt_series(tomo_name, overwrite)
+        self.prepare_tilt_series(tomo_name, overwrite)
+        overwrite = False                     # what had to be redone is deleted now
         groups = self.groups(plan, max(1, int(threads)))
         out = {"frames": 0, "skipped_existing": 0, "written": 0}
         if len(groups) <= 1 or threads <= 1:
@@ -542,8 +553,14 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                 same = fh.read() == fp
         except OSError:
             same = False
-        if not same:
-            overwrite = True
+        if not same or overwrite:
+            # outputs of other settings are deleted before the new fingerprint is written:
+            # a run killed later resumes with this run's files only
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(fingerprint_file)
+            for out in out_files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(out)
             os.makedirs(os.path.dirname(os.path.abspath(fingerprint_file)), exist_ok=True)
             with atomic_output(fingerprint_file) as tmp:
                 with open(tmp, "w") as fh:

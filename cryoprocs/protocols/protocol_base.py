@@ -41,14 +41,16 @@ class ProtCryoprocsBase(EMProtocol):
         """Limit the BLAS/OpenMP pools of numpy/scipy (and OpenCV's pool with ``opencv``) to
         ``threads`` while a step runs.
 
-        The pools are process-wide and concurrent steps are threads of one process: the
-        limits are set by the first step that enters and restored when the last one leaves
-        (all steps of a run ask for the same number, :meth:`_kernelThreads`).
+        BLAS and OpenCV pools are process-wide and concurrent steps are threads of one
+        process: those limits are set by the first step that enters and restored when the
+        last one leaves (all steps of a run ask for the same number, :meth:`_kernelThreads`).
+        OpenMP's thread count belongs to the calling thread: each step sets and restores its
+        own.
         """
+        from threadpoolctl import threadpool_limits
         with _LIMITS_LOCK:
             if _LIMITS["depth"] == 0:
-                from threadpoolctl import threadpool_limits
-                ctl = threadpool_limits(limits=int(threads))
+                ctl = threadpool_limits(limits=int(threads), user_api="blas")
                 _LIMITS["restore"] = [ctl.restore_original_limits]
             if opencv and not _LIMITS.get("opencv"):
                 import cv2
@@ -58,7 +60,8 @@ class ProtCryoprocsBase(EMProtocol):
                 _LIMITS["restore"].append(lambda: cv2.setNumThreads(previous))
             _LIMITS["depth"] += 1
         try:
-            yield
+            with threadpool_limits(limits=int(threads), user_api="openmp"):
+                yield
         finally:
             with _LIMITS_LOCK:
                 _LIMITS["depth"] -= 1

@@ -95,8 +95,9 @@ def test_cli_project_dir_and_resume(tmp_path, capsys):
 def test_cli_other_settings_never_reuse_stacks(tmp_path, capsys):
     """Stacks of a run with other settings (c1, with CTF) in the output folder are not taken
     for this run's (c3, no CTF): without --overwrite the run stops with one line and changes
-    nothing; with --overwrite every stack is redone and equals RELION's c3 stacks. Stacks of
-    unknown origin (no fingerprint) count as other settings."""
+    nothing; with --overwrite they are replaced, and a replacement killed half-way resumes
+    with RELION's c3 stacks only. Stacks of unknown origin (no fingerprint) count as other
+    settings."""
     base = REF.pack_dir()
     out = tmp_path / "out"
     inputs = dict(project=base, particles=os.path.join(base, "particles.star"),
@@ -110,7 +111,24 @@ def test_cli_other_settings_never_reuse_stacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "TS_01" in err and "other inputs or settings" in err and "--overwrite" in err
     assert victim.read_bytes() == before
-    assert main(_argv(c3, out, **inputs) + ["--overwrite"]) == 0
+    # a replacement killed after 3 stacks, then resumed without --overwrite: no stack of
+    # the old settings survives
+    from cryoprocs.pipelines import extract as PE
+    real_write, written = PE.write_stack, []
+
+    def dying_write(*a, **k):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(a[0])
+        return real_write(*a, **k)
+    PE.write_stack = dying_write
+    try:
+        assert main(_argv(c3, out, **inputs) + ["--overwrite"]) == 130
+    finally:
+        PE.write_stack = real_write
+    capsys.readouterr()
+    assert main(_argv(c3, out, **inputs)) == 0
+    assert "frames written, 3 stacks already present" in capsys.readouterr().out
     res = REF.compare_stacks(out, c3)
     assert res["worst_units"] <= 16
     REF.compare_star(out / "particles.star", c3)

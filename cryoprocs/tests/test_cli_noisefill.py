@@ -156,7 +156,7 @@ def test_output_folder_or_link_to_input_is_refused(files, tmp_path, capsys):
     os.symlink(t, link)
     assert _run("--input-tomo", t, "--input-mask", m, "--output-tomo", link,
                 "--overwrite") == 2
-    assert "is the input tomogram" in capsys.readouterr().err
+    assert "is the same file as the tomogram" in capsys.readouterr().err
     np.testing.assert_array_equal(mrcfile.read(t), tomo)
     assert not os.path.exists(out)
 

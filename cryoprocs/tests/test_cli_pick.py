@@ -103,7 +103,7 @@ def test_paths_are_checked_before_picking(tmp_path, capsys, case):
     if case == "output-is-input":                 # a link to the angle list as --output
         out = str(tmp_path / "link.csv")
         os.symlink(_syn("angles.csv"), out)
-        argv, needle = _args(out, "--overwrite"), "is the input --angle-list"
+        argv, needle = _args(out, "--overwrite"), "is the same file as the --angle-list"
     elif case == "same-outputs":                  # a link to the picks file as --diagnostics
         open(out, "w").write("old")
         os.symlink(out, png)

@@ -117,8 +117,22 @@ def test_cli_resume_and_backends(tmp_path, capsys):
         with mrcfile.open(out / n) as a, mrcfile.open(out2 / n) as b:
             assert np.abs(a.data - b.data).max() <= 2e-7 * np.abs(a.data).max()
     if BP.numba_available():
-        assert main(argv2[:-1] + ["numba", "--overwrite"]) == 0
-        compare_maps(out2)                      # the compiled backend: RELION's maps too
+        out3 = tmp_path / "out_numba"
+        argv3 = [a if a != str(out) else str(out3) for a in argv] + ["--backend", "numba"]
+        assert main(argv3) == 0
+        compare_maps(out3)                      # the compiled backend: RELION's maps too
+    # a final-stage setting changed: the maps are replaced only with --overwrite, and the
+    # partial sums are reused (only symmetrisation and division are redone)
+    capsys.readouterr()
+    assert main(argv + ["--sym", "C2"]) == 2
+    assert "other inputs or settings" in capsys.readouterr().err
+    assert main(argv + ["--sym", "C2", "--overwrite"]) == 0
+    assert partial.stat().st_mtime_ns == mtime
+    with mrcfile.open(out / "merged.mrc") as m:
+        c2 = np.array(m.data)
+    rot = np.rot90(c2, 2, axes=(1, 2))          # C2 about z: (x, y) -> (-x, -y) about s/2
+    rot = np.roll(rot, 1, axis=(1, 2))
+    assert np.abs(rot - c2).max() <= 1e-4 * np.abs(c2).max()
 
 
 def test_cli_without_half_sets_matches_relion_merged(tmp_path, monkeypatch, capsys):

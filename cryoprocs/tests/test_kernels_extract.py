@@ -222,7 +222,8 @@ def test_subvolume_equals_direct_slicing_and_padding():
 
 def test_extract_subvolumes_resumes_only_with_the_same_settings(tmp_path):
     """extract_subvolumes cuts exact boxes; a re-run keeps finished files, but files recorded
-    with other settings (here no inversion, then inversion) are redone, never reused."""
+    with other settings (here no inversion, then inversion) are redone, never reused, even
+    when the run that replaces them is killed half-way."""
     import mrcfile
     from cryoprocs.convert.mrc import write_mrc
     from cryoprocs.pipelines.extract import SubvolumeSettings, extract_subvolumes
@@ -241,8 +242,26 @@ def test_extract_subvolumes_resumes_only_with_the_same_settings(tmp_path):
     res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files, settings,
                              fingerprint_file=fp)
     assert res["skipped_existing"] == 2 and res["written"] == 0
-    res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files,
-                             SubvolumeSettings(box=6, invert_contrast=True), fingerprint_file=fp)
-    assert res["written"] == 2
+    # new settings, killed after the first file, then resumed: no file of the old settings
+    from cryoprocs.pipelines import extract as PE
+    inverted = SubvolumeSettings(box=6, invert_contrast=True)
+    real_write = PE.write_mrc
+
+    def dying_write(path, *a, **k):
+        if path == files[1]:
+            raise KeyboardInterrupt
+        return real_write(path, *a, **k)
+    PE.write_mrc = dying_write
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract_subvolumes(str(tmp_path / "t.mrc"), pos, files, inverted,
+                               fingerprint_file=fp)
+    finally:
+        PE.write_mrc = real_write
+    res = extract_subvolumes(str(tmp_path / "t.mrc"), pos, files, inverted,
+                             fingerprint_file=fp)
+    assert res["written"] == 1 and res["skipped_existing"] == 1
+    with mrcfile.open(files[0]) as m:
+        assert np.array_equal(m.data, -tomo[6:12, 9:15, 7:13])
     with mrcfile.open(files[1]) as m:
         assert np.array_equal(m.data, -tomo[8:14, 5:11, 11:17])
