@@ -3,9 +3,11 @@
 Every command that writes files runs :func:`check_io` before any work, so bad paths give one
 clear error and nothing is read, written or overwritten.
 """
+import contextlib
 import os
 
-__all__ = ["check_io", "check_output_dir", "same_file", "file_signature"]
+__all__ = ["check_io", "check_output_dir", "same_file", "file_signature", "read_record",
+           "write_record", "claim_outputs"]
 
 
 def same_file(a, b):
@@ -116,3 +118,43 @@ def check_output_dir(output_dir, names, inputs=()):
             if p and (os.path.abspath(p) == out or (os.path.exists(out) and same_file(out, p))):
                 raise ValueError("output folder %s: its %s would replace the input %s %s; "
                                  "choose another output folder" % (output_dir, name, lab, p))
+
+
+def read_record(path):
+    """The text of a fingerprint record (see :func:`claim_outputs`); None when there is none."""
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def write_record(path, fingerprint):
+    """Write a fingerprint record atomically (its folder is created)."""
+    from .mrc import atomic_output
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(fingerprint)
+
+
+def claim_outputs(record, fingerprint, outputs, replace=False):
+    """Make the existing ``outputs`` of a resumable step belong to ``fingerprint``.
+
+    When the ``record`` file holds another fingerprint (or none), or ``replace`` is True, the
+    record and then every existing output are deleted before the new fingerprint is
+    recorded: a run killed afterwards resumes with its own outputs only, never with those of
+    other inputs or settings. Outputs of a matching record are kept (resume).
+
+    Returns True when existing outputs were given up (deleted).
+    """
+    if not replace and read_record(record) == fingerprint:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(record)
+    for out in outputs:
+        if out:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(out)
+    write_record(record, fingerprint)
+    return True

@@ -14,7 +14,6 @@ handed back after each frame, so the resident memory stays near the size of the 
 stacks of one group (bounded by ``max_group_bytes``). Outputs are written under a temporary
 name and renamed; a re-run skips particles whose stack exists (resume).
 """
-import contextlib
 import json
 import logging
 import math
@@ -28,11 +27,12 @@ import numpy as np
 
 from ..convert import relion5 as R5
 from ..convert.mrc import atomic_output, write_mrc
-from ..convert.paths import check_io, check_output_dir, file_signature
+from ..convert.paths import claim_outputs, file_signature, read_record
 from ..convert.mrc import MappedMrc
 from ..kernels import ctf as KC
 from ..kernels import extract as KE
 from ..kernels import relion_geometry as G
+from .relion5_project import Relion5ProjectJob, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class TiltSeriesPlan:
         return int(self.keep.sum())
 
 
-class Stack2DJob:
+class Stack2DJob(Relion5ProjectJob):
     """A RELION 5 2D-stack extraction of a whole project.
 
     Parameters
@@ -155,38 +155,23 @@ class Stack2DJob:
         invalid settings, missing files/columns (messages name tomograms and values).
     """
 
+    output_names = ("particles.star", "optimisation_set.star")
+    #: the settings that change the stacks' pixels or frames (see :meth:`fingerprint`)
+    fingerprint_keys = ("box", "crop", "binning", "do_ctf", "circle_crop", "float16",
+                        "max_dose", "apply_offsets", "invert_contrast", "dose_weighting")
+
     def __init__(self, particles_star, tomograms_star, output_dir, settings, project_dir=None):
         errs = settings.errors()
         if errs:
             raise KE.ExtractionError("; ".join(errs))
-        self.settings = settings
-        self.project_dir = os.path.abspath(project_dir or os.getcwd())
-        self.output_dir = os.path.abspath(output_dir)
-        self.particles_star = os.path.abspath(particles_star)
-        self.tomograms_star = os.path.abspath(tomograms_star)
-        inputs = [("particles", particles_star), ("tomograms", tomograms_star)]
-        check_io(inputs=inputs)
-        check_output_dir(output_dir, ("particles.star", "optimisation_set.star"), inputs)
-        self.ptable = R5.read_particles(self.particles_star)
-        self.tomograms = R5.read_tomograms(self.tomograms_star)
-        optics, parts = R5.build_optics(self.ptable.optics, self.ptable.particles,
-                                        self.tomograms)
-        self.optics, self.parts = optics, parts
-        self.pixel_size_of_group = R5.optics_pixel_sizes(optics)
+        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir)
         self.names = R5.particle_names(self.ptable.particles)
-        known = set(self.tomograms["rlnTomoName"])
-        self.unknown_tomograms = sorted(set(parts["rlnTomoName"]) - known)
         self.plans = {}
         self._plan_lock = threading.Lock()
         self._prepared = {}
         self._prepare_lock = threading.RLock()
-        order = [t for t in self.tomograms["rlnTomoName"] if (parts["rlnTomoName"] == t).any()]
-        self.tomogram_order = order
-        if not order:
-            raise R5.Relion5Error("no particle of %s belongs to a tomogram of %s (particle "
-                                  "tomograms: %s)" % (particles_star, tomograms_star,
-                                                      ", ".join(self.unknown_tomograms[:10])))
-        first = self.names[int(np.flatnonzero(parts["rlnTomoName"].to_numpy() == order[0])[0])]
+        first = self.names[int(np.flatnonzero(
+            self.parts["rlnTomoName"].to_numpy() == self.tomogram_order[0])[0])]
         self.per_tomogram_dirs = "/" not in first
 
     # ------------------------------------------------------------------ planning
@@ -215,37 +200,18 @@ class Stack2DJob:
         return plan
 
     # ------------------------------------------------------------------ resuming
-    def fingerprint(self, tomo_name):
-        """What the stacks of one tilt series depend on: the settings that change their
-        pixels or frames, and the input files (path, size, modification time: particles,
-        tomograms, the tilt-series STAR file and its stacks)."""
-        s = self.settings
-        keys = ("box", "crop", "binning", "do_ctf", "circle_crop", "float16", "max_dose",
-                "apply_offsets", "invert_contrast", "dose_weighting")
-        ts = self.plan(tomo_name).ts
-        files = file_signature([self.particles_star, self.tomograms_star,
-                                R5.resolve(ts.star_file, self.project_dir)]
-                               + [f for f, _ in ts.frames])
-        return json.dumps({"settings": {k: getattr(s, k) for k in keys}, "files": files,
-                           "tomogram": str(tomo_name), "version": 1}, sort_keys=True)
-
     def fingerprint_file(self, tomo_name):
         """Written before the first stack of a tilt series: the :meth:`fingerprint` its
         stacks come from."""
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(tomo_name))
-        return os.path.join(self.output_dir, ".cryoprocs", "extract_%s.json" % safe)
+        return os.path.join(self.output_dir, ".cryoprocs",
+                            "extract_%s.json" % safe_name(tomo_name))
 
     def is_stale(self, tomo_name):
         """True when the output folder holds stacks of this tilt series made from other
         inputs or settings, or of unknown origin (no fingerprint)."""
         if not any(f and os.path.exists(f) for f in self.plan(tomo_name).out_files):
             return False
-        try:
-            with open(self.fingerprint_file(tomo_name)) as fh:
-                old = fh.read()
-        except OSError:
-            old = None
-        return old != self.fingerprint(tomo_name)
+        return read_record(self.fingerprint_file(tomo_name)) != self.fingerprint(tomo_name)
 
     def stale_tilt_series(self):
         """Tilt series whose stacks in the output folder are stale (:meth:`is_stale`): a
@@ -264,22 +230,12 @@ class Stack2DJob:
         with self._prepare_lock:
             if tomo_name in self._prepared:
                 return
-            stale = self.is_stale(tomo_name)
-            path = self.fingerprint_file(tomo_name)
-            if stale or overwrite:
-                if stale and not overwrite:
-                    logger.info("%s: stacks in %s were made from other inputs or settings; "
-                                "re-extracting them", tomo_name, self.output_dir)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                for f in self.plan(tomo_name).out_files:
-                    if f:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.remove(f)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with atomic_output(path) as tmp:
-                with open(tmp, "w") as fh:
-                    fh.write(self.fingerprint(tomo_name))
+            files = self.plan(tomo_name).out_files
+            present = any(f and os.path.exists(f) for f in files)
+            if claim_outputs(self.fingerprint_file(tomo_name), self.fingerprint(tomo_name),
+                             files, replace=overwrite) and present and not overwrite:
+                logger.info("%s: stacks in %s were made from other inputs or settings; "
+                            "re-extracting them", tomo_name, self.output_dir)
             self._prepared[tomo_name] = True
 
     # ------------------------------------------------------------------ extraction
@@ -548,23 +504,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     if fingerprint_file:
         fp = json.dumps({"settings": asdict(settings), "voxel_size": voxel_size,
                          "tomogram": file_signature([tomogram_file])}, sort_keys=True)
-        try:
-            with open(fingerprint_file) as fh:
-                same = fh.read() == fp
-        except OSError:
-            same = False
-        if not same or overwrite:
-            # outputs of other settings are deleted before the new fingerprint is written:
-            # a run killed later resumes with this run's files only
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(fingerprint_file)
-            for out in out_files:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(out)
-            os.makedirs(os.path.dirname(os.path.abspath(fingerprint_file)), exist_ok=True)
-            with atomic_output(fingerprint_file) as tmp:
-                with open(tmp, "w") as fh:
-                    fh.write(fp)
+        claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
     mean = None
     with MappedMrc(tomogram_file) as mapped:
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]

@@ -33,7 +33,7 @@ import numpy as np
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
-from ..convert.paths import check_io, check_output_dir, file_signature
+from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
@@ -42,6 +42,7 @@ from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
 from ..kernels import symmetry as KS
 from .extract import frame_ctf, iter_frames
+from .relion5_project import Relion5ProjectJob, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,12 @@ class TomogramPlan:
         return self.visible.any(axis=0)
 
 
-class ReconstructJob:
+#: files a reconstruction writes into its output folder (besides the optional intermediates)
+OUTPUT_NAMES = ("merged.mrc", "half1.mrc", "half2.mrc", "fsc.star", "fsc.png",
+                "reconstruction.json")
+
+
+class ReconstructJob(Relion5ProjectJob):
     """A RELION 5 subtomogram-average reconstruction of a whole project.
 
     Parameters
@@ -194,38 +200,23 @@ class ReconstructJob:
         name tomograms and values).
     """
 
+    output_names = OUTPUT_NAMES
+    #: the settings that act before the finalisation (see :meth:`fingerprint`)
+    fingerprint_keys = ("box", "binning", "do_ctf", "circle_crop", "max_dose",
+                        "cutoff_fraction", "apply_offsets", "invert_contrast")
+    fingerprint_version = 2
+
     def __init__(self, particles_star, tomograms_star, output_dir, settings, project_dir=None,
                  work_dir=None, backend="auto"):
         errs = settings.errors()
         if errs:
             raise KR.ReconstructionError("; ".join(errs))
-        self.settings = settings
+        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir)
         self.backend = backend
-        self.project_dir = os.path.abspath(project_dir or os.getcwd())
-        self.output_dir = os.path.abspath(output_dir)
         self.work_dir = os.path.abspath(work_dir or os.path.join(self.output_dir, "partial"))
-        self.particles_star = os.path.abspath(particles_star)
-        self.tomograms_star = os.path.abspath(tomograms_star)
-        inputs = [("particles", particles_star), ("tomograms", tomograms_star)]
-        check_io(inputs=inputs)
-        check_output_dir(output_dir, OUTPUT_NAMES, inputs)
-        self.ptable = R5.read_particles(self.particles_star)
-        self.tomograms = R5.read_tomograms(self.tomograms_star)
-        optics, parts = R5.build_optics(self.ptable.optics, self.ptable.particles,
-                                        self.tomograms)
-        self.optics, self.parts = optics, parts
-        self.pixel_size_of_group = R5.optics_pixel_sizes(optics)
-        known = set(self.tomograms["rlnTomoName"])
-        self.unknown_tomograms = sorted(set(parts["rlnTomoName"]) - known)
-        self.tomogram_order = [t for t in self.tomograms["rlnTomoName"]
-                               if (parts["rlnTomoName"] == t).any()]
-        if not self.tomogram_order:
-            raise R5.Relion5Error("no particle of %s belongs to a tomogram of %s (particle "
-                                  "tomograms: %s)" % (particles_star, tomograms_star,
-                                                      ", ".join(self.unknown_tomograms[:10])))
-        self.has_halves = "rlnRandomSubset" in parts.columns
+        self.has_halves = "rlnRandomSubset" in self.parts.columns
         if self.has_halves:
-            subsets = parts["rlnRandomSubset"].to_numpy()
+            subsets = self.parts["rlnRandomSubset"].to_numpy()
             bad = sorted(set(int(v) for v in subsets) - {1, 2})
             if bad:
                 raise R5.Relion5Error("rlnRandomSubset must be 1 or 2, found %s in %s"
@@ -263,21 +254,7 @@ class ReconstructJob:
         return plan
 
     def partial_file(self, tomo_name):
-        return os.path.join(self.work_dir, "%s.npz" % _safe(tomo_name))
-
-    def fingerprint(self, tomo_name):
-        """What a tilt series' partial sums depend on: the settings that act before the
-        finalisation, the input files (path, size, modification time: particles, tomograms,
-        the tilt-series STAR file and its stacks) and the tilt series."""
-        s = self.settings
-        keys = ("box", "binning", "do_ctf", "circle_crop", "max_dose", "cutoff_fraction",
-                "apply_offsets", "invert_contrast")
-        ts = self.plan(tomo_name).ts
-        files = file_signature([self.particles_star, self.tomograms_star,
-                                R5.resolve(ts.star_file, self.project_dir)]
-                               + [f for f, _ in ts.frames])
-        return json.dumps({"settings": {k: getattr(s, k) for k in keys}, "files": files,
-                           "tomogram": str(tomo_name), "version": 2}, sort_keys=True)
+        return os.path.join(self.work_dir, "%s.npz" % safe_name(tomo_name))
 
     def run_fingerprint(self):
         """What the final maps depend on: every tilt series' :meth:`fingerprint` and all
@@ -300,12 +277,7 @@ class ReconstructJob:
         present = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(self.output_dir, n))]
         if not present:
             return None
-        try:
-            with open(self.outputs_fingerprint_file) as fh:
-                old = fh.read()
-        except OSError:
-            old = None
-        if old == self.run_fingerprint():
+        if read_record(self.outputs_fingerprint_file) == self.run_fingerprint():
             return None
         return ("%s holds %s from a reconstruction with other inputs or settings; pass "
                 "--overwrite to replace them or choose another output folder"
@@ -442,10 +414,7 @@ class ReconstructJob:
         """
         s = self.settings
         os.makedirs(self.output_dir, exist_ok=True)
-        os.makedirs(self.work_dir, exist_ok=True)
-        with atomic_output(self.outputs_fingerprint_file) as tmp:
-            with open(tmp, "w") as fh:
-                fh.write(self.run_fingerprint())
+        write_record(self.outputs_fingerprint_file, self.run_fingerprint())
         data = sums.data.copy()
         weight = sums.weight.copy()
         R = KS.point_group_matrices(s.symmetry)
@@ -513,15 +482,6 @@ def _angles(df, columns, n):
     if all(c in df.columns for c in columns):
         return relion_euler_matrix(*(df[c].to_numpy(dtype=np.float64) for c in columns))
     return np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
-
-
-#: files a reconstruction writes into its output folder (besides the optional intermediates)
-OUTPUT_NAMES = ("merged.mrc", "half1.mrc", "half2.mrc", "fsc.star", "fsc.png",
-                "reconstruction.json")
-
-
-def _safe(name):
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
 # ----------------------------------------------------------------------------- FSC files
