@@ -19,6 +19,8 @@ import sys
 import time
 import traceback
 
+from ..scipion_runs import run_problems
+
 logger = logging.getLogger("cryoprocs.demo")
 
 PROJECT_NAME = "cryoprocs_demo"
@@ -75,14 +77,20 @@ class DemoContext:
             logger.debug("launch of %s raised %s", label, exc)
         seconds = time.time() - t0
         status = prot.getStatus()
+        problems = run_problems(self.project, prot) if prot.isFinished() else []
+        if problems:              # e.g. an exception while storing the finished run
+            status = "failed"
         outputs = ", ".join(_describe(name, obj) for name, obj in prot.iterOutputAttributes())
         if not outputs and prot.isFinished():       # file-only protocols (e.g. movies)
             outputs = " ".join(prot.summary()[:1]).replace("*", "")
         if not prot.isFinished():
             outputs = (prot.getErrorMessage() or "no output")[:200]
+        elif problems:
+            outputs = "; ".join(problems)[:200]
         self.rows.append((label, status, outputs, seconds))
-        if not prot.isFinished():
-            raise DemoStepFailed("%s %s: %s" % (label, status, prot.getErrorMessage()))
+        if status != "finished":
+            raise DemoStepFailed("%s %s: %s" % (label, status, prot.getErrorMessage()
+                                                or "; ".join(problems)))
         return prot
 
 

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
-from pyworkflow.object import String
+from pyworkflow.object import Pointer, String
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfSubTomograms
 
@@ -344,7 +344,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
         coords = {c.getObjId(): c for c in self._coordinates()}
         outSet = SetOfSubTomograms.create(self._getPath(), template='subtomograms%s.sqlite')
-        outSet.setCoordinates3D(self.inputCoordinates)
+        # a pointer of its own: sharing the form's Pointer object makes the protocol's
+        # final store fail ("Circular reference ... _coordsPointer found twice")
+        outSet.setCoordinates3D(Pointer(self.inputCoordinates.getObjValue(),
+                                        extended=self.inputCoordinates.getExtended()))
         report = {}
         if self._is2d():
             job = self._job()

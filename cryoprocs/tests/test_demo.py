@@ -40,6 +40,12 @@ def test_demo_finishes_every_protocol(demo_run):
     assert "mask EMD-3197" in labels and "mask HIV particles" in labels
     assert "protocol" in res.stdout and "scipion3 project cryoprocs_demo" in res.stdout
     assert "open_project.sh" in res.stdout and os.path.exists(os.path.join(work, "open_project.sh"))
+    # every run ended cleanly: no traceback in any run log (e.g. from storing the finished run)
+    logs = glob.glob(os.path.join(work, "projects", "cryoprocs_demo", "Runs", "*", "logs",
+                                  "run.stderr"))
+    assert len(logs) >= len(rows)
+    tracebacks = [p for p in logs if "Traceback" in open(p, errors="replace").read()]
+    assert not tracebacks, tracebacks
 
 
 def test_demo_mask_outputs_are_right(demo_run):

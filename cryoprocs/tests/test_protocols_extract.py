@@ -5,8 +5,9 @@ import os
 import mrcfile
 import numpy as np
 import starfile
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import relion5_scipion as RS
 from cryoprocs.convert.euler import relion_euler_matrix
@@ -16,7 +17,7 @@ from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests import shared_data
 
 
-class TestImportAndExtractRelion5(BaseTest):
+class TestImportAndExtractRelion5(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
@@ -195,7 +196,7 @@ class TestImportAndExtractRelion5(BaseTest):
         self.assertTrue(any("31" in e for e in prot.validate()))
 
 
-class TestSubvolumesAndSimulatedTiltSeries(BaseTest):
+class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
     """3D sub-volumes of the real HIV VLP tomogram against direct slicing at integer
     positions; tilt series simulated from it, extracted back at the same coordinates."""
 

@@ -5,8 +5,9 @@ import os
 import mrcfile
 import numpy as np
 from pwem.protocols import ProtImportMask, ProtImportParticles, ProtImportVolumes
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from cryoprocs.tests import shared_data
@@ -25,7 +26,7 @@ def _read_output(prot, path):
     return mrcfile.read(os.path.join(prot.getProject().getPath(), path))
 
 
-class TestApplyMaskProtocols(BaseTest):
+class TestApplyMaskProtocols(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
@@ -186,7 +187,7 @@ def _particles_sqlite_from_relion31(folder):
     return path
 
 
-class TestApplyMaskKeepsAttributes(BaseTest):
+class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
@@ -224,7 +225,7 @@ class TestApplyMaskKeepsAttributes(BaseTest):
             self.assertEqual(res[0, 0], 0.0)                      # corner: removed
 
 
-class TestApplyMaskCreatedMaskValidation(BaseTest):
+class TestApplyMaskCreatedMaskValidation(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):

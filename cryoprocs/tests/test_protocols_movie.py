@@ -6,9 +6,10 @@ import os
 import mrcfile
 import numpy as np
 from pwem.protocols import ProtImportVolumes
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 from tomo.protocols import ProtImportTomograms
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsExportMovie, ProtCryoprocsTiltSeriesFromStacks
 from cryoprocs.tests import shared_data
@@ -16,7 +17,7 @@ from cryoprocs.tests.movie_helpers import (decode, fb_order, mrc2movie_frames, n
                                            psnr, read_pngs)
 
 
-class TestExportMovieProtocol(BaseTest):
+class TestExportMovieProtocol(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):

@@ -7,10 +7,11 @@ import tempfile
 import mrcfile
 import numpy as np
 from pwem.protocols import ProtImportMask
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 from scipy import ndimage as ndi
 from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsMaskedTomogramNoiseFill
 from cryoprocs.tests import shared_data
@@ -28,7 +29,7 @@ def _link_folder(root, name, links):
     return folder
 
 
-class TestNoiseFillProtocol(BaseTest):
+class TestNoiseFillProtocol(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):

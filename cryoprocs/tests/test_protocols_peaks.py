@@ -15,9 +15,10 @@ import tempfile
 import mrcfile
 import numpy as np
 import pandas as pd
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 from scipy.spatial.transform import Rotation
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import motl as M
 from cryoprocs.convert.euler import relion_to_zxz
@@ -41,7 +42,7 @@ def _link(src, dst):
         os.symlink(os.path.abspath(src), dst)
 
 
-class TestScoresPeakPicking(BaseTest):
+class TestScoresPeakPicking(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):

@@ -6,8 +6,9 @@ import os
 
 import mrcfile
 import numpy as np
-from pyworkflow.tests import BaseTest, setupTestProject
+from pyworkflow.tests import setupTestProject
 
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
 from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5,
@@ -16,7 +17,7 @@ from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests.test_cli_reconstruct import compare_maps
 
 
-class TestReconstructSubtomoAverage(BaseTest):
+class TestReconstructSubtomoAverage(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
