@@ -8,6 +8,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from . import __version__
 
@@ -22,9 +23,12 @@ COMMANDS = {
     "demo": "demo",
 }
 
-#: errors reported as a one-line message (exit status 2) instead of a traceback
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               IsADirectoryError, PermissionError)
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+#: errors reported as a one-line message (exit status 2) instead of a traceback: bad values
+#: and inputs (ValueError and its subclasses) and every operating-system error (missing or
+#: unreadable file, read-only folder, disk full, an output another run is writing)
+USER_ERRORS = (ValueError, OSError)
 
 
 def build_parser():
@@ -48,18 +52,60 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format=LOG_FORMAT)
+    # cryoprocs' own messages (warnings about the data, progress) always reach this run's
+    # standard error, also when main() is called from a program that configured logging
+    log = logging.getLogger("cryoprocs")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    log.propagate = False
+    try:
+        return _main(parser, args)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+
+
+def _main(parser, args):
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
+    from .convert import outputs
+    prog = "cryoprocs %s" % args.command
+    # SIGINT, SIGTERM (batch-system time-outs, scancel) and SIGHUP remove every temporary
+    # file and release the claims on the outputs, then exit 128 + signal number at once
+    handlers = outputs.install_signal_handlers(prog)
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
-        return int(args._run(args) or 0)
+        with outputs.run_scope():
+            return int(args._run(args) or 0)
     except USER_ERRORS as exc:
-        print("cryoprocs %s: error: %s" % (args.command, exc), file=sys.stderr)
+        print("%s: error: %s" % (prog, error_message(exc)), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cryoprocs %s: interrupted" % args.command, file=sys.stderr)
+    except KeyboardInterrupt:        # raised by code, or main() outside the main thread
+        print("%s: interrupted" % prog, file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
+        if handlers:
+            outputs.restore_signal_handlers()
+
+
+def error_message(exc):
+    """One line for a user error: the message, or for an operating-system error the path
+    (the final output for a temporary file) and the reason."""
+    from .convert.outputs import describe_os_error
+    text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print("warning: %s" % " ".join(str(message).split()), file=file or sys.stderr)
 
 
 if __name__ == "__main__":

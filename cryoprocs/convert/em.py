@@ -47,10 +47,14 @@ def em_info(path):
     if min(nx, ny, nz) <= 0:
         raise EmFormatError("%s: bad EM dimensions %s" % (path, (nx, ny, nz)))
     dtype = np.dtype(_DTYPES[code]).newbyteorder(endian)
+    if dtype.kind == "c":
+        raise EmFormatError("%s holds complex numbers (EM data type %d); cryoprocs reads "
+                            "real-valued volumes only" % (path, code))
     need = EM_HEADER_BYTES + nx * ny * nz * dtype.itemsize
-    if os.path.getsize(path) < need:
-        raise EmFormatError("%s: EM header says %dx%dx%d %s but the file has %d bytes"
-                            % (path, nx, ny, nz, dtype.name, os.path.getsize(path)))
+    if os.path.getsize(path) != need:
+        raise EmFormatError("%s: the EM header describes %d x %d x %d voxels of %s, %d bytes "
+                            "with the header, but the file has %d bytes"
+                            % (path, nx, ny, nz, dtype.name, need, os.path.getsize(path)))
     return (nz, ny, nx), dtype, endian
 
 

@@ -8,6 +8,7 @@ complete (:func:`atomic_output`), so a killed run never leaves a truncated file 
 name, and inputs are opened read-only (``mrcfile.mmap(mode='r')``).
 """
 import contextlib
+import logging
 import mmap
 import os
 import threading
@@ -16,10 +17,13 @@ import warnings
 import mrcfile
 import numpy as np
 
+from . import outputs
+
 __all__ = [
     "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
-    "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter",
+    "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter", "check_same_grid", "NonFiniteError",
+    "FiniteGuard", "NONFINITE_POLICIES", "is_complete_mrc",
 ]
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
@@ -85,9 +89,11 @@ def mmap_mrc(path, mode="r", permissive=False):
     Raises
     ------
     MrcFormatError
-        missing file or not MRC.
+        missing file, not MRC, or a header that does not match the file (:func:`mrc_info`).
     """
     path = _existing(path)
+    if mode == "r":
+        mrc_info(path)                     # the header must match the file (size, mode)
     try:
         return _quiet(mrcfile.mmap, path, mode=mode, permissive=permissive)
     except ValueError as exc:
@@ -112,28 +118,115 @@ def voxel_size_of(mrc):
     return (float(vs.x), float(vs.y), float(vs.z))
 
 
+def _read_header_only(path):
+    """The 1024-byte header (mrcfile's parsing: byte order from the machine stamp, checked
+    against the mode) and the voxel size, without reading the extended header, whose size
+    in a damaged header or a text file can be gigabytes."""
+    from mrcfile.mrcinterpreter import MrcInterpreter
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interp = MrcInterpreter(permissive=True)
+        interp._iostream = fh
+        interp._read_header()
+        return interp.header.copy(), voxel_size_of(interp)
+
+
+#: MRC modes of complex data (rejected: cryoprocs reads real-valued images only)
+COMPLEX_MODES = (3, 4)
+
+
 def mrc_info(path):
-    """Shape, voxel size, dtype and stack flag of an MRC file, reading only its header.
+    """Shape, voxel size, dtype and stack flag of an MRC file, reading only its header, after
+    validating the header against the file: positive dimensions, a known real-valued mode
+    (mrcfile's mode table), and a file size equal to the 1024-byte header + the extended
+    header + the data the header describes (so a truncated file, a header with fewer or
+    more sections than the file holds, or a mode that does not match the data, is an
+    error before anything is read).
 
     Raises
     ------
     MrcFormatError
-        missing file or not MRC.
+        missing file, a folder, not MRC, or a header that does not match the file (one
+        line naming the file and the offending values).
     """
     path = _existing(path)
+    if os.path.isdir(path):
+        raise MrcFormatError("%s is a folder, not an MRC file" % path)
+    size = os.path.getsize(path)
+    if size < 1024:
+        raise MrcFormatError("%s is not an MRC file: %d bytes, shorter than the 1024-byte MRC "
+                             "header" % (path, size))
     try:
-        with _quiet(mrcfile.open, path, header_only=True, permissive=True) as mrc:
-            h = mrc.header
-            shape = (int(h.nz), int(h.ny), int(h.nx))
-            dtype = mrcfile.utils.dtype_from_mode(int(h.mode))
-            needed = 1024 + int(h.nsymbt) + int(np.prod(shape)) * dtype.itemsize
-            if min(shape) <= 0 or os.path.getsize(path) < needed:
-                raise ValueError("header dimensions %s do not fit the file size"
-                                 % (shape[::-1],))
-            is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and shape[0] > 1)
-            return MrcInfo(shape, voxel_size_of(mrc), dtype, is_stack)
+        h, vs = _read_header_only(path)
     except Exception as exc:
         raise MrcFormatError("%s is not a readable MRC file: %s" % (path, exc)) from None
+    nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+    mode, nsymbt = int(h.mode), int(h.nsymbt)
+    if min(nx, ny, nz) <= 0:
+        raise MrcFormatError("%s: the MRC header gives dimensions (x, y, z) = (%d, %d, %d); "
+                             "they must be positive (a damaged header, or not an MRC file)"
+                             % (path, nx, ny, nz))
+    if mode in COMPLEX_MODES:
+        raise MrcFormatError("%s holds complex numbers (MRC mode %d); cryoprocs reads "
+                             "real-valued images and volumes only" % (path, mode))
+    try:
+        dtype = mrcfile.utils.dtype_from_mode(mode)
+    except ValueError:
+        raise MrcFormatError("%s: MRC mode %d is not a known data type (a damaged header, or "
+                             "not an MRC file)" % (path, mode)) from None
+    if nsymbt < 0:
+        raise MrcFormatError("%s: negative extended header size %d in the MRC header"
+                             % (path, nsymbt))
+    needed = 1024 + nsymbt + nx * ny * nz * dtype.itemsize
+    if size != needed:
+        raise MrcFormatError(
+            "%s: the header describes %d x %d x %d voxels (x, y, z) of %s, %d bytes with the "
+            "header, but the file has %d bytes (%s)"
+            % (path, nx, ny, nz, dtype.name, needed, size,
+               "a truncated file, or a header with too many sections or the wrong mode"
+               if size < needed else
+               "a header with too few sections or the wrong mode, or data appended"))
+    shape = (nz, ny, nx)
+    is_stack = path.endswith(".mrcs") or (int(h.ispg) == 0 and nz > 1)
+    return MrcInfo(shape, vs, dtype, is_stack)
+
+
+def is_complete_mrc(path, shape=None, modes=None):
+    """True when ``path`` is a complete MRC file (:func:`mrc_info` validates its header
+    against its size) of ``shape`` (numpy order) and, when given, one of the MRC ``modes``:
+    what a resumed run checks before it reuses an output (a truncated file, or a few bytes
+    of text under its name, is redone)."""
+    try:
+        info = mrc_info(path)
+    except (MrcFormatError, OSError):
+        return False
+    if shape is not None and tuple(info.shape) != tuple(shape):
+        return False
+    return modes is None or int(mrcfile.utils.mode_from_dtype(info.dtype)) in modes
+
+
+def check_same_grid(path, info, other_path, other_info, what="mask", tol=0.01):
+    """A created mask (or any companion map) must have the dimensions of the image it goes
+    with and, when both headers give one, the same voxel size within ``tol`` (1 %).
+
+    ``info``/``other_info``: :class:`MrcInfo` (or anything with ``shape`` and ``voxel_size``;
+    ``shape`` may be ``None`` to check the voxel size only).
+
+    Raises
+    ------
+    MrcFormatError
+        naming both files with their dimensions (x, y, z) or voxel sizes.
+    """
+    if info.shape is not None and tuple(info.shape) != tuple(other_info.shape):
+        raise MrcFormatError(
+            "%s %s has dimensions %s (x, y, z) but %s has %s"
+            % (what, other_path, "x".join(map(str, tuple(other_info.shape)[::-1])), path,
+               "x".join(map(str, tuple(info.shape)[::-1]))))
+    a, b = float(info.voxel_size[0]), float(other_info.voxel_size[0])
+    if a > 0 and b > 0 and abs(a - b) > tol * a:
+        raise MrcFormatError(
+            "voxel sizes differ by more than %g%%: %s has %.4g A, %s %s has %.4g A"
+            % (tol * 100, path, a, what, other_path, b))
 
 
 @contextlib.contextmanager
@@ -150,7 +243,7 @@ def open_mrc(path, permissive=False):
         mrc.close()
 
 
-def read_mrc(path, index=None, dtype=None, permissive=False):
+def read_mrc(path, index=None, dtype=None, permissive=False, nonfinite=None):
     """Read an MRC file (or one 1-based ``index`` of a stack) into memory.
 
     Parameters
@@ -161,11 +254,18 @@ def read_mrc(path, index=None, dtype=None, permissive=False):
         1-based image index in a stack (overrides the ``k@`` prefix).
     dtype : numpy dtype, optional
         Cast the result (e.g. ``np.float32``).
+    nonfinite : {None, "error", "replace"}
+        Check for NaN / infinite voxels (:class:`FiniteGuard`); None: no check.
 
     Returns
     -------
     numpy.ndarray
         ``[z, y, x]`` / ``[n, y, x]`` data, or ``[y, x]`` for one stack image; a copy.
+
+    Raises
+    ------
+    MrcFormatError
+        unreadable file or index out of range; :class:`NonFiniteError` (policy "error").
     """
     loc_index, _ = parse_location(path)
     index = index if index is not None else loc_index
@@ -180,36 +280,188 @@ def read_mrc(path, index=None, dtype=None, permissive=False):
                     raise MrcFormatError("index %d out of range 1..%d in %s"
                                          % (index, data.shape[0], path))
                 data = data[index - 1]
-        return np.array(data, dtype=dtype or data.dtype)
+        out = np.array(data)
+        if nonfinite:
+            out = FiniteGuard(parse_location(path)[1], mrc.data, nonfinite).check(out, True)
+        return out.astype(dtype or out.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- non-finite
+#: what to do with NaN / infinite voxels of an input: an error (default), or replace them by
+#: the mean of the finite voxels of the file (``--replace-nonfinite``)
+NONFINITE_POLICIES = ("error", "replace")
+NONFINITE_OPTION = "--replace-nonfinite"
+NONFINITE_FORM = "Replace non-finite values?"
+
+#: bytes scanned at once by :meth:`FiniteGuard.scan`
+_SCAN_BYTES = 64 * 1024 * 1024
+
+
+class NonFiniteError(MrcFormatError):
+    """An input holds NaN or infinite voxels (and they are not to be replaced)."""
+
+
+class FiniteGuard:
+    """Checks the blocks of one file for NaN / infinite values as they are read.
+
+    A clean block costs one float32 sum (a non-finite value makes it non-finite); on the
+    first bad block the whole file is scanned once (streamed) for the count, the first
+    ``[z, y, x]`` index and the mean of its finite voxels. Then, with ``policy="error"``, a
+    :class:`NonFiniteError` names the file, the count and the first index; with ``"replace"``
+    the non-finite values of every block are replaced by that mean (one warning per file,
+    logged and kept in :attr:`warnings`). Integer data are never checked.
+
+    Parameters
+    ----------
+    path : str
+        the file (for messages).
+    data : array-like
+        ``[z, y, x]`` / ``[n, y, x]`` data of the file (a memory map), for the scan.
+    policy : {"error", "replace"}
+    release : callable, optional
+        ``release(z0, z1)`` after scanning sections ``z0..z1-1`` (page release).
+    sections : sequence of int, optional
+        scan only these sections (0-based; e.g. the frames of a tilt series a stack holds).
+    """
+
+    def __init__(self, path, data, policy="error", release=None, sections=None):
+        if policy not in NONFINITE_POLICIES:
+            raise ValueError("non-finite policy must be one of %s, got %r"
+                             % (", ".join(NONFINITE_POLICIES), policy))
+        self.path, self.data, self.policy, self._release = path, data, policy, release
+        self.sections = None if sections is None else sorted({int(i) for i in sections})
+        self.enabled = np.dtype(data.dtype).kind == "f"
+        self.result = None                     # (count, first [z, y, x], finite mean)
+        self.warnings = []
+        self._lock = threading.Lock()
+
+    def scan(self):
+        """``(count, first index or None, mean of the finite voxels)`` of the whole file."""
+        with self._lock:
+            if self.result is not None:
+                return self.result
+            data = self.data
+            if not self.enabled:
+                self.result = (0, None, None)
+                return self.result
+            per = max(1, _SCAN_BYTES // max(1, int(np.prod(data.shape[1:])) *
+                                           data.dtype.itemsize))
+            count, first, total, n = 0, None, 0.0, 0
+            for z0, z1 in self._runs(per):
+                block = np.asarray(data[z0:z1])
+                bad = ~np.isfinite(block)
+                nb = int(np.count_nonzero(bad))
+                if nb:
+                    if first is None:
+                        first = [int(v) for v in np.argwhere(bad)[0]]
+                        first[0] += z0
+                    count += nb
+                    good = block[~bad]
+                    total += float(good.sum(dtype=np.float64))
+                    n += good.size
+                else:
+                    total += float(block.sum(dtype=np.float64))
+                    n += block.size
+                if self._release is not None:
+                    self._release(z0, z1)
+            mean = total / n if n else None
+            self.result = (count, first, mean)
+            if count and self.policy == "replace":
+                if mean is None:
+                    raise NonFiniteError("%s holds no finite voxel at all: nothing to replace "
+                                         "its %d non-finite voxels with" % (self.path, count))
+                msg = ("%s: %d non-finite voxel%s (NaN or infinite; the first at [z, y, x] = "
+                       "%s) replaced by the mean of its finite voxels, %.6g"
+                       % (self.path, count, "s" if count > 1 else "", first, mean))
+                self.warnings.append(msg)
+                logging.getLogger(__name__).warning(msg)
+            return self.result
+
+    def _runs(self, per):
+        """``(z0, z1)`` runs of at most ``per`` consecutive sections to scan."""
+        if self.sections is None:
+            return [(z0, min(z0 + per, self.data.shape[0]))
+                    for z0 in range(0, self.data.shape[0], per)]
+        runs = []
+        for z in self.sections:
+            if runs and runs[-1][1] == z and z - runs[-1][0] < per:
+                runs[-1][1] = z + 1
+            else:
+                runs.append([z, z + 1])
+        return [tuple(r) for r in runs]
+
+    def message(self):
+        count, first, _ = self.scan()
+        return ("%s holds %d non-finite voxel%s (NaN or infinite), the first at [z, y, x] = "
+                "%s; fix the file, or replace them by the mean of its finite voxels with %s "
+                "(in Scipion: '%s')" % (self.path, count, "s" if count > 1 else "", first,
+                                        NONFINITE_OPTION, NONFINITE_FORM))
+
+    def check_all(self):
+        """Scan the whole file now; raise :class:`NonFiniteError` if it holds non-finite
+        values and the policy is "error". Returns the count."""
+        count = self.scan()[0]
+        if count and self.policy == "error":
+            raise NonFiniteError(self.message())
+        return count
+
+    def check(self, block, inplace=False):
+        """``block`` itself when it is finite, else (policy "replace") a copy with the
+        non-finite values replaced (in place with ``inplace``, for a private copy)."""
+        if not self.enabled:
+            return block
+        if self.result is not None and self.result[0] == 0:
+            return block                        # the whole file is known to be finite
+        acc = np.float32 if block.dtype.itemsize < 4 else None
+        if np.isfinite(np.sum(block, dtype=acc)) or np.isfinite(block).all():
+            return block
+        self.check_all()
+        out = block if inplace else np.array(block)
+        out[~np.isfinite(out)] = self.result[2]
+        return out
 
 
 def partial_path(path):
-    """Temporary name used while ``path`` is being written (same folder, hidden)."""
+    """Fixed temporary name ``.NAME.partial`` of a *resumable* output that several steps of
+    one protocol run fill in turn (its claim is the run's). One-shot outputs use
+    :func:`atomic_output` (a unique temporary name per run) instead."""
     head, tail = os.path.split(os.path.abspath(path))
     return os.path.join(head, ".%s.partial" % tail)
 
 
-@contextlib.contextmanager
-def atomic_output(path, overwrite=True):
-    """Yield a temporary path to write; rename it to ``path`` only if the block succeeds.
+def _with_filename(exc, path):
+    """An OSError without a file name gets ``path`` (so its one-line message names it)."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path)
+    return None
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=True, suffix=""):
+    """Yield a unique temporary path to write (``.NAME.<pid>.<random>.partial`` + ``suffix``,
+    in the folder of ``path``); rename it to ``path`` only if the block succeeds.
+
+    On an exception (or an interruption, see :mod:`cryoprocs.convert.outputs`) the
+    temporary file is removed and ``path`` is left untouched. An ``OSError`` without a file
+    name (e.g. "No space left on device" from a write) is re-raised naming ``path``.
 
     Raises
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is False.
     """
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError("output %s exists; pass overwrite to replace it" % path)
-    tmp = partial_path(path)
-    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError("output %s exists; pass --overwrite to replace it" % path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = outputs.temp_path(path, suffix)
     try:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        outputs.commit_temp(tmp, path)
+    except BaseException as exc:
+        outputs.discard_temp(tmp)
+        named = _with_filename(exc, path)
+        if named is not None:
+            raise named from None
         raise
 
 
@@ -305,13 +557,19 @@ class MappedMrc:
     mz : int
         sections per volume (``< nz`` only for volume stacks, space group >= 401).
 
+    nonfinite : {None, "error", "replace"}
+        Check every block read for NaN / infinite values (:class:`FiniteGuard`, kept in
+        :attr:`guard`); None: no check (e.g. files this run wrote itself).
+
     Raises
     ------
     MrcFormatError
-        missing file, not MRC, or a file shorter than its header says.
+        missing file, not MRC, or a header that does not match the file (:func:`mrc_info`);
+        :class:`NonFiniteError` when a block read holds NaN / infinite values (policy
+        "error").
     """
 
-    def __init__(self, path, permissive=True):
+    def __init__(self, path, permissive=True, nonfinite=None):
         path = _existing(path)
         info = mrc_info(path)                  # validates the header against the file size
         hdr = _header(path)
@@ -331,6 +589,8 @@ class MappedMrc:
         self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.data = np.ndarray(self.shape, dtype=self.dtype, buffer=self._mm,
                                offset=self._offset)
+        self.guard = FiniteGuard(path, self.data, nonfinite, self.release) if nonfinite \
+            else None
 
     def __len__(self):
         return self.shape[0]
@@ -361,6 +621,8 @@ class MappedMrc:
             out = np.empty(block.shape, dtype=self.dtype.newbyteorder("="))
         np.copyto(out, block, casting="unsafe")
         self.release(z0, z1)
+        if self.guard is not None:
+            out = self.guard.check(out, inplace=True)
         return out
 
     def read_sections(self, indices):
@@ -386,10 +648,18 @@ class MappedMrc:
         if isinstance(first, slice):
             z0, z1, _ = first.indices(self.shape[0])
             self.release(z0, z1)
+        if self.guard is not None and isinstance(out, np.ndarray):
+            out = self.guard.check(out, inplace=True)
         return out
 
     def full(self):
-        """The whole data as the read-only mapped view (no copy)."""
+        """The whole data as the read-only mapped view (no copy); with a non-finite check,
+        the file is scanned first and, when values had to be replaced, an in-memory copy
+        with the replacements is returned instead."""
+        if self.guard is not None and self.guard.check_all():
+            d = self.data
+            return np.where(np.isfinite(d), d, self.guard.result[2]).astype(
+                d.dtype.newbyteorder("="))
         return self.data
 
     def close(self):
@@ -452,8 +722,11 @@ class MrcBlockWriter:
             block = block.byteswap()
         data = memoryview(block.reshape(-1).view(np.uint8))
         pos, done = self.offset + i0 * self.section_bytes, 0
-        while done < len(data):
-            done += os.pwrite(self._fd, data[done:], pos + done)
+        try:
+            while done < len(data):
+                done += os.pwrite(self._fd, data[done:], pos + done)
+        except OSError as exc:
+            raise (_with_filename(exc, outputs.final_name(self.path)) or exc) from None
         with self._lock:
             s = self._stats
             s[0], s[1] = min(s[0], bmin), max(s[1], bmax)
@@ -511,36 +784,53 @@ class AtomicMrcWriter(MrcBlockWriter):
 
     def __init__(self, path, shape, voxel_size=None, origin=None, overwrite=False,
                  dtype=np.float32, is_stack=False):
-        if not overwrite and os.path.exists(path):
+        if not overwrite and os.path.lexists(path):
             raise FileExistsError("output %s exists; pass overwrite to replace it" % path)
         self.final_path = path
         self.overwrite = overwrite
-        tmp = partial_path(path)
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        super().__init__(tmp, shape, dtype, voxel_size, origin, is_stack)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = outputs.temp_path(path)
+        try:
+            super().__init__(tmp, shape, dtype, voxel_size, origin, is_stack)
+        except BaseException as exc:
+            outputs.discard_temp(tmp)
+            named = _with_filename(exc, path)
+            if named is not None:
+                raise named from None
+            raise
 
     @property
     def tmp(self):
         """The temporary file being written."""
         return self.path
 
+    def finish(self):
+        """Write the header statistics and close; the file keeps its temporary name (for a
+        group commit, :func:`cryoprocs.convert.outputs.commit_group`). Returns it."""
+        if self._fd is not None:
+            self.close(stats=True)
+        return self.path
+
     def commit(self):
         """Write the header statistics and rename the file to its final name."""
         if self._fd is None and not os.path.exists(self.path):
             return self.final_path
-        self.close(stats=True)
-        if not self.overwrite and os.path.exists(self.final_path):
+        try:
+            self.finish()
+            if not self.overwrite and os.path.lexists(self.final_path):
+                raise FileExistsError("output %s appeared while writing; not replaced"
+                                      % self.final_path)
+            outputs.commit_temp(self.path, self.final_path)
+        except BaseException:
             self.abort()
-            raise FileExistsError("output %s appeared while writing; not replaced"
-                                  % self.final_path)
-        os.replace(self.path, self.final_path)
+            raise
         return self.final_path
 
     def abort(self):
-        """Remove the temporary file (the final name is never touched)."""
-        self.close(stats=False)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
+        """Remove the temporary file (the final name is never touched); never raises."""
+        with contextlib.suppress(Exception):
+            self.close(stats=False)
+        outputs.discard_temp(self.path)
 
     def __exit__(self, exc_type, *exc):
         if exc_type is not None:

@@ -1,13 +1,32 @@
-"""Checks of input and output paths shared by the console commands and the pipelines.
+"""Checks of input and output paths shared by the console commands, pipelines and protocols.
 
-Every command that writes files runs :func:`check_io` before any work, so bad paths give one
-clear error and nothing is read, written or overwritten.
+Every command that writes files runs :func:`check_io` (files) or :func:`check_output_dir`
+(RELION-style output folders) before any work, so bad paths give one clear error and
+nothing is read, written or overwritten; both also take this run's exclusive claim on its
+outputs (:mod:`cryoprocs.convert.outputs`), so a second run that wants the same output fails
+at once. File names derived from tomogram / tilt-series ids come from :func:`safe_name`.
 """
 import contextlib
+import hashlib
 import os
 
-__all__ = ["check_io", "check_output_dir", "same_file", "file_signature", "read_record",
-           "write_record", "claim_outputs"]
+from . import outputs as O
+
+__all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "file_signature",
+           "read_record", "write_record", "claim_outputs", "safe_name"]
+
+
+def safe_name(name):
+    """A file-name stem for an id (tsId, rlnTomoName): letters, digits, ``-``, ``_`` and
+    ``.`` are kept, every other character becomes ``_``; when that changes the id (or it
+    starts with ``.``), ``_`` and 8 hex digits of its SHA-1 are appended, so distinct ids
+    always give distinct names ("TS_01" -> ``TS_01``, "TS 01" -> ``TS_01_<hash>``)."""
+    name = str(name)
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    if stem != name or not stem or stem.startswith("."):
+        stem = "%s_%s" % (stem.lstrip(".") or "id", hashlib.sha1(name.encode("utf-8"))
+                          .hexdigest()[:8])
+    return stem
 
 
 def same_file(a, b):
@@ -18,8 +37,8 @@ def same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_io(inputs=(), outputs=(), overwrite=False):
-    """Validate the paths of one run before it starts.
+def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
+    """Validate the paths of one run before it starts and claim its outputs.
 
     Parameters
     ----------
@@ -30,6 +49,9 @@ def check_io(inputs=(), outputs=(), overwrite=False):
         files to be written; ``path`` None is skipped.
     overwrite : bool
         whether existing outputs may be replaced.
+    claim : bool
+        take this run's exclusive claim on every output (:func:`cryoprocs.convert.outputs.claim`)
+        until the enclosing :func:`~cryoprocs.convert.outputs.run_scope` ends.
 
     Raises
     ------
@@ -43,6 +65,10 @@ def check_io(inputs=(), outputs=(), overwrite=False):
         an output names an input, or two outputs name the same file.
     FileExistsError
         an output exists and ``overwrite`` is False.
+    OutputInUseError
+        another run is writing an output.
+    OSError
+        an output folder is not writable.
     """
     from .mrc import parse_location
     # image locations may carry an index ("3@stack.mrcs") or a format hint ("tomo.mrc:mrc")
@@ -70,7 +96,11 @@ def check_io(inputs=(), outputs=(), overwrite=False):
             parent = os.path.dirname(parent)
         if not os.path.isdir(parent):
             raise NotADirectoryError("%s %s: %s is a file, not a folder" % (lab, p, parent))
-        if os.path.exists(p) and not overwrite:
+    if claim:
+        for lab, p in outs:
+            O.claim(p, lab)
+    for lab, p in outs:
+        if os.path.lexists(p) and not overwrite:
             raise FileExistsError("%s %s exists; pass --overwrite to replace it" % (lab, p))
 
 
@@ -87,8 +117,8 @@ def file_signature(paths):
     return out
 
 
-def check_output_dir(output_dir, names, inputs=()):
-    """Validate an output folder (RELION's ``--o``) before a run.
+def check_output_dir(output_dir, names, inputs=(), claim=True):
+    """Validate an output folder (RELION's ``--o``) before a run and claim it.
 
     Parameters
     ----------
@@ -98,6 +128,8 @@ def check_output_dir(output_dir, names, inputs=()):
         file names the run writes inside it.
     inputs : iterable of (label, path)
         input files none of the outputs may replace.
+    claim : bool
+        take this run's exclusive claim on the folder (its lock file lies next to it).
 
     Raises
     ------
@@ -105,6 +137,8 @@ def check_output_dir(output_dir, names, inputs=()):
         ``output_dir`` (or a parent) is a file.
     ValueError
         an output file would replace an input, e.g. ``--output-dir`` the input's own folder.
+    OutputInUseError
+        another run is writing into the folder.
     """
     path = os.path.abspath(output_dir)
     probe = path
@@ -118,6 +152,28 @@ def check_output_dir(output_dir, names, inputs=()):
             if p and (os.path.abspath(p) == out or (os.path.exists(out) and same_file(out, p))):
                 raise ValueError("output folder %s: its %s would replace the input %s %s; "
                                  "choose another output folder" % (output_dir, name, lab, p))
+    if claim:
+        O.claim(path, "output folder", folder=True)
+
+
+def check_replace(paths, allowed, overwrite, why="was not written by this command with "
+                                                   "these inputs and settings"):
+    """Refuse to replace existing files a run is not entitled to replace.
+
+    ``allowed``: the files are this run's own results (e.g. its fingerprint record matches);
+    otherwise they are replaced only with ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        naming the first existing file.
+    """
+    if allowed or overwrite:
+        return
+    for p in paths:
+        if p and os.path.lexists(p):
+            raise FileExistsError("%s exists and %s; pass --overwrite to replace it or choose "
+                                  "another output" % (p, why))
 
 
 def read_record(path):
@@ -132,7 +188,6 @@ def read_record(path):
 def write_record(path, fingerprint):
     """Write a fingerprint record atomically (its folder is created)."""
     from .mrc import atomic_output
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_output(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(fingerprint)

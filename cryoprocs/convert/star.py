@@ -20,14 +20,37 @@ def read_star(path):
     Raises
     ------
     FileNotFoundError
-        missing file; ``ValueError`` for an unreadable file (with its path).
+        missing file; ``ValueError`` for an unreadable file (with its path), a file that
+        does not end with a line break, or a loop row with fewer values than the loop has
+        columns (a truncated or damaged file: STAR loops have every value of every row).
     """
     if not os.path.exists(path):
         raise FileNotFoundError("STAR file not found: %s" % path)
+    if os.path.isdir(path):
+        raise IsADirectoryError("%s is a folder, not a STAR file" % path)
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) not in (b"\n", b"\r"):
+                raise ValueError("%s does not end with a line break: a truncated STAR file? "
+                                 "(if it is complete, end it with a line break)" % path)
     try:
-        return starfile.read(path, always_dict=True)
+        blocks = starfile.read(path, always_dict=True)
     except Exception as exc:
-        raise ValueError("cannot read STAR file %s: %s" % (path, exc)) from None
+        raise ValueError("cannot read STAR file %s: %s" % (" ".join(str(path).split()),
+                                                           " ".join(str(exc).split()))) \
+            from None
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame) and len(block):
+            short = block.isna().any(axis=1).to_numpy().nonzero()[0]
+            if short.size:
+                row = int(short[0])
+                raise ValueError("%s: row %d of data_%s has %d values for its %d columns (a "
+                                 "truncated or damaged STAR file)"
+                                 % (path, row + 1, name, int(block.iloc[row].notna().sum()),
+                                    block.shape[1]))
+    return blocks
 
 
 def read_block(path, name=None):

@@ -77,7 +77,7 @@ def test_cli_errors_are_clear_and_leave_nothing(tmp_path, capsys):
     txt = str(tmp_path / "notes.txt")
     open(txt, "w").write("hello" * 400)
     assert main(["mask", "--input", txt, "--output", out, "--geometry", "sphere"]) == 2
-    assert "not a readable MRC file" in capsys.readouterr().err
+    assert "not an MRC file" in capsys.readouterr().err
     # nothing written, not even a temporary file
     assert sorted(os.listdir(tmp_path)) == ["m.mrc", "notes.txt", "v.mrc"]
     # existing output is not replaced without --overwrite

@@ -128,13 +128,15 @@ def test_paths_are_checked_before_picking(tmp_path, capsys, case):
 
 
 def test_failed_diagnostics_leave_no_picks(tmp_path, monkeypatch, capsys):
-    """The plot is written before the picks: when it fails there is no picks file either."""
+    """The plot and the picks are committed together: when the plot fails there is no picks
+    file either, and the error is one line naming the plot (exit 2)."""
     from cryoprocs.pipelines import peaks as PP
 
-    def boom(*a, **k):
-        raise OSError("disk full")
+    def boom(path, *a, **k):
+        raise OSError(28, "No space left on device", path)
     monkeypatch.setattr(PP, "plot_diagnostics", boom)
     out = str(tmp_path / "p.csv")
-    with pytest.raises(OSError):
-        cli.main(_args(out, "--diagnostics", str(tmp_path / "d.png")))
+    assert cli.main(_args(out, "--diagnostics", str(tmp_path / "d.png"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cryoprocs pick: error: %s: No space left on device" % (tmp_path / "d.png")]
     assert os.listdir(tmp_path) == []
