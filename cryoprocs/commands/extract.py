@@ -24,6 +24,8 @@ examples:
       --project-dir P --box-size 128 --crop-size 96 --float16 --max-dose 50 \\
       --output-dir P/Extract/job011/ --threads 2
 """
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "RELION 5 pseudo-subtomogram (2D tilt stack) extraction"
 
 
@@ -64,7 +66,9 @@ def add_arguments(p):
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace stacks made from other inputs or settings (stacks of the "
-                        "same inputs and settings are always kept)")
+                        "same inputs and settings are always kept), and STAR files in DIR "
+                        "not written by this command with these inputs and settings")
+    add_nonfinite_argument(p)
 
 
 def run(args):
@@ -80,7 +84,7 @@ def run(args):
                                invert_contrast=not args.no_ic)
     t0 = time.time()
     job = Stack2DJob(args.particles, args.tomograms, args.output_dir, settings,
-                     project_dir=args.project_dir)
+                     project_dir=args.project_dir, nonfinite=nonfinite_policy(args))
     if not args.overwrite:
         stale = job.stale_tilt_series()
         if stale:
@@ -90,7 +94,7 @@ def run(args):
                 % (job.output_dir, ", ".join(stale)))
     # stacks of this run's inputs and settings are always kept (a resume); --overwrite only
     # permits replacing the others, which the job then deletes and redoes
-    counts = job.run(threads=args.threads)
+    counts = job.run(threads=args.threads, overwrite=args.overwrite)
     if counts["unknown_tomograms"]:
         print("warning: particles of tomograms absent from %s were ignored: %s"
               % (args.tomograms, ", ".join(counts["unknown_tomograms"])))

@@ -11,6 +11,8 @@ examples:
       --inner-radius 20 --outer-radius 30
   cryoprocs mask --input map.mrc --output map_masked.mrc --mask-file mask.mrc
 """
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "mask images, stacks or volumes (Xmipp semantics)"
 
 GEOMETRIES = ("circular", "sphere", "box", "crown", "cylinder", "gaussian", "raised_cosine",
@@ -48,6 +50,7 @@ def add_arguments(p):
                    help="created mask (MRC, same dimensions): the input is multiplied by it")
     p.add_argument("--threads", type=int, default=1, help="threads for stacks")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_nonfinite_argument(p)
 
 
 def run(args):
@@ -68,9 +71,10 @@ def run(args):
         params = {n: getattr(args, n) for n in names}
     recipe = MaskRecipe(args.geometry, params, center=center + (0,) * (3 - len(center)),
                         fill=args.fill, fill_value=args.fill_value, seed=args.seed,
-                        gaussian_peak_one=args.gaussian_peak_one, mask_file=args.mask_file)
+                        gaussian_peak_one=args.gaussian_peak_one, mask_file=args.mask_file,
+                        nonfinite=nonfinite_policy(args))
     warnings = mask_file(args.input, args.output, recipe, threads=max(1, args.threads),
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, nonfinite=nonfinite_policy(args))
     for w in warnings:
         print("warning: %s" % w)
     print("wrote %s" % args.output)

@@ -24,6 +24,8 @@ examples:
 """
 import os
 
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "tomograms / tilt stacks to MP4, AVI (MJPG), GIF or PNG frames (mrc2movie flags)"
 
 INPUT_EXTENSIONS = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
@@ -91,6 +93,7 @@ def add_arguments(p):
     n.add_argument("--threads", type=int, default=0,
                    help="encoder and OpenCV threads (default 0: automatic)")
     n.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_nonfinite_argument(n)
 
 
 def _codec(value):
@@ -122,7 +125,7 @@ def _source(path, args):
     from ..convert.mrc import mrc_info
 
     if not args.tilt_angles:
-        return VolumeSource(path, args.axis, args.pixel_size)
+        return VolumeSource(path, args.axis, args.pixel_size, nonfinite=nonfinite_policy(args))
     angles = read_tilt_angles(args.tilt_angles)
     n = mrc_info(path).shape[0]
     if len(angles) != n:
@@ -130,12 +133,13 @@ def _source(path, args):
                          % (args.tilt_angles, len(angles), path, n))
     order = sorted(range(n), key=lambda i: angles[i]) if args.order == "angle" else range(n)
     return StackSource([(path, i) for i in order], [angles[i] for i in order],
-                       args.pixel_size)
+                       args.pixel_size, nonfinite=nonfinite_policy(args))
 
 
 def run(args):
     from tqdm import tqdm
 
+    from ..convert.paths import same_file
     from ..pipelines.movie import MovieSettings, export_movie, movie_path
 
     fmt, fourcc = _codec(args.codec)
@@ -154,21 +158,29 @@ def run(args):
                          "%d files" % len(files))
     if args.tilt_angles and args.axis != "z":
         raise ValueError("a tilt stack is shown image by image: --axis must be z")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise NotADirectoryError("OUTPUT_DIR %s is a file, not a folder" % args.output_dir)
     if args.threads > 0:
         import cv2
         cv2.setNumThreads(args.threads)
-    os.makedirs(args.output_dir, exist_ok=True)
+    # the output folder is created with the first movie's claim (export_movie), after every
+    # option was checked, and removed again if that movie fails
     failed, written, skipped = [], [], []
     single = len(files) == 1
-    bar = tqdm(files, desc="movies", unit="file", disable=single)
+    bar = tqdm(files, desc="movies", unit="file", disable=True if single else None)
     for path in bar:
         stem = os.path.splitext(os.path.basename(path))[0]
         out = movie_path(args.output_dir, stem, fmt)
+        for label, p in (("input", path), ("--tilt_angles", args.tilt_angles)):
+            if p and os.path.exists(out) and same_file(out, p):
+                raise ValueError("the movie %s would replace the %s %s; choose another "
+                                 "OUTPUT_DIR" % (out, label, p))
         if os.path.exists(out) and not args.overwrite:
             skipped.append(out)
             tqdm.write("%s exists, skipped (use --overwrite to replace it)" % out)
             continue
-        frames_bar = tqdm(desc=stem, unit="frame", disable=not single, leave=False)
+        frames_bar = tqdm(desc=stem, unit="frame", disable=None if single else True,
+                          leave=False)
 
         def progress(done, total, b=frames_bar):
             b.total = total
@@ -184,8 +196,9 @@ def run(args):
         except (ValueError, OSError) as exc:
             if single:
                 raise
+            from ..cli import error_message
             failed.append((path, exc))
-            tqdm.write("error: %s: %s" % (path, exc))
+            tqdm.write("error: %s: %s" % (path, error_message(exc)))
         finally:
             frames_bar.close()
             if source is not None:

@@ -47,7 +47,7 @@ examples:
   cryoprocs noise-fill --input_tomo T.mrc --input_mask M.mrc --output_tomo OUT.mrc \\
       --expand_pixels 30 --parity          # exactly what extract_masked_tomogram.py writes
 """
-import os
+from . import add_nonfinite_argument, nonfinite_policy
 
 HELP = "keep a tomogram inside an expanded mask, fill the rest with matched noise"
 
@@ -122,6 +122,7 @@ def add_arguments(p):
     n.add_argument("--parity", action="store_true",
                    help="reproduce extract_masked_tomogram.py exactly (same voxels)")
     n.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    add_nonfinite_argument(n)
 
 
 def params_from_args(args):
@@ -177,13 +178,10 @@ def run(args):
     from ..pipelines.noisefill import noise_fill_file
 
     params = params_from_args(args)
-    for path in (args.input_tomo, args.input_mask):
-        if not os.path.exists(path):
-            raise FileNotFoundError("input %s does not exist" % path)
     rep = noise_fill_file(args.input_tomo, args.input_mask, args.output_tomo, params,
                           soft_mask_path=args.soft_mask_out, preview_png=args.preview,
                           report_json=args.report, threads=max(1, args.threads),
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, nonfinite=nonfinite_policy(args))
     print(format_report(rep))
     print("wrote %s" % args.output_tomo)
     return 0

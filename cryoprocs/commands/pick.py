@@ -22,6 +22,8 @@ examples:
       --angles-order zzx --angles-numbering 1 --min-distance 10 --threshold-mode sigma \\
       --sigma 3 --cryocat-compatible --output picks.em
 """
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "pick oriented peaks in template-matching score maps (cryoCAT semantics)"
 
 
@@ -85,11 +87,15 @@ def add_arguments(p):
     p.add_argument("--diagnostics", metavar="PNG",
                    help="write the score histogram / sorted-score plot here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_nonfinite_argument(p)
 
 
 def run(args):
     import os
 
+    import numpy as np
+
+    from ..convert import outputs as O
     from ..convert.paths import check_io
     from ..pipelines import peaks as PP
 
@@ -111,6 +117,14 @@ def run(args):
                      ("--angle-list", args.angle_list), ("--tomo-mask", args.tomo_mask)],
              outputs=[("--output", args.output), ("--diagnostics", args.diagnostics)],
              overwrite=args.overwrite)
+    shape = PP.volume_shape(args.scores)
+    diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in shape)))
+    if not args.min_distance <= diagonal:
+        raise ValueError("--min-distance %g voxels is larger than the score map %s (%s voxels "
+                         "(x, y, z), diagonal %.1f voxels): every pick would exclude all the "
+                         "others; give the minimum distance between particles in voxels"
+                         % (args.min_distance, args.scores, "x".join(map(str, shape[::-1])),
+                            diagonal))
     af = None
     if args.angular_filter:
         n, deg, r = args.angular_filter
@@ -125,21 +139,28 @@ def run(args):
         min_peak_size=args.min_peak_size, angular_filter=af,
         compatible=args.cryocat_compatible)
     result, info = PP.pick_volumes(args.scores, args.angles, args.angle_list, opts,
-                                   mask_path=args.tomo_mask)
+                                   mask_path=args.tomo_mask, nonfinite=nonfinite_policy(args))
     pixel = args.pixel_size or info["voxel_size"]
     if ext == ".star" and args.star_format == "relion5" and not pixel:
         raise ValueError("RELION 5 coordinates are in Å: the score map header has no voxel "
                          "size; pass --pixel-size")
     tomo_name = args.tomo_name or os.path.splitext(os.path.basename(args.scores))[0]
-    if args.diagnostics:                       # first: a failed plot leaves no picks file
-        PP.plot_diagnostics(args.diagnostics, result, os.path.basename(args.scores))
+    # both files under temporary names, renamed together (the picks last)
+    pairs = []
     try:
-        PP.write_picks(args.output, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
+        if args.diagnostics:
+            tmp = O.temp_path(args.diagnostics, ".png")
+            pairs.append((tmp, args.diagnostics))
+            PP.plot_diagnostics(tmp, result, os.path.basename(args.scores))
+        tmp = O.temp_path(args.output, ext)
+        pairs.append((tmp, args.output))
+        PP.write_picks(tmp, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
                        pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
                        overwrite=True)
+        O.commit_group(pairs)
     except BaseException:
-        if args.diagnostics and os.path.exists(args.diagnostics):
-            os.remove(args.diagnostics)
+        for tmp, _ in pairs:
+            O.discard_temp(tmp)
         raise
     print(PP.result_summary(result, os.path.basename(args.scores)))
     for m in result.messages:

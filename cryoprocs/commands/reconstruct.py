@@ -28,6 +28,8 @@ examples:
       --tomograms P/tomograms.star --project-dir P --box-size 256 --crop-size 192 \\
       --snr 0.1 --output-dir P/Reconstruct/job031/
 """
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "RELION 5 subtomogram-average reconstruction (half maps, FSC)"
 
 
@@ -76,6 +78,7 @@ def add_arguments(p):
                         "as RELION does")
     p.add_argument("--backend", choices=("auto", "numba", "numpy"), default="auto",
                    help="backprojection implementation (default: numba when installed)")
+    add_nonfinite_argument(p)
 
 
 def run(args):
@@ -92,9 +95,10 @@ def run(args):
                                    invert_contrast=not args.no_ic)
     t0 = time.time()
     job = ReconstructJob(args.particles, args.tomograms, args.output_dir, settings,
-                         project_dir=args.project_dir, backend=args.backend)
+                         project_dir=args.project_dir, backend=args.backend,
+                         nonfinite=nonfinite_policy(args))
     if not args.overwrite:
-        conflict = job.existing_outputs_conflict()
+        conflict = job.existing_outputs_conflict(args.write_intermediates)
         if conflict:
             raise FileExistsError(conflict)
     # partial sums of unchanged tilt series are always reused; --overwrite only permits
@@ -112,6 +116,7 @@ def run(args):
                                      if settings.max_dose > 0 else ""))
     if not job.has_halves:
         print("warning: no rlnRandomSubset column: only merged.mrc is written (no FSC)")
+    # other warnings (missing orientations, an empty half set) were logged as they arose
     if res["resolution"] is not None:
         print("FSC 0.143 resolution: %s%.2f A" % ("<= " if res["resolution_at_nyquist"]
                                                   else "", res["resolution"]))

@@ -365,7 +365,8 @@ def write_tilt_series_project(out_dir, project_dir, ts_ids, ts_by_id, ctf_by_id,
         ps = ts.getSamplingRate()
         ctfs = {c.getAcquisitionOrder(): ctf_record(c) for c in ctf_by_id[tsId].iterItems()}
         table = tilt_series_star_rows(ts, ctfs, ps, project_dir, scale_factor=scale_factor)
-        star = os.path.join(out_dir, "tiltseries", "%s.star" % tsId)
+        from .paths import safe_name
+        star = os.path.join(out_dir, "tiltseries", "%s.star" % safe_name(tsId))
         R5.write_tilt_series_star(star, tsId, table)
         size = None
         if attr(ts, "rlnTomoSizeX") is None:

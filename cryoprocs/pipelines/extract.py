@@ -26,38 +26,26 @@ import mrcfile
 import numpy as np
 
 from ..convert import relion5 as R5
-from ..convert.mrc import atomic_output, write_mrc
-from ..convert.paths import claim_outputs, file_signature, read_record
-from ..convert.mrc import MappedMrc
+from ..convert.mrc import MappedMrc, atomic_output, is_complete_mrc, write_mrc
+from ..convert.paths import (check_replace, claim_outputs, file_signature, read_record,
+                             write_record)
 from ..kernels import ctf as KC
 from ..kernels import extract as KE
 from ..kernels import relion_geometry as G
-from .relion5_project import Relion5ProjectJob, safe_name
+from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Stack2DSettings", "Stack2DJob", "TiltSeriesPlan", "write_stack",
-           "extract_subvolumes", "SubvolumeSettings"]
+           "extract_subvolumes", "SubvolumeSettings", "iter_frames", "valid_output"]
+
+
+def valid_output(path, shape, modes=(2,)):
+    """:func:`~cryoprocs.convert.mrc.is_complete_mrc` (a resumed run's check)."""
+    return is_complete_mrc(path, shape, modes)
 
 
 # ============================================================================ 2D stacks
-def iter_frames(ts):
-    """Yield ``(frame, image)`` for every frame of a tilt series, file by file.
-
-    ``image`` is a read-only memory-mapped ``[y, x]`` view; its pages are handed back to the
-    page cache once the caller moves on (so touching every frame of a large stack does not
-    keep it in the process's resident memory).
-    """
-    for path, frames in ts.frame_groups().items():
-        mapped = MappedMrc(path)
-        try:
-            for f, index in frames:
-                yield f, mapped.data[index]
-                mapped.release(index, index + 1)
-        finally:
-            mapped.close()
-
-
 def frame_ctf(ts, f, box, pixel_size, depth):
     """RELION's CTF of frame ``f`` on the ``box`` half grid at ``pixel_size`` Å, for
     particles at projected depths ``depth`` (px, ``relion_geometry.depth_offsets``): the
@@ -149,10 +137,16 @@ class Stack2DJob(Relion5ProjectJob):
         relative to which output paths are written (default: the current directory, as
         RELION).
 
+    nonfinite : {"error", "replace"}
+        NaN / infinite pixels in the tilt images (checked before a tilt series is extracted).
+
     Raises
     ------
     ValueError
-        invalid settings, missing files/columns (messages name tomograms and values).
+        invalid settings, missing files/columns (messages name tomograms and values), a box
+        larger than the tilt images.
+    OutputInUseError
+        another run is writing into the output folder.
     """
 
     output_names = ("particles.star", "optimisation_set.star")
@@ -160,16 +154,19 @@ class Stack2DJob(Relion5ProjectJob):
     fingerprint_keys = ("box", "crop", "binning", "do_ctf", "circle_crop", "float16",
                         "max_dose", "apply_offsets", "invert_contrast", "dose_weighting")
 
-    def __init__(self, particles_star, tomograms_star, output_dir, settings, project_dir=None):
+    def __init__(self, particles_star, tomograms_star, output_dir, settings, project_dir=None,
+                 nonfinite="error"):
         errs = settings.errors()
         if errs:
             raise KE.ExtractionError("; ".join(errs))
-        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir)
+        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir,
+                         nonfinite)
         self.names = R5.particle_names(self.ptable.particles)
         self.plans = {}
         self._plan_lock = threading.Lock()
         self._prepared = {}
         self._prepare_lock = threading.RLock()
+        self._replace = {}                    # tilt series -> {file: value} (non-finite)
         first = self.names[int(np.flatnonzero(
             self.parts["rlnTomoName"].to_numpy() == self.tomogram_order[0])[0])]
         self.per_tomogram_dirs = "/" not in first
@@ -182,6 +179,7 @@ class Stack2DJob(Relion5ProjectJob):
                 return self.plans[tomo_name]
         row = self.tomograms.loc[self.tomograms["rlnTomoName"] == tomo_name].iloc[0]
         ts = R5.load_tilt_series(row, self.project_dir)
+        self.check_box_fits(ts)
         rows = np.flatnonzero(self.parts["rlnTomoName"].to_numpy() == tomo_name)
         sub = self.parts.iloc[rows]
         pos = R5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
@@ -252,6 +250,17 @@ class Stack2DJob(Relion5ProjectJob):
             n_groups = max(1, math.ceil(threads / max(1, len(self.tomogram_order))))
             for group in self.groups(plan, n_groups):
                 jobs.append((name, group))
+        # every check before the first file is written
+        self.check_some_visible()
+        stars = [os.path.join(self.output_dir, n) for n in self.output_names]
+        check_replace(stars, read_record(self.star_record_file) == self.run_fingerprint(),
+                      overwrite, "was not written by cryoprocs extract with these inputs and "
+                      "settings")
+        for name in self.tomogram_order:
+            self.scan_frames(name, overwrite)
+        # from here on the folder is this run's: STAR files of other settings go first (a
+        # run killed later resumes without --overwrite), then stale stacks
+        claim_outputs(self.star_record_file, self.run_fingerprint(), stars)
         totals = {"frames": 0, "skipped_existing": 0, "written": 0}
         lock = threading.Lock()
         for name in self.tomogram_order:
@@ -282,9 +291,57 @@ class Stack2DJob(Relion5ProjectJob):
         return {"particles": n, "kept": kept, "removed": n - kept,
                 "unknown_tomograms": list(self.unknown_tomograms)}
 
+    def check_some_visible(self):
+        """No particle visible in enough frames: an error before any work.
+
+        Raises
+        ------
+        ExtractionError
+            naming the visibility rule and the particle count.
+        """
+        if sum(self.plan(t).n_kept for t in self.tomogram_order) == 0:
+            s = self.settings
+            raise KE.ExtractionError(
+                "none of the %d particles is visible in at least %d frame%s (a frame counts "
+                "when the particle lies more than %g px from the image edges%s): nothing to "
+                "extract" % (len(self.parts), s.min_frames, "s" if s.min_frames > 1 else "",
+                             s.radius, " and its pre-exposure is <= %g e/A^2" % s.max_dose
+                             if s.max_dose > 0 else ""))
+
+    def stack_shape(self, plan, i):
+        """Shape ``(frames, size, size)`` of particle ``i``'s stack."""
+        b, crop = self.settings.box, self.settings.crop
+        size = b - 2 * ((b - crop) // 2)
+        return (int(plan.visible[:, i].sum()), size, size)
+
+    def stack_done(self, plan, i, warn=True):
+        """True when particle ``i``'s stack exists and is complete (shape, mode, size)."""
+        path = plan.out_files[i]
+        if not os.path.exists(path):
+            return False
+        if valid_output(path, self.stack_shape(plan, i), (12,) if self.settings.float16
+                        else (2,)):
+            return True
+        if warn:
+                logger.warning("%s is damaged or incomplete (not the %s stack this run writes); "
+                           "extracting it again", path,
+                           "x".join(map(str, self.stack_shape(plan, i)[::-1])))
+        return False
+
+    def scan_frames(self, tomo_name, overwrite=False):
+        """Check the tilt images of a tilt series for non-finite pixels when it has stacks to
+        extract (before anything of it is written); remembers what to replace."""
+        plan = self.plan(tomo_name)
+        fresh = overwrite or read_record(self.fingerprint_file(tomo_name)) != \
+            self.fingerprint(tomo_name)
+        if fresh or not all(self.stack_done(plan, i, warn=False)
+                            for i in np.flatnonzero(plan.keep)):
+            self._replace[tomo_name] = self.frame_replacements(tomo_name)
+
     def extract_tilt_series(self, tomo_name, threads=1, overwrite=False):
         """Extract the particles of one tilt series (one protocol step); returns counts."""
         plan = self.plan(tomo_name)
+        self.scan_frames(tomo_name, overwrite)
         self.prepare_tilt_series(tomo_name, overwrite)
         overwrite = False                     # what had to be redone is deleted now
         groups = self.groups(plan, max(1, int(threads)))
@@ -321,7 +378,7 @@ class Stack2DJob(Relion5ProjectJob):
     def extract_group(self, plan, group, overwrite=False):
         """Extract the particles ``group`` (indices into ``plan``) of one tilt series."""
         s = self.settings
-        todo = [i for i in group if overwrite or not os.path.exists(plan.out_files[i])]
+        todo = [i for i in group if overwrite or not self.stack_done(plan, i)]
         res = {"frames": 0, "skipped_existing": len(group) - len(todo), "written": 0}
         if not todo:
             return res
@@ -343,7 +400,7 @@ class Stack2DJob(Relion5ProjectJob):
             else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts):
+        for f, image in iter_frames(ts, self._replace.get(ts.name)):
             idx = np.flatnonzero(vis[f])
             for i0 in range(0, idx.size, batch):
                 ii = idx[i0:i0 + batch]
@@ -369,6 +426,17 @@ class Stack2DJob(Relion5ProjectJob):
     def image_name(self, path):
         return R5.relion_path(path, self.project_dir)
 
+    @property
+    def star_record_file(self):
+        """Written before the STAR files: the :meth:`run_fingerprint` they come from (a
+        rerun replaces its own STAR files without --overwrite, never someone else's)."""
+        return os.path.join(self.output_dir, ".cryoprocs", "extract_star.json")
+
+    def run_fingerprint(self):
+        """What the STAR files depend on: every tilt series' fingerprint and all settings."""
+        return json.dumps({"tilt_series": [self.fingerprint(t) for t in self.tomogram_order],
+                           "settings": asdict(self.settings)}, sort_keys=True)
+
     def write_star_files(self):
         """Write ``particles.star`` and ``optimisation_set.star`` into the output folder."""
         kept_rows, visible, image_names, positions, centres, ps = [], [], [], [], [], []
@@ -387,6 +455,7 @@ class Stack2DJob(Relion5ProjectJob):
             np.array(positions).reshape(-1, 3), np.array(centres).reshape(-1, 3),
             np.array(ps), s.binning, s.crop, s.do_ctf, apply_offsets=s.apply_offsets)
         os.makedirs(self.output_dir, exist_ok=True)
+        write_record(self.star_record_file, self.run_fingerprint())
         pfile = os.path.join(self.output_dir, "particles.star")
         R5.write_particles_star(pfile, general, optics, parts)
         R5.write_optimisation_set(os.path.join(self.output_dir, "optimisation_set.star"),
@@ -453,19 +522,8 @@ def _fourier_resize(vol, size):
     return out.astype(np.float32)
 
 
-def _tomogram_mean(mapped):
-    total, count = 0.0, 0
-    nz = mapped.shape[0]
-    for z0 in range(0, nz, 16):
-        slab = np.asarray(mapped.data[z0:z0 + 16], dtype=np.float64)
-        total += slab.sum()
-        count += slab.size
-        mapped.release(z0, z0 + 16)
-    return total / max(count, 1)
-
-
 def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size=None,
-                       overwrite=False, fingerprint_file=None):
+                       overwrite=False, fingerprint_file=None, nonfinite="error"):
     """Cut sub-volumes from one tomogram.
 
     Parameters
@@ -483,7 +541,11 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
         redo existing output files (otherwise they are kept: resume).
     fingerprint_file : str, optional
         where the settings and tomogram signature of the outputs are recorded; existing
-        outputs recorded with others (or not recorded) are redone instead of kept.
+        outputs recorded with others (or not recorded) are redone instead of kept, and so
+        are damaged ones (not a complete float32 MRC of the box size).
+    nonfinite : {"error", "replace"}
+        NaN / infinite voxels in a cut box are an error naming the tomogram, or are
+        replaced by the mean of its finite voxels.
 
     Returns
     -------
@@ -506,26 +568,28 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                          "tomogram": file_signature([tomogram_file])}, sort_keys=True)
         claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
     mean = None
-    with MappedMrc(tomogram_file) as mapped:
+    with MappedMrc(tomogram_file, nonfinite=nonfinite) as mapped:
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]
         out_vs = vs * (s0 / float(box))
         r = box / 2.0
         yy, xx, zz = None, None, None
         for k, (p, out) in enumerate(zip(pos, out_files)):
-            if not overwrite and os.path.exists(out):
+            if not overwrite and valid_output(out, (box, box, box)):
                 res["skipped_existing"] += 1
                 res["status"].append("existing")
                 continue
             sub, inside = KE.subvolume(mapped.data, p, s0, pad="edge")
+            sub = mapped.guard.check(np.array(sub), inplace=True)
             if not inside:
                 res["outside"] += 1
                 if settings.outside == "skip":
                     res["skipped"] += 1
                     res["status"].append("skipped")
                     continue
-                if mean is None:
-                    mean = _tomogram_mean(mapped)
+                if mean is None:                # of the finite voxels
+                    mean = mapped.guard.scan()[2]
                 sub, _ = KE.subvolume(mapped.data, p, s0, pad="constant", fill=mean)
+                sub = mapped.guard.check(np.array(sub), inplace=True)
                 res["padded"] += 1
             sub = _fourier_resize(sub, box) if s0 != box else sub
             if settings.invert_contrast:

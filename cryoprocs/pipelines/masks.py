@@ -10,14 +10,16 @@ MRC written under a temporary name and renamed when complete.
 import os
 import threading
 from collections import OrderedDict
+from types import SimpleNamespace
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_output,
-                           mrc_info, partial_path, read_mrc)
-from ..kernels import masks as K
+                           check_same_grid, mrc_info, partial_path, read_mrc)
+from ..convert.outputs import run_scope
 from ..convert.paths import check_io
+from ..kernels import masks as K
 
 __all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "preallocate_stack",
            "finish_stack"]
@@ -43,10 +45,13 @@ class MaskRecipe:
         Peak-normalised gaussian instead of Xmipp's unit integral.
     mask_file : str or None
         Created mask (MRC), multiplied voxel-wise.
+    nonfinite : {"error", "replace"}
+        NaN / infinite values in the created mask (see :class:`~cryoprocs.convert.mrc.FiniteGuard`).
     """
 
     def __init__(self, geometry=None, params=None, center=(0, 0, 0), fill="value",
-                 fill_value=0.0, seed=42, gaussian_peak_one=False, mask_file=None):
+                 fill_value=0.0, seed=42, gaussian_peak_one=False, mask_file=None,
+                 nonfinite="error"):
         self.geometry = geometry
         self.params = dict(params or {})
         self.center = tuple(center)
@@ -55,6 +60,7 @@ class MaskRecipe:
         self.seed = int(seed)
         self.gaussian_peak_one = bool(gaussian_peak_one)
         self.mask_file = mask_file
+        self.nonfinite = nonfinite
         if geometry is None and mask_file is None:
             raise K.MaskError("give a mask geometry or a mask file")
         self._cache = {}
@@ -70,7 +76,7 @@ class MaskRecipe:
         with self._lock:
             if shape not in self._cache:
                 if self.mask_file is not None:
-                    mask = read_mrc(self.mask_file)
+                    mask = read_mrc(self.mask_file, nonfinite=self.nonfinite)
                     if mask.ndim == 3 and mask.shape[0] == 1 and len(shape) == 2:
                         mask = mask[0]
                     warnings = K.check_created_mask(mask, shape)
@@ -98,8 +104,8 @@ class _Readers:
     stack files never exceed the open-file limit. Evicted readers are dropped, not closed:
     another thread may still be reading; their descriptor closes when collected."""
 
-    def __init__(self, paths, size=64):
-        self.paths, self.size = paths, size
+    def __init__(self, paths, size=64, nonfinite="error"):
+        self.paths, self.size, self.nonfinite = paths, size, nonfinite
         self._open = OrderedDict()
         self._lock = threading.Lock()
 
@@ -107,7 +113,7 @@ class _Readers:
         with self._lock:
             rd = self._open.pop(fid, None)
             if rd is None:
-                rd = MappedMrc(self.paths[fid])
+                rd = MappedMrc(self.paths[fid], nonfinite=self.nonfinite)
                 while len(self._open) >= self.size:
                     self._open.popitem(last=False)
             self._open[fid] = rd
@@ -173,9 +179,9 @@ class ImageSources:
             parts.append(self._read_run(readers(fids[a]), self.index[i0 + a:i0 + b]))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def read_item(self, k):
+    def read_item(self, k, nonfinite="error"):
         """Item ``k`` alone (opens and closes its file)."""
-        with MappedMrc(self.paths[self.file_ids[k]]) as rd:
+        with MappedMrc(self.paths[self.file_ids[k]], nonfinite=nonfinite) as rd:
             return self._read_run(rd, self.index[k:k + 1])[0]
 
 
@@ -218,15 +224,16 @@ def _run_blocks(func, starts, threads):
             func(b0)
 
 
-def mask_range(sources, recipe, out_stack, i0, i1, threads=1, block=None):
+def mask_range(sources, recipe, out_stack, i0, i1, threads=1, block=None, nonfinite="error"):
     """Mask items ``i0..i1-1`` of ``sources`` into rows ``i0..i1-1`` of ``out_stack``.
 
     ``out_stack`` is an existing float32 stack (:func:`preallocate_stack`); only those rows
-    are written, so several ranges can run in parallel or be resumed.
+    are written, so several ranges can run in parallel or be resumed. ``nonfinite``: NaN /
+    infinite input values are an error ("error") or replaced ("replace").
     """
     if i1 <= i0:
         return
-    readers = _Readers(sources.paths)
+    readers = _Readers(sources.paths, nonfinite=nonfinite)
     writer = MrcBlockWriter(out_stack, create=False)
     try:
         block = block or _block_items(writer.shape[1:])
@@ -241,17 +248,21 @@ def mask_range(sources, recipe, out_stack, i0, i1, threads=1, block=None):
         readers.close()
 
 
-def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
+def mask_file(in_path, out_path, recipe, threads=1, overwrite=True, nonfinite="error"):
     """Mask an MRC image, image stack (.mrcs) or volume into ``out_path`` (float32 MRC).
 
     A 2D image or a volume is masked as one item; a stack (``.mrcs``, or ispg 0 with
     ``nz > 1``) image by image, in blocks spread over ``threads`` threads. Returns the list
     of mask warnings. Nothing is left under ``out_path`` (or a temporary name) on error.
+    ``nonfinite``: NaN / infinite values in the input or the created mask are an error
+    ("error", :class:`~cryoprocs.convert.mrc.NonFiniteError`) or replaced by the mean of the
+    file's finite values ("replace", logged).
 
     Raises
     ------
     MrcFormatError
-        input not MRC; :class:`~cryoprocs.kernels.masks.MaskError` for mask problems.
+        input not MRC, a created mask of another voxel size (beyond 1 %), non-finite values;
+        :class:`~cryoprocs.kernels.masks.MaskError` for mask problems.
     FileExistsError
         ``out_path`` exists and ``overwrite`` is False.
     ValueError
@@ -259,15 +270,23 @@ def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
     FileNotFoundError, IsADirectoryError
         a missing input, a folder given as a file.
     """
-    check_io(inputs=[("input", in_path), ("mask file", recipe.mask_file)],
-             outputs=[("output", out_path)], overwrite=overwrite)
-    info = mrc_info(in_path)
+    with run_scope():
+        check_io(inputs=[("input", in_path), ("mask file", recipe.mask_file)],
+                 outputs=[("output", out_path)], overwrite=overwrite)
+        info = mrc_info(in_path)
+        if recipe.mask_file is not None:        # dimensions: recipe.build; voxel size here
+            check_same_grid(in_path, SimpleNamespace(shape=None, voxel_size=info.voxel_size),
+                            recipe.mask_file, mrc_info(recipe.mask_file), "mask file")
+        return _mask_file(in_path, out_path, recipe, info, threads, overwrite, nonfinite)
+
+
+def _mask_file(in_path, out_path, recipe, info, threads, overwrite, nonfinite):
     nz, ny, nx = info.shape
     stack = info.is_stack or nz == 1
     item_shape = (ny, nx) if stack else (nz, ny, nx)
     _, warnings = recipe.build(item_shape)     # validates before anything is written
     with atomic_output(out_path, overwrite=overwrite) as tmp, \
-            MappedMrc(in_path) as rd, \
+            MappedMrc(in_path, nonfinite=nonfinite) as rd, \
             MrcBlockWriter(tmp, info.shape, np.float32, voxel_size=info.voxel_size,
                            is_stack=info.is_stack) as wr:
         if stack:

@@ -26,10 +26,10 @@ complete; a writer that cannot be opened, or an encoder that fails, raises
 a writer that never opened).
 """
 import contextlib
+import errno
 import logging
 import os
 import queue
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -37,7 +37,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
+from ..convert import outputs as O
+from ..convert.mrc import FiniteGuard, MrcFormatError, mmap_mrc, voxel_size_of
 from ..kernels import movie as K
 from ..kernels.movie import MovieError
 
@@ -264,10 +265,13 @@ class VolumeSource:
         ``z`` (frames ``[y, x]``), ``y`` (frames ``[z, x]``) or ``x`` (frames ``[z, y]``).
     pixel_size : float, optional
         Å per pixel; default the header's X voxel size (0 = unknown).
+    nonfinite : {"error", "replace"}
+        NaN / infinite voxels are an error, or replaced by the mean of the finite ones
+        (:class:`~cryoprocs.convert.mrc.FiniteGuard`).
     """
     kind = "slice"
 
-    def __init__(self, path, axis="z", pixel_size=None):
+    def __init__(self, path, axis="z", pixel_size=None, nonfinite="error"):
         self.path = path
         self.axis = axis
         self._mrc = mmap_mrc(path, permissive=True)
@@ -284,6 +288,7 @@ class VolumeSource:
         if axis != "z" and data.shape[0] == 1:
             raise MovieError("%s is a single image: it can only be shown along Z" % path)
         self._data = data
+        self._guard = FiniteGuard(path, data, nonfinite)
         self._ax = K.AXES.index(axis)
         shape = data.shape
         self.n = int(shape[self._ax])
@@ -301,7 +306,7 @@ class VolumeSource:
             blk = np.moveaxis(self._data[:, a:b, :], 1, 0)
         else:
             blk = np.moveaxis(self._data[:, :, a:b], 2, 0)
-        return np.array(blk, dtype=np.float32, order="C")
+        return self._guard.check(np.array(blk, dtype=np.float32, order="C"), inplace=True)
 
     def label(self, k):
         return K.frame_label("slice", k, self.n, self.axis)
@@ -322,11 +327,15 @@ class StackSource:
         Tilt angle of each entry in degrees (labels).
     pixel_size : float, optional
         Å per pixel; default the first file's header voxel size.
+    nonfinite : {"error", "replace"}
+        as for :class:`VolumeSource` (the mean is that of each file).
     """
     kind = "image"
     axis = "z"
 
-    def __init__(self, entries, angles=None, pixel_size=None):
+    def __init__(self, entries, angles=None, pixel_size=None, nonfinite="error"):
+        self.nonfinite = nonfinite
+        self._guards = {}
         if not entries:
             raise MovieError("the tilt series has no image")
         self.entries = [(p, None if i is None else int(i)) for p, i in entries]
@@ -349,6 +358,8 @@ class StackSource:
         mrc = self._open.get(path)
         if mrc is None:
             mrc = self._open[path] = mmap_mrc(path, permissive=True)
+            data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
+            self._guards[path] = FiniteGuard(path, data, self.nonfinite)
         data = mrc.data
         if data.ndim == 2:
             if index not in (None, 0):
@@ -369,6 +380,7 @@ class StackSource:
         out = np.empty((b - a,) + self.frame_shape, dtype=np.float32)
         for k in range(a, b):
             out[k - a] = self._image(k)
+            self._guards[self.entries[k][0]].check(out[k - a], inplace=True)
         return out
 
     def label(self, k):
@@ -423,17 +435,41 @@ class _FrameReader:
 
 
 # ============================================================================ writers
-def _temp_path(path):
-    head, tail = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(tail)
-    return os.path.join(head, ".%s.partial%s" % (stem, ext))
+def _disk_full(path):
+    """An ``OSError(ENOSPC)`` naming ``path`` when its file system has no space left (the
+    OpenCV writers report no error of their own), else None."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < 64 * 1024:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    return None
+
+
+def _riff_complete(path):
+    """True when the RIFF chunks of an AVI file (``RIFF AVI `` then OpenDML ``RIFF AVIX``)
+    add up to exactly the file size: a file cut short (full disk) does not."""
+    import struct
+    size = os.path.getsize(path)
+    pos = 0
+    with open(path, "rb") as fh:
+        while pos < size:
+            fh.seek(pos)
+            head = fh.read(8)
+            if len(head) < 8 or head[:4] != b"RIFF":
+                return False
+            pos += 8 + struct.unpack("<I", head[4:])[0]
+            pos += pos % 2
+    return pos == size
 
 
 class _FfmpegWriter:
-    """Gray uint8 frames piped to the bundled ffmpeg (H.264 MP4 or GIF)."""
+    """Gray uint8 frames piped to the bundled ffmpeg (H.264 MP4 or GIF), written to a
+    temporary file (``self.tmp``) that the caller renames when every writer succeeded."""
 
     def __init__(self, path, width, height, fps, fmt, crf=23, preset="veryfast", threads=0):
-        self.path, self.tmp = path, _temp_path(path)
+        self.path, self.tmp = path, O.temp_path(path, os.path.splitext(path)[1])
         self.size = (int(width), int(height))
         fps_arg = str(Fraction(fps).limit_denominator(1001))
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
@@ -445,6 +481,7 @@ class _FfmpegWriter:
         elif fmt == "gif":
             cmd += ["-c:v", "gif", "-pix_fmt", "gray", "-loop", "0", "-f", "gif"]
         else:
+            O.discard_temp(self.tmp)
             raise MovieError("ffmpeg writer: unknown format %r" % fmt)
         if threads:
             cmd[-2:-2] = ["-threads", str(int(threads))]
@@ -456,7 +493,9 @@ class _FfmpegWriter:
                                          stderr=self._err)
         except OSError as exc:
             self._err.close()
+            O.discard_temp(self.tmp)
             raise MovieError("cannot start the ffmpeg encoder %s: %s" % (cmd[0], exc))
+        O.register_child(self.proc)
         self.frames = 0
 
     def _stderr(self):
@@ -468,49 +507,51 @@ class _FfmpegWriter:
             self.proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
         except (BrokenPipeError, OSError):
             self.proc.wait()
-            raise MovieError("the ffmpeg encoder stopped after %d frames of %s (exit %s): %s"
-                             % (self.frames, self.path, self.proc.returncode, self._stderr()))
+            raise _disk_full(self.path) or MovieError(
+                "the ffmpeg encoder stopped after %d frames of %s (exit %s): %s"
+                % (self.frames, self.path, self.proc.returncode, self._stderr()))
         self.frames += 1
 
     def close(self):
+        """Finish encoding (the movie stays under ``self.tmp``)."""
         try:
             self.proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
         rc = self.proc.wait()
+        O.unregister_child(self.proc)
         msg = self._stderr()
         self._err.close()
         if rc != 0 or not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0:
-            self._remove()
-            raise MovieError("the ffmpeg encoder failed for %s (exit %s): %s"
-                             % (self.path, rc, msg or "no output written"))
-        os.replace(self.tmp, self.path)
+            O.discard_temp(self.tmp)
+            raise _disk_full(self.path) or MovieError(
+                "the ffmpeg encoder failed for %s (exit %s): %s"
+                % (self.path, rc, msg or "no output written"))
 
     def abort(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        with contextlib.suppress(Exception):
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+        O.unregister_child(self.proc)
         with contextlib.suppress(Exception):
             self._err.close()
-        self._remove()
-
-    def _remove(self):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.tmp)
+        O.discard_temp(self.tmp)
 
 
 class _OpenCvWriter:
-    """OpenCV ``VideoWriter`` (mrc2movie's writer): grayscale frames, fourcc e.g. MJPG."""
+    """OpenCV ``VideoWriter`` (mrc2movie's writer): grayscale frames, fourcc e.g. MJPG;
+    written to ``self.tmp`` (same extension, OpenCV picks the container from it)."""
 
     def __init__(self, path, width, height, fps, fourcc="MJPG"):
         import cv2
-        self.path, self.tmp = path, _temp_path(path)
+        self.path, self.tmp = path, O.temp_path(path, os.path.splitext(path)[1])
         self.size = (int(width), int(height))
         self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps),
                                       self.size, False)
         if not self.writer.isOpened():
             self.writer.release()
-            self._remove()
+            O.discard_temp(self.tmp)
             hint = (" (the pip OpenCV wheels have no H.264 encoder: use the mp4 format, which "
                     "goes through ffmpeg)" if fourcc.lower() in ("avc1", "h264", "x264")
                     else "")
@@ -524,48 +565,48 @@ class _OpenCvWriter:
 
     def close(self):
         self.writer.release()
-        if not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0:
-            self._remove()
-            raise MovieError("OpenCV wrote nothing to %s" % self.path)
-        os.replace(self.tmp, self.path)
+        if not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0 or \
+                not _riff_complete(self.tmp):
+            # OpenCV reports no write error: a full disk leaves a truncated file
+            O.discard_temp(self.tmp)
+            raise _disk_full(self.path) or MovieError(
+                "OpenCV wrote an incomplete or empty file for %s" % self.path)
 
     def abort(self):
         with contextlib.suppress(Exception):
             self.writer.release()
-        self._remove()
-
-    def _remove(self):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.tmp)
+        O.discard_temp(self.tmp)
 
 
 class _PngWriter:
-    """One PNG per frame, ``<folder>/<stem>_%04d.png``, written into a temporary folder that
-    replaces ``folder`` when complete."""
+    """One PNG per frame, ``<folder>/<stem>_%04d.png``, written into a temporary folder
+    (``self.tmp``) that replaces ``folder`` when renamed."""
 
     def __init__(self, folder, stem):
         import cv2
         self._cv2 = cv2
         self.path, self.stem = folder, stem
-        head, tail = os.path.split(os.path.abspath(folder))
-        self.tmp = os.path.join(head, ".%s.partial" % tail)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        os.makedirs(self.tmp)
+        self.tmp = O.temp_dir(folder)
         self.frames = 0
 
     def write(self, frame):
-        fn = os.path.join(self.tmp, "%s_%04d.png" % (self.stem, self.frames))
-        if not self._cv2.imwrite(fn, np.ascontiguousarray(frame)):
-            raise MovieError("could not write %s" % fn)
+        name = "%s_%04d.png" % (self.stem, self.frames)
+        ok, buf = self._cv2.imencode(".png", np.ascontiguousarray(frame))
+        if not ok:
+            raise MovieError("OpenCV could not encode frame %d of %s as PNG"
+                             % (self.frames, self.path))
+        try:                  # written here, not by libpng: errors name the file, one line
+            with open(os.path.join(self.tmp, name), "wb") as fh:
+                fh.write(buf.tobytes())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, os.path.join(self.path, name)) from None
         self.frames += 1
 
     def close(self):
-        if os.path.isdir(self.path):
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
+        pass
 
     def abort(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        O.discard_temp(self.tmp)
 
 
 class _EncoderThread:
@@ -685,8 +726,8 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
         that cannot be opened or fails; nothing is left under ``out_path`` then.
     """
     settings.validate()
-    if not overwrite and os.path.exists(out_path):
-        raise FileExistsError("output %s exists" % out_path)
+    if not overwrite and os.path.lexists(out_path):
+        raise FileExistsError("output %s exists; pass --overwrite to replace it" % out_path)
     if isinstance(source, StackSource) and settings.slab > 1:
         raise MovieError("slab averaging mixes neighbouring images; it is for volumes, not "
                          "for tilt series (slab %d)" % settings.slab)
@@ -716,12 +757,30 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     width = out_shape[1] + (out_shape[1] % 2 if even else 0)
 
     out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
     stem = os.path.basename(out_path)
     if settings.format == "png":
         stem = stem[:-len("_frames")] if stem.endswith("_frames") else stem
     else:
         stem = os.path.splitext(stem)[0]
+    png_dir = movie_path(out_dir, stem, "png") \
+        if settings.png_frames and settings.format != "png" else None
+    with O.run_scope():
+        # one writer per output; the claim creates the folder (removed again on failure)
+        O.claim(out_path, "movie", folder=settings.format == "png")
+        if png_dir:
+            O.claim(png_dir, "PNG frames", folder=True)
+        for p in (out_path, png_dir):
+            if p and not overwrite and os.path.lexists(p):
+                raise FileExistsError("output %s exists; pass --overwrite to replace it" % p)
+        return _encode(source, out_path, png_dir, stem, settings, reader, style, kept, order,
+                       width, height, window, threads, progress)
+
+
+def _encode(source, out_path, png_dir, stem, settings, reader, style, kept, order, width,
+            height, window, threads, progress):
+    """Open the writers, render and encode every frame, then rename the outputs together
+    (the movie last)."""
+    n_kept = kept[1] - kept[0]
     writers = []
     try:
         if settings.format in ("mp4", "gif"):
@@ -733,9 +792,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
                                           settings.fourcc), False))
         else:
             writers.append((_PngWriter(out_path, stem), True))
-        png_dir = None
-        if settings.png_frames and settings.format != "png":
-            png_dir = movie_path(out_dir, stem, "png")
+        if png_dir:
             writers.append((_PngWriter(png_dir, stem), True))
     except BaseException:
         for w, _ in writers:
@@ -765,6 +822,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
         encoder.finish()
         for w, _ in writers:
             w.close()
+        O.commit_group([(w.tmp, w.path) for w, _ in writers[::-1]])   # the movie last
     except BaseException:
         with contextlib.suppress(BaseException):
             encoder.finish()

@@ -17,8 +17,9 @@ import os
 
 import numpy as np
 
-from ..convert.mrc import MrcFormatError, partial_path
-from ..convert.mrc import AtomicMrcWriter, MappedMrc
+from ..convert import outputs as O
+from ..convert.mrc import (AtomicMrcWriter, MappedMrc, MrcFormatError, atomic_output,
+                           check_same_grid, mrc_info)
 from ..convert.paths import check_io
 from ..kernels import noisefill as K
 
@@ -27,28 +28,16 @@ logger = logging.getLogger(__name__)
 SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
 
 
-def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):
-    if tinfo.shape != minfo.shape:
-        raise K.NoiseFillError(
-            "mask %s has dimensions %s (x, y, z) but the tomogram %s has %s"
-            % (mask_path, "x".join(map(str, minfo.shape[::-1])), tomo_path,
-               "x".join(map(str, tinfo.shape[::-1]))))
-    ts, ms = tinfo.voxel_size[0], minfo.voxel_size[0]
-    if ts > 0 and ms > 0 and abs(ts - ms) > tol * ts:
-        raise K.NoiseFillError(
-            "voxel sizes differ by more than %g%%: tomogram %s has %.4g A, mask %s has %.4g A"
-            % (tol * 100, tomo_path, ts, mask_path, ms))
-
-
 def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
                     preview_png=None, report_json=None, threads=1, overwrite=False,
-                    slab=None, voxel_size=None):
+                    slab=None, voxel_size=None, nonfinite="error"):
     """Noise-fill ``tomo_path`` outside the expanded ``mask_path``; write ``out_path``.
 
     Parameters
     ----------
     tomo_path, mask_path : str
-        MRC tomogram (any mode) and mask / label map with the same dimensions.
+        MRC tomogram (any real mode) and mask / label map with the same dimensions and
+        voxel size (within 1 %).
     out_path : str
         float32 MRC output with the tomogram's voxel size and origin.
     params : NoiseFillParams
@@ -64,6 +53,14 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
         replace existing outputs; otherwise an existing output is an error and nothing runs.
     voxel_size : float, optional
         Å/px for the outputs when the tomogram header has none (Scipion's sampling rate).
+    nonfinite : {"error", "replace"}
+        NaN / infinite voxels in the tomogram or the mask are an error, or are replaced by
+        the mean of the file's finite voxels (with a warning in the report).
+
+    The outputs are written under temporary names and renamed together at the end, the
+    tomogram last (:func:`cryoprocs.convert.outputs.commit_group`): the tomogram's existence
+    means its side outputs are complete, and a run killed while renaming is rolled back by
+    the next run of the same output.
 
     Returns
     -------
@@ -78,62 +75,67 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
         a missing input, a folder given as a file, an output naming an input or another
         output (see :func:`cryoprocs.convert.paths.check_io`); nothing is written.
     MrcFormatError, NoiseFillError
-        unreadable inputs, different dimensions or voxel sizes, bad parameters.
+        unreadable inputs, different dimensions or voxel sizes, non-finite voxels, bad
+        parameters.
     """
-    check_io(inputs=[("tomogram", tomo_path), ("mask", mask_path)],
-             outputs=[("output", out_path), ("soft mask", soft_mask_path),
-                      ("preview", preview_png), ("report", report_json)],
-             overwrite=overwrite)
-    params.resolved()                          # parameter errors before any I/O
-    writers, side, renamed = [], [], []
-    with contextlib.ExitStack() as stack:
-        tomo = stack.enter_context(MappedMrc(tomo_path, permissive=True))
-        mask = stack.enter_context(MappedMrc(mask_path, permissive=True))
-        from ..convert.mrc import mrc_info
-        _check_pair(mrc_info(tomo_path), mrc_info(mask_path), tomo_path, mask_path)
-        vs = tomo.voxel_size
-        if voxel_size and not vs[0] > 0:
-            vs = (float(voxel_size),) * 3
-        try:
-            writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
-            writers.append(writer)
-            wwriter = None
-            if soft_mask_path:
-                wwriter = AtomicMrcWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
-                writers.append(wwriter)
-            report = K.noise_fill(tomo, mask, params, writer.write,
-                                  wwriter.write if wwriter else None, threads=threads,
-                                  slab=slab, preview=bool(preview_png))
-            preview = report.pop("preview", None)
-            report["voxel_size"] = vs[0]
-            report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,
-                               "soft_mask": soft_mask_path, "preview": preview_png}
-            side = []                          # (temporary, final) PNG / JSON
-            if preview_png and preview:
-                side.append((render_preview(preview, partial_path(preview_png),
-                                            title=os.path.basename(tomo_path)), preview_png))
-            if report_json:
-                tmp = partial_path(report_json)
-                with open(tmp, "w") as fh:
-                    json.dump(_jsonable(report), fh, indent=1)
-                side.append((tmp, report_json))
-            if wwriter:
-                wwriter.commit()
-                renamed.append(soft_mask_path)
-            for tmp, final in side:
-                os.replace(tmp, final)
-                renamed.append(final)
-            writer.commit()                    # last: its existence means "done"
-        except BaseException:
-            for w in writers:
-                w.abort()
-            for tmp, final in side:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(tmp)
-            for final in renamed:              # outputs of this failed run
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(final)
-            raise
+    with O.run_scope():
+        check_io(inputs=[("tomogram", tomo_path), ("mask", mask_path)],
+                 outputs=[("output", out_path), ("soft mask", soft_mask_path),
+                          ("preview", preview_png), ("report", report_json)],
+                 overwrite=overwrite)
+        params.resolved()                          # parameter errors before any I/O
+        tinfo, minfo = mrc_info(tomo_path), mrc_info(mask_path)
+        check_same_grid(tomo_path, tinfo, mask_path, minfo, "mask", SAMPLING_TOLERANCE)
+        with contextlib.ExitStack() as stack:
+            tomo = stack.enter_context(MappedMrc(tomo_path, nonfinite=nonfinite))
+            mask = stack.enter_context(MappedMrc(mask_path, nonfinite=nonfinite))
+            return _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params,
+                               soft_mask_path, preview_png, report_json, threads, overwrite,
+                               slab, voxel_size)
+
+
+def _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params, soft_mask_path,
+                preview_png, report_json, threads, overwrite, slab, voxel_size):
+    vs = tomo.voxel_size
+    if voxel_size and not vs[0] > 0:
+        vs = (float(voxel_size),) * 3
+    writers, side = [], []
+    try:
+        writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
+        writers.append(writer)
+        wwriter = None
+        if soft_mask_path:
+            wwriter = AtomicMrcWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
+            writers.append(wwriter)
+        report = K.noise_fill(tomo, mask, params, writer.write,
+                              wwriter.write if wwriter else None, threads=threads,
+                              slab=slab, preview=bool(preview_png))
+        preview = report.pop("preview", None)
+        report["voxel_size"] = vs[0]
+        report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,
+                           "soft_mask": soft_mask_path, "preview": preview_png}
+        replaced = [w for g in (tomo.guard, mask.guard) if g for w in g.warnings]
+        if replaced:                           # (already logged as warnings)
+            report["nonfinite_replaced"] = replaced
+        if wwriter:
+            side.append((wwriter.finish(), soft_mask_path))
+        if preview_png and preview:
+            tmp = O.temp_path(preview_png)
+            side.append((tmp, preview_png))
+            write_preview_png(preview, tmp, title=os.path.basename(tomo_path))
+        if report_json:
+            tmp = O.temp_path(report_json)
+            side.append((tmp, report_json))
+            with open(tmp, "w") as fh:
+                json.dump(_jsonable(report), fh, indent=1)
+        # the tomogram last: its existence means "done"
+        O.commit_group(side + [(writer.finish(), out_path)])
+    except BaseException:
+        for w in writers:
+            w.abort()
+        for tmp, _ in side:
+            O.discard_temp(tmp)
+        raise
     return report
 
 
@@ -190,14 +192,17 @@ def preview_image(preview, min_size=384):
     return rgb
 
 
+def write_preview_png(preview, path, title=None):
+    """Write :func:`preview_image` as a PNG to ``path`` as it is (no temporary name)."""
+    from PIL import Image
+    Image.fromarray(preview_image(preview)).save(path, format="PNG")
+    return path
+
+
 def render_preview(preview, path, title=None):
     """Write :func:`preview_image` as a PNG (temporary name, then rename)."""
-    from PIL import Image
-    rgb = preview_image(preview)
-    tmp = partial_path(path)
-    os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        write_preview_png(preview, tmp, title)
     return path
 
 

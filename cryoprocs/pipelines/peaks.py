@@ -16,7 +16,9 @@ import numpy as np
 
 from ..convert import motl as M
 from ..convert.em import mmap_em
-from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
+from ..convert.npz import write_npz
+from ..convert.mrc import (FiniteGuard, MrcFormatError, atomic_output, check_same_grid,
+                           finish_mrc, mmap_mrc, mrc_info, new_mrc)
 from ..kernels import peaks as K
 
 __all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
@@ -143,7 +145,8 @@ class PickOptions:
         return s
 
 
-def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, progress=None):
+def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, progress=None,
+                 nonfinite="error"):
     """Pick peaks in a score map file with its angle map file.
 
     Parameters
@@ -154,7 +157,12 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         Angle list (CSV, 3 columns, no header) or array.
     options : PickOptions
     mask_path : str, optional
-        Tomogram mask of the same shape.
+        Tomogram mask of the same shape and voxel size (within 1 %).
+    nonfinite : {"error", "replace"}
+        NaN / infinite values in the score map or the mask are an error naming the file, the
+        count and the first [z, y, x] (:class:`~cryoprocs.convert.mrc.NonFiniteError`), or
+        are replaced by the mean of the file's finite values (then the map is held in
+        memory, as a copy).
 
     Returns
     -------
@@ -165,10 +173,17 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
     Raises
     ------
     ValueError
-        unreadable files, shape mismatches, bad angle indices (the message names the values).
+        unreadable files, shape or voxel-size mismatches, bad angle indices, a minimum
+        distance larger than the map, non-finite values (the message names the values).
     """
     with contextlib.ExitStack() as stack:
         scores, vs = stack.enter_context(open_volume(scores_path))
+        diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in scores.shape)))
+        if not float(options.min_distance) <= diagonal:
+            raise K.PeakPickingError(
+                "the minimum distance %g voxels is larger than the score map %s (diagonal "
+                "%.1f voxels): every pick would exclude all the others"
+                % (float(options.min_distance), scores_path, diagonal))
         angles = mask = None
         if angles_path:
             angles, _ = stack.enter_context(open_volume(angles_path))
@@ -182,9 +197,44 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
                 raise K.PeakPickingError(
                     "mask %s has %s voxels (x, y, z) but the score map %s has %s"
                     % (mask_path, mask.shape[::-1], scores_path, scores.shape[::-1]))
-        result = K.pick_peaks(scores, angles, angle_list if angles_path else None,
-                              progress=progress, mask=mask, **options.kernel_kwargs())
+            _check_mask_voxel_size(scores_path, mask_path)
+            mask = _finite(mask_path, mask, nonfinite, always=True)
+        guard = FiniteGuard(scores_path, scores, nonfinite)
+        if nonfinite == "replace":
+            scores = _finite(scores_path, scores, nonfinite)
+        try:
+            # non-finite values are checked here (below): no numpy warnings about them
+            with np.errstate(invalid="ignore", over="ignore"):
+                result = K.pick_peaks(scores, angles, angle_list if angles_path else None,
+                                      progress=progress, mask=mask, **options.kernel_kwargs())
+        except K.PeakPickingError:
+            guard.check_all()        # the kernel's "contains NaN": name the file and voxels
+            if angles is not None:
+                FiniteGuard(angles_path, angles, "error").check_all()
+            raise
         return result, {"shape": tuple(int(v) for v in scores.shape), "voxel_size": vs}
+
+
+def _finite(path, data, policy, always=False):
+    """``data`` after a non-finite scan (``always``, or with the "replace" policy): itself
+    when finite; with "replace", an in-memory copy with the non-finite values replaced."""
+    guard = FiniteGuard(path, data, policy)
+    if guard.check_all():
+        mean = guard.result[2]
+        return np.where(np.isfinite(data), data, mean).astype(data.dtype.newbyteorder("="))
+    return data
+
+
+def _check_mask_voxel_size(scores_path, mask_path):
+    """Both voxel sizes from MRC headers (EM has none; 0 or 1 Å count as unset, as in
+    :func:`open_volume`): within 1 %."""
+    if str(scores_path).lower().endswith(EM_EXTENSIONS) or \
+            str(mask_path).lower().endswith(EM_EXTENSIONS):
+        return
+    a, b = mrc_info(scores_path), mrc_info(mask_path)
+    if 1.0 in (a.voxel_size[0], b.voxel_size[0]):
+        return
+    check_same_grid(scores_path, a, mask_path, b, "mask")
 
 
 _ARRAYS = ("coords", "scores", "angle_rows", "angle_map_values", "angles", "candidate_scores",
@@ -211,10 +261,7 @@ def save_result(path, result, **extra):
     meta["messages"] = list(result.messages)
     meta.update({k: _jsonable(v) for k, v in extra.items()})
     arrays["meta"] = np.array(json.dumps(meta))
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    return path
+    return write_npz(path, arrays)
 
 
 def _jsonable(v):

@@ -21,6 +21,7 @@ Memory: a worker holds two half spectra (data complex128 + weights float64: 48 b
 s^2 (s/2+1), 51 MB for box 128), the slices of one frame and one tilt image is memory-mapped
 (only the boxes are read; touched pages are dropped after each frame).
 """
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import numpy as np
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
+from ..convert.npz import write_npz
 from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
@@ -41,8 +43,8 @@ from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
 from ..kernels import symmetry as KS
-from .extract import frame_ctf, iter_frames
-from .relion5_project import Relion5ProjectJob, safe_name
+from .extract import frame_ctf
+from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -135,22 +137,33 @@ class TomogramSums:
     def save(self, path, fingerprint=""):
         """Write atomically (``.npz``) with the ``fingerprint`` of the inputs and settings."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with atomic_output(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, data=self.data, weight=self.weight,
-                         counts=np.array([self.used, self.skipped, self.slices]),
-                         fingerprint=np.array(str(fingerprint)))
-        return path
+        return write_npz(path, {"data": self.data, "weight": self.weight,
+                                "counts": np.array([self.used, self.skipped, self.slices]),
+                                "fingerprint": np.array(str(fingerprint))})
 
     @classmethod
-    def load(cls, path, fingerprint=None):
-        """Read a saved sum; None when ``fingerprint`` is given and differs (stale file)."""
-        with np.load(path) as z:
-            if fingerprint is not None and ("fingerprint" not in z.files
-                                            or str(z["fingerprint"]) != str(fingerprint)):
+    def load(cls, path, fingerprint=None, box=None):
+        """Read a saved sum; None when ``fingerprint`` is given and differs (stale file), or
+        when the file is damaged or incomplete (truncated, not an ``.npz``, missing arrays,
+        or spectra of another ``box`` size): a resumed run then redoes it."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if fingerprint is not None and ("fingerprint" not in z.files
+                                                or str(z["fingerprint"]) != str(fingerprint)):
+                    return None
+                c = z["counts"]
+                out = cls(z["data"], z["weight"], int(c[0]), int(c[1]), int(c[2]))
+        except Exception as exc:                # zipfile/pickle/OS errors of a bad file
+            logger.warning("%s is damaged or incomplete (%s); it is computed again", path,
+                           " ".join(str(exc).split()) or type(exc).__name__)
+            return None
+        if box is not None:
+            want = (2, int(box), int(box), int(box) // 2 + 1)
+            if out.data.shape != want or out.weight.shape != want:
+                logger.warning("%s holds spectra of shape %s, not %s; it is computed again",
+                               path, out.data.shape, want)
                 return None
-            c = z["counts"]
-            return cls(z["data"], z["weight"], int(c[0]), int(c[1]), int(c[2]))
+        return out
 
 
 @dataclass
@@ -193,11 +206,23 @@ class ReconstructJob(Relion5ProjectJob):
     backend : {"auto", "numba", "numpy"}
         Backprojection implementation (kernels/backprojection.py).
 
+    nonfinite : {"error", "replace"}
+        NaN / infinite pixels in the tilt images (checked before a tilt series is
+        backprojected).
+
+    Degenerate inputs (see the README): a box larger than the tilt images, or no particle
+    visible in any tilt, is an error before any work; a half set without any visible
+    particle gives the merged map only (no half maps, no FSC, no resolution) with a
+    warning; particles without ``rlnAngleRot/Tilt/Psi`` are averaged in the tomogram's
+    orientation with a warning (:attr:`warnings`, also in ``reconstruction.json``).
+
     Raises
     ------
     ValueError
         invalid settings, missing files or columns, bad ``rlnRandomSubset`` values (messages
-        name tomograms and values).
+        name tomograms and values), a box larger than the tilt images.
+    OutputInUseError
+        another run is writing into the output folder.
     """
 
     output_names = OUTPUT_NAMES
@@ -207,11 +232,12 @@ class ReconstructJob(Relion5ProjectJob):
     fingerprint_version = 2
 
     def __init__(self, particles_star, tomograms_star, output_dir, settings, project_dir=None,
-                 work_dir=None, backend="auto"):
+                 work_dir=None, backend="auto", nonfinite="error"):
         errs = settings.errors()
         if errs:
             raise KR.ReconstructionError("; ".join(errs))
-        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir)
+        super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir,
+                         nonfinite)
         self.backend = backend
         self.work_dir = os.path.abspath(work_dir or os.path.join(self.output_dir, "partial"))
         self.has_halves = "rlnRandomSubset" in self.parts.columns
@@ -227,6 +253,22 @@ class ReconstructJob(Relion5ProjectJob):
         self.pixel_size = self.tilt_pixel_size * settings.binning
         self.plans = {}
         self._lock = threading.Lock()
+        #: warnings about the inputs (logged, printed by the command, in reconstruction.json)
+        self.warnings = []
+        self._replace = {}                    # tilt series -> {file: value} (non-finite)
+        missing = [c for c in R5.ANGLE_COLUMNS if c not in self.parts.columns]
+        if missing:
+            self._warn("%s has no %s column%s: the particles are averaged in the orientation "
+                       "of their tomogram, without any rotation" % (
+                           particles_star, ", ".join(missing), "s" if len(missing) > 1 else ""))
+
+    def _warn(self, msg):
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            logger.warning(msg)
+
+    def unbinned_box(self):
+        return G.box_sizes(self.settings.box, self.settings.binning)[0]
 
     # ------------------------------------------------------------------ planning
     def plan(self, tomo_name):
@@ -237,6 +279,7 @@ class ReconstructJob(Relion5ProjectJob):
         s = self.settings
         row = self.tomograms.loc[self.tomograms["rlnTomoName"] == tomo_name].iloc[0]
         ts = R5.load_tilt_series(row, self.project_dir)
+        self.check_box_fits(ts)
         rows = np.flatnonzero(self.parts["rlnTomoName"].to_numpy() == tomo_name)
         sub = self.parts.iloc[rows]
         pos = R5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
@@ -269,19 +312,91 @@ class ReconstructJob(Relion5ProjectJob):
         folder come from (so a run killed while writing them resumes without --overwrite)."""
         return os.path.join(self.work_dir, "outputs.fingerprint")
 
-    def existing_outputs_conflict(self):
-        """A message when the output folder holds maps made from other inputs or settings
-        (None when it holds none, or this run's own).
+    def _outputs_record(self):
+        """The record of the maps in the output folder: ``{"run": fingerprint, "files":
+        [names]}`` (None when there is none, or one of another format)."""
+        try:
+            rec = json.loads(read_record(self.outputs_fingerprint_file) or "null")
+        except ValueError:
+            return None
+        return rec if isinstance(rec, dict) and "run" in rec and "files" in rec else None
 
-        The console command refuses to replace such maps without ``--overwrite``."""
-        present = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(self.output_dir, n))]
+    def output_files(self, write_intermediates=False, halves=None):
+        """Names of the files :meth:`finalise` writes into the output folder (``halves``:
+        with half maps; default :attr:`use_halves`)."""
+        halves = self.use_halves if halves is None else halves
+        tags = ["half1", "half2", "merged"] if halves else ["merged"]
+        names = [t + ".mrc" for t in tags]
+        if halves:
+            names += ["fsc.star", "fsc.png"]
+        names.append("reconstruction.json")
+        if write_intermediates:
+            for t in tags:
+                names += ["data_%s.mrc" % t, "weight_%s.mrc" % t]
+                if self.settings.crop < self.settings.box:
+                    names.append("%s_full.mrc" % t)
+        return names
+
+    def existing_outputs_conflict(self, write_intermediates=False):
+        """A message when the output folder holds files this run would replace that are not
+        its own: maps made from other inputs or settings, or files cryoprocs did not write
+        (e.g. RELION's ``data_*.mrc`` / ``weight_*.mrc`` with ``--write-intermediates``).
+        None when there are none.
+
+        The console command refuses to replace them without ``--overwrite``."""
+        rec = self._outputs_record()
+        mine = set(rec["files"]) if rec and rec["run"] == self.run_fingerprint() else set()
+        candidates = set(OUTPUT_NAMES) | set(rec["files"] if rec else ()) | \
+            set(self.output_files(write_intermediates, halves=self.has_halves))
+        present = sorted(n for n in candidates
+                         if os.path.lexists(os.path.join(self.output_dir, n)) and n not in mine)
         if not present:
             return None
-        if read_record(self.outputs_fingerprint_file) == self.run_fingerprint():
-            return None
-        return ("%s holds %s from a reconstruction with other inputs or settings; pass "
-                "--overwrite to replace them or choose another output folder"
+        return ("%s holds %s, made from other inputs or settings, or not by cryoprocs "
+                "reconstruct; pass --overwrite to replace them or choose another output folder"
                 % (self.output_dir, ", ".join(present)))
+
+    # ------------------------------------------------------------------ degenerate inputs
+    def check_some_visible(self):
+        """No particle visible in any tilt: an error before any work.
+
+        Raises
+        ------
+        ReconstructionError
+            naming the visibility rule and the particle count.
+        """
+        if sum(int(self.plan(t).used.sum()) for t in self.tomogram_order) == 0:
+            s = self.settings
+            raise KR.ReconstructionError(
+                "none of the %d particles is visible in any tilt (a particle counts in a tilt "
+                "when it projects at least %g px from the image edges%s): nothing to "
+                "reconstruct" % (len(self.parts), s.radius,
+                                 " and the pre-exposure is <= %g e/A^2" % s.max_dose
+                                 if s.max_dose > 0 else ""))
+
+    def half_counts(self):
+        """Visible particles in half sets 1 and 2."""
+        counts = [0, 0]
+        for t in self.tomogram_order:
+            plan = self.plan(t)
+            for h in (0, 1):
+                counts[h] += int(((plan.halves == h) & plan.used).sum())
+        return counts
+
+    @property
+    def use_halves(self):
+        """Half maps and FSC are made only when both half sets hold visible particles (an
+        empty half set: merged map only, with a warning; never a resolution)."""
+        if not self.has_halves:
+            return False
+        counts = self.half_counts()
+        if min(counts) == 0:
+            empty = 1 if counts[0] == 0 else 2
+            self._warn("half set %d (rlnRandomSubset %d) holds no visible particle (%d in half "
+                       "set %d): only merged.mrc is written, without half maps, FSC or "
+                       "resolution" % (empty, empty, max(counts), 3 - empty))
+            return False
+        return True
 
     # ------------------------------------------------------------------ accumulation
     def accumulate_tilt_series(self, tomo_name, threads=1, overwrite=False, save=True):
@@ -293,21 +408,24 @@ class ReconstructJob(Relion5ProjectJob):
         path = self.partial_file(tomo_name)
         fp = self.fingerprint(tomo_name)
         if not overwrite and os.path.exists(path):
-            done = TomogramSums.load(path, fingerprint=fp)
+            done = TomogramSums.load(path, fingerprint=fp, box=self.settings.box)
             if done is not None:
                 logger.info("%s: partial sums found in %s", tomo_name, path)
                 return done
             logger.info("%s: %s was made with other inputs or settings; redoing it",
                         tomo_name, path)
         plan = self.plan(tomo_name)
+        replace = self._replace.get(tomo_name)
+        if replace is None:
+            replace = self.frame_replacements(tomo_name) if plan.used.any() else {}
         used = np.flatnonzero(plan.used)
         n_groups = max(1, min(int(threads), used.size))
         groups = [g for g in np.array_split(used, n_groups) if g.size] if used.size else []
         if len(groups) <= 1:
-            parts = [self._accumulate(plan, groups[0] if groups else used)]
+            parts = [self._accumulate(plan, groups[0] if groups else used, replace)]
         else:
             with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-                parts = list(pool.map(lambda g: self._accumulate(plan, g), groups))
+                parts = list(pool.map(lambda g: self._accumulate(plan, g, replace), groups))
         total = parts[0]
         for p in parts[1:]:
             total.add(p)
@@ -317,11 +435,18 @@ class ReconstructJob(Relion5ProjectJob):
             total.save(path, fp)
         return total
 
+    def _partial_done(self, tomo_name):
+        """True when a usable partial sum of this run's inputs and settings exists."""
+        path = self.partial_file(tomo_name)
+        return os.path.exists(path) and TomogramSums.load(
+            path, self.fingerprint(tomo_name), self.settings.box) is not None
+
     #: float32 elements of unbinned boxes processed at once (per frame)
     max_batch_elements = 4 * 1024 ** 2
 
-    def _accumulate(self, plan, idx):
-        """Accumulate particles ``idx`` (indices into the plan) frame by frame."""
+    def _accumulate(self, plan, idx, replace=None):
+        """Accumulate particles ``idx`` (indices into the plan) frame by frame (``replace``:
+        non-finite replacements, :func:`~cryoprocs.pipelines.relion5_project.iter_frames`)."""
         s = self.settings
         b = s.box
         sums = TomogramSums.zeros(b)
@@ -342,7 +467,7 @@ class ReconstructJob(Relion5ProjectJob):
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts):
+        for f, image in iter_frames(ts, replace):
             ii_all = np.flatnonzero(vis[f])
             for i0 in range(0, ii_all.size, batch):
                 ii = ii_all[i0:i0 + batch]
@@ -368,6 +493,11 @@ class ReconstructJob(Relion5ProjectJob):
         the outputs. Returns the summary dict of :meth:`finalise`."""
         threads = max(1, int(threads))
         names = list(self.tomogram_order)
+        self.check_some_visible()                # degenerate inputs: before any work
+        self.use_halves
+        for name in names:                       # non-finite pixels: before any work
+            if self.plan(name).used.any() and (overwrite or not self._partial_done(name)):
+                self._replace[name] = self.frame_replacements(name)
         n_par = max(1, min(threads, len(names)))
         inner = max(1, threads // n_par)
 
@@ -397,8 +527,8 @@ class ReconstructJob(Relion5ProjectJob):
         total = TomogramSums.zeros(self.settings.box)
         for name in self.tomogram_order:
             path = self.partial_file(name)
-            part = TomogramSums.load(path, self.fingerprint(name)) if os.path.exists(path) \
-                else None
+            part = TomogramSums.load(path, self.fingerprint(name), self.settings.box) \
+                if os.path.exists(path) else None
             if part is None:
                 raise FileNotFoundError("no partial sums for tilt series %s with these inputs "
                                         "and settings (%s)" % (name, path))
@@ -413,8 +543,20 @@ class ReconstructJob(Relion5ProjectJob):
         ``resolution_at_nyquist``, ``fsc`` (list) and ``unknown_tomograms``.
         """
         s = self.settings
+        if sums.used == 0:
+            self.check_some_visible()
+        halves = self.use_halves
+        names = self.output_files(write_intermediates)
         os.makedirs(self.output_dir, exist_ok=True)
-        write_record(self.outputs_fingerprint_file, self.run_fingerprint())
+        # the files of the reconstruction this one replaces go first, so the record written
+        # next describes exactly the maps in the folder (a run killed afterwards resumes)
+        rec = self._outputs_record()
+        for n in (set(rec["files"]) if rec else set(OUTPUT_NAMES)) - set(names):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.output_dir, n))
+        write_record(self.outputs_fingerprint_file,
+                     json.dumps({"run": self.run_fingerprint(), "files": names},
+                                sort_keys=True))
         data = sums.data.copy()
         weight = sums.weight.copy()
         R = KS.point_group_matrices(s.symmetry)
@@ -425,7 +567,7 @@ class ReconstructJob(Relion5ProjectJob):
         crop = s.crop if s.crop < s.box else None
         files = {}
         maps = {}
-        tags = ["half1", "half2", "merged"] if self.has_halves else ["merged"]
+        tags = ["half1", "half2", "merged"] if halves else ["merged"]
         for tag in tags:
             if tag == "merged":
                 dfs = data[0] + data[1] if self.has_halves else data[0]
@@ -448,10 +590,10 @@ class ReconstructJob(Relion5ProjectJob):
                    "used": int(sums.used), "skipped": int(sums.skipped),
                    "slices": int(sums.slices), "pixel_size": self.pixel_size,
                    "box": s.box, "crop": s.crop, "symmetry": s.symmetry,
-                   "half_sets": self.has_halves,
+                   "half_sets": halves, "warnings": list(self.warnings),
                    "unknown_tomograms": list(self.unknown_tomograms),
                    "resolution": None, "resolution_at_nyquist": False, "fsc": None}
-        if self.has_halves:
+        if halves:
             values = KF.fsc(maps["half1"], maps["half2"], workers=threads)
             freqs = KF.shell_frequencies(maps["half1"].shape[0], self.pixel_size)
             res_a, at_nyq = KF.fsc_resolution(freqs, values, 0.143)

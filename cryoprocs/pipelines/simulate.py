@@ -1,7 +1,8 @@
 """Simulate a RELION 5 tilt-series project from a tomogram (demo and test data).
 
 :func:`simulate_relion_project` writes ``<out>/tiltseries/<tsId>.mrcs`` (float32 stack,
-ascending tilts), ``<out>/tiltseries/<tsId>.star`` and ``<out>/tomograms.star`` with
+ascending tilts; file names from :func:`~cryoprocs.convert.paths.safe_name`),
+``<out>/tiltseries/<tsId>.star`` and ``<out>/tomograms.star`` with
 ``rlnTomoSizeX/Y/Z`` = the tomogram size, so that a particle at tomogram voxel ``p`` (0-based
 x, y, z) projects, with RELION 5's geometry, onto the simulated images where its density
 was integrated (kernels/simulate.py).
@@ -13,6 +14,7 @@ import numpy as np
 
 from ..convert import relion5 as R5
 from ..convert.mrc import atomic_output, new_mrc, finish_mrc, read_mrc
+from ..convert.paths import safe_name
 from ..kernels import relion_geometry as G
 from ..kernels import simulate as KS
 
@@ -80,7 +82,7 @@ def simulate_relion_project(tomogram_file, out_dir, ts_id, settings, project_dir
     P = G.projection_matrices(tilts, zrot, xs, ys, ps, (X, Y), (X, Y, Z))
     ts_dir = os.path.join(out_dir, "tiltseries")
     os.makedirs(ts_dir, exist_ok=True)
-    stack = os.path.join(ts_dir, ts_id + ".mrcs")
+    stack = os.path.join(ts_dir, safe_name(ts_id) + ".mrcs")
     projections = [KS.project_volume(vol, P[f], (Y, X)) for f in range(F)]
     with atomic_output(stack) as tmp:
         mrc = new_mrc(tmp, (F, Y, X), voxel_size=ps, is_stack=True)
@@ -106,7 +108,7 @@ def simulate_relion_project(tomogram_file, out_dir, ts_id, settings, project_dir
                      "rlnTomoXTilt": 0.0, "rlnTomoYTilt": float(tilts[f]),
                      "rlnTomoZRot": float(zrot[f]), "rlnTomoXShiftAngst": float(xs[f]),
                      "rlnTomoYShiftAngst": float(ys[f])})
-    ts_star = os.path.join(ts_dir, ts_id + ".star")
+    ts_star = os.path.join(ts_dir, safe_name(ts_id) + ".star")
     R5.write_tilt_series_star(ts_star, ts_id, rows)
     tomos = os.path.join(out_dir, "tomograms.star")
     R5.write_tomograms_star(tomos, [{

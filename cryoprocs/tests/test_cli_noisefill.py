@@ -131,15 +131,15 @@ def test_failed_commit_leaves_no_preview_or_report(files, monkeypatch):
     are removed again when the tomogram cannot be committed: a failed run leaves none of them
     (and no temporary file)."""
     tomo, mask, t, m, out = files
-    real_commit = AtomicMrcWriter.commit
+    from cryoprocs.convert import outputs as O
+    real_commit = O.commit_temp
 
-    def commit(self):
-        if self.final_path == out:
-            self.abort()
-            raise FileExistsError("output %s appeared while writing; not replaced" % out)
-        return real_commit(self)
+    def commit(tmp, final):
+        if final == out:
+            raise OSError(28, "No space left on device", tmp)
+        return real_commit(tmp, final)
 
-    monkeypatch.setattr(AtomicMrcWriter, "commit", commit)
+    monkeypatch.setattr(O, "commit_temp", commit)
     assert _run("--input-tomo", t, "--input-mask", m, "--output-tomo", out, "--soft-mask-out",
                 out + ".w.mrc", "--preview", out + ".png", "--report", out + ".json",
                 "--expand-pixels", 1) == 2
@@ -169,7 +169,7 @@ def test_mismatched_mask_is_refused_before_writing(files, tmp_path, capsys):
     assert _run("--input_tomo", t, "--input_mask", small, "--output_tomo", out) == 2
     err = capsys.readouterr().err
     assert "50x44x36" in err and "52x44x36" in err
-    assert not os.path.exists(out) and not os.path.exists(partial_path(out))
+    assert sorted(os.listdir(os.path.dirname(out))) == ["mask.mrc", "small.mrc", "tomo.mrc"]
 
 
 def test_real_microtubule_tomogram_cli(tmp_path):
