@@ -17,7 +17,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
-from ..convert.mrc import partial_path, write_mrc
+from ..convert.mrc import is_complete_mrc, partial_path, write_mrc
 from ..kernels import masks as K
 from ..pipelines.masks import (ImageSources, MaskRecipe, finish_stack, mask_range,
                                preallocate_stack)
@@ -143,6 +143,7 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                       help='Random seed of the noise fill; each %s draws its own stream from '
                            '(seed, position in the set), so results do not depend on the number '
                            'of threads.' % ('volume' if is3d else 'image'))
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -175,7 +176,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
 
     def _recipe(self):
         if self._useCreatedMask():
-            return MaskRecipe(mask_file=self._projectPath(self.inputMask.get().getFileName()))
+            return MaskRecipe(mask_file=self._projectPath(self.inputMask.get().getFileName()),
+                              nonfinite=self._nonFinite())
         return MaskRecipe(self._geometryName(), self._formParams(), center=self._center(),
                           fill=C.FILL_CHOICES[self.fillType.get()],
                           fill_value=self.fillValue.get(), seed=self.noiseSeed.get(),
@@ -353,7 +355,7 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
                     threads)
         with self._threadLimits(threads):
             mask_range(sources, self._recipe(), partial_path(self._outputStack()), i0, i1,
-                       threads=threads)
+                       threads=threads, nonfinite=self._nonFinite())
 
     def createOutputStep(self):
         out = self._outputStack()
@@ -456,11 +458,12 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
         with self._threadLimits(threads):
             for k, (objId, location) in enumerate(items):
                 out = self._outputFile(objId)
-                if os.path.exists(out):          # finished before a restart
+                if is_complete_mrc(out, self._itemShape()):   # finished before a restart
                     continue
                 sources = ImageSources.from_locations(
                     [(location[0], self._projectPath(location[1]))], item_ndim=3)
-                res = recipe.apply(sources.read_item(0)[None], first_index=i0 + k)
+                res = recipe.apply(sources.read_item(0, self._nonFinite())[None],
+                                   first_index=i0 + k)
                 write_mrc(out, res[0], voxel_size=sr)
                 logger.info('volume id %d -> %s', objId, out)
 

@@ -70,6 +70,23 @@ class ProtCryoprocsBase(EMProtocol):
                         restore()
                     _LIMITS.update(restore=[], opencv=False)
 
+    # ---------------------------------------------------------------- inputs
+    def _defineNonFiniteParam(self, form):
+        """The form switch of the commands' ``--replace-nonfinite`` (same meaning)."""
+        from pyworkflow.protocol import params
+        from ..convert.mrc import NONFINITE_FORM
+        form.addParam('replaceNonFinite', params.BooleanParam, default=False,
+                      expertLevel=params.LEVEL_ADVANCED, label=NONFINITE_FORM,
+                      help='NaN or infinite values in an input image are an error by default '
+                           '(the run stops naming the file, their count and the first '
+                           '[z, y, x]). Yes: replace them by the mean of the finite values of '
+                           'their file, with a warning in the log (--replace-nonfinite of '
+                           'the cryoprocs command).')
+
+    def _nonFinite(self):
+        """"replace" or "error": what the pipelines do with non-finite input values."""
+        return 'replace' if self.getAttributeValue('replaceNonFinite', False) else 'error'
+
     # ---------------------------------------------------------------- steps
     def _insertItemSteps(self, func, argsList, prerequisites=()):
         """Insert one parallel step per args tuple; return their step ids."""

@@ -10,7 +10,6 @@ object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
 import json
 import logging
 import os
-import re
 
 import pyworkflow.protocol.params as params
 from pwem.objects import EMSet
@@ -19,25 +18,23 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTiltSeries, SetOfTomograms
 
 from .. import constants as C
+from ..convert.mrc import atomic_output
+from ..convert.paths import safe_name
 from ..kernels import movie as K
 from ..pipelines import movie as P
 from .protocol_base import ProtCryoprocsBase
 
 logger = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
 def _write_atomic(path, data):
     """Write bytes or a JSON-able object to ``path`` under a temporary name, then rename."""
-    tmp = os.path.join(os.path.dirname(path), ".%s.partial" % os.path.basename(path))
-    if isinstance(data, (bytes, bytearray)):
-        with open(tmp, 'wb') as fh:
-            fh.write(data)
-    else:
-        with open(tmp, 'w') as fh:
-            json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        if isinstance(data, (bytes, bytearray)):
+            with open(tmp, 'wb') as fh:
+                fh.write(data)
+        else:
+            with open(tmp, 'w') as fh:
+                json.dump(data, fh, indent=1)
 
 
 def _png_bytes(img):
@@ -177,6 +174,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -229,7 +227,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                               'sampling': v.getSamplingRate()})
         used = set()
         for it in items:
-            name = _UNSAFE.sub('_', it['tsId'] or '').strip('_.')
+            name = safe_name(it['tsId']) if it['tsId'] else ''
             if not name:
                 name = '%s_%03d' % (it['kind'], it['id'] or 0)
             if name in used:
@@ -276,11 +274,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def _source(self, item, axis):
         if item['kind'] == 'tiltseries':
             return P.StackSource([tuple(e) for e in item['entries']], item['angles'],
-                                 pixel_size=item['sampling'])
+                                 pixel_size=item['sampling'], nonfinite=self._nonFinite())
         if item['index'] > 1:
             raise K.MovieError('%s is volume %d of a stack of volumes, which is not supported'
                                % (item['path'], item['index']))
-        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'])
+        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'],
+                              nonfinite=self._nonFinite())
 
     def _moviePath(self, name):
         fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]

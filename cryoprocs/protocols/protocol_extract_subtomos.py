@@ -21,6 +21,7 @@ from tomo.objects import SetOfSubTomograms
 
 from .. import constants as C
 from ..convert import relion5_scipion as RS
+from ..convert.paths import safe_name
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
@@ -153,6 +154,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                       label='Boxes leaving the tomogram',
                       help='Skip those particles, or fill the missing voxels with the '
                            'tomogram mean. The summary gives the counts.')
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -262,7 +264,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     def _job(self):
         return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),
-                          self._settings(), project_dir=self._projectDir())
+                          self._settings(), project_dir=self._projectDir(),
+                          nonfinite=self._nonFinite())
 
     def extractTiltSeriesStep(self, tsId, nSteps):
         self._prepareInput()
@@ -311,7 +314,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         os.replace(self._mapFile() + ".part", self._mapFile())
 
     def _subvolumeFile(self, tsId, coordId):
-        return self._extra("Subtomograms", tsId, "%s_%06d.mrc" % (tsId, coordId))
+        name = safe_name(tsId)
+        return self._extra("Subtomograms", name, "%s_%06d.mrc" % (name, coordId))
 
     def extractTomogramStep(self, tsId, nSteps):
         self._prepareInput()
@@ -324,10 +328,12 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         with self._threadLimits(self._kernelThreads(nSteps)):
             res = extract_subvolumes(data["tomogram"], [c[1:] for c in coords], files, settings,
                                      voxel_size=data["sampling"],
-                                     fingerprint_file=self._extra("Subtomograms", tsId,
-                                                                  ".fingerprint.json"))
+                                     fingerprint_file=self._extra("Subtomograms",
+                                                                  safe_name(tsId),
+                                                                  ".fingerprint.json"),
+                                     nonfinite=self._nonFinite())
         status = {str(c[0]): s for c, s in zip(coords, res["status"])}
-        out = self._extra("status_%s.json" % tsId)
+        out = self._extra("status_%s.json" % safe_name(tsId))
         with open(out + ".part", "w") as fh:
             json.dump({"status": status, "counts": {k: v for k, v in res.items()
                                                     if k != "status"}}, fh)
@@ -394,7 +400,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             report = {"mode": "3d", "per_ts": {}}
             sr = None
             for tsId in sorted(data):
-                st = self._extra("status_%s.json" % tsId)
+                st = self._extra("status_%s.json" % safe_name(tsId))
                 if not os.path.exists(st):
                     continue
                 info = json.load(open(st))

@@ -18,6 +18,7 @@ from tomo.objects import SetOfTomograms, SetOfTomoMasks, Tomogram, TomoMask
 
 from .. import constants as C
 from ..convert.mrc import MrcFormatError, mrc_info
+from ..convert.paths import safe_name
 from ..kernels import noisefill as K
 from .protocol_base import ProtCryoprocsBase
 
@@ -185,6 +186,7 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                       label='Output the soft masks?',
                       help='Yes: also output the blend weights (1 = tomogram kept, 0 = noise, '
                            'in between = soft edge) as a set of tomo masks.')
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -227,16 +229,16 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         return [(ts, tomos[ts], masks[ts]) for ts in common], unmatched
 
     def _outFile(self, tsId):
-        return self._getExtraPath('%s_noisefilled.mrc' % tsId)
+        return self._getExtraPath('%s_noisefilled.mrc' % safe_name(tsId))
 
     def _maskOutFile(self, tsId):
-        return self._getExtraPath('%s_softmask.mrc' % tsId)
+        return self._getExtraPath('%s_softmask.mrc' % safe_name(tsId))
 
     def _pngFile(self, tsId):
-        return self._getExtraPath('%s_preview.png' % tsId)
+        return self._getExtraPath('%s_preview.png' % safe_name(tsId))
 
     def _reportFile(self, tsId):
-        return self._getExtraPath('%s_report.json' % tsId)
+        return self._getExtraPath('%s_report.json' % safe_name(tsId))
 
     def _readReport(self, tsId):
         try:
@@ -260,8 +262,10 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
 
     def noiseFillStep(self, tsId, tomoPath, maskPath, samplingRate, nSteps):
         from ..pipelines.noisefill import noise_fill_file
+        from ..convert.mrc import is_complete_mrc
         out = self._outFile(tsId)
-        if os.path.exists(out):                 # finished before a restart
+        # finished before a restart (the tomogram is renamed last, after its side outputs)
+        if is_complete_mrc(out, mrc_info(tomoPath).shape):
             logger.info('tsId = %s: %s exists, skipped', tsId, out)
             return
         threads = self._kernelThreads(nSteps)
@@ -271,7 +275,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                 tomoPath, maskPath, out, self._params(),
                 soft_mask_path=self._maskOutFile(tsId) if self.saveSoftMask.get() else None,
                 preview_png=self._pngFile(tsId), report_json=self._reportFile(tsId),
-                threads=threads, overwrite=True, voxel_size=samplingRate)
+                threads=threads, overwrite=True, voxel_size=samplingRate,
+                nonfinite=self._nonFinite())
         logger.info('tsId = %s: mask %d -> %d voxels, noise mean %.4g std %.4g, %.1f s',
                     tsId, rep['mask_voxels'], rep['expanded_voxels'], rep['noise_mean'],
                     rep['noise_std'], rep['seconds'])

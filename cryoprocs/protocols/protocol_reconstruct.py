@@ -145,6 +145,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                       help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
                            'as RELION 5 pipelines write it, or 1. The reconstruction weights '
                            'scale with its square.')
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -197,7 +198,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
     def _job(self):
         return ReconstructJob(self._particlesStar(), self._tomogramsStar(), self._extra(),
                               self._settings(), project_dir=self._projectDir(),
-                              work_dir=self._extra("partial"))
+                              work_dir=self._extra("partial"), nonfinite=self._nonFinite())
 
     def _coordTsIds(self):
         if self._fromSubtomos():
@@ -325,7 +326,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             self._defineSourceRelation(self.inputCtfTomoSeries, avg)
         report = {k: res[k] for k in ("particles", "used", "skipped", "slices", "pixel_size",
                                       "box", "crop", "symmetry", "resolution",
-                                      "resolution_at_nyquist", "half_sets")}
+                                      "resolution_at_nyquist", "half_sets", "warnings")}
         report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
         self.reconstructionReport.set(json.dumps(report))
         self._store(self.reconstructionReport)
@@ -423,9 +424,11 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         elif r["half_sets"]:
             lines.append('The FSC between the half maps is below 0.143 at every shell.')
         else:
-            lines.append('No half sets (rlnRandomSubset): no FSC.')
+            lines.append('No two half sets with visible particles (rlnRandomSubset): no half '
+                         'maps, no FSC.')
         if r.get("fsc_png"):
             lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+        lines += ['Warning: %s.' % w.rstrip('.') for w in r.get("warnings", [])]
         return lines
 
     def _methods(self):

@@ -30,6 +30,7 @@ from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
+from ..convert.paths import safe_name
 from ..pipelines import peaks as PP
 from .protocol_base import ProtCryoprocsBase
 
@@ -46,6 +47,15 @@ def map_to_tomogram(xyz, map_dims, map_sr, tomo_dims, tomo_sr):
     xyz = np.asarray(xyz, dtype=np.float64)
     f = float(map_sr) / float(tomo_sr)
     return (xyz - np.asarray(map_dims, float) / 2.0) * f + np.asarray(tomo_dims, float) / 2.0
+
+
+def _readable(path):
+    """A complete picks file from an earlier attempt of the step (resume)."""
+    try:
+        PP.load_result(path)
+        return True
+    except Exception:           # missing, truncated or not an .npz: picked again
+        return False
 
 
 class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
@@ -208,6 +218,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'voxel\'s orientation to the first row of the angle list (total '
                            'rotation, particle normal, in-plane), as cryoCAT '
                            'create_angular_distance_maps. Three float32 volumes per map.')
+        self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= helpers
@@ -268,13 +279,13 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         return items, unmatched
 
     def _picksFile(self, tsId):
-        return self._getExtraPath('%s_picks.npz' % tsId)
+        return self._getExtraPath('%s_picks.npz' % safe_name(tsId))
 
     def _diagFile(self, tsId):
-        return self._getExtraPath('%s_diagnostics.png' % tsId)
+        return self._getExtraPath('%s_diagnostics.png' % safe_name(tsId))
 
     def _angdistFile(self, tsId, kind):
-        return self._getExtraPath('%s_angdist_%s.mrc' % (tsId, kind))
+        return self._getExtraPath('%s_angdist_%s.mrc' % (safe_name(tsId), kind))
 
     def _mapSr(self):
         return self.inputScoreMaps.get().getSamplingRate()
@@ -309,11 +320,11 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         scorePath, anglePath, maskPath = self._inputFiles(tsId)
         out = self._picksFile(tsId)
         opts = self._options()
-        if not os.path.exists(out):                 # finished before a restart
+        if not _readable(out):                      # finished before a restart
             with self._threadLimits(self._kernelThreads(nSteps)):
                 res, info = PP.pick_volumes(scorePath, anglePath,
                                             self._projectPath(self.angleList.get()), opts,
-                                            mask_path=maskPath)
+                                            mask_path=maskPath, nonfinite=self._nonFinite())
             PP.save_result(out, res, tsId=tsId, shape=list(info["shape"]))
             logger.info('tsId = %s -> %s', tsId, PP.result_summary(res))
         if not os.path.exists(self._diagFile(tsId)):
@@ -364,8 +375,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                            first_id=first))
             relion.append(M.relion5_from_picks(xyz, ang, tsId, tomoDims, tomoSr,
                                                scores=r["scores"]))
-            M.write_picks_csv(self._getExtraPath('%s_picks.csv' % tsId), xyzMap, r["scores"],
-                              ang)
+            M.write_picks_csv(self._getExtraPath('%s_picks.csv' % safe_name(tsId)), xyzMap,
+                              r["scores"], ang)
             summary["tomograms"][tsId] = {
                 "tomo_num": tomoNum, "line": PP.result_summary(r),
                 "threshold": float(r["threshold"]), "candidates": int(r["n_candidates"]),

@@ -7,6 +7,7 @@ import os
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 
+from ..convert.paths import safe_name
 from ..pipelines.simulate import SimulationSettings, simulate_relion_project
 from .protocol_import_relion5 import ProtCryoprocsImportRelion5
 
@@ -90,7 +91,7 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
         project = self._relionProjectDir()
         for k, tomo in enumerate(t.clone() for t in self.inputTomograms.get().iterItems()):
             tsId = tomo.getTsId()
-            out = os.path.join(self._simDir(), "ts_%s" % tsId)
+            out = os.path.join(self._simDir(), "ts_%s" % safe_name(tsId))
             settings.seed = self.seed.get() + k
             star = simulate_relion_project(self._projectPath(tomo.getFileName()), out, tsId,
                                            settings, project,

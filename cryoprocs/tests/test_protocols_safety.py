@@ -1,0 +1,77 @@
+"""Data safety in the protocols (issue 11): the form switch of --replace-nonfinite, with the
+command's meaning, in every protocol that reads images; a run on a NaN input fails naming
+the file, and with the switch it finishes with the finite mean written in."""
+import os
+
+import mrcfile
+import numpy as np
+import pytest
+from pwem.protocols import ProtImportVolumes
+from pyworkflow.tests import setupTestProject
+
+from cryoprocs import constants as C
+from cryoprocs import protocols as P
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
+
+READERS = ["ProtCryoprocsApplyMask2D", "ProtCryoprocsApplyMask3D",
+           "ProtCryoprocsMaskedTomogramNoiseFill", "ProtCryoprocsScoresPeakPicking",
+           "ProtCryoprocsExtractSubtomos", "ProtCryoprocsReconstructSubtomoAverage",
+           "ProtCryoprocsExportMovie"]
+
+
+@pytest.mark.parametrize("name", READERS)
+def test_every_image_reader_has_the_switch(name):
+    prot = getattr(P, name)()
+    param = prot.getDefinition().getParam("replaceNonFinite")
+    assert param is not None and not prot.replaceNonFinite.get()
+    assert "--replace-nonfinite" in param.help.get()
+    assert prot._nonFinite() == "error"
+    prot.replaceNonFinite.set(True)
+    assert prot._nonFinite() == "replace"
+
+
+class TestNonFiniteInputs(CryoprocsBaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        rng = np.random.default_rng(3)
+        vol = rng.normal(1.0, 1.0, (20, 24, 24)).astype(np.float32)
+        bad = vol.copy()
+        bad[4, 5, 6] = np.nan
+        fixed = vol.copy()
+        fixed[4, 5, 6] = np.delete(bad.ravel(), np.ravel_multi_index((4, 5, 6), bad.shape)) \
+            .mean(dtype=np.float64)
+        cls.paths = {}
+        for name, data in (("bad", bad), ("fixed", fixed)):
+            path = cls.proj.getTmpPath("%s.mrc" % name)
+            with mrcfile.new(path, overwrite=True) as m:
+                m.set_data(data)
+                m.voxel_size = 2.0
+            cls.paths[name] = path
+
+    def _mask(self, name, **kw):
+        imp = self.newProtocol(ProtImportVolumes, filesPath=self.paths[name], samplingRate=2.0)
+        self.launchProtocol(imp)
+        prot = self.newProtocol(P.ProtCryoprocsApplyMask3D, inputVolumes=imp.outputVolume,
+                                geo=C.MASK3D_SPHERE, radius=8, fillType=C.FILL_AVG, **kw)
+        return prot
+
+    def test_nan_volume_fails_by_default_and_is_replaced_on_request(self):
+        prot = self._mask("bad")
+        self.proj.launchProtocol(prot, wait=True)
+        self.assertTrue(prot.isFailed(), prot.getStatus())
+        msg = prot.getErrorMessage()
+        self.assertIn("1 non-finite voxel", msg)
+        self.assertIn("[4, 5, 6]", msg)
+        ok = self._mask("bad", replaceNonFinite=True)
+        self.launchProtocol(ok)
+        ref = self._mask("fixed")
+        self.launchProtocol(ref)
+
+        def data(p):
+            return mrcfile.read(os.path.join(self.proj.getPath(),
+                                             p.outputVolume.getFileName()))
+        out = data(ok)
+        self.assertTrue(np.isfinite(out).all())
+        np.testing.assert_allclose(out, data(ref), rtol=0, atol=1e-5)
