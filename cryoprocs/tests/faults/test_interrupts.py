@@ -1,0 +1,191 @@
+"""SIGKILL and SIGTERM at several moments of extract, reconstruct, noise-fill and movie, then
+a rerun without --overwrite: it completes and its outputs equal an uninterrupted run's.
+SIGTERM (what SLURM and PBS send on time-out and scancel) and SIGHUP leave no temporary."""
+import json
+import os
+import signal
+
+import pytest
+
+from . import data as D
+from . import (expected_status, interrupt, mrc_digest, run_cli, slowed, start, temporaries,
+               tree, wait_for)
+
+KILL, TERM, HUP = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP
+
+
+def _normalised(folder):
+    """Content digests of every file under ``folder`` (hidden ones included), with the
+    parts that legitimately differ between two runs left out: STAR comment lines and MRC
+    header labels (creation times), run times in JSON reports, and the output folder's own
+    path."""
+    out = {}
+    for rel, digest in tree(folder).items():
+        p = os.path.join(folder, rel)
+        if rel.endswith((".mrc", ".mrcs")):
+            digest = mrc_digest(p)
+        elif rel.endswith(".star"):
+            with open(p) as fh:
+                digest = [ln.replace(str(folder), "<OUT>") for ln in fh
+                          if not ln.startswith("#")]
+        elif rel.endswith(".json") and "partial" not in rel:
+            with open(p) as fh:
+                try:
+                    doc = json.load(fh)
+                except ValueError:
+                    doc = None
+            if isinstance(doc, dict):
+                digest = json.dumps(_untimed(doc), sort_keys=True).replace(str(folder),
+                                                                          "<OUT>")
+        out[rel] = digest
+    return out
+
+
+def _untimed(doc):
+    if isinstance(doc, dict):
+        return {k: _untimed(v) for k, v in doc.items()
+                if "seconds" not in k and "time" not in k}
+    return [_untimed(v) for v in doc] if isinstance(doc, list) else doc
+
+
+def same_results(folder, reference):
+    """Assert that ``folder`` holds what an uninterrupted run wrote into ``reference``."""
+    got, want = _normalised(folder), _normalised(reference)
+    assert sorted(got) == sorted(want), (sorted(set(got) ^ set(want)))
+    for k in want:
+        assert got[k] == want[k], k
+
+
+def _interrupted_then_rerun(capsys, argv_for, prefix, moment, sig, ref, out, base):
+    """Run ``argv_for(out)`` (slowed by ``prefix``), send ``sig`` when ``moment()`` holds,
+    check the interruption, rerun in process without --overwrite and compare with ``ref``."""
+    proc = start(argv_for(out), prefix=prefix)
+    wait_for(moment, proc)
+    rc, err = interrupt(proc, sig)
+    assert rc == expected_status(sig), err
+    if sig != KILL:
+        assert "interrupted by %s" % signal.Signals(sig).name in err, err
+        assert "Traceback" not in err
+        assert temporaries(base) == [], temporaries(base)
+    rc, _, err = run_cli(argv_for(out), capsys)
+    assert rc == 0, err
+    assert temporaries(base) == []
+    same_results(out, ref)
+
+
+# ----------------------------------------------------------------------------- extract
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    base = tmp_path_factory.mktemp("interrupts")
+    pstar, tstar = D.relion_project(base / "proj", n_particles=10)
+    return base, pstar, tstar
+
+
+def _exists_n(folder, pattern, n):
+    def check():
+        count = 0
+        for root, _, files in os.walk(folder):
+            count += sum(1 for f in files if f.endswith(pattern) and not f.startswith("."))
+        return count >= n
+    return check
+
+
+@pytest.mark.parametrize("sig, when", [(TERM, "claimed"), (KILL, "3 stacks"),
+                                       (TERM, "10 stacks"), (HUP, "15 stacks")])
+def test_extract(project, capsys, sig, when):
+    base, pstar, tstar = project
+
+    def argv(out):
+        return ["extract", "--particles", pstar, "--tomograms", tstar, "--box-size", "16",
+                "--project-dir", base / "proj", "--output-dir", out]
+    ref = base / "extract_ref"
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("extract_%s_%s" % (signal.Signals(sig).name, when.replace(" ", "")))
+    if when == "claimed":
+        moment = (base / (".%s.lock" % out.name)).exists
+    else:
+        moment = _exists_n(out, "_stack2d.mrcs", int(when.split()[0]))
+    _interrupted_then_rerun(capsys, argv, slowed("cryoprocs.pipelines.extract:write_stack",
+                                                 0.08), moment, sig, ref, out, base)
+
+
+# ----------------------------------------------------------------------------- reconstruct
+@pytest.mark.parametrize("sig, when", [(KILL, "partial"), (TERM, "partial"),
+                                       (KILL, "maps"), (TERM, "maps")])
+def test_reconstruct(project, capsys, sig, when):
+    base, pstar, tstar = project
+
+    def argv(out):
+        return ["reconstruct", "--particles", pstar, "--tomograms", tstar, "--box-size", "16",
+                "--project-dir", base / "proj", "--output-dir", out, "--backend", "numpy"]
+    ref = base / "reconstruct_ref"
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("reconstruct_%s_%s" % (signal.Signals(sig).name, when))
+    if when == "partial":               # between the two tilt series
+        prefix = slowed("cryoprocs.pipelines.reconstruct:ReconstructJob."
+                        "accumulate_tilt_series", 0.6)
+        moment = _exists_n(out / "partial", ".npz", 1)
+    else:                               # while the maps are written (half1 before merged)
+        prefix = slowed("cryoprocs.pipelines.reconstruct:write_fsc_star", 1.5)
+        moment = (out / "merged.mrc").exists
+    _interrupted_then_rerun(capsys, argv, prefix, moment, sig, ref, out, base)
+
+
+# ----------------------------------------------------------------------------- noise-fill
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory):
+    base = tmp_path_factory.mktemp("noisefill")
+    D.write_volume(base / "vol.mrc", D.tomogram((24, 64, 64)))
+    D.write_volume(base / "mask.mrc", D.mask_volume((24, 64, 64)))
+    return base
+
+
+@pytest.mark.parametrize("sig, when", [(KILL, "working"), (TERM, "working"),
+                                       (KILL, "side outputs"), (TERM, "side outputs")])
+def test_noise_fill(volumes, capsys, sig, when):
+    """'side outputs': killed after the soft mask, preview and report got their names but
+    before the tomogram (the issue's case: the rerun was refused)."""
+    base = volumes
+
+    def argv(out):
+        out = str(out)
+        return ["noise-fill", "--input_tomo", base / "vol.mrc", "--input_mask",
+                base / "mask.mrc", "--output_tomo", out + "/t.mrc", "--soft-mask-out",
+                out + "/t_w.mrc", "--preview", out + "/t.png", "--report", out + "/t.json",
+                "--expand_pixels", "2", "--threads", "1"]
+    ref = base / "ref"
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("nf_%s_%s" % (signal.Signals(sig).name, when.replace(" ", "")))
+    if when == "working":
+        prefix = slowed("cryoprocs.kernels.noisefill:noise_fill", 1.0)
+        moment = lambda: out.exists() and any(".t.mrc." in f for f in os.listdir(out))  # noqa
+    else:
+        prefix = slowed("cryoprocs.convert.outputs:commit_temp", 0.4)
+        moment = lambda: (out / "t_w.mrc").exists() and not (out / "t.mrc").exists()  # noqa
+    _interrupted_then_rerun(capsys, argv, prefix, moment, sig, ref, out, base)
+
+
+# ----------------------------------------------------------------------------- movie
+@pytest.mark.parametrize("sig, when", [(KILL, "encoding"), (TERM, "encoding"),
+                                       (KILL, "renaming"), (TERM, "renaming")])
+def test_movie(volumes, capsys, sig, when):
+    """An MJPG AVI with its PNG frames (--png): killed while encoding, or after the frames
+    folder got its name and before the movie did."""
+    base = volumes
+
+    def argv(out):
+        return ["movie", base / "vol.mrc", out, "--codec", "MJPG", "--png"]
+    ref = base / "movie_ref"
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("movie_%s_%s" % (signal.Signals(sig).name, when))
+    if when == "encoding":
+        prefix = slowed("cryoprocs.kernels.movie:render_frame", 0.03)
+        moment = lambda: out.exists() and any(".vol.avi." in f for f in os.listdir(out))  # noqa
+    else:
+        prefix = slowed("cryoprocs.convert.outputs:commit_temp", 0.5)
+        moment = lambda: (out / "vol_frames").exists() and not (out / "vol.avi").exists()  # noqa
+    _interrupted_then_rerun(capsys, argv, prefix, moment, sig, ref, out, base)
