@@ -35,7 +35,12 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="cryoprocs",
         description="Fast cryo-EM / cryo-ET processing kernels (the Scipion plugin "
-                    "scipion-em-cryoprocs, usable without Scipion).")
+                    "scipion-em-cryoprocs, usable without Scipion).",
+        epilog="Exit status: 0 done; 2 a bad input or value, or an operating-system error "
+               "(one line on standard error, no partial output left); 128+n stopped by "
+               "signal n (SIGINT 130, SIGTERM 143, SIGHUP 129), temporary files removed: a "
+               "rerun resumes. Two runs never write the same output: the second stops at "
+               "once naming the output and the other run's process id.")
     parser.add_argument("--version", action="version", version="cryoprocs %s" % __version__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

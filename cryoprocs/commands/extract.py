@@ -11,6 +11,13 @@ DIR lies inside it. A re-run after an interruption skips the stacks already writ
 are those of the same inputs and settings); stacks made from other inputs or settings are
 replaced only with --overwrite.
 
+A stack the rerun finds damaged (truncated, wrong shape or not MRC) is extracted again; a
+particles.star or optimisation_set.star in DIR that this command did not write with these
+inputs and settings is replaced only with --overwrite. A box larger than the tilt images,
+or no particle visible in enough frames, is an error before any work; NaN / infinite
+pixels in the tilt images are an error (--replace-nonfinite: replaced by the mean of the
+finite pixels of their file).
+
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --no-ctf = --no_ctf,
 --no-circle-crop = --no_circle_crop, --float16, --max-dose = --max_dose,
 --min-frames = --min_frames, --output-dir = --o. zarr-particle-tools (`local` mode) names are

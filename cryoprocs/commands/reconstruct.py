@@ -15,6 +15,15 @@ skips the finished tilt series, and a change of a final-stage setting (--sym, --
 --crop-size) only redoes the final stage. Maps already in DIR that were made from other inputs
 or settings are replaced only with --overwrite.
 
+Degenerate inputs: a box larger than the tilt images, or no particle visible in any tilt,
+is an error before any work; a half set without any visible particle gives merged.mrc only
+(no half maps, no FSC, never a resolution), and particles without rlnAngleRot/Tilt/Psi are
+averaged in the tomogram's orientation: both with a warning (also in reconstruction.json).
+NaN / infinite pixels in the tilt images are an error (--replace-nonfinite: replaced by the
+mean of the finite pixels of their file). Files in DIR this command did not write with these
+inputs and settings (e.g. RELION's data_*.mrc with --write-intermediates) are replaced only
+with --overwrite.
+
 RELION equivalents: --box-size = --b, --crop-size = --crop, --bin, --sym, --snr = --SNR,
 --no-ctf = --no_ctf, --no-circle-crop = --no_circle_crop, --taper, --cutoff-fraction =
 --cutoff_fract, --output-dir = --o; --write-intermediates also writes RELION's data_*.mrc,
