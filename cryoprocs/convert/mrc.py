@@ -336,7 +336,10 @@ class FiniteGuard:
         self._lock = threading.Lock()
 
     def scan(self):
-        """``(count, first index or None, mean of the finite voxels)`` of the whole file."""
+        """``(count, first index or None, mean of the finite voxels)`` of the whole file
+        (or of :attr:`sections`). A clean file costs one float32 sum per block; the count,
+        the first index and the mean (None for a clean file) are only computed when a block
+        sum is not finite."""
         with self._lock:
             if self.result is not None:
                 return self.result
@@ -346,25 +349,20 @@ class FiniteGuard:
                 return self.result
             per = max(1, _SCAN_BYTES // max(1, int(np.prod(data.shape[1:])) *
                                            data.dtype.itemsize))
-            count, first, total, n = 0, None, 0.0, 0
+            acc = np.float32 if data.dtype.itemsize < 4 else None
+            count, first = 0, None
             for z0, z1 in self._runs(per):
-                block = np.asarray(data[z0:z1])
-                bad = ~np.isfinite(block)
-                nb = int(np.count_nonzero(bad))
-                if nb:
-                    if first is None:
+                block = data[z0:z1]
+                if not np.isfinite(np.sum(block, dtype=acc)):
+                    bad = ~np.isfinite(block)
+                    nb = int(np.count_nonzero(bad))
+                    if nb and first is None:
                         first = [int(v) for v in np.argwhere(bad)[0]]
                         first[0] += z0
                     count += nb
-                    good = block[~bad]
-                    total += float(good.sum(dtype=np.float64))
-                    n += good.size
-                else:
-                    total += float(block.sum(dtype=np.float64))
-                    n += block.size
                 if self._release is not None:
                     self._release(z0, z1)
-            mean = total / n if n else None
+            mean = self._finite_mean(per) if count else None
             self.result = (count, first, mean)
             if count and self.policy == "replace":
                 if mean is None:
@@ -376,6 +374,17 @@ class FiniteGuard:
                 self.warnings.append(msg)
                 logging.getLogger(__name__).warning(msg)
             return self.result
+
+    def _finite_mean(self, per):
+        total, n = 0.0, 0
+        for z0, z1 in self._runs(per):
+            block = np.asarray(self.data[z0:z1])
+            good = block[np.isfinite(block)]
+            total += float(good.sum(dtype=np.float64))
+            n += good.size
+            if self._release is not None:
+                self._release(z0, z1)
+        return total / n if n else None
 
     def _runs(self, per):
         """``(z0, z1)`` runs of at most ``per`` consecutive sections to scan."""

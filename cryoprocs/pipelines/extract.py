@@ -256,8 +256,7 @@ class Stack2DJob(Relion5ProjectJob):
         check_replace(stars, read_record(self.star_record_file) == self.run_fingerprint(),
                       overwrite, "was not written by cryoprocs extract with these inputs and "
                       "settings")
-        for name in self.tomogram_order:
-            self.scan_frames(name, overwrite)
+        self._parallel(lambda name: self.scan_frames(name, overwrite), threads)
         # from here on the folder is this run's: STAR files of other settings go first (a
         # run killed later resumes without --overwrite), then stale stacks
         claim_outputs(self.star_record_file, self.run_fingerprint(), stars)
@@ -290,6 +289,16 @@ class Stack2DJob(Relion5ProjectJob):
         kept = sum(self.plan(t).n_kept for t in self.tomogram_order)
         return {"particles": n, "kept": kept, "removed": n - kept,
                 "unknown_tomograms": list(self.unknown_tomograms)}
+
+    def _parallel(self, func, threads):
+        """``func(tomo_name)`` for every tilt series, ``threads`` at a time."""
+        names = list(self.tomogram_order)
+        if threads <= 1 or len(names) <= 1:
+            for n in names:
+                func(n)
+        else:
+            with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+                list(pool.map(func, names))
 
     def check_some_visible(self):
         """No particle visible in enough frames: an error before any work.

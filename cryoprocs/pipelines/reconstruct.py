@@ -495,11 +495,19 @@ class ReconstructJob(Relion5ProjectJob):
         names = list(self.tomogram_order)
         self.check_some_visible()                # degenerate inputs: before any work
         self.use_halves
-        for name in names:                       # non-finite pixels: before any work
-            if self.plan(name).used.any() and (overwrite or not self._partial_done(name)):
-                self._replace[name] = self.frame_replacements(name)
         n_par = max(1, min(threads, len(names)))
         inner = max(1, threads // n_par)
+
+        def scan(name):                          # non-finite pixels: before any work
+            if self.plan(name).used.any() and (overwrite or not self._partial_done(name)):
+                self._replace[name] = self.frame_replacements(name)
+
+        if n_par == 1:
+            for n in names:
+                scan(n)
+        else:
+            with ThreadPoolExecutor(max_workers=n_par) as pool:
+                list(pool.map(scan, names))
 
         def work(name):
             res = self.accumulate_tilt_series(name, threads=inner, overwrite=overwrite)
