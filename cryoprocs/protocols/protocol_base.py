@@ -74,7 +74,7 @@ class ProtCryoprocsBase(EMProtocol):
     def _defineNonFiniteParam(self, form):
         """The form switch of the commands' ``--replace-nonfinite`` (same meaning)."""
         from pyworkflow.protocol import params
-        from ..convert.mrc import NONFINITE_FORM
+        from ..convert.finite import NONFINITE_FORM
         form.addParam('replaceNonFinite', params.BooleanParam, default=False,
                       expertLevel=params.LEVEL_ADVANCED, label=NONFINITE_FORM,
                       help='NaN or infinite values in an input image are an error by default '

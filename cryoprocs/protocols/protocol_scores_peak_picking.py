@@ -442,7 +442,18 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         if srS and srA and abs(srS - srA) > SAMPLING_TOLERANCE * srS:
             errors.append('The score maps (%.4f A/px) and the angle maps (%.4f A/px) have '
                           'different sampling rates.' % (srS, srA))
+        masks = self.inputMasks.get()
+        srM = masks.getSamplingRate() if masks is not None else None
+        if srS and srM and abs(srS - srM) > SAMPLING_TOLERANCE * srS:
+            errors.append('The masks (%.4f A/px) and the score maps (%.4f A/px) have sampling '
+                          'rates that differ by more than %d %%.'
+                          % (srM, srS, SAMPLING_TOLERANCE * 100))
         for tsId, (score, angle, _tomo, mask) in items.items():
+            diagonal = float(np.sqrt(sum((int(d) - 1) ** 2 for d in score.getDim())))
+            if not self.minDistance.get() <= diagonal:
+                errors.append('tsId %s: the minimum distance %g voxels is larger than the score '
+                              'map (%s voxels, diagonal %.1f).'
+                              % (tsId, self.minDistance.get(), score.getDim(), diagonal))
             if tuple(score.getDim()) != tuple(angle.getDim()):
                 errors.append('tsId %s: the angle map has %s voxels (x, y, z) but the score map '
                               'has %s.' % (tsId, angle.getDim(), score.getDim()))
