@@ -132,7 +132,10 @@ class _Claim:
         self.created = makedirs(os.path.dirname(self.lock_path))
         try:
             for _ in range(100):
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except OSError as exc:     # read-only folder...: name the output, not the lock
+                    raise OSError(exc.errno, exc.strerror, self.path) from None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -149,10 +152,14 @@ class _Claim:
                 if not same:            # removed or replaced by its holder meanwhile: retry
                     os.close(fd)
                     continue
-                self.previous = _read_fd(fd)
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, ("%d %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
                 self.fd = fd
+                try:
+                    self.previous = _read_fd(fd)
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, ("%d %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
+                except BaseException:
+                    self.release()
+                    raise
                 return self
             raise OutputInUseError(self.path, None, self.label)
         except BaseException:
