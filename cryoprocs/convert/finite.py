@@ -100,6 +100,19 @@ class FiniteGuard:
                 logging.getLogger(__name__).warning(msg)
             return self.result
 
+    def finite_mean(self):
+        """Mean (float64) of the finite values of the file (or :attr:`sections`); None when
+        there is none. A streamed pass (cached)."""
+        if getattr(self, "_mean", None) is None:
+            result = self.scan()
+            if result[0]:
+                self._mean = result[2]
+            else:
+                per = max(1, _SCAN_BYTES // max(1, int(np.prod(self.data.shape[1:])) *
+                                               self.data.dtype.itemsize))
+                self._mean = self._finite_mean(per)
+        return self._mean
+
     def _finite_mean(self, per):
         total, n = 0.0, 0
         for z0, z1 in self._runs(per):

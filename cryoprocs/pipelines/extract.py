@@ -596,7 +596,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                     res["status"].append("skipped")
                     continue
                 if mean is None:                # of the finite voxels
-                    mean = mapped.guard.scan()[2]
+                    mean = mapped.guard.finite_mean()
                 sub, _ = KE.subvolume(mapped.data, p, s0, pad="constant", fill=mean)
                 sub = mapped.guard.check(np.array(sub), inplace=True)
                 res["padded"] += 1
