@@ -74,12 +74,17 @@ def link(path):
 
 
 def folder(*paths):
-    """A folder holding links to these shared files (e.g. a folder of tomograms)."""
+    """A folder holding links to these shared files (e.g. a folder of tomograms); a path
+    may be a ``{name in the folder: shared path}`` dict."""
+    links = {}
+    for p in paths:
+        links.update(p if isinstance(p, dict) else {os.path.basename(p): p})
+
     def make(dest, root):
         os.makedirs(dest)
-        for path in paths:
-            os.symlink(_shared(root, path), os.path.join(dest, os.path.basename(path)))
-    make.describe = "folder of " + ", ".join(paths)
+        for name, path in links.items():
+            os.symlink(_shared(root, path), os.path.join(dest, name))
+    make.describe = "folder of " + ", ".join("%s = %s" % kv for kv in links.items())
     return make
 
 
@@ -177,6 +182,12 @@ class Block:
 def _strip_comment(line):
     """A shell line without its trailing comment (a '#' starting a word)."""
     return re.sub(r"(^|\s)#.*$", "", line)
+
+
+def script_block(path):
+    """A whole Python file (e.g. under examples/) as a :class:`Block`."""
+    return Block(path, 1, "python", open(path, encoding="utf-8").read(),
+                 os.path.basename(path))
 
 
 def readme_blocks(path=README):
@@ -364,14 +375,15 @@ def run_shell_block(block, scripts, scratch, data_root, timeout=900):
     return Result(block, res.returncode, res.stdout, res.stderr, scratch, time.time() - t0)
 
 
-def run_python_script(block, scratch, data_root, table=None, args=(), timeout=900):
+def run_python_script(block, scratch, data_root, table=None, args=(), name=None,
+                      timeout=900):
     """Run a batch script with ``cryoprocs python`` in ``scratch`` after substituting its data
     paths (keys of ``table`` starting with /); returns a :class:`Result`."""
     table = DATA if table is None else table
     os.makedirs(scratch, exist_ok=True)
     names = [n for n in table if n.startswith("/") and n in block.text]
     replace = materialise(names, scratch, data_root, table, {})
-    name = block.script_name or "readme_block_%d.py" % block.line
+    name = name or block.script_name or "readme_block_%d.py" % block.line
     with open(os.path.join(scratch, name), "w") as fh:
         fh.write(substitute_data_paths(block.text, replace, block.where))
     env = user_environment(scratch)
