@@ -146,6 +146,46 @@ REQUIRES = {
     "tomograms.star": ("tiltseries",),
 }
 
+# ------------------------------------------------------------------------- examples/
+EXAMPLES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                         "..", "examples"))
+HIV_TOMO = "real/hiv_vlp/hiv_ts01_tomo_40A.mrc"
+HIV_TSID = "hiv_ts01"
+
+
+def _template_matching(dest, root):
+    """Score map of the HIV tomogram (normalised cross-correlation with a VLP-radius shell,
+    as the demo's peak-picking step computes it), its one-orientation angle map and list."""
+    from cryoprocs.convert.mrc import read_mrc, write_mrc
+    from cryoprocs.demo.steps.peaks import shell_ncc
+    os.makedirs(dest)
+    tomo = read_mrc(_shared(root, HIV_TOMO), dtype=np.float32)
+    write_mrc(os.path.join(dest, "scores_%s.mrc" % HIV_TSID), shell_ncc(tomo), voxel_size=40.0)
+    write_mrc(os.path.join(dest, "angles_%s.mrc" % HIV_TSID), np.zeros(tomo.shape, np.float32),
+              voxel_size=40.0)
+    with open(os.path.join(dest, "angles.txt"), "w") as fh:
+        fh.write("0.0,0.0,0.0\n")
+
+
+def _relion_project(dest, root):
+    """A RELION 5 project of a tilt series simulated from the HIV tomogram (-60..60 deg in
+    3 deg steps, CTF, dose-symmetric pre-exposure, noise: the demo's simulation)."""
+    from cryoprocs.pipelines.simulate import SimulationSettings, simulate_relion_project
+    simulate_relion_project(_shared(root, HIV_TOMO), dest, HIV_TSID, SimulationSettings(),
+                            dest, pixel_size=40.0)
+
+
+#: /data paths of examples/tomography_chain.py -> the demo's data: the HIV VLP tomogram and
+#: a mask of its real particles as they are; template-matching maps and tilt series derived
+#: from the tomogram as the demo derives them (the demo data have neither)
+EXAMPLE_DATA = {
+    "/data/tomo/tomograms": folder({HIV_TSID + ".mrc": HIV_TOMO}),
+    "/data/tomo/segmentations": folder({HIV_TSID + ".mrc":
+                                        "real/hiv_vlp/hiv_particle_shell_mask_r3.mrc"}),
+    "/data/tomo/template_matching": derived(_template_matching, "shell-NCC score map"),
+    "/data/tomo/relion": derived(_relion_project, "simulated RELION 5 tilt series"),
+}
+
 
 # ------------------------------------------------------------------------- README parsing
 @dataclass
@@ -392,3 +432,55 @@ def run_python_script(block, scratch, data_root, table=None, args=(), name=None,
     res = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True,
                          timeout=timeout)
     return Result(block, res.returncode, res.stdout, res.stderr, scratch, time.time() - t0)
+
+
+# ------------------------------------------------------------------------- scheduling
+@dataclass
+class Job:
+    """One documentation run: a README shell block, or a batch script run by
+    ``cryoprocs python`` (a README python block or a file of examples/)."""
+    key: str
+    kind: str                       # "shell" or "python"
+    block: Block
+    table: dict = None              # data table of a python job (default DATA)
+    args: tuple = ()
+    name: str = None                # file name of a python job
+
+    def run(self, scratch, data_root, scripts):
+        if self.kind == "shell":
+            return run_shell_block(self.block, scripts, scratch, data_root)
+        return run_python_script(self.block, scratch, data_root, self.table, self.args,
+                                 self.name)
+
+
+def readme_jobs(the_plan):
+    return ([Job("README-" + b.test_id, "shell", b) for b in the_plan.shell]
+            + [Job("README-" + b.test_id, "python", b) for b in the_plan.python])
+
+
+def example_jobs():
+    path = os.path.join(EXAMPLES, "tomography_chain.py")
+    return [Job("examples/tomography_chain.py", "python", script_block(path), EXAMPLE_DATA,
+                ("hiv",), "tomography_chain.py")]
+
+
+class DocRuns:
+    """Runs jobs in a few worker threads (each job is mostly subprocess start-up and
+    pyworkflow's polling, so they overlap well); :meth:`result` waits for one."""
+
+    def __init__(self, jobs, base, data_root, scripts, workers=3):
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._futures = {}
+        # longest first: the batch scripts (protocol runs) before the single commands
+        def runs_script(job):
+            return job.kind == "python" or bool(set(scripts) & _tokens(job.block.text))
+        for job in sorted(jobs, key=lambda j: not runs_script(j)):
+            scratch = os.path.join(base, re.sub(r"[^\w.-]+", "_", job.key))
+            self._futures[job.key] = self._pool.submit(job.run, scratch, data_root, scripts)
+
+    def result(self, key):
+        return self._futures[key].result()
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)

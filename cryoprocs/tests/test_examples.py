@@ -1,11 +1,11 @@
 """The batch examples of examples/ run unchanged apart from their data paths, through
 ``cryoprocs python``, on the demo's real data (harness: cryoprocs/tests/readme_examples.py).
 
-examples/tomography_chain.py reads its inputs under /data/tomo; EXAMPLE_DATA builds them
-from the demo's data (../shared/data/real): the HIV VLP tomogram and a mask of its real
-particles as they are, the template-matching maps and the tilt series derived from the
-tomogram as the demo derives them (shell cross-correlation; RELION 5 projection with CTF,
-dose and noise), since the demo data have neither.
+examples/tomography_chain.py reads its inputs under /data/tomo; ``EXAMPLE_DATA`` of the
+harness builds them from the demo's data (../shared/data/real): the HIV VLP tomogram and a
+mask of its real particles as they are, the template-matching maps and the tilt series
+derived from the tomogram as the demo derives them (shell cross-correlation; RELION 5
+projection with CTF, dose and noise), since the demo data have neither.
 """
 import glob
 import json
@@ -20,53 +20,17 @@ from cryoprocs.tests import shared_data
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                         "..", "examples"))
-TOMO = "real/hiv_vlp/hiv_ts01_tomo_40A.mrc"
-TSID = "hiv_ts01"
-
-
-def _template_matching(dest, root):
-    """Score map (normalised cross-correlation with a VLP-radius shell, as the demo's peak
-    picking step computes it), its one-orientation angle map and angle list."""
-    from cryoprocs.convert.mrc import read_mrc, write_mrc
-    from cryoprocs.demo.steps.peaks import shell_ncc
-    os.makedirs(dest)
-    tomo = read_mrc(os.path.join(root, TOMO), dtype=np.float32)
-    write_mrc(os.path.join(dest, "scores_%s.mrc" % TSID), shell_ncc(tomo), voxel_size=40.0)
-    write_mrc(os.path.join(dest, "angles_%s.mrc" % TSID), np.zeros(tomo.shape, np.float32),
-              voxel_size=40.0)
-    with open(os.path.join(dest, "angles.txt"), "w") as fh:
-        fh.write("0.0,0.0,0.0\n")
-
-
-def _relion_project(dest, root):
-    """A RELION 5 project of tilt series simulated from the tomogram (-60..60 deg, 3 deg
-    steps, CTF, dose-symmetric pre-exposure, noise; the demo's simulation)."""
-    from cryoprocs.pipelines.simulate import SimulationSettings, simulate_relion_project
-    simulate_relion_project(os.path.join(root, TOMO), dest, TSID, SimulationSettings(), dest,
-                            pixel_size=40.0)
-
-
-#: /data/tomo paths of examples/tomography_chain.py -> demo data
-EXAMPLE_DATA = {
-    "/data/tomo/tomograms": R.folder({TSID + ".mrc": TOMO}),
-    "/data/tomo/segmentations": R.folder({TSID + ".mrc":
-                                          "real/hiv_vlp/hiv_particle_shell_mask_r3.mrc"}),
-    "/data/tomo/template_matching": R.derived(_template_matching, "shell-NCC score map"),
-    "/data/tomo/relion": R.derived(_relion_project, "simulated RELION 5 tilt series"),
-}
+CHAIN = "examples/tomography_chain.py"
+DOC_JOBS = [CHAIN]          # started by the doc_runs fixture with the README's examples
+TOMO = R.HIV_TOMO
+TSID = R.HIV_TSID
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    root = shared_data("real")[:-len("/real")]
-    block = R.script_block(os.path.join(EXAMPLES, "tomography_chain.py"))
-    scratch = str(tmp_path_factory.mktemp("tomography_chain"))
-    res = R.run_python_script(block, scratch, root, EXAMPLE_DATA, args=["hiv"],
-                              name="tomography_chain.py")
-    print("examples/tomography_chain.py: %.1f s" % res.seconds)
-    return res, root
+def chain(doc_runs):
+    res = doc_runs.result(CHAIN)
+    print("%s: %.1f s" % (CHAIN, res.seconds))
+    return res, shared_data("real")[:-len("/real")]
 
 
 def _runs(res, pattern):

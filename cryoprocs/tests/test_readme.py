@@ -3,41 +3,21 @@
 Every fenced shell block that invokes ``cryoprocs`` runs in bash in a fresh scratch folder
 with the README's input names linked to real data, and the batch script runs through
 ``cryoprocs python`` (and ``eval "$(cryoprocs env)"``) as a user would run it; only the data
-paths are substituted. The blocks run two at a time (each is mostly subprocess start-up and
-protocol polling), one test per block.
+paths are substituted. The runs overlap in a few threads (the ``doc_runs`` fixture), one test
+per block.
 """
 import glob
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import mrcfile
 import numpy as np
 import pytest
 
 from cryoprocs.tests import readme_examples as R
-from cryoprocs.tests import shared_data, shared_data_root
+from cryoprocs.tests import shared_data_root
 
-BLOCKS = R.readme_blocks()
-PLAN = R.plan(BLOCKS)
-RUNS = [("shell", b) for b in PLAN.shell] + [("python", b) for b in PLAN.python]
-
-
-@pytest.fixture(scope="module")
-def readme_runs(tmp_path_factory):
-    """Start every README run at once (two workers); each test waits for its own."""
-    root = shared_data()
-    base = tmp_path_factory.mktemp("readme")
-    pool = ThreadPoolExecutor(max_workers=2)
-    futures = {}
-    for kind, block in RUNS:
-        scratch = str(base / block.test_id)
-        if kind == "shell":
-            futures[block.line] = pool.submit(R.run_shell_block, block, PLAN.scripts, scratch,
-                                              root)
-        else:
-            futures[block.line] = pool.submit(R.run_python_script, block, scratch, root)
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+PLAN = R.plan(R.readme_blocks())
+JOBS = R.readme_jobs(PLAN)
 
 
 def _check_mask_map(result):
@@ -62,13 +42,13 @@ CHECKS = {"mask_map.py": _check_mask_map}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,block", RUNS, ids=[b.test_id for _, b in RUNS])
-def test_readme_example_runs_as_written(readme_runs, kind, block):
-    result = readme_runs[block.line].result()
-    print("%s: %.1f s" % (block.where, result.seconds))
+@pytest.mark.parametrize("job", JOBS, ids=[j.key for j in JOBS])
+def test_readme_example_runs_as_written(doc_runs, job):
+    result = doc_runs.result(job.key)
+    print("%s: %.1f s" % (job.block.where, result.seconds))
     assert result.returncode == 0, result.failure()
     assert "Traceback" not in result.stderr, result.failure()
-    names = {block.script_name} if kind == "python" else R._tokens(block.text)
+    names = {job.block.script_name} if job.kind == "python" else R._tokens(job.block.text)
     for name, check in CHECKS.items():
         if name in names:
             check(result)
@@ -77,7 +57,7 @@ def test_readme_example_runs_as_written(readme_runs, kind, block):
 def test_readme_harness_runs_what_it_should():
     """The batch script runs through both documented ways, every command section's block is
     run, and what is skipped is installation instructions (no cryoprocs call) only."""
-    runs = [b.text for _, b in RUNS]
+    runs = [j.block.text for j in JOBS]
     assert sum("mask_map.py" in t for t in runs) == 2
     assert any(t.startswith("eval \"$(cryoprocs env)\"") for t in runs)
     for command in ("mask", "noise-fill", "pick", "extract", "reconstruct", "movie", "--help"):
