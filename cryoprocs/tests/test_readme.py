@@ -58,7 +58,7 @@ def test_readme_harness_runs_what_it_should():
     """The batch script runs through both documented ways, every command section's block is
     run, and what is skipped is installation instructions (no cryoprocs call) only."""
     runs = [j.block.text for j in JOBS]
-    assert sum("mask_map.py" in t for t in runs) == 2
+    assert sum("mask_map.py" in t for t in runs) >= 2
     assert any(t.startswith("eval \"$(cryoprocs env)\"") for t in runs)
     for command in ("mask", "noise-fill", "pick", "extract", "reconstruct", "movie", "--help"):
         assert any(("cryoprocs %s" % command) in t for t in runs), command
