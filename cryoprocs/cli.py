@@ -20,6 +20,8 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "movie": "movie",
     "demo": "demo",
+    "python": "python",
+    "env": "env",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback
