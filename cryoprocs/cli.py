@@ -19,6 +19,7 @@ COMMANDS = {
     "extract": "extract",
     "reconstruct": "reconstruct",
     "movie": "movie",
+    "convert": "convert",
     "demo": "demo",
 }
 

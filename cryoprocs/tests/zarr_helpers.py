@@ -93,6 +93,7 @@ def mrc_project(pack, proj, particles=None):
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
     counter = None
+    protocol_version = "HTTP/1.1"                   # keep-alive, as real servers
 
     def copyfile(self, source, outputfile):
         data = source.read()
