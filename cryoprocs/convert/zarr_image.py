@@ -22,9 +22,10 @@ Scale levels
     level 0 unless one is requested: by path, or by ``binning`` / ``voxel_size`` matching a
     stored level exactly (relative 1e-4); otherwise level 0.
 Chunk cache
-    Chunks are fetched through :class:`ChunkCache`, a byte-bounded LRU of compressed chunks
-    (default 64 MiB per open image, ``CRYOPROCS_ZARR_CACHE_MB``) that fetches the missing
-    chunks of one request in one concurrent batch (fsspec ``getitems``).
+    Remote chunks are fetched through :class:`ChunkCache`, a byte-bounded LRU of compressed
+    chunks (default 64 MiB per open image, ``CRYOPROCS_ZARR_CACHE_MB``) that fetches the
+    missing chunks of one request in one concurrent batch (fsspec ``getitems``); local
+    folders are read directly (the operating system's page cache serves re-reads).
 
 Only Zarr v2 stores (OME-NGFF <= 0.4) are read: zarr-python 3, which reads Zarr v3
 (OME-NGFF 0.5), needs Python >= 3.11 and numpy >= 1.25 but cannot be installed alongside
@@ -385,7 +386,10 @@ class ZarrImage:
         base = _base_store(store_loc)
         attrs = _probe(store_loc, base)
         m, levels, ndim = zarr_levels(attrs, store_loc)
-        self.cache = ChunkCache(base, cache_bytes)
+        self.remote = is_url(store_loc) and not store_loc.lower().startswith("file://")
+        # local folders are read directly (the page cache is the cache); remote chunks go
+        # through the bounded cache, fetched in one batch per request
+        self.cache = ChunkCache(base, cache_bytes if self.remote else 0)
         paths = [lv["path"] for lv in levels]
         # level choice
         self._level_info = []
@@ -541,9 +545,10 @@ class ZarrImage:
             return out
         cz = int(index) // self.chunks[0]
         zero = (0,) * len(self._lead)
-        keys = [self._arr._chunk_key(zero + ((cz,) if not self._is2d else ()) + (j, i))
-                for j, i in zip(*np.nonzero(need))]
-        self.cache.getitems(keys)                    # one concurrent fetch
+        if self.remote:                              # one concurrent fetch into the cache
+            keys = [self._arr._chunk_key(zero + ((cz,) if not self._is2d else ()) + (j, i))
+                    for j, i in zip(*np.nonzero(need))]
+            self.cache.getitems(keys)
         for j in range(ny):
             row = need[j]
             i = 0

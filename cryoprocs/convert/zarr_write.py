@@ -86,14 +86,16 @@ class OmeZarrWriter:
         store = zarr.storage.DirectoryStore(self.tmp, dimension_separator="/")
         root = zarr.group(store=store, overwrite=True)
         root.attrs.update(ngff_attrs(vs, origin, os.path.basename(path)))
+        # blocks written by threads may share chunks: chunk-level locks
         self.array = root.create_dataset("0", shape=self.shape, dtype=np.dtype(dtype),
                                          chunks=tuple(chunks or default_chunks(shape, stack)),
-                                         dimension_separator="/", overwrite=True)
+                                         dimension_separator="/", overwrite=True,
+                                         synchronizer=zarr.ThreadSynchronizer())
         self.chunks = self.array.chunks
 
     def write(self, z0, block):
-        """Write ``block`` ``[n, y, x]`` as sections ``z0 .. z0+n-1`` (blocks that cover
-        whole z-chunks write each chunk once)."""
+        """Write ``block`` ``[n, y, x]`` as sections ``z0 .. z0+n-1`` (thread-safe; blocks
+        that cover whole z-chunks write each chunk once)."""
         block = np.asarray(block)
         self.array[int(z0):int(z0) + block.shape[0]] = block
 
