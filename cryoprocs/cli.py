@@ -20,6 +20,8 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "movie": "movie",
     "convert": "convert",
+    "copick-import": "copick_import",
+    "copick-export": "copick_export",
     "demo": "demo",
 }
 
