@@ -45,13 +45,33 @@ class CopickError(ValueError):
 
 
 def require_copick():
-    """The ``copick`` module, or a clear error when it is not installed."""
+    """The ``copick`` module, or a clear error when it is not installed.
+
+    copick 1.2 calls ``logging.basicConfig(force=True)`` when imported, which closes and
+    removes the root logger's handlers (a Scipion run's log files, whose streams are its
+    ``sys.stdout``/``sys.stderr``). They are taken off the root logger during the import and
+    put back afterwards, and copick's own handler is dropped.
+    """
+    import logging
+    import sys
+    if "copick" in sys.modules:
+        return sys.modules["copick"]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for h in handlers:
+        root.removeHandler(h)
     try:
         import copick
         return copick
     except ImportError as exc:
         raise CopickError("copick is not installed (%s); install the extra: pip install "
                           "'scipion-em-cryoprocs[copick]'" % exc) from None
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
 
 
 def parse_list(text):
@@ -307,6 +327,7 @@ def write_picks(root, sets, object_name, user_id, session_id, overwrite=False,
     ------
     CopickError
     """
+    require_copick()
     from copick.models import CopickLocation, CopickPoint
     _check_objects(root, [object_name])
     if not str(user_id or "").strip() or not str(session_id or "").strip():

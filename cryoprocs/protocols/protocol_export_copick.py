@@ -66,10 +66,19 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
         """``(coordinates, sampling rate)`` of the input (subtomograms: theirs)."""
         obj = self.inputObjects.get()
         if hasattr(obj, "getCoordinates3D") and not hasattr(obj, "getPrecedents"):
+            from pyworkflow.object import Pointer
             cset = obj.getCoordinates3D()
-            cset = cset.get() if hasattr(cset, "get") else cset
+            cset = cset.get() if isinstance(cset, Pointer) else cset
             sr = cset.getSamplingRate() if cset is not None else obj.getSamplingRate()
-            return [s.getCoordinate3D().clone() for s in obj.iterItems()], sr
+            tomos = {t.getTsId(): t.clone() for t in cset.getPrecedents()} \
+                if cset is not None else {}
+            out = []
+            for s in obj.iterItems():
+                c = s.getCoordinate3D().clone()
+                if c.getTomoId() in tomos:          # its tomogram's origin places the voxel
+                    c.setVolume(tomos[c.getTomoId()])
+                out.append(c)
+            return out, sr
         return [c.clone() for c in obj.iterCoordinates()], obj.getSamplingRate()
 
     def _starFile(self):
@@ -106,7 +115,7 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
             args.append('--create-runs')
         if self.overwrite.get():
             args.append('--overwrite')
-        self.runJob(sys.executable, " ".join(args), env=dict(os.environ), numberOfThreads=1)
+        self.runJob(sys.executable, " ".join(args), numberOfThreads=1)
         info["written"] = True
         with open(self._getExtraPath("copick_export.json"), "w") as fh:
             json.dump(info, fh)
@@ -127,8 +136,44 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
                 if not v or "_" in v or "/" in v:
                     errors.append('copick %s %r: give a non-empty id without "_" or "/"'
                                   % (label, v))
+            if not errors:
+                errors += self._runErrors(root)
         except CI.CopickError as exc:
             errors.append(str(exc))
+        return errors
+
+    def _tsIds(self):
+        obj = self.inputObjects.get()
+        if obj is None:
+            return []
+        key = "_coordinate._tomoId" if obj.getClassName() == "SetOfSubTomograms" else \
+            "_tomoId"
+        try:
+            return sorted(str(v) for v in obj.getUniqueValues(key))
+        except Exception:                         # older sets: iterate
+            coords, _ = self._coordinates()
+            return sorted({str(c.getTomoId()) for c in coords})
+
+    def _runErrors(self, root):
+        """Runs missing from the project (unless created) and existing pick sets of this
+        object/user/session (unless replaced): what the export job would refuse."""
+        runs = {r.name: r for r in root.runs}
+        ids = self._tsIds()
+        missing = [t for t in ids if t not in runs]
+        errors = []
+        if missing and not self.createRuns.get():
+            errors.append('copick runs %s do not exist in the project (runs: %s); choose '
+                          '"Create missing runs"' % (", ".join(missing[:10]),
+                                                     ", ".join(sorted(runs)[:10])))
+        if not self.overwrite.get():
+            taken = [t for t in ids if t in runs and runs[t].get_picks(
+                object_name=self.objectName.get(), user_id=self.userId.get(),
+                session_id=self.sessionId.get())]
+            if taken:
+                errors.append('runs %s already have picks of %s by %s in session %s; choose '
+                              'another session or "Replace existing picks"'
+                              % (", ".join(taken[:10]), self.objectName.get(),
+                                 self.userId.get(), self.sessionId.get()))
         return errors
 
     def _summary(self):

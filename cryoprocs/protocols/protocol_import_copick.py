@@ -132,7 +132,7 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
             return
         os.makedirs(os.path.dirname(out), exist_ok=True)
         self.runJob(sys.executable, '-m cryoprocs.cli convert "%s" "%s"' % (location, out),
-                    env=dict(os.environ), numberOfThreads=1)
+                    numberOfThreads=1)
 
     def createOutputStep(self):
         from tomo.objects import Tomogram, TomoMask

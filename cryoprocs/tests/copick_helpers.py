@@ -10,6 +10,15 @@ VOXEL = 10.0
 SHAPE = (24, 40, 48)                               # z, y, x
 
 
+def copick_or_skip():
+    """The copick module (imported without its logging side effects), or skip."""
+    from cryoprocs.convert import copick_io as CI
+    try:
+        return CI.require_copick()
+    except CI.CopickError as exc:
+        pytest.skip(str(exc))
+
+
 def rz(deg):
     c, s = np.cos(np.deg2rad(deg)), np.sin(np.deg2rad(deg))
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -26,7 +35,7 @@ def make_project(folder, runs=("TS_01", "TS_02"), n_picks=6, seed=7):
     (the first pick rotated by Rz(+90°), the others random, one with a non-zero
     transformation translation) and a ``membrane`` segmentation. Returns
     ``(config path, {run: (locations Å, transforms, tomogram array, segmentation)})``."""
-    copick = pytest.importorskip("copick")
+    copick = copick_or_skip()
     os.makedirs(folder, exist_ok=True)
     cfg = os.path.join(folder, "copick.json")
     with open(cfg, "w") as fh:

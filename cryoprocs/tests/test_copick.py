@@ -11,7 +11,7 @@ from cryoprocs.convert import copick_io as CI
 from cryoprocs.convert.euler import relion_euler_matrix
 from cryoprocs.tests import copick_helpers as CH
 
-copick = pytest.importorskip("copick")
+copick = CH.copick_or_skip()
 
 
 def test_convention_known_rotation():
