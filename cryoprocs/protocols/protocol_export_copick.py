@@ -98,7 +98,7 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
                          "rlnOriginYAngst": float(shifts[1]),
                          "rlnOriginZAngst": float(shifts[2]),
                          "rlnLCCmax": float(score) if score is not None else 1.0})
-        write_star(self._starFile(), {"particles": pd.DataFrame(rows)}, float_format="%.8g")
+        write_star(self._starFile(), {"particles": pd.DataFrame(rows)}, float_format="%.12g")
         with open(self._getExtraPath("copick_export.json"), "w") as fh:
             json.dump({"sampling_rate": float(sr), "count": len(rows),
                        "runs": {str(k): int(v) for k, v in pd.Series(
