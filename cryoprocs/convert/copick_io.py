@@ -28,6 +28,7 @@ RELION converter, ``copick.util.relion`` in later releases, uses the same):
   ``location``.
 """
 import os
+from typing import List, Tuple
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def require_copick():
         root.setLevel(level)
 
 
-def parse_list(text):
+def parse_list(text) -> List[str]:
     """``"a, b c"`` -> ``["a", "b", "c"]``; empty/None -> ``[]``."""
     if not text:
         return []
@@ -84,7 +85,8 @@ def parse_list(text):
 
 
 # ----------------------------------------------------------------------------- conventions
-def picks_positions_voxels(locations, transforms, voxel_size):
+def picks_positions_voxels(locations: np.ndarray, transforms: np.ndarray,
+                           voxel_size: float) -> np.ndarray:
     """0-based voxel positions ``(N, 3)`` (x, y, z) of copick points: ``(location +
     transformation[:3, 3]) / voxel_size``.
 
@@ -108,7 +110,7 @@ def picks_positions_voxels(locations, transforms, voxel_size):
     return (loc + T[:, :3, 3]) / float(voxel_size)
 
 
-def copick_rotations_to_relion(transforms):
+def copick_rotations_to_relion(transforms: np.ndarray) -> Tuple[np.ndarray, ...]:
     """RELION ``(rot, tilt, psi)`` (three ``(N,)`` arrays, degrees) of copick transforms
     (``A(rot, tilt, psi) = transformation[:3, :3]``; see the module docstring)."""
     T = np.asarray(transforms, dtype=np.float64).reshape(-1, 4, 4)
@@ -123,7 +125,7 @@ def copick_rotations_to_relion(transforms):
     return rot, tilt, psi
 
 
-def relion_to_copick_transforms(rot, tilt, psi):
+def relion_to_copick_transforms(rot, tilt, psi) -> np.ndarray:
     """``(N, 4, 4)`` copick transforms of RELION angles (degrees): rotation
     ``A(rot, tilt, psi)``, no translation."""
     A = relion_euler_matrix(rot, tilt, psi).reshape(-1, 3, 3)
@@ -134,7 +136,7 @@ def relion_to_copick_transforms(rot, tilt, psi):
 
 
 # ----------------------------------------------------------------------------- reading
-def open_project(config):
+def open_project(config: str):
     """The copick root of a project config (JSON file).
 
     Raises
@@ -152,7 +154,7 @@ def open_project(config):
                           % (config, type(exc).__name__, str(exc).strip()[:300])) from None
 
 
-def object_names(root):
+def object_names(root) -> List[str]:
     """Names of the project's pickable objects."""
     return [o.name for o in root.pickable_objects]
 
@@ -178,7 +180,7 @@ def select_runs(root, names=None):
     return [runs[n] for n in names]
 
 
-def zarr_location(store):
+def zarr_location(store) -> str:
     """A location string for :func:`cryoprocs.convert.images.open_image` of a copick zarr
     store (an fsspec ``FSStore``): a local path, or a URL with its protocol."""
     fs, path = store.fs, store.path
@@ -195,7 +197,7 @@ def _voxel_spacing(run, voxel_size):
     return None
 
 
-def tomogram_entries(root, runs, voxel_size, tomo_type):
+def tomogram_entries(root, runs, voxel_size: float, tomo_type: str) -> List[tuple]:
     """``[(run name, location)]`` of the tomograms of type ``tomo_type`` at ``voxel_size``
     (Å) in ``runs``.
 
@@ -228,7 +230,7 @@ def _check_objects(root, objects):
                           % (", ".join(missing), ", ".join(names) or "none"))
 
 
-def read_picks(root, runs, objects, users=None, sessions=None):
+def read_picks(root, runs, objects, users=None, sessions=None) -> List[dict]:
     """The pick sets of ``objects`` (names; all required to exist), filtered by users and
     sessions (empty: all), as dicts with ``run``, ``object``, ``user``, ``session``,
     ``locations`` (N, 3) Å, ``transforms`` (N, 4, 4), ``scores`` (N,), ``instance_ids``.
@@ -265,7 +267,8 @@ def read_picks(root, runs, objects, users=None, sessions=None):
     return out
 
 
-def segmentation_entries(root, runs, voxel_size, names=None, users=None, sessions=None):
+def segmentation_entries(root, runs, voxel_size: float, names=None, users=None,
+                         sessions=None) -> List[dict]:
     """``[dict(run, name, user, session, multilabel, location)]`` of the segmentations at
     ``voxel_size`` matching the filters (empty: all).
 
@@ -298,8 +301,8 @@ def segmentation_entries(root, runs, voxel_size, names=None, users=None, session
 
 
 # ----------------------------------------------------------------------------- writing
-def write_picks(root, sets, object_name, user_id, session_id, overwrite=False,
-                create_runs=False):
+def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_id: str,
+                overwrite: bool = False, create_runs: bool = False) -> List[tuple]:
     """Write pick sets with copick's API.
 
     Parameters

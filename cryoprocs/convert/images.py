@@ -9,6 +9,7 @@ are ignored here), an OME-Zarr folder (``tomo.zarr``, ``tomo.zarr/1`` for one sc
 or an fsspec URL of one (``https://...``, ``s3://...``, anonymous).
 """
 import os
+from typing import List, Optional
 
 import numpy as np
 
@@ -24,12 +25,12 @@ ImageFormatError = MrcFormatError
 URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "gcs://", "file://")
 
 
-def is_url(location) -> bool:
+def is_url(location: str) -> bool:
     """True for an fsspec URL (``http(s)://``, ``s3://``, ``gs://``, ``file://``)."""
     return str(location).lower().startswith(URL_PREFIXES)
 
 
-def is_image_store(location) -> bool:
+def is_image_store(location: str) -> bool:
     """True when ``location`` (``n@`` prefix and format hints ignored) is an OME-Zarr store
     or a URL, i.e. not a plain file read by :class:`MappedMrc`."""
     if location is None:
@@ -44,14 +45,15 @@ def is_image_store(location) -> bool:
                                        for f in (".zattrs", ".zgroup", "zarr.json"))
 
 
-def location_exists(location) -> bool:
+def location_exists(location: str) -> bool:
     """Whether a local image exists (URLs are assumed to, and checked when opened)."""
     _, path = parse_location(str(location))
     return is_url(path) or os.path.exists(path)
 
 
-def open_image(location, permissive=True, level=None, binning=None, voxel_size=None,
-               cache_bytes=None):
+def open_image(location: str, permissive: bool = True, level: Optional[str] = None,
+               binning: Optional[float] = None, voxel_size: Optional[float] = None,
+               cache_bytes: Optional[int] = None):
     """Open an image read-only, lazily.
 
     Parameters
@@ -84,7 +86,7 @@ def open_image(location, permissive=True, level=None, binning=None, voxel_size=N
     return MappedMrc(path, permissive=permissive)
 
 
-def image_info(location, **kwargs) -> MrcInfo:
+def image_info(location: str, **kwargs) -> MrcInfo:
     """``(shape, voxel_size, dtype, is_stack)`` of an image (MRC header or OME-Zarr
     metadata only; keyword arguments choose the OME-Zarr level as :func:`open_image`)."""
     _, path = parse_location(str(location))
@@ -97,7 +99,7 @@ def image_info(location, **kwargs) -> MrcInfo:
         img.close()
 
 
-def box_rects(corners, size, height, width):
+def box_rects(corners: np.ndarray, size: int, height: int, width: int) -> List[tuple]:
     """The pixel rectangles ``(y0, y1, x0, x1)`` (half-open) that ``size`` x ``size`` boxes
     at ``corners`` ``(n, 2)`` = ``(x0, y0)`` read from a ``height`` x ``width`` image with
     edge replication (RELION ``extractSquares``: coordinates clamped to the image)."""
@@ -110,7 +112,8 @@ def box_rects(corners, size, height, width):
     return list(zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist()))
 
 
-def read_frame(reader, index, boxes=None, out=None):
+def read_frame(reader, index: int, boxes: Optional[tuple] = None,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """Section ``index`` (``[y, x]``) of an open image, for cutting boxes from it.
 
     For a memory-mapped MRC this is the mapped view (pages are read when touched; release
@@ -131,7 +134,7 @@ def read_frame(reader, index, boxes=None, out=None):
     return reader.read_regions(int(index), box_rects(corners, size, H, W), out)
 
 
-def signature_files(location):
+def signature_files(location: str) -> List[str]:
     """Local files whose size and modification time identify an image's content for the
     resume fingerprints: the file itself, or an OME-Zarr store's ``.zattrs`` and its
     levels' ``.zarray`` (a URL: none; the URL itself is recorded by the caller)."""

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import threading
+from typing import Optional, Tuple
 
 import numpy as np
 from zarr.storage import Store
@@ -60,7 +61,7 @@ class ZarrFormatError(MrcFormatError):
     unreachable URL, unsupported layout)."""
 
 
-def split_level(location):
+def split_level(location: str) -> Tuple[str, Optional[str]]:
     """``(store, level)``: ``"t.zarr/1"`` -> ``("t.zarr", "1")``; ``"t.zarr"`` ->
     ``("t.zarr", None)``. Only a last path element after ``.zarr`` is taken as a level."""
     loc = str(location).rstrip("/")
@@ -302,7 +303,7 @@ def _axes(ms, ndim, where):
     return out
 
 
-def zarr_levels(attrs, where):
+def zarr_levels(attrs: dict, where: str) -> tuple:
     """The scale levels of NGFF ``multiscales`` attributes.
 
     Returns
@@ -595,6 +596,6 @@ class ZarrImage:
             self.store_location, self.level, self.shape, self.dtype, self.voxel_size)
 
 
-def open_zarr(location, **kwargs) -> ZarrImage:
+def open_zarr(location: str, **kwargs) -> "ZarrImage":
     """Open an OME-Zarr image (see :class:`ZarrImage`)."""
     return ZarrImage(location, **kwargs)
