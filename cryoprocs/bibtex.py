@@ -78,4 +78,11 @@ year = {2017},
 doi = {10.7554/eLife.25648},
 author = {J. Peter Rickgauer and Nikolaus Grigorieff and Winfried Denk}
 }
+
+@misc{copick,
+title = {copick: a storage standard and Python API for collaborative cryo-ET annotation},
+author = {Utz H. Ermel and Kyle I. S. Harrington and others},
+howpublished = {https://github.com/copick/copick},
+note = {version 1.2}
+}
 """

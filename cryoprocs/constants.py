@@ -158,3 +158,7 @@ PEAKS_RELION5_STAR = "particles_relion5.star"
 PEAKS_STOPGAP_STAR = "motl_stopgap.star"
 PEAKS_EM_MOTL = "motl.em"
 PEAKS_SUMMARY_JSON = "picking_summary.json"
+
+# copick import / export (protocol_import_copick.py, protocol_export_copick.py)
+OUTPUT_TOMO_MASKS = "outputTomoMasks"
+COPICK_EXPORT_STAR = "copick_export_particles.star"

@@ -5,7 +5,9 @@ truncation, CLAHE clip 2.0 on an 8x8 tile grid, forward-backward playback of 2n-
 30 fps), but H.264 MP4 by default, streamed (memory stays near one frame plus the
 memory-mapped input), and an encoder that cannot be opened is an error, never a "Saved".
 
-INPUT is an MRC file or a folder: every .mrc/.mrcs/.rec/.st/.ali/.map file in it becomes
+INPUT is an MRC file, an OME-Zarr image (a .zarr folder or an https:// / s3:// URL; with
+--bin N a stored level binned N times is read instead of level 0 when there is one) or a
+folder: every .mrc/.mrcs/.rec/.st/.ali/.map file (and .zarr image) in it becomes
 OUTPUT_DIR/<name>.mp4 (.avi for MJPG and other OpenCV fourccs, .gif, or <name>_frames/ for
 PNG). Existing outputs are skipped unless --overwrite, so an interrupted batch resumes.
 
@@ -22,6 +24,7 @@ examples:
   cryoprocs movie tomo.mrc movies/ --bin 2 --percentile 0.1 99.9 --label --scale_bar
   cryoprocs movie TS_01.st movies/ --tilt_angles TS_01.tlt --label --playback forward
 """
+import copy
 import os
 
 HELP = "tomograms / tilt stacks to MP4, AVI (MJPG), GIF or PNG frames (mrc2movie flags)"
@@ -104,10 +107,16 @@ def _codec(value):
 
 
 def _inputs(path):
+    from ..convert.images import is_image_store
+    if is_image_store(path):                           # one OME-Zarr image (local or URL)
+        if not path.lower().startswith(("http", "s3:", "gs:")) and not os.path.exists(path):
+            raise FileNotFoundError("input %s does not exist" % path)
+        return [path]
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if f.lower().endswith(INPUT_EXTENSIONS)
-                       and os.path.isfile(os.path.join(path, f)))
+                       and os.path.isfile(os.path.join(path, f))
+                       or f.lower().endswith(".zarr"))
         if not files:
             raise FileNotFoundError("no MRC file (%s) in %s"
                                     % (", ".join(INPUT_EXTENSIONS), path))
@@ -119,12 +128,12 @@ def _inputs(path):
 
 def _source(path, args):
     from ..pipelines.movie import StackSource, VolumeSource, read_tilt_angles
-    from ..convert.mrc import mrc_info
+    from ..convert.images import image_info
 
     if not args.tilt_angles:
-        return VolumeSource(path, args.axis, args.pixel_size)
+        return VolumeSource(path, args.axis, args.pixel_size, binning=args.binning)
     angles = read_tilt_angles(args.tilt_angles)
-    n = mrc_info(path).shape[0]
+    n = image_info(path).shape[0]
     if len(angles) != n:
         raise ValueError("%s lists %d tilt angles but %s holds %d images"
                          % (args.tilt_angles, len(angles), path, n))
@@ -162,7 +171,7 @@ def run(args):
     single = len(files) == 1
     bar = tqdm(files, desc="movies", unit="file", disable=single)
     for path in bar:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0]
         out = movie_path(args.output_dir, stem, fmt)
         if os.path.exists(out) and not args.overwrite:
             skipped.append(out)
@@ -177,7 +186,15 @@ def run(args):
         source = None
         try:
             source = _source(path, args)
-            info = export_movie(source, out, settings, threads=args.threads,
+            lb = getattr(source, "level_binning", 1)
+            if lb > 1:                       # a stored OME-Zarr level is already binned
+                tqdm.write("%s: reading the stored level binned %dx (no further binning)"
+                           % (path, lb))
+            run_settings = settings
+            if lb > 1:
+                run_settings = copy.copy(settings)
+                run_settings.binning = max(1, settings.binning // lb)
+            info = export_movie(source, out, run_settings, threads=args.threads,
                                 progress=progress)
             written.append(info)
             tqdm.write("wrote %s" % info.summary_line())

@@ -5,7 +5,9 @@ Conventions of RELION 5.0.1 (``tomogram_set.cpp``, ``particle_set.cpp``, ``subto
 see ../shared/docs/relion5-extraction.md sections 1 and 8):
 
 * **Paths** inside STAR files are relative to the RELION project directory (the directory
-  RELION runs in), unless absolute. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based
+  RELION runs in), unless absolute or URLs. Tilt series and tomograms may be OME-Zarr
+  images (``TS_01.zarr``, ``https://.../TS_01.zarr``; convert/images.py), also as
+  ``"<n>@TS_01.zarr"`` in ``rlnMicrographName``. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based
   frame) or a per-tilt file; a ``:mrcs``/``:mrc`` suffix is a format hint.
   :func:`resolve` applies these rules; :func:`relion_path` writes a path back relative to
   the project when it lies inside it, absolute otherwise.
@@ -30,7 +32,8 @@ import pandas as pd
 
 from ..kernels import relion_geometry as G
 from .euler import relion_euler_matrix
-from .mrc import MrcFormatError, mrc_info, parse_location
+from .images import image_info, is_image_store, is_url
+from .mrc import MrcFormatError, parse_location
 from .star import read_star, write_star
 
 __all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
@@ -59,7 +62,7 @@ def resolve(path, project_dir):
     """Absolute file name of a path found in a RELION STAR file (``n@`` prefix and ``:mrcs``
     hint removed); relative paths are relative to ``project_dir``."""
     _, p = parse_location(str(path))
-    if os.path.isabs(p):
+    if os.path.isabs(p) or is_url(p):
         return p
     return os.path.normpath(os.path.join(project_dir, p))
 
@@ -67,6 +70,8 @@ def resolve(path, project_dir):
 def relion_path(path, project_dir):
     """Path to write into a STAR file: relative to ``project_dir`` when ``path`` lies inside
     it (RELION's convention), absolute otherwise. Directories keep a trailing slash."""
+    if is_url(path):
+        return str(path)
     trailing = str(path).endswith(os.sep)
     ap = os.path.abspath(path)
     pd_ = os.path.abspath(project_dir)
@@ -198,6 +203,28 @@ def _tomo_size(row):
     return None
 
 
+def _frame_file_shape(path, pixel_size, where):
+    """Shape of a tilt-image file: an MRC header, or the OME-Zarr level whose pixel size is
+    the STAR file's (level 0 when none is; then its pixel size, when the store states one in
+    length units, must be the STAR file's within 0.1 %)."""
+    if not is_image_store(path):
+        return image_info(path).shape
+    from .images import open_image
+    img = open_image(path, voxel_size=pixel_size)
+    try:
+        vs = float(img.voxel_size[0])
+        if img.voxel_size_known and abs(vs - pixel_size) > 1e-3 * pixel_size:
+            raise Relion5Error(
+                "%s: tilt images %s have %.4g A pixels (scale levels: %s); the STAR files "
+                "say rlnTomoTiltSeriesPixelSize %.4g A" % (
+                    where, path, vs, ", ".join("%s = %.4g A" % (lv["path"],
+                                                               lv["voxel_size"][0])
+                                               for lv in img.levels), pixel_size))
+        return img.shape
+    finally:
+        img.close()
+
+
 def read_tilt_series(star_path, name):
     """The per-tilt-series table ``data_<name>`` of a STAR file."""
     blocks = read_star(star_path)
@@ -261,7 +288,7 @@ def load_tilt_series(row, project_dir, table=None):
     for p, idx in frames:
         if p not in sizes:
             try:
-                sizes[p] = mrc_info(p).shape
+                sizes[p] = _frame_file_shape(p, ps, where)
             except MrcFormatError as exc:
                 raise Relion5Error("%s: %s" % (where, exc)) from None
         nz = sizes[p][0]

@@ -37,6 +37,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..convert.images import is_image_store, open_image
 from ..convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
 from ..kernels import movie as K
 from ..kernels.movie import MovieError
@@ -267,10 +268,11 @@ class VolumeSource:
     """
     kind = "slice"
 
-    def __init__(self, path, axis="z", pixel_size=None):
+    def __init__(self, path, axis="z", pixel_size=None, binning=None):
         self.path = path
         self.axis = axis
-        self._mrc = mmap_mrc(path, permissive=True)
+        self._mrc = _open_volume(path, binning)
+        self.level_binning = getattr(self._mrc, "level_binning", 1)
         data = self._mrc.data
         if data is None:
             raise MrcFormatError("%s holds no data" % path)
@@ -288,8 +290,8 @@ class VolumeSource:
         shape = data.shape
         self.n = int(shape[self._ax])
         self.frame_shape = tuple(int(s) for i, s in enumerate(shape) if i != self._ax)
-        vs = voxel_size_of(self._mrc)
-        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
+        vs = self._mrc.voxel_size if hasattr(self._mrc, "levels") else voxel_size_of(self._mrc)
+        self.pixel_size = float(pixel_size) * self.level_binning if pixel_size else float(vs[0])
         self.input_shape = tuple(int(s) for s in shape)
         self.dtype = data.dtype
 
@@ -308,6 +310,18 @@ class VolumeSource:
 
     def close(self):
         self._mrc.close()
+
+
+def _open_volume(path, binning=None):
+    """An MRC file memory-mapped (mrcfile), or an OME-Zarr image (local or URL) read chunk by
+    chunk: with ``binning`` > 1, the stored level binned that many times in x and y when
+    there is one (its ``level_binning`` tells; the frames then need no more binning)."""
+    if not is_image_store(path):
+        return mmap_mrc(path, permissive=True)
+    img = open_image(path, binning=binning if binning and binning > 1 else None)
+    ratio = img.voxel_size[0] / img.levels[0]["voxel_size"][0]
+    img.level_binning = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-3 else 1
+    return img
 
 
 class StackSource:
@@ -341,15 +355,21 @@ class StackSource:
         self.input_shape = (self.n,) + self.frame_shape
         self.dtype = first.dtype
         mrc = self._open[self.entries[0][0]]
-        self.pixel_size = float(pixel_size) if pixel_size else float(voxel_size_of(mrc)[0])
+        vs = mrc.voxel_size if hasattr(mrc, "levels") else voxel_size_of(mrc)
+        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
         self.path = self.entries[0][0]
 
     def _image(self, k):
         path, index = self.entries[k]
         mrc = self._open.get(path)
         if mrc is None:
-            mrc = self._open[path] = mmap_mrc(path, permissive=True)
+            mrc = self._open[path] = _open_volume(path)
         data = mrc.data
+        if hasattr(mrc, "levels"):                  # OME-Zarr: one section at a time
+            if index is None or not 0 <= index < data.shape[0]:
+                raise MovieError("%s holds %d images; image %s requested"
+                                 % (path, data.shape[0], None if index is None else index + 1))
+            return data[index]
         if data.ndim == 2:
             if index not in (None, 0):
                 raise MovieError("%s holds one image; image %d requested" % (path, index + 1))

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..convert import motl as M
 from ..convert.em import mmap_em
+from ..convert.images import image_info, is_image_store, open_image
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
 
@@ -31,7 +32,8 @@ OUTPUT_FORMATS = (".csv", ".star", ".em")
 @contextlib.contextmanager
 def open_volume(path):
     """Yield ``(data, voxel_size)``: a read-only memory-mapped ``[z, y, x]`` array of an MRC or
-    EM file and its voxel size in Å (None when the header has none: EM, or 0 / 1 in MRC).
+    EM file and its voxel size in Å (None when the header has none: EM, or 0 / 1 in MRC);
+    an OME-Zarr image (local or URL) is read into memory.
 
     Raises
     ------
@@ -39,6 +41,18 @@ def open_volume(path):
         (:class:`MrcFormatError` / :class:`EmFormatError`) missing or unreadable file, or a
         file that is not a 3D volume.
     """
+    if is_image_store(path):
+        # OME-Zarr (local or remote): the kernels need an array, so the level is read into
+        # memory (about the map's size), chunk by chunk
+        img = open_image(path)
+        try:
+            if img.shape[0] < 1:
+                raise MrcFormatError("%s is not a 3D volume (shape %s)" % (path, img.shape))
+            vs = float(img.voxel_size[0])
+            yield img.full(), (vs if vs > 0 and vs != 1.0 else None)
+        finally:
+            img.close()
+        return
     if str(path).lower().endswith(EM_EXTENSIONS):
         data = mmap_em(path)
         try:
@@ -65,7 +79,7 @@ def open_volume(path):
 def header_value_range(path):
     """``(min, max)`` of an MRC volume from its header statistics, or None when the header
     has none (dmax < dmin, as unset) or the file is not MRC. Reads only the header."""
-    if str(path).lower().endswith(EM_EXTENSIONS):
+    if str(path).lower().endswith(EM_EXTENSIONS) or is_image_store(path):
         return None
     try:
         import mrcfile
@@ -79,7 +93,9 @@ def header_value_range(path):
 
 
 def volume_shape(path):
-    """``(nz, ny, nx)`` of an MRC or EM volume from its header."""
+    """``(nz, ny, nx)`` of an MRC or EM volume from its header (OME-Zarr: its metadata)."""
+    if is_image_store(path):
+        return tuple(int(v) for v in image_info(path).shape)
     with open_volume(path) as (data, _):
         return tuple(int(v) for v in data.shape)
 

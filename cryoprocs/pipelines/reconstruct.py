@@ -37,6 +37,7 @@ from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
+from ..kernels import extract as KE
 from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
@@ -342,7 +343,8 @@ class ReconstructJob(Relion5ProjectJob):
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts):
+        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        for f, image in iter_frames(ts, boxes):
             ii_all = np.flatnonzero(vis[f])
             for i0 in range(0, ii_all.size, batch):
                 ii = ii_all[i0:i0 + batch]

@@ -24,6 +24,7 @@ from tomo.objects import SetOfCoordinates3D, SetOfCTFTomoSeries, SetOfTiltSeries
 
 from .. import constants as C
 from ..convert import relion5 as R5
+from ..convert.images import image_info
 from ..convert import relion5_scipion as RS
 from ..convert.scipion import set_relion_orientation
 from .protocol_base import ProtCryoprocsBase
@@ -257,9 +258,8 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             if real:
                 path = R5.resolve(row["rlnTomoReconstructedTomogram"], project)
                 b = float(b) if pd.notna(b) else None
-                if b is None:
-                    with mrcfile.open(path, header_only=True, permissive=True) as m:
-                        b = float(m.voxel_size.x) / ps
+                if b is None:              # MRC header or OME-Zarr metadata
+                    b = float(image_info(path).voxel_size[0]) / ps
             else:
                 size = ts.tomo_size if ts.tomo_size and min(ts.tomo_size) > 0 else \
                     (ts.image_size[0], ts.image_size[1], max(2, min(ts.image_size) // 4))

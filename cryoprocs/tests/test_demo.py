@@ -182,3 +182,23 @@ def test_demo_unknown_step_is_an_error_naming_the_steps(tmp_path):
     assert "invalid choice: 'extraction'" in res.stderr
     assert all(repr(step) in res.stderr for step in STEPS)
     assert not os.path.exists(str(tmp_path / "w"))
+
+
+def test_demo_copick_round_trip(demo_run):
+    """The demo's copick row: the HIV picks imported into Scipion (tomogram read in place)
+    and exported back equal the originals, read with copick's own API."""
+    _, work, summary = demo_run
+    labels = " ".join(r[0] for r in summary["rows"])
+    assert "import the HIV data as a copick project" in labels
+    from cryoprocs.tests.copick_helpers import copick_or_skip
+    copick = copick_or_skip()
+    root = copick.from_file(os.path.join(work, "inputs", "copick", "copick.json"))
+    run = root.runs[0]
+    orig = run.get_picks(object_name="hiv-capsid", user_id="empiar-10164")[0].numpy()
+    back = run.get_picks(object_name="hiv-capsid", user_id="cryoprocs")[0].numpy()
+    assert len(orig[0]) == len(back[0]) > 600
+    np.testing.assert_allclose(back[0] + back[1][:, :3, 3], orig[0] + orig[1][:, :3, 3],
+                               atol=1e-4)
+    np.testing.assert_allclose(back[1], orig[1], atol=1e-6)
+    tomos = _runs(work, "*ProtCryoprocsImportCopick")
+    assert tomos and not glob.glob(os.path.join(tomos[0], "extra", "tomograms", "*.mrc"))
