@@ -28,7 +28,10 @@ in ``cryocat_peaks/`` and a RELION 5 project in ``relion5_extract/``) or to a fi
 from it. A relative name is made available in the scratch folder of each block that uses it
 (a symbolic link, or a derived file), so the command text is unchanged; an absolute name
 (``/data/...``, used by batch scripts) is materialised under the scratch folder and replaced
-in the text. An input name missing from the table fails the test: a relative one with the
+in the text. A URL under one of :data:`URLS` (e.g. ``https://host/dataset/TS_01.zarr``)
+is served from a local HTTP server on 127.0.0.1 for the block's run: the rest of the URL is a
+:data:`DATA` name made in the served folder, and the prefix is replaced by the server's
+address. An input name missing from the table fails the test: a relative one with the
 command's own "does not exist" error, an absolute ``/data/...`` one before anything runs.
 
 To document a new example: write it in a fenced block, name its inputs realistically, add
@@ -112,6 +115,28 @@ def _tlt_from_relion_star(path):
     return derived(make, "tilt angles (rlnTomoNominalStageTiltAngle) of " + path)
 
 
+def _ngff_like(path, levels, tilt_series, chunks):
+    def make(dest, root):
+        from cryoprocs.convert.mrc import read_mrc
+        from cryoprocs.tests.zarr_helpers import write_ngff
+        from cryoprocs.convert.mrc import mrc_info
+        write_ngff(dest, read_mrc(_shared(root, path), dtype=np.float32),
+                   float(mrc_info(_shared(root, path)).voxel_size[0]), chunks, levels=levels,
+                   tilt_series=tilt_series)
+    return derived(make, "OME-Zarr (%d level%s, ome-zarr's writer) of %s"
+                   % (levels, "s" if levels > 1 else "", path))
+
+
+def _copick_project(dest, root):
+    """copick.json: a copick project made with copick's API (runs TS_01/TS_02, 10 Å wbp
+    tomograms, ribosome picks; cryoprocs.tests.copick_helpers)."""
+    from cryoprocs.tests.copick_helpers import make_project
+    cfg, _ = make_project(os.path.dirname(dest))
+    assert os.path.samefile(cfg, dest)
+
+
+_copick_project.describe = "copick project (copick_helpers.make_project)"
+
 RELION_PROJECT = "relion5_extract"
 #: README input name -> how to make it from the shared data (see the module docstring)
 DATA = {
@@ -137,9 +162,18 @@ DATA = {
     "tomograms/": folder("real/cylindra/13pf_MT.mrc", "real/cylindra/14pf_MT.mrc"),
     "TS_01.st": link(RELION_PROJECT + "/tiltseries/TS_01.mrcs"),
     "TS_01.tlt": _tlt_from_relion_star(RELION_PROJECT + "/tiltseries/TS_01.star"),
+    # cryoprocs convert / copick: OME-Zarr stores, a copick project (the RELION 5 project's
+    # particles stand for an extraction job's particles.star)
+    "TS_01.zarr": _ngff_like(RELION_PROJECT + "/tiltseries/TS_01.mrcs", 1, True, (1, 64, 64)),
+    "tomo.zarr": _ngff_like("real/hiv_vlp/hiv_ts01_tomo_40A.mrc", 3, False, (32, 64, 64)),
+    "copick.json": _copick_project,
+    "Extract/job020/particles.star": link(RELION_PROJECT + "/particles.star"),
     # batch scripts (absolute paths are replaced in the text)
     "/data/emd_3883.mrc": link("real/maps/ribo80s_emd_3883_866_64_resized.mrc"),
 }
+#: URL prefixes of the README -> served from a local HTTP server (127.0.0.1) in the test;
+#: the rest of each URL is a DATA name, made in the served folder
+URLS = ("https://host/dataset/",)
 #: input name -> companion names it needs next to it (not named in the command)
 REQUIRES = {
     "particles.star": ("tiltseries",),
@@ -401,6 +435,27 @@ def run_shell_block(block, scripts, scratch, data_root, timeout=900):
             with open(os.path.join(scratch, script_name), "w") as fh:
                 fh.write(substitute_data_paths(script.text, replace, script.where))
     text = _expand_placeholder(substitute_data_paths(block.text, replace, block.where))
+    served = os.path.join(scratch, "served")
+    urls = sorted({m.group(0) for prefix in URLS
+                   for m in re.finditer(re.escape(prefix) + r"[^\s\"'`)]*", text)})
+    if not urls:
+        return _run_bash(block, text, scratch, timeout)
+    os.makedirs(served, exist_ok=True)
+    for url in urls:
+        prefix = next(p for p in URLS if url.startswith(p))
+        name = url[len(prefix):]
+        if name not in DATA:
+            raise KeyError("%s: %s is served from DATA[%r], which does not exist"
+                           % (block.where, url, name))
+        materialise([name], served, data_root)
+    from cryoprocs.tests.zarr_helpers import serve
+    with serve(served) as (base, _):
+        for prefix in URLS:
+            text = text.replace(prefix, base + "/")
+        return _run_bash(block, text, scratch, timeout)
+
+
+def _run_bash(block, text, scratch, timeout):
     path = os.path.join(scratch, ".readme_block.sh")
     with open(path, "w") as fh:
         # line 1: trace each command with its README line (bash ignores PS4 from the
