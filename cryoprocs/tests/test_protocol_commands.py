@@ -1,0 +1,89 @@
+"""The command lines the protocols build from their forms mean what the forms mean.
+
+Every per-item step runs ``cryoprocs <command> ...`` (possibly as a cluster job): the options
+built from a form must parse back to exactly the parameters the form describes.
+"""
+import argparse
+import os
+import sys
+
+import pytest
+
+from cryoprocs import cli
+from cryoprocs.commands import noise_fill, pick
+from cryoprocs.kernels.noisefill import NoiseFillParams
+from cryoprocs.pipelines.peaks import PickOptions
+from cryoprocs.protocols.protocol_base import chunk_ranges, cryoprocs_program, parse_memory_mb
+
+
+def _parse(command, args):
+    return cli.build_parser().parse_args([command] + args)
+
+
+@pytest.mark.parametrize("params", [
+    NoiseFillParams(),
+    NoiseFillParams(threshold=127.5, invert=True, expansion=20, soft_edge=0.0,
+                    smooth_iterations=2, noise_stats="robust", noise_level=0.3,
+                    spectral=True, seed=7, boundary_sigma=1.5),
+    NoiseFillParams(expansion_mode="gaussian", sigma=3.0, expansion=4,
+                    gaussian_threshold=0.1234567891234),
+    NoiseFillParams(noise_stats="parity", background_value=-0.25),
+    NoiseFillParams(parity=True, expansion=12, fast=True, boundary_sigma=0.0,
+                    smooth_iterations=0, noise_level=0.2, background_value=1.5, seed=3),
+    NoiseFillParams(parity=True),
+])
+def test_noise_fill_args_round_trip(params):
+    args = _parse("noise-fill", ["--input_tomo", "t.mrc", "--input_mask", "m.mrc",
+                                 "--output_tomo", "o.mrc"]
+                  + noise_fill.args_from_params(params))
+    assert noise_fill.params_from_args(args).resolved() == params.resolved()
+
+
+@pytest.mark.parametrize("opts", [
+    PickOptions(min_distance=10.0),
+    PickOptions(min_distance=7.5, threshold_mode="direct", threshold=0.123456789,
+                max_picks=25, border=3, mask_mode="inside", angles_order="zzx",
+                angles_numbering=1, symmetry="C6", randomize_symmetry=False, seed=11,
+                min_peak_size=4,
+                angular_filter={"min_count": 4, "max_angle": 20.0, "radius": 2.0}),
+    PickOptions(min_distance=12.0, threshold_mode="sigma", sigma=2.5, threshold=0.2,
+                compatible=True),
+    PickOptions(min_distance=3.0, threshold_mode="percentile", percentile=99.9),
+    PickOptions(min_distance=3.0, threshold_mode="triangle", n_false_positives=2.0),
+])
+def test_pick_args_round_trip(opts):
+    args = _parse("pick", ["--scores", "s.mrc", "--angles", "a.mrc", "--angle-list", "l.csv",
+                           "--output", "o.csv"] + pick.args_from_options(opts))
+    assert pick.options_from_args(args) == opts
+
+
+def test_hidden_protocol_options_are_not_in_help():
+    text = cli.build_parser()._subparsers._group_actions[0].choices["pick"].format_help()
+    assert "--result" not in text and "--angular-distance-maps" not in text
+    text = cli.build_parser()._subparsers._group_actions[0].choices["noise-fill"].format_help()
+    assert "--voxel-size" not in text
+
+
+def test_cryoprocs_program_is_this_interpreters_command():
+    program, lead = cryoprocs_program()
+    assert os.path.dirname(program) == os.path.dirname(sys.executable)
+    assert (os.path.basename(program), lead) in (("cryoprocs", []),
+                                                 (os.path.basename(sys.executable),
+                                                  ["-m", "cryoprocs.cli"]))
+
+
+def test_chunk_ranges_cover_once():
+    for n in (1, 2, 5, 10, 11, 1000):
+        for k in (1, 2, 3, 7, 2000):
+            r = chunk_ranges(n, k)
+            assert len(r) <= k and r[0][0] == 0 and r[-1][1] == n
+            assert all(a < b for a, b in r) and all(r[i][1] == r[i + 1][0]
+                                                   for i in range(len(r) - 1))
+    assert chunk_ranges(0, 3) == []
+
+
+def test_parse_memory_mb():
+    assert parse_memory_mb("2000") == 2000
+    assert parse_memory_mb("8G") == 8192 and parse_memory_mb("8gb") == 8192
+    assert parse_memory_mb("512M") == 512
+    assert parse_memory_mb("lots") is None and parse_memory_mb(None) is None
