@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.commands import noise_fill, pick
+from cryoprocs.commands import movie, noise_fill, pick
 from cryoprocs.kernels.noisefill import NoiseFillParams
+from cryoprocs.pipelines.movie import MovieSettings
 from cryoprocs.pipelines.peaks import PickOptions
 from cryoprocs.protocols.protocol_base import chunk_ranges, cryoprocs_program, parse_memory_mb
 
@@ -57,11 +58,29 @@ def test_pick_args_round_trip(opts):
     assert pick.options_from_args(args) == opts
 
 
+@pytest.mark.parametrize("settings", [
+    MovieSettings(),
+    MovieSettings(format="avi", fps=12.5, playback="forward", keep_range=(3, 40), axis="y",
+                  slab=5, binning=2, max_width=300, window="percentile",
+                  percentiles=(0.5, 99.5), clahe=False, invert=True, label=True,
+                  scale_bar=True, png_frames=True),
+    MovieSettings(format="gif", discard_fraction=(0.1, 0.25), clip_limit=3.5,
+                  tile_grid_size=4, axis="x"),
+    MovieSettings(format="png", crf=18, preset="slow"),
+    MovieSettings(format="avi", fourcc="XVID"),
+])
+def test_movie_args_round_trip(settings):
+    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_settings(settings))
+    assert vars(movie.settings_from_args(args)) == vars(settings)
+
+
 def test_hidden_protocol_options_are_not_in_help():
     text = cli.build_parser()._subparsers._group_actions[0].choices["pick"].format_help()
     assert "--result" not in text and "--angular-distance-maps" not in text
     text = cli.build_parser()._subparsers._group_actions[0].choices["noise-fill"].format_help()
     assert "--voxel-size" not in text
+    text = cli.build_parser()._subparsers._group_actions[0].choices["movie"].format_help()
+    assert "--frame-list" not in text and "--central-png" not in text
 
 
 def test_cryoprocs_program_is_this_interpreters_command():
