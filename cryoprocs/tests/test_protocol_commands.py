@@ -7,11 +7,14 @@ import argparse
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.commands import movie, noise_fill, pick
+from cryoprocs.commands import mask, movie, noise_fill, pick
+from cryoprocs.convert.mrc import mrc_info, read_mrc, write_mrc
 from cryoprocs.kernels.noisefill import NoiseFillParams
+from cryoprocs.pipelines.masks import ImageSources, MaskRecipe
 from cryoprocs.pipelines.movie import MovieSettings
 from cryoprocs.pipelines.peaks import PickOptions
 from cryoprocs.protocols.protocol_base import chunk_ranges, cryoprocs_program, parse_memory_mb
@@ -106,3 +109,43 @@ def test_parse_memory_mb():
     assert parse_memory_mb("8G") == 8192 and parse_memory_mb("8gb") == 8192
     assert parse_memory_mb("512M") == 512
     assert parse_memory_mb("lots") is None and parse_memory_mb(None) is None
+
+
+def _recipe_vars(recipe):
+    return {k: v for k, v in vars(recipe).items() if k not in ("_cache", "_lock")}
+
+
+@pytest.mark.parametrize("recipe", [
+    MaskRecipe("circular", {"radius": 8}, center=(2, -1, 0), fill="noise", seed=5),
+    MaskRecipe("raised_crown", {"inner_radius": 3, "outer_radius": 9, "border_decay": 2},
+               fill="avg"),
+    MaskRecipe("gaussian", {"sigma": 2.75}, gaussian_peak_one=True, fill_value=-1.5),
+    MaskRecipe("cylinder", {"radius": 12, "height": 20}, center=(0, 0, 3)),
+    MaskRecipe(mask_file="created_mask.mrc"),
+])
+def test_mask_args_round_trip(recipe):
+    args = _parse("mask", ["--input", "in.mrcs", "--output", "o.mrcs"]
+                  + mask.args_from_recipe(recipe))
+    assert _recipe_vars(mask.recipe_from_args(args)) == _recipe_vars(recipe)
+
+
+def test_masked_chunks_equal_the_whole_stack(tmp_path):
+    """Chunks of a set, each masked by its own command into its own stack, hold the values
+    of the whole set masked at once (noise streams depend on the position in the set)."""
+    rng = np.random.default_rng(0)
+    stack = rng.normal(size=(7, 24, 24)).astype(np.float32)
+    src = str(tmp_path / "in.mrcs")
+    write_mrc(src, stack, voxel_size=4.0, is_stack=True)
+    recipe = ["--geometry", "circular", "--radius", "8", "--fill", "noise", "--seed", "3"]
+    whole = str(tmp_path / "whole.mrcs")
+    assert cli.main(["mask", "--input", src, "--output", whole] + recipe) == 0
+    sources = str(tmp_path / "sources.npz")
+    ImageSources.from_locations([(i + 1, src) for i in range(7)]).save(sources, voxel_size=4.0)
+    chunks = []
+    for i0, i1 in chunk_ranges(7, 3):
+        out = str(tmp_path / ("chunk_%d.mrcs" % i0))
+        assert cli.main(["mask", "--input", sources, "--sources", "--range", str(i0), str(i1),
+                         "--output", out, "--threads", "2"] + recipe) == 0
+        chunks.append(read_mrc(out).reshape(-1, 24, 24))
+        assert mrc_info(out).voxel_size[0] == pytest.approx(4.0)
+    np.testing.assert_array_equal(np.concatenate(chunks), read_mrc(whole))
