@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.commands import mask, movie, noise_fill, pick
+from cryoprocs.commands import extract, mask, movie, noise_fill, pick, reconstruct
 from cryoprocs.convert.mrc import mrc_info, read_mrc, write_mrc
 from cryoprocs.kernels.noisefill import NoiseFillParams
+from cryoprocs.pipelines.extract import Stack2DSettings
+from cryoprocs.pipelines.reconstruct import ReconstructSettings
 from cryoprocs.pipelines.masks import ImageSources, MaskRecipe
 from cryoprocs.pipelines.movie import MovieSettings
 from cryoprocs.pipelines.peaks import PickOptions
@@ -149,3 +151,34 @@ def test_masked_chunks_equal_the_whole_stack(tmp_path):
         chunks.append(read_mrc(out).reshape(-1, 24, 24))
         assert mrc_info(out).voxel_size[0] == pytest.approx(4.0)
     np.testing.assert_array_equal(np.concatenate(chunks), read_mrc(whole))
+
+
+@pytest.mark.parametrize("settings", [
+    Stack2DSettings(box=64),
+    Stack2DSettings(box=32, crop=24, binning=2.0, do_ctf=False, circle_crop=False,
+                    float16=True, max_dose=50.0, min_frames=5, apply_offsets=False,
+                    invert_contrast=False),
+    Stack2DSettings(box=16, dose_weighting=False),
+])
+def test_extract_args_round_trip(settings):
+    args = _parse("extract", ["--particles", "p.star", "--tomograms", "t.star",
+                              "--output-dir", "o"] + extract.args_from_settings(settings))
+    assert extract.settings_from_args(args) == settings
+
+
+@pytest.mark.parametrize("settings", [
+    ReconstructSettings(box=64),
+    ReconstructSettings(box=128, crop=96, binning=2.0, symmetry="D6", snr=0.125,
+                        do_ctf=False, circle_crop=False, max_dose=60.0,
+                        cutoff_fraction=0.05, taper=4.5, apply_offsets=False,
+                        invert_contrast=False),
+])
+def test_reconstruct_args_round_trip(settings):
+    args = _parse("reconstruct", ["--particles", "p.star", "--tomograms", "t.star",
+                                  "--output-dir", "o"] + reconstruct.args_from_settings(settings))
+    assert reconstruct.settings_from_args(args) == settings
+
+
+def test_hidden_subcommand_is_not_listed():
+    assert "extract-subvolumes" not in cli.build_parser().format_help()
+    assert "extract-subvolumes" in cli.HIDDEN_COMMANDS
