@@ -206,7 +206,9 @@ class ProtCryoprocsBase(EMProtocol):
         if not missing and check is not None:
             problem = check()
         if missing or problem:
-            where = ('the job logs in %s' % self._getLogsPath()) if self.useQueueForSteps() \
+            perItem = (self.getQueueParams()[1] or {}).get('QUEUE_FOR_JOBS') == 'Y' \
+                if self.useQueue() else False
+            where = ('the job logs in %s' % self._getLogsPath()) if perItem \
                 else self.getStderrLog()
             raise CryoprocsStepError(
                 '%s: the cryoprocs command did not complete (%s); it failed or was '
@@ -275,7 +277,7 @@ class ProtCryoprocsBase(EMProtocol):
         largest = self._largestItemMemory()
         if limit is None or largest is None:
             return []
-        if self.useQueueForSteps():
+        if (params or {}).get('QUEUE_FOR_JOBS') == 'Y':      # as useQueueForSteps()
             need, what = largest[1], 'one job per item; the largest item, %s,' % largest[0]
         else:
             items = sorted((mb for _, mb in self._memoryItems()), reverse=True)
