@@ -15,6 +15,7 @@ SLURM's wait (listed to running), the longer run of the job than of the local co
 end: pyworkflow checks a job 3 s after submitting it, then 6 s later, 9 s later... up to
 every 300 s).
 
+Without SLURM and without the rights to install it (root), it prints SKIPPED and the reason.
 Run on a quiet machine:
 ``flock /tmp/cryoprocs-heavy.lock .venv/bin/python benchmarks/bench_queue.py``.
 """
@@ -107,8 +108,9 @@ def main(argv=None):
     crops = QI.write_crops(data, os.path.join(work, "inputs"), n=args.tomograms)
     try:
         folder = S.start(cpus=16, memory_mb=16000)
-    except S.SlurmUnavailable as exc:
-        raise SystemExit("bench_queue: %s" % exc)
+    except S.SlurmUnavailable as exc:        # e.g. not root: `make bench` goes on
+        print("bench_queue: SKIPPED, %s" % exc)
+        return
     try:
         report(work, crops, args, S)
     finally:
