@@ -20,6 +20,8 @@ COMMANDS = {
     "reconstruct": "reconstruct",
     "movie": "movie",
     "demo": "demo",
+    "python": "python",
+    "env": "env",
 }
 
 #: sub-commands the protocols run per item, not listed by ``cryoprocs --help``

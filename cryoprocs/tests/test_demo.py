@@ -40,6 +40,17 @@ def test_demo_finishes_every_protocol(demo_run):
     assert "mask EMD-3197" in labels and "mask HIV particles" in labels
     assert "protocol" in res.stdout and "scipion3 project cryoprocs_demo" in res.stdout
     assert "open_project.sh" in res.stdout and os.path.exists(os.path.join(work, "open_project.sh"))
+    # the console shows one progress line per protocol and the table; pyworkflow's messages
+    # (the commands it runs) are in the log file the output names
+    log = os.path.join(work, "demo.log")
+    assert "** Running command" not in res.stdout + res.stderr
+    assert "Creating project" not in res.stdout + res.stderr
+    assert res.stdout.count("Log (pyworkflow commands and messages): %s" % log) == 1
+    assert open(log).read().count("** Running command") >= len(rows)
+    progress = [ln for ln in res.stdout.splitlines() if ln.startswith("[")]
+    assert [ln.split("] ", 1)[1].rsplit(" ... ", 1)[0] for ln in progress] == \
+        [r[0] for r in rows]
+    assert all(" ... finished (" in ln for ln in progress)
     # every run ended cleanly: no traceback in any run log (e.g. from storing the finished run)
     logs = glob.glob(os.path.join(work, "projects", "cryoprocs_demo", "Runs", "*", "logs",
                                   "run.stderr"))
@@ -161,3 +172,14 @@ def test_demo_data_dir_missing_files_is_a_clear_error(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 3
     assert "lacks tomo.tif" in res.stderr and "hiv_ts01_tomo_40A.mrc" in res.stderr
+
+
+def test_demo_unknown_step_is_an_error_naming_the_steps(tmp_path):
+    from cryoprocs.demo.steps import STEPS
+    res = subprocess.run([sys.executable, "-m", "cryoprocs.cli", "demo", "--workdir",
+                          str(tmp_path / "w"), "--only", "masks", "extraction"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "invalid choice: 'extraction'" in res.stderr
+    assert all(repr(step) in res.stderr for step in STEPS)
+    assert not os.path.exists(str(tmp_path / "w"))
