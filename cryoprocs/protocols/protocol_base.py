@@ -10,14 +10,12 @@ a step then checks them (:meth:`ProtCryoprocsBase._requireResults`), because pyw
 executor does not look at a job's exit status: a failed or cancelled job must fail its step
 through its missing result.
 """
-import contextlib
 import json
 import logging
 import math
 import os
 import shlex
 import sys
-import threading
 
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol import STEPS_PARALLEL
@@ -29,11 +27,6 @@ NOT_READY = 'Output not ready yet.'
 
 #: memory (MB) of a cryoprocs command before it reads anything: Python, NumPy, SciPy, mrcfile
 COMMAND_BASE_MB = 150
-
-#: thread limits are process-wide (BLAS/OpenMP pools, OpenCV) while the steps of a run are
-#: threads of one process: the first step to enter sets them, the last to leave restores them
-_LIMITS_LOCK = threading.Lock()
-_LIMITS = {"depth": 0, "restore": []}
 
 #: environment variables that bound the thread pools of a command (BLAS, OpenMP, numba)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -109,7 +102,7 @@ class ProtCryoprocsBase(EMProtocol):
     ``N // concurrent steps`` threads (see :meth:`_kernelThreads`), in every execution mode,
     so that local, whole-protocol queue and per-item queue runs give identical outputs.
 
-    Memory: subclasses give the peak memory of one item (:meth:`_itemMemoryMB`) and a
+    Memory: subclasses give the peak memory of each item (:meth:`_memoryItems`) and a
     sentence describing it (``_memoryHelp``); :meth:`warnings` warns when the queue's
     ``JOB_MEMORY`` is below what the largest item needs.
     """
@@ -127,40 +120,6 @@ class ProtCryoprocsBase(EMProtocol):
         total = self._totalThreads()
         concurrent = max(1, min(int(nItems), total - 1))
         return max(1, total // concurrent)
-
-    @contextlib.contextmanager
-    def _threadLimits(self, threads, opencv=False):
-        """Limit the BLAS/OpenMP pools of numpy/scipy (and OpenCV's pool with ``opencv``) to
-        ``threads`` while in-process work runs (e.g. a final step).
-
-        BLAS and OpenCV pools are process-wide and concurrent steps are threads of one
-        process: those limits are set by the first step that enters and restored when the
-        last one leaves (all steps of a run ask for the same number, :meth:`_kernelThreads`).
-        OpenMP's thread count belongs to the calling thread: each step sets and restores its
-        own.
-        """
-        from threadpoolctl import threadpool_limits
-        with _LIMITS_LOCK:
-            if _LIMITS["depth"] == 0:
-                ctl = threadpool_limits(limits=int(threads), user_api="blas")
-                _LIMITS["restore"] = [ctl.restore_original_limits]
-            if opencv and not _LIMITS.get("opencv"):
-                import cv2
-                previous = cv2.getNumThreads()
-                cv2.setNumThreads(int(threads))
-                _LIMITS["opencv"] = True
-                _LIMITS["restore"].append(lambda: cv2.setNumThreads(previous))
-            _LIMITS["depth"] += 1
-        try:
-            with threadpool_limits(limits=int(threads), user_api="openmp"):
-                yield
-        finally:
-            with _LIMITS_LOCK:
-                _LIMITS["depth"] -= 1
-                if _LIMITS["depth"] == 0:
-                    for restore in reversed(_LIMITS["restore"]):
-                        restore()
-                    _LIMITS.update(restore=[], opencv=False)
 
     # ---------------------------------------------------------------- steps
     def _insertItemSteps(self, func, argsList, prerequisites=()):
