@@ -315,3 +315,21 @@ def test_scancel_fails_the_run_and_continue_redoes_only_that_item(runs):
     _assert_equal(_outputs(proj, "noisefill", prot),
                   _outputs(proj, "noisefill", runs["runs"][("noisefill", "local")]),
                   "continued noise fill vs local")
+
+
+def test_readme_hosts_conf_is_the_tested_one(tmp_path):
+    """The README's SLURM hosts.conf is the one these tests use (without the test-only hold
+    line), and pyworkflow reads it as a SLURM queue with per-item jobs available."""
+    from pyworkflow.protocol.hosts import HostConfig
+    from cryoprocs.tests.readme_examples import readme_blocks
+    blocks = [b for b in readme_blocks() if b.section == "Running on a cluster"
+              and b.language == "ini"]
+    assert len(blocks) == 1
+    tested = S.hosts_conf(str(tmp_path / "hosts.conf"), memory_mb=8000)
+    assert blocks[0].text == open(tested).read()
+    host = HostConfig.load(tested)["localhost"]
+    queue = host.getQueueSystem()
+    assert queue.getName() == "SLURM" and "squeue -h -j" in queue.checkCommand.get()
+    assert "--export=ALL" in queue.submitTemplate.get()
+    params = {p[0]: p[1] for p in queue.queues["debug"]}
+    assert params["QUEUE_FOR_JOBS"] == "N" and params["JOB_MEMORY"] == "8000"
