@@ -3,7 +3,6 @@
 Every per-item step runs ``cryoprocs <command> ...`` (possibly as a cluster job): the options
 built from a form must parse back to exactly the parameters the form describes.
 """
-import argparse
 import os
 import sys
 
