@@ -37,7 +37,8 @@ FILL_CHOICES = ["value", "min", "max", "avg", "noise"]
 OUTPUT_PARTICLES = "outputParticles"
 OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
-MASKED_PARTICLES_FILE = "output_particles.mrcs"
+#: the masked particles of positions FIRST..LAST (1-based) of the input set, one per chunk
+MASKED_PARTICLES_CHUNK = "output_particles_%06d-%06d.mrcs"
 
 # ---------------------------------------------------------------- ExportMovie
 #: form enum order of the output format, and the pipeline's format names

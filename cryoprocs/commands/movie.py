@@ -24,7 +24,9 @@ examples:
   cryoprocs movie tomo.mrc movies/ --bin 2 --percentile 0.1 99.9 --label --scale_bar
   cryoprocs movie TS_01.st movies/ --tilt_angles TS_01.tlt --label --playback forward
 """
+import argparse
 import copy
+import json
 import os
 
 HELP = "tomograms / tilt stacks to MP4, AVI (MJPG), GIF or PNG frames (mrc2movie flags)"
@@ -94,6 +96,13 @@ def add_arguments(p):
     n.add_argument("--threads", type=int, default=0,
                    help="encoder and OpenCV threads (default 0: automatic)")
     n.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    # protocol use (hidden): INPUT is a JSON frame list {"entries": [[path, 0-based index or
+    # null], ...], "angles": [...]} (a tilt series' images in frame order); the movie's name;
+    # the movie description (JSON, written last) and its central frame (PNG)
+    p.add_argument("--frame-list", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--info", metavar="JSON", help=argparse.SUPPRESS)
+    p.add_argument("--central-png", metavar="PNG", help=argparse.SUPPRESS)
 
 
 def _codec(value):
@@ -130,6 +139,11 @@ def _source(path, args):
     from ..pipelines.movie import StackSource, VolumeSource, read_tilt_angles
     from ..convert.images import image_info
 
+    if args.frame_list:
+        with open(path) as fh:
+            frames = json.load(fh)
+        return StackSource([tuple(e) for e in frames["entries"]], frames.get("angles"),
+                           args.pixel_size)
     if not args.tilt_angles:
         return VolumeSource(path, args.axis, args.pixel_size, binning=args.binning)
     angles = read_tilt_angles(args.tilt_angles)
@@ -145,19 +159,13 @@ def _source(path, args):
 def run(args):
     from tqdm import tqdm
 
-    from ..pipelines.movie import MovieSettings, export_movie, movie_path
+    from ..pipelines.movie import export_movie, movie_path
 
-    fmt, fourcc = _codec(args.codec)
-    settings = MovieSettings(
-        format=fmt, fps=args.fps, playback=args.playback, keep_range=args.keep_range,
-        discard_fraction=args.discard_percentage, axis=args.axis, slab=args.slab,
-        binning=args.binning, max_width=args.max_width,
-        window="percentile" if args.percentile else "minmax",
-        percentiles=args.percentile or (0.1, 99.9), clahe=not args.no_clahe,
-        clip_limit=args.clip_limit, tile_grid_size=args.tile_grid_size, invert=args.invert,
-        label=args.label, scale_bar=args.scale_bar, crf=args.crf, preset=args.preset,
-        fourcc=fourcc or "MJPG", png_frames=args.png)
+    fmt = _codec(args.codec)[0]
+    settings = settings_from_args(args)
     files = _inputs(args.input)
+    if (args.name or args.info or args.central_png or args.frame_list) and len(files) != 1:
+        raise ValueError("--name, --info, --central-png and --frame-list need a single INPUT")
     if args.tilt_angles and len(files) != 1:
         raise ValueError("--tilt_angles needs a single tilt stack as INPUT, not a folder of "
                          "%d files" % len(files))
@@ -171,7 +179,7 @@ def run(args):
     single = len(files) == 1
     bar = tqdm(files, desc="movies", unit="file", disable=single)
     for path in bar:
-        stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0]
+        stem = args.name or os.path.splitext(os.path.basename(path.rstrip("/")))[0]
         out = movie_path(args.output_dir, stem, fmt)
         if os.path.exists(out) and not args.overwrite:
             skipped.append(out)
@@ -196,6 +204,7 @@ def run(args):
                 run_settings.binning = max(1, settings.binning // lb)
             info = export_movie(source, out, run_settings, threads=args.threads,
                                 progress=progress)
+            _write_protocol_outputs(args, info, stem)
             written.append(info)
             tqdm.write("wrote %s" % info.summary_line())
         except (ValueError, OSError) as exc:
@@ -211,3 +220,56 @@ def run(args):
         print("%d movie(s) written, %d skipped, %d failed (%s)"
               % (len(written), len(skipped), len(failed), settings.describe()))
     return 2 if failed else 0
+
+
+def settings_from_args(args):
+    """:class:`~cryoprocs.pipelines.movie.MovieSettings` of parsed arguments."""
+    from ..pipelines.movie import MovieSettings
+    fmt, fourcc = _codec(args.codec)
+    return MovieSettings(
+        format=fmt, fps=args.fps, playback=args.playback, keep_range=args.keep_range,
+        discard_fraction=args.discard_percentage, axis=args.axis, slab=args.slab,
+        binning=args.binning, max_width=args.max_width,
+        window="percentile" if args.percentile else "minmax",
+        percentiles=args.percentile or (0.1, 99.9), clahe=not args.no_clahe,
+        clip_limit=args.clip_limit, tile_grid_size=args.tile_grid_size, invert=args.invert,
+        label=args.label, scale_bar=args.scale_bar, crf=args.crf, preset=args.preset,
+        fourcc=fourcc or "MJPG", png_frames=args.png)
+
+
+def args_from_settings(settings):
+    """Command-line options that make :func:`settings_from_args` give ``settings``: how
+    ProtCryoprocsExportMovie turns its form into a command line (floats by ``repr``)."""
+    s = settings
+    codec = {"mp4": "h264", "gif": "gif", "png": "png", "avi": s.fourcc}[s.format]
+    args = ["--codec", codec, "--fps", repr(s.fps), "--playback", s.playback,
+            "--axis", s.axis, "--slab", str(s.slab), "--bin", str(s.binning),
+            "--max_width", str(s.max_width), "--clip_limit", repr(s.clip_limit),
+            "--tile_grid_size", str(s.tile_grid_size), "--crf", str(s.crf),
+            "--preset", s.preset]
+    if s.keep_range is not None:
+        args += ["--keep_range"] + [str(v) for v in s.keep_range]
+    elif s.discard_fraction is not None:
+        args += ["--discard_percentage"] + [repr(v) for v in s.discard_fraction]
+    if s.window == "percentile":
+        args += ["--percentile"] + [repr(v) for v in s.percentiles]
+    flags = (("--no_clahe", not s.clahe), ("--invert", s.invert), ("--label", s.label),
+             ("--scale_bar", s.scale_bar), ("--png", s.png_frames))
+    return args + [flag for flag, on in flags if on]
+
+
+def _write_protocol_outputs(args, info, stem):
+    """The central frame (--central-png) and the movie description (--info, last)."""
+    from ..convert.mrc import atomic_output
+    if args.central_png and info.central is not None:
+        import cv2
+        ok, buf = cv2.imencode(".png", info.central)
+        if not ok:
+            raise ValueError("could not encode the central frame as PNG")
+        with atomic_output(args.central_png) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.tobytes())
+    if args.info:
+        with atomic_output(args.info) as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(dict(info, name=stem), fh, indent=1)

@@ -7,6 +7,7 @@ object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
 ``ProtExportCoordinates3D`` is the model). A preview montage of the central frames,
 ``extra/preview.png``, is shown by :class:`cryoprocs.viewers.viewer_movie.CryoprocsMovieViewer`.
 """
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from tomo.objects import SetOfTiltSeries, SetOfTomograms
 from .. import constants as C
 from ..kernels import movie as K
 from ..pipelines import movie as P
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, ProtCryoprocsBase, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 def _write_atomic(path, data):
     """Write bytes or a JSON-able object to ``path`` under a temporary name, then rename."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), ".%s.partial" % os.path.basename(path))
     if isinstance(data, (bytes, bytearray)):
         with open(tmp, 'wb') as fh:
@@ -54,7 +56,9 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     8 bit, CLAHE, a forward-backward loop) plus slicing axis, slab averaging, binning, a
     percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar.
     The movies are files in the run's extra folder (listed in the summary); a preview montage
-    of their central frames opens with Analyze Results."""
+    of their central frames opens with Analyze Results. One step per item runs `cryoprocs
+    movie` (one cluster job per item with "Use queue for jobs"); peak memory per movie about
+    40 input frames as float32 + 250 MB."""
     _label = 'export movie'
     _devStatus = BETA
 
@@ -273,21 +277,16 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
             preset=C.MOVIE_PRESET_CHOICES[self.preset.get()])
 
-    def _source(self, item, axis):
-        if item['kind'] == 'tiltseries':
-            return P.StackSource([tuple(e) for e in item['entries']], item['angles'],
-                                 pixel_size=item['sampling'])
-        if item['index'] > 1:
-            raise K.MovieError('%s is volume %d of a stack of volumes, which is not supported'
-                               % (item['path'], item['index']))
-        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'])
-
     def _moviePath(self, name):
         fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
         return P.movie_path(self._getExtraPath(), name, fmt)
 
     def _infoPath(self, name, ext='.json'):
         return self._getExtraPath(C.MOVIE_INFO_DIR, name + ext)
+
+    def _framesPath(self, name):
+        """The frame list of a tilt series (the command's input)."""
+        return self._getExtraPath('movie_frames', name + '.json')
 
     # ================================================================= steps
     def _insertAllSteps(self):
@@ -298,40 +297,59 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         names = [(it['name'], len(self._itemsCache)) for it in self._itemsCache]
         self._insertItemSteps(self.exportMovieStep, names)
 
+    def _done(self, name):
+        """None when the movie of ``name`` is complete (its description is written last)."""
+        info = read_json(self._infoPath(name))
+        if info is None:
+            return 'no readable movie description %s' % self._infoPath(name)
+        if os.path.basename(info.get('path', '')) != os.path.basename(self._moviePath(name)):
+            return 'the description %s is not that of %s' % (self._infoPath(name),
+                                                             self._moviePath(name))
+        return None
+
+    def _commandArgs(self, item, threads):
+        """``cryoprocs movie INPUT OUTPUT_DIR ...`` options of one item (form -> command)."""
+        from ..commands.movie import args_from_settings
+        name = item['name']
+        if item['kind'] == 'tiltseries':
+            frames = os.path.abspath(self._framesPath(name))
+            _write_atomic(frames, {'entries': item['entries'], 'angles': item['angles']})
+            args = [frames, '--frame-list']
+        else:
+            if item['index'] > 1:
+                raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
+                                   'supported' % (item['path'], item['index']))
+            args = [item['path']]
+        args += [os.path.abspath(self._getExtraPath()), '--name', name,
+                 '--info', os.path.abspath(self._infoPath(name)),
+                 '--central-png', os.path.abspath(self._infoPath(name, '_central.png')),
+                 '--threads', str(threads), '--overwrite']
+        if item['sampling']:
+            args += ['--pixel_size', repr(float(item['sampling']))]
+        return args + args_from_settings(self._settings(item))
+
     def exportMovieStep(self, name, nItems):
+        """One item: ``cryoprocs movie`` as this step's job, its results checked, then the
+        preview montage and index refreshed (a movie finished before a restart is kept)."""
         item = next(it for it in self._items() if it['name'] == name)
         out, infoFile = self._moviePath(name), self._infoPath(name)
-        if os.path.exists(out) and os.path.exists(infoFile):
+        if os.path.exists(out) and self._done(name) is None:
             logger.info('%s: %s exists (finished before a restart), skipped', name, out)
             self._updatePreview()
             return
         os.makedirs(os.path.dirname(infoFile), exist_ok=True)
-        # the frames are prepared (OpenCV) while ffmpeg encodes: the step's threads are
-        # shared between the two
         threads = self._kernelThreads(nItems)
-        cvThreads = max(1, threads // 2)
-        settings = self._settings(item)
-        source = self._source(item, settings.axis)
-        try:
-            with self._threadLimits(cvThreads, opencv=True):
-                info = P.export_movie(source, out, settings,
-                                      threads=max(1, threads - cvThreads))
-        finally:
-            source.close()
-        info['name'] = name
-        info['id'] = item['id']
-        _write_atomic(self._infoPath(name, '_central.png'), _png_bytes(info.central))
-        _write_atomic(infoFile, dict(info))
-        logger.info('%s (id %s): %s', name, item['id'], info.summary_line())
+        self._runCryoprocs('movie', self._commandArgs(item, threads), threads)
+        self._requireResults('%s (id %s)' % (name, item['id']), [out, infoFile],
+                             lambda: self._done(name))
+        logger.info('%s (id %s): %s', name, item['id'],
+                    P.MovieInfo(read_json(infoFile)).summary_line())
         self._updatePreview()
 
     def _updatePreview(self):
         """Montage of the central frames of the finished movies and their index (JSON)."""
         with self._lock:
-            order = {it['name']: k for k, it in enumerate(self._items())}
-            infos = self._readInfos(fromItems=True)
-            infos.sort(key=lambda i: order.get(i['name'], len(order)))
-            self._writePreview(infos)
+            self._writePreview(self._readInfos(fromItems=True))
 
     def _writePreview(self, infos):
         import cv2
@@ -344,19 +362,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
     # ================================================================= results
     def _readInfos(self, fromItems=False):
-        """Movie descriptions (dicts, see MovieInfo) of the finished items, in item order."""
-        index = self._getExtraPath(C.MOVIE_INDEX_FILE)
-        if not fromItems and os.path.exists(index):
-            with open(index) as fh:
-                return json.load(fh)
-        folder = self._getExtraPath(C.MOVIE_INFO_DIR)
+        """Movie descriptions (dicts, see MovieInfo, with the item ``id``) of the finished
+        items, in item order: from the index written after each movie, or (``fromItems``)
+        from each item's description."""
+        if not fromItems:
+            infos = read_json(self._getExtraPath(C.MOVIE_INDEX_FILE))
+            if infos is not None:
+                return infos
         infos = []
-        if os.path.isdir(folder):
-            for fn in sorted(os.listdir(folder)):
-                if fn.endswith('.json'):
-                    with open(os.path.join(folder, fn)) as fh:
-                        infos.append(json.load(fh))
-            infos.sort(key=lambda i: i.get('id') or 0)
+        for it in self._items():
+            info = read_json(self._infoPath(it['name']))
+            if info is not None and os.path.exists(self._moviePath(it['name'])):
+                info['id'] = it['id']
+                infos.append(info)
         return infos
 
     def getMovieFiles(self):
@@ -366,6 +384,29 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def getPreviewFile(self):
         path = self._getExtraPath(C.MOVIE_PREVIEW_FILE)
         return path if os.path.exists(path) else None
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one movie: about 40 frames of the input as float32 (the '
+                   'input is memory-mapped and its pages released as frames are rendered) '
+                   '+ 250 MB (Python and the encoder); about 0.4 GB for 1024 x 1024 frames.')
+
+    def _memoryItems(self):
+        items = []
+        for it in self._items():
+            if it['kind'] == 'tiltseries':
+                with contextlib.suppress(Exception):
+                    from ..convert.mrc import mrc_info
+                    shape = mrc_info(it['entries'][0][0]).shape
+                    frame = shape[-1] * shape[-2]
+                    items.append(('%s (%d images of %d x %d)' % (it['name'], it['n'],
+                                                                 shape[-1], shape[-2]),
+                                  COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+                continue
+            x, y, z = it['dims']
+            frame = {0: x * y, 1: x * z, 2: y * z}[self.axis.get()] * max(1, self.slab.get())
+            items.append(('%s (%d x %d x %d)' % (it['name'], x, y, z),
+                          COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+        return items
 
     # ================================================================= info
     def _validate(self):

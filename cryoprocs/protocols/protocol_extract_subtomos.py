@@ -3,10 +3,12 @@ RELION 5.0.1's numbers, or plain 3D sub-volumes from tomograms.
 
 2D mode: the Scipion inputs are written as a RELION 5 project into extra/
 (convert/relion5_scipion.py; paths relative to the Scipion project directory), then each tilt
-series is extracted by pipelines/extract.py (one parallel step per tilt series, resumable),
-which writes extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, extra/particles.star and
-extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the Scipion
-project directory). 3D mode: boxes cut from the tomograms (one step per tomogram).
+series is extracted by ``cryoprocs extract --tilt-series`` (pipelines/extract.py; one
+parallel step per tilt series, resumable), which writes
+extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, and the registration writes extra/particles.star
+and extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the
+Scipion project directory). 3D mode: boxes cut from the tomograms by the hidden ``cryoprocs
+extract-subvolumes`` (one step per tomogram).
 """
 import json
 import logging
@@ -23,9 +25,8 @@ from .. import constants as C
 from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
-from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
-                                 extract_subvolumes)
-from .protocol_base import ProtCryoprocsBase
+from ..pipelines.extract import Stack2DJob, Stack2DSettings, SubvolumeSettings
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     """Extract subtomograms at 3D coordinates: RELION 5 pseudo-subtomograms (per-particle 2D
     stacks of CTF-premultiplied, dose-weighted tilt-image boxes, identical to
     relion_tomo_subtomo --stack2d, plus a RELION 5 project to refine from), or plain 3D
-    sub-volumes cut from tomograms."""
+    sub-volumes cut from tomograms. One step per tilt series / tomogram runs `cryoprocs
+    extract` (one cluster job each with "Use queue for jobs"); peak memory per tilt series
+    about 150 MB + 224 MB per thread."""
     _label = 'extract subtomograms'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_SUBTOMOGRAMS: SetOfSubTomograms}
@@ -210,9 +213,11 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     # ================================================================= steps
     def _insertAllSteps(self):
-        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
-        # conversion runs inside the first item step (under the protocol lock), and a single
-        # tilt series / tomogram is extracted and registered in one step.
+        # one step per tilt series / tomogram (one cluster job each with "Use queue for
+        # jobs"), then the registration; pyworkflow's parallel executor polls every 3 s
+        # between dependent steps, so the input conversion runs inside the first item step
+        # (under the protocol lock), and a single tilt series / tomogram is extracted and
+        # registered in one step.
         tsIds = self._stepTsIds()
         func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
         if len(tsIds) <= 1:
@@ -264,11 +269,36 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),
                           self._settings(), project_dir=self._projectDir())
 
+    def _resultFile(self, tsId):
+        return self._extra(safe_name(tsId) + '_extraction.json')
+
+    def _tiltSeriesDone(self, tsId):
+        """None when every stack of ``tsId`` is written (its result is written last)."""
+        res = read_json(self._resultFile(tsId))
+        if res is None or res.get('tilt_series') != tsId:
+            return 'no readable result %s for tsId %s' % (self._resultFile(tsId), tsId)
+        missing = [f for f in self._job().plan(tsId).out_files if f and not os.path.exists(f)]
+        if missing:
+            return '%d stacks missing, e.g. %s' % (len(missing), missing[0])
+        return None
+
     def extractTiltSeriesStep(self, tsId, nSteps):
+        """One tilt series: ``cryoprocs extract --tilt-series`` as this step's job (stacks
+        written before a restart with the same inputs and settings are kept)."""
+        from ..commands.extract import args_from_settings
         self._prepareInput()
+        if os.path.exists(self._resultFile(tsId)) and self._tiltSeriesDone(tsId) is None:
+            logger.info('tsId = %s: extracted before, skipped', tsId)
+            return
         threads = self._kernelThreads(nSteps)
-        with self._threadLimits(threads):
-            res = self._job().extract_tilt_series(tsId, threads=threads)
+        self._runCryoprocs('extract', [
+            '--particles', self._inputParticlesStar(), '--tomograms', self._tomogramsStar(),
+            '--project-dir', self._projectDir(), '--output-dir', self._extra(),
+            '--tilt-series', tsId, '--result', self._resultFile(tsId), '--threads',
+            str(threads), '--overwrite'] + args_from_settings(self._settings()), threads)
+        self._requireResults('tsId %s' % tsId, [self._resultFile(tsId)],
+                             lambda: self._tiltSeriesDone(tsId))
+        res = read_json(self._resultFile(tsId))
         logger.info("tsId = %s: %d stacks written, %d already present, %d frames", tsId,
                     res["written"], res["skipped_existing"], res["frames"])
 
@@ -313,28 +343,41 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     def _subvolumeFile(self, tsId, coordId):
         return self._extra("Subtomograms", tsId, "%s_%06d.mrc" % (tsId, coordId))
 
+    def _statusFile(self, tsId):
+        return self._extra("status_%s.json" % safe_name(tsId))
+
+    def _tomogramDone(self, tsId):
+        """None when the status of every particle of ``tsId`` is recorded (written last)."""
+        st = read_json(self._statusFile(tsId))
+        coords = read_json(self._mapFile(), {}).get(tsId, {}).get("coords", [])
+        if st is None or st.get("tilt_series") != tsId or len(st["status"]) != len(coords):
+            return 'no complete status %s for tsId %s' % (self._statusFile(tsId), tsId)
+        return None
+
     def extractTomogramStep(self, tsId, nSteps):
+        """One tomogram: ``cryoprocs extract-subvolumes`` (hidden) as this step's job
+        (sub-volumes written before a restart with the same settings are kept)."""
         self._prepareInput()
-        data = json.load(open(self._mapFile()))[tsId]
-        coords = data["coords"]
+        if os.path.exists(self._statusFile(tsId)) and self._tomogramDone(tsId) is None:
+            logger.info('tsId = %s: extracted before, skipped', tsId)
+            return
+        data = read_json(self._mapFile())[tsId]
         csr = self.inputCoordinates.get().getSamplingRate()
         settings = self._subvolumeSettings()
-        settings.binning = max(1.0, csr * self.binning.get() / data["sampling"])
-        files = [self._subvolumeFile(tsId, c[0]) for c in coords]
-        with self._threadLimits(self._kernelThreads(nSteps)):
-            res = extract_subvolumes(data["tomogram"], [c[1:] for c in coords], files, settings,
-                                     voxel_size=data["sampling"],
-                                     fingerprint_file=self._extra("Subtomograms", tsId,
-                                                                  ".fingerprint.json"))
-        status = {str(c[0]): s for c, s in zip(coords, res["status"])}
-        out = self._extra("status_%s.json" % tsId)
-        with open(out + ".part", "w") as fh:
-            json.dump({"status": status, "counts": {k: v for k, v in res.items()
-                                                    if k != "status"}}, fh)
-        os.replace(out + ".part", out)
+        binning = max(1.0, csr * self.binning.get() / data["sampling"])
+        args = ['--coordinates', self._mapFile(), '--tilt-series', tsId,
+                '--box-size', str(settings.box), '--bin', repr(binning),
+                '--outside', settings.outside, '--output-dir', self._extra("Subtomograms"),
+                '--status', self._statusFile(tsId)]
+        args += ['--invert'] if settings.invert_contrast else []
+        args += ['--normalize'] if settings.normalize else []
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('extract-subvolumes', args, threads)
+        self._requireResults('tsId %s' % tsId, [self._statusFile(tsId)],
+                             lambda: self._tomogramDone(tsId))
+        c = read_json(self._statusFile(tsId))["counts"]
         logger.info("tsId = %s: %d sub-volumes written, %d outside the tomogram (%d skipped, "
-                    "%d padded)", tsId, res["written"], res["outside"], res["skipped"],
-                    res["padded"])
+                    "%d padded)", tsId, c["written"], c["outside"], c["skipped"], c["padded"])
 
     # ---------------------------------------------------------------- output
     def createOutputStep(self):
@@ -352,7 +395,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         if self._is2d():
             job = self._job()
             job.write_star_files()
-            ids = json.load(open(self._mapFile()))["coordinate_ids"]
+            ids = read_json(self._mapFile())["coordinate_ids"]
             tsSet = self.inputTiltSeries.get()
             ps = tsSet.getSamplingRate()
             sr = ps * self.binning.get()
@@ -389,15 +432,14 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                              self._extra("optimisation_set.star"), self._projectDir()))):
                 RS.set_attr(outSet, k, v)
         else:
-            data = json.load(open(self._mapFile()))
+            data = read_json(self._mapFile())
             tomos = self._tomoDict()
             report = {"mode": "3d", "per_ts": {}}
             sr = None
             for tsId in sorted(data):
-                st = self._extra("status_%s.json" % tsId)
-                if not os.path.exists(st):
+                info = read_json(self._statusFile(tsId))
+                if info is None:
                     continue
-                info = json.load(open(st))
                 report["per_ts"][tsId] = info["counts"]
                 csr = self.inputCoordinates.get().getSamplingRate()
                 f = max(1.0, csr * self.binning.get() / data[tsId]["sampling"])
@@ -429,6 +471,21 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             self._defineSourceRelation(self.inputCtfTomoSeries, outSet)
         self.extractionReport.set(json.dumps(report))
         self._store(self.extractionReport)
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one tilt series (2D stacks): about 150 MB + 224 MB per '
+                   'thread (output stacks of a particle group, at most 160 MB, and the boxes '
+                   'being cut), whatever the tilt-series size (images are memory-mapped); '
+                   'of one tomogram (3D sub-volumes): 150 MB + 32 x box^3 bytes.')
+
+    def _memoryItems(self):
+        tsIds = self._stepTsIds()
+        threads = self._kernelThreads(len(tsIds))
+        if self._is2d():
+            need = COMMAND_BASE_MB + threads * (Stack2DJob.max_group_bytes / 2.0 ** 20 + 64)
+        else:
+            need = COMMAND_BASE_MB + 32.0 * self.boxSize.get() ** 3 / 2.0 ** 20
+        return [('tsId %s' % t, need) for t in tsIds]
 
     # ================================================================= info
     def _validate(self):
@@ -513,7 +570,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     def _summary(self):
         if not self.extractionReport.get():
-            return ['Output not ready yet.']
+            return [NOT_READY]
         rep = json.loads(self.extractionReport.get())
         if rep["mode"] == "2d":
             lines = ['%d RELION 5 pseudo-subtomograms (2D stacks, %d frames) extracted; %d '

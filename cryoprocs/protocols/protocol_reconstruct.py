@@ -4,10 +4,12 @@ from tilt series, with half maps and the FSC, to RELION 5.0.1's numbers.
 The Scipion inputs are written as a RELION 5 project into extra/ (convert/relion5_scipion.py,
 the same mapping as ExtractSubtomos; with subtomograms from ExtractSubtomos as input, its
 tomograms.star is used and the particles are the subtomograms' coordinates and
-orientations). Each tilt series is then backprojected by pipelines/reconstruct.py in its own
-parallel step, which saves its partial sums (extra/partial/<tsId>.npz: a resumed run skips
-finished tilt series); the last step sums them, symmetrises, reconstructs the half maps and
-the merged map, and computes the FSC.
+orientations). Each tilt series is then backprojected in its own parallel step by
+``cryoprocs reconstruct --tilt-series`` (pipelines/reconstruct.py), which saves its partial
+sums (extra/partial/<tsId>.npz: a resumed run skips finished tilt series); the last step,
+``cryoprocs reconstruct`` without it, sums them, symmetrises, reconstructs the half maps and
+the merged map, computes the FSC and writes extra/reconstruction.json, which the protocol
+registers.
 """
 import json
 import logging
@@ -27,7 +29,7 @@ from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
     relion_tomo_reconstruct_particle: per particle and tilt, a box cut from the tilt image,
     CTF x dose weighted and inserted into Fourier space by trilinear backprojection, per half
     set; then symmetry, gridding and CTF correction. Outputs the merged map with its half maps
-    and the FSC between them."""
+    and the FSC between them. One step per tilt series runs `cryoprocs reconstruct` for its
+    partial sums, a final step sums them (one cluster job each with "Use queue for jobs");
+    peak memory per tilt series about 150 MB + 48 x box^3 bytes per thread."""
     _label = 'reconstruct subtomogram average'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_AVERAGE: AverageSubTomogram, C.OUTPUT_FSC: FSC}
@@ -218,21 +222,17 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
 
     # ================================================================= steps
     def _insertAllSteps(self):
-        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
-        # conversion runs inside the first item step (under the protocol lock), and a single
-        # tilt series is backprojected and finalised in one step.
+        # one step per tilt series (its partial sums), then the final sum, symmetry and FSC
+        # in a step of its own; with a single tilt series one command does both (pyworkflow's
+        # parallel executor polls every 3 s between dependent steps). The conversion of the
+        # inputs runs inside the first step (under the protocol lock).
         tsIds = self._stepTsIds()
-        if len(tsIds) <= 1:
-            self._insertFunctionStep(self.reconstructAllStep, tsIds, needsGPU=False)
-            return
-        ids = self._insertItemSteps(self.backprojectTiltSeriesStep,
-                                    [(t, len(tsIds)) for t in tsIds])
-        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
-
-    def reconstructAllStep(self, tsIds):
-        for t in tsIds:
-            self.backprojectTiltSeriesStep(t, 1)
-        self.createOutputStep()
+        ids = []
+        if len(tsIds) > 1:
+            ids = self._insertItemSteps(self.backprojectTiltSeriesStep,
+                                        [(t, len(tsIds)) for t in tsIds])
+        self._insertFunctionStep(self.reconstructStep, tsIds, prerequisites=ids,
+                                 needsGPU=False)
 
     def _prepareInput(self):
         """Write the converted inputs once per run (later steps and resumed runs reuse them)."""
@@ -290,19 +290,65 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                 parts["rlnRandomSubset"] = subsets
         write_star(self._particlesStar(), blocks)
 
-    def backprojectTiltSeriesStep(self, tsId, nSteps):
-        self._prepareInput()
-        threads = self._kernelThreads(nSteps)
-        with self._threadLimits(threads):
-            res = self._job().accumulate_tilt_series(tsId, threads=threads)
-        logger.info("tsId = %s: %d particles backprojected (%d tilt images), %d without a "
-                    "visible tilt", tsId, res.used, res.slices, res.skipped)
+    def _commandArgs(self, threads):
+        """The ``cryoprocs reconstruct`` options of this run (form -> command line)."""
+        from ..commands.reconstruct import args_from_settings
+        return ['--particles', self._particlesStar(), '--tomograms', self._tomogramsStar(),
+                '--project-dir', self._projectDir(), '--output-dir', self._extra(),
+                '--threads', str(threads)] + args_from_settings(self._settings())
 
-    def createOutputStep(self):
+    def _partialDone(self, job, tsId):
+        """None when the saved partial sums of ``tsId`` are those of this run's inputs."""
+        path = job.partial_file(tsId)
+        try:
+            with np.load(path) as z:
+                ok = 'fingerprint' in z.files and str(z['fingerprint']) == job.fingerprint(tsId)
+        except (OSError, ValueError) as exc:
+            return 'unreadable partial sums %s (%s)' % (path, exc)
+        return None if ok else '%s holds the sums of other inputs or settings' % path
+
+    def backprojectTiltSeriesStep(self, tsId, nSteps):
+        """One tilt series: ``cryoprocs reconstruct --tilt-series`` as this step's job (its
+        partial sums in extra/partial/), then checked (sums saved before a restart are
+        kept)."""
         self._prepareInput()
         job = self._job()
-        with self._threadLimits(self._totalThreads()):
-            res = job.finalise(job.load_partials(), threads=self._totalThreads())
+        if os.path.exists(job.partial_file(tsId)) and self._partialDone(job, tsId) is None:
+            logger.info('tsId = %s: partial sums found, skipped', tsId)
+            return
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('reconstruct', self._commandArgs(threads) + ['--tilt-series', tsId],
+                           threads)
+        self._requireResults('tsId %s' % tsId, [job.partial_file(tsId)],
+                             lambda: self._partialDone(job, tsId))
+
+    def _reportFile(self):
+        return self._extra('reconstruction.json')
+
+    def _mapsDone(self, job):
+        """None when reconstruction.json and the maps are those of this run's inputs."""
+        from ..convert.paths import read_record
+        if read_json(self._reportFile()) is None:
+            return 'no readable %s' % self._reportFile()
+        if read_record(job.outputs_fingerprint_file) != job.run_fingerprint():
+            return 'the maps in %s come from other inputs or settings' % self._extra()
+        return None
+
+    def reconstructStep(self, tsIds):
+        """The final sum: ``cryoprocs reconstruct`` (it reuses the partial sums; with one tilt
+        series it also backprojects it) as this step's job, then the outputs registered."""
+        self._prepareInput()
+        job = self._job()
+        if not (os.path.exists(self._reportFile()) and self._mapsDone(job) is None):
+            threads = self._totalThreads()
+            self._runCryoprocs('reconstruct', self._commandArgs(threads) + ['--overwrite'],
+                               threads)
+            self._requireResults('final sum of %d tilt series' % len(tsIds),
+                                 [self._reportFile()], lambda: self._mapsDone(job))
+        self.createOutputStep()
+
+    def createOutputStep(self):
+        res = read_json(self._reportFile())
         project = self._projectDir()
 
         def rel(p):
@@ -329,6 +375,21 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
         self.reconstructionReport.set(json.dumps(report))
         self._store(self.reconstructionReport)
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one tilt series: about 150 MB + 48 x box^3 bytes per '
+                   'thread (half-set accumulators) + one tilt image; the final sum about 40 x '
+                   'box^3 bytes + 150 MB (box 128: about 0.25 GB per thread, 0.25 GB final).')
+
+    def _memoryItems(self):
+        box = int(self.boxSize.get())
+        tsIds = self._stepTsIds()
+        threads = self._kernelThreads(len(tsIds)) if len(tsIds) > 1 else self._totalThreads()
+        acc = 48.0 * box ** 3 / 2.0 ** 20
+        items = [('tilt series %s' % t, COMMAND_BASE_MB + threads * acc + 64) for t in tsIds]
+        items.append(('the final sum (box %d)' % box,
+                      COMMAND_BASE_MB + 40.0 * box ** 3 / 2.0 ** 20))
+        return items
 
     # ================================================================= info
     def _validate(self):
@@ -408,7 +469,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
 
     def _summary(self):
         if not self.reconstructionReport.get():
-            return ['Output not ready yet.']
+            return [NOT_READY]
         r = json.loads(self.reconstructionReport.get())
         lines = ['%d of %d particles reconstructed (%d tilt images); %d skipped (no tilt with '
                  'the particle at least %g px from the image edges%s).'

@@ -31,7 +31,7 @@ from ..convert.euler import zxz_to_relion
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
 from ..pipelines import peaks as PP
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     cryoCAT's rules: voxels above a threshold, visited in descending score, kept when no earlier
     pick is within the minimum distance; the orientation is the angle-list row stored in the
     angle map. Exact cryoCAT results in cryoCAT-compatible mode, about 10-30 times faster, with
-    diagnostics (score histogram, sorted scores, expected false positives) per tomogram."""
+    diagnostics (score histogram, sorted scores, expected false positives) per tomogram.
+    One step per score map runs `cryoprocs pick` (one cluster job per map with "Use queue for
+    jobs"); peak memory per map about 0.4 x its float32 size + 200 MB."""
     _label = 'scores peak picking'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_COORDINATES: SetOfCoordinates3D,
@@ -234,11 +236,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             else int(self.minPeakSize.get()),
             angular_filter=af, compatible=compat)
 
-    @staticmethod
-    def _byTsId(setObj):
-        return {} if setObj is None else \
-            {t.getTsId(): t.clone() for t in setObj if t.isEnabled()}
-
     def _matchItems(self):
         """``(items, unmatched)``: ``items = {tsId: (score, angle, tomo, mask)}`` (clones).
 
@@ -248,9 +245,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         an = self._byTsId(self.inputAngleMaps.get())
         to = self._byTsId(self.inputTomograms.get())
         ma = self._byTsId(self.inputMasks.get()) if self.inputMasks.get() is not None else None
-        keys = set(sc) & set(an) & set(to)
-        if ma is not None:
-            keys &= set(ma)
+        keys, unmatched = self._matchTsIds([("score maps", sc), ("angle maps", an),
+                                            ("tomograms", to), ("masks", ma)])
         if not keys and len(sc) == len(an) == len(to) == 1 and (ma is None or len(ma) == 1):
             ts = next(iter(to))
             item = (next(iter(sc.values())), next(iter(an.values())), to[ts],
@@ -258,23 +254,19 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             return {ts: item}, ["paired the single score map, angle map and tomogram "
                                 "although their tsIds differ (%s, %s, %s)"
                                 % (next(iter(sc)), next(iter(an)), ts)]
-        items = {k: (sc[k], an[k], to[k], ma[k] if ma else None) for k in sorted(keys)}
-        unmatched = []
-        for name, d in (("score maps", sc), ("angle maps", an), ("tomograms", to),
-                        ("masks", ma or {})):
-            extra = sorted(set(d) - keys)
-            if extra:
-                unmatched.append("%s without a match: %s" % (name, ", ".join(extra)))
-        return items, unmatched
+        return {k: (sc[k], an[k], to[k], ma[k] if ma else None) for k in keys}, unmatched
 
     def _picksFile(self, tsId):
-        return self._getExtraPath('%s_picks.npz' % tsId)
+        return self._tsIdPath(tsId, '_picks.npz')
+
+    def _csvFile(self, tsId):
+        return self._tsIdPath(tsId, '_picks.csv')
 
     def _diagFile(self, tsId):
-        return self._getExtraPath('%s_diagnostics.png' % tsId)
+        return self._tsIdPath(tsId, '_diagnostics.png')
 
     def _angdistFile(self, tsId, kind):
-        return self._getExtraPath('%s_angdist_%s.mrc' % (tsId, kind))
+        return self._tsIdPath(tsId, '_angdist_%s.mrc' % kind)
 
     def _mapSr(self):
         return self.inputScoreMaps.get().getSamplingRate()
@@ -285,46 +277,60 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     # ================================================================= steps
     def _insertAllSteps(self):
         items, _ = self._matchItems()
-        tsIds = list(items)
-        ids = self._insertItemSteps(self.pickStep, [(ts, len(tsIds)) for ts in tsIds])
+        # file paths are passed as step arguments: steps run in threads and read no sets
+        args = [(ts, self._projectPath(s.getFileName()), self._projectPath(a.getFileName()),
+                 self._projectPath(m.getFileName()) if m is not None else None, self._mapSr(),
+                 len(items)) for ts, (s, a, _t, m) in items.items()]
+        ids = self._insertItemSteps(self.pickStep, args)
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
-    def _inputFiles(self, tsId):
-        """``(score, angle, mask or None)`` file paths of one tsId (``tsId=None``: the score-map
-        sampling rate). The sets are read once per process, under the protocol lock (steps run
-        in threads sharing the set objects)."""
-        with self._lock:
-            cache = getattr(self, '_filesCache', None)
-            if cache is None:
-                items, _ = self._matchItems()
-                cache = {ts: (self._projectPath(s.getFileName()),
-                              self._projectPath(a.getFileName()),
-                              self._projectPath(m.getFileName()) if m is not None else None)
-                         for ts, (s, a, _t, m) in items.items()}
-                cache[None] = self._mapSr()          # voxel size of the score maps
-                self._filesCache = cache
-        return cache[tsId]
-
-    def pickStep(self, tsId, nSteps):
-        scorePath, anglePath, maskPath = self._inputFiles(tsId)
-        out = self._picksFile(tsId)
-        opts = self._options()
-        if not os.path.exists(out):                 # finished before a restart
-            with self._threadLimits(self._kernelThreads(nSteps)):
-                res, info = PP.pick_volumes(scorePath, anglePath,
-                                            self._projectPath(self.angleList.get()), opts,
-                                            mask_path=maskPath)
-            PP.save_result(out, res, tsId=tsId, shape=list(info["shape"]))
-            logger.info('tsId = %s -> %s', tsId, PP.result_summary(res))
-        if not os.path.exists(self._diagFile(tsId)):
-            PP.plot_diagnostics(self._diagFile(tsId), PP.load_result(out),
-                                'tsId %s: %s' % (tsId, opts.describe()))
+    def _results(self, tsId):
+        files = [self._csvFile(tsId), self._diagFile(tsId), self._picksFile(tsId)]
         if self.writeAngularMaps.get():
-            paths = {k: self._angdistFile(tsId, k) for k, _ in ANGDIST_KINDS}
-            if not all(os.path.exists(p) for p in paths.values()):
-                PP.write_angular_distance_maps(
-                    anglePath, self._projectPath(self.angleList.get()), paths, opts.angles_order,
-                    opts.angles_numbering, opts.symmetry, voxel_size=self._inputFiles(None))
+            files += [self._angdistFile(tsId, k) for k, _ in ANGDIST_KINDS]
+        return files
+
+    def _done(self, tsId):
+        """None when the pick of ``tsId`` is complete (the .npz result is written last)."""
+        try:
+            meta = PP.load_result(self._picksFile(tsId))
+        except (OSError, ValueError, KeyError) as exc:
+            return 'unreadable result %s (%s)' % (self._picksFile(tsId), exc)
+        if meta.get('tsId') != tsId:
+            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), meta.get('tsId'))
+        return None
+
+    def _commandArgs(self, tsId, scorePath, anglePath, maskPath, mapSr):
+        """The ``cryoprocs pick`` options of one score map (form -> command line)."""
+        from ..commands.pick import args_from_options
+        args = ['--scores', scorePath, '--angles', anglePath,
+                '--angle-list', self._projectPath(self.angleList.get()),
+                '--output', os.path.abspath(self._csvFile(tsId)),
+                '--diagnostics', os.path.abspath(self._diagFile(tsId)),
+                '--result', os.path.abspath(self._picksFile(tsId)),
+                '--tomo-name', tsId, '--overwrite']
+        if maskPath:
+            args += ['--tomo-mask', maskPath]
+        if mapSr:
+            args += ['--pixel-size', repr(float(mapSr))]
+        if self.writeAngularMaps.get():
+            args += ['--angular-distance-maps'] + [os.path.abspath(self._angdistFile(tsId, k))
+                                                   for k, _ in ANGDIST_KINDS]
+        return args + args_from_options(self._options())
+
+    def pickStep(self, tsId, scorePath, anglePath, maskPath, mapSr, nSteps):
+        """One score map: ``cryoprocs pick`` as this step's job, then its results checked
+        (a map picked before a restart is kept)."""
+        results = self._results(tsId)
+        if all(os.path.exists(p) for p in results) and self._done(tsId) is None:
+            logger.info('tsId = %s: picked before, skipped', tsId)
+            return
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('pick', self._commandArgs(tsId, scorePath, anglePath, maskPath,
+                                                     mapSr), threads)
+        self._requireResults('tsId %s' % tsId, results, lambda: self._done(tsId))
+        logger.info('tsId = %s -> %s', tsId, PP.result_summary(PP.load_result(
+            self._picksFile(tsId))))
 
     def createOutputStep(self):
         items, unmatched = self._matchItems()
@@ -364,8 +370,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                            first_id=first))
             relion.append(M.relion5_from_picks(xyz, ang, tsId, tomoDims, tomoSr,
                                                scores=r["scores"]))
-            M.write_picks_csv(self._getExtraPath('%s_picks.csv' % tsId), xyzMap, r["scores"],
-                              ang)
             summary["tomograms"][tsId] = {
                 "tomo_num": tomoNum, "line": PP.result_summary(r),
                 "threshold": float(r["threshold"]), "candidates": int(r["n_candidates"]),
@@ -400,6 +404,20 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                 s.append(t)
             out[name] = s
         return out
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one score map: about 0.4 x its size as float32 (0.25 x '
+                   'with a mean + k std threshold; more with a very lenient threshold, whose '
+                   'candidates are kept) + 200 MB; a 1000 x 1000 x 300 map (1.2 GB) needs '
+                   'about 0.7 GB.')
+
+    def _memoryItems(self):
+        items = []
+        for tsId, (score, _a, _t, _m) in self._matchItems()[0].items():
+            x, y, z = score.getDim()
+            items.append(('tsId %s (%d x %d x %d)' % (tsId, x, y, z),
+                          0.4 * x * y * z * 4 / 2.0 ** 20 + COMMAND_BASE_MB + 50))
+        return items
 
     # ================================================================= info
     def _validate(self):
@@ -474,10 +492,9 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         return warnings
 
     def _summary(self):
-        path = self._getExtraPath(C.PEAKS_SUMMARY_JSON)
-        if not os.path.exists(path):
-            return ['Output not ready yet.']
-        s = json.load(open(path))
+        s = read_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON))
+        if s is None:
+            return [NOT_READY]
         out = ['%d coordinates in %d tomograms (box %d px): %s.'
                % (sum(t["picks"] for t in s["tomograms"].values()), len(s["tomograms"]),
                   s["box_size"], s["options"])]

@@ -75,10 +75,11 @@ def test_demo_mask_outputs_are_right(demo_run):
     boxes = mrcfile.read(glob.glob(os.path.join(work, "inputs", "particles", "*.mrcs"))[0])
     # real particle boxes: 24 px, at least 5000 of the 5377 particles fit in their slice
     assert boxes.shape[1:] == (24, 24) and boxes.shape[0] > 5000
-    stacks = sorted(glob.glob(os.path.join(project, "Runs", "*ApplyMask2D", "extra",
-                                           "output_particles.mrcs")))
-    assert len(stacks) == 2
-    noise = mrcfile.read(stacks[0])
+    runs = sorted(glob.glob(os.path.join(project, "Runs", "*ApplyMask2D")))
+    assert len(runs) == 2
+    # one stack per chunk of particles (extra/output_particles_FIRST-LAST.mrcs), in set order
+    noise = np.concatenate([mrcfile.read(f) for f in sorted(glob.glob(
+        os.path.join(runs[0], "extra", "output_particles_*.mrcs")))])
     m = K.make_mask((24, 24), "circular", radius=8)
     np.testing.assert_array_equal(noise[:, m], boxes[:, m])
     # noise outside: mean and std of each box's own outside region

@@ -187,34 +187,13 @@ def test_protocol_form_shows_the_plugin_logo():
     assert path and os.path.exists(path) and path.endswith("cryoprocs_logo.png")
 
 
-def test_thread_limits_are_restored_by_the_last_concurrent_step():
-    """Concurrent steps share process-wide pools: the limits hold until the last step leaves,
-    then the original BLAS and OpenCV thread counts come back."""
-    import threading
+def test_item_commands_get_their_thread_count_in_their_environment():
+    """A step's command (a subprocess, or a queue job exporting this environment) gets its
+    share of threads for its BLAS, OpenMP and numba pools; the rest of the environment is
+    this process's."""
+    from cryoprocs.protocols.protocol_base import THREAD_VARIABLES, ProtCryoprocsBase
 
-    import cv2
-    from threadpoolctl import threadpool_info
-    from cryoprocs.protocols.protocol_base import ProtCryoprocsBase
-
-    def blas():
-        return [p["num_threads"] for p in threadpool_info()]
-
-    cv_before, blas_before = cv2.getNumThreads(), blas()
     proto = ProtCryoprocsBase.__new__(ProtCryoprocsBase)
-    inside, leave_first = threading.Event(), threading.Event()
-    seen = {}
-
-    def first():
-        with proto._threadLimits(1, opencv=True):
-            inside.set()
-            leave_first.wait(10)
-
-    t = threading.Thread(target=first)
-    t.start()
-    inside.wait(10)
-    with proto._threadLimits(1, opencv=True):
-        leave_first.set()
-        t.join(10)                       # the first step has left; this one still runs
-        seen["cv"], seen["blas"] = cv2.getNumThreads(), blas()
-    assert seen["cv"] == 1 and all(n == 1 for n in seen["blas"])
-    assert cv2.getNumThreads() == cv_before and blas() == blas_before
+    env = proto._commandEnviron(3)
+    assert all(env[v] == "3" for v in THREAD_VARIABLES)
+    assert env["PATH"] == os.environ["PATH"]

@@ -26,6 +26,17 @@ def _read_output(prot, path):
     return mrcfile.read(os.path.join(prot.getProject().getPath(), path))
 
 
+def _read_particles(prot, particles):
+    """The images of a particle set in id order, each read at its own location."""
+    stacks = {}
+    images = []
+    for p in particles.iterItems(orderBy="id"):
+        if p.getFileName() not in stacks:
+            stacks[p.getFileName()] = _read_output(prot, p.getFileName())
+        images.append(stacks[p.getFileName()][p.getIndex() - 1])
+    return np.stack(images)
+
+
 class TestApplyMaskProtocols(CryoprocsBaseTest):
 
     @classmethod
@@ -64,11 +75,15 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         self.assertAlmostEqual(out.getSamplingRate(), parts.getSamplingRate())
         first = out.getFirstItem()
         self.assertEqual(first.getObjId(), parts.getFirstItem().getObjId())
-        stack = _read_output(prot, first.getFileName())
+        stack = _read_particles(prot, out)
         ref = mrcfile.read(os.path.join(base, case["output_file"]))
         self._assertXmipp(stack, ref)
-        for i, p in enumerate(out.iterItems(orderBy="id")):
-            self.assertEqual(p.getIndex(), i + 1)
+        # 3 threads: one chunk of particles per worker, each in its own stack, in set order
+        locations = [(p.getFileName(), p.getIndex()) for p in out.iterItems(orderBy="id")]
+        self.assertEqual(locations, [(os.path.join(prot._getExtraPath(), name), i)
+                                     for name, n in (("output_particles_000001-000003.mrcs", 3),
+                                                     ("output_particles_000004-000005.mrcs", 2))
+                                     for i in range(1, n + 1)])
 
     def test_2d_created_soft_mask_matches_xmipp(self):
         base, cases, case = _xmipp_case("m2d11_createdmask_softellipse")
@@ -81,7 +96,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
                                 source=C.SOURCE_MASK, inputMask=impMask.outputMask)
         self.launchProtocol(prot)
         out = getattr(prot, C.OUTPUT_PARTICLES)
-        stack = _read_output(prot, out.getFirstItem().getFileName())
+        stack = _read_particles(prot, out)
         self._assertXmipp(stack, mrcfile.read(os.path.join(base, case["output_file"])))
 
     def test_3d_raised_crown_matches_xmipp(self):
@@ -207,8 +222,9 @@ class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
         self.assertSetSize(out, 5)
         self.assertEqual(out.getAlignment(), inp.getAlignment())
         self.assertAlmostEqual(out.getAcquisition().getVoltage(), 300.0)
-        masked = _read_output(prot, out.getFirstItem().getFileName())
-        for pin, pout in zip(inp.iterItems(orderBy="id"), out.iterItems(orderBy="id")):
+        masked = _read_particles(prot, out)
+        for k, (pin, pout) in enumerate(zip(inp.iterItems(orderBy="id"),
+                                            out.iterItems(orderBy="id"))):
             self.assertEqual(pin.getObjId(), pout.getObjId())
             self.assertAlmostEqual(pin.getCTF().getDefocusU(), pout.getCTF().getDefocusU())
             self.assertAlmostEqual(pin.getCTF().getDefocusAngle(),
@@ -220,7 +236,7 @@ class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
             self.assertNotEqual(pin.getFileName(), pout.getFileName())
             # the image is the masked input image
             img = mrcfile.open(pin.getFileName(), permissive=True).data[pin.getIndex() - 1]
-            res = masked[pout.getIndex() - 1]
+            res = masked[k]
             self.assertEqual(res[128, 128], img[128, 128])       # inside: unchanged
             self.assertEqual(res[0, 0], 0.0)                      # corner: removed
 
