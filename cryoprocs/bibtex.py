@@ -2,8 +2,10 @@
 """
 @misc{cryoprocs2026,
 title = {cryoprocs: fast NumPy/SciPy processing protocols for Scipion},
-author = {{cryoprocs developers}},
+author = {cryoprocs developers},
+journal = {Scipion plugin scipion-em-cryoprocs},
 year = {2026},
+url = {https://github.com/cryoprocs/scipion-em-cryoprocs},
 note = {scipion-em-cryoprocs}
 }
 
@@ -65,7 +67,10 @@ author = {T. Grant and N. Grigorieff}
 @misc{cryoCAT,
 title = {cryoCAT: Contextual Analysis Tools for cryoET and subtomogram averaging},
 author = {Beata Turoňová and others},
+journal = {Python package cryocat, version 0.7.1},
+year = {2025},
 howpublished = {https://github.com/turonova/cryoCAT},
+url = {https://github.com/turonova/cryoCAT},
 note = {version 0.7.1}
 }
 

@@ -286,19 +286,18 @@ def draw_fsc(ax, frequencies, values, resolution, at_nyquist=False, threshold=0.
                    label="resolution %s" % res_txt)
     ax.set_ylim(-0.1, 1.05)
     ax.set_xlim(0, f.max() if f.size else 1)
-    ax.set_xlabel("spatial frequency (1/Å)")
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(_freq_label))
+    ax.set_xlabel("spatial frequency (1/Å) and resolution (Å)")
     ax.set_ylabel("FSC")
     ax.grid(True, alpha=0.3)
-    sec = ax.secondary_xaxis("top", functions=(_inv, _inv))
-    sec.set_xlabel("resolution (Å)")
     ax.legend(fontsize=8, loc="upper right")
     return res_txt
 
 
-def _inv(x):
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(x > 0, 1.0 / np.maximum(x, 1e-12), np.inf)
+def _freq_label(value, _pos=None):
+    """Tick label of a spatial frequency: ``0.025`` over ``(40 Å)``."""
+    return "%.3g\n(%.3g Å)" % (value, 1.0 / value) if value > 0 else "0"
 
 
 class StackGallery:

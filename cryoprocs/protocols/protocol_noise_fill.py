@@ -20,6 +20,7 @@ from .. import constants as C
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
 from .protocol_base import ProtCryoprocsBase
+from .texts import plural
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +326,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         for tsId, tomo, mask in pairs:
             tsr, msr = tomo.getSamplingRate(), mask.getSamplingRate()
             if tsr and msr and abs(tsr - msr) > SAMPLING_TOLERANCE * tsr:
-                errors.append('tsId %s: the mask sampling rate %.4g A/px differs from the '
-                              'tomogram\'s %.4g A/px by more than 1 %%.' % (tsId, msr, tsr))
+                errors.append('tsId %s: the mask sampling rate %.4g Å/px differs from the '
+                              'tomogram\'s %.4g Å/px by more than 1 %%.' % (tsId, msr, tsr))
             tfn = self._projectPath(tomo.getFileName())
             mfn = self._projectPath(mask.getFileName())
             try:
@@ -366,7 +367,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             return summary
         out = getattr(self, C.OUTPUT_NOISE_FILLED_TOMOS)
         p = self._params().resolved()
-        summary.append('%d tomograms noise-filled (%s).' % (out.getSize(), self._describe(p)))
+        summary.append('%s noise-filled (%s).' % (plural(out.getSize(), 'tomogram'),
+                                                  self._describe(p)))
         for tsId, _, _ in self._pairs()[0]:
             rep = self._readReport(tsId)
             if rep is None:

@@ -88,25 +88,24 @@ class TestGuiViewers(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
-        cls.display, reason = xdisplay.start_display()
-        if cls.display is None:
-            raise unittest.SkipTest("no X display for the GUI tests: %s" % reason)
-        import pyworkflow.gui.project  # noqa: F401  (the GUI's import order: form after project)
-        from pyworkflow.gui.plotter import Plotter
-        Plotter.setBackend("TkAgg")
-        os.makedirs(OUTPUT, exist_ok=True)
-        logger.warning("GUI screenshots: %s", os.path.abspath(OUTPUT))
+        cls.display, cls.noDisplay = xdisplay.start_display()
+        if cls.display is not None:
+            import pyworkflow.gui.project  # noqa: F401  (the GUI's import order)
+            from pyworkflow.gui.plotter import Plotter
+            Plotter.setBackend("TkAgg")
+            os.makedirs(OUTPUT, exist_ok=True)
+            logger.warning("GUI screenshots: %s", os.path.abspath(OUTPUT))
         setupTestProject(cls)
         cls.t0 = time.time()
         cls._build()
 
     @classmethod
     def tearDownClass(cls):
-        from pyworkflow.gui.plotter import Plotter
-        import matplotlib.pyplot as plt
-        plt.close("all")
-        Plotter.setBackend("Agg")
         if getattr(cls, "display", None) is not None:
+            from pyworkflow.gui.plotter import Plotter
+            import matplotlib.pyplot as plt
+            plt.close("all")
+            Plotter.setBackend("Agg")
             cls.display.stop()
 
     @classmethod
@@ -175,6 +174,8 @@ class TestGuiViewers(CryoprocsBaseTest):
 
     # ---------------------------------------------------------------- helpers
     def setUp(self):
+        if self.display is None and self._testMethodName.startswith("test_gui_"):
+            self.skipTest("no X display for the GUI tests: %s" % self.noDisplay)
         self.tkErrors = []
         self._orig_report = tkinter.Tk.report_callback_exception
         errors = self.tkErrors
@@ -185,6 +186,8 @@ class TestGuiViewers(CryoprocsBaseTest):
         tkinter.Tk.report_callback_exception = report
 
     def tearDown(self):
+        if not hasattr(self, "_orig_report"):
+            return
         tkinter.Tk.report_callback_exception = self._orig_report
         import matplotlib.pyplot as plt
         plt.close("all")
@@ -262,13 +265,13 @@ class TestGuiViewers(CryoprocsBaseTest):
         self.assertEqual(self.tkErrors, [])
 
     # ---------------------------------------------------------------- tests
-    def test_mask3d(self):
+    def test_gui_mask3d(self):
         self._all("mask3d", "mask3d")
 
-    def test_mask2d(self):
+    def test_gui_mask2d(self):
         self._all("mask2d", "mask2d")
 
-    def test_noise_fill_browser(self):
+    def test_gui_noise_fill_browser(self):
         def check(view):
             b = view.handle
             before = np.array(b.images[1].get_array())
@@ -277,14 +280,14 @@ class TestGuiViewers(CryoprocsBaseTest):
             self.assertTrue(any(c is not None for c in b._contours))
         self._all("noise", "noisefill", {"displayBrowser": check})
 
-    def test_peak_picking(self):
+    def test_gui_peak_picking(self):
         def check(view):
             b = view.handle
             self.assertEqual(len(b.picks), len(CENTRES))
             self.assertGreater(len(b._circles), 0)
         self._all("peaks", "peaks", {"displayPicks": check})
 
-    def test_extract_galleries(self):
+    def test_gui_extract_galleries(self):
         def check(view):
             g = view.handle
             self.assertEqual(len(g.images), len(CENTRES))
@@ -296,7 +299,7 @@ class TestGuiViewers(CryoprocsBaseTest):
         self._all("extract2d", "extract2d", {"displayGallery": check})
         self._all("extract3d", "extract3d", {"displayGallery": check})
 
-    def test_reconstruct_maps_and_fsc(self):
+    def test_gui_reconstruct_maps_and_fsc(self):
         prot = self.runs["reconstruct"]
         summary = "\n".join(prot.summary())
         number = re.search(r"FSC 0\.143 resolution between the half maps: (<= )?([\d.]+) Å",
@@ -308,11 +311,11 @@ class TestGuiViewers(CryoprocsBaseTest):
             self.assertIn("%s%s Å" % (number.group(1) or "", number.group(2)), texts[0])
         self._all("reconstruct", "reconstruct", {"displayFsc": check})
 
-    def test_tilt_series(self):
+    def test_gui_tilt_series(self):
         self._all("sim", "simulate_tilt_series")
         self._all("stacks", "tilt_series_from_stacks")
 
-    def test_movie_preview_and_play(self):
+    def test_gui_movie_preview_and_play(self):
         import cryoprocs.viewers.viewer_base as VB
         prot = self.runs["movie"]
         viewer = self._viewer(prot)
@@ -334,6 +337,60 @@ class TestGuiViewers(CryoprocsBaseTest):
         self.assertIn("Opening TS_01.mp4", msg)
         v.close()
         self.assertEqual(self.tkErrors, [])
+
+
+    # ---------------------------------------------------------------- texts (no display)
+    def test_methods_and_citations_render(self):
+        """Methods and citations of every finished run go through pyworkflow's citation code
+        without "Error with citation" and without a bare bibtex key (keys become links)."""
+        from pwem import Domain
+        from cryoprocs.tests.test_form_texts import render
+        keys = set(Domain.getPluginModule("cryoprocs")._bibtex)
+        for key, prot in self.runs.items():
+            text = "\n".join(prot.methods())
+            self.assertNotIn("Error with citation", text, key)
+            self.assertNotIn("not found", text, key)
+            unlinked = re.sub(r"\[\[[^\]]*\]\[[^\]]*\]\]", "", text)
+            for k in keys:
+                self.assertNotIn("[%s]" % k, text, key)       # a citation left unparsed
+                if re.search(r"\d", k):                        # keys that are not words
+                    self.assertNotIn(k, unlinked, "%s: raw key %s in %r" % (key, k, text))
+            self.assertNotIn("{", render(text), key)
+            if key not in ("sim", "stacks"):
+                self.assertTrue(prot._methods(), key)
+                self.assertIn("[[https://github.com/cryoprocs/scipion-em-cryoprocs][cryoprocs2026]]",
+                              "\n".join(prot.getParsedMethods()), key)
+
+    def test_summaries_agree_and_link(self):
+        from cryoprocs.tests.test_form_texts import BAD_UNITS
+        single = re.compile(r"\b1 (tomograms|particles|volumes|coordinates|movies|sub-volumes|"
+                            r"boxes|frames|tilts|tilt images|pseudo-subtomograms)\b")
+        for key, prot in self.runs.items():
+            text = "\n".join(prot.summary())
+            self.assertNotRegex(text, single, key)
+            self.assertIsNone(BAD_UNITS.search(text), "%s: %s" % (key, text))
+            for link in re.findall(r"\[\[([^\]]+)\]\]", text):
+                self.assertTrue(os.path.exists(os.path.join(self.proj.getPath(), link)),
+                                "%s: summary link %s does not exist" % (key, link))
+        self.assertIn("1 tomogram noise-filled", "\n".join(self.runs["noise"].summary()))
+        peaks = "\n".join(self.runs["peaks"].summary())
+        self.assertIn("4 coordinates in 1 tomogram", peaks)
+        self.assertIn("_diagnostics.png]]", peaks)
+        self.assertNotIn("<tsId>", peaks)
+
+    def test_angle_list_is_copied_into_the_run(self):
+        prot = self.runs["peaks"]
+        copy = os.path.join(self.proj.getPath(), prot._getExtraPath("angle_list.csv"))
+        with open(copy) as a, open(prot.angleList.get()) as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_run_logs_state_the_threads(self):
+        for key in ("noise", "mask3d", "movie"):
+            prot = self.runs[key]
+            with open(os.path.join(self.proj.getPath(), prot.getStdoutLog())) as fh:
+                log = fh.read()
+            self.assertNotIn("Cannot get information about MPI/threads", log, key)
+            self.assertIn("binary Threads: 1", log, key)
 
 
 def _alive(window):
