@@ -352,7 +352,7 @@ class TestGuiViewers(CryoprocsBaseTest):
             self.assertNotIn("not found", text, key)
             unlinked = re.sub(r"\[\[[^\]]*\]\[[^\]]*\]\]", "", text)
             for k in keys:
-                self.assertNotIn("[%s]" % k, text, key)       # a citation left unparsed
+                self.assertNotIn("[%s]" % k, unlinked, key)   # a citation left unparsed
                 if re.search(r"\d", k):                        # keys that are not words
                     self.assertNotIn(k, unlinked, "%s: raw key %s in %r" % (key, k, text))
             self.assertNotIn("{", render(text), key)
