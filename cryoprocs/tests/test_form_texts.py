@@ -154,3 +154,20 @@ def test_run_log_states_the_threads():
     p._nItemSteps = 3
     assert p.getBinThreads() == 1                       # 3 items share 4 threads
     assert protocols.ProtCryoprocsImportRelion5().getBinThreads() == 1     # serial protocol
+
+
+def test_demo_prints_the_missing_gui_packages(monkeypatch, capsys, tmp_path):
+    import argparse
+    import subprocess
+    from cryoprocs import sysdeps
+    from cryoprocs.commands import demo
+    import cryoprocs.demo.data as data
+    monkeypatch.setattr(sysdeps, "_loadable", lambda lib: "keysyms" not in lib)
+    assert sysdeps.missing_gui_packages()["qt"] == ["libxcb-keysyms1"]
+    monkeypatch.setattr(sysdeps, "_loadable", lambda lib: False)
+    monkeypatch.setattr(data, "locate", lambda d: {})
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env=None: 0)
+    args = argparse.Namespace(workdir=str(tmp_path), data=None, only=None)
+    assert demo.run(args) == 0
+    out = capsys.readouterr().out
+    assert "apt-get install libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0" in out
