@@ -34,11 +34,17 @@ def _apt_install(packages):
 class Display:
     """A running Xvfb (and window manager); ``name`` is the DISPLAY value."""
 
-    def __init__(self, name, procs):
+    def __init__(self, name, procs, previous=None):
         self.name = name
         self.procs = procs
+        self.previous = previous
 
     def stop(self):
+        """Stop the X server (and window manager) and restore ``$DISPLAY``."""
+        if self.previous is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = self.previous
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
@@ -72,13 +78,14 @@ def start_display():
         xvfb.kill()
         return None, "Xvfb did not start"
     name = ":%s" % number.decode().strip()
+    previous = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = name
     procs = [xvfb]
     if shutil.which("openbox"):
         procs.append(subprocess.Popen(["openbox"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         time.sleep(0.5)
-    return Display(name, procs), None
+    return Display(name, procs, previous), None
 
 
 def capture(window_id, path, display=None):
