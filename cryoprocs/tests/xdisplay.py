@@ -18,7 +18,8 @@ SCREEN = "1600x1000x24"
 def _apt_install(packages):
     """Install Debian packages as root; returns an error string or None."""
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "Xvfb is not installed and apt-get cannot be used here (not root or no apt)"
+        return ("Xvfb / ImageMagick are not installed and apt-get cannot be used here (not "
+                "root or no apt): apt-get install %s" % " ".join(packages))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + packages
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -57,10 +58,10 @@ class Display:
 def start_display():
     """``(Display, None)`` with ``$DISPLAY`` set, or ``(None, reason)`` when no X server can
     be started."""
-    if not shutil.which("Xvfb"):
+    if not (shutil.which("Xvfb") and shutil.which("import")):
         err = _apt_install(GUI_PACKAGES)
-        if err or not shutil.which("Xvfb"):
-            return None, err or "Xvfb not found after installing it"
+        if err or not (shutil.which("Xvfb") and shutil.which("import")):
+            return None, err or "Xvfb or ImageMagick's import not found after installing them"
     r, w = os.pipe()
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", SCREEN,
                              "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
