@@ -22,7 +22,7 @@ from ..kernels import masks as K
 from ..pipelines.masks import (ImageSources, MaskRecipe, finish_stack, mask_range,
                                preallocate_stack)
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
                                                self._maskDescription()))
         if not self._useCreatedMask():
             summary.append(self._fillSummary())
-        summary.append('Output stack: [[%s]]' % self._outputStack())
+        summary.append('Output stack: %s' % link(self._outputStack()))
         return summary
 
 

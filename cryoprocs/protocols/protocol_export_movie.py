@@ -22,6 +22,7 @@ from .. import constants as C
 from ..kernels import movie as K
 from ..pipelines import movie as P
 from .protocol_base import ProtCryoprocsBase
+from .texts import link
 
 logger = logging.getLogger(__name__)
 
@@ -439,12 +440,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                                           infos[0].get('settings', ''))]
         for i in infos:
             path = self._getExtraPath(os.path.basename(i['path']))
-            summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
-                           % (i['name'], path, i['frames'], i['duration_s'], i['width'],
+            summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
+                           % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
                               i['height'], P._human_size(i['size_bytes'])))
         preview = self.getPreviewFile()
         if preview:
-            summary.append('Preview (central frames): [[%s]]' % preview)
+            summary.append('Preview (central frames): %s' % link(preview))
         return summary
 
     def _methods(self):

@@ -26,7 +26,7 @@ from ..kernels import relion_geometry as G
 from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
                                  extract_subvolumes)
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -529,8 +529,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                         plural(self.minFrames.get(), 'tilt'))]
             for t, (n, k) in sorted(rep["per_ts"].items()):
                 lines.append('  %s: %d of %s' % (t, k, plural(n, 'particle')))
-            lines.append('RELION 5 project: [[%s]] (run RELION from the Scipion project '
-                         'directory)' % self._getExtraPath('optimisation_set.star'))
+            lines.append('RELION 5 project: %s (run RELION from the Scipion project '
+                         'directory)' % link(self._getExtraPath('optimisation_set.star')))
             return lines
         lines = []
         tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}

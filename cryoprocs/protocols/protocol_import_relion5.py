@@ -27,7 +27,7 @@ from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
 from ..convert.scipion import set_relion_orientation
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -388,8 +388,8 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         if not self.importReport.get():
             return ['Output not ready yet.']
         rep = json.loads(self.importReport.get())
-        lines = ['%d tilt series imported from [[%s]] (RELION project directory %s):'
-                 % (len(rep["tilt_series"]), self._tomogramsStar(), rep["project_dir"])]
+        lines = ['%d tilt series imported from %s (RELION project directory %s):'
+                 % (len(rep["tilt_series"]), link(self._tomogramsStar()), rep["project_dir"])]
         for t in rep["tilt_series"]:
             lines.append('  %s: %s, pre-exposure up to %.1f e/Å²'
                          % (t["tsId"], plural(t["tilts"], 'tilt'), t["max_pre_exposure"]))

@@ -20,7 +20,7 @@ from .. import constants as C
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -376,11 +376,11 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             summary.append(
                 '*%s*: mask %d -> %d voxels after expansion (%.2fx); kept region mean %s std '
                 '%s; filled region mean %s std %s (replaced data mean %s std %s); noise mean '
-                '%s std %s. Preview: [[%s]]'
+                '%s std %s. Preview: %s'
                 % (tsId, rep['mask_voxels'], rep['expanded_voxels'], rep['expansion_ratio'],
                    _g(rep['kept_mean']), _g(rep['kept_std']), _g(rep['filled_mean']),
                    _g(rep['filled_std']), _g(rep['replaced_mean']), _g(rep['replaced_std']),
-                   _g(rep['noise_mean']), _g(rep['noise_std']), self._pngFile(tsId)))
+                   _g(rep['noise_mean']), _g(rep['noise_std']), link(self._pngFile(tsId))))
         return summary
 
     def _describe(self, p):

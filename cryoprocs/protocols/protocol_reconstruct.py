@@ -28,7 +28,7 @@ from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         else:
             lines.append('No half sets (rlnRandomSubset): no FSC.')
         if r.get("fsc_png"):
-            lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+            lines.append('FSC plot: %s' % link(r["fsc_png"]))
         return lines
 
     def _methods(self):

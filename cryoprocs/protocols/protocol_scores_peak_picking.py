@@ -32,7 +32,7 @@ from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
 from ..pipelines import peaks as PP
 from .protocol_base import ProtCryoprocsBase
-from .texts import plural
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -503,11 +503,11 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             if not t["picks"]:
                 out.append('   %s: no voxel above the threshold; no coordinates.' % tsId)
         out.extend(s["unmatched"])
-        out.append('Exports: [[%s]], [[%s]], [[%s]]'
-                   % (self._getExtraPath(C.PEAKS_RELION5_STAR),
-                      self._getExtraPath(C.PEAKS_STOPGAP_STAR),
-                      self._getExtraPath(C.PEAKS_EM_MOTL)))
-        diags = ['[[%s]]' % self._diagFile(tsId) for tsId in s["tomograms"]
+        out.append('Exports: %s, %s, %s'
+                   % (link(self._getExtraPath(C.PEAKS_RELION5_STAR)),
+                      link(self._getExtraPath(C.PEAKS_STOPGAP_STAR)),
+                      link(self._getExtraPath(C.PEAKS_EM_MOTL))))
+        diags = [link(self._diagFile(tsId)) for tsId in s["tomograms"]
                  if os.path.exists(self._diagFile(tsId))]
         if diags:
             out.append('Diagnostics: %s' % ', '.join(diags))

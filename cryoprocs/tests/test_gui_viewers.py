@@ -339,6 +339,40 @@ class TestGuiViewers(CryoprocsBaseTest):
         self.assertEqual(self.tkErrors, [])
 
 
+    def test_gui_analyze_results_in_the_project_window(self):
+        """The Scipion project window's Analyze Results on a cryoprocs run opens the cryoprocs
+        viewer (the whole GUI path: project window, selection, viewer lookup, form)."""
+        from pyworkflow.gui.project import ProjectWindow
+        window = ProjectWindow(self.proj.getPath())
+        view = window.getViewWidget()
+        prot = [p for p in window.project.getRuns() if p.getObjLabel() == "reconstruct"][0]
+        seen = {}
+
+        def press():
+            view._selectItemProtocol(prot)
+            window.root.after(1500, shoot)        # the viewer form runs its own mainloop
+            view._analyzeResults(prot, None)
+            window.root.quit()                    # then leave the project window's loop
+
+        def shoot():
+            titles = [w.title() for w in window.root.winfo_children()
+                      if isinstance(w, tkinter.Toplevel)]
+            seen["titles"] = titles
+            path = os.path.join(OUTPUT, "project_window_analyze_results.png")
+            xdisplay.capture("root", path)
+            seen["stats"] = xdisplay.image_stats(path)
+            window.root.quit()
+        window.root.after(1500, press)
+        window.root.deiconify()
+        window.root.mainloop()
+        for w in window.root.winfo_children():
+            if isinstance(w, tkinter.Toplevel):
+                w.destroy()
+        window.root.destroy()
+        self.assertIn("Protocol Viewer: CryoprocsReconstructViewer", seen["titles"])
+        self.assertGreater(seen["stats"][0], MIN_STD)
+        self.assertEqual(self.tkErrors, [])
+
     # ---------------------------------------------------------------- texts (no display)
     def test_methods_and_citations_render(self):
         """Methods and citations of every finished run go through pyworkflow's citation code
@@ -362,20 +396,23 @@ class TestGuiViewers(CryoprocsBaseTest):
                               "\n".join(prot.getParsedMethods()), key)
 
     def test_summaries_agree_and_link(self):
-        from cryoprocs.tests.test_form_texts import BAD_UNITS
+        from cryoprocs.tests.test_form_texts import BAD_UNITS, render
         single = re.compile(r"\b1 (tomograms|particles|volumes|coordinates|movies|sub-volumes|"
                             r"boxes|frames|tilts|tilt images|pseudo-subtomograms)\b")
         for key, prot in self.runs.items():
             text = "\n".join(prot.summary())
             self.assertNotRegex(text, single, key)
             self.assertIsNone(BAD_UNITS.search(text), "%s: %s" % (key, text))
-            for link in re.findall(r"\[\[([^\]]+)\]\]", text):
-                self.assertTrue(os.path.exists(os.path.join(self.proj.getPath(), link)),
-                                "%s: summary link %s does not exist" % (key, link))
+            links = re.findall(r"\[\[([^\]]+)\]\[([^\]]+)\]\]", text)
+            for path, label in links:             # pyworkflow's link form: opens the file
+                self.assertTrue(os.path.exists(os.path.join(self.proj.getPath(), path)),
+                                "%s: summary link %s does not exist" % (key, path))
+            self.assertNotIn("[[", render(text), "%s: a link pyworkflow shows as text: %r"
+                             % (key, text))
         self.assertIn("1 tomogram noise-filled", "\n".join(self.runs["noise"].summary()))
         peaks = "\n".join(self.runs["peaks"].summary())
         self.assertIn("4 coordinates in 1 tomogram", peaks)
-        self.assertIn("_diagnostics.png]]", peaks)
+        self.assertIn("_diagnostics.png][TS_01_diagnostics.png]]", peaks)
         self.assertNotIn("<tsId>", peaks)
 
     def test_angle_list_is_copied_into_the_run(self):
