@@ -131,8 +131,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                         default=C.HAND_AUTO, condition=stack2d, label='Handedness',
                         help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
                              'the per-particle defocus change with depth. Automatic: the value '
-                             'imported with the tilt series (import relion 5 project), else -1 (the usual '
-                             'case, as scipion-em-reliontomo).')
+                             'imported with the tilt series (import relion 5 project), else -1 '
+                             '(the usual case, as scipion-em-reliontomo).')
         relion.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
                         expertLevel=LEVEL_ADVANCED, label='Defocus slope',
                         help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
