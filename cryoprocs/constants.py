@@ -125,7 +125,8 @@ OUTPUT_NOISE_FILL_MASKS = "noiseFillSoftMasks"
 # ---------------------------------------------------------------- ReconstructSubtomoAverage
 RECONSTRUCT_FROM_COORDINATES = 0
 RECONSTRUCT_FROM_SUBTOMOGRAMS = 1
-RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (ExtractSubtomos)"]
+RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series",
+                              "subtomograms (from extract subtomograms)"]
 
 OUTPUT_AVERAGE = "outputAverage"
 OUTPUT_FSC = "outputFSC"

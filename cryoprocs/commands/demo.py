@@ -44,4 +44,8 @@ def run(args):
            "--data-json", data_json]
     if args.only:
         cmd += ["--only"] + list(args.only)
-    return subprocess.call(cmd, env=env)
+    rc = subprocess.call(cmd, env=env)
+    from ..sysdeps import gui_packages_message
+    for line in gui_packages_message():       # what the GUI needs that pip cannot install
+        print(line)
+    return rc

@@ -22,6 +22,7 @@ from ..convert.mrc import mrc_info
 from ..kernels import masks as K
 from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, chunk_ranges
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
         form.addParam('inputMask', params.PointerParam,
                       pointerClass='VolumeMask' if is3d else 'Mask',
                       condition='source == %d' % C.SOURCE_MASK, allowsNull=True,
-                      label='Mask',
+                      important=True, label='Mask',
                       help='Created mask with the same dimensions (every axis) and sampling '
                            'rate as the input. Values are used as weights: 0 removes, 1 keeps.')
 
@@ -134,9 +135,13 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                            'voxels outside the mask; with a soft mask the data are blended with '
                            'that noise (data x mask + noise x (1 - mask)).'
                            % (('volume',) * 2 if is3d else ('image',) * 2))
+        binary = [i for i, g in enumerate(self._geometries) if K.mask_is_binary(g)]
         form.addParam('fillValue', params.FloatParam, default=0,
-                      condition='%s and fillType == %d' % (geoCond, C.FILL_VALUE),
-                      label='Fill value', help='Value written outside a binary mask.')
+                      condition='%s and fillType == %d and geo in %s'
+                                % (geoCond, C.FILL_VALUE, tuple(binary)),
+                      label='Fill value',
+                      help='Value written outside a binary mask (soft masks multiply the data '
+                           'and ignore it).')
         form.addParam('noiseSeed', params.IntParam, default=42, expertLevel=LEVEL_ADVANCED,
                       condition='%s and fillType == %d' % (geoCond, C.FILL_NOISE),
                       label='Noise seed',
@@ -221,8 +226,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                               'dimensions %s.' % (mshape, ', z' if self._dims == 3 else '', want))
             srIn, srMask = self._inputSamplingRate(), mask.getSamplingRate()
             if srIn and srMask and abs(srIn - srMask) > SAMPLING_TOLERANCE * srIn:
-                errors.append('The mask sampling rate %.4f A/px differs from the input '
-                              'sampling rate %.4f A/px by more than %d%%.'
+                errors.append('The mask sampling rate %.4f Å/px differs from the input '
+                              'sampling rate %.4f Å/px by more than %d%%.'
                               % (srMask, srIn, SAMPLING_TOLERANCE * 100))
             return errors
         try:
@@ -260,14 +265,30 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                                 % (geo.replace('_', ' '), C.FILL_CHOICES[self.fillType.get()]))
         return warnings
 
+    def _fillSummary(self):
+        """The fill as the summary states it: soft masks multiply and ignore value, min, max
+        and avg fills (as in Xmipp); noise is blended."""
+        fill = self.fillType.get()
+        soft = not K.mask_is_binary(self._geometryName())
+        if soft and fill != C.FILL_NOISE:
+            return 'Fill: ignored (soft mask: the data are multiplied by the mask).'
+        if fill == C.FILL_VALUE:
+            return 'Fill: value %g.' % self.fillValue.get()
+        if fill == C.FILL_NOISE:
+            return ('Fill: gaussian noise with the statistics outside the mask%s.'
+                    % (', blended by the soft mask' if soft else ''))
+        return 'Fill: the %s of each %s.' % (C.FILL_CHOICES[fill], self._itemNoun())
+
     def _methods(self):
         if not self.isFinished():
             return []
+        fill = ''
+        if not self._useCreatedMask():
+            if K.mask_is_binary(self._geometryName()) or self.fillType.get() == C.FILL_NOISE:
+                fill = ', filling the outside with %s' % C.FILL_CHOICES[self.fillType.get()]
         return ['The %s were masked with %s [delaRosaTrevin2013] using cryoprocs '
                 '[cryoprocs2026]%s.' % (self._itemNoun(plural=True), self._maskDescription(),
-                                        '' if self._useCreatedMask() else
-                                        ', filling the outside with %s'
-                                        % C.FILL_CHOICES[self.fillType.get()])]
+                                        fill)]
 
     def _citations(self):
         return ['delaRosaTrevin2013']
@@ -436,16 +457,15 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
             summary.append(NOT_READY)
             return summary
         out = getattr(self, C.OUTPUT_PARTICLES)
-        summary.append('%d particles masked with %s.' % (out.getSize(), self._maskDescription()))
+        summary.append('%s masked with %s.' % (plural(out.getSize(), 'particle'),
+                                               self._maskDescription()))
         if not self._useCreatedMask():
-            summary.append('Fill: %s%s.' % (C.FILL_CHOICES[self.fillType.get()],
-                                            ' %g' % self.fillValue.get()
-                                            if self.fillType.get() == C.FILL_VALUE else ''))
+            summary.append(self._fillSummary())
         stacks = sorted({p.getFileName() for p in out.iterItems()}) if out.getSize() < 10 ** 5 \
             else []
         if stacks:
             summary.append('Output stack%s: %s' % ('s' if len(stacks) > 1 else '',
-                                                   ', '.join('[[%s]]' % f for f in stacks)))
+                                                   ', '.join(link(f) for f in stacks)))
         return summary
 
 
@@ -593,11 +613,8 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             n = 1
         else:
             return [NOT_READY]
-        summary = ['%d volume%s masked with %s.' % (n, 's' if n > 1 else '',
-                                                   self._maskDescription())]
+        summary = ['%s masked with %s.' % (plural(n, 'volume'), self._maskDescription())]
         if not self._useCreatedMask():
-            summary.append('Fill: %s%s.' % (C.FILL_CHOICES[self.fillType.get()],
-                                            ' %g' % self.fillValue.get()
-                                            if self.fillType.get() == C.FILL_VALUE else ''))
+            summary.append(self._fillSummary())
         return summary
 

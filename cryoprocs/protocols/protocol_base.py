@@ -115,6 +115,17 @@ class ProtCryoprocsBase(EMProtocol):
     def _totalThreads(self):
         return max(1, int(self.numberOfThreads.get() or 1))
 
+    def getBinThreads(self):
+        """Threads of one item step's kernel, as the run log states them ("binary Threads").
+
+        cryoprocs declares only pyworkflow's "Scipion threads" (``addParallelSection(threads=N,
+        mpi=0)``): they are the total for the run, shared by the item steps running at once
+        (:meth:`_kernelThreads`). Before the steps exist this is what a single item gets
+        (all N); once they are inserted, what each of them gets."""
+        if self.modeSerial():
+            return super().getBinThreads()
+        return self._kernelThreads(getattr(self, '_nItemSteps', 1) or 1)
+
     def _kernelThreads(self, nItems):
         """Threads for one step's command when ``nItems`` item steps share the run."""
         total = self._totalThreads()
@@ -125,6 +136,7 @@ class ProtCryoprocsBase(EMProtocol):
     def _insertItemSteps(self, func, argsList, prerequisites=()):
         """Insert one parallel step per args tuple; return their step ids."""
         ids = []
+        self._nItemSteps = len(argsList)
         for args in argsList:
             ids.append(self._insertFunctionStep(func, *args, prerequisites=list(prerequisites),
                                                 needsGPU=False))

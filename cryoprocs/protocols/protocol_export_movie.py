@@ -23,6 +23,7 @@ from .. import constants as C
 from ..kernels import movie as K
 from ..pipelines import movie as P
 from .protocol_base import COMMAND_BASE_MB, ProtCryoprocsBase, read_json
+from .texts import link
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
                            'range*: slices START to END-1, 0-based, what mrc2movie\'s '
                            '--discard_range START END does (its README says "discard"; its '
-                           'code keeps them). *discard %% at each end*: drop these percentages '
+                           'code keeps them). *discard % at each end*: drop these percentages '
                            'of the slices at the start and at the end (mrc2movie\'s '
                            '--discard_percentage, given there as fractions). The contrast '
                            'window is computed over the kept slices only.')
@@ -172,12 +173,15 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('scaleBar', params.BooleanParam, default=False, label='Scale bar?',
                       help='Draw a bar of a round length in nm (about a fifth of the width) '
                            'in the bottom-left corner, from the sampling rate.')
-        form.addParam('crf', params.IntParam, default=23, expertLevel=LEVEL_ADVANCED,
+        mp4 = 'outputFormat == %d' % C.MOVIE_FORMAT_MP4
+        form.addParam('crf', params.IntParam, default=23, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 quality (CRF)',
                       help='x264 constant rate factor, 0-51: lower = better and larger; '
                            '18 is visually lossless, 23 the default, 28 small.')
         form.addParam('preset', params.EnumParam, choices=C.MOVIE_PRESET_CHOICES,
-                      default=C.MOVIE_PRESET_DEFAULT, expertLevel=LEVEL_ADVANCED,
+                      default=C.MOVIE_PRESET_DEFAULT, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
@@ -477,12 +481,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                                           infos[0].get('settings', ''))]
         for i in infos:
             path = self._getExtraPath(os.path.basename(i['path']))
-            summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
-                           % (i['name'], path, i['frames'], i['duration_s'], i['width'],
+            summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
+                           % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
                               i['height'], P._human_size(i['size_bytes'])))
         preview = self.getPreviewFile()
         if preview:
-            summary.append('Preview (central frames): [[%s]]' % preview)
+            summary.append('Preview (central frames): %s' % link(preview))
         return summary
 
     def _methods(self):

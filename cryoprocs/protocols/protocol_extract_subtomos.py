@@ -27,6 +27,7 @@ from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import Stack2DJob, Stack2DSettings, SubvolumeSettings
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json, safe_name
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +68,17 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         stack2d = 'extractionMode == %d' % C.EXTRACT_MODE_STACK2D
         vol3d = 'extractionMode == %d' % C.EXTRACT_MODE_SUBVOLUMES
         form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
-                      condition=stack2d, allowsNull=True, label='Tilt series',
+                      condition=stack2d, allowsNull=True, important=True,
+                      label='Tilt series',
                       help='Aligned, non-interpolated tilt series (the raw stacks with their '
                            'alignment transforms), matched to the coordinates by tsId.')
         form.addParam('inputCtfTomoSeries', params.PointerParam,
                       pointerClass='SetOfCTFTomoSeries', condition=stack2d, allowsNull=True,
-                      label='CTF tomo series',
+                      important=True, label='CTF tomo series',
                       help='Per-tilt CTF estimates (defocus U/V/angle, phase shift) matched by '
                            'tsId and acquisition order.')
         form.addParam('inputTomograms', params.PointerParam, pointerClass='SetOfTomograms',
-                      condition=vol3d, allowsNull=True, label='Tomograms',
+                      condition=vol3d, allowsNull=True, label='Tomograms (optional)',
                       help='Tomograms to cut from, matched by tsId. Empty: the tomograms the '
                            'coordinates refer to.')
 
@@ -97,61 +99,66 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                            'voxel size = coordinates sampling rate x binning (Fourier cropping '
                            'of the tomogram box when larger than the tomogram voxel).')
 
-        form.addSection(label='RELION options', )
-        form.addParam('ctfPremultiply', params.BooleanParam, default=True, condition=stack2d,
-                      label='CTF premultiplication?',
-                      help='Multiply each tilt image by its CTF at the particle depth (RELION '
-                           'default). No = RELION --no_ctf: only the contrast inversion is '
-                           'applied, and, as in RELION, no dose weighting.')
-        form.addParam('doseWeighting', params.BooleanParam, default=True,
-                      condition='%s and ctfPremultiply' % stack2d, label='Dose weighting?',
-                      help='Multiply by the Grant & Grigorieff (2015) dose weights of each '
-                           'tilt\'s pre-exposure (RELION default). No: CTF only (a cryoprocs '
-                           'option; RELION always weights with the CTF).')
-        form.addParam('circleCrop', params.BooleanParam, default=True, condition=stack2d,
-                      label='Circle crop with background subtraction?',
-                      help='Subtract the mean outside a circle of radius crop/2 and apply a '
-                           '5 px soft edge (RELION default; No = --no_circle_crop).')
-        form.addParam('maxDose', params.FloatParam, default=-1, condition=stack2d,
-                      label='Maximum dose (e/A^2)',
-                      help='Tilts whose pre-exposure exceeds this dose are left out (RELION '
-                           '--max_dose). -1 = use every tilt (RELION\'s default; '
-                           'scipion-em-reliontomo proposes 50).')
-        form.addParam('minFrames', params.IntParam, default=1, condition=stack2d,
-                      validators=[params.GE(0)], label='Minimum visible frames',
-                      help='Particles visible (box inside the image, within the maximum dose) '
-                           'in fewer tilts are removed (RELION --min_frames).')
-        form.addParam('float16', params.BooleanParam, default=False, condition=stack2d,
-                      label='Write float16?',
-                      help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
-                           'the disk space, about 3 significant digits.')
-        form.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
-                      default=C.HAND_AUTO, condition=stack2d, label='Handedness',
-                      help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
-                           'the per-particle defocus change with depth. Automatic: the value '
-                           'imported with the tilt series (ImportRelion5), else -1 (the usual '
-                           'case, as scipion-em-reliontomo).')
-        form.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
-                      expertLevel=LEVEL_ADVANCED, label='Defocus slope',
-                      help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
-                           'imported value, else 1 (RELION default).')
-        form.addParam('applyOffsets', params.BooleanParam, default=True, condition=stack2d,
-                      expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
-                      help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
-                           'the positions (RELION default; No = --dont_apply_offsets).')
-        form.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
-                      default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
-                      label='CTF scale factor',
-                      help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
-                           'as RELION 5 pipelines write it, or 1.')
-        form.addParam('invertContrast', params.BooleanParam, default=False, condition=vol3d,
+        form.addSection(label='Options')
+        relion = form.addGroup('RELION 5 extraction', condition=stack2d,
+                               help='Options of relion_tomo_subtomo --stack2d, with its '
+                                    'defaults.')
+        relion.addParam('ctfPremultiply', params.BooleanParam, default=True, condition=stack2d,
+                        label='CTF premultiplication?',
+                        help='Multiply each tilt image by its CTF at the particle depth (RELION '
+                             'default). No = RELION --no_ctf: only the contrast inversion is '
+                             'applied, and, as in RELION, no dose weighting.')
+        relion.addParam('doseWeighting', params.BooleanParam, default=True,
+                        condition='%s and ctfPremultiply' % stack2d, label='Dose weighting?',
+                        help='Multiply by the Grant & Grigorieff (2015) dose weights of each '
+                             'tilt\'s pre-exposure (RELION default). No: CTF only (a cryoprocs '
+                             'option; RELION always weights with the CTF).')
+        relion.addParam('circleCrop', params.BooleanParam, default=True, condition=stack2d,
+                        label='Circle crop with background subtraction?',
+                        help='Subtract the mean outside a circle of radius crop/2 and apply a '
+                             '5 px soft edge (RELION default; No = --no_circle_crop).')
+        relion.addParam('maxDose', params.FloatParam, default=-1, condition=stack2d,
+                        label='Maximum dose (e/Å²)',
+                        help='Tilts whose pre-exposure exceeds this dose are left out (RELION '
+                             '--max_dose). -1 = use every tilt (RELION\'s default; '
+                             'scipion-em-reliontomo proposes 50).')
+        relion.addParam('minFrames', params.IntParam, default=1, condition=stack2d,
+                        validators=[params.GE(0)], label='Minimum visible frames',
+                        help='Particles visible (box inside the image, within the maximum dose) '
+                             'in fewer tilts are removed (RELION --min_frames).')
+        relion.addParam('float16', params.BooleanParam, default=False, condition=stack2d,
+                        label='Write float16?',
+                        help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
+                             'the disk space, about 3 significant digits.')
+        relion.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
+                        default=C.HAND_AUTO, condition=stack2d, label='Handedness',
+                        help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
+                             'the per-particle defocus change with depth. Automatic: the value '
+                             'imported with the tilt series (import relion 5 project), else -1 '
+                             '(the usual case, as scipion-em-reliontomo).')
+        relion.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
+                        expertLevel=LEVEL_ADVANCED, label='Defocus slope',
+                        help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
+                             'imported value, else 1 (RELION default).')
+        relion.addParam('applyOffsets', params.BooleanParam, default=True, condition=stack2d,
+                        expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
+                        help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
+                             'the positions (RELION default; No = --dont_apply_offsets).')
+        relion.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
+                        default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
+                        label='CTF scale factor',
+                        help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
+                             'as RELION 5 pipelines write it, or 1.')
+        sub = form.addGroup('Sub-volumes', condition=vol3d,
+                            help='Options of the 3D sub-volumes cut from the tomograms.')
+        sub.addParam('invertContrast', params.BooleanParam, default=False, condition=vol3d,
                       label='Invert contrast?',
                       help='Multiply the sub-volumes by -1 (dark protein becomes bright).')
-        form.addParam('normalize', params.BooleanParam, default=False, condition=vol3d,
+        sub.addParam('normalize', params.BooleanParam, default=False, condition=vol3d,
                       label='Normalize?',
                       help='Scale each sub-volume so that the voxels outside the sphere of '
                            'radius box/2 have mean 0 and standard deviation 1.')
-        form.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
+        sub.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
                       default=C.OUTSIDE_SKIP, condition=vol3d,
                       label='Boxes leaving the tomogram',
                       help='Skip those particles, or fill the missing voxels with the '
@@ -518,10 +525,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                               'transforms).' % ", ".join(unaligned[:10]))
             srs = {t: tsIds[t][1] for t in used}
             srSet = tsSet.getSamplingRate()
-            bad = ["%s (%.4f A/px)" % (t, s) for t, s in srs.items()
+            bad = ["%s (%.4f Å/px)" % (t, s) for t, s in srs.items()
                    if abs(s - srSet) > SAMPLING_TOLERANCE * srSet]
             if bad:
-                errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+                errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                               % (", ".join(bad), srSet))
             if not errors:
                 s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
@@ -548,8 +555,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 tsr = tomos[t].getSamplingRate()
                 f = csr * self.binning.get() / tsr
                 if f < 1 - SAMPLING_TOLERANCE:
-                    errors.append('tsId %s: the output voxel (coordinates %.3f A/px x binning '
-                                  '%g) is smaller than the tomogram voxel %.3f A; increase the '
+                    errors.append('tsId %s: the output voxel (coordinates %.3f Å/px x binning '
+                                  '%g) is smaller than the tomogram voxel %.3f Å; increase the '
                                   'binning' % (t, csr, self.binning.get(), tsr))
                 dims = tomos[t].getDim()
                 s0 = int(self.boxSize.get() * max(1.0, f) + 0.5)
@@ -573,13 +580,14 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             return [NOT_READY]
         rep = json.loads(self.extractionReport.get())
         if rep["mode"] == "2d":
-            lines = ['%d RELION 5 pseudo-subtomograms (2D stacks, %d frames) extracted; %d '
-                     'particles removed (visible in fewer than %d tilts).'
-                     % (rep["kept"], rep["frames"], rep["removed"], self.minFrames.get())]
+            lines = ['%s (2D stacks, %s) extracted; %s removed (visible in fewer than %s).'
+                     % (plural(rep["kept"], 'RELION 5 pseudo-subtomogram'),
+                        plural(rep["frames"], 'frame'), plural(rep["removed"], 'particle'),
+                        plural(self.minFrames.get(), 'tilt'))]
             for t, (n, k) in sorted(rep["per_ts"].items()):
-                lines.append('  %s: %d of %d particles' % (t, k, n))
-            lines.append('RELION 5 project: [[%s]] (run RELION from the Scipion project '
-                         'directory)' % self._getExtraPath('optimisation_set.star'))
+                lines.append('  %s: %d of %s' % (t, k, plural(n, 'particle')))
+            lines.append('RELION 5 project: %s (run RELION from the Scipion project '
+                         'directory)' % link(self._getExtraPath('optimisation_set.star')))
             return lines
         lines = []
         tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}
@@ -589,10 +597,11 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             lines.append('  %s: %d written, %d outside the tomogram (%d skipped, %d padded)'
                          % (t, c["written"] + c.get("skipped_existing", 0), c["outside"],
                             c["skipped"], c["padded"]))
-        return ['%d sub-volumes of %d px extracted; %d box%s left the tomogram: %d skipped, '
+        return ['%s of %d px extracted; %s left the tomogram: %d skipped, '
                 '%d padded with the tomogram mean.'
-                % (tot["written"] + tot["skipped_existing"], self.boxSize.get(), tot["outside"],
-                   "" if tot["outside"] == 1 else "es", tot["skipped"], tot["padded"])] + lines
+                % (plural(tot["written"] + tot["skipped_existing"], 'sub-volume'),
+                   self.boxSize.get(), plural(tot["outside"], 'box', 'boxes'), tot["skipped"],
+                   tot["padded"])] + lines
 
     def _methods(self):
         if not self.extractionReport.get():

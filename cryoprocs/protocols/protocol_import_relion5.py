@@ -28,6 +28,7 @@ from ..convert.images import image_info
 from ..convert import relion5_scipion as RS
 from ..convert.scipion import set_relion_orientation
 from .protocol_base import ProtCryoprocsBase
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -387,15 +388,16 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         if not self.importReport.get():
             return ['Output not ready yet.']
         rep = json.loads(self.importReport.get())
-        lines = ['%d tilt series imported from [[%s]] (RELION project directory %s):'
-                 % (len(rep["tilt_series"]), self._tomogramsStar(), rep["project_dir"])]
+        lines = ['%d tilt series imported from %s (RELION project directory %s):'
+                 % (len(rep["tilt_series"]), link(self._tomogramsStar()), rep["project_dir"])]
         for t in rep["tilt_series"]:
-            lines.append('  %s: %d tilts, pre-exposure up to %.1f e/A^2'
-                         % (t["tsId"], t["tilts"], t["max_pre_exposure"]))
+            lines.append('  %s: %s, pre-exposure up to %.1f e/Å²'
+                         % (t["tsId"], plural(t["tilts"], 'tilt'), t["max_pre_exposure"]))
         p = rep.get("particles")
         if p:
-            lines.append('%d particles imported (coordinates at %.3f A/px, referred to %s).'
-                         % (p["imported"], p["sampling_rate"], p["tomograms"]))
+            lines.append('%s imported (coordinates at %.3f Å/px, referred to %s).'
+                         % (plural(p["imported"], 'particle'), p["sampling_rate"],
+                            p["tomograms"]))
             if p["skipped_by_tomogram"]:
                 lines.append('Skipped particles of tomograms without tilt series: %s'
                              % ", ".join("%s (%d)" % kv for kv in

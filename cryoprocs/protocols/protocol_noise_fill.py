@@ -19,6 +19,7 @@ from .. import constants as C
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -359,8 +360,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         for tsId, tomo, mask in pairs:
             tsr, msr = tomo.getSamplingRate(), mask.getSamplingRate()
             if tsr and msr and abs(tsr - msr) > SAMPLING_TOLERANCE * tsr:
-                errors.append('tsId %s: the mask sampling rate %.4g A/px differs from the '
-                              'tomogram\'s %.4g A/px by more than 1 %%.' % (tsId, msr, tsr))
+                errors.append('tsId %s: the mask sampling rate %.4g Å/px differs from the '
+                              'tomogram\'s %.4g Å/px by more than 1 %%.' % (tsId, msr, tsr))
             tfn = self._projectPath(tomo.getFileName())
             mfn = self._projectPath(mask.getFileName())
             try:
@@ -400,7 +401,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             return summary
         out = getattr(self, C.OUTPUT_NOISE_FILLED_TOMOS)
         p = self._params().resolved()
-        summary.append('%d tomograms noise-filled (%s).' % (out.getSize(), self._describe(p)))
+        summary.append('%s noise-filled (%s).' % (plural(out.getSize(), 'tomogram'),
+                                                  self._describe(p)))
         for tsId, _, _ in self._pairs()[0]:
             rep = self._readReport(tsId)
             if rep is None:
@@ -408,11 +410,11 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             summary.append(
                 '*%s*: mask %d -> %d voxels after expansion (%.2fx); kept region mean %s std '
                 '%s; filled region mean %s std %s (replaced data mean %s std %s); noise mean '
-                '%s std %s. Preview: [[%s]]'
+                '%s std %s. Preview: %s'
                 % (tsId, rep['mask_voxels'], rep['expanded_voxels'], rep['expansion_ratio'],
                    _g(rep['kept_mean']), _g(rep['kept_std']), _g(rep['filled_mean']),
                    _g(rep['filled_std']), _g(rep['replaced_mean']), _g(rep['replaced_std']),
-                   _g(rep['noise_mean']), _g(rep['noise_std']), self._pngFile(tsId)))
+                   _g(rep['noise_mean']), _g(rep['noise_std']), link(self._pngFile(tsId))))
         return summary
 
     def _describe(self, p):

@@ -30,6 +30,7 @@ from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,13 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                            'without it particles alternate between the halves per tilt '
                            'series, as scipion-em-reliontomo does.')
         form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
-                      condition=fromCoords, allowsNull=True, label='Tilt series',
+                      condition=fromCoords, allowsNull=True, important=True,
+                      label='Tilt series',
                       help='Aligned, non-interpolated tilt series (raw stacks with their '
                            'alignment), matched to the coordinates by tsId.')
         form.addParam('inputCtfTomoSeries', params.PointerParam,
                       pointerClass='SetOfCTFTomoSeries', condition=fromCoords,
-                      allowsNull=True, label='CTF tomo series',
+                      allowsNull=True, important=True, label='CTF tomo series',
                       help='Per-tilt CTF estimates matched by tsId and acquisition order.')
         form.addParam('inputSubtomograms', params.PointerParam,
                       pointerClass='SetOfSubTomograms', condition=fromSubtomos,
@@ -123,7 +125,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                            'a 5 px soft edge to each tilt-image box before its FFT (RELION '
                            'default; No = --no_circle_crop).')
         form.addParam('maxDose', params.FloatParam, default=-1,
-                      label='Maximum dose (e/A^2)',
+                      label='Maximum dose (e/Å²)',
                       help='Tilts whose pre-exposure exceeds this dose are not used. -1 = '
                            'every tilt (RELION\'s reconstruction has no such option).')
         form.addParam('taper', params.FloatParam, default=10.0, expertLevel=LEVEL_ADVANCED,
@@ -439,10 +441,10 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             errors.append('Tilt series %s have no alignment (the reconstruction needs the '
                           'tilt-image transforms).' % ", ".join(unaligned[:10]))
         srSet = tsSet.getSamplingRate()
-        bad = ["%s (%.4f A/px)" % (t, tsInfo[t][1]) for t in used
+        bad = ["%s (%.4f Å/px)" % (t, tsInfo[t][1]) for t in used
                if abs(tsInfo[t][1] - srSet) > SAMPLING_TOLERANCE * srSet]
         if bad:
-            errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+            errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                           % (", ".join(bad), srSet))
         if not errors:
             s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
@@ -471,22 +473,23 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         if not self.reconstructionReport.get():
             return [NOT_READY]
         r = json.loads(self.reconstructionReport.get())
-        lines = ['%d of %d particles reconstructed (%d tilt images); %d skipped (no tilt with '
+        lines = ['%d of %s reconstructed (%s); %d skipped (no tilt with '
                  'the particle at least %g px from the image edges%s).'
-                 % (r["used"], r["particles"], r["slices"], r["skipped"], r["box"] / 2.0,
+                 % (r["used"], plural(r["particles"], 'particle'),
+                    plural(r["slices"], 'tilt image'), r["skipped"], r["box"] / 2.0,
                     ' within the maximum dose' if self.maxDose.get() > 0 else ''),
-                 'Map: %d px at %.3f A/px, symmetry %s%s.'
+                 'Map: %d px at %.3f Å/px, symmetry %s%s.'
                  % (r["crop"], r["pixel_size"], r["symmetry"],
                     ', half maps attached' if r["half_sets"] else '')]
         if r["resolution"] is not None:
-            lines.append('FSC 0.143 resolution between the half maps: %s%.2f A.'
+            lines.append('FSC 0.143 resolution between the half maps: %s%.2f Å.'
                          % ('<= ' if r["resolution_at_nyquist"] else '', r["resolution"]))
         elif r["half_sets"]:
             lines.append('The FSC between the half maps is below 0.143 at every shell.')
         else:
             lines.append('No half sets (rlnRandomSubset): no FSC.')
         if r.get("fsc_png"):
-            lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+            lines.append('FSC plot: %s' % link(r["fsc_png"]))
         return lines
 
     def _methods(self):
@@ -495,7 +498,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         r = json.loads(self.reconstructionReport.get())
         return ['A subtomogram average of %d particles was reconstructed from the tilt series '
                 'with the algorithm of RELION 5 relion_tomo_reconstruct_particle [Burt2024]'
-                '%s (box %d px at %.3f A/px, symmetry %s) using cryoprocs [cryoprocs2026].'
+                '%s (box %d px at %.3f Å/px, symmetry %s) using cryoprocs [cryoprocs2026].'
                 % (r["used"], ', CTF and dose weighting [Grant2015]' if self.doCtf.get()
                    else '', r["box"], r["pixel_size"], r["symmetry"])]
 

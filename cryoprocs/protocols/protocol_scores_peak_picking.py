@@ -32,6 +32,7 @@ from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
 from ..pipelines import peaks as PP
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         form.addParam('angleList', params.FileParam, important=True, label='Angle list file',
                       help='The angle list of the search: a CSV text file with 3 columns and '
                            'no header, one rotation per row, in degrees (GAPSTOP '
-                           'angles_<sampling>_C<n>.txt, STOPGAP anglist .csv).')
+                           'angles_<sampling>_C<n>.txt, STOPGAP anglist .csv). The run works '
+                           'on its own copy (extra/angle_list.*).')
         form.addParam('anglesOrder', params.EnumParam, choices=C.PEAKS_ORDER_CHOICES,
                       default=C.PEAKS_ORDER_ZXZ, label='Angle list column order',
                       help='zxz: columns phi, theta, psi (GAPSTOP, cryoCAT). zzx: columns '
@@ -104,7 +106,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'score maps as their tomograms).')
         form.addSection(label='Picking')
         form.addParam('cryocatCompatible', params.BooleanParam, default=False,
-                      label='cryoCAT-compatible',
+                      label='cryoCAT-compatible?',
                       help='Reproduce cryoCAT 0.7.1 scores_extract_particles exactly: its '
                            'order among equal scores, scores multiplied by the mask, no '
                            'border exclusion and no peak filters.')
@@ -126,8 +128,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            '"particle diameter (px)"; pytom uses half its diameter.')
         form.addParam('thresholdMode', params.EnumParam, choices=C.PEAKS_THR_CHOICES,
                       default=C.PEAKS_THR_FALSE_POSITIVES, label='Threshold',
-                      help='Voxels strictly above the threshold are candidates. *Direct "'
-                           '"value*: a score. *mean + k std*: of the (masked) map, NumPy '
+                      help='Voxels strictly above the threshold are candidates. *Direct '
+                           'value*: a score. *mean + k std*: of the (masked) map, NumPy '
                            'float32 statistics as cryoCAT. *Percentile*: of the map values '
                            '(scipion-em-gapstop default 99.5). *Triangle*: cryoCAT\'s default, '
                            'the knee of the sorted scores; lenient, most picks are noise. '
@@ -167,7 +169,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'of 360/n added to phi (seeded, wrapped to [0, 360)), as STOPGAP and '
                            'cryoCAT do, to avoid a preferred orientation in averaging.')
         form.addParam('randomizeSymmetry', params.BooleanParam, default=True,
-                      expertLevel=LEVEL_ADVANCED, label='Randomise phi by the symmetry',
+                      expertLevel=LEVEL_ADVANCED, label='Randomise phi by the symmetry?',
                       help='Only with C<n>, n > 1: add the random multiple of 360/n to phi.')
         form.addParam('seed', params.IntParam, default=0, expertLevel=LEVEL_ADVANCED,
                       label='Random seed', help='Seed of the symmetry randomisation.')
@@ -184,7 +186,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'Rejects isolated noise spikes; a rejected peak still excludes its '
                            'neighbourhood, as in STOPGAP. 0 = off.')
         form.addParam('angularFilter', params.BooleanParam, default=False,
-                      condition='not cryocatCompatible', label='Angular consistency filter',
+                      condition='not cryocatCompatible', label='Angular consistency filter?',
                       help='cryoCAT select_peaks idea: a true peak is surrounded by voxels '
                            'whose best orientation is close to its own.')
         form.addParam('angularMinCount', params.IntParam, default=4,
@@ -205,7 +207,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
 
         form.addSection(label='Outputs')
         form.addParam('writeAngularMaps', params.BooleanParam, default=False,
-                      label='Angular distance maps',
+                      label='Angular distance maps?',
                       help='Also output, per tomogram, maps of the angular distance of each '
                            'voxel\'s orientation to the first row of the angle list (total '
                            'rotation, particle normal, in-plane), as cryoCAT '
@@ -256,6 +258,21 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                 % (next(iter(sc)), next(iter(an)), ts)]
         return {k: (sc[k], an[k], to[k], ma[k] if ma else None) for k in keys}, unmatched
 
+    def _angleListFile(self):
+        """The run's own copy of the angle list, ``extra/angle_list<ext>``, made on first use
+        (under the protocol lock: steps are threads). The run reads only the copy, as Scipion
+        imports copy their files: a moved project or a changed original does not matter."""
+        import shutil
+        src = self._projectPath(self.angleList.get())
+        ext = os.path.splitext(src)[1] or '.txt'
+        dst = self._projectPath(self._getExtraPath('angle_list' + ext))
+        with self._lock:
+            if not os.path.exists(dst):
+                tmp = dst + '.partial'
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+        return dst
+
     def _picksFile(self, tsId):
         return self._tsIdPath(tsId, '_picks.npz')
 
@@ -304,7 +321,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         """The ``cryoprocs pick`` options of one score map (form -> command line)."""
         from ..commands.pick import args_from_options
         args = ['--scores', scorePath, '--angles', anglePath,
-                '--angle-list', self._projectPath(self.angleList.get()),
+                '--angle-list', self._angleListFile(),
                 '--output', os.path.abspath(self._csvFile(tsId)),
                 '--diagnostics', os.path.abspath(self._diagFile(tsId)),
                 '--result', os.path.abspath(self._picksFile(tsId)),
@@ -447,7 +464,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         srS = self.inputScoreMaps.get().getSamplingRate()
         srA = self.inputAngleMaps.get().getSamplingRate()
         if srS and srA and abs(srS - srA) > SAMPLING_TOLERANCE * srS:
-            errors.append('The score maps (%.4f A/px) and the angle maps (%.4f A/px) have '
+            errors.append('The score maps (%.4f Å/px) and the angle maps (%.4f Å/px) have '
                           'different sampling rates.' % (srS, srA))
         for tsId, (score, angle, _tomo, mask) in items.items():
             if tuple(score.getDim()) != tuple(angle.getDim()):
@@ -495,18 +512,22 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         s = read_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON))
         if s is None:
             return [NOT_READY]
-        out = ['%d coordinates in %d tomograms (box %d px): %s.'
-               % (sum(t["picks"] for t in s["tomograms"].values()), len(s["tomograms"]),
-                  s["box_size"], s["options"])]
+        out = ['%s in %s (box %d px): %s.'
+               % (plural(sum(t["picks"] for t in s["tomograms"].values()), 'coordinate'),
+                  plural(len(s["tomograms"]), 'tomogram'), s["box_size"], s["options"])]
         for tsId, t in s["tomograms"].items():
             out.append('*%s*: %s' % (tsId, t["line"]))
             if not t["picks"]:
                 out.append('   %s: no voxel above the threshold; no coordinates.' % tsId)
         out.extend(s["unmatched"])
-        out.append('Exports: [[%s]], [[%s]], [[%s]]; diagnostics: extra/<tsId>_diagnostics.png'
-                   % (self._getExtraPath(C.PEAKS_RELION5_STAR),
-                      self._getExtraPath(C.PEAKS_STOPGAP_STAR),
-                      self._getExtraPath(C.PEAKS_EM_MOTL)))
+        out.append('Exports: %s, %s, %s'
+                   % (link(self._getExtraPath(C.PEAKS_RELION5_STAR)),
+                      link(self._getExtraPath(C.PEAKS_STOPGAP_STAR)),
+                      link(self._getExtraPath(C.PEAKS_EM_MOTL))))
+        diags = [link(self._diagFile(tsId)) for tsId in s["tomograms"]
+                 if os.path.exists(self._diagFile(tsId))]
+        if diags:
+            out.append('Diagnostics: %s' % ', '.join(diags))
         return out
 
     def _methods(self):

@@ -181,7 +181,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
         self.assertIn("tsId mt13", errors)
         self.assertIn("135x135x101", errors)            # the mask's dimensions
         self.assertIn("94x206x36", errors)              # 13pf_MT's dimensions
-        self.assertIn("40 A/px", errors)                # sampling rate mismatch
+        self.assertIn("40 Å/px", errors)                # sampling rate mismatch
         impMasks = self.newProtocol(ProtImportTomomasks, filesPath=self.mtMaskDir,
                                     filesPattern="*.mrc", inputTomos=tomos)
         self.launchProtocol(impMasks)
