@@ -14,7 +14,7 @@
 import numpy as np
 
 __all__ = ["relion_euler_matrix", "relion_angles_from_matrix", "zxz_to_relion",
-           "relion_to_zxz", "wrap180", "zxz_matrix"]
+           "relion_to_zxz", "wrap180"]
 
 
 def wrap180(a):
@@ -75,30 +75,6 @@ def relion_angles_from_matrix(A, eps=1e-9):
     psi_down = np.arctan2(A[..., 0, 1], -A[..., 0, 0])       # tilt = 180
     psi = np.where(regular, psi_reg, np.where(ct > 0, psi_up, psi_down))
     return np.rad2deg(rot), np.rad2deg(tilt), np.rad2deg(psi)
-
-
-def zxz_matrix(phi, theta, psi):
-    """Active rotation matrix of zxz Euler angles (TOM/STOPGAP/cryoCAT), ``(..., 3, 3)``.
-
-    Equals scipy ``Rotation.from_euler('zxz', [phi, theta, psi], degrees=True).as_matrix()``
-    = ``Rz(psi) . Rx(theta) . Rz(phi)``.
-    """
-    f, t, p = (np.deg2rad(np.asarray(v, dtype=np.float64)) for v in (phi, theta, psi))
-    f, t, p = np.broadcast_arrays(f, t, p)
-
-    def rz(a):
-        c, s = np.cos(a), np.sin(a)
-        R = np.zeros(a.shape + (3, 3))
-        R[..., 0, 0], R[..., 0, 1], R[..., 1, 0], R[..., 1, 1], R[..., 2, 2] = c, -s, s, c, 1
-        return R
-
-    def rx(a):
-        c, s = np.cos(a), np.sin(a)
-        R = np.zeros(a.shape + (3, 3))
-        R[..., 0, 0], R[..., 1, 1], R[..., 1, 2], R[..., 2, 1], R[..., 2, 2] = 1, c, -s, s, c
-        return R
-
-    return rz(p) @ rx(t) @ rz(f)
 
 
 def zxz_to_relion(phi, theta, psi):

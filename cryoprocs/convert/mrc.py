@@ -22,9 +22,6 @@ __all__ = [
     "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter",
 ]
 
-MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
-
-
 class MrcFormatError(ValueError):
     """A file is missing, not an MRC file, or has unexpected dimensions."""
 

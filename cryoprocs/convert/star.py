@@ -11,7 +11,7 @@ import starfile
 
 from .mrc import atomic_output
 
-__all__ = ["read_star", "write_star", "read_block"]
+__all__ = ["read_star", "write_star"]
 
 
 def read_star(path):
@@ -28,17 +28,6 @@ def read_star(path):
         return starfile.read(path, always_dict=True)
     except Exception as exc:
         raise ValueError("cannot read STAR file %s: %s" % (path, exc)) from None
-
-
-def read_block(path, name=None):
-    """One block of a STAR file (the only/first one when ``name`` is None)."""
-    blocks = read_star(path)
-    if name is None:
-        return next(iter(blocks.values()))
-    if name not in blocks:
-        raise ValueError("STAR file %s has no data_%s block (blocks: %s)"
-                         % (path, name, ", ".join(blocks)))
-    return blocks[name]
 
 
 def write_star(path, blocks, overwrite=True, float_format="%.6f"):

@@ -19,7 +19,7 @@ from ..convert.em import mmap_em
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
 
-__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
+__all__ = ["PickOptions", "open_volume", "header_value_range", "pick_volumes",
            "save_result",
            "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
            "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
@@ -76,12 +76,6 @@ def header_value_range(path):
     if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo or (lo == 0 and hi == 0):
         return None
     return lo, hi
-
-
-def volume_shape(path):
-    """``(nz, ny, nx)`` of an MRC or EM volume from its header."""
-    with open_volume(path) as (data, _):
-        return tuple(int(v) for v in data.shape)
 
 
 @dataclass

@@ -47,9 +47,7 @@ from .relion5_project import Relion5ProjectJob, safe_name
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReconstructSettings", "ReconstructJob", "TomogramSums", "write_fsc_star",
-           "write_fsc_plot", "MAP_FILES"]
-
-MAP_FILES = {"merged": "merged.mrc", "half1": "half1.mrc", "half2": "half2.mrc"}
+           "write_fsc_plot"]
 
 
 @dataclass
