@@ -17,7 +17,7 @@ Conventions (../shared/docs/peak-picking.md sections 1 and 5):
 * RELION 5 particles: ``data_particles`` with ``rlnTomoName``, ``rlnTomoParticleName``,
   ``rlnCenteredCoordinateX/Y/ZAngst`` (Å from the tomogram centre: ``(x0 - n/2) * pixel``,
   with x0 the 0-based voxel, RELION's "decentred pixel" convention) and ``rlnAngleRot/Tilt/Psi``
-  = :func:`cryoprocs.convert.euler.zxz_to_relion` of the zxz angles; the score goes to
+  = :func:`cryoprocs.kernels.euler.zxz_to_relion` of the zxz angles; the score goes to
   ``rlnLCCmax`` as pytom-match-pick writes it.
 """
 import os
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .em import read_em, write_em
-from .euler import relion_to_zxz, zxz_to_relion
+from ..kernels.euler import relion_to_zxz, zxz_to_relion
 from .mrc import atomic_output
 from .star import read_star, write_star
 
@@ -161,7 +161,7 @@ def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=No
         ``pixel_size`` Å. ``rlnCenteredCoordinateXAngst = (x0 - nx/2) * pixel_size``.
     angles : array (N, 3)
         zxz ``phi, theta, psi``; written as RELION ``rot = 90 - phi, tilt = theta,
-        psi = -90 - psi`` (wrapped, :func:`~cryoprocs.convert.euler.zxz_to_relion`).
+        psi = -90 - psi`` (wrapped, :func:`~cryoprocs.kernels.euler.zxz_to_relion`).
     tomo_name : str or array (N,)
     """
     xyz0 = np.asarray(xyz0, dtype=np.float64).reshape(-1, 3)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..kernels import relion_geometry as G
-from .euler import relion_euler_matrix
+from ..kernels.euler import relion_euler_matrix
 from .mrc import MrcFormatError, mrc_info, parse_location
 from .star import read_star, write_star
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import relion5 as R5
-from .euler import relion_euler_matrix, relion_angles_from_matrix
+from ..kernels.euler import relion_euler_matrix, relion_angles_from_matrix
 from .scipion import scipion_matrix_to_relion
 
 __all__ = ["ctf_record", "ti_matrix_from_relion", "relion_from_ti_matrix", "attr", "set_attr",

@@ -13,7 +13,7 @@ scipion-em-tomo 3.12.4 and scipion-em-reliontomo ``convertBase``):
 """
 import numpy as np
 
-from .euler import relion_angles_from_matrix, relion_euler_matrix
+from ..kernels.euler import relion_angles_from_matrix, relion_euler_matrix
 
 __all__ = ["relion_to_scipion_matrix", "scipion_matrix_to_relion", "set_coordinate",
            "coordinate_blc", "set_relion_orientation", "relion_orientation"]

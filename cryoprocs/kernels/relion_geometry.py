@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from cryoprocs.convert.euler import relion_euler_matrix   # pure NumPy
+from .euler import relion_euler_matrix
 
 __all__ = ["MISSING_TOMO_SIZE", "rot_x", "rot_y", "rot_z", "c_half", "tomogram_centre",
            "projection_matrices", "decentred_positions", "apply_offsets", "project",

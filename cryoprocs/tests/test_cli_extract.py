@@ -221,7 +221,7 @@ def test_relion4_pixel_coordinates_give_relion_stacks(tmp_path, monkeypatch):
 def test_rotated_offsets_are_folded_like_relion(tmp_path, monkeypatch):
     """Origins with subtomogram angles: p -= A_subtomo . origin / ps (RELION; doc D-O1). Moving
     the coordinates by A o and adding the origin o gives RELION's stacks and coordinates."""
-    from cryoprocs.convert.euler import relion_euler_matrix
+    from cryoprocs.kernels.euler import relion_euler_matrix
     rng = np.random.default_rng(5)
 
     def add_offsets(p):

@@ -10,7 +10,7 @@ from pyworkflow.tests import setupTestProject
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import relion5_scipion as RS
-from cryoprocs.convert.euler import relion_euler_matrix
+from cryoprocs.kernels.euler import relion_euler_matrix
 from cryoprocs.convert.scipion import relion_orientation
 from cryoprocs.protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5
 from cryoprocs.tests import relion5_reference as REF

@@ -155,7 +155,7 @@ def _particles_sqlite_from_relion31(folder):
     from pwem.objects import (Acquisition, Coordinate, CTFModel, Particle, SetOfParticles,
                               Transform)
 
-    from cryoprocs.convert.euler import relion_euler_matrix
+    from cryoprocs.kernels.euler import relion_euler_matrix
 
     src = shared_data("real", "cryodrgn_relion31")
     star = starfile.read(os.path.join(src, "relion31.star"), always_dict=True)

@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import motl as M
-from cryoprocs.convert.euler import relion_to_zxz
+from cryoprocs.kernels.euler import relion_to_zxz
 from cryoprocs.convert.scipion import coordinate_blc, relion_orientation
 from cryoprocs.kernels import peaks as K
 from cryoprocs.protocols import ProtCryoprocsScoresPeakPicking
