@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .pages import release_pages
+
 __all__ = [
     "THRESHOLD_MODES", "MASK_MODES", "ANGLE_ORDERS", "NUMPY_BUFSIZE",
     "PeakPickingError", "AngleIndexError",
@@ -336,7 +338,7 @@ class MapPass:
             n = 0
             for start in range(0, self.size, self.chunk):
                 n += int(np.count_nonzero(np.asarray(self._mflat[start:start + self.chunk]) > 0))
-                _release(self._mflat, start, min(start + self.chunk, self.size))
+                release_pages(self._mflat, start, min(start + self.chunk, self.size))
         if n == 0:
             raise PeakPickingError("no voxel is inside the mask: cannot compute map statistics")
         return n
@@ -355,9 +357,9 @@ class MapPass:
                 else:
                     inside = m > 0
             yield _Region(start, v, inside)
-            _release(self._flat, start, stop)
+            release_pages(self._flat, start, stop)
             if self._mflat is not None:
-                _release(self._mflat, start, stop)
+                release_pages(self._mflat, start, stop)
 
 
 def _flat_view(a):
@@ -366,30 +368,6 @@ def _flat_view(a):
         raise PeakPickingError("maps must be C-contiguous [z, y, x] arrays (as mrcfile gives "
                                "them); got a strided view")
     return a.reshape(-1)
-
-
-def _release(flat, start, stop):
-    """Drop the pages of ``flat[start:stop]`` from this process if it is a read-only memmap."""
-    mm = getattr(flat, "_mmap", None)
-    if mm is None or not hasattr(mm, "madvise"):
-        return
-    try:
-        base = getattr(flat, "_cryoprocs_base", None)
-        if base is None:
-            view = np.frombuffer(mm, dtype=np.uint8)
-            base = view.ctypes.data
-            del view
-        item = flat.itemsize
-        rel = flat.ctypes.data - base
-        page = _mmap_module.PAGESIZE
-        lo = rel + start * item
-        hi = rel + stop * item
-        lo = -(-lo // page) * page
-        hi = hi // page * page
-        if hi > lo:
-            mm.madvise(_mmap_module.MADV_DONTNEED, lo, hi - lo)
-    except (ValueError, OSError, AttributeError, TypeError):
-        pass
 
 
 @dataclass
@@ -1228,7 +1206,7 @@ def gather(volume, coords, group=2048):
         sel = order[g0:g0 + group]
         idx = flat_idx[sel]
         out[sel] = flat[idx]
-        _release(flat, max(0, int(idx[0]) - pad), min(flat.size, int(idx[-1]) + 1 + pad))
+        release_pages(flat, max(0, int(idx[0]) - pad), min(flat.size, int(idx[-1]) + 1 + pad))
     return out
 
 

@@ -18,6 +18,7 @@ from ..convert import motl as M
 from ..convert.em import mmap_em
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
+from ..kernels.pages import release_pages
 
 __all__ = ["PickOptions", "open_volume", "header_value_range", "pick_volumes",
            "save_result",
@@ -393,7 +394,7 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
                             % (angles_path, v[bad].min(), v[bad].max(), n_ang, numbering))
                     for name in outs:
                         oflat[name][s:s + chunk] = tables[name][rows]
-                    K._release(flat, s, min(flat.size, s + chunk))
+                    release_pages(flat, s, min(flat.size, s + chunk))
             finally:
                 for m in outs.values():
                     finish_mrc(m)
