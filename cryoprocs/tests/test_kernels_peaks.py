@@ -86,7 +86,7 @@ def test_float32_sort_key_orders_like_values():
     v = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-40, 1e-30, 0.5, 7.0, np.inf], np.float32)
     k = P.float32_sort_key(v)
     assert np.all(np.diff(k.astype(np.int64)) > 0)
-    assert np.array_equal(P._key_to_float32(k).view(np.uint32), v.view(np.uint32))
+    assert np.array_equal(P.reductions.key_to_float32(k).view(np.uint32), v.view(np.uint32))
 
 
 # ----------------------------------------------------------------------------- thresholds
@@ -372,7 +372,7 @@ def test_min_peak_size_filter_matches_stopgap_rule():
 def test_provisional_threshold_fallback_gives_same_candidates(monkeypatch):
     m, _ = synthetic_map(seed=6)
     ref = P.pick_peaks(m, None, None, 5.0, threshold_mode="sigma", sigma=3.0)
-    monkeypatch.setattr(P, "PROVISIONAL_FACTOR", 3.0)     # provisional threshold too high
+    monkeypatch.setattr(P.thresholds, "PROVISIONAL_FACTOR", 3.0)   # provisional too high
     res = P.pick_peaks(m, None, None, 5.0, threshold_mode="sigma", sigma=3.0)
     assert res.n_candidates == ref.n_candidates
     assert np.array_equal(res.coords, ref.coords)
