@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import MrcFormatError, partial_path
 from ..convert.mrc import AtomicMrcWriter, MappedMrc
 from ..convert.paths import check_io
@@ -24,7 +25,6 @@ from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
 
 
 def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):

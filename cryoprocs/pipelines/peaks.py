@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
 from ..convert import motl as M
 from ..convert.em import mmap_em
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
@@ -96,7 +97,7 @@ class PickOptions:
     mask_mode: str = "multiply"
     angles_order: str = "zxz"
     angles_numbering: int = 0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     randomize_symmetry: bool = True
     seed: int = 0
     min_peak_size: int = None
@@ -111,17 +112,9 @@ class PickOptions:
 
     def describe(self):
         """One sentence with the threshold rule and the exclusion distance."""
-        mode = self.threshold_mode
-        if mode == "direct":
-            thr = "score > %g" % self.threshold
-        elif mode == "sigma":
-            thr = "score > mean + %g std" % self.sigma
-        elif mode == "percentile":
-            thr = "score > the %g-th percentile" % self.percentile
-        elif mode == "triangle":
-            thr = "score > the triangle threshold (cryoCAT default)"
-        else:
-            thr = "score > mean + k std with %g expected false positives" % self.n_false_positives
+        thr = K.describe_threshold(self.threshold_mode, threshold=self.threshold,
+                                   sigma=self.sigma, percentile=self.percentile,
+                                   n_false_positives=self.n_false_positives)
         s = "%s, picks more than %g voxels apart" % (thr, self.min_distance)
         if self.max_picks:
             s += ", at most %d per tomogram" % self.max_picks

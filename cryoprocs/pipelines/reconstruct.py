@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
@@ -66,7 +67,7 @@ class ReconstructSettings:
     box: int
     crop: int = None
     binning: float = 1.0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     snr: float = -1.0
     do_ctf: bool = True
     circle_crop: bool = True

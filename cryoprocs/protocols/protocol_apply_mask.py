@@ -17,6 +17,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import partial_path, write_mrc
 from ..kernels import masks as K
 from ..pipelines.masks import (ImageSources, MaskRecipe, finish_stack, mask_range,
@@ -25,7 +26,6 @@ from .protocol_base import ProtCryoprocsBase
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01     # relative
 
 
 class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):

@@ -17,13 +17,13 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTomograms, SetOfTomoMasks, Tomogram, TomoMask
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
 from .protocol_base import ProtCryoprocsBase
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01      # relative
 
 
 class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):

@@ -423,3 +423,20 @@ def test_memory_mapped_maps_give_the_in_memory_picks(tmp_path, mode):
         assert np.array_equal(mem.scores, mapped.scores)
         assert np.array_equal(mem.angles, mapped.angles)
         assert mem.threshold == mapped.threshold and mem.mean == mapped.mean
+
+
+def test_one_threshold_rule_per_mode_named_once():
+    """The mode names live in cryoprocs.constants; each maps to the rule class of that name,
+    and the rules describe themselves as the summaries always did."""
+    from cryoprocs import constants as C
+    assert P.THRESHOLD_MODES == tuple(C.PEAKS_THR_MODES)
+    assert len(C.PEAKS_THR_MODES) == len(C.PEAKS_THR_CHOICES)
+    for mode, cls in P.thresholds.THRESHOLD_RULES.items():
+        assert cls.__name__.lower() == mode.replace("-", "") + "threshold"
+    params = dict(threshold=0.25, sigma=3.0, percentile=99.5, n_false_positives=10.0)
+    assert [P.describe_threshold(m, **params) for m in P.THRESHOLD_MODES] == [
+        "score > 0.25", "score > mean + 3 std", "score > the 99.5-th percentile",
+        "score > the triangle threshold (cryoCAT default)",
+        "score > mean + k std with 10 expected false positives"]
+    with pytest.raises(P.PeakPickingError, match="threshold mode must be one of"):
+        P.threshold_rule("otsu")

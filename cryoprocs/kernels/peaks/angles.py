@@ -15,6 +15,7 @@ from typing import Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ...constants import PEAKS_ORDERS
 from .errors import AngleIndexError, PeakPickingError
 from .maps import gather
 
@@ -22,7 +23,9 @@ __all__ = ["ANGLE_ORDERS", "load_angle_list", "angle_rows_at", "symmetry_order",
            "randomize_phi", "zxz_rotations", "angular_distance_tables", "AngularFilter",
            "angular_consistency"]
 
-ANGLE_ORDERS = ("zxz", "zzx")
+#: angle-list column orders: ``zxz`` = phi, theta, psi (GAPSTOP); ``zzx`` = phi, psi, theta
+#: (STOPGAP)
+ANGLE_ORDERS = tuple(PEAKS_ORDERS)
 
 
 def load_angle_list(angles: Union[str, os.PathLike, ArrayLike],

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ...constants import DEFAULT_SYMMETRY
 from .angles import (AngularFilter, angle_rows_at, angular_consistency, load_angle_list,
                      randomize_phi, symmetry_order)
 from .candidates import CandidateCollector, find_candidates, order_candidates, unravel
@@ -78,7 +79,7 @@ def pick_peaks(scores: np.ndarray, angle_map: Optional[np.ndarray],
                max_picks: Optional[int] = None, border: int = 0,
                mask: Optional[np.ndarray] = None, mask_mode: str = "multiply",
                angles_order: str = "zxz", angles_numbering: int = 0,
-               symmetry: Union[int, str] = 1, randomize_symmetry: bool = True, seed=None,
+               symmetry: Union[int, str] = DEFAULT_SYMMETRY, randomize_symmetry: bool = True, seed=None,
                min_peak_size: Optional[int] = None,
                angular_filter: Optional[AngularFilter] = None, compatible: bool = False,
                keep_candidates: bool = True, progress: Optional[Callable] = None) -> PickResult:

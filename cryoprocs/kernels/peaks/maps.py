@@ -12,6 +12,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ...constants import PEAKS_MASK_MODES
 from ..pages import release_pages
 from .errors import PeakPickingError
 from .reductions import NUMPY_BUFSIZE, NumpySum, mean_from_sum, numpy_mean_std
@@ -20,7 +21,9 @@ __all__ = ["MASK_MODES", "CHUNK", "SAMPLE_STRIDE", "Region", "MapPass", "MapStat
            "map_statistics", "two_pass_statistics", "region_values", "flat_view", "gather",
            "map_maximum", "collect_all"]
 
-MASK_MODES = ("multiply", "inside")
+#: ``multiply``: scores x mask before anything else (cryoCAT); ``inside``: statistics and
+#: candidates only where mask > 0
+MASK_MODES = tuple(PEAKS_MASK_MODES)
 #: values per streaming chunk (a multiple of NUMPY_BUFSIZE; 4 MB of float32)
 CHUNK = 128 * NUMPY_BUFSIZE
 #: stride of the diagnostic sample of the map values (a prime: no alignment with rows)

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ...constants import PEAKS_THR_MODES
 from .errors import PeakPickingError
 from .maps import MapPass, MapStatistics, collect_all, region_values
 from .reductions import KeyHistogram, float32_sort_key, float64_to_float32_floor, key_to_float32
@@ -449,12 +450,12 @@ class TriangleThreshold(ThresholdRule):
         return "score > the triangle threshold (cryoCAT default)"
 
 
-#: the rule of each mode, in the order of :data:`THRESHOLD_MODES`
-THRESHOLD_RULES = {"direct": DirectThreshold, "sigma": SigmaThreshold,
-                   "percentile": PercentileThreshold, "triangle": TriangleThreshold,
-                   "false-positives": FalsePositivesThreshold}
-#: the names of the threshold modes (the form's enum order)
-THRESHOLD_MODES = tuple(THRESHOLD_RULES)
+#: the names of the threshold modes (defined in :mod:`cryoprocs.constants`, form-enum order)
+THRESHOLD_MODES = tuple(PEAKS_THR_MODES)
+#: the rule of each mode
+THRESHOLD_RULES = dict(zip(THRESHOLD_MODES, (DirectThreshold, SigmaThreshold,
+                                             PercentileThreshold, TriangleThreshold,
+                                             FalsePositivesThreshold)))
 
 
 def threshold_rule(mode: str, **params) -> ThresholdRule:
