@@ -23,7 +23,6 @@ Conventions (../shared/docs/peak-picking.md sections 1 and 5):
 import os
 
 import numpy as np
-import pandas as pd
 
 from .em import read_em, write_em
 from ..kernels.euler import relion_to_zxz, zxz_to_relion
@@ -63,6 +62,8 @@ def motl_from_picks(xyz0, scores, angles, tomo_id=1, object_id=1, first_id=1):
     first_id : int
         ``subtomo_id`` of the first row (ids are consecutive).
     """
+    import pandas as pd
+
     xyz0 = np.asarray(xyz0, dtype=np.float64).reshape(-1, 3)
     n = len(xyz0)
     ang = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
@@ -89,6 +90,8 @@ def write_em_motl(path, motl, overwrite=True):
 
 def read_em_motl(path):
     """An EM motive list (20 x N, any z) as a DataFrame with :data:`EM_MOTL_FIELDS` columns."""
+    import pandas as pd
+
     data = read_em(path)
     if data.shape[-1] != 20:
         raise MotlFormatError("%s is not a motive list: the EM x dimension is %d, not 20"
@@ -138,6 +141,8 @@ def write_stopgap_star(path, motl, overwrite=True):
 
 def read_stopgap_star(path):
     """A STOPGAP STAR motive list as a DataFrame (STOPGAP field names)."""
+    import pandas as pd
+
     blocks = read_star(path)
     df = blocks.get("stopgap_motivelist")
     if df is None:
@@ -164,6 +169,8 @@ def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=No
         psi = -90 - psi`` (wrapped, :func:`~cryoprocs.kernels.euler.zxz_to_relion`).
     tomo_name : str or array (N,)
     """
+    import pandas as pd
+
     xyz0 = np.asarray(xyz0, dtype=np.float64).reshape(-1, 3)
     n = len(xyz0)
     ang = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
@@ -189,6 +196,8 @@ def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=No
 
 def write_relion5_particles(path, particles, overwrite=True):
     """Write a RELION 5 particle table (``data_particles``) as STAR, atomically."""
+    import pandas as pd
+
     need = ("rlnTomoName", "rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
             "rlnCenteredCoordinateZAngst", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
     missing = [c for c in need if c not in particles]
@@ -201,6 +210,8 @@ def write_relion5_particles(path, particles, overwrite=True):
 def read_relion5_particles(path):
     """The ``data_particles`` block of a RELION 5 particle STAR file, with zxz angles added as
     ``phi, theta, psi`` (inverse of the conversion used when writing)."""
+    import pandas as pd
+
     blocks = read_star(path)
     df = blocks.get("particles")
     if df is None:
@@ -236,6 +247,8 @@ def _repr32(v):
 
 def read_picks_csv(path):
     """Read a picks CSV written by :func:`write_picks_csv`."""
+    import pandas as pd
+
     if not os.path.exists(path):
         raise FileNotFoundError("picks file not found: %s" % path)
     df = pd.read_csv(path)

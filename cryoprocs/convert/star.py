@@ -6,9 +6,6 @@ blocks). Labels are written without the leading underscore as ``starfile`` does
 """
 import os
 
-import pandas as pd
-import starfile
-
 from .mrc import atomic_output
 
 __all__ = ["read_star", "write_star"]
@@ -22,6 +19,8 @@ def read_star(path):
     FileNotFoundError
         missing file; ``ValueError`` for an unreadable file (with its path).
     """
+    import starfile                   # imported here: it imports pandas (about 0.5 s)
+
     if not os.path.exists(path):
         raise FileNotFoundError("STAR file not found: %s" % path)
     try:
@@ -32,6 +31,9 @@ def read_star(path):
 
 def write_star(path, blocks, overwrite=True, float_format="%.6f"):
     """Write ``{name: DataFrame | dict}`` to ``path`` atomically (temporary name, rename)."""
+    import pandas as pd
+    import starfile
+
     clean = {}
     for name, block in blocks.items():
         clean[name] = block if isinstance(block, (pd.DataFrame, dict)) else pd.DataFrame(block)

@@ -138,3 +138,16 @@ def test_failed_diagnostics_leave_no_picks(tmp_path, monkeypatch, capsys):
     with pytest.raises(OSError):
         cli.main(_args(out, "--diagnostics", str(tmp_path / "d.png")))
     assert os.listdir(tmp_path) == []
+
+
+def test_pick_imports_no_pandas_or_scipy_special_until_needed():
+    """pandas (through starfile) costs about 0.5 s at import: the pick pipeline loads it only
+    to write STAR/EM motive lists; scipy.special only for the false-positives threshold."""
+    import subprocess
+    import sys
+    code = ("import sys, cryoprocs.cli, cryoprocs.commands.pick, cryoprocs.pipelines.peaks; "
+            "print(sorted(m for m in ('pandas', 'starfile', 'scipy.special') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
