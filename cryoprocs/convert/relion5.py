@@ -223,19 +223,7 @@ def load_tilt_series(row, project_dir, table=None):
     """
     row = dict(row)
     name = str(row["rlnTomoName"])
-    where = "tomogram %s" % name
-    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
-    if table is None:
-        if not star_file:
-            raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
-                               % where)
-        star_abs = resolve(star_file, project_dir)
-        if not os.path.exists(star_abs):
-            raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
-                               "relative to the project directory %s)"
-                               % (where, star_abs, star_file, project_dir))
-        table = read_tilt_series(star_abs, name)
-        where = "%s (%s)" % (where, star_file)
+    table, where, star_file = _tilt_table(row, name, project_dir, table)
     n = len(table)
     if n == 0:
         raise Relion5Error("%s has no tilt images" % where)
@@ -244,19 +232,70 @@ def load_tilt_series(row, project_dir, table=None):
         if key not in row or pd.isna(row[key]):
             raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
     ps = float(row["rlnTomoTiltSeriesPixelSize"])
+    frames = _frame_sources(row, table, project_dir, where)
+    W, H = _image_size(frames, where)
+    tomo_size = _tomo_size(row)
+    P, old = _projections(table, ps, (W, H), tomo_size, where)
+    return TiltSeries(
+        name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
+        cs=float(row["rlnSphericalAberration"]),
+        amplitude_contrast=float(row["rlnAmplitudeContrast"]),
+        hand=float(row["rlnTomoHand"]),
+        defocus_slope=_optional(row, "rlnTomoDefocusSlope", 1.0),
+        bfactor_per_dose=_optional(row, "rlnCtfBfactorPerElectronDose", 0.0),
+        tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
+        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
+        defocus_u=_col(table, "rlnDefocusU", None, where, n),
+        defocus_v=_col(table, "rlnDefocusV", None, where, n),
+        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
+        phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
+        ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
+        ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),
+        global_row=row, table=table, star_file=star_file,
+        projection_from_old_matrices=old)
 
-    # frame sources
-    frames = []
+
+def _optional(row, key, default):
+    """A float column of a tomograms.star row, ``default`` when absent or NaN."""
+    v = row.get(key, default)
+    return float(v if pd.notna(v) else default)
+
+
+def _tilt_table(row, name, project_dir, table):
+    """``(table, where, star file)``: the per-tilt-series table (read from
+    ``rlnTomoTiltSeriesStarFile`` unless given) and the name used in messages."""
+    where = "tomogram %s" % name
+    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
+    if table is not None:
+        return table, where, star_file
+    if not star_file:
+        raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
+                           % where)
+    star_abs = resolve(star_file, project_dir)
+    if not os.path.exists(star_abs):
+        raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
+                           "relative to the project directory %s)"
+                           % (where, star_abs, star_file, project_dir))
+    return read_tilt_series(star_abs, name), "%s (%s)" % (where, star_file), star_file
+
+
+def _frame_sources(row, table, project_dir, where):
+    """``[(absolute file, 0-based frame index)]`` of the tilt images, in table order."""
     if "rlnMicrographName" in table.columns:
+        frames = []
         for v in table["rlnMicrographName"].astype(str):
             idx, p = parse_location(v)
             frames.append((resolve(p, project_dir), (idx - 1) if idx else 0))
-    elif row.get("rlnTomoTiltSeriesName"):
+        return frames
+    if row.get("rlnTomoTiltSeriesName"):
         p = resolve(row["rlnTomoTiltSeriesName"], project_dir)
-        frames = [(p, i) for i in range(n)]
-    else:
-        raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
-                           % where)
+        return [(p, i) for i in range(len(table))]
+    raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
+                       % where)
+
+
+def _image_size(frames, where):
+    """``(W, H)`` of the tilt images: every frame exists and all have one size."""
     sizes = {}
     for p, idx in frames:
         if p not in sizes:
@@ -272,14 +311,19 @@ def load_tilt_series(row, project_dir, table=None):
     if len(shapes) != 1:
         raise Relion5Error("%s: tilt images of different sizes %s" % (where, sorted(shapes)))
     H, W = next(iter(shapes))
+    return W, H
 
-    tomo_size = _tomo_size(row)
+
+def _projections(table, ps, image_size, tomo_size, where):
+    """``(P, old)``: the (F, 4, 4) projection matrices from RELION 5's alignment columns, or
+    the RELION 4 ``rlnTomoProjX/Y/Z/W`` matrices (``old`` True)."""
+    n = len(table)
     old = all(c in table.columns for c in PROJ_COLUMNS)
     if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
                                         "rlnTomoYShiftAngst")) and not old:
         P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
                                   table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
-                                  ps, (W, H), tomo_size,
+                                  ps, image_size, tomo_size,
                                   xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
     elif old:
         P = np.zeros((n, 4, 4))
@@ -290,26 +334,7 @@ def load_tilt_series(row, project_dir, table=None):
     else:
         raise Relion5Error("%s: no alignment (rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst "
                            "or rlnTomoProjX/Y/Z/W)" % where)
-    return TiltSeries(
-        name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
-        cs=float(row["rlnSphericalAberration"]),
-        amplitude_contrast=float(row["rlnAmplitudeContrast"]),
-        hand=float(row["rlnTomoHand"]),
-        defocus_slope=float(row.get("rlnTomoDefocusSlope", 1.0)
-                            if pd.notna(row.get("rlnTomoDefocusSlope", 1.0)) else 1.0),
-        bfactor_per_dose=float(row.get("rlnCtfBfactorPerElectronDose", 0.0)
-                               if pd.notna(row.get("rlnCtfBfactorPerElectronDose", 0.0))
-                               else 0.0),
-        tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
-        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
-        defocus_u=_col(table, "rlnDefocusU", None, where, n),
-        defocus_v=_col(table, "rlnDefocusV", None, where, n),
-        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
-        phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
-        ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
-        ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),
-        global_row=row, table=table, star_file=star_file,
-        projection_from_old_matrices=old)
+    return P, old
 
 
 # ----------------------------------------------------------------------------- particles
