@@ -24,9 +24,11 @@ Blocks are pandas DataFrames; labels without the leading underscore (``starfile`
 """
 import os
 from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ..kernels import relion_geometry as G
 from ..kernels.euler import relion_euler_matrix
@@ -55,7 +57,7 @@ class Relion5Error(ValueError):
 
 
 # ----------------------------------------------------------------------------- paths
-def resolve(path, project_dir):
+def resolve(path: str, project_dir: str) -> str:
     """Absolute file name of a path found in a RELION STAR file (``n@`` prefix and ``:mrcs``
     hint removed); relative paths are relative to ``project_dir``."""
     _, p = parse_location(str(path))
@@ -64,7 +66,7 @@ def resolve(path, project_dir):
     return os.path.normpath(os.path.join(project_dir, p))
 
 
-def relion_path(path, project_dir):
+def relion_path(path: str, project_dir: str) -> str:
     """Path to write into a STAR file: relative to ``project_dir`` when ``path`` lies inside
     it (RELION's convention), absolute otherwise. Directories keep a trailing slash."""
     trailing = str(path).endswith(os.sep)
@@ -79,7 +81,7 @@ def relion_path(path, project_dir):
     return rel + os.sep if trailing and not rel.endswith(os.sep) else rel
 
 
-def guess_project_dir(tomograms_star, tomograms=None):
+def guess_project_dir(tomograms_star: str, tomograms: Optional[pd.DataFrame] = None) -> str:
     """The RELION project directory of a tomograms.star: the first of its folder and that
     folder's parents in which every ``rlnTomoTiltSeriesStarFile`` exists (RELION resolves
     them against the directory it runs in). Falls back to the file's folder."""
@@ -114,7 +116,7 @@ def _as_frame(block):
     return pd.DataFrame([block]) if block else pd.DataFrame()
 
 
-def read_tomograms(path):
+def read_tomograms(path: str) -> pd.DataFrame:
     """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
 
     Raises
@@ -168,13 +170,13 @@ class TiltSeries:
     def n_frames(self):
         return len(self.frames)
 
-    def centre(self):
+    def centre(self) -> np.ndarray:
         return G.tomogram_centre(self.tomo_size)
 
-    def depth_offsets(self, positions):
+    def depth_offsets(self, positions: ArrayLike) -> np.ndarray:
         return G.depth_offsets(self.matrices, positions, self.tomo_size)
 
-    def frame_groups(self):
+    def frame_groups(self) -> Dict[str, List[Tuple[int, int]]]:
         """``{file: [(frame, index_in_file), ...]}``: frames grouped by the file they live in."""
         groups = {}
         for f, (path, idx) in enumerate(self.frames):
@@ -198,13 +200,14 @@ def _tomo_size(row):
     return None
 
 
-def read_tilt_series(star_path, name):
+def read_tilt_series(star_path: str, name: str) -> pd.DataFrame:
     """The per-tilt-series table ``data_<name>`` of a STAR file."""
     blocks = read_star(star_path)
     return _as_frame(_first_block(blocks, str(name), star_path)).reset_index(drop=True)
 
 
-def load_tilt_series(row, project_dir, table=None):
+def load_tilt_series(row: Mapping, project_dir: str,
+                     table: Optional[pd.DataFrame] = None) -> TiltSeries:
     """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
 
     Parameters
@@ -347,7 +350,7 @@ class ParticleTable:
     path: str = ""
 
 
-def read_particles(path):
+def read_particles(path: str) -> ParticleTable:
     """Read a RELION 5 particles.star (``rlnTomoName`` as strings).
 
     Raises
@@ -376,7 +379,8 @@ def read_particles(path):
     return ParticleTable(dict(general), optics.reset_index(drop=True), parts, path)
 
 
-def build_optics(optics, particles, tomograms):
+def build_optics(optics: Optional[pd.DataFrame], particles: pd.DataFrame,
+                 tomograms: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """RELION's optics table: the input one, or (when empty) one group per optics-group name
     of tomograms.star in order of first appearance in the particles (``ParticleSet::read``);
     then ``rlnOpticsGroup`` of the particles is set accordingly. Returns
@@ -411,7 +415,7 @@ def build_optics(optics, particles, tomograms):
     return pd.DataFrame(rows), particles
 
 
-def optics_pixel_sizes(optics):
+def optics_pixel_sizes(optics: pd.DataFrame) -> Dict[int, float]:
     """``{rlnOpticsGroup: rlnTomoTiltSeriesPixelSize}``.
 
     Raises
@@ -426,7 +430,7 @@ def optics_pixel_sizes(optics):
     return {int(g): float(p) for g, p in zip(groups, optics["rlnTomoTiltSeriesPixelSize"])}
 
 
-def particle_names(particles):
+def particle_names(particles: pd.DataFrame) -> List[str]:
     """``rlnTomoParticleName`` of every row, generated as ``"<tomo>/<k>"`` (1-based per
     tomogram, input order) when the column is absent (RELION ``ParticleSet::read``)."""
     if "rlnTomoParticleName" in particles.columns:
@@ -439,7 +443,9 @@ def particle_names(particles):
     return names
 
 
-def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
+def particle_positions(particles: pd.DataFrame, pixel_sizes: Union[Mapping[int, float], float],
+                       tomo_size: Optional[Sequence[int]],
+                       apply_offsets: bool = True) -> np.ndarray:
     """Decentred tilt-series-pixel positions ``(N, 3)`` of particle rows (one tomogram),
     with offsets folded in when ``apply_offsets`` (RELION ``ParticleSet::getPosition``).
 
@@ -475,7 +481,8 @@ def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
     return pos
 
 
-def stack2d_name(output_dir, tomo_name, particle_name, per_tomogram_dirs):
+def stack2d_name(output_dir: str, tomo_name: str, particle_name: str,
+                 per_tomogram_dirs: bool) -> str:
     """``<o>Subtomograms/[<tomo>/]<name>_stack2d.mrcs`` (RELION ``getOutputFilename``)."""
     parts = [output_dir, "Subtomograms"]
     if per_tomogram_dirs:
@@ -489,9 +496,12 @@ def _set_column(df, name, values):
     df[name] = values
 
 
-def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_names,
-                               positions, centres, pixel_sizes, binning, crop, do_ctf,
-                               apply_offsets=True, stack2d=True):
+def extraction_particle_tables(ptable: ParticleTable, tomograms: pd.DataFrame,
+                               kept_rows: Sequence[int], visible: Sequence[np.ndarray],
+                               image_names: Sequence[str], positions: np.ndarray,
+                               centres: np.ndarray, pixel_sizes: ArrayLike, binning: float,
+                               crop: int, do_ctf: bool, apply_offsets: bool = True,
+                               stack2d: bool = True) -> Tuple[dict, pd.DataFrame, pd.DataFrame]:
     """The optics and particles tables RELION's ``writeParticleSet`` writes.
 
     Parameters
@@ -550,13 +560,15 @@ def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_name
 
 
 # ----------------------------------------------------------------------------- writing
-def write_particles_star(path, general, optics, particles):
+def write_particles_star(path: str, general: Mapping, optics: pd.DataFrame,
+                         particles: pd.DataFrame) -> str:
     """Write ``data_general``, ``data_optics``, ``data_particles`` atomically."""
     return write_star(path, {"general": dict(general), "optics": optics,
                              "particles": particles})
 
 
-def write_optimisation_set(path, particles_file, tomograms_file, trajectories_file=None):
+def write_optimisation_set(path: str, particles_file: str, tomograms_file: str,
+                           trajectories_file: Optional[str] = None) -> str:
     """Write RELION's ``optimisation_set.star`` (``data_`` list block; paths as given)."""
     block = {"rlnTomoParticlesFile": particles_file, "rlnTomoTomogramsFile": tomograms_file}
     if trajectories_file:
@@ -564,13 +576,13 @@ def write_optimisation_set(path, particles_file, tomograms_file, trajectories_fi
     return write_star(path, {"": block})
 
 
-def write_tomograms_star(path, rows):
+def write_tomograms_star(path: str, rows: Union[pd.DataFrame, List[dict]]) -> str:
     """Write ``data_global`` of a tomograms.star from a DataFrame or a list of dicts."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return write_star(path, {"global": df})
 
 
-def write_tilt_series_star(path, name, table):
+def write_tilt_series_star(path: str, name: str, table: Union[pd.DataFrame, List[dict]]) -> str:
     """Write the per-tilt-series STAR ``data_<name>``."""
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
     return write_star(path, {str(name): df})

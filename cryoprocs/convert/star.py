@@ -5,13 +5,17 @@ blocks). Labels are written without the leading underscore as ``starfile`` does
 (``rlnTomoName``); RELION 5 reads these files.
 """
 import os
+from typing import TYPE_CHECKING, Dict, Mapping, Union
 
 from .mrc import atomic_output
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["read_star", "write_star"]
 
 
-def read_star(path):
+def read_star(path: str) -> Dict[str, Union["pd.DataFrame", dict]]:
     """Read every block of a STAR file into an ordered dict ``{name: DataFrame | dict}``.
 
     Raises
@@ -29,7 +33,8 @@ def read_star(path):
         raise ValueError("cannot read STAR file %s: %s" % (path, exc)) from None
 
 
-def write_star(path, blocks, overwrite=True, float_format="%.6f"):
+def write_star(path: str, blocks: Mapping[str, object], overwrite: bool = True,
+               float_format: str = "%.6f") -> str:
     """Write ``{name: DataFrame | dict}`` to ``path`` atomically (temporary name, rename)."""
     import pandas as pd
     import starfile

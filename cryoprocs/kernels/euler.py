@@ -11,19 +11,22 @@
   psi = -90 - psi`` (wrapped to (-180, 180]), i.e. ``R_ZYZ(rot, tilt, psi) = R_zxz(phi,
   theta, psi)^-1``; equivalently RELION's ``A(rot, tilt, psi)`` equals the zxz active matrix.
 """
+from typing import Tuple
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["relion_euler_matrix", "relion_angles_from_matrix", "zxz_to_relion",
            "relion_to_zxz", "wrap180"]
 
 
-def wrap180(a):
+def wrap180(a: ArrayLike) -> np.ndarray:
     """Wrap angles (deg) to (-180, 180]."""
     a = np.mod(np.asarray(a, dtype=np.float64) + 180.0, 360.0) - 180.0
     return np.where(a == -180.0, 180.0, a)
 
 
-def relion_euler_matrix(rot, tilt, psi):
+def relion_euler_matrix(rot: ArrayLike, tilt: ArrayLike, psi: ArrayLike) -> np.ndarray:
     """RELION's Euler matrix ``A(rot, tilt, psi)`` (src/euler.cpp ``Euler_angles2matrix``).
 
     Parameters
@@ -58,7 +61,8 @@ def relion_euler_matrix(rot, tilt, psi):
     return A
 
 
-def relion_angles_from_matrix(A, eps=1e-9):
+def relion_angles_from_matrix(A: ArrayLike,
+                              eps: float = 1e-9) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`relion_euler_matrix` (RELION ``Euler_matrix2angles``).
 
     Returns ``(rot, tilt, psi)`` in degrees with tilt in [0, 180]; when ``sin(tilt) == 0``
@@ -77,14 +81,16 @@ def relion_angles_from_matrix(A, eps=1e-9):
     return np.rad2deg(rot), np.rad2deg(tilt), np.rad2deg(psi)
 
 
-def zxz_to_relion(phi, theta, psi):
+def zxz_to_relion(phi: ArrayLike, theta: ArrayLike,
+                  psi: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """cryoCAT/STOPGAP zxz (phi, theta, psi) -> RELION (rot, tilt, psi), degrees, wrapped."""
     return (wrap180(90.0 - np.asarray(phi, dtype=np.float64)),
             wrap180(np.asarray(theta, dtype=np.float64)),
             wrap180(-90.0 - np.asarray(psi, dtype=np.float64)))
 
 
-def relion_to_zxz(rot, tilt, psi):
+def relion_to_zxz(rot: ArrayLike, tilt: ArrayLike,
+                  psi: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RELION (rot, tilt, psi) -> zxz (phi, theta, psi), inverse of :func:`zxz_to_relion`."""
     return (wrap180(90.0 - np.asarray(rot, dtype=np.float64)),
             wrap180(np.asarray(tilt, dtype=np.float64)),

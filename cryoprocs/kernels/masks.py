@@ -18,6 +18,7 @@ formulas, not from Xmipp source):
   ``gaussian_peak_one`` is set.
 """
 import math
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -44,8 +45,9 @@ def _trunc_half(size):
     return int(size / 2)
 
 
-def xmipp_form_defaults(size_x, geometry, radius=-1, box_size=-1, inner_radius=0,
-                        outer_radius=-1, height=-1, sigma=-1.0, border_decay=0):
+def xmipp_form_defaults(size_x: int, geometry: str, radius: int = -1, box_size: int = -1,
+                        inner_radius: int = 0, outer_radius: int = -1, height: int = -1,
+                        sigma: float = -1.0, border_decay: int = 0) -> dict:
     """Resolve Scipion/Xmipp form values (``-1`` = automatic) into mask parameters.
 
     Follows scipion-em-xmipp ``argsForTransformMask(size)``
@@ -94,7 +96,7 @@ def xmipp_form_defaults(size_x, geometry, radius=-1, box_size=-1, inner_radius=0
                     % (geometry, ", ".join(sorted(set(GEOMETRIES_2D) | set(GEOMETRIES_3D)))))
 
 
-def mask_is_binary(geometry):
+def mask_is_binary(geometry: str) -> bool:
     """True for geometries applied by substitution (Xmipp int masks), False for soft masks."""
     return geometry in BINARY_GEOMETRIES
 
@@ -139,9 +141,11 @@ def _raised_cosine(r2, r1, r2_outer):
     return out
 
 
-def make_mask(shape, geometry, radius=None, inner_radius=None, outer_radius=None,
-              box_size=None, height=None, sigma=None, border_decay=0, center=(0, 0, 0),
-              gaussian_peak_one=False):
+def make_mask(shape: Sequence[int], geometry: str, radius: Optional[float] = None,
+              inner_radius: Optional[float] = None, outer_radius: Optional[float] = None,
+              box_size: Optional[int] = None, height: Optional[float] = None,
+              sigma: Optional[float] = None, border_decay: float = 0,
+              center: Sequence[int] = (0, 0, 0), gaussian_peak_one: bool = False) -> np.ndarray:
     """Build an Xmipp geometric mask (INNER mode: 1 keeps, 0 removes).
 
     Parameters
@@ -333,7 +337,9 @@ def _noise_fill(out, images, mask, seed, first_index):
     return out
 
 
-def apply_mask(images, mask, fill="value", fill_value=0.0, seed=42, first_index=0, out=None):
+def apply_mask(images: np.ndarray, mask: np.ndarray, fill: str = "value", fill_value: float = 0.0,
+               seed: int = 42, first_index: int = 0,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """Apply one mask to every image of a stack (or to one volume) with Xmipp semantics.
 
     Parameters
@@ -386,7 +392,7 @@ def apply_mask(images, mask, fill="value", fill_value=0.0, seed=42, first_index=
     return out
 
 
-def check_created_mask(mask, image_shape):
+def check_created_mask(mask: np.ndarray, image_shape: Sequence[int]) -> List[str]:
     """Validate a created mask against the data; return a list of warning strings.
 
     Raises
@@ -408,7 +414,8 @@ def check_created_mask(mask, image_shape):
     return warnings
 
 
-def apply_created_mask(images, mask, out=None):
+def apply_created_mask(images: np.ndarray, mask: np.ndarray,
+                       out: Optional[np.ndarray] = None) -> np.ndarray:
     """Multiply every image by a created mask: ``out = in * mask`` (xmipp_image_operate --mult).
 
     Parameters

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import parity
 from .geometry import default_slab, prepare_geometry
@@ -20,7 +21,7 @@ from .report import finish_report, geometry_report, preview_planes, slab_stats, 
 __all__ = ["noise_fill", "noise_fill_array"]
 
 
-def noise_fill(tomo, mask, params: NoiseFillParams, write: Callable,
+def noise_fill(tomo: ArrayLike, mask: ArrayLike, params: NoiseFillParams, write: Callable,
                write_weight: Optional[Callable] = None, threads: int = 1,
                slab: Optional[int] = None, preview: bool = True) -> dict:
     """Keep ``tomo`` inside the expanded mask and fill the rest with matched noise.
@@ -249,7 +250,7 @@ class _SlabBlend:
         return parts, preview_data
 
 
-def noise_fill_array(tomo, mask, params: NoiseFillParams, **kwargs):
+def noise_fill_array(tomo: ArrayLike, mask: ArrayLike, params: NoiseFillParams, **kwargs) -> tuple:
     """In-memory convenience: returns ``(out, report)`` with ``out`` float32 ``[z, y, x]``.
     Same arguments as :func:`noise_fill` except ``write``; ``weight=True`` in ``kwargs``
     also returns the blend weight as a third item."""

@@ -5,7 +5,7 @@ Euclidean (or Gaussian) expansion and a cosine soft edge.
 """
 import math
 import time
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -52,7 +52,7 @@ class FillGeometry:
             return None
         return a, b, self.values[a - rz0:b - rz0]
 
-    def seg_weight(self, z0, z1):
+    def seg_weight(self, z0: int, z1: int) -> Optional[np.ndarray]:
         """Segmentation weight (before ``invert``), float32 ``(z1-z0, ny, nx)``, or None
         when the whole slab has weight 0."""
         hit = self._region_slab(z0, z1)
@@ -64,7 +64,7 @@ class FillGeometry:
         w[a - z0:b - z0, ry0:ry1, rx0:rx1] = self.lut[vals]
         return w
 
-    def outside(self, z0, z1, step=1):
+    def outside(self, z0: int, z1: int, step: int = 1) -> np.ndarray:
         """bool ``[z0:z1:step]`` slab: True where the segmentation weight is 0 (the
         voxels the noise statistics come from)."""
         zs = list(range(z0, z1, step))
@@ -75,7 +75,7 @@ class FillGeometry:
                 out[i, ry0:ry1, rx0:rx1] = self._zero[self.values[z - rz0]]
         return out
 
-    def weight(self, z0, z1):
+    def weight(self, z0: int, z1: int) -> Union[np.ndarray, float]:
         """Final blend weight ``(z1-z0, ny, nx)`` float32 (after ``invert``), or the scalars
         0.0 / 1.0 when the whole slab has that weight."""
         w = self.seg_weight(z0, z1)
@@ -85,11 +85,12 @@ class FillGeometry:
             np.subtract(1.0, w, out=w)
         return w
 
-    def nbytes(self):
+    def nbytes(self) -> int:
         return int(self.values.nbytes)
 
 
-def scan_mask(mask, binarize: Callable, slab: int):
+def scan_mask(mask: ArrayLike, binarize: Callable,
+              slab: int) -> Tuple[Optional[Tuple[int, ...]], int]:
     """bbox ``(z0, z1, y0, y1, x0, x1)`` of the binarised mask and its voxel count."""
     nz, ny, nx = mask.shape
     lo, hi = [None] * 3, [None] * 3
@@ -121,7 +122,7 @@ def grow(bbox: Sequence[int], margin: int, shape: Sequence[int]) -> Tuple[int, .
             max(0, x0 - m), min(shape[2], x1 + m))
 
 
-def load_crop(mask, binarize: Callable, crop: Sequence[int], slab: int) -> np.ndarray:
+def load_crop(mask: ArrayLike, binarize: Callable, crop: Sequence[int], slab: int) -> np.ndarray:
     """The binarised mask on ``crop`` (bool), read slab by slab."""
     z0, z1, y0, y1, x0, x1 = crop
     out = np.empty((z1 - z0, y1 - y0, x1 - x0), dtype=bool)
@@ -131,7 +132,7 @@ def load_crop(mask, binarize: Callable, crop: Sequence[int], slab: int) -> np.nd
     return out
 
 
-def mask_max(mask, slab: int):
+def mask_max(mask: ArrayLike, slab: int) -> float:
     """Maximum of a mask, read slab by slab."""
     m = None
     for z0 in range(0, mask.shape[0], slab):
@@ -150,7 +151,7 @@ class BinarisedCrop:
             seg, region, counts, preview, info
 
 
-def binarised_crop(mask, binarize: Callable, rule: str, margin: int,
+def binarised_crop(mask: ArrayLike, binarize: Callable, rule: str, margin: int,
                    slab: int) -> BinarisedCrop:
     """Binarise ``mask`` slab by slab with ``binarize`` (described by ``rule`` in messages) and
     load it on its bounding box grown by ``margin`` voxels.
@@ -174,7 +175,7 @@ def binarised_crop(mask, binarize: Callable, rule: str, margin: int,
     return BinarisedCrop(seg, crop, counts, preview, {"crop": crop, "crop_voxels": int(seg.size)})
 
 
-def prepare_geometry(mask, params: NoiseFillParams, threads: int = 1,
+def prepare_geometry(mask: ArrayLike, params: NoiseFillParams, threads: int = 1,
                      slab: Optional[int] = None) -> FillGeometry:
     """The default (cryoprocs) mode: binarise (``mask > threshold``), smooth and expand a
     mask; return its :class:`FillGeometry`. (The parity mode has its own,

@@ -37,7 +37,7 @@ class Moments:
         self.n, self.mean, self.m2 = n, mean, m2
 
     @classmethod
-    def of(cls, v):
+    def of(cls, v: ArrayLike) -> "Moments":
         v = np.asarray(v).ravel()
         if v.size == 0:
             return cls()
@@ -52,7 +52,7 @@ class Moments:
         d = o.mean - self.mean
         return Moments(n, self.mean + d * o.n / n, self.m2 + o.m2 + d * d * self.n * o.n / n)
 
-    def result(self):
+    def result(self) -> Tuple[Optional[float], Optional[float]]:
         if self.n == 0:
             return None, None
         return self.mean, math.sqrt(self.m2 / self.n)
@@ -97,7 +97,7 @@ class SpectralNoise:
         self.seed = int(seed)
 
     @classmethod
-    def estimate(cls, patches, seed):
+    def estimate(cls, patches: Sequence[np.ndarray], seed: int) -> Optional["SpectralNoise"]:
         """Build from a list of ``(p, p, p)`` float arrays; None if the list is empty."""
         if not patches:
             return None

@@ -18,8 +18,10 @@ Shared with the default mode: the binarised crop, :class:`~.geometry.FillGeometr
 morphology and the report.
 """
 import time
+from typing import Callable, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .geometry import FillGeometry, binarised_crop, default_slab, mask_max
 from .morphology import GAUSS_TRUNCATE, blur_threshold, cube_dilate, open_close, truncated_sq_edt
@@ -29,7 +31,7 @@ from .report import finish_report, geometry_report, preview_planes, slab_stats
 __all__ = ["prepare_geometry", "noise_fill"]
 
 
-def prepare_geometry(mask, params: NoiseFillParams, threads: int = 1,
+def prepare_geometry(mask: ArrayLike, params: NoiseFillParams, threads: int = 1,
                      slab: int = None) -> FillGeometry:
     """The script's expanded 0/1 mask as a :class:`FillGeometry` (weights 0 or 1).
 
@@ -75,8 +77,8 @@ def prepare_geometry(mask, params: NoiseFillParams, threads: int = 1,
     return geo
 
 
-def noise_fill(tomo, mask, p: NoiseFillParams, write, write_weight, threads: int, slab: int,
-               preview: bool) -> dict:
+def noise_fill(tomo: ArrayLike, mask: ArrayLike, p: NoiseFillParams, write: Callable,
+               write_weight: Optional[Callable], threads: int, slab: int, preview: bool) -> dict:
     """The parity mode of :func:`cryoprocs.kernels.noisefill.noise_fill` (resolved parameters,
     checked shapes); slabs are written in z order."""
     shape = tuple(int(s) for s in tomo.shape)

@@ -2,16 +2,19 @@
 kept, filled and replaced voxels merged exactly, timings and the central-slice preview."""
 import time
 from dataclasses import asdict
+from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .geometry import FillGeometry
 from .noise import Moments, moments_of
+from .params import NoiseFillParams
 
 __all__ = ["geometry_report", "slab_stats", "uniform_stats", "stat_view", "preview_planes",
            "finish_report"]
 
 
-def geometry_report(shape, p, geo) -> dict:
+def geometry_report(shape: Tuple[int, int, int], p: NoiseFillParams, geo: FillGeometry) -> dict:
     """The report's first fields: shape, parameters and the geometry's counts and timing."""
     report = {"shape": shape, "parity": p.parity, "params": asdict(p)}
     report.update(geo.counts)
@@ -23,7 +26,8 @@ def geometry_report(shape, p, geo) -> dict:
     return report
 
 
-def finish_report(report, parts, preview_data, preview, t_start) -> dict:
+def finish_report(report: dict, parts: List[dict], preview_data: dict, preview: bool,
+                  t_start: float) -> dict:
     """Merge the per-slab statistics ``parts`` into ``report`` (exact counts, moments)."""
     kept, filled, replaced, total = Moments(), Moments(), Moments(), Moments()
     nk = nf = edge = 0
@@ -44,13 +48,14 @@ def finish_report(report, parts, preview_data, preview, t_start) -> dict:
     return report
 
 
-def stat_view(a):
+def stat_view(a: np.ndarray) -> np.ndarray:
     """Voxels the summary means/stds are taken from: all of them for planes below 512^2
     px, every second row and column above (counts stay exact)."""
     return a[:, ::2, ::2] if a.shape[1] * a.shape[2] >= (512 * 512) else a
 
 
-def slab_stats(t, out, w, keep=None) -> dict:
+def slab_stats(t: np.ndarray, out: np.ndarray, w: np.ndarray,
+               keep: Optional[np.ndarray] = None) -> dict:
     """Moments of the kept, filled, replaced and all output voxels of one slab (weights
     ``w``), and the voxel counts."""
     keep = (w == 1) if keep is None else keep
@@ -62,7 +67,7 @@ def slab_stats(t, out, w, keep=None) -> dict:
             "edge": int(w.size - nk - nf), "kept_n": nk, "filled_n": nf}
 
 
-def uniform_stats(t, out, w):
+def uniform_stats(t: np.ndarray, out: np.ndarray, w: float) -> dict:
     """Slab stats when the whole slab has weight ``w`` (0 or 1)."""
     n = out.size
     t, out = stat_view(t), stat_view(out)
@@ -74,7 +79,8 @@ def uniform_stats(t, out, w):
             "edge": 0, "kept_n": n, "filled_n": 0}
 
 
-def preview_planes(before, after, weight, geo) -> dict:
+def preview_planes(before: np.ndarray, after: np.ndarray, weight: np.ndarray,
+                   geo: FillGeometry) -> dict:
     """The central z-slice before and after, its weights and the binarised mask (report)."""
     pm = geo.preview_mask
     seg = np.zeros(before.shape, dtype=bool)

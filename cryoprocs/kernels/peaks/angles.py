@@ -10,7 +10,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -136,7 +136,7 @@ def symmetry_order(symmetry: Union[int, str]) -> int:
     return n
 
 
-def randomize_phi(phi: ArrayLike, n: int, seed=None) -> np.ndarray:
+def randomize_phi(phi: ArrayLike, n: int, seed: Optional[int] = None) -> np.ndarray:
     """Add a random multiple of ``360/n`` to each phi (STOPGAP/cryoCAT C\\ :sub:`n`
     randomisation, seeded), wrapped to [0, 360).
 

@@ -7,12 +7,15 @@ candidates) and a grid holding at most one peak per cell for the exact test of t
 KD-tree replaces the latter for tiny distances on huge maps.
 """
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, TYPE_CHECKING, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import PeakPickingError
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 __all__ = ["greedy_exclusion", "count_within"]
 
@@ -334,7 +337,7 @@ def greedy_exclusion(coords: ArrayLike, distance: float, shape: Sequence[int],
 
 
 def count_within(points: ArrayLike, candidates: np.ndarray, distance: float,
-                 tree=None) -> np.ndarray:
+                 tree: Optional["cKDTree"] = None) -> np.ndarray:
     """For each point, the number of candidates within Euclidean distance ``<= d`` (the point
     itself included if it is a candidate): STOPGAP's ``c_size``.
 

@@ -167,7 +167,7 @@ class KeyHistogram:
             c = np.bincount(keys)
             self.counts[k0:k0 + c.size] += c
 
-    def add_positive(self, values):
+    def add_positive(self, values: np.ndarray) -> None:
         """Histogram only the values > 0 (their keys are the bits with the sign bit set)."""
         b = values.view(np.int32) >> np.int32(self.shift)
         np.maximum(b, 0, out=b)                 # negatives and zeros -> bin 0 (of the +0 key)
@@ -176,7 +176,7 @@ class KeyHistogram:
         base = 1 << (31 - self.shift)           # key = bits | 0x80000000
         self.counts[base:base + c.size] += c
 
-    def bin_range(self, b):
+    def bin_range(self, b: int) -> Tuple[np.float32, np.float32]:
         """float32 value range [lo, hi] of bin ``b``."""
         lo_key = np.uint32(int(b) << self.shift)
         hi_key = np.uint32(((int(b) + 1) << self.shift) - 1)

@@ -343,45 +343,43 @@ class ThresholdRule:
 class DirectThreshold(ThresholdRule):
     """``score > value``."""
 
-    def validate(self):
+    def validate(self) -> None:
         if self.threshold is None:
             raise PeakPickingError("the direct threshold mode needs a threshold value")
         if not np.isfinite(float(self.threshold)):
             raise PeakPickingError("the direct threshold must be a finite number; got %r"
                                    % (self.threshold,))
 
-    def plan(self, stats):
+    def plan(self, stats: MapStatistics) -> Tuple[Optional[np.float32], Optional[Callable]]:
         return direct_threshold(self.threshold), None
 
-    def final(self, stats, mp):
+    def final(self, stats: MapStatistics, mp: MapPass) -> np.float32:
         return direct_threshold(self.threshold)
 
-    def describe(self):
+    def describe(self) -> str:
         return "score > %g" % self.threshold
 
 
 class SigmaThreshold(ThresholdRule):
     """``score > mean + k std`` with ``k = sigma``."""
 
-    def validate(self):
+    def validate(self) -> None:
         if not np.isfinite(float(self.sigma)):
             raise PeakPickingError("sigma must be a finite number; got %r" % (self.sigma,))
 
     def k(self, n_voxels: int) -> float:
         return self.sigma
 
-    def plan(self, stats):
-        # mean + k std with the std of the sample, lowered by a safety margin; the final
-        # threshold is compared with it after the pass
+    def plan(self, stats: MapStatistics) -> Tuple[Optional[np.float32], Optional[Callable]]:
         k = float(self.k(stats.n))
         sd = float(np.std(stats.sample, dtype=np.float64)) if stats.sample.size > 1 else 0.0
         return np.float32(float(stats.mean) + PROVISIONAL_FACTOR * k * sd
                           - 1e-6 * abs(float(stats.mean))), None
 
-    def final(self, stats, mp):
+    def final(self, stats: MapStatistics, mp: MapPass) -> np.float32:
         return sigma_threshold(stats.mean, stats.std, self.k(stats.n))
 
-    def describe(self):
+    def describe(self) -> str:
         return "score > mean + %g std" % self.sigma
 
 
@@ -389,13 +387,13 @@ class FalsePositivesThreshold(SigmaThreshold):
     """``score > mean + k std`` with ``k`` giving ``n_false_positives`` expected false
     positives over the map (:func:`false_positive_k`)."""
 
-    def validate(self):
+    def validate(self) -> None:
         pass
 
-    def k(self, n_voxels):
+    def k(self, n_voxels: int) -> float:
         return false_positive_k(self.n_false_positives, n_voxels)
 
-    def describe(self):
+    def describe(self) -> str:
         return "score > mean + k std with %g expected false positives" % self.n_false_positives
 
 
@@ -407,17 +405,17 @@ class PercentileThreshold(ThresholdRule):
         self._hist = KeyHistogram(12)
         self._plan = None
 
-    def first_pass(self, values, chunk_max):
+    def first_pass(self, values: np.ndarray, chunk_max: np.float32) -> None:
         self._hist.add(values)
 
-    def plan(self, stats):
+    def plan(self, stats: MapStatistics) -> Tuple[Optional[np.float32], Optional[Callable]]:
         self._plan = _PercentilePlan(self._hist, stats.n, self.percentile)
         return self._plan.lo, lambda region, values: self._plan.gather(values)
 
-    def final(self, stats, mp):
+    def final(self, stats: MapStatistics, mp: MapPass) -> np.float32:
         return float64_to_float32_floor(self._plan.finish())
 
-    def describe(self):
+    def describe(self) -> str:
         return "score > the %g-th percentile" % self.percentile
 
 
@@ -429,10 +427,10 @@ class TriangleThreshold(ThresholdRule):
         self._tri = _TriangleState()
         self._flip = False
 
-    def first_pass(self, values, chunk_max):
+    def first_pass(self, values: np.ndarray, chunk_max: np.float32) -> None:
         self._tri.add(values, chunk_max)
 
-    def plan(self, stats):
+    def plan(self, stats: MapStatistics) -> Tuple[Optional[np.float32], Optional[Callable]]:
         try:
             lo, hi = self._tri.plan()
         except _TriangleFlip:
@@ -441,12 +439,12 @@ class TriangleThreshold(ThresholdRule):
         # the threshold is one of the gathered values, all >= lo
         return lo, lambda region, values: self._tri.gather(values, lo, hi)
 
-    def final(self, stats, mp):
+    def final(self, stats: MapStatistics, mp: MapPass) -> np.float32:
         if self._flip:
             return np.float32(triangle_threshold_sorted(np.sort(collect_all(mp))))
         return np.float32(self._tri.finish())
 
-    def describe(self):
+    def describe(self) -> str:
         return "score > the triangle threshold (cryoCAT default)"
 
 
