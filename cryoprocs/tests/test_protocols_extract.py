@@ -30,7 +30,7 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
         cls.launchProtocol(cls.imp)
 
     def _extract(self, cid, **over):
-        case = REF.cases()[cid]
+        case = REF.case(cid)
         s = case["settings"]
         kw = dict(inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
                   inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
