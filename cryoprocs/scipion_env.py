@@ -6,8 +6,8 @@ pwem or cryoprocs import: the root ``conftest.py`` loads it by file path before 
 imports pyworkflow, and ``cryoprocs demo`` uses it to build the environment of the child
 process that runs the demo project.
 
-Source of the variable list: ../shared/docs/scipion-plugin-notes.md section 4.1, and
-pyworkflow 3.11.7 ``pyworkflow/config.py``.
+Source of the variable list: pyworkflow 3.11.7 ``pyworkflow/config.py`` (see
+docs/scipion-notes.md).
 """
 import os
 import sys

@@ -1,7 +1,8 @@
 """Particle lists written and read by the peak picker: cryoCAT/TOM EM motive lists, STOPGAP
 STAR motive lists and RELION 5 particle STAR files.
 
-Conventions (../shared/docs/peak-picking.md sections 1 and 5):
+Conventions (docs/peak-picking.md; cryoCAT 0.7.1 ``cryomotl.py``, STOPGAP
+``sg_get_motl_fields.m``):
 
 * Motive-list coordinates ``x, y, z`` are **1-based** voxels with x = MRC column
   (cryoCAT/STOPGAP/TOM: voxel index + 1); angles are zxz ``phi, theta, psi`` in degrees

@@ -2,7 +2,7 @@
 ``particles.star`` and ``optimisation_set.star`` (reading, writing, RELION's path rules).
 
 Conventions of RELION 5.0.1 (``tomogram_set.cpp``, ``particle_set.cpp``, ``subtomo.cpp``;
-see ../shared/docs/relion5-extraction.md sections 1 and 8):
+see docs/import-relion5.md and docs/extract-subtomos.md):
 
 * **Paths** inside STAR files are relative to the RELION project directory (the directory
   RELION runs in), unless absolute. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based

@@ -1,8 +1,7 @@
 """Scipion tomography objects <-> RELION 5 project tables (imports pyworkflow/pwem/tomo
 lazily, inside functions).
 
-Mapping (../shared/docs/relion5-extraction.md section 13, scipion-em-reliontomo
-``convert50_tomo.Writer``):
+Mapping (docs/import-relion5.md; scipion-em-reliontomo ``convert50_tomo.Writer``):
 
 * ``TiltImage``: location ``(index, stack)`` <-> ``rlnMicrographName "<index>@<stack>"``;
   ``tiltAngle`` <-> ``rlnTomoYTilt``; the 3x3 transform ``M`` <-> ``rlnTomoZRot =
@@ -342,8 +341,8 @@ def particle_star_table(coords: Sequence["Coordinate3D"], tomo_sampling: float,
 def even_tomo_size(ts: "TiltSeries", tomo: Optional["Tomogram"] = None) -> Tuple[int, int, int]:
     """Even integer ``rlnTomoSize`` (unbinned tilt-series px) from the coordinates' tomogram,
     or the tilt-image size with depth 0 when no tomogram is known (with centred coordinates
-    only the parity matters; even sizes give RELION's exact centre, see
-    ../shared/docs/relion5-extraction.md section 2)."""
+    only the parity matters; even sizes give RELION's exact centre: the half-pixel rule of
+    docs/extract-subtomos.md)."""
     ps = ts.getSamplingRate()
 
     def even(v):

@@ -1,8 +1,8 @@
 """Scipion objects <-> arrays and RELION quantities (the only convert module that imports
 pyworkflow / pwem / tomo, lazily, inside functions).
 
-Conventions (../shared/docs/scipion-plugin-notes.md section 3.3, checked against
-scipion-em-tomo 3.12.4 and scipion-em-reliontomo ``convertBase``):
+Conventions (docs/conventions.md, checked against scipion-em-tomo 3.12.4 ``tomo/objects.py``
+and scipion-em-reliontomo ``convertBase``):
 
 * ``Coordinate3D`` positions are set with ``coord.setVolume(tomo)`` first, then
   ``setPosition(x, y, z, BOTTOM_LEFT_CORNER)`` with **0-based voxel indices** of the tomogram

@@ -1,7 +1,7 @@
 """CTF and dose weights on RELION's half-spectrum grids (pure NumPy).
 
-Formulas of RELION 5.0.1 (3dem/relion ``ver5.0``), see ../shared/docs/relion5-extraction.md
-sections 5-6:
+Formulas of RELION 5.0.1 (3dem/relion ``ver5.0``: ``src/ctf.cpp``,
+``src/jaz/optics/damage.cpp``), see docs/extract-subtomos.md:
 
 * ``CTF::initialise`` / ``CTF::getCTF`` (src/ctf.h, src/ctf.cpp)::
 

@@ -6,8 +6,8 @@
   builds).
 * TOM / AV3 / STOPGAP / cryoCAT (phi, theta, psi), zxz: scipy
   ``Rotation.from_euler('zxz', [phi, theta, psi])`` (extrinsic, phi first about z).
-  Conversion to RELION (cryoCAT ``RelionMotl``; verified numerically in
-  ../shared/docs/peak-picking.md section 5.3): ``rot = 90 - phi, tilt = theta,
+  Conversion to RELION (cryoCAT ``RelionMotl``; verified numerically, see
+  docs/conventions.md): ``rot = 90 - phi, tilt = theta,
   psi = -90 - psi`` (wrapped to (-180, 180]), i.e. ``R_ZYZ(rot, tilt, psi) = R_zxz(phi,
   theta, psi)^-1``; equivalently RELION's ``A(rot, tilt, psi)`` equals the zxz active matrix.
 """

@@ -3,7 +3,7 @@
 Pure NumPy/SciPy on arrays; everything is float32 like RELION, with the CTF and dose weights
 computed in float64 and stored as float32 (kernels/ctf.py). The steps follow RELION 5.0.1
 ``relion_tomo_subtomo --stack2d`` (``extractAt2D_Fourier``, ``subtomo.cpp``, see
-../shared/docs/relion5-extraction.md sections 4-8):
+docs/extract-subtomos.md):
 
 1. :func:`cut_boxes`: an ``s0`` x ``s0`` square at ``round(q) - s0//2`` (C ``round``), pixels
    outside the image replaced by the nearest edge pixel (``extractSquares``).

@@ -4,7 +4,7 @@ Everything here is NumPy only. Arrays are ``[y, x]`` for images, ``[n, y, x]`` f
 stacks and ``[z, y, x]`` for volumes; x is the MRC column.
 
 Conventions (Xmipp ``ProgMask``, I2PC/xmipp ``src/xmipp/libraries/data/mask.cpp`` @3ce80f0, as
-re-stated in ../shared/docs/xmipp-mask-semantics.md; the kernels are written from those
+re-stated in docs/apply-mask.md; the kernels are written from those
 formulas, not from Xmipp source):
 
 * The mask centre is the voxel at index ``n // 2`` on every axis, for even and odd sizes.

@@ -4,7 +4,7 @@ Pure NumPy/SciPy on arrays (the backprojection loop is also available compiled w
 see kernels/backprojection.py). The steps are those of RELION 5.0.1
 ``relion_tomo_reconstruct_particle`` (``reconstruct_particle.cpp``, ``Fourier_backprojection.h``,
 ``reconstruction.h``, ``radial_avg.h``, ``centering.h``, ``tomogram.cpp``), see
-../shared/docs/relion5-extraction.md section 9:
+docs/reconstruct.md:
 
 1. :func:`dose_x_ranges`: per frame and half-spectrum row, ``1 + max{x <= sqrt(s^2/4 - y'^2):
    dose(x, y, f) > cutoff}`` (``Tomogram::findDoseXRanges``).

@@ -1,7 +1,7 @@
 """RELION 5 tomography geometry: projection matrices, particle positions, visibility.
 
 Pure NumPy (float64). Conventions are those of RELION 5.0.1 (3dem/relion ``ver5.0``),
-checked against its binary (see ../shared/docs/relion5-extraction.md sections 1-3):
+checked against its binary (see docs/extract-subtomos.md):
 
 * Positions are "decentred pixels": unbinned tilt-series pixels from the tomogram corner,
   pixel centres at integer coordinates, ``(x, y, z)`` order (x = tilt-image column).
@@ -18,8 +18,8 @@ checked against its binary (see ../shared/docs/relion5-extraction.md sections 1-
   size every particle moves by half a pixel, as in RELION.
 * Rotations are active and right-handed, angles in degrees.
 
-Nothing here imports pyworkflow; the functions are shared by extraction (issue 5) and
-reconstruction (issue 6).
+Nothing here imports pyworkflow; the functions are shared by extraction
+(docs/extract-subtomos.md) and reconstruction (docs/reconstruct.md).
 """
 import math
 from typing import List, Optional, Sequence, Tuple

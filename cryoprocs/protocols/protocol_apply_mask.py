@@ -2,7 +2,7 @@
 
 Same form vocabulary, enum order and defaults as scipion-em-xmipp ``XmippProtMaskParticles``
 and ``XmippProtMaskVolumes`` (xmipp3/protocols/protocol_preprocess/protocol_mask.py), with the
-numbers of Xmipp's ``xmipp_transform_mask`` (see ../shared/docs/xmipp-mask-semantics.md). The
+numbers of Xmipp's ``xmipp_transform_mask`` (see docs/apply-mask.md). The
 maths is in :mod:`cryoprocs.kernels.masks`, the file streaming in
 :mod:`cryoprocs.pipelines.masks`.
 """

@@ -2,7 +2,7 @@
 with noise matching the tomogram's background, at full tomogram size.
 
 Maps Scipion objects to :func:`cryoprocs.pipelines.noisefill.noise_fill_file` (the maths is in
-:mod:`cryoprocs.kernels.noisefill`, see ../shared/docs/noise-fill.md). Model protocol for the
+:mod:`cryoprocs.kernels.noisefill`, see docs/noise-fill.md). Model protocol for the
 set handling: scipion-em-tomo ``ProtTomoApplyTomoMask`` (per-tsId parallel steps, tsId
 matching, non-matching tsIds reported).
 """

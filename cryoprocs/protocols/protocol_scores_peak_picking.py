@@ -2,7 +2,7 @@
 (GAPSTOP, STOPGAP, pytom-match-pick), with cryoCAT ``scores_extract_particles`` semantics and
 an order of magnitude less time and memory.
 
-The maths is in :mod:`cryoprocs.kernels.peaks` (see ../shared/docs/peak-picking.md), the file
+The maths is in :mod:`cryoprocs.kernels.peaks` (see docs/peak-picking.md), the file
 handling in :mod:`cryoprocs.pipelines.peaks`. This module maps Scipion objects to those calls and
 the picks back to a ``SetOfCoordinates3D``:
 

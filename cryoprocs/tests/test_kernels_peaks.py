@@ -91,7 +91,7 @@ def test_float32_sort_key_orders_like_values():
 
 # ----------------------------------------------------------------------------- thresholds
 def test_false_positive_k_matches_rickgauer_levels():
-    # peak-picking.md 9.2: 5.36 for 1 false positive in 24 M voxels, 5.80 in 300 M
+    # k = sqrt(2) erfcinv(2 nFP / Nvox): 5.36 for 1 false positive in 24 M voxels, 5.80 in 300 M
     assert P.false_positive_k(1, 24e6) == pytest.approx(5.3598, abs=1e-3)
     assert P.false_positive_k(1, 3e8) == pytest.approx(5.7991, abs=1e-3)
     k = P.false_positive_k(10, 1e6)

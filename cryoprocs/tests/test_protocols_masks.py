@@ -12,7 +12,7 @@ from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from cryoprocs.tests import shared_data
 
-REL_TOL = 1e-6     # of max|value|, float32 rounding (issue: Xmipp parity bar)
+REL_TOL = 1e-6     # of max|value|, float32 rounding (the Xmipp parity bar, docs/apply-mask.md)
 
 
 def _xmipp_case(case_id):
@@ -149,7 +149,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
 
 def _particles_sqlite_from_relion31(folder):
     """A Scipion particle set with CTF, 3D alignment, coordinates and acquisition built from
-    the real RELION 3.1 particles of ../shared/data/real/cryodrgn_relion31."""
+    the real RELION 3.1 particles of the reference data real/cryodrgn_relion31."""
     import starfile
     from pwem.constants import ALIGN_PROJ
     from pwem.objects import (Acquisition, Coordinate, CTFModel, Particle, SetOfParticles,

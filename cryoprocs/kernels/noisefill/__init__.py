@@ -6,7 +6,7 @@ NumPy/SciPy on arrays or on array-likes that return ``[z0:z1]`` slabs (numpy arr
 maps, :class:`cryoprocs.convert.mrc.MappedMrc`), so volumes larger than memory are
 processed slab by slab.
 
-Source of the behaviour: ../shared/docs/noise-fill.md. Two modes:
+Source of the behaviour: docs/noise-fill.md. Two modes:
 
 * **cryoprocs (default)** (doc section 3): binarise with a threshold (``mask > threshold``,
   so label maps keep every label above it); optional morphological open/close; expand by an

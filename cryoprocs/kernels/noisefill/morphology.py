@@ -26,7 +26,7 @@ def truncated_sq_edt(seg: ArrayLike, radius: int, threads: int = 1,
     separable transform; cost independent of the radius) in y-chunks with an R-row halo,
     so memory stays at a few chunk-sized temporaries. (scipy 1.10's
     ``distance_transform_edt`` is exact too but about 10x slower on this problem, see
-    ../shared/docs/noise-fill.md section 4.)
+    docs/noise-fill.md.)
 
     Parameters
     ----------

@@ -173,7 +173,7 @@ def gaussian_expansion_distance(sigma: float, threshold: float) -> float:
 
     A flat 0/1 step blurred with a Gaussian of ``sigma`` px equals ``Phi(-x / sigma)`` at
     signed distance x outside it, so the threshold t is crossed at ``x = sigma Phi^-1(1 - t)``
-    (../shared/docs/noise-fill.md section 2). Returns px; 0 for t = 0.5, negative above.
+    (docs/noise-fill.md). Returns px; 0 for t = 0.5, negative above.
     Convex parts move less and thin structures much less than this.
     """
     return float(sigma) * float(ndtri(1.0 - float(threshold)))

@@ -3,7 +3,7 @@ semantics (cryoCAT 0.7.1, ``cryocat/tmana.py``) and an order of magnitude less t
 
 Everything here works on NumPy arrays (``numpy.memmap`` included) in MRC order ``[z, y, x]``
 (x = MRC column, the fastest axis); nothing is transposed or copied whole. The semantics are
-re-stated from ../shared/docs/peak-picking.md (sections 1, 3 and 7), not copied from cryoCAT:
+re-stated in docs/peak-picking.md, not copied from cryoCAT:
 
 1. **Threshold** ``thr`` (float32), one of
 
