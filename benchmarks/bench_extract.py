@@ -1,5 +1,5 @@
-"""Benchmark of ``cryoprocs extract`` (RELION 5 2D-stack extraction) against the issue's
-targets.
+"""Benchmark of ``cryoprocs extract`` (RELION 5 2D-stack extraction) against its
+targets (docs/extract-subtomos.md).
 
 Generates (once, cached) a RELION 5 project of 2 tilt series of 41 x 2048^2 float32 images
 (2.165 Å/px, ±60° in 3° steps, dose-symmetric pre-exposure, rlnTomoSize 2048x2048x600) with
@@ -7,7 +7,7 @@ Generates (once, cached) a RELION 5 project of 2 tilt series of 41 x 2048^2 floa
 imports, reading, extraction, writing) for box 64 (bin 1) and box 32 (bin 4), with
 ``--threads 2``, and reads the child's peak resident memory (``ru_maxrss``).
 
-Reference (2-core machine, from ../shared/docs/relion5-extraction.md §12), box 64:
+Reference (2-core machine, docs/extract-subtomos.md), box 64:
 RELION 5.0.1 ``relion_tomo_subtomo`` 9.1 s / 2.05 GB, zarr-particle-tools 1.0.1 8.4 s /
 0.75 GB. Target: <= 4 s and <= 0.75 GB.
 

@@ -8,7 +8,8 @@ process that runs the demo project, ``cryoprocs python`` the environment of a ba
 and ``cryoprocs env`` prints it as shell ``export`` lines.
 
 Variables: those pyworkflow 3.11.7 reads in ``pyworkflow/config.py`` and that a pip-only
-installation lacks (scipion-app's launcher sets them for ``scipion3 python``).
+installation lacks (scipion-app's launcher sets them for ``scipion3 python``; see
+docs/scipion-notes.md).
 """
 import os
 import sys

@@ -23,6 +23,7 @@ examples:
       --sigma 3 --cryocat-compatible --output picks.em
 """
 import argparse
+from ..constants import DEFAULT_SYMMETRY, PEAKS_MASK_MODES, PEAKS_ORDERS, PEAKS_THR_MODES
 
 HELP = "pick oriented peaks in template-matching score maps (cryoCAT semantics)"
 
@@ -37,7 +38,7 @@ def add_arguments(p):
                    help="minimum distance between picks in voxels (cryoCAT particle_diameter): "
                         "a candidate within D of an earlier pick is excluded")
     p.add_argument("--threshold-mode", default="false-positives",
-                   choices=("direct", "sigma", "percentile", "triangle", "false-positives"),
+                   choices=PEAKS_THR_MODES,
                    help="how the score threshold is chosen (default: false-positives)")
     p.add_argument("--threshold", type=float, metavar="T", help="score threshold (direct mode)")
     p.add_argument("--sigma", type=float, default=3.0, metavar="K",
@@ -52,15 +53,15 @@ def add_arguments(p):
     p.add_argument("--border", type=int, default=0, metavar="B",
                    help="exclude candidates closer than B voxels to a face (default 0)")
     p.add_argument("--tomo-mask", metavar="M", help="tomogram mask (MRC or EM, same shape)")
-    p.add_argument("--mask-mode", choices=("multiply", "inside"), default="multiply",
+    p.add_argument("--mask-mode", choices=PEAKS_MASK_MODES, default="multiply",
                    help="multiply: scores x mask before the statistics (cryoCAT); inside: "
                         "statistics and candidates only where mask > 0")
-    p.add_argument("--angles-order", choices=("zxz", "zzx"), default="zxz",
+    p.add_argument("--angles-order", choices=PEAKS_ORDERS, default="zxz",
                    help="angle-list columns: zxz = phi,theta,psi (GAPSTOP); zzx = phi,psi,theta "
                         "(STOPGAP)")
     p.add_argument("--angles-numbering", type=int, choices=(0, 1), default=0,
                    help="angle-map values are 0-based (GAPSTOP) or 1-based (STOPGAP) rows")
-    p.add_argument("--symmetry", default="C1", metavar="Cn",
+    p.add_argument("--symmetry", default=DEFAULT_SYMMETRY, metavar="Cn",
                    help="C<n> symmetry: phi gets a random multiple of 360/n (seeded)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="random seed of the symmetry randomisation (default 0)")

@@ -29,6 +29,7 @@ examples:
       --snr 0.1 --output-dir P/Reconstruct/job031/
 """
 import argparse
+from ..constants import DEFAULT_SYMMETRY
 
 HELP = "RELION 5 subtomogram-average reconstruction (half maps, FSC)"
 
@@ -45,7 +46,7 @@ def add_arguments(p):
                    help="output map size in px (RELION --crop; default: the box size)")
     p.add_argument("--bin", type=float, default=1.0, metavar="N",
                    help="binning factor (default 1)")
-    p.add_argument("--sym", default="C1", metavar="G",
+    p.add_argument("--sym", default=DEFAULT_SYMMETRY, metavar="G",
                    help="point group: Cn, Dn, T, O, I or I1..I4 in RELION's conventions "
                         "(default C1)")
     p.add_argument("--snr", type=float, default=-1.0, metavar="S",

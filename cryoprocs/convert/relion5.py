@@ -2,7 +2,7 @@
 ``particles.star`` and ``optimisation_set.star`` (reading, writing, RELION's path rules).
 
 Conventions of RELION 5.0.1 (``tomogram_set.cpp``, ``particle_set.cpp``, ``subtomo.cpp``;
-see ../shared/docs/relion5-extraction.md sections 1 and 8):
+see docs/import-relion5.md and docs/extract-subtomos.md):
 
 * **Paths** inside STAR files are relative to the RELION project directory (the directory
   RELION runs in), unless absolute or URLs. Tilt series and tomograms may be OME-Zarr
@@ -26,12 +26,14 @@ Blocks are pandas DataFrames; labels without the leading underscore (``starfile`
 """
 import os
 from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ..kernels import relion_geometry as G
-from .euler import relion_euler_matrix
+from ..kernels.euler import relion_euler_matrix
 from .images import image_info, is_image_store, is_url
 from .mrc import MrcFormatError, parse_location
 from .star import read_star, write_star
@@ -58,7 +60,7 @@ class Relion5Error(ValueError):
 
 
 # ----------------------------------------------------------------------------- paths
-def resolve(path, project_dir):
+def resolve(path: str, project_dir: str) -> str:
     """Absolute file name of a path found in a RELION STAR file (``n@`` prefix and ``:mrcs``
     hint removed); relative paths are relative to ``project_dir``."""
     _, p = parse_location(str(path))
@@ -67,7 +69,7 @@ def resolve(path, project_dir):
     return os.path.normpath(os.path.join(project_dir, p))
 
 
-def relion_path(path, project_dir):
+def relion_path(path: str, project_dir: str) -> str:
     """Path to write into a STAR file: relative to ``project_dir`` when ``path`` lies inside
     it (RELION's convention), absolute otherwise. Directories keep a trailing slash."""
     if is_url(path):
@@ -84,7 +86,7 @@ def relion_path(path, project_dir):
     return rel + os.sep if trailing and not rel.endswith(os.sep) else rel
 
 
-def guess_project_dir(tomograms_star, tomograms=None):
+def guess_project_dir(tomograms_star: str, tomograms: Optional[pd.DataFrame] = None) -> str:
     """The RELION project directory of a tomograms.star: the first of its folder and that
     folder's parents in which every ``rlnTomoTiltSeriesStarFile`` exists (RELION resolves
     them against the directory it runs in). Falls back to the file's folder."""
@@ -119,7 +121,7 @@ def _as_frame(block):
     return pd.DataFrame([block]) if block else pd.DataFrame()
 
 
-def read_tomograms(path):
+def read_tomograms(path: str) -> pd.DataFrame:
     """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
 
     Raises
@@ -173,13 +175,13 @@ class TiltSeries:
     def n_frames(self):
         return len(self.frames)
 
-    def centre(self):
+    def centre(self) -> np.ndarray:
         return G.tomogram_centre(self.tomo_size)
 
-    def depth_offsets(self, positions):
+    def depth_offsets(self, positions: ArrayLike) -> np.ndarray:
         return G.depth_offsets(self.matrices, positions, self.tomo_size)
 
-    def frame_groups(self):
+    def frame_groups(self) -> Dict[str, List[Tuple[int, int]]]:
         """``{file: [(frame, index_in_file), ...]}``: frames grouped by the file they live in."""
         groups = {}
         for f, (path, idx) in enumerate(self.frames):
@@ -225,13 +227,14 @@ def _frame_file_shape(path, pixel_size, where):
         img.close()
 
 
-def read_tilt_series(star_path, name):
+def read_tilt_series(star_path: str, name: str) -> pd.DataFrame:
     """The per-tilt-series table ``data_<name>`` of a STAR file."""
     blocks = read_star(star_path)
     return _as_frame(_first_block(blocks, str(name), star_path)).reset_index(drop=True)
 
 
-def load_tilt_series(row, project_dir, table=None):
+def load_tilt_series(row: Mapping, project_dir: str,
+                     table: Optional[pd.DataFrame] = None) -> TiltSeries:
     """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
 
     Parameters
@@ -250,19 +253,7 @@ def load_tilt_series(row, project_dir, table=None):
     """
     row = dict(row)
     name = str(row["rlnTomoName"])
-    where = "tomogram %s" % name
-    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
-    if table is None:
-        if not star_file:
-            raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
-                               % where)
-        star_abs = resolve(star_file, project_dir)
-        if not os.path.exists(star_abs):
-            raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
-                               "relative to the project directory %s)"
-                               % (where, star_abs, star_file, project_dir))
-        table = read_tilt_series(star_abs, name)
-        where = "%s (%s)" % (where, star_file)
+    table, where, star_file = _tilt_table(row, name, project_dir, table)
     n = len(table)
     if n == 0:
         raise Relion5Error("%s has no tilt images" % where)
@@ -271,19 +262,70 @@ def load_tilt_series(row, project_dir, table=None):
         if key not in row or pd.isna(row[key]):
             raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
     ps = float(row["rlnTomoTiltSeriesPixelSize"])
+    frames = _frame_sources(row, table, project_dir, where)
+    W, H = _image_size(frames, ps, where)
+    tomo_size = _tomo_size(row)
+    P, old = _projections(table, ps, (W, H), tomo_size, where)
+    return TiltSeries(
+        name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
+        cs=float(row["rlnSphericalAberration"]),
+        amplitude_contrast=float(row["rlnAmplitudeContrast"]),
+        hand=float(row["rlnTomoHand"]),
+        defocus_slope=_optional(row, "rlnTomoDefocusSlope", 1.0),
+        bfactor_per_dose=_optional(row, "rlnCtfBfactorPerElectronDose", 0.0),
+        tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
+        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
+        defocus_u=_col(table, "rlnDefocusU", None, where, n),
+        defocus_v=_col(table, "rlnDefocusV", None, where, n),
+        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
+        phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
+        ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
+        ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),
+        global_row=row, table=table, star_file=star_file,
+        projection_from_old_matrices=old)
 
-    # frame sources
-    frames = []
+
+def _optional(row, key, default):
+    """A float column of a tomograms.star row, ``default`` when absent or NaN."""
+    v = row.get(key, default)
+    return float(v if pd.notna(v) else default)
+
+
+def _tilt_table(row, name, project_dir, table):
+    """``(table, where, star file)``: the per-tilt-series table (read from
+    ``rlnTomoTiltSeriesStarFile`` unless given) and the name used in messages."""
+    where = "tomogram %s" % name
+    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
+    if table is not None:
+        return table, where, star_file
+    if not star_file:
+        raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
+                           % where)
+    star_abs = resolve(star_file, project_dir)
+    if not os.path.exists(star_abs):
+        raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
+                           "relative to the project directory %s)"
+                           % (where, star_abs, star_file, project_dir))
+    return read_tilt_series(star_abs, name), "%s (%s)" % (where, star_file), star_file
+
+
+def _frame_sources(row, table, project_dir, where):
+    """``[(absolute file, 0-based frame index)]`` of the tilt images, in table order."""
     if "rlnMicrographName" in table.columns:
+        frames = []
         for v in table["rlnMicrographName"].astype(str):
             idx, p = parse_location(v)
             frames.append((resolve(p, project_dir), (idx - 1) if idx else 0))
-    elif row.get("rlnTomoTiltSeriesName"):
+        return frames
+    if row.get("rlnTomoTiltSeriesName"):
         p = resolve(row["rlnTomoTiltSeriesName"], project_dir)
-        frames = [(p, i) for i in range(n)]
-    else:
-        raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
-                           % where)
+        return [(p, i) for i in range(len(table))]
+    raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
+                       % where)
+
+
+def _image_size(frames, ps, where):
+    """``(W, H)`` of the tilt images: every frame exists and all have one size."""
     sizes = {}
     for p, idx in frames:
         if p not in sizes:
@@ -299,14 +341,19 @@ def load_tilt_series(row, project_dir, table=None):
     if len(shapes) != 1:
         raise Relion5Error("%s: tilt images of different sizes %s" % (where, sorted(shapes)))
     H, W = next(iter(shapes))
+    return W, H
 
-    tomo_size = _tomo_size(row)
+
+def _projections(table, ps, image_size, tomo_size, where):
+    """``(P, old)``: the (F, 4, 4) projection matrices from RELION 5's alignment columns, or
+    the RELION 4 ``rlnTomoProjX/Y/Z/W`` matrices (``old`` True)."""
+    n = len(table)
     old = all(c in table.columns for c in PROJ_COLUMNS)
     if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
                                         "rlnTomoYShiftAngst")) and not old:
         P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
                                   table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
-                                  ps, (W, H), tomo_size,
+                                  ps, image_size, tomo_size,
                                   xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
     elif old:
         P = np.zeros((n, 4, 4))
@@ -317,26 +364,7 @@ def load_tilt_series(row, project_dir, table=None):
     else:
         raise Relion5Error("%s: no alignment (rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst "
                            "or rlnTomoProjX/Y/Z/W)" % where)
-    return TiltSeries(
-        name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
-        cs=float(row["rlnSphericalAberration"]),
-        amplitude_contrast=float(row["rlnAmplitudeContrast"]),
-        hand=float(row["rlnTomoHand"]),
-        defocus_slope=float(row.get("rlnTomoDefocusSlope", 1.0)
-                            if pd.notna(row.get("rlnTomoDefocusSlope", 1.0)) else 1.0),
-        bfactor_per_dose=float(row.get("rlnCtfBfactorPerElectronDose", 0.0)
-                               if pd.notna(row.get("rlnCtfBfactorPerElectronDose", 0.0))
-                               else 0.0),
-        tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
-        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
-        defocus_u=_col(table, "rlnDefocusU", None, where, n),
-        defocus_v=_col(table, "rlnDefocusV", None, where, n),
-        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
-        phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
-        ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
-        ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),
-        global_row=row, table=table, star_file=star_file,
-        projection_from_old_matrices=old)
+    return P, old
 
 
 # ----------------------------------------------------------------------------- particles
@@ -349,7 +377,7 @@ class ParticleTable:
     path: str = ""
 
 
-def read_particles(path):
+def read_particles(path: str) -> ParticleTable:
     """Read a RELION 5 particles.star (``rlnTomoName`` as strings).
 
     Raises
@@ -378,7 +406,8 @@ def read_particles(path):
     return ParticleTable(dict(general), optics.reset_index(drop=True), parts, path)
 
 
-def build_optics(optics, particles, tomograms):
+def build_optics(optics: Optional[pd.DataFrame], particles: pd.DataFrame,
+                 tomograms: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """RELION's optics table: the input one, or (when empty) one group per optics-group name
     of tomograms.star in order of first appearance in the particles (``ParticleSet::read``);
     then ``rlnOpticsGroup`` of the particles is set accordingly. Returns
@@ -413,7 +442,7 @@ def build_optics(optics, particles, tomograms):
     return pd.DataFrame(rows), particles
 
 
-def optics_pixel_sizes(optics):
+def optics_pixel_sizes(optics: pd.DataFrame) -> Dict[int, float]:
     """``{rlnOpticsGroup: rlnTomoTiltSeriesPixelSize}``.
 
     Raises
@@ -428,7 +457,7 @@ def optics_pixel_sizes(optics):
     return {int(g): float(p) for g, p in zip(groups, optics["rlnTomoTiltSeriesPixelSize"])}
 
 
-def particle_names(particles):
+def particle_names(particles: pd.DataFrame) -> List[str]:
     """``rlnTomoParticleName`` of every row, generated as ``"<tomo>/<k>"`` (1-based per
     tomogram, input order) when the column is absent (RELION ``ParticleSet::read``)."""
     if "rlnTomoParticleName" in particles.columns:
@@ -441,7 +470,9 @@ def particle_names(particles):
     return names
 
 
-def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
+def particle_positions(particles: pd.DataFrame, pixel_sizes: Union[Mapping[int, float], float],
+                       tomo_size: Optional[Sequence[int]],
+                       apply_offsets: bool = True) -> np.ndarray:
     """Decentred tilt-series-pixel positions ``(N, 3)`` of particle rows (one tomogram),
     with offsets folded in when ``apply_offsets`` (RELION ``ParticleSet::getPosition``).
 
@@ -477,7 +508,8 @@ def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
     return pos
 
 
-def stack2d_name(output_dir, tomo_name, particle_name, per_tomogram_dirs):
+def stack2d_name(output_dir: str, tomo_name: str, particle_name: str,
+                 per_tomogram_dirs: bool) -> str:
     """``<o>Subtomograms/[<tomo>/]<name>_stack2d.mrcs`` (RELION ``getOutputFilename``)."""
     parts = [output_dir, "Subtomograms"]
     if per_tomogram_dirs:
@@ -491,9 +523,12 @@ def _set_column(df, name, values):
     df[name] = values
 
 
-def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_names,
-                               positions, centres, pixel_sizes, binning, crop, do_ctf,
-                               apply_offsets=True, stack2d=True):
+def extraction_particle_tables(ptable: ParticleTable, tomograms: pd.DataFrame,
+                               kept_rows: Sequence[int], visible: Sequence[np.ndarray],
+                               image_names: Sequence[str], positions: np.ndarray,
+                               centres: np.ndarray, pixel_sizes: ArrayLike, binning: float,
+                               crop: int, do_ctf: bool, apply_offsets: bool = True,
+                               stack2d: bool = True) -> Tuple[dict, pd.DataFrame, pd.DataFrame]:
     """The optics and particles tables RELION's ``writeParticleSet`` writes.
 
     Parameters
@@ -552,13 +587,15 @@ def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_name
 
 
 # ----------------------------------------------------------------------------- writing
-def write_particles_star(path, general, optics, particles):
+def write_particles_star(path: str, general: Mapping, optics: pd.DataFrame,
+                         particles: pd.DataFrame) -> str:
     """Write ``data_general``, ``data_optics``, ``data_particles`` atomically."""
     return write_star(path, {"general": dict(general), "optics": optics,
                              "particles": particles})
 
 
-def write_optimisation_set(path, particles_file, tomograms_file, trajectories_file=None):
+def write_optimisation_set(path: str, particles_file: str, tomograms_file: str,
+                           trajectories_file: Optional[str] = None) -> str:
     """Write RELION's ``optimisation_set.star`` (``data_`` list block; paths as given)."""
     block = {"rlnTomoParticlesFile": particles_file, "rlnTomoTomogramsFile": tomograms_file}
     if trajectories_file:
@@ -566,13 +603,13 @@ def write_optimisation_set(path, particles_file, tomograms_file, trajectories_fi
     return write_star(path, {"": block})
 
 
-def write_tomograms_star(path, rows):
+def write_tomograms_star(path: str, rows: Union[pd.DataFrame, List[dict]]) -> str:
     """Write ``data_global`` of a tomograms.star from a DataFrame or a list of dicts."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return write_star(path, {"global": df})
 
 
-def write_tilt_series_star(path, name, table):
+def write_tilt_series_star(path: str, name: str, table: Union[pd.DataFrame, List[dict]]) -> str:
     """Write the per-tilt-series STAR ``data_<name>``."""
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
     return write_star(path, {str(name): df})

@@ -9,7 +9,7 @@ block of slices (<= 32 MB), a few frames, and the pages of the memory-mapped inp
 Forward-backward playback renders the kept frames again in reverse order instead of keeping
 them.
 
-Writers (see ../shared/docs/movie-export.md section 3):
+Writers (see docs/export-movie.md):
 
 * ``mp4``: H.264 (libx264 ``-preset veryfast -crf 23 -pix_fmt yuv420p -movflags +faststart``)
   through the ffmpeg executable bundled with imageio-ffmpeg.

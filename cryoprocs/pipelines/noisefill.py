@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.images import open_image
 from ..convert.mrc import AtomicMrcWriter, MrcFormatError, MrcInfo, partial_path
 from ..convert.zarr_write import OmeZarrWriter
@@ -27,7 +28,6 @@ from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
 
 
 def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):

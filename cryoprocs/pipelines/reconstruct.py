@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
@@ -48,9 +49,7 @@ from .relion5_project import Relion5ProjectJob, safe_name
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReconstructSettings", "ReconstructJob", "TomogramSums", "write_fsc_star",
-           "write_fsc_plot", "MAP_FILES"]
-
-MAP_FILES = {"merged": "merged.mrc", "half1": "half1.mrc", "half2": "half2.mrc"}
+           "write_fsc_plot"]
 
 
 @dataclass
@@ -69,7 +68,7 @@ class ReconstructSettings:
     box: int
     crop: int = None
     binning: float = 1.0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     snr: float = -1.0
     do_ctf: bool = True
     circle_crop: bool = True

@@ -2,7 +2,7 @@
 
 Same form vocabulary, enum order and defaults as scipion-em-xmipp ``XmippProtMaskParticles``
 and ``XmippProtMaskVolumes`` (xmipp3/protocols/protocol_preprocess/protocol_mask.py), with the
-numbers of Xmipp's ``xmipp_transform_mask`` (see ../shared/docs/xmipp-mask-semantics.md). The
+numbers of Xmipp's ``xmipp_transform_mask`` (see docs/apply-mask.md). The
 maths is in :mod:`cryoprocs.kernels.masks`, the file streaming in
 :mod:`cryoprocs.pipelines.masks`.
 """
@@ -18,6 +18,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
 from ..commands.mask import args_from_recipe
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import mrc_info
 from ..kernels import masks as K
 from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
@@ -26,7 +27,6 @@ from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01     # relative
 
 
 class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):

@@ -1,7 +1,7 @@
 """ExportMovie: tomograms, tilt series and volumes to shareable movies (mrc2movie's frames).
 
 The frame maths is in :mod:`cryoprocs.kernels.movie`, the streaming and the encoders in
-:mod:`cryoprocs.pipelines.movie` (see ../shared/docs/movie-export.md). The movies are files
+:mod:`cryoprocs.pipelines.movie` (see docs/export-movie.md). The movies are files
 under the run's ``extra/`` folder, listed in the summary; the protocol defines no output
 object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
 ``ProtExportCoordinates3D`` is the model). A preview montage of the central frames,

@@ -22,6 +22,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfSubTomograms
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
@@ -31,7 +32,6 @@ from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01
 
 
 class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):

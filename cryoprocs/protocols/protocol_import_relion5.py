@@ -6,7 +6,7 @@ acquisition order, per-tilt pre-exposure and dose, 2D alignment transforms), a
 ``SetOfCTFTomoSeries`` and a ``SetOfCoordinates3D`` with orientations. RELION quantities
 Scipion has no field for are kept as extra attributes (convert/relion5_scipion.py), so
 ExtractSubtomos writes the project back with RELION's exact values. Does not use tomo's
-ProtImportTs (sqlite lock, ../shared/docs/scipion-plugin-notes.md §3.9).
+ProtImportTs (sqlite lock, docs/scipion-notes.md).
 """
 import json
 import logging

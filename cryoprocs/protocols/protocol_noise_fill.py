@@ -2,7 +2,7 @@
 with noise matching the tomogram's background, at full tomogram size.
 
 Maps Scipion objects to :func:`cryoprocs.pipelines.noisefill.noise_fill_file` (the maths is in
-:mod:`cryoprocs.kernels.noisefill`, see ../shared/docs/noise-fill.md). Model protocol for the
+:mod:`cryoprocs.kernels.noisefill`, see docs/noise-fill.md). Model protocol for the
 set handling: scipion-em-tomo ``ProtTomoApplyTomoMask`` (per-tsId parallel steps, tsId
 matching, non-matching tsIds reported).
 """
@@ -16,6 +16,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTomograms, SetOfTomoMasks, Tomogram, TomoMask
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
@@ -23,7 +24,6 @@ from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01      # relative
 
 
 class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):

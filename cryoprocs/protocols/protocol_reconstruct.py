@@ -24,6 +24,7 @@ from pwem.objects import FSC
 from tomo.objects import AverageSubTomogram
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
@@ -34,7 +35,6 @@ from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01
 
 
 class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
@@ -102,7 +102,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         form.addParam('binning', params.FloatParam, default=1.0, label='Binning',
                       help='Fourier binning of the tilt images (RELION --bin); the map '
                            'sampling rate is the tilt-series pixel size x binning.')
-        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
                       help='Point group in RELION\'s conventions: C1, Cn (axis z), Dn (n-fold '
                            'on z, two-fold on x), T, O, I (= I2) or I1, I3, I4.')
         form.addParam('doWiener', params.BooleanParam, default=False,
@@ -464,7 +464,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             if interp:
                 w.append('Tilt series %s are interpolated: the reconstruction expects the '
                          'raw tilt images with their alignment.' % ", ".join(interp[:10]))
-        if self._settings().symmetry != "C1":
+        if self._settings().symmetry != C.DEFAULT_SYMMETRY:
             w.append('Symmetry %s is imposed in Fourier space on both half maps.'
                      % self._settings().symmetry)
         return w

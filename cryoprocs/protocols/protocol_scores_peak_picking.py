@@ -2,7 +2,7 @@
 (GAPSTOP, STOPGAP, pytom-match-pick), with cryoCAT ``scores_extract_particles`` semantics and
 an order of magnitude less time and memory.
 
-The maths is in :mod:`cryoprocs.kernels.peaks` (see ../shared/docs/peak-picking.md), the file
+The maths is in :mod:`cryoprocs.kernels.peaks` (see docs/peak-picking.md), the file
 handling in :mod:`cryoprocs.pipelines.peaks`. This module maps Scipion objects to those calls and
 the picks back to a ``SetOfCoordinates3D``:
 
@@ -26,6 +26,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomograms, Tomogram
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
 from ..convert.scipion import set_coordinate, set_relion_orientation
@@ -36,7 +37,6 @@ from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01     # relative
 ANGDIST_KINDS = (("total", C.OUTPUT_ANGDIST_TOTAL), ("normal", C.OUTPUT_ANGDIST_NORMAL),
                  ("inplane", C.OUTPUT_ANGDIST_INPLANE))
 
@@ -163,7 +163,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                       label='Box size (px)',
                       help='Box size of the output coordinates, in pixels of the tomograms; '
                            '-1 = the minimum distance scaled to the tomograms.')
-        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
                       help='Cyclic symmetry C<n> of the angle search. With n > 1 the angle '
                            'list covers phi in [0, 360/n); each pick gets a random multiple '
                            'of 360/n added to phi (seeded, wrapped to [0, 360)), as STOPGAP and '
@@ -232,7 +232,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             mask_mode="multiply" if compat else C.PEAKS_MASK_MODES[self.maskMode.get()],
             angles_order=C.PEAKS_ORDERS[self.anglesOrder.get()],
             angles_numbering=int(self.anglesNumbering.get()),
-            symmetry=self.symmetry.get() or "C1",
+            symmetry=self.symmetry.get() or C.DEFAULT_SYMMETRY,
             randomize_symmetry=bool(self.randomizeSymmetry.get()), seed=int(self.seed.get()),
             min_peak_size=None if compat or not self.minPeakSize.get()
             else int(self.minPeakSize.get()),
@@ -490,7 +490,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                 not self.nFalsePositives.get() > 0:
             errors.append('The expected number of false positives must be > 0.')
         try:
-            K.symmetry_order(self.symmetry.get() or "C1")
+            K.symmetry_order(self.symmetry.get() or C.DEFAULT_SYMMETRY)
         except K.PeakPickingError as exc:
             errors.append(str(exc))
         return errors

@@ -2,7 +2,7 @@
 tests and the demo.
 
 scipion-em-tomo's own tilt-series import (``ProtImportTs``) deadlocks on sqlite in this
-environment (../shared/docs/scipion-plugin-notes.md), so cryoprocs tests and the demo build
+environment (docs/scipion-notes.md), so cryoprocs tests and the demo build
 their ``SetOfTiltSeries`` here: one tilt series per stack, named by the file stem (tsId),
 tilt images referenced in place through links in ``extra/``, with tilt angles, acquisition
 orders and accumulated doses as scipion-em-tomo's import writes them (images appended in

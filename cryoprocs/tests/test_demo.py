@@ -1,4 +1,5 @@
-"""The main job: ``cryoprocs demo`` end to end on the real data in ../shared/data/real."""
+"""The main job: ``cryoprocs demo`` end to end on the real data of the reference data folder
+``real`` (the full pack, or the repository subset plus the demo's own PyPI downloads)."""
 import glob
 import json
 import os

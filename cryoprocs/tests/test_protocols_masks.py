@@ -12,7 +12,7 @@ from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from cryoprocs.tests import shared_data
 
-REL_TOL = 1e-6     # of max|value|, float32 rounding (issue: Xmipp parity bar)
+REL_TOL = 1e-6     # of max|value|, float32 rounding (the Xmipp parity bar, docs/apply-mask.md)
 
 
 def _xmipp_case(case_id):
@@ -114,10 +114,16 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
 
     def test_3d_set_of_volumes_cylinder(self):
         base, _, case = _xmipp_case("m3d05_cylinder_r12_h20")
-        # a folder import gives a SetOfVolumes: the 64^3 map and its odd non-cubic crop
-        prot_imp = self.newProtocol(ProtImportVolumes, filesPath=os.path.dirname(
-            os.path.join(base, case["input"])), filesPattern="in3d_emd3883*.mrc",
-            samplingRate=8.66)
+        # a folder import gives a SetOfVolumes: Xmipp's odd, non-cubic input (41 x 46 x 39)
+        # and a 32^3 volume of another size
+        folder = self.proj.getTmpPath("volumes_of_two_sizes")
+        os.makedirs(folder, exist_ok=True)
+        os.symlink(os.path.join(base, case["input"]), os.path.join(folder, "in3d_xmipp.mrc"))
+        with mrcfile.new(os.path.join(folder, "in3d_other.mrc"), overwrite=True) as m:
+            m.set_data(np.random.default_rng(3).normal(1.0, 1.0, (32, 32, 32)).astype(np.float32))
+            m.voxel_size = 8.66
+        prot_imp = self.newProtocol(ProtImportVolumes, filesPath=folder,
+                                    filesPattern="in3d_*.mrc", samplingRate=8.66)
         self.launchProtocol(prot_imp)
         vols = prot_imp.outputVolumes
         self.assertSetSize(vols, 2)
@@ -130,8 +136,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         import glob
         from cryoprocs.kernels import masks as KM
         inputs = {}
-        for f in glob.glob(os.path.join(os.path.dirname(os.path.join(base, case["input"])),
-                                        "in3d_emd3883*.mrc")):
+        for f in glob.glob(os.path.join(folder, "in3d_*.mrc")):
             vol = mrcfile.read(f)
             inputs[vol.shape] = vol
         shapes = set()
@@ -140,7 +145,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
             shapes.add(data.shape)
             if data.shape == ref.shape:
                 self._assertXmipp(data, ref)
-            else:          # the odd, non-cubic crop: the same cylinder on its own grid
+            else:          # the other volume: the same cylinder on its own grid
                 mask = KM.make_mask(data.shape, "cylinder", radius=12, height=20)
                 np.testing.assert_array_equal(data[mask], inputs[data.shape][mask])
                 self.assertTrue(np.all(data[~mask] == 0))
@@ -164,13 +169,13 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
 
 def _particles_sqlite_from_relion31(folder):
     """A Scipion particle set with CTF, 3D alignment, coordinates and acquisition built from
-    the real RELION 3.1 particles of ../shared/data/real/cryodrgn_relion31."""
+    the real RELION 3.1 particles of the reference data real/cryodrgn_relion31."""
     import starfile
     from pwem.constants import ALIGN_PROJ
     from pwem.objects import (Acquisition, Coordinate, CTFModel, Particle, SetOfParticles,
                               Transform)
 
-    from cryoprocs.convert.euler import relion_euler_matrix
+    from cryoprocs.kernels.euler import relion_euler_matrix
 
     src = shared_data("real", "cryodrgn_relion31")
     star = starfile.read(os.path.join(src, "relion31.star"), always_dict=True)
