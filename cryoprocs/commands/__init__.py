@@ -14,3 +14,11 @@ def add_nonfinite_argument(parser):
 def nonfinite_policy(args):
     """"replace" with ``--replace-nonfinite``, else "error"."""
     return "replace" if getattr(args, "replace_nonfinite", False) else "error"
+
+
+def nonfinite_args(policy):
+    """The options that make :func:`nonfinite_policy` give ``policy`` ("error" or "replace"):
+    how a protocol's *Replace non-finite values?* switch reaches its commands."""
+    if policy not in ("error", "replace"):
+        raise ValueError("non-finite policy must be 'error' or 'replace', got %r" % (policy,))
+    return ["--replace-nonfinite"] if policy == "replace" else []

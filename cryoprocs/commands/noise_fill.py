@@ -47,7 +47,9 @@ examples:
   cryoprocs noise-fill --input_tomo T.mrc --input_mask M.mrc --output_tomo OUT.mrc \\
       --expand_pixels 30 --parity          # exactly what extract_masked_tomogram.py writes
 """
-from . import add_nonfinite_argument, nonfinite_policy
+import argparse
+
+from . import add_nonfinite_argument, nonfinite_args, nonfinite_policy
 
 HELP = "keep a tomogram inside an expanded mask, fill the rest with matched noise"
 
@@ -123,6 +125,9 @@ def add_arguments(p):
                    help="reproduce extract_masked_tomogram.py exactly (same voxels)")
     n.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
     add_nonfinite_argument(n)
+    # protocol use (hidden): the voxel size of the outputs when the tomogram header has none
+    # (Scipion's sampling rate)
+    p.add_argument("--voxel-size", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def params_from_args(args):
@@ -181,7 +186,28 @@ def run(args):
     rep = noise_fill_file(args.input_tomo, args.input_mask, args.output_tomo, params,
                           soft_mask_path=args.soft_mask_out, preview_png=args.preview,
                           report_json=args.report, threads=max(1, args.threads),
-                          overwrite=args.overwrite, nonfinite=nonfinite_policy(args))
+                          overwrite=args.overwrite, voxel_size=args.voxel_size,
+                          nonfinite=nonfinite_policy(args))
     print(format_report(rep))
     print("wrote %s" % args.output_tomo)
     return 0
+
+
+def args_from_params(params, nonfinite="error"):
+    """Command-line options that make :func:`params_from_args` give ``params`` (resolved) and
+    :func:`~cryoprocs.commands.nonfinite_policy` give ``nonfinite``: how
+    ProtCryoprocsMaskedTomogramNoiseFill turns its form into a command line. Floats are
+    written with ``repr`` so that they parse back to the same value."""
+    p = params.resolved()
+    args = ["--expand_pixels", str(p.expansion), "--gaussian_sigma", repr(p.boundary_sigma),
+            "--smooth_iterations", str(p.smooth_iterations), "--noise_std", repr(p.noise_level),
+            "--background_value", repr(p.background_value), "--seed", str(p.seed)]
+    if p.parity:
+        return ["--parity"] + args + (["--fast"] if p.fast else []) + nonfinite_args(nonfinite)
+    args += ["--threshold", repr(p.threshold), "--expansion-mode", p.expansion_mode,
+             "--sigma", repr(p.sigma), "--soft-edge", repr(p.soft_edge),
+             "--noise-stats", p.noise_stats]
+    if p.gaussian_threshold is not None:
+        args += ["--gaussian-threshold", repr(p.gaussian_threshold)]
+    return args + (["--invert"] if p.invert else []) + \
+        (["--spectral-noise"] if p.spectral else []) + nonfinite_args(nonfinite)

@@ -22,7 +22,10 @@ examples:
       --angles-order zzx --angles-numbering 1 --min-distance 10 --threshold-mode sigma \\
       --sigma 3 --cryocat-compatible --output picks.em
 """
-from . import add_nonfinite_argument, nonfinite_policy
+import argparse
+
+from ..constants import DEFAULT_SYMMETRY, PEAKS_MASK_MODES, PEAKS_ORDERS, PEAKS_THR_MODES
+from . import add_nonfinite_argument, nonfinite_args, nonfinite_policy
 
 HELP = "pick oriented peaks in template-matching score maps (cryoCAT semantics)"
 
@@ -37,7 +40,7 @@ def add_arguments(p):
                    help="minimum distance between picks in voxels (cryoCAT particle_diameter): "
                         "a candidate within D of an earlier pick is excluded")
     p.add_argument("--threshold-mode", default="false-positives",
-                   choices=("direct", "sigma", "percentile", "triangle", "false-positives"),
+                   choices=PEAKS_THR_MODES,
                    help="how the score threshold is chosen (default: false-positives)")
     p.add_argument("--threshold", type=float, metavar="T", help="score threshold (direct mode)")
     p.add_argument("--sigma", type=float, default=3.0, metavar="K",
@@ -52,15 +55,15 @@ def add_arguments(p):
     p.add_argument("--border", type=int, default=0, metavar="B",
                    help="exclude candidates closer than B voxels to a face (default 0)")
     p.add_argument("--tomo-mask", metavar="M", help="tomogram mask (MRC or EM, same shape)")
-    p.add_argument("--mask-mode", choices=("multiply", "inside"), default="multiply",
+    p.add_argument("--mask-mode", choices=PEAKS_MASK_MODES, default="multiply",
                    help="multiply: scores x mask before the statistics (cryoCAT); inside: "
                         "statistics and candidates only where mask > 0")
-    p.add_argument("--angles-order", choices=("zxz", "zzx"), default="zxz",
+    p.add_argument("--angles-order", choices=PEAKS_ORDERS, default="zxz",
                    help="angle-list columns: zxz = phi,theta,psi (GAPSTOP); zzx = phi,psi,theta "
                         "(STOPGAP)")
     p.add_argument("--angles-numbering", type=int, choices=(0, 1), default=0,
                    help="angle-map values are 0-based (GAPSTOP) or 1-based (STOPGAP) rows")
-    p.add_argument("--symmetry", default="C1", metavar="Cn",
+    p.add_argument("--symmetry", default=DEFAULT_SYMMETRY, metavar="Cn",
                    help="C<n> symmetry: phi gets a random multiple of 360/n (seeded)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="random seed of the symmetry randomisation (default 0)")
@@ -88,14 +91,16 @@ def add_arguments(p):
                    help="write the score histogram / sorted-score plot here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_nonfinite_argument(p)
+    # protocol use (hidden): the whole pick as an .npz result (written last, atomically)
+    # and cryoCAT's angular distance maps (total, normal, in-plane; float32 MRC)
+    p.add_argument("--result", metavar="NPZ", help=argparse.SUPPRESS)
+    p.add_argument("--angular-distance-maps", nargs=3, metavar=("TOTAL", "NORMAL", "INPLANE"),
+                   help=argparse.SUPPRESS)
 
 
 def run(args):
     import os
 
-    import numpy as np
-
-    from ..convert import outputs as O
     from ..convert.paths import check_io
     from ..pipelines import peaks as PP
 
@@ -115,21 +120,35 @@ def run(args):
         raise ValueError("--diagnostics %s: use a .png file name" % args.diagnostics)
     check_io(inputs=[("--scores", args.scores), ("--angles", args.angles),
                      ("--angle-list", args.angle_list), ("--tomo-mask", args.tomo_mask)],
-             outputs=[("--output", args.output), ("--diagnostics", args.diagnostics)],
-             overwrite=args.overwrite)
-    shape = PP.volume_shape(args.scores)
-    diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in shape)))
-    if not args.min_distance <= diagonal:
-        raise ValueError("--min-distance %g voxels is larger than the score map %s (%s voxels "
-                         "(x, y, z), diagonal %.1f voxels): every pick would exclude all the "
-                         "others; give the minimum distance between particles in voxels"
-                         % (args.min_distance, args.scores, "x".join(map(str, shape[::-1])),
-                            diagonal))
+             outputs=[("--output", args.output), ("--diagnostics", args.diagnostics)]
+             + _protocol_outputs(args), overwrite=args.overwrite)
+    _check_min_distance(args)
+    opts = options_from_args(args)
+    result, info = PP.pick_volumes(args.scores, args.angles, args.angle_list, opts,
+                                   mask_path=args.tomo_mask, nonfinite=nonfinite_policy(args))
+    pixel = args.pixel_size or info["voxel_size"]
+    if ext == ".star" and args.star_format == "relion5" and not pixel:
+        raise ValueError("RELION 5 coordinates are in Å: the score map header has no voxel "
+                         "size; pass --pixel-size")
+    tomo_name = args.tomo_name or os.path.splitext(os.path.basename(args.scores))[0]
+    _write_outputs(args, ext, result, info, opts, tomo_name, pixel)
+    print(PP.result_summary(result, os.path.basename(args.scores)))
+    for m in result.messages:
+        print("note: %s" % m)
+    if args.diagnostics:
+        print("wrote %s" % args.diagnostics)
+    print("wrote %s (%d picks)" % (args.output, result.n_picks))
+    return 0
+
+
+def options_from_args(args):
+    """:class:`~cryoprocs.pipelines.peaks.PickOptions` of parsed arguments."""
+    from ..pipelines import peaks as PP
     af = None
     if args.angular_filter:
         n, deg, r = args.angular_filter
         af = {"min_count": int(n), "max_angle": float(deg), "radius": float(r)}
-    opts = PP.PickOptions(
+    return PP.PickOptions(
         min_distance=args.min_distance, threshold_mode=args.threshold_mode,
         threshold=args.threshold, sigma=args.sigma, percentile=args.percentile,
         n_false_positives=args.n_false_positives, max_picks=args.n_particles,
@@ -138,34 +157,95 @@ def run(args):
         randomize_symmetry=not args.no_symmetry_randomization, seed=args.seed,
         min_peak_size=args.min_peak_size, angular_filter=af,
         compatible=args.cryocat_compatible)
-    result, info = PP.pick_volumes(args.scores, args.angles, args.angle_list, opts,
-                                   mask_path=args.tomo_mask, nonfinite=nonfinite_policy(args))
-    pixel = args.pixel_size or info["voxel_size"]
-    if ext == ".star" and args.star_format == "relion5" and not pixel:
-        raise ValueError("RELION 5 coordinates are in Å: the score map header has no voxel "
-                         "size; pass --pixel-size")
-    tomo_name = args.tomo_name or os.path.splitext(os.path.basename(args.scores))[0]
-    # both files under temporary names, renamed together (the picks last)
+
+
+def _protocol_outputs(args):
+    """``[(label, path)]`` of the hidden protocol outputs (--result, --angular-distance-maps),
+    for the path checks and claims of every output."""
+    outs = [("--result", args.result)]
+    outs += [("--angular-distance-maps", m) for m in (args.angular_distance_maps or ())]
+    if args.result and not args.result.endswith(".npz"):
+        raise ValueError("--result %s: use a .npz file name" % args.result)
+    return [o for o in outs if o[1]]
+
+
+def _check_min_distance(args):
+    """A minimum distance beyond the score map's diagonal: an error naming the option."""
+    import numpy as np
+
+    from ..pipelines import peaks as PP
+    shape = PP.volume_shape(args.scores)
+    diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in shape)))
+    if not args.min_distance <= diagonal:
+        raise ValueError("--min-distance %g voxels is larger than the score map %s (%s voxels "
+                         "(x, y, z), diagonal %.1f voxels): every pick would exclude all the "
+                         "others; give the minimum distance between particles in voxels"
+                         % (args.min_distance, args.scores, "x".join(map(str, shape[::-1])),
+                            diagonal))
+
+
+def _write_outputs(args, ext, result, info, opts, tomo_name, pixel):
+    """Every output under a temporary name, renamed as one group: the diagnostics, the
+    angular distance maps, the picks, then the hidden --result (its presence means done)."""
+    import os
+
+    from ..convert import outputs as O
+    from ..pipelines import peaks as PP
     pairs = []
     try:
         if args.diagnostics:
             tmp = O.temp_path(args.diagnostics, ".png")
             pairs.append((tmp, args.diagnostics))
             PP.plot_diagnostics(tmp, result, os.path.basename(args.scores))
+        if args.angular_distance_maps:
+            tmps = {}
+            for name, path in zip(("total", "normal", "inplane"), args.angular_distance_maps):
+                tmps[name] = O.temp_path(path, ".mrc")
+                pairs.append((tmps[name], path))
+            PP.write_angular_distance_maps(args.angles, args.angle_list, tmps,
+                                           opts.angles_order, opts.angles_numbering,
+                                           opts.symmetry,
+                                           voxel_size=args.pixel_size or info["voxel_size"])
         tmp = O.temp_path(args.output, ext)
         pairs.append((tmp, args.output))
         PP.write_picks(tmp, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
                        pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
                        overwrite=True)
+        if args.result:
+            tmp = O.temp_path(args.result, ".npz")
+            pairs.append((tmp, args.result))
+            PP.save_result(tmp, result, tsId=args.tomo_name, shape=list(info["shape"]))
         O.commit_group(pairs)
     except BaseException:
         for tmp, _ in pairs:
             O.discard_temp(tmp)
         raise
-    print(PP.result_summary(result, os.path.basename(args.scores)))
-    for m in result.messages:
-        print("note: %s" % m)
-    if args.diagnostics:
-        print("wrote %s" % args.diagnostics)
-    print("wrote %s (%d picks)" % (args.output, result.n_picks))
-    return 0
+
+
+def args_from_options(opts, nonfinite="error"):
+    """Command-line options that make ``run`` pick with :class:`PickOptions` ``opts`` (and
+    :func:`~cryoprocs.commands.nonfinite_policy` give ``nonfinite``): how
+    ProtCryoprocsScoresPeakPicking turns its form into a command line (floats by ``repr``)."""
+    args = ["--min-distance", repr(float(opts.min_distance)),
+            "--threshold-mode", opts.threshold_mode, "--sigma", repr(float(opts.sigma)),
+            "--percentile", repr(float(opts.percentile)),
+            "--n-false-positives", repr(float(opts.n_false_positives)),
+            "--border", str(int(opts.border)), "--mask-mode", opts.mask_mode,
+            "--angles-order", opts.angles_order,
+            "--angles-numbering", str(int(opts.angles_numbering)),
+            "--symmetry", opts.symmetry, "--seed", str(int(opts.seed))]
+    if opts.threshold is not None:
+        args += ["--threshold", repr(float(opts.threshold))]
+    if opts.max_picks:
+        args += ["--n-particles", str(int(opts.max_picks))]
+    if not opts.randomize_symmetry:
+        args.append("--no-symmetry-randomization")
+    if opts.min_peak_size:
+        args += ["--min-peak-size", str(int(opts.min_peak_size))]
+    if opts.angular_filter:
+        af = opts.angular_filter
+        args += ["--angular-filter", str(int(af["min_count"])), repr(float(af["max_angle"])),
+                 repr(float(af["radius"]))]
+    if opts.compatible:
+        args.append("--cryocat-compatible")
+    return args + nonfinite_args(nonfinite)

@@ -16,6 +16,7 @@ import warnings
 import mrcfile
 import numpy as np
 
+from ..kernels.pages import release_map_range
 from . import outputs
 from .finite import (NONFINITE_FORM, NONFINITE_OPTION, NONFINITE_POLICIES, FiniteGuard,
                      NonFiniteError)
@@ -26,8 +27,6 @@ __all__ = [
     "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter", "check_same_grid", "NonFiniteError",
     "FiniteGuard", "NONFINITE_POLICIES", "is_complete_mrc",
 ]
-
-MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
 
 
 class MrcFormatError(ValueError):
@@ -464,18 +463,11 @@ class MappedMrc:
     def release(self, z0=None, z1=None):
         """Drop the pages of sections ``z0 <= z < z1`` (default: all) from this process's
         resident set; the kernel keeps them in its page cache (best effort)."""
-        if self._mm is None or not hasattr(self._mm, "madvise") or \
-                not hasattr(mmap, "MADV_DONTNEED"):
-            return
         z0 = 0 if z0 is None else max(0, int(z0))
         z1 = self.shape[0] if z1 is None else min(self.shape[0], int(z1))
-        if z1 <= z0:
-            return
-        start = self._offset + z0 * self._section
-        stop = self._offset + z1 * self._section
-        a = (start // mmap.PAGESIZE) * mmap.PAGESIZE
-        with contextlib.suppress(OSError, ValueError):
-            self._mm.madvise(mmap.MADV_DONTNEED, a, stop - a)
+        if z1 > z0:
+            release_map_range(self._mm, self._offset + z0 * self._section,
+                              self._offset + z1 * self._section)
 
     release_all = release
 

@@ -37,6 +37,7 @@ import sys
 import threading
 
 __all__ = ["OutputInUseError", "claim", "release", "run_scope", "temp_path", "temp_dir",
+           "remove_dead_temps",
            "discard_temp", "commit_temp", "commit_group", "final_name",
            "register_child", "unregister_child", "install_signal_handlers",
            "restore_signal_handlers", "describe_os_error", "makedirs"]
@@ -116,9 +117,10 @@ def _pid_alive(pid):
 
 # ----------------------------------------------------------------------------- claims
 class _Claim:
-    def __init__(self, path, label):
+    def __init__(self, path, label, shown=None):
         self.path = path
         self.label = label
+        self.shown = shown or path
         head, tail = os.path.split(path.rstrip(os.sep) or os.sep)
         if not tail:
             raise ValueError("%s %s: give a file or folder name" % (label, path))
@@ -134,14 +136,17 @@ class _Claim:
             for _ in range(100):
                 try:
                     fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                except FileNotFoundError:  # its folder, shared with other runs, was removed
+                    os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+                    continue
                 except OSError as exc:     # read-only folder...: name the output, not the lock
-                    raise OSError(exc.errno, exc.strerror, self.path) from None
+                    raise OSError(exc.errno, exc.strerror, self.shown) from None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     holder = _holder(fd)
                     os.close(fd)
-                    raise OutputInUseError(self.path, holder, self.label) from None
+                    raise OutputInUseError(self.shown, holder, self.label) from None
                 except BaseException:
                     os.close(fd)
                     raise
@@ -157,11 +162,13 @@ class _Claim:
                     self.previous = _read_fd(fd)
                     os.ftruncate(fd, 0)
                     os.pwrite(fd, ("%d %s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
-                except BaseException:
+                except BaseException as exc:
                     self.release()
+                    if isinstance(exc, OSError) and exc.errno:     # e.g. a full disk
+                        raise OSError(exc.errno, exc.strerror, self.shown) from None
                     raise
                 return self
-            raise OutputInUseError(self.path, None, self.label)
+            raise OutputInUseError(self.shown, None, self.label)
         except BaseException:
             _remove_empty(self.created)
             raise
@@ -173,8 +180,11 @@ class _Claim:
         head = "%d %s\n" % (os.getpid(), socket.gethostname())
         body = "".join("commit %s\n" % f for f in finals or ())
         data = (head + body).encode()
-        os.pwrite(self.fd, data, 0)
-        os.ftruncate(self.fd, len(data))
+        try:
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+        except OSError as exc:                  # e.g. a full disk: name the output
+            raise OSError(exc.errno, exc.strerror, self.shown) from None
 
     def interrupted_group(self):
         """Files of a group commit that a dead run left unfinished (from the lock file)."""
@@ -235,6 +245,25 @@ def _remove_stale_temps(path, is_dir):
                     _remove_path(os.path.join(root, name))
 
 
+def remove_dead_temps(finals):
+    """Remove the temporaries that dead runs left for the files ``finals`` (e.g. the results
+    of one tilt series, claimed as a unit through their record)."""
+    by_dir = {}
+    for f in finals:
+        if f:
+            head, tail = os.path.split(os.path.abspath(f))
+            by_dir.setdefault(head, set()).add(tail)
+    for head, tails in by_dir.items():
+        try:
+            names = os.listdir(head)
+        except OSError:
+            continue
+        for name in names:
+            m = TEMP_RE.match(name)
+            if m and m.group("name") in tails and not _pid_alive(m.group("pid")):
+                _remove_path(os.path.join(head, name))
+
+
 def _remove_path(p):
     with contextlib.suppress(OSError):
         if os.path.isdir(p) and not os.path.islink(p):
@@ -261,9 +290,11 @@ def _deferred_signals():
             _abort(pending)
 
 
-def claim(path, label="output", folder=False):
+def claim(path, label="output", folder=False, shown=None):
     """Claim ``path`` (an output file, or with ``folder`` an output folder) for this process
-    until the enclosing :func:`run_scope` ends (or the process exits).
+    until the enclosing :func:`run_scope` ends (or the process exits). ``shown``: what the
+    messages name instead of ``path`` (e.g. the results of one tilt series in an output
+    folder, claimed through their record file).
 
     The folder of the lock file is created when missing (and removed again if it is still
     empty when the claim is released). After the claim, temporaries of dead runs for this
@@ -282,7 +313,7 @@ def claim(path, label="output", folder=False):
             raise InterruptedError("interrupted")
         c = _REG.claims.get(key)
         if c is None:
-            c = _Claim(key, label).acquire()
+            c = _Claim(key, label, shown).acquire()
             _REG.claims[key] = c
             try:
                 _remove_stale_temps(key, folder)
@@ -397,7 +428,11 @@ def discard_temp(tmp):
 
 
 def commit_temp(tmp, final):
-    """Rename a finished temporary to its final name (a folder replaces the old folder)."""
+    """Rename a finished temporary to its final name (a folder replaces the old folder, or
+    an old file or link of that name)."""
+    if os.path.isdir(tmp) and os.path.lexists(final) and (
+            os.path.islink(final) or not os.path.isdir(final)):
+        os.remove(final)
     if os.path.isdir(tmp) and os.path.isdir(final) and not os.path.islink(final):
         old = temp_dir(final)
         os.rmdir(old)

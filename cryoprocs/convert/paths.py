@@ -37,6 +37,12 @@ def same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _inside(path, folder):
+    """True when ``path`` lies inside ``folder`` (e.g. an OME-Zarr level of a store)."""
+    a, b = os.path.realpath(path), os.path.realpath(folder)
+    return a.startswith(b.rstrip(os.sep) + os.sep)
+
+
 def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
     """Validate the paths of one run before it starts and claim its outputs.
 
@@ -44,7 +50,8 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
     ----------
     inputs : iterable of (label, path)
         files that must exist and be regular files; ``path`` None is skipped; an image
-        location's ``n@`` index and ``:mrc``/``:mrcs`` hint are ignored.
+        location's ``n@`` index and ``:mrc``/``:mrcs`` hint are ignored; OME-Zarr folders
+        must exist, URLs are checked when opened.
     outputs : iterable of (label, path)
         files to be written; ``path`` None is skipped.
     overwrite : bool
@@ -70,20 +77,30 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
     OSError
         an output folder is not writable.
     """
+    from .images import is_image_store, is_url
     from .mrc import parse_location
     # image locations may carry an index ("3@stack.mrcs") or a format hint ("tomo.mrc:mrc")
     ins = [(lab, parse_location(str(p))[1]) for lab, p in inputs if p]
     outs = [(lab, p) for lab, p in outputs if p]
     for lab, p in ins:
+        if is_url(p):                               # checked when opened
+            continue
+        if is_image_store(p):                       # OME-Zarr folder
+            if not os.path.exists(p):
+                raise FileNotFoundError("%s %s does not exist" % (lab, p))
+            continue
         if not os.path.exists(p):
             raise FileNotFoundError("%s %s does not exist" % (lab, p))
         if os.path.isdir(p):
             raise IsADirectoryError("%s %s is a folder; give a file" % (lab, p))
     for i, (lab, p) in enumerate(outs):
-        if os.path.isdir(p):
+        zarr_out = str(p).rstrip("/").lower().endswith(".zarr")   # an OME-Zarr folder
+        if os.path.isdir(p) and not zarr_out:
             raise IsADirectoryError("%s %s is a folder; give a file name" % (lab, p))
         for ilab, ip in ins:
-            if same_file(p, ip):
+            if is_url(ip):
+                continue
+            if same_file(p, ip) or (zarr_out and _inside(ip, p)):
                 raise ValueError("%s %s is the same file as the %s %s: outputs never "
                                  "replace inputs" % (lab, p, ilab, ip))
         for olab, op in outs[:i]:

@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass
 import mrcfile
 import numpy as np
 
+from ..convert import outputs as O
 from ..convert import relion5 as R5
-from ..convert.mrc import MappedMrc, atomic_output, is_complete_mrc, write_mrc
+from ..convert.images import open_image
+from ..convert.mrc import atomic_output, is_complete_mrc, write_mrc
 from ..convert.paths import (check_replace, claim_outputs, file_signature, read_record,
                              write_record)
 from ..kernels import ctf as KC
@@ -146,7 +148,8 @@ class Stack2DJob(Relion5ProjectJob):
         invalid settings, missing files/columns (messages name tomograms and values), a box
         larger than the tilt images.
     OutputInUseError
-        another run is writing into the output folder.
+        another run holds a tilt series or the STAR files this one writes (see
+        :class:`~cryoprocs.pipelines.relion5_project.Relion5ProjectJob`).
     """
 
     output_names = ("particles.star", "optimisation_set.star")
@@ -204,6 +207,16 @@ class Stack2DJob(Relion5ProjectJob):
         return os.path.join(self.output_dir, ".cryoprocs",
                             "extract_%s.json" % safe_name(tomo_name))
 
+    def tilt_series_record(self, tomo_name):
+        return self.fingerprint_file(tomo_name)
+
+    def tilt_series_outputs(self, tomo_name):
+        return [f for f in self.plan(tomo_name).out_files if f] + \
+            [self.fingerprint_file(tomo_name)]
+
+    def shared_outputs(self):
+        return super().shared_outputs() + [self.star_record_file]
+
     def is_stale(self, tomo_name):
         """True when the output folder holds stacks of this tilt series made from other
         inputs or settings, or of unknown origin (no fingerprint)."""
@@ -238,12 +251,17 @@ class Stack2DJob(Relion5ProjectJob):
 
     # ------------------------------------------------------------------ extraction
     def run(self, threads=1, overwrite=False, progress=None):
-        """Extract every tilt series (``threads`` in parallel) and write the STAR files.
+        """Extract every tilt series (``threads`` in parallel) and write the STAR files,
+        holding the claim of every tilt series and of the STAR files (:meth:`claim_all`).
 
         Returns a dict of counts (``particles``, ``kept``, ``removed``, ``frames``,
         ``skipped_existing``, ``unknown_tomograms``).
         """
-        threads = max(1, int(threads))
+        with O.run_scope():
+            self.claim_all()
+            return self._run(max(1, int(threads)), overwrite, progress)
+
+    def _run(self, threads, overwrite, progress):
         jobs = []
         for name in self.tomogram_order:
             plan = self.plan(name)
@@ -348,7 +366,14 @@ class Stack2DJob(Relion5ProjectJob):
             self._replace[tomo_name] = self.frame_replacements(tomo_name)
 
     def extract_tilt_series(self, tomo_name, threads=1, overwrite=False):
-        """Extract the particles of one tilt series (one protocol step); returns counts."""
+        """Extract the particles of one tilt series (one protocol step) holding its claim
+        only (:meth:`claim_tilt_series`: the steps of other tilt series run meanwhile);
+        returns counts."""
+        with O.run_scope():
+            self.claim_tilt_series(tomo_name)
+            return self._extract_tilt_series(tomo_name, threads, overwrite)
+
+    def _extract_tilt_series(self, tomo_name, threads, overwrite):
         plan = self.plan(tomo_name)
         self.scan_frames(tomo_name, overwrite)
         self.prepare_tilt_series(tomo_name, overwrite)
@@ -409,7 +434,8 @@ class Stack2DJob(Relion5ProjectJob):
             else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts, self._replace.get(ts.name)):
+        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        for f, image in iter_frames(ts, boxes, self._replace.get(ts.name), self.nonfinite):
             idx = np.flatnonzero(vis[f])
             for i0 in range(0, idx.size, batch):
                 ii = idx[i0:i0 + batch]
@@ -447,7 +473,13 @@ class Stack2DJob(Relion5ProjectJob):
                            "settings": asdict(self.settings)}, sort_keys=True)
 
     def write_star_files(self):
-        """Write ``particles.star`` and ``optimisation_set.star`` into the output folder."""
+        """Write ``particles.star`` and ``optimisation_set.star`` into the output folder
+        (the final stage: it holds the claim of the STAR files, :meth:`claim_shared`)."""
+        with O.run_scope():
+            self.claim_shared()
+            return self._write_star_files()
+
+    def _write_star_files(self):
         kept_rows, visible, image_names, positions, centres, ps = [], [], [], [], [], []
         for t in self.tomogram_order:
             plan = self.plan(t)
@@ -538,7 +570,8 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     Parameters
     ----------
     tomogram_file : str
-        MRC tomogram ``[z, y, x]``.
+        MRC tomogram ``[z, y, x]`` or OME-Zarr image (local or URL; only the chunks under
+        the boxes are read).
     positions : (N, 3) array
         particle centres in 0-based tomogram voxels (x, y, z), x = MRC column.
     out_files : list of str
@@ -577,7 +610,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                          "tomogram": file_signature([tomogram_file])}, sort_keys=True)
         claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
     mean = None
-    with MappedMrc(tomogram_file, nonfinite=nonfinite) as mapped:
+    with open_image(tomogram_file, nonfinite=nonfinite) as mapped:
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]
         out_vs = vs * (s0 / float(box))
         r = box / 2.0

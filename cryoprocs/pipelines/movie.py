@@ -9,7 +9,7 @@ block of slices (<= 32 MB), a few frames, and the pages of the memory-mapped inp
 Forward-backward playback renders the kept frames again in reverse order instead of keeping
 them.
 
-Writers (see ../shared/docs/movie-export.md section 3):
+Writers (see docs/export-movie.md):
 
 * ``mp4``: H.264 (libx264 ``-preset veryfast -crf 23 -pix_fmt yuv420p -movflags +faststart``)
   through the ffmpeg executable bundled with imageio-ffmpeg.
@@ -38,6 +38,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..convert import outputs as O
+from ..convert.images import is_image_store, open_image
 from ..convert.mrc import FiniteGuard, MrcFormatError, mmap_mrc, voxel_size_of
 from ..kernels import movie as K
 from ..kernels.movie import MovieError
@@ -271,10 +272,11 @@ class VolumeSource:
     """
     kind = "slice"
 
-    def __init__(self, path, axis="z", pixel_size=None, nonfinite="error"):
+    def __init__(self, path, axis="z", pixel_size=None, binning=None, nonfinite="error"):
         self.path = path
         self.axis = axis
-        self._mrc = mmap_mrc(path, permissive=True)
+        self._mrc = _open_volume(path, binning)
+        self.level_binning = getattr(self._mrc, "level_binning", 1)
         data = self._mrc.data
         if data is None:
             raise MrcFormatError("%s holds no data" % path)
@@ -288,13 +290,13 @@ class VolumeSource:
         if axis != "z" and data.shape[0] == 1:
             raise MovieError("%s is a single image: it can only be shown along Z" % path)
         self._data = data
-        self._guard = FiniteGuard(path, data, nonfinite)
+        self._guard = source_guard(path, data, nonfinite)
         self._ax = K.AXES.index(axis)
         shape = data.shape
         self.n = int(shape[self._ax])
         self.frame_shape = tuple(int(s) for i, s in enumerate(shape) if i != self._ax)
-        vs = voxel_size_of(self._mrc)
-        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
+        vs = self._mrc.voxel_size if hasattr(self._mrc, "levels") else voxel_size_of(self._mrc)
+        self.pixel_size = float(pixel_size) * self.level_binning if pixel_size else float(vs[0])
         self.input_shape = tuple(int(s) for s in shape)
         self.dtype = data.dtype
 
@@ -313,6 +315,27 @@ class VolumeSource:
 
     def close(self):
         self._mrc.close()
+
+
+def source_guard(path, data, nonfinite="error"):
+    """The non-finite check of a movie source's file (:class:`FiniteGuard` over ``data``,
+    ``[z, y, x]``, a 2D image as one section; MRC memory map or OME-Zarr image): each
+    block of frames goes through its ``check`` ("error": NaN / infinite voxels stop the
+    export naming the file, the count and the first [z, y, x]; "replace": the mean of the
+    file's finite voxels)."""
+    return FiniteGuard(path, data if data.ndim == 3 else data[None], nonfinite)
+
+
+def _open_volume(path, binning=None):
+    """An MRC file memory-mapped (mrcfile), or an OME-Zarr image (local or URL) read chunk by
+    chunk: with ``binning`` > 1, the stored level binned that many times in x and y when
+    there is one (its ``level_binning`` tells; the frames then need no more binning)."""
+    if not is_image_store(path):
+        return mmap_mrc(path, permissive=True)
+    img = open_image(path, binning=binning if binning and binning > 1 else None)
+    ratio = img.voxel_size[0] / img.levels[0]["voxel_size"][0]
+    img.level_binning = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-3 else 1
+    return img
 
 
 class StackSource:
@@ -350,17 +373,22 @@ class StackSource:
         self.input_shape = (self.n,) + self.frame_shape
         self.dtype = first.dtype
         mrc = self._open[self.entries[0][0]]
-        self.pixel_size = float(pixel_size) if pixel_size else float(voxel_size_of(mrc)[0])
+        vs = mrc.voxel_size if hasattr(mrc, "levels") else voxel_size_of(mrc)
+        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
         self.path = self.entries[0][0]
 
     def _image(self, k):
         path, index = self.entries[k]
         mrc = self._open.get(path)
         if mrc is None:
-            mrc = self._open[path] = mmap_mrc(path, permissive=True)
-            data = mrc.data if mrc.data.ndim == 3 else mrc.data[None]
-            self._guards[path] = FiniteGuard(path, data, self.nonfinite)
+            mrc = self._open[path] = _open_volume(path)
+            self._guards[path] = source_guard(path, mrc.data, self.nonfinite)
         data = mrc.data
+        if hasattr(mrc, "levels"):                  # OME-Zarr: one section at a time
+            if index is None or not 0 <= index < data.shape[0]:
+                raise MovieError("%s holds %d images; image %s requested"
+                                 % (path, data.shape[0], None if index is None else index + 1))
+            return data[index]
         if data.ndim == 2:
             if index not in (None, 0):
                 raise MovieError("%s holds one image; image %d requested" % (path, index + 1))

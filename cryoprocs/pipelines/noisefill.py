@@ -2,9 +2,11 @@
 ProtCryoprocsMaskedTomogramNoiseFill.
 
 Streaming: the tomogram and the mask are memory-mapped and read in z-slabs whose pages are
-released after use (:class:`~cryoprocs.convert.mrc.MappedMrc`); the output (and the
-optional soft mask) are written slab by slab under temporary names and renamed only when
-everything succeeded (:class:`~cryoprocs.convert.mrc.AtomicMrcWriter`). What stays in
+released after use (:class:`~cryoprocs.convert.mrc.MappedMrc`), or read chunk by chunk from
+OME-Zarr images, local or remote (convert/images.py); the output (and the optional soft
+mask) are written slab by slab under temporary names and renamed only when everything
+succeeded (:class:`~cryoprocs.convert.mrc.AtomicMrcWriter`; an output named ``*.zarr`` is
+written as OME-Zarr, :class:`~cryoprocs.convert.zarr_write.OmeZarrWriter`). What stays in
 memory is the mask's bounding box (1 byte per voxel) with its squared-distance map (2 bytes
 per voxel) and a few output slabs (measured peaks: ``benchmarks/bench_noise_fill.py``).
 
@@ -17,15 +19,16 @@ import os
 
 import numpy as np
 
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import outputs as O
-from ..convert.mrc import (AtomicMrcWriter, MappedMrc, MrcFormatError, atomic_output,
-                           check_same_grid, mrc_info)
+from ..convert.images import image_info, open_image
+from ..convert.mrc import AtomicMrcWriter, MrcFormatError, atomic_output, check_same_grid
+from ..convert.zarr_write import OmeZarrWriter
 from ..convert.paths import check_io
 from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
 
 
 def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
@@ -84,11 +87,11 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
                           ("preview", preview_png), ("report", report_json)],
                  overwrite=overwrite)
         params.resolved()                          # parameter errors before any I/O
-        tinfo, minfo = mrc_info(tomo_path), mrc_info(mask_path)
+        tinfo, minfo = image_info(tomo_path), image_info(mask_path)
         check_same_grid(tomo_path, tinfo, mask_path, minfo, "mask", SAMPLING_TOLERANCE)
         with contextlib.ExitStack() as stack:
-            tomo = stack.enter_context(MappedMrc(tomo_path, nonfinite=nonfinite))
-            mask = stack.enter_context(MappedMrc(mask_path, nonfinite=nonfinite))
+            tomo = stack.enter_context(open_image(tomo_path, nonfinite=nonfinite))
+            mask = stack.enter_context(open_image(mask_path, nonfinite=nonfinite))
             return _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params,
                                soft_mask_path, preview_png, report_json, threads, overwrite,
                                slab, voxel_size)
@@ -101,7 +104,11 @@ def _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params, soft_mask_pa
         vs = (float(voxel_size),) * 3
     writers, side = [], []
     try:
-        writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
+        if str(out_path).rstrip("/").lower().endswith(".zarr"):     # OME-Zarr output
+            writer = OmeZarrWriter(out_path, tomo.shape, np.float32, vs, tomo.origin,
+                                   overwrite=overwrite)
+        else:
+            writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
         writers.append(writer)
         wwriter = None
         if soft_mask_path:

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
+from ..convert import outputs as O
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
@@ -39,6 +41,7 @@ from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
+from ..kernels import extract as KE
 from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
@@ -49,9 +52,7 @@ from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReconstructSettings", "ReconstructJob", "TomogramSums", "write_fsc_star",
-           "write_fsc_plot", "MAP_FILES"]
-
-MAP_FILES = {"merged": "merged.mrc", "half1": "half1.mrc", "half2": "half2.mrc"}
+           "write_fsc_plot"]
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ReconstructSettings:
     box: int
     crop: int = None
     binning: float = 1.0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     snr: float = -1.0
     do_ctf: bool = True
     circle_crop: bool = True
@@ -222,7 +223,8 @@ class ReconstructJob(Relion5ProjectJob):
         invalid settings, missing files or columns, bad ``rlnRandomSubset`` values (messages
         name tomograms and values), a box larger than the tilt images.
     OutputInUseError
-        another run is writing into the output folder.
+        another run holds a tilt series or the maps this one writes (see
+        :class:`~cryoprocs.pipelines.relion5_project.Relion5ProjectJob`).
     """
 
     output_names = OUTPUT_NAMES
@@ -299,6 +301,15 @@ class ReconstructJob(Relion5ProjectJob):
     def partial_file(self, tomo_name):
         return os.path.join(self.work_dir, "%s.npz" % safe_name(tomo_name))
 
+    def tilt_series_record(self, tomo_name):
+        return self.partial_file(tomo_name)
+
+    def tilt_series_outputs(self, tomo_name):
+        return [self.partial_file(tomo_name)]
+
+    def shared_outputs(self):
+        return super().shared_outputs() + [self.outputs_fingerprint_file]
+
     def run_fingerprint(self):
         """What the final maps depend on: every tilt series' :meth:`fingerprint` and all
         the settings (recorded in ``reconstruction.json``)."""
@@ -320,6 +331,20 @@ class ReconstructJob(Relion5ProjectJob):
         except ValueError:
             return None
         return rec if isinstance(rec, dict) and "run" in rec and "files" in rec else None
+
+    def maps_problem(self):
+        """None when the output folder holds the maps of this run's inputs and settings (its
+        record and every file it lists, MRC maps complete), else what is wrong."""
+        from ..convert.mrc import is_complete_mrc
+        rec = self._outputs_record()
+        if rec is None or rec["run"] != self.run_fingerprint():
+            return "the maps in %s come from other inputs or settings" % self.output_dir
+        for name in rec["files"]:
+            path = os.path.join(self.output_dir, name)
+            if not os.path.exists(path) or (name.endswith(".mrc") and
+                                            not is_complete_mrc(path)):
+                return "%s is missing or incomplete" % path
+        return None
 
     def output_files(self, write_intermediates=False, halves=None):
         """Names of the files :meth:`finalise` writes into the output folder (``halves``:
@@ -403,8 +428,15 @@ class ReconstructJob(Relion5ProjectJob):
         """Backproject the particles of one tilt series (one protocol step).
 
         A saved partial sum is reused unless ``overwrite``. ``threads`` workers split the
-        particles, each with its own accumulators. Returns :class:`TomogramSums`.
+        particles, each with its own accumulators. The run holds the claim of this tilt
+        series only (:meth:`claim_tilt_series`: the steps of other tilt series run
+        meanwhile). Returns :class:`TomogramSums`.
         """
+        with O.run_scope():
+            self.claim_tilt_series(tomo_name)
+            return self._accumulate_tilt_series(tomo_name, threads, overwrite, save)
+
+    def _accumulate_tilt_series(self, tomo_name, threads, overwrite, save):
         path = self.partial_file(tomo_name)
         fp = self.fingerprint(tomo_name)
         if not overwrite and os.path.exists(path):
@@ -435,8 +467,9 @@ class ReconstructJob(Relion5ProjectJob):
             total.save(path, fp)
         return total
 
-    def _partial_done(self, tomo_name):
-        """True when a usable partial sum of this run's inputs and settings exists."""
+    def partial_done(self, tomo_name):
+        """True when a usable partial sum of this run's inputs and settings exists (a
+        complete ``.npz`` of this box size and fingerprint)."""
         path = self.partial_file(tomo_name)
         return os.path.exists(path) and TomogramSums.load(
             path, self.fingerprint(tomo_name), self.settings.box) is not None
@@ -467,7 +500,8 @@ class ReconstructJob(Relion5ProjectJob):
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts, replace):
+        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        for f, image in iter_frames(ts, boxes, replace, self.nonfinite):
             ii_all = np.flatnonzero(vis[f])
             for i0 in range(0, ii_all.size, batch):
                 ii = ii_all[i0:i0 + batch]
@@ -490,8 +524,13 @@ class ReconstructJob(Relion5ProjectJob):
     # ------------------------------------------------------------------ whole run
     def run(self, threads=1, overwrite=False, write_intermediates=False, progress=None):
         """Accumulate every tilt series (in parallel when ``threads`` > 1), finalise and write
-        the outputs. Returns the summary dict of :meth:`finalise`."""
-        threads = max(1, int(threads))
+        the outputs, holding the claim of every tilt series and of the maps
+        (:meth:`claim_all`). Returns the summary dict of :meth:`finalise`."""
+        with O.run_scope():
+            self.claim_all()
+            return self._run(max(1, int(threads)), overwrite, write_intermediates, progress)
+
+    def _run(self, threads, overwrite, write_intermediates, progress):
         names = list(self.tomogram_order)
         self.check_some_visible()                # degenerate inputs: before any work
         self.use_halves
@@ -499,7 +538,7 @@ class ReconstructJob(Relion5ProjectJob):
         inner = max(1, threads // n_par)
 
         def scan(name):                          # non-finite pixels: before any work
-            if self.plan(name).used.any() and (overwrite or not self._partial_done(name)):
+            if self.plan(name).used.any() and (overwrite or not self.partial_done(name)):
                 self._replace[name] = self.frame_replacements(name)
 
         if n_par == 1:
@@ -548,8 +587,16 @@ class ReconstructJob(Relion5ProjectJob):
 
         Returns a dict: ``particles``, ``used``, ``skipped``, ``slices``, ``pixel_size``,
         ``box``, ``crop``, ``files`` (name -> path), ``resolution`` (Å or None),
-        ``resolution_at_nyquist``, ``fsc`` (list) and ``unknown_tomograms``.
+        ``resolution_at_nyquist``, ``fsc`` (list) and ``unknown_tomograms``. Holds the claim
+        of the files it writes (:meth:`claim_shared`).
         """
+        with O.run_scope():
+            self.claim_shared()
+            for name in self.output_files(write_intermediates, halves=self.has_halves):
+                O.claim(os.path.join(self.output_dir, name), "output")
+            return self._finalise(sums, threads, write_intermediates)
+
+    def _finalise(self, sums, threads, write_intermediates):
         s = self.settings
         if sums.used == 0:
             self.check_some_visible()

@@ -1,12 +1,13 @@
 """ExportMovie: tomograms, tilt series and volumes to shareable movies (mrc2movie's frames).
 
 The frame maths is in :mod:`cryoprocs.kernels.movie`, the streaming and the encoders in
-:mod:`cryoprocs.pipelines.movie` (see ../shared/docs/movie-export.md). The movies are files
+:mod:`cryoprocs.pipelines.movie` (see docs/export-movie.md). The movies are files
 under the run's ``extra/`` folder, listed in the summary; the protocol defines no output
 object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
 ``ProtExportCoordinates3D`` is the model). A preview montage of the central frames,
 ``extra/preview.png``, is shown by :class:`cryoprocs.viewers.viewer_movie.CryoprocsMovieViewer`.
 """
+import contextlib
 import json
 import logging
 import os
@@ -22,9 +23,11 @@ from ..convert.mrc import atomic_output
 from ..convert.paths import safe_name
 from ..kernels import movie as K
 from ..pipelines import movie as P
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, ProtCryoprocsBase, read_json
+from .texts import link
 
 logger = logging.getLogger(__name__)
+
 
 def _write_atomic(path, data):
     """Write bytes or a JSON-able object to ``path`` under a temporary name, then rename."""
@@ -51,7 +54,9 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     8 bit, CLAHE, a forward-backward loop) plus slicing axis, slab averaging, binning, a
     percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar.
     The movies are files in the run's extra folder (listed in the summary); a preview montage
-    of their central frames opens with Analyze Results."""
+    of their central frames opens with Analyze Results. One step per item runs `cryoprocs
+    movie` (one cluster job per item with "Use queue for jobs"); peak memory per movie about
+    40 input frames as float32 + 250 MB."""
     _label = 'export movie'
     _devStatus = BETA
 
@@ -94,7 +99,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
                            'range*: slices START to END-1, 0-based, what mrc2movie\'s '
                            '--discard_range START END does (its README says "discard"; its '
-                           'code keeps them). *discard %% at each end*: drop these percentages '
+                           'code keeps them). *discard % at each end*: drop these percentages '
                            'of the slices at the start and at the end (mrc2movie\'s '
                            '--discard_percentage, given there as fractions). The contrast '
                            'window is computed over the kept slices only.')
@@ -165,12 +170,15 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('scaleBar', params.BooleanParam, default=False, label='Scale bar?',
                       help='Draw a bar of a round length in nm (about a fifth of the width) '
                            'in the bottom-left corner, from the sampling rate.')
-        form.addParam('crf', params.IntParam, default=23, expertLevel=LEVEL_ADVANCED,
+        mp4 = 'outputFormat == %d' % C.MOVIE_FORMAT_MP4
+        form.addParam('crf', params.IntParam, default=23, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 quality (CRF)',
                       help='x264 constant rate factor, 0-51: lower = better and larger; '
                            '18 is visually lossless, 23 the default, 28 small.')
         form.addParam('preset', params.EnumParam, choices=C.MOVIE_PRESET_CHOICES,
-                      default=C.MOVIE_PRESET_DEFAULT, expertLevel=LEVEL_ADVANCED,
+                      default=C.MOVIE_PRESET_DEFAULT, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
@@ -271,22 +279,16 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
             preset=C.MOVIE_PRESET_CHOICES[self.preset.get()])
 
-    def _source(self, item, axis):
-        if item['kind'] == 'tiltseries':
-            return P.StackSource([tuple(e) for e in item['entries']], item['angles'],
-                                 pixel_size=item['sampling'], nonfinite=self._nonFinite())
-        if item['index'] > 1:
-            raise K.MovieError('%s is volume %d of a stack of volumes, which is not supported'
-                               % (item['path'], item['index']))
-        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'],
-                              nonfinite=self._nonFinite())
-
     def _moviePath(self, name):
         fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
         return P.movie_path(self._getExtraPath(), name, fmt)
 
     def _infoPath(self, name, ext='.json'):
         return self._getExtraPath(C.MOVIE_INFO_DIR, name + ext)
+
+    def _framesPath(self, name):
+        """The frame list of a tilt series (the command's input)."""
+        return self._getExtraPath('movie_frames', name + '.json')
 
     # ================================================================= steps
     def _insertAllSteps(self):
@@ -297,40 +299,59 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         names = [(it['name'], len(self._itemsCache)) for it in self._itemsCache]
         self._insertItemSteps(self.exportMovieStep, names)
 
+    def _done(self, name):
+        """None when the movie of ``name`` is complete (its description is written last)."""
+        info = read_json(self._infoPath(name))
+        if info is None:
+            return 'no readable movie description %s' % self._infoPath(name)
+        if os.path.basename(info.get('path', '')) != os.path.basename(self._moviePath(name)):
+            return 'the description %s is not that of %s' % (self._infoPath(name),
+                                                             self._moviePath(name))
+        return None
+
+    def _commandArgs(self, item, threads):
+        """``cryoprocs movie INPUT OUTPUT_DIR ...`` options of one item (form -> command)."""
+        from ..commands.movie import args_from_settings
+        name = item['name']
+        if item['kind'] == 'tiltseries':
+            frames = os.path.abspath(self._framesPath(name))
+            _write_atomic(frames, {'entries': item['entries'], 'angles': item['angles']})
+            args = [frames, '--frame-list']
+        else:
+            if item['index'] > 1:
+                raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
+                                   'supported' % (item['path'], item['index']))
+            args = [item['path']]
+        args += [os.path.abspath(self._getExtraPath()), '--name', name,
+                 '--info', os.path.abspath(self._infoPath(name)),
+                 '--central-png', os.path.abspath(self._infoPath(name, '_central.png')),
+                 '--threads', str(threads), '--overwrite']
+        if item['sampling']:
+            args += ['--pixel_size', repr(float(item['sampling']))]
+        return args + args_from_settings(self._settings(item), self._nonFinite())
+
     def exportMovieStep(self, name, nItems):
+        """One item: ``cryoprocs movie`` as this step's job, its results checked, then the
+        preview montage and index refreshed (a movie finished before a restart is kept)."""
         item = next(it for it in self._items() if it['name'] == name)
         out, infoFile = self._moviePath(name), self._infoPath(name)
-        if os.path.exists(out) and os.path.exists(infoFile):
+        if os.path.exists(out) and self._done(name) is None:
             logger.info('%s: %s exists (finished before a restart), skipped', name, out)
             self._updatePreview()
             return
         os.makedirs(os.path.dirname(infoFile), exist_ok=True)
-        # the frames are prepared (OpenCV) while ffmpeg encodes: the step's threads are
-        # shared between the two
         threads = self._kernelThreads(nItems)
-        cvThreads = max(1, threads // 2)
-        settings = self._settings(item)
-        source = self._source(item, settings.axis)
-        try:
-            with self._threadLimits(cvThreads, opencv=True):
-                info = P.export_movie(source, out, settings,
-                                      threads=max(1, threads - cvThreads))
-        finally:
-            source.close()
-        info['name'] = name
-        info['id'] = item['id']
-        _write_atomic(self._infoPath(name, '_central.png'), _png_bytes(info.central))
-        _write_atomic(infoFile, dict(info))
-        logger.info('%s (id %s): %s', name, item['id'], info.summary_line())
+        self._runCryoprocs('movie', self._commandArgs(item, threads), threads)
+        self._requireResults('%s (id %s)' % (name, item['id']), [out, infoFile],
+                             lambda: self._done(name))
+        logger.info('%s (id %s): %s', name, item['id'],
+                    P.MovieInfo(read_json(infoFile)).summary_line())
         self._updatePreview()
 
     def _updatePreview(self):
         """Montage of the central frames of the finished movies and their index (JSON)."""
         with self._lock:
-            order = {it['name']: k for k, it in enumerate(self._items())}
-            infos = self._readInfos(fromItems=True)
-            infos.sort(key=lambda i: order.get(i['name'], len(order)))
-            self._writePreview(infos)
+            self._writePreview(self._readInfos(fromItems=True))
 
     def _writePreview(self, infos):
         import cv2
@@ -343,19 +364,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
     # ================================================================= results
     def _readInfos(self, fromItems=False):
-        """Movie descriptions (dicts, see MovieInfo) of the finished items, in item order."""
-        index = self._getExtraPath(C.MOVIE_INDEX_FILE)
-        if not fromItems and os.path.exists(index):
-            with open(index) as fh:
-                return json.load(fh)
-        folder = self._getExtraPath(C.MOVIE_INFO_DIR)
+        """Movie descriptions (dicts, see MovieInfo, with the item ``id``) of the finished
+        items, in item order: from the index written after each movie, or (``fromItems``)
+        from each item's description."""
+        if not fromItems:
+            infos = read_json(self._getExtraPath(C.MOVIE_INDEX_FILE))
+            if infos is not None:
+                return infos
         infos = []
-        if os.path.isdir(folder):
-            for fn in sorted(os.listdir(folder)):
-                if fn.endswith('.json'):
-                    with open(os.path.join(folder, fn)) as fh:
-                        infos.append(json.load(fh))
-            infos.sort(key=lambda i: i.get('id') or 0)
+        for it in self._items():
+            info = read_json(self._infoPath(it['name']))
+            if info is not None and os.path.exists(self._moviePath(it['name'])):
+                info['id'] = it['id']
+                infos.append(info)
         return infos
 
     def getMovieFiles(self):
@@ -365,6 +386,29 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def getPreviewFile(self):
         path = self._getExtraPath(C.MOVIE_PREVIEW_FILE)
         return path if os.path.exists(path) else None
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one movie: about 40 frames of the input as float32 (the '
+                   'input is memory-mapped and its pages released as frames are rendered) '
+                   '+ 250 MB (Python and the encoder); about 0.4 GB for 1024 x 1024 frames.')
+
+    def _memoryItems(self):
+        items = []
+        for it in self._items():
+            if it['kind'] == 'tiltseries':
+                with contextlib.suppress(Exception):
+                    from ..convert.mrc import mrc_info
+                    shape = mrc_info(it['entries'][0][0]).shape
+                    frame = shape[-1] * shape[-2]
+                    items.append(('%s (%d images of %d x %d)' % (it['name'], it['n'],
+                                                                 shape[-1], shape[-2]),
+                                  COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+                continue
+            x, y, z = it['dims']
+            frame = {0: x * y, 1: x * z, 2: y * z}[self.axis.get()] * max(1, self.slab.get())
+            items.append(('%s (%d x %d x %d)' % (it['name'], x, y, z),
+                          COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+        return items
 
     # ================================================================= info
     def _validate(self):
@@ -435,12 +479,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                                           infos[0].get('settings', ''))]
         for i in infos:
             path = self._getExtraPath(os.path.basename(i['path']))
-            summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
-                           % (i['name'], path, i['frames'], i['duration_s'], i['width'],
+            summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
+                           % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
                               i['height'], P._human_size(i['size_bytes'])))
         preview = self.getPreviewFile()
         if preview:
-            summary.append('Preview (central frames): [[%s]]' % preview)
+            summary.append('Preview (central frames): %s' % link(preview))
         return summary
 
     def _methods(self):

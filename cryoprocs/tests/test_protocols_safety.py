@@ -61,9 +61,14 @@ class TestNonFiniteInputs(CryoprocsBaseTest):
         prot = self._mask("bad")
         self.proj.launchProtocol(prot, wait=True)
         self.assertTrue(prot.isFailed(), prot.getStatus())
-        msg = prot.getErrorMessage()
-        self.assertIn("1 non-finite voxel", msg)
-        self.assertIn("[4, 5, 6]", msg)
+        # the step's command fails (exit 2); its one-line error, naming the file, the count
+        # and the first voxel, is in the run's log
+        self.assertIn("cryoprocs mask", prot.getErrorMessage())
+        log = "".join(open(f).read() for f in (prot.getStdoutLog(), prot.getStderrLog()))
+        line = [ln for ln in log.splitlines() if "cryoprocs mask: error:" in ln]
+        self.assertEqual(len(line), 1, log[-3000:])
+        self.assertIn("import_bad.mrc holds 1 non-finite voxel", line[0])
+        self.assertIn("[4, 5, 6]", line[0])
         ok = self._mask("bad", replaceNonFinite=True)
         self.launchProtocol(ok)
         ref = self._mask("fixed")

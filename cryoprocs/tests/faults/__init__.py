@@ -174,3 +174,13 @@ def run_on_mount(argv, folder, options, cwd=None):
                        cwd=cwd)
     assert r.returncode != 99, r.stderr
     return r.returncode, r.stderr, [p[2:] for p in r.stdout.split("\n") if p]
+
+
+def claimed_tilt_series(folder):
+    """Names of the tilt series whose results a run holds in an extract / reconstruct output
+    folder (their claims' lock files: ``.cryoprocs/.extract_<name>.json.lock``,
+    ``partial/.<name>.npz.lock``)."""
+    import glob
+    locks = glob.glob(os.path.join(str(folder), ".cryoprocs", ".extract_*.json.lock")) + \
+        glob.glob(os.path.join(str(folder), "partial", ".*.npz.lock"))
+    return sorted(os.path.basename(p) for p in locks)

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from . import data as D
-from . import mrc_digest, one_line, run_cli, slowed, start, temporaries, wait_for
+from . import (claimed_tilt_series, mrc_digest, one_line, run_cli, slowed, start, temporaries,
+               wait_for)
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_extract_folder_has_one_writer(tmp_path, capsys):
     out = tmp_path / "out"
     proc = start(base + ["--output-dir", out],
                  prefix=slowed("cryoprocs.pipelines.extract:write_stack", 0.1))
-    wait_for(lambda: (tmp_path / ".out.lock").exists(), proc, what="the folder claim")
+    wait_for(lambda: claimed_tilt_series(out), proc, what="the tilt-series claims")
     rc, _, err = run_cli(base + ["--output-dir", out, "--no-ctf", "--overwrite"], capsys)
     line = one_line(err)
     assert rc == 2 and "output folder %s" % out in line and str(proc.pid) in line, err

@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from . import data as D
-from . import (expected_status, interrupt, mrc_digest, run_cli, slowed, start, temporaries,
-               tree, wait_for)
+from . import (claimed_tilt_series, expected_status, interrupt, mrc_digest, run_cli, slowed,
+               start, temporaries, tree, wait_for)
 
 KILL, TERM, HUP = signal.SIGKILL, signal.SIGTERM, signal.SIGHUP
 
@@ -103,7 +103,7 @@ def test_extract(project, capsys, sig, when):
         assert run_cli(argv(ref), capsys)[0] == 0
     out = base / ("extract_%s_%s" % (signal.Signals(sig).name, when.replace(" ", "")))
     if when == "claimed":
-        moment = (base / (".%s.lock" % out.name)).exists
+        moment = lambda: claimed_tilt_series(out)             # noqa: E731
     else:
         moment = _exists_n(out, "_stack2d.mrcs", int(when.split()[0]))
     _interrupted_then_rerun(capsys, argv, slowed("cryoprocs.pipelines.extract:write_stack",
