@@ -33,8 +33,10 @@ def locate_data(shared_real=None):
     return D.locate(shared_real, download=True)
 
 
-def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE):
-    """Write ``n`` crops of the real HIV tomogram and their derived inputs under ``folder``.
+def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE, nan_score_voxel=False):
+    """Write ``n`` crops of the real HIV tomogram and their derived inputs under ``folder``
+    (``nan_score_voxel``: the first crop's score map gets a NaN at [0, 0, 0], an input that
+    needs the *Replace non-finite values?* switch).
 
     Returns a dict: ``names`` (tsIds), ``tomograms``, ``masks``, ``scores``, ``angles``
     (folders holding ``<name>.mrc`` / ``scores_<name>.mrc`` / ``angles_<name>.mrc``),
@@ -66,7 +68,10 @@ def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE):
         write_mrc(os.path.join(out["masks"], name + ".mrc"), mask, voxel_size=D.HIV_VOXEL_A)
         write_mrc(os.path.join(out["scores"], "angles_%s.mrc" % name),
                   np.zeros(sub.shape, np.float32), voxel_size=D.HIV_VOXEL_A)
-        write_mrc(os.path.join(out["scores"], "scores_%s.mrc" % name), shell_ncc(sub),
+        scores = shell_ncc(sub)
+        if nan_score_voxel and name == out["names"][0]:
+            scores[0, 0, 0] = np.nan
+        write_mrc(os.path.join(out["scores"], "scores_%s.mrc" % name), scores,
                   voxel_size=D.HIV_VOXEL_A)
         p = pos - (x0, y0, z0)
         inside = np.all((p >= 4) & (p < np.array(sub.shape[::-1]) - 4), axis=1)

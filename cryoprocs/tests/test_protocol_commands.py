@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.commands import extract, mask, movie, noise_fill, pick, reconstruct
+from cryoprocs.commands import (extract, mask, movie, noise_fill, nonfinite_args,
+                                nonfinite_policy, pick, reconstruct, subvolumes)
 from cryoprocs.convert.mrc import mrc_info, read_mrc, write_mrc
 from cryoprocs.kernels.noisefill import NoiseFillParams
-from cryoprocs.pipelines.extract import Stack2DSettings
+from cryoprocs.pipelines.extract import Stack2DSettings, SubvolumeSettings
 from cryoprocs.pipelines.reconstruct import ReconstructSettings
 from cryoprocs.pipelines.masks import ImageSources, MaskRecipe
 from cryoprocs.pipelines.movie import MovieSettings
 from cryoprocs.pipelines.peaks import PickOptions
 from cryoprocs.protocols.protocol_base import chunk_ranges, cryoprocs_program, parse_memory_mb
+
+
+#: the protocols' "Replace non-finite values?" switch, off and on
+NONFINITE = ("error", "replace")
 
 
 def _parse(command, args):
@@ -37,11 +42,13 @@ def _parse(command, args):
                     smooth_iterations=0, noise_level=0.2, background_value=1.5, seed=3),
     NoiseFillParams(parity=True),
 ])
-def test_noise_fill_args_round_trip(params):
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_noise_fill_args_round_trip(params, nonfinite):
     args = _parse("noise-fill", ["--input_tomo", "t.mrc", "--input_mask", "m.mrc",
                                  "--output_tomo", "o.mrc"]
-                  + noise_fill.args_from_params(params))
+                  + noise_fill.args_from_params(params, nonfinite))
     assert noise_fill.params_from_args(args).resolved() == params.resolved()
+    assert nonfinite_policy(args) == nonfinite
 
 
 @pytest.mark.parametrize("opts", [
@@ -56,10 +63,12 @@ def test_noise_fill_args_round_trip(params):
     PickOptions(min_distance=3.0, threshold_mode="percentile", percentile=99.9),
     PickOptions(min_distance=3.0, threshold_mode="triangle", n_false_positives=2.0),
 ])
-def test_pick_args_round_trip(opts):
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_pick_args_round_trip(opts, nonfinite):
     args = _parse("pick", ["--scores", "s.mrc", "--angles", "a.mrc", "--angle-list", "l.csv",
-                           "--output", "o.csv"] + pick.args_from_options(opts))
+                           "--output", "o.csv"] + pick.args_from_options(opts, nonfinite))
     assert pick.options_from_args(args) == opts
+    assert nonfinite_policy(args) == nonfinite
 
 
 @pytest.mark.parametrize("settings", [
@@ -73,9 +82,11 @@ def test_pick_args_round_trip(opts):
     MovieSettings(format="png", crf=18, preset="slow"),
     MovieSettings(format="avi", fourcc="XVID"),
 ])
-def test_movie_args_round_trip(settings):
-    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_settings(settings))
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_movie_args_round_trip(settings, nonfinite):
+    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_settings(settings, nonfinite))
     assert vars(movie.settings_from_args(args)) == vars(settings)
+    assert nonfinite_policy(args) == nonfinite
 
 
 def test_hidden_protocol_options_are_not_in_help():
@@ -123,6 +134,8 @@ def _recipe_vars(recipe):
     MaskRecipe("gaussian", {"sigma": 2.75}, gaussian_peak_one=True, fill_value=-1.5),
     MaskRecipe("cylinder", {"radius": 12, "height": 20}, center=(0, 0, 3)),
     MaskRecipe(mask_file="created_mask.mrc"),
+    MaskRecipe("sphere", {"radius": 5}, fill="avg", nonfinite="replace"),
+    MaskRecipe(mask_file="created_mask.mrc", nonfinite="replace"),
 ])
 def test_mask_args_round_trip(recipe):
     args = _parse("mask", ["--input", "in.mrcs", "--output", "o.mrcs"]
@@ -159,10 +172,13 @@ def test_masked_chunks_equal_the_whole_stack(tmp_path):
                     invert_contrast=False),
     Stack2DSettings(box=16, dose_weighting=False),
 ])
-def test_extract_args_round_trip(settings):
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_extract_args_round_trip(settings, nonfinite):
     args = _parse("extract", ["--particles", "p.star", "--tomograms", "t.star",
-                              "--output-dir", "o"] + extract.args_from_settings(settings))
+                              "--output-dir", "o"]
+                  + extract.args_from_settings(settings, nonfinite))
     assert extract.settings_from_args(args) == settings
+    assert nonfinite_policy(args) == nonfinite
 
 
 @pytest.mark.parametrize("settings", [
@@ -172,10 +188,32 @@ def test_extract_args_round_trip(settings):
                         cutoff_fraction=0.05, taper=4.5, apply_offsets=False,
                         invert_contrast=False),
 ])
-def test_reconstruct_args_round_trip(settings):
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_reconstruct_args_round_trip(settings, nonfinite):
     args = _parse("reconstruct", ["--particles", "p.star", "--tomograms", "t.star",
-                                  "--output-dir", "o"] + reconstruct.args_from_settings(settings))
+                                  "--output-dir", "o"]
+                  + reconstruct.args_from_settings(settings, nonfinite))
     assert reconstruct.settings_from_args(args) == settings
+    assert nonfinite_policy(args) == nonfinite
+
+
+@pytest.mark.parametrize("settings", [
+    SubvolumeSettings(box=32),
+    SubvolumeSettings(box=24, binning=2.5, invert_contrast=True, normalize=True,
+                      outside="pad"),
+])
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_subvolumes_args_round_trip(settings, nonfinite):
+    args = _parse("extract-subvolumes", ["--coordinates", "c.json", "--tilt-series", "TS 1",
+                                         "--output-dir", "o", "--status", "s.json"]
+                  + subvolumes.args_from_settings(settings, nonfinite))
+    assert subvolumes.settings_from_args(args) == settings
+    assert nonfinite_policy(args) == nonfinite
+
+
+def test_nonfinite_args_reject_unknown_policies():
+    with pytest.raises(ValueError, match="non-finite policy"):
+        nonfinite_args("ignore")
 
 
 def test_hidden_subcommand_is_not_listed():

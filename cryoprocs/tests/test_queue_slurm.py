@@ -62,7 +62,9 @@ def runs(cluster, tmp_path_factory):
     proj = Manager().createProject("TestCryoprocsSlurmQueue", hostsConf=hosts)
     os.chdir(proj.path)
     t0 = time.time()
-    crops = QI.write_crops(data, str(tmp / "inputs"), n=N_ITEMS)
+    # a NaN in one score map: the pick runs need their "Replace non-finite values?" switch
+    # to reach the command in every mode
+    crops = QI.write_crops(data, str(tmp / "inputs"), n=N_ITEMS, nan_score_voxel=True)
     inputs = _import_inputs(proj, crops, str(tmp))
     setup_s = time.time() - t0
     launched, whole_ids = {}, {}
@@ -142,7 +144,8 @@ def _new(proj, name, inputs, mode, hold=""):
         prot = proj.newProtocol(P.ProtCryoprocsScoresPeakPicking,
                                 inputScoreMaps=inputs["scores"], inputAngleMaps=inputs["angles"],
                                 inputTomograms=inputs["tomograms"],
-                                angleList=inputs["angle_list"], minDistance=15.0, boxSize=31)
+                                angleList=inputs["angle_list"], minDistance=15.0, boxSize=31,
+                                replaceNonFinite=True)
     elif name == "extract":
         prot = proj.newProtocol(P.ProtCryoprocsExtractSubtomos,
                                 extractionMode=C.EXTRACT_MODE_STACK2D,
@@ -285,6 +288,24 @@ def test_one_slurm_job_per_item(runs, name):
     assert len(runs["whole_ids"][name]) == 1 and not S.launched_job_ids(proj, whole)
     info = S.job_info(runs["whole_ids"][name][0])
     assert info["JobName"] == whole.strId() and info["JobState"] == "COMPLETED", info
+
+
+@pytest.mark.parametrize("mode", ("local", "whole", "items"))
+def test_nonfinite_switch_reaches_the_command_in_every_mode(runs, mode):
+    """The pick runs (one score map with a NaN voxel, "Replace non-finite values?" on)
+    finished in every mode (test_every_run_finished...) with equal outputs
+    (test_queued_outputs_equal_local_outputs); the command's warning of the replacement is
+    in the run's logs (the job logs with one job per item)."""
+    proj = runs["project"]
+    prot = runs["runs"][("pick", mode)]
+    logs = ""
+    for root, _, files in os.walk(_abs(proj, prot._getLogsPath())):
+        for f in files:
+            if f.endswith((".log", ".out", ".err", ".stdout", ".stderr")) or "job" in f:
+                with open(os.path.join(root, f), errors="replace") as fh:
+                    logs += fh.read()
+    assert "1 non-finite voxel (NaN or infinite; the first at [z, y, x] = [0, 0, 0]) " \
+        "replaced by the mean of its finite voxels" in logs, logs[-3000:]
 
 
 def test_scancel_fails_the_run_and_continue_redoes_only_that_item(runs):
