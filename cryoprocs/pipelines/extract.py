@@ -465,7 +465,8 @@ class Stack2DJob(Relion5ProjectJob):
     def star_record_file(self):
         """Written before the STAR files: the :meth:`run_fingerprint` they come from (a
         rerun replaces its own STAR files without --overwrite, never someone else's)."""
-        return os.path.join(self.output_dir, ".cryoprocs", "extract_star.json")
+        # not "extract_<x>.json": that is the record of the tilt series named <x>
+        return os.path.join(self.output_dir, ".cryoprocs", "star_files.json")
 
     def run_fingerprint(self):
         """What the STAR files depend on: every tilt series' fingerprint and all settings."""

@@ -1,5 +1,7 @@
 """Two runs on one output: exactly one succeeds, the other fails at once naming the output
-and the holder's process id, and the output is the winner's."""
+and the holder's process id, and the output is the winner's. Runs of one tilt series each
+(a protocol's item steps) share a folder."""
+import os
 import time
 
 import pytest
@@ -93,3 +95,102 @@ def test_extract_folder_has_one_writer(tmp_path, capsys):
     assert proc.wait(timeout=120) == 0, proc.communicate()
     from .test_interrupts import same_results
     same_results(out, ref)
+
+
+# ----------------------------------------------------------------------------- per-item runs
+@pytest.fixture
+def project(tmp_path):
+    pstar, tstar = D.relion_project(tmp_path / "proj")
+    return tmp_path, pstar, tstar
+
+
+def _relion_argv(cmd, base, pstar, tstar, out):
+    argv = [cmd, "--particles", pstar, "--tomograms", tstar, "--box-size", "16",
+            "--project-dir", base / "proj", "--output-dir", out]
+    return argv + (["--backend", "numpy"] if cmd == "reconstruct" else [])
+
+
+def _slow_target(cmd):
+    return ("cryoprocs.pipelines.extract:write_stack" if cmd == "extract" else
+            "cryoprocs.pipelines.reconstruct:ReconstructJob._accumulate", 0.1 if
+            cmd == "extract" else 1.5)
+
+
+@pytest.mark.parametrize("cmd", ["extract", "reconstruct"])
+def test_tilt_series_runs_of_one_folder_never_refuse_each_other(project, capsys, cmd):
+    """What a protocol does (issue 12): one `--tilt-series` run per tilt series, at the same
+    time into one folder, then the final stage (the STAR files / the final sum). Both item
+    runs succeed, the final stage reuses their results, and the folder equals a whole run's;
+    meanwhile another run of a tilt series being written, or a whole run into the folder,
+    fails at once naming the holder's process id."""
+    base, pstar, tstar = project
+    ref = base / "ref"
+    assert run_cli(_relion_argv(cmd, base, pstar, tstar, ref), capsys)[0] == 0
+    out = base / "out"
+    argv = _relion_argv(cmd, base, pstar, tstar, out)
+    target, delay = _slow_target(cmd)
+    procs = {}
+    for name in ("TS_01", "TS_02"):
+        extra = ["--tilt-series", name]
+        if cmd == "extract":
+            extra += ["--result", out / ("%s_extraction.json" % name)]
+        procs[name] = start(argv + extra, prefix=slowed(target, delay))
+    wait_for(lambda: len(claimed_tilt_series(out)) == 2, procs["TS_01"],
+             what="both tilt-series claims")
+    for extra in (["--tilt-series", "TS_02"], []):   # the same tilt series; a whole run
+        t0 = time.time()
+        rc, _, err = run_cli(argv + extra, capsys)
+        line = one_line(err)
+        assert rc == 2 and "output folder %s (tilt series TS_0" % out in line, err
+        assert "process %d" % procs["TS_01"].pid in line or \
+            "process %d" % procs["TS_02"].pid in line, err
+        assert time.time() - t0 < 5.0
+    for name, proc in procs.items():
+        assert proc.wait(timeout=120) == 0, (name, proc.communicate())
+    rc, stdout, err = run_cli(argv, capsys)             # the final stage
+    assert rc == 0, err
+    if cmd == "extract":
+        assert "0 frames written" in stdout, stdout
+        for name in ("TS_01", "TS_02"):
+            os.remove(out / ("%s_extraction.json" % name))
+    from .test_interrupts import same_results
+    same_results(out, ref)
+    assert temporaries(base) == []
+
+
+def test_final_stage_claims_the_shared_outputs(project, capsys):
+    """While a run writes the STAR files of a folder (the final stage of an extraction), a
+    run of one tilt series into it may go on (its own stacks), but a second final stage
+    fails at once naming particles.star and the holder's process id."""
+    base, pstar, tstar = project
+    out = base / "out"
+    argv = _relion_argv("extract", base, pstar, tstar, out)
+    assert run_cli(argv, capsys)[0] == 0
+    os.remove(out / "particles.star")
+    proc = start(argv, prefix=slowed("cryoprocs.convert.relion5:write_particles_star", 2.0))
+    wait_for((out / ".particles.star.lock").exists, proc, what="the STAR files' claim")
+    # the whole run holds every tilt series too: a tilt series run waits for it
+    rc, _, err = run_cli(argv + ["--tilt-series", "TS_01"], capsys)
+    assert rc == 2 and "process %d" % proc.pid in one_line(err), err
+    assert proc.wait(timeout=60) == 0, proc.communicate()
+    # a final stage alone (the protocol's registration, in another process) claims only
+    # the STAR files: a tilt series run goes on, a second final stage fails
+    code = ("import sys\n"
+            "from cryoprocs.pipelines.extract import Stack2DJob, Stack2DSettings\n"
+            "job = Stack2DJob(%r, %r, %r, Stack2DSettings(box=16), project_dir=%r)\n"
+            "job.claim_shared()\nprint('held', flush=True)\nsys.stdin.readline()\n"
+            % (str(pstar), str(tstar), str(out), str(base / "proj")))
+    import subprocess
+    import sys
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert claimed_tilt_series(out) == []
+        assert run_cli(argv + ["--tilt-series", "TS_02"], capsys)[0] == 0
+        rc, _, err = run_cli(argv, capsys)
+        line = one_line(err)
+        assert rc == 2 and "particles.star" in line and "process %d" % holder.pid in line, err
+    finally:
+        holder.communicate("done\n", timeout=30)      # exits: its claims are given back
+    assert temporaries(base) == []
