@@ -5,13 +5,16 @@ anonymously), optionally with a scale level (tomo.zarr/1, or --level / --bin). O
 an MRC file (.mrc, .mrcs, .rec, .st, .map) or an OME-Zarr folder (.zarr, OME-NGFF 0.4, one
 scale level, Blosc LZ4 chunks). The data are streamed block by block: memory stays near one
 block of sections, and the output is written under a temporary name and renamed when
-complete. Voxel size and origin are kept.
+complete. Voxel size and origin are kept. NaN / infinite values in the input are an
+error (--replace-nonfinite: replaced by the mean of its finite values, with a warning).
 
 examples:
   cryoprocs convert https://host/TS_01.zarr TS_01.mrcs            # download level 0
   cryoprocs convert tomo.zarr tomo_bin2.mrc --bin 2                # a stored 2x level
   cryoprocs convert TS_01.mrcs TS_01.zarr --chunks 1 256 256       # tilt series to OME-Zarr
 """
+from . import add_nonfinite_argument, nonfinite_policy
+
 HELP = "convert an image between MRC and OME-Zarr (local or URL), streamed"
 
 
@@ -32,13 +35,15 @@ def add_arguments(p):
     p.add_argument("--block-mb", type=float, default=128.0,
                    help="sections read and written at once, in MB (default 128)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_nonfinite_argument(p)
 
 
 def run(args):
     from ..pipelines.convert import convert_image
     res = convert_image(args.input, args.output, level=args.level, binning=args.bin,
                         chunks=args.chunks, stack=args.stack or None,
-                        block_bytes=int(args.block_mb * 2 ** 20), overwrite=args.overwrite)
+                        block_bytes=int(args.block_mb * 2 ** 20), overwrite=args.overwrite,
+                        nonfinite=nonfinite_policy(args))
     print("wrote %s: %s %s, voxel size %.4g A, %.1f MB read%s"
           % (res["output"], " x ".join(str(s) for s in res["shape"][::-1]), res["dtype"],
              res["voxel_size"][0], res["bytes_read"] / 1e6,

@@ -27,8 +27,9 @@ RELION converter, ``copick.util.relion`` in later releases, uses the same):
 * exported picks carry ``transformation[:3, 3] = 0`` and the whole position in
   ``location``.
 """
+import json
 import os
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from .euler import relion_angles_from_matrix, relion_euler_matrix
 __all__ = ["CopickError", "open_project", "require_copick", "picks_positions_voxels",
            "copick_rotations_to_relion", "relion_to_copick_transforms", "select_runs",
            "tomogram_entries", "read_picks", "segmentation_entries", "write_picks",
-           "zarr_location", "object_names", "parse_list"]
+           "zarr_location", "object_names", "parse_list", "store_picks", "picks_claim"]
 
 
 class CopickError(ValueError):
@@ -302,7 +303,8 @@ def segmentation_entries(root, runs, voxel_size: float, names=None, users=None,
 
 # ----------------------------------------------------------------------------- writing
 def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_id: str,
-                overwrite: bool = False, create_runs: bool = False) -> List[tuple]:
+                overwrite: bool = False, create_runs: bool = False,
+                inputs: Sequence[str] = ()) -> List[tuple]:
     """Write pick sets with copick's API.
 
     Parameters
@@ -318,9 +320,13 @@ def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_
         error.
     create_runs : bool
         create runs missing from the project (default: an error).
+    inputs : sequence of str
+        files a pick file must not replace (the command's inputs).
 
     Everything is checked before the first set is written: an unknown object, a missing run,
-    an existing pick set without ``overwrite``, an empty user or session, non-finite values.
+    an existing pick set without ``overwrite``, an empty user or session, non-finite values,
+    a pick file that is one of ``inputs``. Pick files of local projects are written under a
+    temporary name and renamed when complete (:func:`store_picks`).
 
     Returns
     -------
@@ -367,6 +373,8 @@ def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_
             raise CopickError("run %s already has picks of %s by %s in session %s; pass "
                               "overwrite to replace them" % (name, object_name, user_id,
                                                              session_id))
+        if run is not None:
+            _check_not_an_input(run, object_name, user_id, session_id, inputs)
         plan.append((name, run, existing, pos, T, scores))
     written = []
     for name, run, existing, pos, T, scores in plan:
@@ -378,6 +386,53 @@ def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_
                                     transformation_=t.tolist(), score=float(sc))
                         for p, t, sc in zip(pos, T, scores)]
         picks.meta.trust_orientation = True
-        picks.store()
+        store_picks(picks)
         written.append((name, len(pos), getattr(picks, "path", None)))
     return written
+
+
+def _local_picks_path(run, object_name, user_id, session_id):
+    """The pick file of this identity in a local project (copick's name), else None."""
+    from fsspec.implementations.local import LocalFileSystem
+    if not isinstance(getattr(run, "fs_overlay", None), LocalFileSystem):
+        return None
+    return "%s/Picks/%s_%s_%s.json" % (run.overlay_path, user_id, session_id, object_name)
+
+
+def _check_not_an_input(run, object_name, user_id, session_id, inputs):
+    from .paths import same_file
+    path = _local_picks_path(run, object_name, user_id, session_id)
+    for p in inputs or ():
+        if path and p and os.path.exists(path) and same_file(path, p):
+            raise CopickError("the picks of %s by %s, session %s, in run %s are the input %s: "
+                              "outputs never replace inputs" % (object_name, user_id,
+                                                                 session_id, run.name, p))
+
+
+def store_picks(picks):
+    """copick's ``picks.store()``; for a local project the same JSON (``picks.meta``, as
+    copick 1.2's file system backend writes it) under a unique temporary name renamed when
+    complete, so an interrupted export never leaves a truncated pick file."""
+    from fsspec.implementations.local import LocalFileSystem
+    if not isinstance(getattr(picks, "fs", None), LocalFileSystem):
+        picks.store()
+        return
+    from .mrc import atomic_output
+    with atomic_output(picks.path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(picks.meta.dict(), fh, indent=4)
+
+
+def picks_claim(config: str, object_name: str, user_id: str, session_id: str):
+    """Claim the pick set ``object_name`` / ``user_id`` / ``session_id`` of the copick project
+    ``config`` for this run (:func:`cryoprocs.convert.outputs.claim`, a lock next to the
+    config file): a second export of the same pick set fails at once naming this one's
+    process id."""
+    from . import outputs
+    from .paths import safe_name
+    config = os.path.abspath(str(config))
+    key = os.path.join(os.path.dirname(config), "%s.%s_%s_%s.picks" % (
+        os.path.basename(config), safe_name(user_id), safe_name(session_id),
+        safe_name(object_name)))
+    return outputs.claim(key, "copick picks", shown="%s by %s, session %s, of %s"
+                         % (object_name, user_id, session_id, config))

@@ -85,9 +85,10 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
     for lab, p in ins:
         if is_url(p):                               # checked when opened
             continue
-        if is_image_store(p):                       # OME-Zarr folder
-            if not os.path.exists(p):
-                raise FileNotFoundError("%s %s does not exist" % (lab, p))
+        if is_image_store(p):                       # OME-Zarr folder (or one level of it)
+            from .zarr_image import split_level
+            if not os.path.exists(split_level(p)[0]):
+                raise FileNotFoundError("%s %s does not exist" % (lab, split_level(p)[0]))
             continue
         if not os.path.exists(p):
             raise FileNotFoundError("%s %s does not exist" % (lab, p))

@@ -1,10 +1,9 @@
 """Image conversion between MRC and OME-Zarr (``cryoprocs convert``; the copick import's copy
 to MRC), streamed block by block and written atomically."""
-import os
-
 import numpy as np
 
 from ..convert.images import is_image_store, open_image
+from ..convert.outputs import run_scope
 from ..convert.mrc import AtomicMrcWriter
 from ..convert.paths import check_io
 from ..convert.zarr_image import ZarrFormatError
@@ -17,7 +16,7 @@ MRC_DTYPES = (np.float32, np.int16, np.uint16, np.int8, np.uint8)
 
 
 def convert_image(src, dst, level=None, binning=None, chunks=None, stack=None,
-                  block_bytes=128 * 2 ** 20, overwrite=False):
+                  block_bytes=128 * 2 ** 20, overwrite=False, nonfinite="error"):
     """Copy the image ``src`` (MRC, OME-Zarr folder or URL) to ``dst`` (MRC, or OME-Zarr
     when it ends in ``.zarr``).
 
@@ -32,6 +31,9 @@ def convert_image(src, dst, level=None, binning=None, chunks=None, stack=None,
         an image stack (MRC stack header, one-section chunks); default: the input's flag.
     block_bytes : int
         sections copied at once.
+    nonfinite : {"error", "replace"}
+        NaN / infinite values in the input are an error naming the image, their count and
+        the first [z, y, x], or are replaced by the mean of its finite values (a warning).
 
     Returns
     -------
@@ -42,23 +44,28 @@ def convert_image(src, dst, level=None, binning=None, chunks=None, stack=None,
     Raises
     ------
     ValueError
-        unknown output format, a missing binned level, data MRC cannot hold.
+        unknown output format, a missing binned level, data MRC cannot hold, an output that
+        names the input (or lies inside an input OME-Zarr store), non-finite values.
     MrcFormatError, FileExistsError
         unreadable input; an existing output without ``overwrite``.
+    OutputInUseError
+        another run is writing ``dst``.
     """
     low = str(dst).rstrip("/").lower()
     to_zarr = low.endswith(".zarr")
     if not to_zarr and not low.endswith(MRC_OUTPUTS):
         raise ValueError("output %s: give an MRC name (%s) or an OME-Zarr folder (.zarr)"
                          % (dst, ", ".join(MRC_OUTPUTS)))
-    if to_zarr:
-        if os.path.exists(dst) and not overwrite:
-            raise FileExistsError("output %s exists; pass --overwrite to replace it" % dst)
-        check_io(inputs=[] if is_image_store(src) else [("input", src)])
-    else:
-        check_io(inputs=[] if is_image_store(src) else [("input", src)],
-                 outputs=[("output", dst)], overwrite=overwrite)
-    img = open_image(src, level=level, binning=binning)
+    with run_scope():
+        # path checks and this run's claim on the output (an OME-Zarr folder too)
+        check_io(inputs=[("input", src)], outputs=[("output", dst)], overwrite=overwrite)
+        return _convert(src, dst, to_zarr, level, binning, chunks, stack, block_bytes,
+                        overwrite, nonfinite)
+
+
+def _convert(src, dst, to_zarr, level, binning, chunks, stack, block_bytes, overwrite,
+             nonfinite):
+    img = open_image(src, level=level, binning=binning, nonfinite=nonfinite)
     try:
         if binning is not None and float(binning) != 1.0 and is_image_store(src):
             v0 = img.levels[0]["voxel_size"][0]

@@ -86,11 +86,16 @@ def particles_to_copick_sets(particles_star, tomograms_star=None, pixel_size=Non
 def export_to_copick(particles_star, config, object_name, user_id, session_id,
                      tomograms_star=None, pixel_size=None, overwrite=False, create_runs=False):
     """Write the particles of a RELION STAR file as copick picks (checked first, then
-    written; see :func:`particles_to_copick_sets`). Returns ``[(run, count, path)]``."""
-    root = CI.open_project(config)
-    sets = particles_to_copick_sets(particles_star, tomograms_star, pixel_size)
-    return CI.write_picks(root, sets, object_name, user_id, session_id, overwrite=overwrite,
-                          create_runs=create_runs)
+    written; see :func:`particles_to_copick_sets`), holding the claim of the pick set
+    (:func:`~cryoprocs.convert.copick_io.picks_claim`). Returns ``[(run, count, path)]``."""
+    from ..convert import outputs as O
+    with O.run_scope():
+        CI.picks_claim(config, object_name, user_id, session_id)
+        root = CI.open_project(config)
+        sets = particles_to_copick_sets(particles_star, tomograms_star, pixel_size)
+        return CI.write_picks(root, sets, object_name, user_id, session_id,
+                              overwrite=overwrite, create_runs=create_runs,
+                              inputs=[p for p in (particles_star, tomograms_star, config) if p])
 
 
 def copick_to_particles(root, runs, objects, users, sessions, voxel_size, tomo_type):
@@ -125,23 +130,44 @@ def copick_to_particles(root, runs, objects, users, sessions, voxel_size, tomo_t
 def import_from_copick(config, output_dir, voxel_size, tomo_type, objects, users=None,
                        sessions=None, runs=None, overwrite=False):
     """Write ``output_dir/particles.star`` (see :func:`copick_to_particles`) and
-    ``output_dir/tomograms.tsv`` (run, tomogram location, size x y z, voxel size).
-    Returns ``(particles file, number of particles, tomograms)``."""
+    ``output_dir/tomograms.tsv`` (run, tomogram location, size x y z, voxel size), claimed
+    for this run, under temporary names renamed together (the STAR file last).
+    Returns ``(particles file, number of particles, tomograms)``.
+
+    Raises
+    ------
+    CopickError
+        an unreadable config, unknown runs or objects, no picks, no tomogram.
+    FileExistsError, ValueError, OutputInUseError
+        see :func:`~cryoprocs.convert.paths.check_io` (an output that names the config).
+    """
+    from ..convert import outputs as O
     from ..convert.paths import check_io
     from ..convert.star import write_star
     pfile = os.path.join(output_dir, "particles.star")
     tfile = os.path.join(output_dir, "tomograms.tsv")
-    check_io(outputs=[("particles", pfile), ("tomogram list", tfile)], overwrite=overwrite)
-    root = CI.open_project(config)
-    sel = CI.select_runs(root, runs)
-    table, tomos = copick_to_particles(root, sel, objects, users, sessions, voxel_size,
-                                       tomo_type)
-    os.makedirs(output_dir, exist_ok=True)
-    write_star(pfile, {"particles": table})
-    from ..convert.mrc import atomic_output
-    with atomic_output(tfile) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write("run\ttomogram\tsize_x\tsize_y\tsize_z\tvoxel_size\n")
-            for run, (loc, size) in tomos.items():
-                fh.write("%s\t%s\t%d\t%d\t%d\t%g\n" % ((run, loc) + size + (voxel_size,)))
+    with O.run_scope():
+        check_io(inputs=[("config", config)],
+                 outputs=[("particles", pfile), ("tomogram list", tfile)], overwrite=overwrite)
+        root = CI.open_project(config)
+        sel = CI.select_runs(root, runs)
+        table, tomos = copick_to_particles(root, sel, objects, users, sessions, voxel_size,
+                                           tomo_type)
+        os.makedirs(output_dir, exist_ok=True)
+        pairs = []
+        try:
+            tmp = O.temp_path(tfile, ".tsv")
+            pairs.append((tmp, tfile))
+            with open(tmp, "w") as fh:
+                fh.write("run\ttomogram\tsize_x\tsize_y\tsize_z\tvoxel_size\n")
+                for run, (loc, size) in tomos.items():
+                    fh.write("%s\t%s\t%d\t%d\t%d\t%g\n" % ((run, loc) + size + (voxel_size,)))
+            tmp = O.temp_path(pfile, ".star")
+            pairs.append((tmp, pfile))
+            write_star(tmp, {"particles": table})
+            O.commit_group(pairs)
+        except BaseException:
+            for tmp, _ in pairs:
+                O.discard_temp(tmp)
+            raise
     return pfile, len(table), tomos
