@@ -65,6 +65,16 @@ def chunk_ranges(n, nChunks):
     return [(i0, min(i0 + size, n)) for i0 in range(0, n, size)]
 
 
+def write_json(path, data, indent=None):
+    """Write a JSON-able object to ``path`` under a unique temporary name, renamed when
+    complete (:func:`cryoprocs.convert.mrc.atomic_output`; its folder is created)."""
+    from ..convert.mrc import atomic_output
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=indent)
+    return path
+
+
 def read_json(path, default=None):
     """The JSON content of ``path`` (file closed), or ``default`` when it is missing or
     unreadable."""
@@ -129,12 +139,13 @@ class ProtCryoprocsBase(EMProtocol):
         return max(1, total // concurrent)
 
     # ---------------------------------------------------------------- inputs
-    def _defineNonFiniteParam(self, form):
+    def _defineNonFiniteParam(self, form, condition=None):
         """The form switch of the commands' ``--replace-nonfinite`` (same meaning)."""
         from pyworkflow.protocol import params
         from ..convert.finite import NONFINITE_FORM
+        extra = {'condition': condition} if condition else {}
         form.addParam('replaceNonFinite', params.BooleanParam, default=False,
-                      expertLevel=params.LEVEL_ADVANCED, label=NONFINITE_FORM,
+                      expertLevel=params.LEVEL_ADVANCED, label=NONFINITE_FORM, **extra,
                       help='NaN or infinite values in an input image are an error by default '
                            '(the run stops naming the file, their count and the first '
                            '[z, y, x]). Yes: replace them by the mean of the finite values of '

@@ -8,9 +8,7 @@ writes them with copick's API (conventions: convert/copick_io.py). Nothing is wr
 the project when any run, the object or an existing pick set (without "overwrite") is
 wrong.
 """
-import json
 import os
-import sys
 
 import pandas as pd
 import pyworkflow.protocol.params as params
@@ -21,7 +19,7 @@ from .. import constants as C
 from ..convert import copick_io as CI
 from ..convert.scipion import coordinate_blc, relion_orientation
 from ..convert.star import write_star
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import ProtCryoprocsBase, read_json, write_json
 
 
 class ProtCryoprocsExportCopick(ProtCryoprocsBase):
@@ -99,26 +97,48 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
                          "rlnOriginZAngst": float(shifts[2]),
                          "rlnLCCmax": float(score) if score is not None else 1.0})
         write_star(self._starFile(), {"particles": pd.DataFrame(rows)}, float_format="%.12g")
-        with open(self._getExtraPath("copick_export.json"), "w") as fh:
-            json.dump({"sampling_rate": float(sr), "count": len(rows),
-                       "runs": {str(k): int(v) for k, v in pd.Series(
-                           [r["rlnTomoName"] for r in rows]).value_counts().items()}}, fh)
+        write_json(self._infoFile(), {
+            "sampling_rate": float(sr), "count": len(rows),
+            "runs": {str(k): int(v) for k, v in pd.Series(
+                [r["rlnTomoName"] for r in rows]).value_counts().items()}})
+
+    def _infoFile(self):
+        return self._getExtraPath("copick_export.json")
+
+    def _exportDone(self, info):
+        """None when the project holds this run's pick set with every point, run by run."""
+        try:
+            root = CI.open_project(self.configFile.get())
+            runs = CI.select_runs(root, sorted(info["runs"]))
+            sets = CI.read_picks(root, runs, [self.objectName.get()], [self.userId.get()],
+                                 [self.sessionId.get()])
+        except CI.CopickError as exc:
+            return str(exc)
+        got = {}
+        for ps in sets:
+            got[ps["run"]] = got.get(ps["run"], 0) + len(ps["locations"])
+        if got != info["runs"]:
+            return 'the project holds %s picks per run, %s expected' % (got, info["runs"])
+        return None
 
     def exportStep(self):
-        info = json.load(open(self._getExtraPath("copick_export.json")))
-        args = ['-m cryoprocs.cli copick-export', '--particles "%s"' % self._starFile(),
-                '--pixel-size %.10g' % info["sampling_rate"],
-                '--config "%s"' % os.path.abspath(self.configFile.get()),
-                '--object "%s"' % self.objectName.get(), '--user "%s"' % self.userId.get(),
-                '--session "%s"' % self.sessionId.get()]
+        """``cryoprocs copick-export`` as this step's job, then the pick sets checked in the
+        project (pyworkflow ignores a queue job's exit status)."""
+        info = read_json(self._infoFile())
+        args = ['--particles', os.path.abspath(self._starFile()),
+                '--pixel-size', '%.10g' % info["sampling_rate"],
+                '--config', os.path.abspath(self.configFile.get()),
+                '--object', self.objectName.get(), '--user', self.userId.get(),
+                '--session', self.sessionId.get()]
         if self.createRuns.get():
             args.append('--create-runs')
         if self.overwrite.get():
             args.append('--overwrite')
-        self.runJob(sys.executable, " ".join(args), numberOfThreads=1)
+        self._runCryoprocs('copick-export', args, 1)
+        self._requireResults('the copick export', [self.configFile.get()],
+                             lambda: self._exportDone(info))
         info["written"] = True
-        with open(self._getExtraPath("copick_export.json"), "w") as fh:
-            json.dump(info, fh)
+        write_json(self._infoFile(), info)
 
     # ------------------------------------------------------------------ info
     def _validate(self):
@@ -177,10 +197,9 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
         return errors
 
     def _summary(self):
-        f = self._getExtraPath("copick_export.json")
-        if not os.path.exists(f):
+        info = read_json(self._infoFile())
+        if info is None:
             return ['Output not ready yet.']
-        info = json.load(open(f))
         if not info.get("written"):
             return ['Coordinates converted; not written yet.']
         return ['%d picks of %s (user %s, session %s) written into [[%s]]: %s.'

@@ -28,7 +28,8 @@ from ..convert.paths import safe_name
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.extract import Stack2DJob, Stack2DSettings, SubvolumeSettings
-from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .protocol_base import (COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json,
+                            write_json)
 from .texts import link, plural
 
 logger = logging.getLogger(__name__)
@@ -270,9 +271,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         cset = self.inputCoordinates.get()
         coords = [c for c in self._coordinates() if c.getTomoId() in set(tsIds)]
         write_star(self._inputParticlesStar(), RS.coordinate_particle_blocks(coords, cset))
-        with open(self._mapFile() + ".part", "w") as fh:
-            json.dump({"coordinate_ids": [int(c.getObjId()) for c in coords]}, fh)
-        os.replace(self._mapFile() + ".part", self._mapFile())
+        # degenerate inputs stop the run here, before any tilt series is extracted (the
+        # per-tilt-series commands each see one tilt series only)
+        self._job().check_some_visible()
+        write_json(self._mapFile(), {"coordinate_ids": [int(c.getObjId()) for c in coords]})
 
     def _job(self):
         return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),
@@ -350,9 +352,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 c = np.array(coord.getPosition(SCIPION), dtype=np.float64)
             pos = c * csr / tsr + dims / 2.0
             data[tsId]["coords"].append([int(coord.getObjId())] + [float(v) for v in pos])
-        with open(self._mapFile() + ".part", "w") as fh:
-            json.dump(data, fh)
-        os.replace(self._mapFile() + ".part", self._mapFile())
+        write_json(self._mapFile(), data)
 
     def _subvolumeFile(self, tsId, coordId):
         name = safe_name(tsId)

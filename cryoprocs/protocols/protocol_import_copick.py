@@ -10,7 +10,6 @@ orientations, and segmentations a ``SetOfTomoMasks``. Conventions: convert/copic
 import json
 import logging
 import os
-import sys
 
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
@@ -19,6 +18,7 @@ from tomo.objects import SetOfCoordinates3D, SetOfTomograms, SetOfTomoMasks
 
 from .. import constants as C
 from ..convert import copick_io as CI
+from ..convert.mrc import is_complete_mrc
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..convert.scipion_images import register_zarr_reader
 from .protocol_base import ProtCryoprocsBase, safe_name
@@ -86,6 +86,7 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
                       condition='importMasks', help='User ids; empty: all.')
         form.addParam('maskSessions', params.StringParam, default='', label='Sessions',
                       condition='importMasks', help='Session ids; empty: all.')
+        self._defineNonFiniteParam(form, condition='copyToMrc')
         form.addParallelSection(threads=2, mpi=0)
 
     # ================================================================= steps
@@ -127,13 +128,15 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
 
     def copyStep(self, kind, key, location):
         """One ``cryoprocs convert`` job: the OME-Zarr level 0 to an MRC file (skipped when
-        a finished copy exists: resume)."""
+        a complete copy exists: resume), then checked."""
         out = self._copyFile(kind, key)
-        if os.path.exists(out):
+        if is_complete_mrc(out):
             return
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        self.runJob(sys.executable, '-m cryoprocs.cli convert "%s" "%s"' % (location, out),
-                    numberOfThreads=1)
+        self._runCryoprocs('convert', [location, os.path.abspath(out), '--overwrite']
+                           + self._nonFiniteArgs(), 1)
+        self._requireResults('%s %s' % (kind, key), [out],
+                             lambda: None if is_complete_mrc(out) else
+                             '%s is not a complete MRC file' % out)
 
     def createOutputStep(self):
         from tomo.objects import Tomogram, TomoMask

@@ -14,7 +14,6 @@ the picks back to a ``SetOfCoordinates3D``:
 * orientations go through RELION angles (``rot = 90 - phi, tilt = theta, psi = -90 - psi``) and
   scipion-em-reliontomo's matrix route (:func:`cryoprocs.convert.scipion.set_relion_orientation`).
 """
-import json
 import logging
 import os
 
@@ -29,10 +28,11 @@ from .. import constants as C
 from ..constants import SAMPLING_TOLERANCE
 from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
+from ..convert.mrc import atomic_output
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
 from ..pipelines import peaks as PP
-from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json, write_json
 from .texts import link, plural
 
 logger = logging.getLogger(__name__)
@@ -269,9 +269,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         dst = self._projectPath(self._getExtraPath('angle_list' + ext))
         with self._lock:
             if not os.path.exists(dst):
-                tmp = dst + '.partial'
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, dst)
+                with atomic_output(dst) as tmp:
+                    shutil.copyfile(src, tmp)
         return dst
 
     def _picksFile(self, tsId):
@@ -401,8 +400,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             table = pd.concat(relion, ignore_index=True)
             if len(table):
                 M.write_relion5_particles(self._getExtraPath(C.PEAKS_RELION5_STAR), table)
-        with open(self._getExtraPath(C.PEAKS_SUMMARY_JSON), 'w') as fh:
-            json.dump(summary, fh, indent=1)
+        write_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON), summary, indent=1)
         outputs = {C.OUTPUT_COORDINATES: coords}
         if self.writeAngularMaps.get():
             outputs.update(self._angularMapSets(items))

@@ -16,7 +16,7 @@ from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 READERS = ["ProtCryoprocsApplyMask2D", "ProtCryoprocsApplyMask3D",
            "ProtCryoprocsMaskedTomogramNoiseFill", "ProtCryoprocsScoresPeakPicking",
            "ProtCryoprocsExtractSubtomos", "ProtCryoprocsReconstructSubtomoAverage",
-           "ProtCryoprocsExportMovie"]
+           "ProtCryoprocsExportMovie", "ProtCryoprocsImportCopick"]
 
 
 @pytest.mark.parametrize("name", READERS)
