@@ -27,7 +27,7 @@ import numpy as np
 
 from ..convert import outputs as O
 from ..convert import relion5 as R5
-from ..convert.images import open_image
+from ..convert.images import is_url, open_image, signature_files
 from ..convert.mrc import atomic_output, is_complete_mrc, write_mrc
 from ..convert.paths import (check_replace, claim_outputs, file_signature, read_record,
                              write_record)
@@ -587,8 +587,9 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
         outputs recorded with others (or not recorded) are redone instead of kept, and so
         are damaged ones (not a complete float32 MRC of the box size).
     nonfinite : {"error", "replace"}
-        NaN / infinite voxels in a cut box are an error naming the tomogram, or are
-        replaced by the mean of its finite voxels.
+        NaN / infinite voxels in the tomogram are an error naming it, their count and the
+        first [z, y, x] (checked before anything is written; a remote OME-Zarr image in the
+        boxes read only), or are replaced by the mean of its finite voxels.
 
     Returns
     -------
@@ -606,12 +607,17 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     res = {"written": 0, "skipped_existing": 0, "outside": 0, "skipped": 0, "padded": 0,
            "status": []}
-    if fingerprint_file:
-        fp = json.dumps({"settings": asdict(settings), "voxel_size": voxel_size,
-                         "tomogram": file_signature([tomogram_file])}, sort_keys=True)
-        claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
     mean = None
-    with open_image(tomogram_file, nonfinite=nonfinite) as mapped:
+    with open_image(tomogram_file, nonfinite=nonfinite) as mapped:   # header checked
+        fp = json.dumps({"settings": asdict(settings), "voxel_size": voxel_size,
+                         "tomogram": file_signature(signature_files(tomogram_file))},
+                        sort_keys=True)
+        redo = overwrite or (fingerprint_file and read_record(fingerprint_file) != fp)
+        if (redo or not all(valid_output(o, (box, box, box)) for o in out_files)) and \
+                not is_url(str(tomogram_file)):
+            mapped.guard.check_all()     # non-finite voxels: before anything is written
+        if fingerprint_file:
+            claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]
         out_vs = vs * (s0 / float(box))
         r = box / 2.0
