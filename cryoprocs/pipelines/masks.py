@@ -194,12 +194,24 @@ class ImageSources:
 
     @classmethod
     def load(cls, path):
-        """``(sources, ids or None, voxel size or None)`` saved by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            sources = cls([str(p) for p in z["paths"]], z["file_ids"], z["index"],
-                          int(z["item_ndim"]) if "item_ndim" in z.files else 2)
-            ids = z["ids"] if "ids" in z.files else None
-            vs = float(z["voxel_size"]) if "voxel_size" in z.files else 0.0
+        """``(sources, ids or None, voxel size or None)`` saved by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            not such a file (truncated, not an ``.npz``, arrays missing), naming it.
+        """
+        import zipfile
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                sources = cls([str(p) for p in z["paths"]], z["file_ids"], z["index"],
+                              int(z["item_ndim"]) if "item_ndim" in z.files else 2)
+                ids = z["ids"] if "ids" in z.files else None
+                vs = float(z["voxel_size"]) if "voxel_size" in z.files else 0.0
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError("%s is not a list of image locations (cryoprocs mask --sources): "
+                             "%s" % (path, " ".join(str(exc).split()) or type(exc).__name__)) \
+                from None
         return sources, ids, (vs or None)
 
     def read_item(self, k, nonfinite="error"):

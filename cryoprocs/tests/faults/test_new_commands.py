@@ -306,3 +306,33 @@ def test_subvolumes_outputs(work, capsys):
     rc, _, err = run_cli(_subvolumes(work), capsys)
     _check_failure(rc, err, "%s exists; pass --overwrite" % (work / "status.json"), before,
                    work)
+
+
+# ============================================================================ mask --sources
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "output-is-an-image",
+                                  "nan"])
+def test_mask_sources(work, capsys, kind):
+    """The protocols' `mask --sources` (a location list, items --range I0 I1, one chunk
+    stack): a bad list, a chunk stack that is one of the listed images, a non-finite
+    image."""
+    from cryoprocs.pipelines.masks import ImageSources
+    D.write_volume(work / "ts.mrcs", D.tomogram((14, 32, 32), seed=3), stack=True)
+    ImageSources.from_locations([(i + 1, str(work / "ts.mrcs")) for i in range(14)]).save(
+        str(work / "list.npz"), voxel_size=5.0)
+    out, needle = work / "chunk.mrcs", str(work / "list.npz")
+    if kind == "missing":
+        os.remove(work / "list.npz")
+    elif kind == "text":
+        (work / "list.npz").write_text("not a location list\n")
+    elif kind == "truncated":
+        with open(work / "list.npz", "r+b") as fh:
+            fh.truncate(os.path.getsize(work / "list.npz") // 2)
+    elif kind == "output-is-an-image":
+        out, needle = work / "ts.mrcs", "same file"
+    else:
+        needle = _bad_file("nan", work / "ts.mrcs")
+    before = tree(work)
+    rc, _, err = run_cli(["mask", "--input", work / "list.npz", "--sources", "--range", "0",
+                          "14", "--output", out, "--geometry", "circular", "--radius", "8",
+                          "--overwrite"], capsys)
+    _check_failure(rc, err, needle, before, work)
