@@ -26,7 +26,6 @@ complete; a writer that cannot be opened, or an encoder that fails, raises
 a writer that never opened).
 """
 import contextlib
-import errno
 import logging
 import os
 import queue
@@ -39,7 +38,9 @@ import numpy as np
 
 from ..convert import outputs as O
 from ..convert.images import is_image_store, open_image
-from ..convert.mrc import FiniteGuard, MrcFormatError, mmap_mrc, voxel_size_of
+from ..convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
+from . import movie_outputs as MO
+from .movie_outputs import source_guard
 from ..kernels import movie as K
 from ..kernels.movie import MovieError
 
@@ -317,15 +318,6 @@ class VolumeSource:
         self._mrc.close()
 
 
-def source_guard(path, data, nonfinite="error"):
-    """The non-finite check of a movie source's file (:class:`FiniteGuard` over ``data``,
-    ``[z, y, x]``, a 2D image as one section; MRC memory map or OME-Zarr image): each
-    block of frames goes through its ``check`` ("error": NaN / infinite voxels stop the
-    export naming the file, the count and the first [z, y, x]; "replace": the mean of the
-    file's finite voxels)."""
-    return FiniteGuard(path, data if data.ndim == 3 else data[None], nonfinite)
-
-
 def _open_volume(path, binning=None):
     """An MRC file memory-mapped (mrcfile), or an OME-Zarr image (local or URL) read chunk by
     chunk: with ``binning`` > 1, the stored level binned that many times in x and y when
@@ -463,41 +455,12 @@ class _FrameReader:
 
 
 # ============================================================================ writers
-def _disk_full(path):
-    """An ``OSError(ENOSPC)`` naming ``path`` when its file system has no space left (the
-    OpenCV writers report no error of their own), else None."""
-    try:
-        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return None
-    if st.f_bavail * st.f_frsize < 64 * 1024:
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-    return None
-
-
-def _riff_complete(path):
-    """True when the RIFF chunks of an AVI file (``RIFF AVI `` then OpenDML ``RIFF AVIX``)
-    add up to exactly the file size: a file cut short (full disk) does not."""
-    import struct
-    size = os.path.getsize(path)
-    pos = 0
-    with open(path, "rb") as fh:
-        while pos < size:
-            fh.seek(pos)
-            head = fh.read(8)
-            if len(head) < 8 or head[:4] != b"RIFF":
-                return False
-            pos += 8 + struct.unpack("<I", head[4:])[0]
-            pos += pos % 2
-    return pos == size
-
-
 class _FfmpegWriter:
     """Gray uint8 frames piped to the bundled ffmpeg (H.264 MP4 or GIF), written to a
     temporary file (``self.tmp``) that the caller renames when every writer succeeded."""
 
     def __init__(self, path, width, height, fps, fmt, crf=23, preset="veryfast", threads=0):
-        self.path, self.tmp = path, O.temp_path(path, os.path.splitext(path)[1])
+        self.path, self.tmp = path, MO.writer_temp(path)
         self.size = (int(width), int(height))
         fps_arg = str(Fraction(fps).limit_denominator(1001))
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
@@ -509,7 +472,7 @@ class _FfmpegWriter:
         elif fmt == "gif":
             cmd += ["-c:v", "gif", "-pix_fmt", "gray", "-loop", "0", "-f", "gif"]
         else:
-            O.discard_temp(self.tmp)
+            MO.discard(self.tmp)
             raise MovieError("ffmpeg writer: unknown format %r" % fmt)
         if threads:
             cmd[-2:-2] = ["-threads", str(int(threads))]
@@ -521,9 +484,9 @@ class _FfmpegWriter:
                                          stderr=self._err)
         except OSError as exc:
             self._err.close()
-            O.discard_temp(self.tmp)
+            MO.discard(self.tmp)
             raise MovieError("cannot start the ffmpeg encoder %s: %s" % (cmd[0], exc))
-        O.register_child(self.proc)
+        MO.track_encoder(self.proc)
         self.frames = 0
 
     def _stderr(self):
@@ -535,7 +498,7 @@ class _FfmpegWriter:
             self.proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
         except (BrokenPipeError, OSError):
             self.proc.wait()
-            raise _disk_full(self.path) or MovieError(
+            raise MO.disk_full_error(self.path) or MovieError(
                 "the ffmpeg encoder stopped after %d frames of %s (exit %s): %s"
                 % (self.frames, self.path, self.proc.returncode, self._stderr()))
         self.frames += 1
@@ -547,12 +510,12 @@ class _FfmpegWriter:
         except (BrokenPipeError, OSError):
             pass
         rc = self.proc.wait()
-        O.unregister_child(self.proc)
+        MO.untrack_encoder(self.proc)
         msg = self._stderr()
         self._err.close()
         if rc != 0 or not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0:
-            O.discard_temp(self.tmp)
-            raise _disk_full(self.path) or MovieError(
+            MO.discard(self.tmp)
+            raise MO.disk_full_error(self.path) or MovieError(
                 "the ffmpeg encoder failed for %s (exit %s): %s"
                 % (self.path, rc, msg or "no output written"))
 
@@ -561,10 +524,10 @@ class _FfmpegWriter:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
-        O.unregister_child(self.proc)
+        MO.untrack_encoder(self.proc)
         with contextlib.suppress(Exception):
             self._err.close()
-        O.discard_temp(self.tmp)
+        MO.discard(self.tmp)
 
 
 class _OpenCvWriter:
@@ -573,13 +536,13 @@ class _OpenCvWriter:
 
     def __init__(self, path, width, height, fps, fourcc="MJPG"):
         import cv2
-        self.path, self.tmp = path, O.temp_path(path, os.path.splitext(path)[1])
+        self.path, self.tmp = path, MO.writer_temp(path)
         self.size = (int(width), int(height))
         self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps),
                                       self.size, False)
         if not self.writer.isOpened():
             self.writer.release()
-            O.discard_temp(self.tmp)
+            MO.discard(self.tmp)
             hint = (" (the pip OpenCV wheels have no H.264 encoder: use the mp4 format, which "
                     "goes through ffmpeg)" if fourcc.lower() in ("avc1", "h264", "x264")
                     else "")
@@ -594,16 +557,16 @@ class _OpenCvWriter:
     def close(self):
         self.writer.release()
         if not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0 or \
-                not _riff_complete(self.tmp):
+                not MO.riff_complete(self.tmp):
             # OpenCV reports no write error: a full disk leaves a truncated file
-            O.discard_temp(self.tmp)
-            raise _disk_full(self.path) or MovieError(
+            MO.discard(self.tmp)
+            raise MO.disk_full_error(self.path) or MovieError(
                 "OpenCV wrote an incomplete or empty file for %s" % self.path)
 
     def abort(self):
         with contextlib.suppress(Exception):
             self.writer.release()
-        O.discard_temp(self.tmp)
+        MO.discard(self.tmp)
 
 
 class _PngWriter:
@@ -614,7 +577,7 @@ class _PngWriter:
         import cv2
         self._cv2 = cv2
         self.path, self.stem = folder, stem
-        self.tmp = O.temp_dir(folder)
+        self.tmp = MO.writer_temp_dir(folder)
         self.frames = 0
 
     def write(self, frame):
@@ -623,18 +586,14 @@ class _PngWriter:
         if not ok:
             raise MovieError("OpenCV could not encode frame %d of %s as PNG"
                              % (self.frames, self.path))
-        try:                  # written here, not by libpng: errors name the file, one line
-            with open(os.path.join(self.tmp, name), "wb") as fh:
-                fh.write(buf.tobytes())
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, os.path.join(self.path, name)) from None
+        MO.write_png_frame(self.tmp, self.path, name, buf.tobytes())
         self.frames += 1
 
     def close(self):
         pass
 
     def abort(self):
-        O.discard_temp(self.tmp)
+        MO.discard(self.tmp)
 
 
 class _EncoderThread:
@@ -793,13 +752,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     png_dir = movie_path(out_dir, stem, "png") \
         if settings.png_frames and settings.format != "png" else None
     with O.run_scope():
-        # one writer per output; the claim creates the folder (removed again on failure)
-        O.claim(out_path, "movie", folder=settings.format == "png")
-        if png_dir:
-            O.claim(png_dir, "PNG frames", folder=True)
-        for p in (out_path, png_dir):
-            if p and not overwrite and os.path.lexists(p):
-                raise FileExistsError("output %s exists; pass --overwrite to replace it" % p)
+        MO.claim_movie_outputs(out_path, png_dir, settings.format == "png", overwrite)
         return _encode(source, out_path, png_dir, stem, settings, reader, style, kept, order,
                        width, height, window, threads, progress)
 
@@ -850,7 +803,7 @@ def _encode(source, out_path, png_dir, stem, settings, reader, style, kept, orde
         encoder.finish()
         for w, _ in writers:
             w.close()
-        O.commit_group([(w.tmp, w.path) for w, _ in writers[::-1]])   # the movie last
+        MO.commit_movie_outputs([w for w, _ in writers])              # the movie last
     except BaseException:
         with contextlib.suppress(BaseException):
             encoder.finish()
