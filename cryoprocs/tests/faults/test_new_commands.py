@@ -336,3 +336,44 @@ def test_mask_sources(work, capsys, kind):
                           "14", "--output", out, "--geometry", "circular", "--radius", "8",
                           "--overwrite"], capsys)
     _check_failure(rc, err, needle, before, work)
+
+
+# ============================================================================ all commands
+IMAGE_READERS = ("mask", "noise-fill", "pick", "extract", "reconstruct", "movie", "convert",
+                 "extract-subvolumes")
+
+
+def test_every_image_reading_command_has_the_nonfinite_option():
+    from cryoprocs import cli
+    parsers = cli.build_parser()._subparsers._group_actions[0].choices
+    for name in IMAGE_READERS:
+        opts = {o for a in parsers[name]._actions for o in a.option_strings}
+        assert "--replace-nonfinite" in opts, name
+
+
+def test_noise_fill_ome_zarr_output(work, capsys):
+    """noise-fill into an OME-Zarr folder: written under a unique temporary folder and
+    renamed with its side outputs (the tomogram last); equal to the MRC output; an existing
+    folder is kept without --overwrite, and a folder named like an input store is refused."""
+    D.write_volume(work / "mask.mrc", D.mask_volume(SHAPE))
+
+    def argv(out, *extra):
+        return ["noise-fill", "--input_tomo", work / "vol.mrc", "--input_mask",
+                work / "mask.mrc", "--output_tomo", out, "--expand_pixels", "2",
+                "--threads", "1", "--report", work / (os.path.basename(str(out)) + ".json")] \
+            + list(extra)
+    assert run_cli(argv(work / "ref.mrc"), capsys)[0] == 0
+    assert run_cli(argv(work / "out.zarr"), capsys)[0] == 0
+    from cryoprocs.convert.images import open_image
+    from cryoprocs.convert.mrc import read_mrc
+    with open_image(str(work / "out.zarr")) as img:
+        np.testing.assert_array_equal(img.full(), read_mrc(str(work / "ref.mrc")))
+    assert temporaries(work) == []
+    before = tree(work)
+    rc, _, err = run_cli(argv(work / "out.zarr"), capsys)
+    _check_failure(rc, err, "%s exists; pass --overwrite" % (work / "out.zarr"), before, work)
+    src = _ngff(str(work / "in.zarr"), D.tomogram(SHAPE))
+    before = tree(work)
+    rc, _, err = run_cli(["noise-fill", "--input_tomo", src, "--input_mask", work / "mask.mrc",
+                          "--output_tomo", src, "--overwrite"], capsys)
+    _check_failure(rc, err, "same file", before, work)
