@@ -7,7 +7,6 @@ by blocks from memory maps whose pages are released after use
 (``DEFAULT_BLOCK_BYTES`` per thread) whatever the stack size. Outputs are float32
 MRC written under a temporary name and renamed when complete.
 """
-import os
 import threading
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -16,13 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_output,
-                           check_same_grid, mrc_info, partial_path, read_mrc, write_mrc)
+                           check_same_grid, mrc_info, read_mrc, write_mrc)
 from ..convert.outputs import run_scope
 from ..convert.paths import check_io
 from ..kernels import masks as K
 
-__all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "mask_sources",
-           "preallocate_stack", "finish_stack"]
+__all__ = ["MaskRecipe", "ImageSources", "mask_file", "mask_sources"]
 
 #: bytes of input per block and thread (256 images of 128x128 float32)
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
@@ -220,32 +218,6 @@ class ImageSources:
             return self._read_run(rd, self.index[k:k + 1])[0]
 
 
-def preallocate_stack(path, n, shape, voxel_size):
-    """Create the float32 output stack under its temporary name (resumable fill).
-
-    Returns the temporary path. An existing temporary file of the right shape is kept, so
-    a resumed run does not lose finished chunks.
-    """
-    tmp = partial_path(path)
-    want = (n,) + tuple(shape)
-    if os.path.exists(tmp):
-        try:
-            if mrc_info(tmp).shape == want:
-                return tmp
-        except MrcFormatError:
-            pass
-    MrcBlockWriter(tmp, want, np.float32, voxel_size=voxel_size, is_stack=True).close(
-        stats=False)
-    return tmp
-
-
-def finish_stack(path):
-    """Compute the header statistics of the temporary stack and rename it to ``path``."""
-    tmp = partial_path(path)
-    MrcBlockWriter(tmp, create=False).close(stats=True)
-    os.replace(tmp, path)
-
-
 def _block_items(item_shape):
     return max(1, DEFAULT_BLOCK_BYTES // max(1, int(np.prod(item_shape)) * 4))
 
@@ -257,30 +229,6 @@ def _run_blocks(func, starts, threads):
     else:
         for b0 in starts:
             func(b0)
-
-
-def mask_range(sources, recipe, out_stack, i0, i1, threads=1, block=None, nonfinite="error"):
-    """Mask items ``i0..i1-1`` of ``sources`` into rows ``i0..i1-1`` of ``out_stack``.
-
-    ``out_stack`` is an existing float32 stack (:func:`preallocate_stack`); only those rows
-    are written, so several ranges can run in parallel or be resumed. ``nonfinite``: NaN /
-    infinite input values are an error ("error") or replaced ("replace").
-    """
-    if i1 <= i0:
-        return
-    readers = _Readers(sources.paths, nonfinite=nonfinite)
-    writer = MrcBlockWriter(out_stack, create=False)
-    try:
-        block = block or _block_items(writer.shape[1:])
-
-        def work(b0):
-            b1 = min(b0 + block, i1)
-            writer.write(b0, recipe.apply(sources.read(b0, b1, readers), first_index=b0))
-
-        _run_blocks(work, list(range(i0, i1, block)), threads)
-    finally:
-        writer.close(stats=False)
-        readers.close()
 
 
 def mask_file(in_path, out_path, recipe, threads=1, overwrite=True, nonfinite="error"):
