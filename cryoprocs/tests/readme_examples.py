@@ -110,7 +110,7 @@ def _sphere_mask_like(path, radius):
 def _tlt_from_relion_star(path):
     def make(dest, root):
         from cryoprocs.convert import star
-        table = star.read_block(_shared(root, path))
+        table = next(iter(star.read_star(_shared(root, path)).values()))
         np.savetxt(dest, table["rlnTomoNominalStageTiltAngle"].to_numpy(float), fmt="%.2f")
     return derived(make, "tilt angles (rlnTomoNominalStageTiltAngle) of " + path)
 
