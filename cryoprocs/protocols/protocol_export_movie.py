@@ -438,7 +438,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             path = self._getExtraPath(os.path.basename(i['path']))
             summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
                            % (i['name'], path, i['frames'], i['duration_s'], i['width'],
-                              i['height'], P._human_size(i['size_bytes'])))
+                              i['height'], P.human_size(i['size_bytes'])))
         preview = self.getPreviewFile()
         if preview:
             summary.append('Preview (central frames): [[%s]]' % preview)

@@ -43,15 +43,32 @@ def test_png_frames_equal_mrc2movie(vol_file, tmp_path):
 
 
 def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkeypatch):
-    """Every frame handed to the encoder, in order, for the MJPG AVI default of mrc2movie."""
+    """Every frame of the MJPG AVI default of mrc2movie, in order: each distinct frame is
+    JPEG-encoded once, a repeat reuses its bytes."""
+    from cryoprocs.pipelines.movie import writers as W
     path, vol = vol_file
-    sent = []
-    real = P._OpenCvWriter.write
-    monkeypatch.setattr(P._OpenCvWriter, "write",
-                        lambda self, f: (sent.append(f.copy()), real(self, f))[1])
+    encoded, sequence = {}, []
+    real_add, real_repeat = W.MjpegAviWriter.add, W.MjpegAviWriter.repeat
+
+    def add(self, key, frame):
+        assert key not in encoded
+        encoded[key] = frame.copy()
+        sequence.append(key)
+        return real_add(self, key, frame)
+
+    def repeat(self, key):
+        sequence.append(key)
+        return real_repeat(self, key)
+    monkeypatch.setattr(W.MjpegAviWriter, "add", add)
+    monkeypatch.setattr(W.MjpegAviWriter, "repeat", repeat)
+    jpegs = []
+    real_encode = W.MjpegAviWriter.encode
+    monkeypatch.setattr(W.MjpegAviWriter, "encode",
+                        lambda self, f: (jpegs.append(1), real_encode(self, f))[1])
     _movie([path, tmp_path, "--codec", "MJPG"])
     ref = mrc2movie_frames(vol)
-    np.testing.assert_array_equal(np.stack(sent), ref[fb_order(12)])
+    assert len(jpegs) == len(encoded) == 12                 # 22 movie frames, 12 encoded
+    np.testing.assert_array_equal(np.stack([encoded[k] for k in sequence]), ref[fb_order(12)])
 
 
 def test_gif_is_lossless(vol_file, tmp_path):
@@ -241,7 +258,8 @@ def test_writer_that_cannot_open_is_an_error_and_leaves_nothing(vol_file, tmp_pa
 def test_failing_encoder_is_an_error_and_leaves_nothing(vol_file, tmp_path, monkeypatch,
                                                         capsys):
     path, _ = vol_file
-    monkeypatch.setattr(P, "ffmpeg_exe", lambda: "/bin/false")
+    from cryoprocs.pipelines.movie import writers as W
+    monkeypatch.setattr(W, "ffmpeg_exe", lambda: "/bin/false")
     assert cli.main(["movie", path, str(tmp_path)]) == 2
     assert "ffmpeg encoder" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []

@@ -1,0 +1,193 @@
+"""Frame sources of a movie: slices of a volume (:class:`VolumeSource`), images of a tilt
+series (:class:`StackSource`), both memory-mapped, and the block reader that turns them into
+slab-averaged, binned float32 frames (:class:`FrameReader`)."""
+import numpy as np
+
+from ...convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
+from ...kernels import movie as K
+from ...kernels.movie import MovieError
+
+__all__ = ["VolumeSource", "StackSource", "FrameReader", "BLOCK_BYTES"]
+
+#: raw slices read at once (a block of the memory-mapped input)
+BLOCK_BYTES = 32 * 1024 * 1024
+
+
+class VolumeSource:
+    """Slices of one MRC volume (or image, or image stack read as a volume) along an axis.
+
+    Parameters
+    ----------
+    path : str
+        MRC file (a Scipion ``n@`` prefix is ignored; volumes are whole files).
+    axis : str
+        ``z`` (frames ``[y, x]``), ``y`` (frames ``[z, x]``) or ``x`` (frames ``[z, y]``).
+    pixel_size : float, optional
+        Å per pixel; default the header's X voxel size (0 = unknown).
+    """
+    kind = "slice"
+
+    def __init__(self, path, axis="z", pixel_size=None):
+        self.path = path
+        self.axis = axis
+        self._mrc = mmap_mrc(path, permissive=True)
+        data = self._mrc.data
+        if data is None:
+            raise MrcFormatError("%s holds no data" % path)
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise MovieError("%s has %d dimensions; a movie needs an image, a stack or a volume"
+                             % (path, data.ndim))
+        if axis not in K.AXES:
+            raise MovieError("slicing axis %r: expected one of z, y, x" % axis)
+        if axis != "z" and data.shape[0] == 1:
+            raise MovieError("%s is a single image: it can only be shown along Z" % path)
+        self._data = data
+        self._ax = K.AXES.index(axis)
+        shape = data.shape
+        self.n = int(shape[self._ax])
+        self.frame_shape = tuple(int(s) for i, s in enumerate(shape) if i != self._ax)
+        vs = voxel_size_of(self._mrc)
+        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
+        self.input_shape = tuple(int(s) for s in shape)
+        self.dtype = data.dtype
+
+    def read(self, a, b):
+        """Slices ``a .. b-1`` along the axis as float32 ``[b-a, rows, cols]`` (a copy)."""
+        if self._ax == 0:
+            blk = self._data[a:b]
+        elif self._ax == 1:
+            blk = np.moveaxis(self._data[:, a:b, :], 1, 0)
+        else:
+            blk = np.moveaxis(self._data[:, :, a:b], 2, 0)
+        return np.array(blk, dtype=np.float32, order="C")
+
+    def label(self, k):
+        return K.frame_label("slice", k, self.n, self.axis)
+
+    def overlay_key(self, k, slab=1):
+        """Depth (voxels along the axis) of frame ``k``'s slab centre, where particles are
+        cut (:class:`~cryoprocs.kernels.particle_overlay.SliceOverlay`)."""
+        a, b = K.slab_bounds(k, self.n, slab)
+        return 0.5 * (a + b - 1)
+
+    def close(self):
+        self._mrc.close()
+
+
+class StackSource:
+    """Images from MRC files in a given order (a tilt series): ``entries[k] = (path, index)``
+    with a 0-based ``index`` into the file's stack, or None for a single-image file.
+
+    Parameters
+    ----------
+    entries : list of (str, int or None)
+        The images, in frame order.
+    angles : list of float, optional
+        Tilt angle of each entry in degrees (labels).
+    pixel_size : float, optional
+        Å per pixel; default the first file's header voxel size.
+    """
+    kind = "image"
+    axis = "z"
+
+    def __init__(self, entries, angles=None, pixel_size=None):
+        if not entries:
+            raise MovieError("the tilt series has no image")
+        self.entries = [(p, None if i is None else int(i)) for p, i in entries]
+        self.angles = None if angles is None else [float(a) for a in angles]
+        if self.angles is not None and len(self.angles) != len(self.entries):
+            raise MovieError("%d tilt angles for %d images" % (len(self.angles),
+                                                               len(self.entries)))
+        self._open = {}
+        first = self._image(0)
+        self.frame_shape = tuple(int(s) for s in first.shape)
+        self.n = len(self.entries)
+        self.input_shape = (self.n,) + self.frame_shape
+        self.dtype = first.dtype
+        mrc = self._open[self.entries[0][0]]
+        self.pixel_size = float(pixel_size) if pixel_size else float(voxel_size_of(mrc)[0])
+        self.path = self.entries[0][0]
+
+    def _image(self, k):
+        path, index = self.entries[k]
+        mrc = self._open.get(path)
+        if mrc is None:
+            mrc = self._open[path] = mmap_mrc(path, permissive=True)
+        data = mrc.data
+        if data.ndim == 2:
+            if index not in (None, 0):
+                raise MovieError("%s holds one image; image %d requested" % (path, index + 1))
+            img = data
+        else:
+            if index is None or not 0 <= index < data.shape[0]:
+                raise MovieError("%s holds %d images; image %s requested"
+                                 % (path, data.shape[0], None if index is None else index + 1))
+            img = data[index]
+        if img.shape != getattr(self, "frame_shape", img.shape):
+            raise MovieError("image %d of %s is %s px, the first image is %s px"
+                             % ((index or 0) + 1, path, "x".join(map(str, img.shape[::-1])),
+                                "x".join(map(str, self.frame_shape[::-1]))))
+        return img
+
+    def read(self, a, b):
+        out = np.empty((b - a,) + self.frame_shape, dtype=np.float32)
+        for k in range(a, b):
+            out[k - a] = self._image(k)
+        return out
+
+    def label(self, k):
+        if self.angles is not None:
+            return K.frame_label("angle", self.angles[k])
+        return "image %d/%d" % (k + 1, self.n)
+
+    def overlay_key(self, k, slab=1):
+        """Frame ``k`` itself (particles are projected per image)."""
+        return k
+
+    def close(self):
+        for mrc in self._open.values():
+            mrc.close()
+        self._open.clear()
+
+
+class FrameReader:
+    """Float32 frames of a source, slab-averaged, binned and shrunk to ``out_shape`` (area
+    averaging), read a block of slices at a time."""
+
+    def __init__(self, source, slab=1, binning=1, out_shape=None, block_bytes=BLOCK_BYTES):
+        self.source = source
+        self.slab = int(slab)
+        self.binning = int(binning)
+        self.out_shape = None if out_shape is None else tuple(out_shape)
+        rows, cols = source.frame_shape
+        self.block = max(self.slab, int(block_bytes // max(1, rows * cols * 4)), 1)
+        self._c0 = self._c1 = 0
+        self._buf = None
+
+    def _slices(self, a, b):
+        if self._buf is None or a < self._c0 or b > self._c1:
+            n = self.source.n
+            if self._buf is not None and a < self._c0 and self._c0 - a <= self.block:
+                # walking backwards (forward-backward playback): keep the block below
+                c1 = b
+                c0 = max(0, min(a, c1 - self.block))
+            else:
+                c0 = a
+                c1 = min(n, max(b, a + self.block))
+            self._buf = None
+            self._buf = self.source.read(c0, c1)
+            self._c0, self._c1 = c0, c1
+        return self._buf[a - self._c0:b - self._c0]
+
+    def frame(self, k):
+        a, b = K.slab_bounds(k, self.source.n, self.slab)
+        sl = self._slices(a, b)
+        f = sl[0] if b - a == 1 else sl.mean(axis=0, dtype=np.float32)
+        f = K.bin_image(f, self.binning)
+        if self.out_shape is not None and f.shape != self.out_shape:
+            import cv2
+            f = cv2.resize(f, self.out_shape[::-1], interpolation=cv2.INTER_AREA)
+        return f
+
