@@ -43,6 +43,8 @@ INSTALL_REQUIRES = [
     "numba>=0.59",
     # ScoresPeakPicking diagnostics plots (also a requirement of scipion-pyworkflow)
     "matplotlib",
+    # ExportMovie particles from IMOD models (teamtomo; needs numpy, pandas, pydantic>=2)
+    "imodmodel>=0.1",
 ]
 
 EXTRAS_REQUIRE = {

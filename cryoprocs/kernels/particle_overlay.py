@@ -292,6 +292,8 @@ class _Overlay:
         self.key = key
         self.thickness = thickness
         self.drawn = np.zeros(self.n, dtype=bool)
+        #: extra values reported by :meth:`counts` (e.g. the dose limit used)
+        self.info = {}
 
     def _draw(self, img, idx, cx, cy, r, colours):
         if idx.size:
@@ -383,7 +385,8 @@ class SliceOverlay(_Overlay):
     def counts(self):
         """``{"particles", "drawn", "radius_px"}``: particle count, particles drawn on at
         least one frame so far, largest radius (input px)."""
-        return {"particles": self.n, "drawn": int(self.drawn.sum()), "radius_px": self._rmax}
+        return dict(self.info, particles=self.n, drawn=int(self.drawn.sum()),
+                    radius_px=self._rmax)
 
 
 class ProjectedOverlay(_Overlay):
@@ -432,8 +435,8 @@ class ProjectedOverlay(_Overlay):
     def counts(self):
         """``{"particles", "frames_usable", "frames_flagged", "never_usable"}``: particle
         count, particle-frames usable and flagged, particles usable in no frame."""
-        return {"particles": self.n, "drawn": int(self.drawn.sum()),
-                "frames_usable": int(self.usable.sum()),
-                "frames_flagged": int((~self.usable).sum()),
-                "never_usable": int((~self.usable.any(axis=0)).sum()) if self.n else 0}
+        return dict(self.info, particles=self.n, drawn=int(self.drawn.sum()),
+                    frames_usable=int(self.usable.sum()),
+                    frames_flagged=int((~self.usable).sum()),
+                    never_usable=int((~self.usable.any(axis=0)).sum()) if self.n else 0)
 

@@ -119,12 +119,13 @@ def overlay_colours(table, settings):
     return KO.colour_key(values, title, settings.colormap, settings.color_range)
 
 
-def tomogram_overlay(source, settings, tomo_name=None):
+def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
     """The :class:`~cryoprocs.kernels.particle_overlay.SliceOverlay` of the particles of
     ``settings.particles`` that belong to the tomogram of ``source`` (a VolumeSource).
 
-    The tomogram is ``settings.tomo_name``, else ``tomo_name`` (e.g. the file's stem) when
-    the particle file names several; RELION coordinates use the source's pixel size and
+    The tomogram is ``settings.tomo_name``; else ``tomo_name`` (e.g. the file's stem) when
+    the particle file names it; else, for the ``only_input`` of a run, every particle of a
+    file that names at most one tomogram. RELION coordinates use the source's pixel size and
     size.
 
     Raises
@@ -135,7 +136,8 @@ def tomogram_overlay(source, settings, tomo_name=None):
     settings.validate()
     plist = CP.read_particle_list(settings.particles)
     name = settings.tomo_name
-    if name is None and len(plist.tomograms()) > 1:
+    names = plist.tomograms()
+    if name is None and names and (tomo_name in names or len(names) > 1 or not only_input):
         name = tomo_name
     nz, ny, nx = source.input_shape
     pos, table = CP.particles_in_tomogram(plist, name, (nx, ny, nz), source.pixel_size)

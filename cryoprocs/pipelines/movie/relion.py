@@ -97,6 +97,8 @@ class RelionTiltSeries:
         ov = KO.ProjectedOverlay(self.q[self.frame_order, :, :2], radius, usable, colours,
                                  KO.parse_colour(settings.flag_colour), settings.style, ids,
                                  key, settings.thickness or None)
+        ov.info = {"radius_px": radius, "box_px": float(box),
+                   "max_dose": float(settings.max_dose)}
         return ov
 
 
