@@ -89,9 +89,18 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('playback', params.EnumParam, choices=C.MOVIE_PLAYBACK_CHOICES,
                       default=C.MOVIE_PLAYBACK_FORWARD_BACKWARD,
                       display=params.EnumParam.DISPLAY_HLIST, label='Playback',
-                      help='*forward-backward* (mrc2movie\'s default): the frames, then the '
-                           'same frames backwards without repeating the first and last one, '
-                           '2n-2 frames that loop seamlessly. *forward*: n frames.')
+                      help='*forward-backward* (mrc2movie\'s default; mrc2movie 0.2.0 calls '
+                           'it pingpong): the frames, then the same frames backwards without '
+                           'repeating the first and last one, 2n-2 frames that loop '
+                           'seamlessly. *forward*: n frames.')
+        line = form.addLine('Pause and cycles',
+                            help='mrc2movie 0.2.0 --pause and --cycles: hold the last frame '
+                                 '(and, forward-backward, the first one) this many more '
+                                 'frames, and repeat the whole playback.')
+        line.addParam('pause', params.IntParam, default=0, validators=[params.GE(0)],
+                      label='pause (frames)', help='Extra frames at each end (0 = none).')
+        line.addParam('cycles', params.IntParam, default=1, validators=[params.GE(1)],
+                      label='cycles', help='Number of playbacks (1 = once).')
         form.addParam('sliceSelection', params.EnumParam, choices=C.MOVIE_SLICES_CHOICES,
                       default=C.MOVIE_SLICES_ALL, label='Slices',
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
@@ -177,7 +186,47 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
+        self._defineParticleParams(form)
         form.addParallelSection(threads=2, mpi=0)
+
+    def _defineParticleParams(self, form):
+        form.addSection(label='Particles')
+        form.addParam('inputCoordinates', params.PointerParam, allowsNull=True,
+                      pointerClass='SetOfCoordinates3D', label='Coordinates to draw',
+                      help='Optional. Particles matched to the tomograms or tilt series by '
+                           'tsId. Tomograms: each particle is a circle on the slices that '
+                           'cut it (the cross-section of a sphere of the radius below). Tilt '
+                           'series (aligned): each particle is projected into every tilt '
+                           'image with the projection matrices of RELION 5 extraction, '
+                           'shown on the raw images; frames where its box leaves the image '
+                           'or the dose exceeds the maximum are drawn in red.')
+        cond = 'inputCoordinates'
+        form.addParam('particleRadius', params.FloatParam, default=-1, condition=cond,
+                      label='Particle radius (A)',
+                      help='Radius R of the sphere drawn for each particle, in Angstrom. '
+                           '-1 = half the box size of the coordinates.')
+        form.addParam('overlayStyle', params.EnumParam, choices=C.MOVIE_OVERLAY_CHOICES,
+                      default=0, condition=cond, label='Style',
+                      help='*circles*: the outline of the sphere\'s cross-section, radius '
+                           'sqrt(R^2 - dz^2) on the slices with |dz| < R, so the particle '
+                           'stays visible inside. *filled discs*: the same, filled at 40 %% '
+                           'opacity. *mrc2movie*: mrc2movie 0.2.0\'s opaque red discs of '
+                           'radius R (1 - |dz|/R).')
+        form.addParam('colourBy', params.EnumParam, choices=C.MOVIE_COLOUR_BY_CHOICES,
+                      default=0, condition=cond, label='Colour by',
+                      help='One colour, or the coordinates\' score (a colour bar) or class '
+                           '(group id; distinct colours for up to 10 classes).')
+        form.addParam('particleColour', params.EnumParam, choices=C.MOVIE_COLOUR_CHOICES,
+                      default=0, condition='%s and colourBy == 0' % cond, label='Colour',
+                      help='Colour of the circles (mrc2movie style: red unless changed).')
+        form.addParam('particleIds', params.BooleanParam, default=False, condition=cond,
+                      label='Write particle ids?',
+                      help='The coordinate id next to each circle.')
+        form.addParam('overlayMaxDose', params.FloatParam, default=-1, condition=cond,
+                      label='Maximum dose (e/A^2)',
+                      help='Tilt series: frames whose pre-exposure exceeds this dose are '
+                           'flagged (red), as extraction leaves them out (--max_dose). -1 = '
+                           'no limit.')
 
     # ================================================================= helpers
     def _isTiltSeries(self):
@@ -271,7 +320,73 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),
             tile_grid_size=self.tileGridSize.get(), invert=self.invertContrast.get(),
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
-            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()])
+            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()], pause=self.pause.get(),
+            cycles=self.cycles.get())
+
+    # ---------------------------------------------------------------- particles
+    def _hasCoordinates(self):
+        return self.inputCoordinates.get() is not None
+
+    def _overlaySettings(self, item, particles):
+        """Form values -> OverlaySettings in px of the item (tomogram voxels, tilt-image px)."""
+        cset = self.inputCoordinates.get()
+        sr = item['sampling']
+        box = (cset.getBoxSize() or 0) * cset.getSamplingRate() / sr
+        radius = self.particleRadius.get()
+        style = C.MOVIE_OVERLAY_KEYS[self.overlayStyle.get()]
+        colour = C.MOVIE_COLOUR_CHOICES[self.particleColour.get()]
+        return P.OverlaySettings(
+            particles=particles, radius=radius / sr if radius > 0 else 0.0, radius_unit='px',
+            box_size=box, style=style,
+            colour=None if style == 'mrc2movie' and self.particleColour.get() == 0 else colour,
+            color_by=C.MOVIE_COLOUR_BY_KEYS[self.colourBy.get()], ids=self.particleIds.get(),
+            max_dose=self.overlayMaxDose.get())
+
+    def _coordinatesOf(self, tsId):
+        cset = self.inputCoordinates.get()
+        return [c.clone() for c in cset.iterItems(orderBy='id')
+                if c.isEnabled() and c.getTomoId() == tsId]
+
+    def _particleFiles(self, item):
+        """Write the item's particles (under the protocol lock): a CSV for a tomogram, a
+        RELION 5 project for a tilt series. Returns ``(files, count)``."""
+        from ..convert import movie_scipion as MS
+        folder = self._getExtraPath(C.MOVIE_PARTICLES_DIR)
+        os.makedirs(folder, exist_ok=True)
+        cset = self.inputCoordinates.get()
+        with self._lock:
+            coords = self._coordinatesOf(item['tsId'])
+            if item['kind'] != 'tiltseries':
+                path = os.path.join(folder, item['name'] + '.csv')
+                x, y, z = item['dims']
+                MS.write_tomogram_particles(path, coords, cset.getSamplingRate(),
+                                            item['sampling'], (x, y, z))
+                return (path,), len(coords)
+            ts = next(t.clone() for t in self.inputData.get().iterItems()
+                      if t.getTsId() == item['tsId'])
+            tomos = cset.getPrecedents()
+            tomo = None if tomos is None else next(
+                (t.clone() for t in tomos.iterItems() if t.getTsId() == item['tsId']), None)
+            sub = os.path.join(folder, item['name'])
+            star, parts = MS.write_tilt_series_particles(
+                sub, os.path.abspath(self._projectPath('.')), ts, coords, cset, tomo)
+            return (star, parts if coords else None), len(coords)
+
+    def _overlaySource(self, item, settings):
+        """``(source, overlay)`` of an item with coordinates."""
+        files, _ = self._particleFiles(item)
+        if item['kind'] != 'tiltseries':
+            source = self._source(item, settings.axis)
+            try:
+                return source, P.tomogram_overlay(source, self._overlaySettings(item, files[0]))
+            except BaseException:
+                source.close()
+                raise
+        order = 'dose' if self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION else 'angle'
+        ts, = P.relion_tilt_series(files[0], files[1], os.path.abspath(self._projectPath('.')),
+                                   [item['tsId']], order)
+        source = ts.source(item['sampling'])
+        return source, ts.overlay(self._overlaySettings(item, files[1]))
 
     def _source(self, item, axis):
         if item['kind'] == 'tiltseries':
@@ -311,11 +426,15 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         threads = self._kernelThreads(nItems)
         cvThreads = max(1, threads // 2)
         settings = self._settings(item)
-        source = self._source(item, settings.axis)
+        overlay = None
+        if self._hasCoordinates() and item['tsId']:
+            source, overlay = self._overlaySource(item, settings)
+        else:
+            source = self._source(item, settings.axis)
         try:
             with self._threadLimits(cvThreads, opencv=True):
                 info = P.export_movie(source, out, settings,
-                                      threads=max(1, threads - cvThreads))
+                                      threads=max(1, threads - cvThreads), overlay=overlay)
         finally:
             source.close()
         info['name'] = name
@@ -336,7 +455,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def _writePreview(self, infos):
         import cv2
 
-        tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_GRAYSCALE)
+        tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_UNCHANGED)
                  for i in infos]
         mont = K.montage(tiles, [i['name'] for i in infos])
         _write_atomic(self._getExtraPath(C.MOVIE_PREVIEW_FILE), _png_bytes(mont))
@@ -391,6 +510,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         if ts and self.slab.get() > 1:
             errors.append('Slab averaging (%d slices) mixes neighbouring tilt images; it is '
                           'for volumes only.' % self.slab.get())
+        errors += self._validateCoordinates(inp, ts)
         if self.scaleBar.get() and not (inp.getSamplingRate() or 0) > 0:
             errors.append('A scale bar needs the sampling rate, and the input has none (%s).'
                           % inp.getSamplingRate())
@@ -409,8 +529,32 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                 errors.append('%s (id %s): %s' % (it['name'], it['id'], exc))
         return errors
 
+    def _validateCoordinates(self, inp, ts):
+        cset = self.inputCoordinates.get()
+        if cset is None:
+            return []
+        errors = []
+        if ts and not inp.hasAlignment():
+            errors.append('Particles are projected into the tilt images through the tilt '
+                          'series alignment, and these tilt series have none.')
+        if not (cset.getSamplingRate() or 0) > 0 or not (inp.getSamplingRate() or 0) > 0:
+            errors.append('Drawing particles needs the sampling rates of the coordinates '
+                          '(%s) and of the input (%s).' % (cset.getSamplingRate(),
+                                                           inp.getSamplingRate()))
+        if self.particleRadius.get() <= 0 and not (cset.getBoxSize() or 0) > 0:
+            errors.append('The coordinates have no box size: give the particle radius (A).')
+        return errors
+
     def _warnings(self):
         warnings = []
+        cset = self.inputCoordinates.get()
+        if cset is not None and self.inputData.get() is not None:
+            ids = {str(t) for t in cset.getUniqueValues('_tomoId')}
+            items = {it['tsId'] for it in self._collectItems() if it['tsId']}
+            if not ids & items:
+                warnings.append('No coordinate belongs to the input items (coordinates of %s; '
+                                'items %s): the movies will have no particle.'
+                                % (', '.join(sorted(ids)[:5]), ', '.join(sorted(items)[:5])))
         inp = self.inputData.get()
         if inp is None:
             return warnings
@@ -439,6 +583,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
                            % (i['name'], path, i['frames'], i['duration_s'], i['width'],
                               i['height'], P.human_size(i['size_bytes'])))
+            if i.get('particles'):
+                summary.append('    %s' % P.particle_summary(i['particles']))
         preview = self.getPreviewFile()
         if preview:
             summary.append('Preview (central frames): [[%s]]' % preview)
