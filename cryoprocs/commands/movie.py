@@ -25,7 +25,7 @@ Particles (--particles FILE, one tomogram file as INPUT, or a folder):
   every slice with |dz| < R (--overlay-style outline), filled (filled), or as mrc2movie
   0.2.0's red discs of radius R (1 - |dz|/R) (mrc2movie). R = --particle-radius (px, or Å
   with a unit: 150A, 15nm), default half of --box-size, else 10 px (3 px, mrc2movie's
-  --psize, in mrc2movie style). They move with --bin, --max_width and --axis.
+  --psize, in mrc2movie style). They move with --bin, --upscale, --max_width and --axis.
   Coordinate conventions (all end as 0-based voxel indices, voxel centres at integers,
   x = MRC column, y = MRC row, z = section):
     .mod (IMOD model) and x y z text (mrc2movie -p: one point per line, spaces or commas,
@@ -124,6 +124,9 @@ def add_arguments(p):
     n.add_argument("-b", "--bin", dest="binning", type=int, default=1,
                    help="average N x N pixel blocks (default 1; 2 is a good choice above "
                         "1024 px for MP4)")
+    n.add_argument("--upscale", type=int, default=1,
+                   help="enlarge frames N times (bicubic, after binning; default 1), e.g. for "
+                        "small binned tomograms with particles drawn")
     n.add_argument("--max_width", "--max-width", type=int, default=0,
                    help="shrink wider frames to this width in px (default 0: no limit)")
     n.add_argument("--percentile", nargs=2, type=float, metavar=("LOW", "HIGH"),
@@ -260,7 +263,7 @@ def _settings(args, fmt, fourcc, n=None):
         format=fmt, fps=args.fps, playback=args.playback,
         keep_range=_keep_range(args, n) if n else args.keep_range,
         discard_fraction=args.discard_percentage, axis=args.axis, slab=args.slab,
-        binning=args.binning, max_width=args.max_width,
+        binning=args.binning, max_width=args.max_width, upscale=args.upscale,
         window="percentile" if args.percentile else "minmax",
         percentiles=args.percentile or (0.1, 99.9), clahe=not args.no_clahe,
         clip_limit=args.clip_limit, tile_grid_size=args.tile_grid_size, invert=args.invert,

@@ -205,8 +205,8 @@ def bin_image(img, factor):
     return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA)
 
 
-def output_geometry(shape, binning=1, max_width=0):
-    """Frame size after binning and the maximum-width limit.
+def output_geometry(shape, binning=1, max_width=0, upscale=1):
+    """Frame size after binning, enlargement and the maximum-width limit.
 
     Parameters
     ----------
@@ -217,6 +217,9 @@ def output_geometry(shape, binning=1, max_width=0):
     max_width : int
         Largest output width in px (0 = no limit); wider binned frames are shrunk with area
         averaging, keeping the aspect ratio.
+    upscale : int
+        Enlarge the binned frames this many times (bicubic), e.g. for small tomograms with
+        particles drawn; the maximum width still applies.
 
     Returns
     -------
@@ -225,25 +228,28 @@ def output_geometry(shape, binning=1, max_width=0):
     out : (int, int)
         ``(rows, cols)`` of the frames (before any even-size padding).
     scale : float
-        Output pixel size / input pixel size (>= binning).
+        Output pixel size / input pixel size (binning / upscale, or more with a maximum
+        width).
     """
     rows, cols = (int(s) for s in shape)
-    b = int(binning)
+    b, u = int(binning), int(upscale)
     if b < 1:
         raise MovieError("binning must be >= 1, got %d" % b)
+    if u < 1:
+        raise MovieError("enlargement must be >= 1, got %d" % u)
     br, bc = rows // b, cols // b
     if br < 1 or bc < 1:
         raise MovieError("binning %d leaves no pixel of a %dx%d frame" % (b, cols, rows))
     max_width = int(max_width or 0)
     if max_width < 0:
         raise MovieError("maximum width must be >= 0 (0 = no limit), got %d" % max_width)
-    if max_width and bc > max_width:
+    if max_width and bc * u > max_width:
         if max_width < 2:
             raise MovieError("maximum width %d px is too small" % max_width)
         oc = max_width
         orow = max(1, int(round(br * max_width / bc)))
         return (br, bc), (orow, oc), b * bc / oc
-    return (br, bc), (br, bc), float(b)
+    return (br, bc), (br * u, bc * u), float(b) / u
 
 
 def pad_even(img):

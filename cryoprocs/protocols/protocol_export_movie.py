@@ -138,6 +138,11 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('binning', params.IntParam, default=1, label='Binning',
                       help='Average N x N pixel blocks. Binning by 2 makes H.264 encoding '
                            '3-6x faster and files 5-8x smaller above 1024 px.')
+        form.addParam('upscale', params.IntParam, default=1, validators=[params.GE(1)],
+                      label='Enlarge (x)',
+                      help='Enlarge the frames N times (bicubic, after binning): small binned '
+                           'tomograms become watchable and particles drawn on them stay '
+                           'distinct. 1 = no.')
         form.addParam('maxWidth', params.IntParam, default=0, label='Maximum width (px)',
                       help='Shrink wider frames (after binning) to this width, keeping the '
                            'aspect ratio (area averaging). 0 = no limit.')
@@ -315,6 +320,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             playback=C.MOVIE_PLAYBACK_CHOICES[self.playback.get()], keep_range=keep,
             discard_fraction=frac, axis=K.AXES[self.axis.get()], slab=self.slab.get(),
             binning=self.binning.get(), max_width=self.maxWidth.get(),
+            upscale=self.upscale.get(),
             window=K.WINDOWS[self.contrastWindow.get()],
             percentiles=(self.lowPercentile.get(), self.highPercentile.get()),
             clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),

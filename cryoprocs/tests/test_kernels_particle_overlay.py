@@ -42,17 +42,20 @@ def test_pixel_map_follows_binning_and_resizing():
     x0, y0 = 57.3, 41.8
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 3.0 ** 2)).astype(np.float32)
-    for binning, max_width in ((1, 0), (2, 0), (3, 0), (2, 50)):
-        binned, out, _ = K.output_geometry((h, w), binning, max_width)
+    import cv2
+    for binning, max_width, up in ((1, 0, 1), (2, 0, 1), (3, 0, 1), (2, 50, 1), (1, 0, 3),
+                                   (2, 0, 4)):
+        binned, out, _ = K.output_geometry((h, w), binning, max_width, up)
         f = K.bin_image(img, binning)
         if out != binned:
-            import cv2
-            f = cv2.resize(f, out[::-1], interpolation=cv2.INTER_AREA)
+            f = cv2.resize(f, out[::-1], interpolation=cv2.INTER_CUBIC if up > 1 else
+                           cv2.INTER_AREA)
         gy, gx = np.mgrid[0:f.shape[0], 0:f.shape[1]]
         cx, cy = (f * gx).sum() / f.sum(), (f * gy).sum() / f.sum()
         pm = KO.PixelMap(binning, binned, out)
-        assert pm.cols(x0) == pytest.approx(cx, abs=0.02), (binning, max_width)
-        assert pm.rows(y0) == pytest.approx(cy, abs=0.02), (binning, max_width)
+        tol = 0.02 * max(1, up)
+        assert pm.cols(x0) == pytest.approx(cx, abs=tol), (binning, max_width, up)
+        assert pm.rows(y0) == pytest.approx(cy, abs=tol), (binning, max_width, up)
 
 
 def test_outline_pixels_lie_on_the_circle():

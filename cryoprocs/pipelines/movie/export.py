@@ -184,7 +184,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     n_kept = kept[1] - kept[0]
     order = K.playback_order(n_kept, settings.playback, settings.pause, settings.cycles)
     binned, out_shape, scale = K.output_geometry(source.frame_shape, settings.binning,
-                                                 settings.max_width)
+                                                 settings.max_width, settings.upscale)
     reader = FrameReader(source, settings.slab, settings.binning,
                          out_shape if out_shape != binned else None)
     colour = overlay is not None

@@ -49,6 +49,8 @@ class MovieSettings:
         Average ``binning x binning`` pixel blocks.
     max_width : int
         Shrink wider frames to this width in px (0 = no limit).
+    upscale : int
+        Enlarge the (binned) frames this many times, bicubic (1 = no; for small tomograms).
     window : str
         ``minmax`` (global min/max of the kept frames, mrc2movie) or ``percentile``.
     percentiles : (float, float)
@@ -77,13 +79,14 @@ class MovieSettings:
                  window="minmax", percentiles=(0.1, 99.9), clahe=True, clip_limit=2.0,
                  tile_grid_size=8, invert=False, label=False, scale_bar=False, crf=23,
                  preset="veryfast", fourcc="MJPG", png_frames=False, pause=0, cycles=1,
-                 jpeg_quality=90):
+                 jpeg_quality=90, upscale=1):
         self.format = str(format).lower()
         self.fps = float(fps)
         self.playback = K.canonical_playback(playback)
         self.pause = int(pause)
         self.cycles = int(cycles)
         self.jpeg_quality = int(jpeg_quality)
+        self.upscale = int(upscale)
         self.keep_range = tuple(int(v) for v in keep_range) if keep_range is not None else None
         self.discard_fraction = (tuple(float(v) for v in discard_fraction)
                                  if discard_fraction is not None else None)
@@ -118,6 +121,8 @@ class MovieSettings:
             raise MovieError("pause must be >= 0 frames, got %d" % self.pause)
         if self.cycles < 1:
             raise MovieError("cycles must be >= 1, got %d" % self.cycles)
+        if self.upscale < 1:
+            raise MovieError("enlargement must be >= 1, got %d" % self.upscale)
         if not 1 <= self.jpeg_quality <= 100:
             raise MovieError("JPEG quality must be in 1..100, got %d" % self.jpeg_quality)
         if self.axis not in K.AXES:
@@ -171,6 +176,8 @@ class MovieSettings:
             parts.append("slab %d" % self.slab)
         if self.binning > 1:
             parts.append("bin %d" % self.binning)
+        if self.upscale > 1:
+            parts.append("enlarged %dx" % self.upscale)
         if self.max_width:
             parts.append("max width %d px" % self.max_width)
         parts.append("min/max window" if self.window == "minmax" else

@@ -188,6 +188,8 @@ class FrameReader:
         f = K.bin_image(f, self.binning)
         if self.out_shape is not None and f.shape != self.out_shape:
             import cv2
-            f = cv2.resize(f, self.out_shape[::-1], interpolation=cv2.INTER_AREA)
+            enlarge = self.out_shape[1] > f.shape[1]
+            f = cv2.resize(f, self.out_shape[::-1],
+                           interpolation=cv2.INTER_CUBIC if enlarge else cv2.INTER_AREA)
         return f
 
