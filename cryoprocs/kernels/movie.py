@@ -25,6 +25,7 @@ written from that description, not from its source):
   range takes precedence over the fractions (:func:`kept_range`).
 """
 import math
+import threading
 
 import numpy as np
 
@@ -492,16 +493,28 @@ class FrameStyle:
         self.window = (np.float32(window[0]), np.float32(window[1]))
         self.clip_window = bool(clip_window)
         self.clahe = make_clahe(clip_limit, tile_grid_size) if clahe else None
+        self._clahe_args = (clip_limit, tile_grid_size) if clahe else None
         self.invert = bool(invert)
         self.out_shape = tuple(out_shape) if out_shape is not None else None
         self.even = bool(even)
         self.scale_bar = scale_bar
         self.colour = bool(colour)
-        self._work = None
+        self._local = threading.local()
+
+    def scratch(self, shape):
+        """This thread's float32 scratch frame and CLAHE object (OpenCV's CLAHE keeps
+        buffers: one per thread, so frames can be rendered in parallel)."""
+        loc = self._local
+        if getattr(loc, "work", None) is None or loc.work.shape != tuple(shape):
+            loc.work = np.empty(shape, dtype=np.float32)
+        if self._clahe_args is not None and getattr(loc, "clahe", None) is None:
+            loc.clahe = make_clahe(*self._clahe_args)
+        return loc.work, getattr(loc, "clahe", None)
 
 
 def render_frame(frame, style, label=None, overlay=None):
-    """uint8 movie frame from a float frame (already slab-averaged and binned).
+    """uint8 movie frame from a float frame (already slab-averaged and binned). Threads may
+    render frames of the same ``style`` in parallel.
 
     Order: area resampling to ``style.out_shape`` -> :func:`normalize_uint8` -> CLAHE ->
     inversion -> even padding -> (BGR) -> ``overlay(img)`` (e.g. particles, drawn in place)
@@ -518,12 +531,11 @@ def render_frame(frame, style, label=None, overlay=None):
         rows, cols = style.out_shape
         frame = cv2.resize(np.ascontiguousarray(frame, dtype=np.float32), (cols, rows),
                            interpolation=cv2.INTER_AREA)
-    if style._work is None or style._work.shape != frame.shape:
-        style._work = np.empty(frame.shape, dtype=np.float32)
+    work, clahe = style.scratch(frame.shape)
     u8 = normalize_uint8(frame, style.window[0], style.window[1], clip=style.clip_window,
-                         work=style._work)
-    if style.clahe is not None:
-        u8 = style.clahe.apply(u8)
+                         work=work)
+    if clahe is not None:
+        u8 = clahe.apply(u8)
     if style.invert:
         np.subtract(np.uint8(255), u8, out=u8)
     if style.even:

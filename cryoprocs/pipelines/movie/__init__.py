@@ -25,7 +25,6 @@ a writer that never opened).
 from ...kernels.movie import MovieError
 from .export import MovieInfo, export_movie, human_size, particle_summary
 from .overlay import OverlaySettings, parse_radius, tomogram_overlay
-from .relion import ORDERS, RelionTiltSeries, relion_tilt_series
 from .settings import (EVEN_FORMATS, EXTENSIONS, FORMATS, X264_PRESETS, MovieSettings,
                        movie_path, read_tilt_angles)
 from .sources import FrameReader, StackSource, VolumeSource
@@ -36,3 +35,14 @@ __all__ = ["FORMATS", "EXTENSIONS", "EVEN_FORMATS", "X264_PRESETS", "MovieSettin
            "movie_path", "read_tilt_angles", "ffmpeg_exe", "MovieError", "human_size",
            "particle_summary", "OverlaySettings", "parse_radius", "tomogram_overlay",
            "ORDERS", "RelionTiltSeries", "relion_tilt_series"]
+
+_LAZY = {"ORDERS", "RelionTiltSeries", "relion_tilt_series"}
+
+
+def __getattr__(name):
+    """The RELION 5 part (pandas, starfile) is imported when first used (PEP 562), so that
+    plain movies start fast."""
+    if name in _LAZY:
+        from . import relion
+        return getattr(relion, name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

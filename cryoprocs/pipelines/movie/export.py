@@ -145,7 +145,7 @@ def _style(source, settings, reader, kept, out_shape, scale, colour):
 
 
 def export_movie(source, out_path, settings, threads=0, progress=None, overwrite=True,
-                 overlay=None):
+                 overlay=None, render_threads=None):
     """Render ``source`` with ``settings`` and write the movie ``out_path``.
 
     Each kept frame is rendered (and, for MJPG, JPEG-encoded) once, however often the
@@ -164,6 +164,9 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
         ``progress(done, total)`` after each movie frame.
     overwrite : bool
         Replace an existing ``out_path`` (else :class:`FileExistsError`).
+    render_threads : int, optional
+        Frames rendered in parallel (default: 2 on a machine with at least 2 cores; CLAHE
+        is single-threaded in OpenCV).
     overlay : SliceOverlay or ProjectedOverlay, optional
         Particles drawn on the frames (kernels/particle_overlay.py); frames are then BGR.
         A :class:`SliceOverlay` is drawn at the depth of each frame's slab centre (input
@@ -180,6 +183,8 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
         that cannot be opened or fails; nothing is left under ``out_path`` then.
     """
     _check(source, settings, out_path, overwrite)
+    if render_threads is None:
+        render_threads = min(2, os.cpu_count() or 1)
     kept = K.kept_range(source.n, settings.keep_range, settings.discard_fraction)
     n_kept = kept[1] - kept[0]
     order = K.playback_order(n_kept, settings.playback, settings.pause, settings.cycles)
@@ -188,18 +193,24 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     reader = FrameReader(source, settings.slab, settings.binning,
                          out_shape if out_shape != binned else None)
     colour = overlay is not None
-    window, style = _style(source, settings, reader, kept, out_shape, scale, colour)
     even = settings.format in EVEN_FORMATS
     size = (out_shape[1] + (out_shape[1] % 2 if even else 0),
             out_shape[0] + (out_shape[0] % 2 if even else 0))
     counts = np.bincount(order, minlength=n_kept)
     repeats = {k: int(c) - 1 for k, c in enumerate(counts) if c > 1}
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    # the encoders start (ffmpeg: a child process) while the contrast window is computed
     writers, png_dir = _writers(out_path, settings, size, repeats, threads, colour,
                                 overlay.palette() if colour else None)
+    try:
+        window, style = _style(source, settings, reader, kept, out_shape, scale, colour)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
     pmap = PixelMap(settings.binning, binned, out_shape)
     central, distinct = _encode(source, reader, settings, style, order, kept, writers,
-                                overlay, pmap, progress)
+                                overlay, pmap, progress, render_threads)
     main = writers[0]
     info = MovieInfo(path=os.path.abspath(out_path), format=settings.format,
                      frames=int(main.frames), fps=settings.fps,
@@ -216,42 +227,86 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     return info
 
 
-def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap, progress):
+class _Renderer:
+    """Renders frames in ``threads`` threads (OpenCV and NumPy release the GIL) and hands
+    them to the encoder in playback order; repeats wait their turn in the same queue."""
+
+    def __init__(self, encoder, threads):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+        self.encoder = encoder
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="movie-render") \
+            if threads > 1 else None
+        self.ahead = 2 * threads + 2
+        self.pending = deque()
+
+    def add(self, pos, fn, *args):
+        item = self.pool.submit(fn, *args) if self.pool is not None else fn(*args)
+        self.pending.append((pos, item))
+        self._flush(self.ahead)
+
+    def repeat(self, pos):
+        self.pending.append((pos, None))
+        self._flush(self.ahead)
+
+    def _flush(self, keep):
+        while len(self.pending) > keep:
+            pos, item = self.pending.popleft()
+            if item is None:
+                self.encoder.repeat(pos)
+            else:
+                self.encoder.add(pos, item.result() if self.pool is not None else item)
+
+    def finish(self):
+        self._flush(0)
+        self.close()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap, progress,
+            render_threads=1):
     """Render every distinct frame once and feed the writers in playback order; returns the
     central frame of the forward pass and the number of distinct frames."""
     forward_only = settings.format == "png"
     n_kept = kept[1] - kept[0]
     total = n_kept if forward_only else len(order)
-    central_pos, central = n_kept // 2, None
+    central_pos = n_kept // 2
+    central = {}
     encoder = EncoderThread(writers)
+    renderer = _Renderer(encoder, render_threads)
     seen = np.zeros(n_kept, dtype=bool)
-    done = 0
+
+    def render(pos, k, raw):
+        draw = None
+        if overlay is not None:
+            key = source.overlay_key(k, settings.slab)
+            draw = (lambda img: overlay.draw(img, key, pmap))
+        frame = K.render_frame(raw, style, source.label(k) if settings.label else None, draw)
+        if pos == central_pos:
+            central["frame"] = frame.copy()
+        return frame
+
     try:
-        for pos in order:
+        for done, pos in enumerate(order, 1):
             pos = int(pos)
-            if seen[pos]:
-                if forward_only:
-                    continue
-                encoder.repeat(pos)
-            else:
+            if not seen[pos]:
                 seen[pos] = True
                 k = kept[0] + pos
-                draw = None
-                if overlay is not None:
-                    key = source.overlay_key(k, settings.slab)
-                    draw = (lambda img, key=key: overlay.draw(img, key, pmap))
-                frame = K.render_frame(reader.frame(k), style,
-                                       source.label(k) if settings.label else None, draw)
-                if pos == central_pos:
-                    central = frame.copy()
-                encoder.add(pos, frame)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+                renderer.add(pos, render, pos, k, reader.frame(k))   # read here, in order
+            elif not forward_only:
+                renderer.repeat(pos)
+            if progress is not None and (not forward_only or done <= total):
+                progress(min(done, total), total)
+        renderer.finish()
         encoder.finish()
         for w in writers:
             w.close()
     except BaseException:
+        renderer.close()
         try:
             encoder.finish()
         except BaseException:
@@ -259,4 +314,4 @@ def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap
         for w in writers:
             w.abort()
         raise
-    return central, int(seen.sum())
+    return central.get("frame"), int(seen.sum())

@@ -6,7 +6,6 @@ import os
 import re
 from dataclasses import dataclass
 
-from ...convert import particles as CP
 from ...kernels import particle_overlay as KO
 from ...kernels.movie import MovieError
 
@@ -113,6 +112,7 @@ class OverlaySettings:
 
 def overlay_colours(table, settings):
     """``(colours, key)`` of the rows of ``table``: one colour, or from ``color_by``."""
+    from ...convert import particles as CP        # pandas: only when particles are drawn
     if not settings.color_by:
         return KO.parse_colour(settings.base_colour()), None
     values, title = CP.value_column(table, settings.color_by)
@@ -133,6 +133,7 @@ def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
     ParticleFormatError, MovieError
         unreadable particles, no particle of this tomogram, bad settings.
     """
+    from ...convert import particles as CP
     settings.validate()
     plist = CP.read_particle_list(settings.particles)
     name = settings.tomo_name

@@ -66,6 +66,11 @@ class VolumeSource:
     def label(self, k):
         return K.frame_label("slice", k, self.n, self.axis)
 
+    def view(self, k):
+        """Z slice ``k`` as a read-only view of the memory map (None along Y or X, whose
+        slices are strided: read them in blocks)."""
+        return self._data[k] if self._ax == 0 else None
+
     def overlay_key(self, k, slab=1):
         """Depth (voxels along the axis) of frame ``k``'s slab centre, where particles are
         cut (:class:`~cryoprocs.kernels.particle_overlay.SliceOverlay`)."""
@@ -142,6 +147,10 @@ class StackSource:
             return K.frame_label("angle", self.angles[k])
         return "image %d/%d" % (k + 1, self.n)
 
+    def view(self, k):
+        """Image ``k`` as a read-only view of its memory map."""
+        return self._image(k)
+
     def overlay_key(self, k, slab=1):
         """Frame ``k`` itself (particles are projected per image)."""
         return k
@@ -182,6 +191,12 @@ class FrameReader:
         return self._buf[a - self._c0:b - self._c0]
 
     def frame(self, k):
+        """Frame ``k``: slab-averaged, binned and resized float32, or, when none of these
+        applies, the source's own read-only view (any real dtype; no copy)."""
+        if self.slab == 1 and self.binning == 1 and self.out_shape is None:
+            v = self.source.view(k)
+            if v is not None:
+                return v
         a, b = K.slab_bounds(k, self.source.n, self.slab)
         sl = self._slices(a, b)
         f = sl[0] if b - a == 1 else sl.mean(axis=0, dtype=np.float32)

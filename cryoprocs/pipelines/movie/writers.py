@@ -38,6 +38,8 @@ QUEUE_FRAMES = 4
 #: bytes of repeated frames kept in memory; the rest goes to an unlinked temporary file
 #: (the page cache holds it, not the process)
 CACHE_BYTES = 48 * 1024 * 1024
+#: pipe buffer to the ffmpeg child (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB)
+PIPE_BYTES = 1024 * 1024
 
 
 def ffmpeg_exe():
@@ -153,6 +155,16 @@ class _Writer:
             self.cache.close()
 
 
+def _grow_pipe(fh, size=PIPE_BYTES):
+    """Enlarge a pipe's buffer (Linux ``F_SETPIPE_SZ``; best effort): frames are written
+    while ffmpeg starts instead of waiting for it."""
+    try:
+        import fcntl
+        fcntl.fcntl(fh.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), int(size))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
 class _FfmpegProcess:
     """An ffmpeg child reading from a pipe, its stderr kept in a temporary file."""
 
@@ -165,6 +177,7 @@ class _FfmpegProcess:
         except OSError as exc:
             self._err.close()
             raise MovieError("cannot start the ffmpeg encoder %s: %s" % (cmd[0], exc))
+        _grow_pipe(self.proc.stdin)
 
     def stderr(self):
         self._err.seek(0)
