@@ -152,7 +152,8 @@ def add_arguments(p):
     n.add_argument("--crf", type=int, default=23, help="x264 constant rate factor (default 23)")
     n.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
     n.add_argument("--threads", type=int, default=0,
-                   help="encoder and OpenCV threads (default 0: automatic)")
+                   help="encoder and OpenCV threads; frames are rendered in up to 2 of them "
+                        "(default 0: automatic)")
     n.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _particle_arguments(p)
 
@@ -374,7 +375,9 @@ def _run_jobs(jobs, args, fmt, fourcc):
             source, overlay = open_()
             settings = _settings(args, fmt, fourcc, source.n)
             info = export_movie(source, out, settings, threads=args.threads,
-                                progress=progress, overlay=overlay)
+                                progress=progress, overlay=overlay,
+                                render_threads=min(2, args.threads) if args.threads > 0
+                                else None)
             written.append(info)
             tqdm.write("wrote %s" % info.summary_line())
         except (ValueError, OSError) as exc:

@@ -440,7 +440,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         try:
             with self._threadLimits(cvThreads, opencv=True):
                 info = P.export_movie(source, out, settings,
-                                      threads=max(1, threads - cvThreads), overlay=overlay)
+                                      threads=max(1, threads - cvThreads), overlay=overlay,
+                                      render_threads=min(2, cvThreads))
         finally:
             source.close()
         info['name'] = name
