@@ -37,7 +37,7 @@ __all__ = ["ffmpeg_exe", "FrameCache", "MjpegAviWriter", "FfmpegWriter", "OpenCv
 QUEUE_FRAMES = 4
 #: bytes of repeated frames kept in memory; the rest goes to an unlinked temporary file
 #: (the page cache holds it, not the process)
-CACHE_BYTES = 48 * 1024 * 1024
+CACHE_BYTES = 24 * 1024 * 1024
 #: pipe buffer to the ffmpeg child (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB)
 PIPE_BYTES = 1024 * 1024
 
