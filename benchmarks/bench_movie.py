@@ -130,21 +130,26 @@ def _children(pid):
 
 def run_measured(cmd, env=None):
     """Run ``cmd``; return wall time, peak VmHWM of the main process, peak anonymous RSS of
-    the main process, peak summed RSS of its children (ffmpeg, Pool workers)."""
+    the main process, peak summed RSS of its children (ffmpeg, Pool workers), the output,
+    and the CPU time (user + system) of the process and the children it waited for."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     hwm = anon = kids = 0
-    while p.poll() is None:
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
         st = _status(p.pid)
         hwm = max(hwm, st.get("VmHWM", 0))
         anon = max(anon, st.get("RssAnon", 0))
         kids = max(kids, sum(_status(c).get("VmRSS", 0) for c in _children(p.pid)))
         time.sleep(0.02)
     wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
     out = p.stdout.read().decode(errors="replace")
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode, out[-3000:]))
-    return wall, hwm, anon, kids, out
+    return wall, hwm, anon, kids, out, ru.ru_utime + ru.ru_stime
 
 
 def decoded_frames(path):
@@ -237,13 +242,14 @@ def small_case(args, exe):
     assert frames == 2 * SMALL_SHAPE[0] - 2, frames
     ratio = ref[0] / ours[0]
     print("(a) %s MJPEG AVI (%d frames): cryoprocs %.2f s, mrc2movie-style %.2f s: %.2fx "
-          "faster (target >= %.1fx: %s); peak RSS %.2f vs %.2f GB"
-          % ("x".join(map(str, SMALL_SHAPE[::-1])), frames, ours[0], ref[0], ratio,
-             TARGET_SMALL_SPEEDUP, "PASS" if ratio >= TARGET_SMALL_SPEEDUP else "FAIL",
-             ours[1] / 1e9, (ref[1] + ref[3]) / 1e9))
+          "faster (target >= %.1fx: %s); CPU %.2f s vs %.2f s (%.2fx); peak RSS %.2f vs "
+          "%.2f GB" % ("x".join(map(str, SMALL_SHAPE[::-1])), frames, ours[0], ref[0], ratio,
+                       TARGET_SMALL_SPEEDUP,
+                       "PASS" if ratio >= TARGET_SMALL_SPEEDUP else "FAIL", ours[5], ref[5],
+                       ref[5] / ours[5], ours[1] / 1e9, (ref[1] + ref[3]) / 1e9))
 
 
-def overlay_case(args, exe, tomo, shape, plain_wall, in_gb):
+def overlay_case(args, exe, tomo, shape, in_gb):
     """(b), (c): the same MJPEG movie with particles drawn, and forward only."""
     csv = particles_csv(os.path.join(args.workdir, "particles_%d.csv" % N_PARTICLES), shape)
     out_dir = os.path.join(args.workdir, "overlay")
@@ -254,15 +260,15 @@ def overlay_case(args, exe, tomo, shape, plain_wall, in_gb):
                 ("forward", ["--playback", "forward"]))
     runs = best_of(args.repeat, *[exe + [tomo, os.path.join(out_dir, name), "--codec", "MJPG",
                                          "--overwrite"] + extra for name, extra in variants])
-    res = {name: (r[0], r[1]) for (name, _), r in zip(variants, runs)}
-    if plain_wall is not None:
-        res["plain"] = (min(plain_wall, res["plain"][0]), res["plain"][1])
+    res = {name: (r[0], r[1], r[5]) for (name, _), r in zip(variants, runs)}
     ratio = res["particles"][0] / res["plain"][0]
-    print("(b) %d particles drawn: %.1f s vs %.1f s plain = %.3fx (target <= %.2fx: %s); "
-          "forward %.1f s: forward-backward costs %.2fx forward"
+    print("(b) %d particles drawn: %.2f s vs %.2f s plain = %.3fx (target <= %.2fx: %s); CPU "
+          "%.2f s vs %.2f s = %.3fx; forward %.2f s: forward-backward costs %.2fx forward "
+          "(CPU %.2fx)"
           % (N_PARTICLES, res["particles"][0], res["plain"][0], ratio, TARGET_OVERLAY,
-             "PASS" if ratio <= TARGET_OVERLAY else "FAIL", res["forward"][0],
-             res["plain"][0] / res["forward"][0]))
+             "PASS" if ratio <= TARGET_OVERLAY else "FAIL", res["particles"][2],
+             res["plain"][2], res["particles"][2] / res["plain"][2], res["forward"][0],
+             res["plain"][0] / res["forward"][0], res["plain"][2] / res["forward"][2]))
     extra_gb = res["particles"][1] / 1e9 - in_gb
     print("(c) peak RSS with particles %.2f GB = mapped input %.2f GB + %.2f GB (README %.2f "
           "GB, target <= %.1f GB: %s)" % (res["particles"][1] / 1e9, in_gb, extra_gb,
@@ -298,7 +304,7 @@ def main(argv=None):
     tomo = tomogram(args.workdir, shape, args.noise)
     in_gb = os.path.getsize(tomo) / 1e9
     if args.only == "overlay":
-        overlay_case(args, exe, tomo, shape, None, in_gb)
+        overlay_case(args, exe, tomo, shape, in_gb)
         return 0
     n = shape[0]
     results = {}
@@ -306,7 +312,7 @@ def main(argv=None):
     def one(name, extra, ext):
         out = os.path.join(args.workdir, name)
         shutil.rmtree(out, ignore_errors=True)
-        wall, hwm, anon, kids, _ = run_measured(exe + [tomo, out] + extra)
+        wall, hwm, anon, kids, _, _ = run_measured(exe + [tomo, out] + extra)
         path = os.path.join(out, os.path.splitext(os.path.basename(tomo))[0] + ext)
         frames, size = decoded_frames(path)
         results[name] = dict(wall=wall, hwm=hwm / 1e9, anon=anon / 1e9, kids=kids / 1e9,
@@ -327,7 +333,7 @@ def main(argv=None):
         with open(ref_py, "w") as fh:
             fh.write(REFERENCE)
         out = os.path.join(args.workdir, "reference.avi")
-        wall, hwm, anon, kids, _ = run_measured([sys.executable, ref_py, tomo, out])
+        wall, hwm, anon, kids, _, _ = run_measured([sys.executable, ref_py, tomo, out])
         frames, size = decoded_frames(out)
         import filecmp
         ours = os.path.join(args.workdir, "mjpeg",
@@ -364,7 +370,7 @@ def main(argv=None):
               % (h["mb"], ratio, m["mb"], TARGET_SIZE_RATIO,
                  "PASS" if ratio <= TARGET_SIZE_RATIO else "FAIL", h["wall"], h["hwm"],
                  h["kids"]))
-    overlay_case(args, exe, tomo, shape, None, in_gb)
+    overlay_case(args, exe, tomo, shape, in_gb)
     return 0
 
 

@@ -273,11 +273,11 @@ def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None
         no particle of ``tomo_name``, several tomograms and no name, non-finite coordinates,
         or RELION coordinates without the pixel size.
     """
-    from . import relion5 as R5
     t = _select(plist, tomo_name)
     if plist.units == "voxel":
         pos = t[["x", "y", "z"]].to_numpy(np.float64)
     else:
+        from . import relion5 as R5
         if not pixel_size or not float(pixel_size) > 0:
             raise ParticleFormatError(
                 "%s has RELION coordinates in %s: the tomogram's pixel size is needed (its MRC "
