@@ -353,3 +353,25 @@ def test_real_microtubule_tomogram_axis_y_gif(tmp_path):
     frames, _ = decode(str(tmp_path / "13pf_MT.gif"))
     vol = mrcfile.read(path)                       # (36, 206, 94)
     np.testing.assert_array_equal(frames, mrc2movie_frames(np.moveaxis(vol, 1, 0)))
+
+
+def test_mjpg_avi_container_and_large_movie_fallback(vol_file, tmp_path, monkeypatch):
+    """The AVI written from the JPEG frames opens with OpenCV's own MJPEG reader and ffmpeg
+    (frames, fps); a movie estimated beyond the AVI 1.0 limit goes through ffmpeg's muxer."""
+    import cv2
+    from cryoprocs.convert import avi
+    path, vol = vol_file
+    _movie([path, tmp_path / "a", "--codec", "MJPG", "--fps", "29.97"])
+    out = str(tmp_path / "a" / "syn.avi")
+    for api in (cv2.CAP_OPENCV_MJPEG, cv2.CAP_FFMPEG):
+        cap = cv2.VideoCapture(out, api)
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n == 22 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(29.97, abs=1e-3), api
+    small, _ = decode(out)
+    monkeypatch.setattr(avi, "MAX_BYTES", 10_000)
+    _movie([path, tmp_path / "b", "--codec", "MJPG", "--fps", "29.97"])
+    large, meta = decode(str(tmp_path / "b" / "syn.avi"))
+    np.testing.assert_array_equal(large, small)       # the same JPEG frames, other muxer
+    assert meta["fps"] == pytest.approx(29.97, abs=1e-2)

@@ -85,7 +85,7 @@ def _window(reader, kept, settings):
     return K.window_from_percentiles(np.concatenate(samples), *settings.percentiles)
 
 
-def _writers(out_path, settings, size, repeats, threads, colour, palette):
+def _writers(out_path, settings, size, repeats, threads, colour, palette, total=0):
     """The writers of a movie (plus the PNG sink): list, and the PNG folder or None."""
     width, height = size
     out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -101,7 +101,8 @@ def _writers(out_path, settings, size, repeats, threads, colour, palette):
                                         palette=palette, cache=cache()))
         elif settings.format == "avi" and settings.fourcc.upper() == "MJPG":
             writers.append(MjpegAviWriter(out_path, width, height, settings.fps,
-                                          settings.jpeg_quality, cache=cache()))
+                                          settings.jpeg_quality, cache=cache(),
+                                          total_frames=total))
         elif settings.format == "avi":
             writers.append(OpenCvWriter(out_path, width, height, settings.fps, settings.fourcc,
                                         colour=colour, cache=cache()))
@@ -201,7 +202,7 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     # the encoders start (ffmpeg: a child process) while the contrast window is computed
     writers, png_dir = _writers(out_path, settings, size, repeats, threads, colour,
-                                overlay.palette() if colour else None)
+                                overlay.palette() if colour else None, len(order))
     try:
         window, style = _style(source, settings, reader, kept, out_shape, scale, colour)
     except BaseException:

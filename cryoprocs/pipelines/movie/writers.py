@@ -6,8 +6,8 @@ most of them; the writers are told ``add(key, frame)`` for the first occurrence 
 
 * ``avi`` with MJPG (:class:`MjpegAviWriter`): each frame is JPEG-encoded once (OpenCV's
   libjpeg-turbo, 4:2:0 YCbCr as OpenCV's MJPG writer, mrc2movie's, stores it) and its bytes
-  are written again for a repeat; the bundled ffmpeg only muxes them into the AVI container
-  (``-c:v copy``; OpenDML beyond 1 GB).
+  are written again for a repeat, into an AVI file (:mod:`cryoprocs.convert.avi`; beyond
+  1 GiB the bundled ffmpeg muxes them, ``-c:v copy``, OpenDML).
 * ``mp4`` (H.264) and ``gif`` (:class:`FfmpegWriter`), other OpenCV fourccs
   (:class:`OpenCvWriter`): the rendered frame is kept in a :class:`FrameCache` and fed to
   the encoder again for a repeat.
@@ -215,22 +215,36 @@ def _fps_arg(fps):
 
 
 class MjpegAviWriter(_Writer):
-    """MJPG in AVI: JPEG frames (quality ``quality``, 4:2:0, encoded once each) muxed by
-    ffmpeg without re-encoding. Gray frames are stored as 4:2:0 colour JPEGs too (what
-    OpenCV's MJPG writer stores; some players do not show 1-channel JPEG frames)."""
+    """MJPG in AVI: JPEG frames (quality ``quality``, 4:2:0, encoded once each) written into
+    the AVI container by :mod:`cryoprocs.convert.avi`, or muxed by ffmpeg without
+    re-encoding (OpenDML) when the movie would exceed 1 GiB (estimated from the first frame
+    and ``total_frames``). Gray frames are stored as 4:2:0 colour JPEGs too (what OpenCV's
+    MJPG writer stores; some players do not show 1-channel JPEG frames)."""
 
-    def __init__(self, path, width, height, fps, quality=90, cache=None):
+    def __init__(self, path, width, height, fps, quality=90, cache=None, total_frames=0):
         super().__init__(cache)
         import cv2
         self._cv2 = cv2
         self.path, self.tmp = path, _temp_path(path)
         self.size = (int(width), int(height))
+        self.fps = fps
+        self.total_frames = int(total_frames)
         self.params = [cv2.IMWRITE_JPEG_QUALITY, int(quality),
                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+        self.avi = self.ff = None
+
+    def _open(self, first):
+        from ...convert import avi
+        if len(first) * max(1, self.total_frames) * 1.5 < avi.MAX_BYTES:
+            try:
+                self.avi = avi.MjpegAvi(self.tmp, self.size[0], self.size[1], self.fps)
+            except OSError as exc:
+                raise MovieError("cannot write %s: %s" % (self.tmp, exc))
+            return
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
-               "-f", "image2pipe", "-framerate", _fps_arg(fps), "-c:v", "mjpeg", "-i", "-",
-               "-an", "-c:v", "copy", "-f", "avi", self.tmp]
-        self.ff = _FfmpegProcess(cmd, path)
+               "-f", "image2pipe", "-framerate", _fps_arg(self.fps), "-c:v", "mjpeg",
+               "-i", "-", "-an", "-c:v", "copy", "-f", "avi", self.tmp]
+        self.ff = _FfmpegProcess(cmd, self.path)
 
     def encode(self, frame):
         """JPEG bytes of a gray or BGR uint8 frame."""
@@ -249,17 +263,38 @@ class MjpegAviWriter(_Writer):
             self.cache.put(key, data)
 
     def _write(self, data):
-        self.ff.send(data, self.frames)
+        if self.avi is None and self.ff is None:
+            self._open(data)
+        if self.avi is not None:
+            try:
+                self.avi.write(data)
+            except (OSError, ValueError) as exc:
+                raise MovieError("cannot write the movie %s: %s" % (self.path, exc))
+        else:
+            self.ff.send(data, self.frames)
         self.frames += 1
 
     def close(self):
         self._close_cache()
-        self.ff.finish(self.tmp)
+        if self.avi is not None:
+            try:
+                self.avi.close()
+            except OSError as exc:
+                self.abort()
+                raise MovieError("cannot write the movie %s: %s" % (self.path, exc))
+        elif self.ff is not None:
+            self.ff.finish(self.tmp)
+        else:
+            raise MovieError("no frame was written to %s" % self.path)
         os.replace(self.tmp, self.path)
 
     def abort(self):
         self._close_cache()
-        self.ff.kill()
+        if self.avi is not None:
+            with contextlib.suppress(Exception):
+                self.avi.abort()
+        if self.ff is not None:
+            self.ff.kill()
         _remove(self.tmp)
 
 
