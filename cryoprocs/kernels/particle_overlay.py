@@ -194,7 +194,8 @@ def _fmt(v):
 
 
 def draw_legend(img, key):
-    """Colour bar (or class list) with its title in the top-right corner of a BGR frame."""
+    """Colour bar (or class list) with its title in the top-right corner of a BGR frame
+    (overlays copy it on a black panel, see :meth:`SliceOverlay.draw`)."""
     cv2 = _cv2()
     h, w = img.shape[:2]
     scale = max(0.3, min(1.5, h / 900.0))
@@ -313,26 +314,21 @@ class _Overlay:
         return int(idx.size)
 
     def _legend(self, img):
-        """:func:`draw_legend`, composited from a patch made once per frame size (the
-        legend drawn on black and on white gives each pixel's colour and opacity)."""
+        """:func:`draw_legend` on a black panel in the top-right corner, drawn once per frame
+        size and copied onto each frame."""
         shape = img.shape
         cache = getattr(self, "_legend_cache", None)
         if cache is None or cache[0] != shape:
-            black = draw_legend(np.zeros(shape, np.uint8), self.key).astype(np.float32)
-            white = draw_legend(np.full(shape, 255, np.uint8), self.key).astype(np.float32)
-            alpha = 1.0 - (white - black).max(axis=2, keepdims=True) / 255.0
-            opaque = alpha[..., 0] >= 1.0
-            rows, cols = np.nonzero((alpha[..., 0] > 0) & ~opaque)
-            a = alpha[rows, cols]
-            colour = np.clip(black[rows, cols] / np.maximum(a, 1e-6), 0, 255)
-            orows, ocols = np.nonzero(opaque)
-            cache = self._legend_cache = (shape, (orows, ocols),
-                                          black[orows, ocols].astype(np.uint8),
-                                          (rows, cols), a, colour * a)
-        _, opaque_at, opaque_colour, blend_at, a, premult = cache
-        img[opaque_at] = opaque_colour
-        img[blend_at] = np.clip(img[blend_at] * (1.0 - a) + premult + 0.5, 0,
-                                255).astype(np.uint8)
+            black = draw_legend(np.zeros(shape, np.uint8), self.key)
+            rows, cols = np.nonzero(black.any(axis=2))
+            if not rows.size:
+                return
+            m = 2
+            sl = (slice(max(0, rows.min() - m), rows.max() + 1 + m),
+                  slice(max(0, cols.min() - m), cols.max() + 1 + m))
+            cache = self._legend_cache = (shape, sl, black[sl].copy())
+        _, sl, patch = cache
+        img[sl] = patch
 
     def palette(self):
         """Colours the overlay uses (BGR tuples; for GIF palettes)."""
