@@ -257,17 +257,18 @@ def draw_circles(img, cx, cy, r, colours, style="outline", thickness=1, ids=None
         # anti-aliased circles cost 5-10x more: hundreds of particles per 1024 px frame);
         # a width of t px is t concentric circles
         target = img.copy() if style == "filled" else img
-        X = np.round(np.asarray(cx) * _ONE).astype(np.int64)
-        Y = np.round(np.asarray(cy) * _ONE).astype(np.int64)
+        # Python ints once (tolist), then only the drawing calls in the loop
+        X = np.round(np.asarray(cx) * _ONE).astype(np.int64).tolist()
+        Y = np.round(np.asarray(cy) * _ONE).astype(np.int64).tolist()
+        C = cols.tolist()
         t = 1 if style == "filled" else max(1, int(thickness))
-        rings = [np.maximum(np.round((np.asarray(r) + d) * _ONE), _ONE // 2).astype(np.int64)
-                 for d in np.arange(t) - 0.5 * (t - 1)]
         fill = -1 if style == "filled" else 1
-        for i in range(n):
-            col = tuple(int(c) for c in cols[i])
-            for R in rings:
-                cv2.circle(target, (int(X[i]), int(Y[i])), int(R[i]), col, fill, cv2.LINE_8,
-                           _SHIFT)
+        line, circle = cv2.LINE_8, cv2.circle
+        for d in np.arange(t) - 0.5 * (t - 1):
+            R = np.maximum(np.round((np.asarray(r) + d) * _ONE), _ONE // 2).astype(
+                np.int64).tolist()
+            for x, y, rr, c in zip(X, Y, R, C):
+                circle(target, (x, y), rr, c, fill, line, _SHIFT)
         if style == "filled":
             cv2.addWeighted(target, FILL_OPACITY, img, 1.0 - FILL_OPACITY, 0.0, dst=img)
     if ids is not None:
