@@ -45,6 +45,13 @@ INSTALL_REQUIRES = [
     "matplotlib",
     # ExportMovie particles from IMOD models (teamtomo; needs numpy, pandas, pydantic>=2)
     "imodmodel>=0.1",
+    # OME-Zarr images, local or remote (convert/zarr_image.py): zarr 2 (copick <= 1.2, the
+    # newest copick under Scipion's mrcfile <= 1.4.3 pin, needs zarr < 3 and numcodecs < 0.16),
+    # fsspec for URLs and aiohttp for its http(s) backend
+    "zarr>=2.16,<3",
+    "numcodecs>=0.12,<0.16",
+    "fsspec>=2023.6",
+    "aiohttp>=3.8",
 ]
 
 EXTRAS_REQUIRE = {
@@ -52,6 +59,15 @@ EXTRAS_REQUIRE = {
         "pytest>=7",
         "pytest-timeout>=2.1",
     ],
+    # copick projects (import / export protocols and commands); copick >= 1.3 needs
+    # mrcfile >= 1.5.4 and >= 1.5 numpy 2, both outside Scipion's pins. copick brings s3fs
+    # (s3:// URLs) and ome-zarr (used by the tests as an independent OME-Zarr writer).
+    "copick": [
+        "copick>=1.2,<1.3",
+        "ome-zarr>=0.9,<0.12",
+    ],
+    # s3:// URLs without copick
+    "s3": ["s3fs"],
 }
 
 setup(
@@ -64,7 +80,9 @@ setup(
     url="https://github.com/cryoprocs/scipion-em-cryoprocs",
     python_requires=">=3.9",
     packages=find_packages(exclude=["benchmarks", "benchmarks.*"]),
-    package_data={"cryoprocs": ["protocols.conf", "cryoprocs_logo.png"]},
+    package_data={"cryoprocs": ["protocols.conf", "cryoprocs_logo.png",
+                                "templates/*.json.template"],
+                  "cryoprocs.tests.slurm": ["*.sh"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

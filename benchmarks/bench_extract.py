@@ -1,5 +1,5 @@
-"""Benchmark of ``cryoprocs extract`` (RELION 5 2D-stack extraction) against the issue's
-targets.
+"""Benchmark of ``cryoprocs extract`` (RELION 5 2D-stack extraction) against its
+targets (docs/extract-subtomos.md).
 
 Generates (once, cached) a RELION 5 project of 2 tilt series of 41 x 2048^2 float32 images
 (2.165 Å/px, ±60° in 3° steps, dose-symmetric pre-exposure, rlnTomoSize 2048x2048x600) with
@@ -7,9 +7,15 @@ Generates (once, cached) a RELION 5 project of 2 tilt series of 41 x 2048^2 floa
 imports, reading, extraction, writing) for box 64 (bin 1) and box 32 (bin 4), with
 ``--threads 2``, and reads the child's peak resident memory (``ru_maxrss``).
 
-Reference (2-core machine, from ../shared/docs/relion5-extraction.md §12), box 64:
+Reference (2-core machine, docs/extract-subtomos.md), box 64:
 RELION 5.0.1 ``relion_tomo_subtomo`` 9.1 s / 2.05 GB, zarr-particle-tools 1.0.1 8.4 s /
 0.75 GB. Target: <= 4 s and <= 0.75 GB.
+
+Zarr rows: the same project with its tilt series as OME-Zarr (OME-NGFF 0.4, 1 x 256 x 256
+chunks, Blosc LZ4, written by ``cryoprocs convert``), extracted (box 64) from the local
+folders and over HTTP from a server on 127.0.0.1 started by this script (in its own
+process); the bytes the server sent are reported against the full store size. Target: local
+Zarr within 1.5x of the MRC run.
 
 zarr-particle-tools is timed in the same run only if its ``zarr-particle-extract`` command is
 found (on PATH, or given as $ZPT_BIN, e.g. from a separate virtual environment); it is never a
@@ -129,6 +135,75 @@ def timed_child(cmd, cwd):
             "\n".join(lines[:-1]))
 
 
+def generate_zarr(workdir):
+    """OME-Zarr copies of the tilt series and a project variant pointing at them (folder
+    ``zarr/``: tomograms.star, tiltseries/TS_xx.star with ``n@tiltseries/TS_xx.zarr``; the
+    stores themselves in ``tiltseries/``). ``url`` variants are written per run."""
+    import starfile
+    stamp = os.path.join(workdir, "generated-zarr-%s.json" % VERSION)
+    if os.path.exists(stamp):
+        return
+    for t in range(N_TS):
+        name = "TS_%02d" % (t + 1)
+        store = os.path.join(workdir, "tiltseries", name + ".zarr")
+        subprocess.run(cryoprocs_cmd() + ["convert", os.path.join("tiltseries", name + ".mrcs"),
+                                          store, "--stack", "--chunks", "1", "256", "256",
+                                          "--overwrite"], cwd=workdir, check=True)
+    with open(stamp, "w") as fh:
+        json.dump({"chunks": [1, 256, 256]}, fh)
+
+
+def zarr_project(workdir, label, prefix):
+    """A project folder ``workdir/<label>`` whose tilt-series STAR files name the OME-Zarr
+    stores as ``<n>@<prefix>/TS_xx.zarr`` (``prefix``: a folder or a URL)."""
+    import starfile
+    proj = os.path.join(workdir, label)
+    os.makedirs(os.path.join(proj, "tiltseries"), exist_ok=True)
+    glob = starfile.read(os.path.join(workdir, "tomograms.star"), always_dict=True)["global"]
+    for t in range(N_TS):
+        name = "TS_%02d" % (t + 1)
+        tab = starfile.read(os.path.join(workdir, "tiltseries", name + ".star"),
+                            always_dict=True)[name]
+        tab["rlnMicrographName"] = ["%d@%s/%s.zarr" % (k + 1, prefix, name)
+                                    for k in range(len(tab))]
+        starfile.write({name: tab}, os.path.join(proj, "tiltseries", name + ".star"),
+                       overwrite=True)
+    starfile.write({"global": glob}, os.path.join(proj, "tomograms.star"), overwrite=True)
+    shutil.copy(os.path.join(workdir, "particles.star"), os.path.join(proj, "particles.star"))
+    return proj
+
+
+_SERVER = ("import http.server, sys, threading\n"
+           "class H(http.server.SimpleHTTPRequestHandler):\n"
+           "    protocol_version = 'HTTP/1.1'\n"
+           "    n = 0\n"
+           "    lock = threading.Lock()\n"
+           "    def copyfile(self, src, dst):\n"
+           "        data = src.read(); dst.write(data)\n"
+           "        with H.lock: H.n += len(data)\n"
+           "    def log_message(self, *a): pass\n"
+           "    def do_POST(self):\n"
+           "        body = str(H.n).encode(); self.send_response(200)\n"
+           "        self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+           "        self.wfile.write(body)\n"
+           "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0),"
+           " lambda *a, **k: H(*a, directory=sys.argv[1], **k))\n"
+           "print(s.server_address[1], flush=True)\n"
+           "s.serve_forever()\n")
+
+
+def served_bytes(port):
+    """Body bytes the benchmark's HTTP server has sent (asked with a POST)."""
+    import urllib.request
+    with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:%d/" % port,
+                                                       data=b"", method="POST")) as r:
+        return int(r.read())
+
+
+def store_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
 def cryoprocs_cmd():
     exe = shutil.which("cryoprocs", path=os.path.dirname(sys.executable) + os.pathsep
                        + os.environ.get("PATH", ""))
@@ -165,6 +240,7 @@ def main(argv=None):
             if best is None or dt < best[0]:
                 best = (dt, gb)
         results[label] = best
+    results.update(zarr_rows(args))
     zpt = os.environ.get("ZPT_BIN") or shutil.which("zarr-particle-extract")
     zpt_res = None
     if zpt:
@@ -193,7 +269,67 @@ def main(argv=None):
               % (zpt_res[0], zpt_res[1], zpt_res[0] / t))
     t4, gb4 = results["box32_bin4"]
     print("box 32, bin 4: cryoprocs %.2f s / %.2f GB" % (t4, gb4))
+    tz, gbz = results["zarr_local"]
+    print("OME-Zarr tilt series (1 x 256 x 256 chunks), box 64:")
+    print("  local: %.2f s / %.2f GB = %.2fx the MRC run (target <= 1.5x: %s)"
+          % (tz, gbz, tz / t, "MET" if tz <= 1.5 * t else "NOT MET"))
+    th, gbh = results["zarr_http"]
+    sent, total = results["zarr_http_bytes"]
+    print("  HTTP (127.0.0.1): %.2f s / %.2f GB = %.2fx the MRC run; %.1f MB served of the "
+          "%.1f MB stores (%.1f %%)" % (th, gbh, th / t, sent / 1e6, total / 1e6,
+                                        100.0 * sent / total))
     return 0
+
+
+def zarr_rows(args):
+    """Time the box-64 extraction on the OME-Zarr copies, locally and over HTTP."""
+    t0 = time.time()
+    generate_zarr(args.workdir)
+    print("OME-Zarr stores: generated/checked in %.1f s" % (time.time() - t0))
+    out = {}
+    extra = ["--box-size", "64", "--bin", "1"]
+    local = zarr_project(args.workdir, "zarr_local", os.path.join(args.workdir, "tiltseries"))
+    best = None
+    for r in range(args.repeat):
+        dest = os.path.join(args.workdir, "out_zarr_local")
+        shutil.rmtree(dest, ignore_errors=True)
+        cmd = cryoprocs_cmd() + ["extract", "--particles", "particles.star", "--tomograms",
+                                 "tomograms.star", "--output-dir", dest,
+                                 "--threads", str(args.threads)] + extra
+        dt, gb, rc, text = timed_child(cmd, local)
+        if rc != 0:
+            print(text)
+            raise SystemExit("cryoprocs extract failed (zarr local)")
+        print("cryoprocs zarr local  run %d: %.2f s, peak RSS %.2f GB" % (r + 1, dt, gb))
+        best = (dt, gb) if best is None or dt < best[0] else best
+    out["zarr_local"] = best
+    server = subprocess.Popen([sys.executable, "-c", _SERVER,
+                               os.path.join(args.workdir, "tiltseries")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        remote = zarr_project(args.workdir, "zarr_http", "http://127.0.0.1:%d" % port)
+        dest = os.path.join(args.workdir, "out_zarr_http")
+        shutil.rmtree(dest, ignore_errors=True)
+        before = served_bytes(port)
+        cmd = cryoprocs_cmd() + ["extract", "--particles", "particles.star", "--tomograms",
+                                 "tomograms.star", "--output-dir", dest,
+                                 "--threads", str(args.threads)] + extra
+        dt, gb, rc, text = timed_child(cmd, remote)
+        if rc != 0:
+            print(text)
+            raise SystemExit("cryoprocs extract failed (zarr http)")
+        sent = served_bytes(port) - before
+        print("cryoprocs zarr http         : %.2f s, peak RSS %.2f GB, %.1f MB served"
+              % (dt, gb, sent / 1e6))
+        out["zarr_http"] = (dt, gb)
+        total = sum(store_size(os.path.join(args.workdir, "tiltseries", "TS_%02d.zarr"
+                                            % (t + 1))) for t in range(N_TS))
+        out["zarr_http_bytes"] = (sent, total)
+    finally:
+        server.terminate()
+        server.wait(10)
+    return out
 
 
 if __name__ == "__main__":

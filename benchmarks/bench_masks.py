@@ -1,6 +1,6 @@
 """Benchmark: ApplyMask kernels vs a plain mrcfile read + write of the same data.
 
-Issue targets (2-core machine): masking time / plain read+write time <= 1.5, and peak memory
+Targets (2-core machine, docs/apply-mask.md): masking time / plain read+write time <= 1.5, and peak memory
 above the start <= 1 GB whatever the stack size, for
   * 20,000 particles of 128x128 (one .mrcs stack, 1.3 GB) and
   * 100 volumes of 128^3 (100 .mrc files, 0.84 GB),

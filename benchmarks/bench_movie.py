@@ -1,8 +1,7 @@
 """ExportMovie benchmark: synthetic float32 tomograms to movies.
 
-Targets (issue 7): mrc2movie with its defaults (MJPG AVI, forward-backward, 30 fps) takes
-21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB (../shared/docs/movie-export.md
-section 1.4). cryoprocs must write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB
+Targets (docs/export-movie.md): mrc2movie with its defaults (MJPG AVI, forward-backward,
+30 fps) takes 21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB. cryoprocs must write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB
 above the memory-mapped input, and its default H.264 MP4 of the same movie must be <= 1/2 of
 the MJPEG size.
 

@@ -1,7 +1,7 @@
-"""Benchmark of the masked-tomogram noise fill (issue: MaskedTomogramNoiseFill).
+"""Benchmark of the masked-tomogram noise fill (MaskedTomogramNoiseFill, docs/noise-fill.md).
 
 Builds a 300 x 1024 x 1024 float32 tomogram (mean 0.300, std 0.0707, as in
-../shared/docs/noise-fill.md) with an int8 mask covering ~10 % (a thick ellipsoidal shell, a
+docs/noise-fill.md) with an int8 mask covering ~10 % (a thick ellipsoidal shell, a
 solid ellipsoid and a slab, bounding box = most of the volume), writes both as MRC files, and
 runs the file -> file pipeline (the code path of the CLI and the protocol) in a fresh process
 per configuration, with expansion 10 px and soft edge 4 px, then with expansion 50 px.
@@ -160,7 +160,7 @@ def main(argv=None):
                      r3["maxrss"] / (SCRIPT_GB_N30 * 1e9), r3["geometry_s"], r3["stats_s"],
                      r3["fill_s"]))
         print("original script: %.0f s / %.1f GB at N = 30, %.0f s for its N = 5 cube path "
-              "(../shared/docs/noise-fill.md, same machine class)"
+              "(docs/noise-fill.md, same machine class)"
               % (SCRIPT_S_N30, SCRIPT_GB_N30, SCRIPT_S_CUBE_N5))
         print("noise: mean %.4f std %.4f, filled region mean %.4f std %.4f (data 0.300 / 0.0707)"
               % (r["noise_mean"], r["noise_std"], r["filled_mean"], r["filled_std"]))

@@ -1,5 +1,5 @@
 """Benchmark of ``cryoprocs reconstruct`` (RELION 5 subtomogram-average reconstruction)
-against the issue's target.
+against its target (docs/reconstruct.md).
 
 Uses the RELION 5 project of benchmarks/bench_extract.py (2 tilt series of 41 x 2048^2
 float32 images, 2.165 Å/px, 240 particles with random orientations and half sets; generated
@@ -7,7 +7,7 @@ once and cached, shared with that benchmark) and times ``cryoprocs reconstruct -
 --bin 2 --threads 2`` end to end as a child process (start-up, imports, reading, extraction,
 backprojection, finalisation, writing maps and FSC), with its peak resident memory.
 
-Reference (2-core machine, ../shared/docs/relion5-extraction.md §12): RELION 5.0.1
+Reference (2-core machine, docs/reconstruct.md): RELION 5.0.1
 ``relion_tomo_reconstruct_particle`` 20.6 s / 2.2 GB, zarr-particle-tools 1.0.1 46.8 s /
 0.94 GB. Target: <= 20 s (no slower than RELION, >= 2x faster than zarr-particle-tools).
 

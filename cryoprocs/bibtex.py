@@ -2,8 +2,10 @@
 """
 @misc{cryoprocs2026,
 title = {cryoprocs: fast NumPy/SciPy processing protocols for Scipion},
-author = {{cryoprocs developers}},
+author = {cryoprocs developers},
+journal = {Scipion plugin scipion-em-cryoprocs},
 year = {2026},
+url = {https://github.com/cryoprocs/scipion-em-cryoprocs},
 note = {scipion-em-cryoprocs}
 }
 
@@ -14,7 +16,7 @@ volume = {195},
 number = {1},
 pages = {93-99},
 year = {2016},
-doi = {10.1016/j.jsb.2016.04.010},
+doi = {https://doi.org/10.1016/j.jsb.2016.04.010},
 author = {J.M. de la Rosa-Trevín and A. Quintana and L. del Cano and A. Zaldívar and I. Foche and J. Gutiérrez and J. Gómez-Blanco and J. Burguet-Castell and J. Cuenca-Alba and V. Abrishami and J. Vargas and J. Otón and G. Sharov and J.L. Vilas and J. Navas and P. Conesa and M. Kazemi and R. Marabini and C.O.S. Sorzano and J.M. Carazo}
 }
 
@@ -25,7 +27,7 @@ volume = {184},
 number = {2},
 pages = {321-328},
 year = {2013},
-doi = {10.1016/j.jsb.2013.09.015},
+doi = {https://doi.org/10.1016/j.jsb.2013.09.015},
 author = {J.M. de la Rosa-Trevín and J. Otón and R. Marabini and A. Zaldívar and J. Vargas and J.M. Carazo and C.O.S. Sorzano}
 }
 
@@ -37,7 +39,7 @@ publisher = {Academic Press},
 address = {San Diego},
 pages = {474-485},
 year = {1994},
-doi = {10.1016/B978-0-12-336156-1.50061-6},
+doi = {https://doi.org/10.1016/B978-0-12-336156-1.50061-6},
 author = {Karel Zuiderveld}
 }
 
@@ -48,7 +50,7 @@ volume = {14},
 number = {11},
 pages = {1788-1804},
 year = {2024},
-doi = {10.1002/2211-5463.13873},
+doi = {https://doi.org/10.1002/2211-5463.13873},
 author = {A. Burt and B. Toader and R. Warshamanage and A. von Kügelgen and E. Pyle and J. Zivanov and D. Kimanius and T.A.M. Bharat and S.H.W. Scheres}
 }
 
@@ -58,14 +60,17 @@ journal = {eLife},
 volume = {4},
 pages = {e06980},
 year = {2015},
-doi = {10.7554/eLife.06980},
+doi = {https://doi.org/10.7554/eLife.06980},
 author = {T. Grant and N. Grigorieff}
 }
 
 @misc{cryoCAT,
 title = {cryoCAT: Contextual Analysis Tools for cryoET and subtomogram averaging},
 author = {Beata Turoňová and others},
+journal = {Python package cryocat, version 0.7.1},
+year = {2025},
 howpublished = {https://github.com/turonova/cryoCAT},
+url = {https://github.com/turonova/cryoCAT},
 note = {version 0.7.1}
 }
 
@@ -75,7 +80,14 @@ journal = {eLife},
 volume = {6},
 pages = {e25648},
 year = {2017},
-doi = {10.7554/eLife.25648},
+doi = {https://doi.org/10.7554/eLife.25648},
 author = {J. Peter Rickgauer and Nikolaus Grigorieff and Winfried Denk}
+}
+
+@misc{copick,
+title = {copick: a storage standard and Python API for collaborative cryo-ET annotation},
+author = {Utz H. Ermel and Kyle I. S. Harrington and others},
+howpublished = {https://github.com/copick/copick},
+note = {version 1.2}
 }
 """

@@ -19,7 +19,17 @@ COMMANDS = {
     "extract": "extract",
     "reconstruct": "reconstruct",
     "movie": "movie",
+    "convert": "convert",
+    "copick-import": "copick_import",
+    "copick-export": "copick_export",
     "demo": "demo",
+    "python": "python",
+    "env": "env",
+}
+
+#: sub-commands the protocols run per item, not listed by ``cryoprocs --help``
+HIDDEN_COMMANDS = {
+    "extract-subvolumes": "subvolumes",
 }
 
 #: errors reported as a one-line message (exit status 2) instead of a traceback
@@ -38,6 +48,12 @@ def build_parser():
     for name, modname in COMMANDS.items():
         mod = importlib.import_module("cryoprocs.commands." + modname)
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    for name, modname in HIDDEN_COMMANDS.items():   # no help=: left out of the listing
+        mod = importlib.import_module("cryoprocs.commands." + modname)
+        p = sub.add_parser(name, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

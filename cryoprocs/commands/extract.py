@@ -24,6 +24,9 @@ examples:
       --project-dir P --box-size 128 --crop-size 96 --float16 --max-dose 50 \\
       --output-dir P/Extract/job011/ --threads 2
 """
+import argparse
+import json
+
 HELP = "RELION 5 pseudo-subtomogram (2D tilt stack) extraction"
 
 
@@ -65,22 +68,25 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true",
                    help="replace stacks made from other inputs or settings (stacks of the "
                         "same inputs and settings are always kept)")
+    # protocol use (hidden): CTF premultiplication without dose weighting (a cryoprocs
+    # option); extract only one tilt series (no STAR files) and write its counts to a JSON
+    # result (atomically, last)
+    p.add_argument("--no-dose-weighting", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tilt-series", metavar="NAME", help=argparse.SUPPRESS)
+    p.add_argument("--result", metavar="JSON", help=argparse.SUPPRESS)
 
 
 def run(args):
     import time
 
-    from ..pipelines.extract import Stack2DJob, Stack2DSettings
+    from ..pipelines.extract import Stack2DJob
 
-    settings = Stack2DSettings(box=args.box_size, crop=args.crop_size, binning=args.bin,
-                               do_ctf=not args.no_ctf, circle_crop=not args.no_circle_crop,
-                               float16=args.float16, max_dose=args.max_dose,
-                               min_frames=args.min_frames,
-                               apply_offsets=not args.dont_apply_offsets,
-                               invert_contrast=not args.no_ic)
+    settings = settings_from_args(args)
     t0 = time.time()
     job = Stack2DJob(args.particles, args.tomograms, args.output_dir, settings,
                      project_dir=args.project_dir)
+    if args.tilt_series:
+        return _extract_one(job, args, t0)
     if not args.overwrite:
         stale = job.stale_tilt_series()
         if stale:
@@ -108,4 +114,55 @@ def run(args):
                                           counts["skipped_existing"],
                                           len(job.tomogram_order), time.time() - t0,
                                           job.output_dir))
+    return 0
+
+
+def settings_from_args(args):
+    """:class:`~cryoprocs.pipelines.extract.Stack2DSettings` of parsed arguments."""
+    from ..pipelines.extract import Stack2DSettings
+    return Stack2DSettings(box=args.box_size, crop=args.crop_size, binning=args.bin,
+                           do_ctf=not args.no_ctf, circle_crop=not args.no_circle_crop,
+                           float16=args.float16, max_dose=args.max_dose,
+                           min_frames=args.min_frames, apply_offsets=not args.dont_apply_offsets,
+                           invert_contrast=not args.no_ic,
+                           dose_weighting=not args.no_dose_weighting)
+
+
+def args_from_settings(settings):
+    """Command-line options that make :func:`settings_from_args` give ``settings``: how
+    ProtCryoprocsExtractSubtomos turns its form into a command line."""
+    s = settings
+    args = ["--box-size", str(s.box), "--crop-size", str(s.crop), "--bin", repr(s.binning),
+            "--max-dose", repr(s.max_dose), "--min-frames", str(s.min_frames)]
+    flags = (("--no-ctf", not s.do_ctf), ("--no-circle-crop", not s.circle_crop),
+             ("--float16", s.float16), ("--dont-apply-offsets", not s.apply_offsets),
+             ("--no-ic", not s.invert_contrast), ("--no-dose-weighting", not s.dose_weighting))
+    return args + [flag for flag, on in flags if on]
+
+
+def _extract_one(job, args, t0):
+    """--tilt-series: the stacks of one tilt series (kept when already written with these
+    inputs and settings), then its counts in --result."""
+    import time
+
+    from ..convert.mrc import atomic_output
+    name = args.tilt_series
+    if name not in job.tomogram_order:
+        raise ValueError("--tilt-series %s: no particle of %s belongs to it (tilt series "
+                         "with particles: %s)" % (name, job.particles_star,
+                                                  ", ".join(job.tomogram_order[:10])))
+    if not args.overwrite and job.is_stale(name):
+        raise FileExistsError("%s holds stacks of %s made from other inputs or settings; pass "
+                              "--overwrite to replace them" % (job.output_dir, name))
+    res = job.extract_tilt_series(name, threads=max(1, args.threads))
+    plan = job.plan(name)
+    res.update(tilt_series=name, particles=int(len(plan.rows)), kept=plan.n_kept)
+    if args.result:
+        with atomic_output(args.result) as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(res, fh, indent=1)
+    print("%s: %d of %d particles extracted (%d stacks written, %d already present, %d "
+          "frames) in %.1f s -> %s" % (name, plan.n_kept, len(plan.rows), res["written"],
+                                       res["skipped_existing"], res["frames"],
+                                       time.time() - t0, job.output_dir))
     return 0

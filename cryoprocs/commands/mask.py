@@ -11,6 +11,8 @@ examples:
       --inner-radius 20 --outer-radius 30
   cryoprocs mask --input map.mrc --output map_masked.mrc --mask-file mask.mrc
 """
+import argparse
+
 HELP = "mask images, stacks or volumes (Xmipp semantics)"
 
 GEOMETRIES = ("circular", "sphere", "box", "crown", "cylinder", "gaussian", "raised_cosine",
@@ -48,10 +50,31 @@ def add_arguments(p):
                    help="created mask (MRC, same dimensions): the input is multiplied by it")
     p.add_argument("--threads", type=int, default=1, help="threads for stacks")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    # protocol use (hidden): --input is an .npz list of image/volume locations
+    # (pipelines.masks.ImageSources.save) and items I0..I1-1 of it go to --output (a stack
+    # of images, or one volume)
+    p.add_argument("--sources", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--range", type=int, nargs=2, metavar=("I0", "I1"), help=argparse.SUPPRESS)
 
 
 def run(args):
-    from ..pipelines.masks import MaskRecipe, mask_file
+    from ..pipelines.masks import mask_file
+
+    recipe = recipe_from_args(args)
+    if args.sources:
+        warnings = _mask_sources(args, recipe)
+    else:
+        warnings = mask_file(args.input, args.output, recipe, threads=max(1, args.threads),
+                             overwrite=args.overwrite)
+    for w in warnings:
+        print("warning: %s" % w)
+    print("wrote %s" % args.output)
+    return 0
+
+
+def recipe_from_args(args):
+    """The :class:`~cryoprocs.pipelines.masks.MaskRecipe` of parsed arguments."""
+    from ..pipelines.masks import MaskRecipe
 
     if (args.geometry is None) == (args.mask_file is None):
         raise ValueError("give exactly one of --geometry and --mask-file")
@@ -66,12 +89,38 @@ def run(args):
                  "raised_crown": ("inner_radius", "outer_radius", "border_decay"),
                  "cylinder": ("radius", "height"), "gaussian": ("sigma",)}[args.geometry]
         params = {n: getattr(args, n) for n in names}
-    recipe = MaskRecipe(args.geometry, params, center=center + (0,) * (3 - len(center)),
-                        fill=args.fill, fill_value=args.fill_value, seed=args.seed,
-                        gaussian_peak_one=args.gaussian_peak_one, mask_file=args.mask_file)
-    warnings = mask_file(args.input, args.output, recipe, threads=max(1, args.threads),
-                         overwrite=args.overwrite)
-    for w in warnings:
-        print("warning: %s" % w)
-    print("wrote %s" % args.output)
-    return 0
+    return MaskRecipe(args.geometry, params, center=center + (0,) * (3 - len(center)),
+                      fill=args.fill, fill_value=args.fill_value, seed=args.seed,
+                      gaussian_peak_one=args.gaussian_peak_one, mask_file=args.mask_file)
+
+
+def _mask_sources(args, recipe):
+    """--sources: items --range I0 I1 of the location list --input into --output."""
+    from ..convert.paths import check_io
+    from ..pipelines.masks import ImageSources, mask_sources
+    if not args.range:
+        raise ValueError("--sources needs --range I0 I1")
+    check_io(inputs=[("input", args.input), ("mask file", args.mask_file)],
+             outputs=[("output", args.output)], overwrite=args.overwrite)
+    sources, _, voxel_size = ImageSources.load(args.input)
+    check_io(inputs=[("image file", p) for p in sources.paths])
+    return mask_sources(sources, recipe, args.output, args.range[0], args.range[1],
+                        voxel_size=voxel_size, threads=max(1, args.threads),
+                        overwrite=args.overwrite)
+
+
+def args_from_recipe(recipe):
+    """Command-line options that make ``run`` build ``recipe`` (a MaskRecipe): how the
+    ApplyMask protocols turn their form into a command line (floats by ``repr``)."""
+    if recipe.mask_file is not None:
+        return ["--mask-file", recipe.mask_file]
+    names = {"radius": "--radius", "inner_radius": "--inner-radius",
+             "outer_radius": "--outer-radius", "box_size": "--box-size", "height": "--height",
+             "sigma": "--sigma", "border_decay": "--border-decay"}
+    args = ["--geometry", recipe.geometry]
+    for key, value in sorted(recipe.params.items()):
+        args += [names[key], repr(float(value)) if key == "sigma" else str(int(value))]
+    args += ["--center"] + [str(int(c)) for c in recipe.center]
+    args += ["--fill", recipe.fill, "--fill-value", repr(recipe.fill_value),
+             "--seed", str(recipe.seed)]
+    return args + (["--gaussian-peak-one"] if recipe.gaussian_peak_one else [])

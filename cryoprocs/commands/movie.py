@@ -5,7 +5,9 @@ truncation, CLAHE clip 2.0 on an 8x8 tile grid, forward-backward playback of 2n-
 30 fps), but H.264 MP4 by default, streamed (memory stays near one frame plus the
 memory-mapped input), and an encoder that cannot be opened is an error, never a "Saved".
 
-INPUT is an MRC file or a folder: every .mrc/.mrcs/.rec/.st/.ali/.map file in it becomes
+INPUT is an MRC file, an OME-Zarr image (a .zarr folder or an https:// / s3:// URL; with
+--bin N a stored level binned N times is read instead of level 0 when there is one) or a
+folder: every .mrc/.mrcs/.rec/.st/.ali/.map file (and .zarr image) in it becomes
 OUTPUT_DIR/<name>.mp4 (.avi for MJPG and other OpenCV fourccs, .gif, or <name>_frames/ for
 PNG). Existing outputs are skipped unless --overwrite, so an interrupted batch resumes.
 
@@ -66,6 +68,9 @@ examples:
   cryoprocs movie movies/ --tomograms tomograms.star --particles particles.star \
       --box-size 128 --max-dose 50 --label
 """
+import argparse
+import copy
+import json
 import os
 
 HELP = ("tomograms / tilt stacks to MP4, AVI (MJPG), GIF or PNG frames (mrc2movie flags), "
@@ -156,6 +161,13 @@ def add_arguments(p):
                         "(default 0: automatic)")
     n.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _particle_arguments(p)
+    # protocol use (hidden): INPUT is a JSON frame list {"entries": [[path, 0-based index or
+    # null], ...], "angles": [...]} (a tilt series' images in frame order); the movie's name;
+    # the movie description (JSON, written last) and its central frame (PNG)
+    p.add_argument("--frame-list", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--info", metavar="JSON", help=argparse.SUPPRESS)
+    p.add_argument("--central-png", metavar="PNG", help=argparse.SUPPRESS)
 
 
 def _particle_arguments(p):
@@ -214,10 +226,16 @@ def _codec(value):
 
 
 def _inputs(path):
+    from ..convert.images import is_image_store
+    if is_image_store(path):                           # one OME-Zarr image (local or URL)
+        if not path.lower().startswith(("http", "s3:", "gs:")) and not os.path.exists(path):
+            raise FileNotFoundError("input %s does not exist" % path)
+        return [path]
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if f.lower().endswith(INPUT_EXTENSIONS)
-                       and os.path.isfile(os.path.join(path, f)))
+                       and os.path.isfile(os.path.join(path, f))
+                       or f.lower().endswith(".zarr"))
         if not files:
             raise FileNotFoundError("no MRC file (%s) in %s"
                                     % (", ".join(INPUT_EXTENSIONS), path))
@@ -227,14 +245,21 @@ def _inputs(path):
     return [path]
 
 
-def _source(path, args):
-    from ..convert.mrc import mrc_info
+def _source(path, args, binning=None):
+    """The frames of one INPUT: a volume (an OME-Zarr one at the stored level of ``binning``
+    when there is one), a tilt stack with --tilt_angles, or a --frame-list."""
+    from ..convert.images import image_info
     from ..pipelines.movie import StackSource, VolumeSource, read_tilt_angles
 
+    if args.frame_list:
+        with open(path) as fh:
+            frames = json.load(fh)
+        return StackSource([tuple(e) for e in frames["entries"]], frames.get("angles"),
+                           args.pixel_size)
     if not args.tilt_angles:
-        return VolumeSource(path, args.axis, args.pixel_size)
+        return VolumeSource(path, args.axis, args.pixel_size, binning=binning)
     angles = read_tilt_angles(args.tilt_angles)
-    n = mrc_info(path).shape[0]
+    n = image_info(path).shape[0]
     if len(angles) != n:
         raise ValueError("%s lists %d tilt angles but %s holds %d images"
                          % (args.tilt_angles, len(angles), path, n))
@@ -258,8 +283,11 @@ def _keep_range(args, n):
     return start, end + 1
 
 
-def _settings(args, fmt, fourcc, n=None):
+def settings_from_args(args, n=None):
+    """:class:`~cryoprocs.pipelines.movie.MovieSettings` of parsed arguments; ``n`` (the
+    input's slice count) resolves mrc2movie 0.2.0's --start/--end into the kept range."""
     from ..pipelines.movie import MovieSettings
+    fmt, fourcc = _codec(args.codec)
     return MovieSettings(
         format=fmt, fps=args.fps, playback=args.playback,
         keep_range=_keep_range(args, n) if n else args.keep_range,
@@ -271,6 +299,28 @@ def _settings(args, fmt, fourcc, n=None):
         label=args.label, scale_bar=args.scale_bar, crf=args.crf, preset=args.preset,
         fourcc=fourcc or "MJPG", png_frames=args.png, pause=args.pause, cycles=args.cycles,
         jpeg_quality=args.jpeg_quality)
+
+
+def args_from_settings(settings):
+    """Command-line options that make :func:`settings_from_args` give ``settings``: how
+    ProtCryoprocsExportMovie turns its form into a command line (floats by ``repr``)."""
+    s = settings
+    codec = {"mp4": "h264", "gif": "gif", "png": "png", "avi": s.fourcc}[s.format]
+    args = ["--codec", codec, "--fps", repr(s.fps), "--playback", s.playback,
+            "--pause", str(s.pause), "--cycles", str(s.cycles),
+            "--axis", s.axis, "--slab", str(s.slab), "--bin", str(s.binning),
+            "--upscale", str(s.upscale), "--max_width", str(s.max_width),
+            "--clip_limit", repr(s.clip_limit), "--tile_grid_size", str(s.tile_grid_size),
+            "--jpeg_quality", str(s.jpeg_quality), "--crf", str(s.crf), "--preset", s.preset]
+    if s.keep_range is not None:
+        args += ["--keep_range"] + [str(v) for v in s.keep_range]
+    elif s.discard_fraction is not None:
+        args += ["--discard_percentage"] + [repr(v) for v in s.discard_fraction]
+    if s.window == "percentile":
+        args += ["--percentile"] + [repr(v) for v in s.percentiles]
+    flags = (("--no_clahe", not s.clahe), ("--invert", s.invert), ("--label", s.label),
+             ("--scale_bar", s.scale_bar), ("--png", s.png_frames))
+    return args + [flag for flag, on in flags if on]
 
 
 def _overlay_settings(args):
@@ -287,6 +337,31 @@ def _overlay_settings(args):
         max_dose=args.max_dose, thickness=args.line_width).validate()
 
 
+def args_from_overlay(overlay):
+    """Command-line options that make :func:`_overlay_settings` give ``overlay`` (an
+    OverlaySettings; floats by ``repr``): the protocol's particle options. With
+    --tomograms the caller adds --tomo-name itself (there it selects tilt series)."""
+    o = overlay
+    args = ["--particles", o.particles, "--box-size", repr(float(o.box_size)),
+            "--overlay-style", o.style, "--flag-color", o.flag_colour,
+            "--colormap", o.colormap, "--max-dose", repr(float(o.max_dose))]
+    if o.radius > 0:
+        args += ["--particle-radius", repr(float(o.radius)) + o.radius_unit]
+    if o.colour:
+        args += ["--particle-color", o.colour]
+    if o.color_by:
+        args += ["--color-by", o.color_by]
+    if o.color_range is not None:
+        args += ["--color-range"] + [repr(float(v)) for v in o.color_range]
+    if o.ids:
+        args.append("--particle-ids")
+    if o.tomo_name:
+        args += ["--tomo-name", o.tomo_name]
+    if o.thickness:
+        args += ["--line-width", str(o.thickness)]
+    return args
+
+
 def _file_jobs(args, osettings):
     """``(stem, what, open)`` per input file; ``open()`` gives ``(source, overlay)``."""
     from ..pipelines.movie import tomogram_overlay
@@ -296,15 +371,16 @@ def _file_jobs(args, osettings):
                          "%d files" % len(files))
     if args.tilt_angles and args.axis != "z":
         raise ValueError("a tilt stack is shown image by image: --axis must be z")
-    if args.tilt_angles and osettings:
+    if (args.tilt_angles or args.frame_list) and osettings:
         raise ValueError("particles are projected on tilt series through their alignment: "
-                         "give the RELION 5 project (--tomograms) instead of --tilt_angles")
+                         "give the RELION 5 project (--tomograms) instead of %s"
+                         % ("--tilt_angles" if args.tilt_angles else "a frame list"))
     jobs = []
     for path in files:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = args.name or os.path.splitext(os.path.basename(path.rstrip("/")))[0]
 
         def open_(path=path, stem=stem):
-            source = _source(path, args)
+            source = _source(path, args, args.binning)
             try:
                 overlay = tomogram_overlay(source, osettings, stem, len(files) == 1) \
                     if osettings else None
@@ -330,27 +406,31 @@ def _relion_jobs(args, osettings):
         def open_(item=item):
             source = item.source(args.pixel_size)
             return source, item.overlay(osettings) if osettings else None
-        jobs.append((safe_name(item.name), "%s (%s)" % (item.name, args.tomograms), open_))
+        jobs.append((args.name or safe_name(item.name), "%s (%s)" % (item.name, args.tomograms),
+                     open_))
     return jobs
 
 
 def run(args):
-    fmt, fourcc = _codec(args.codec)
+    fmt = _codec(args.codec)[0]
     if args.tomograms and args.output_dir is None:
         args.input, args.output_dir = None, args.input
     if args.output_dir is None:
         raise ValueError("give INPUT and OUTPUT_DIR (or OUTPUT_DIR with --tomograms)")
-    _settings(args, fmt, fourcc)              # validate the options before any work
+    settings_from_args(args)                  # validate the options before any work
     osettings = _overlay_settings(args)
     jobs = _relion_jobs(args, osettings) if args.tomograms else _file_jobs(args, osettings)
+    if (args.name or args.info or args.central_png or args.frame_list) and len(jobs) != 1:
+        raise ValueError("--name, --info, --central-png and --frame-list need a single movie "
+                         "(got %d inputs)" % len(jobs))
     if args.threads > 0:
         import cv2
         cv2.setNumThreads(args.threads)
     os.makedirs(args.output_dir, exist_ok=True)
-    return _run_jobs(jobs, args, fmt, fourcc)
+    return _run_jobs(jobs, args, fmt)
 
 
-def _run_jobs(jobs, args, fmt, fourcc):
+def _run_jobs(jobs, args, fmt):
     from tqdm import tqdm
 
     from ..pipelines.movie import export_movie, movie_path
@@ -373,11 +453,18 @@ def _run_jobs(jobs, args, fmt, fourcc):
         source = None
         try:
             source, overlay = open_()
-            settings = _settings(args, fmt, fourcc, source.n)
+            settings = settings_from_args(args, source.n)
+            lb = getattr(source, "level_binning", 1)
+            if lb > 1:                       # a stored OME-Zarr level is already binned
+                tqdm.write("%s: reading the stored level binned %dx (no further binning)"
+                           % (what, lb))
+                settings = copy.copy(settings)
+                settings.binning = max(1, settings.binning // lb)
             info = export_movie(source, out, settings, threads=args.threads,
                                 progress=progress, overlay=overlay,
                                 render_threads=min(2, args.threads) if args.threads > 0
                                 else None)
+            _write_protocol_outputs(args, info, stem)
             written.append(info)
             tqdm.write("wrote %s" % info.summary_line())
         except (ValueError, OSError) as exc:
@@ -391,6 +478,22 @@ def _run_jobs(jobs, args, fmt, fourcc):
                 source.close()
     if not single:
         print("%d movie(s) written, %d skipped, %d failed (%s)"
-              % (len(written), len(skipped), len(failed),
-                 _settings(args, fmt, fourcc).describe()))
+              % (len(written), len(skipped), len(failed), settings_from_args(args).describe()))
     return 2 if failed else 0
+
+
+def _write_protocol_outputs(args, info, stem):
+    """The central frame (--central-png) and the movie description (--info, last)."""
+    from ..convert.mrc import atomic_output
+    if args.central_png and info.central is not None:
+        import cv2
+        ok, buf = cv2.imencode(".png", info.central)
+        if not ok:
+            raise ValueError("could not encode the central frame as PNG")
+        with atomic_output(args.central_png) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.tobytes())
+    if args.info:
+        with atomic_output(args.info) as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(dict(info, name=stem), fh, indent=1)

@@ -47,6 +47,7 @@ examples:
   cryoprocs noise-fill --input_tomo T.mrc --input_mask M.mrc --output_tomo OUT.mrc \\
       --expand_pixels 30 --parity          # exactly what extract_masked_tomogram.py writes
 """
+import argparse
 import os
 
 HELP = "keep a tomogram inside an expanded mask, fill the rest with matched noise"
@@ -122,6 +123,9 @@ def add_arguments(p):
     n.add_argument("--parity", action="store_true",
                    help="reproduce extract_masked_tomogram.py exactly (same voxels)")
     n.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    # protocol use (hidden): the voxel size of the outputs when the tomogram header has none
+    # (Scipion's sampling rate)
+    p.add_argument("--voxel-size", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def params_from_args(args):
@@ -183,7 +187,26 @@ def run(args):
     rep = noise_fill_file(args.input_tomo, args.input_mask, args.output_tomo, params,
                           soft_mask_path=args.soft_mask_out, preview_png=args.preview,
                           report_json=args.report, threads=max(1, args.threads),
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, voxel_size=args.voxel_size)
     print(format_report(rep))
     print("wrote %s" % args.output_tomo)
     return 0
+
+
+def args_from_params(params):
+    """Command-line options that make :func:`params_from_args` give ``params`` (resolved):
+    how ProtCryoprocsMaskedTomogramNoiseFill turns its form into a command line. Floats are
+    written with ``repr`` so that they parse back to the same value."""
+    p = params.resolved()
+    args = ["--expand_pixels", str(p.expansion), "--gaussian_sigma", repr(p.boundary_sigma),
+            "--smooth_iterations", str(p.smooth_iterations), "--noise_std", repr(p.noise_level),
+            "--background_value", repr(p.background_value), "--seed", str(p.seed)]
+    if p.parity:
+        return ["--parity"] + args + (["--fast"] if p.fast else [])
+    args += ["--threshold", repr(p.threshold), "--expansion-mode", p.expansion_mode,
+             "--sigma", repr(p.sigma), "--soft-edge", repr(p.soft_edge),
+             "--noise-stats", p.noise_stats]
+    if p.gaussian_threshold is not None:
+        args += ["--gaussian-threshold", repr(p.gaussian_threshold)]
+    return args + (["--invert"] if p.invert else []) + \
+        (["--spectral-noise"] if p.spectral else [])

@@ -22,6 +22,9 @@ examples:
       --angles-order zzx --angles-numbering 1 --min-distance 10 --threshold-mode sigma \\
       --sigma 3 --cryocat-compatible --output picks.em
 """
+import argparse
+from ..constants import DEFAULT_SYMMETRY, PEAKS_MASK_MODES, PEAKS_ORDERS, PEAKS_THR_MODES
+
 HELP = "pick oriented peaks in template-matching score maps (cryoCAT semantics)"
 
 
@@ -35,7 +38,7 @@ def add_arguments(p):
                    help="minimum distance between picks in voxels (cryoCAT particle_diameter): "
                         "a candidate within D of an earlier pick is excluded")
     p.add_argument("--threshold-mode", default="false-positives",
-                   choices=("direct", "sigma", "percentile", "triangle", "false-positives"),
+                   choices=PEAKS_THR_MODES,
                    help="how the score threshold is chosen (default: false-positives)")
     p.add_argument("--threshold", type=float, metavar="T", help="score threshold (direct mode)")
     p.add_argument("--sigma", type=float, default=3.0, metavar="K",
@@ -50,15 +53,15 @@ def add_arguments(p):
     p.add_argument("--border", type=int, default=0, metavar="B",
                    help="exclude candidates closer than B voxels to a face (default 0)")
     p.add_argument("--tomo-mask", metavar="M", help="tomogram mask (MRC or EM, same shape)")
-    p.add_argument("--mask-mode", choices=("multiply", "inside"), default="multiply",
+    p.add_argument("--mask-mode", choices=PEAKS_MASK_MODES, default="multiply",
                    help="multiply: scores x mask before the statistics (cryoCAT); inside: "
                         "statistics and candidates only where mask > 0")
-    p.add_argument("--angles-order", choices=("zxz", "zzx"), default="zxz",
+    p.add_argument("--angles-order", choices=PEAKS_ORDERS, default="zxz",
                    help="angle-list columns: zxz = phi,theta,psi (GAPSTOP); zzx = phi,psi,theta "
                         "(STOPGAP)")
     p.add_argument("--angles-numbering", type=int, choices=(0, 1), default=0,
                    help="angle-map values are 0-based (GAPSTOP) or 1-based (STOPGAP) rows")
-    p.add_argument("--symmetry", default="C1", metavar="Cn",
+    p.add_argument("--symmetry", default=DEFAULT_SYMMETRY, metavar="Cn",
                    help="C<n> symmetry: phi gets a random multiple of 360/n (seeded)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="random seed of the symmetry randomisation (default 0)")
@@ -85,6 +88,11 @@ def add_arguments(p):
     p.add_argument("--diagnostics", metavar="PNG",
                    help="write the score histogram / sorted-score plot here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    # protocol use (hidden): the whole pick as an .npz result (written last, atomically)
+    # and cryoCAT's angular distance maps (total, normal, in-plane; float32 MRC)
+    p.add_argument("--result", metavar="NPZ", help=argparse.SUPPRESS)
+    p.add_argument("--angular-distance-maps", nargs=3, metavar=("TOTAL", "NORMAL", "INPLANE"),
+                   help=argparse.SUPPRESS)
 
 
 def run(args):
@@ -111,19 +119,8 @@ def run(args):
                      ("--angle-list", args.angle_list), ("--tomo-mask", args.tomo_mask)],
              outputs=[("--output", args.output), ("--diagnostics", args.diagnostics)],
              overwrite=args.overwrite)
-    af = None
-    if args.angular_filter:
-        n, deg, r = args.angular_filter
-        af = {"min_count": int(n), "max_angle": float(deg), "radius": float(r)}
-    opts = PP.PickOptions(
-        min_distance=args.min_distance, threshold_mode=args.threshold_mode,
-        threshold=args.threshold, sigma=args.sigma, percentile=args.percentile,
-        n_false_positives=args.n_false_positives, max_picks=args.n_particles,
-        border=args.border, mask_mode=args.mask_mode, angles_order=args.angles_order,
-        angles_numbering=args.angles_numbering, symmetry=args.symmetry,
-        randomize_symmetry=not args.no_symmetry_randomization, seed=args.seed,
-        min_peak_size=args.min_peak_size, angular_filter=af,
-        compatible=args.cryocat_compatible)
+    _check_protocol_outputs(args)
+    opts = options_from_args(args)
     result, info = PP.pick_volumes(args.scores, args.angles, args.angle_list, opts,
                                    mask_path=args.tomo_mask)
     pixel = args.pixel_size or info["voxel_size"]
@@ -141,6 +138,7 @@ def run(args):
         if args.diagnostics and os.path.exists(args.diagnostics):
             os.remove(args.diagnostics)
         raise
+    _write_protocol_outputs(args, result, info, opts)
     print(PP.result_summary(result, os.path.basename(args.scores)))
     for m in result.messages:
         print("note: %s" % m)
@@ -148,3 +146,72 @@ def run(args):
         print("wrote %s" % args.diagnostics)
     print("wrote %s (%d picks)" % (args.output, result.n_picks))
     return 0
+
+
+def options_from_args(args):
+    """:class:`~cryoprocs.pipelines.peaks.PickOptions` of parsed arguments."""
+    from ..pipelines import peaks as PP
+    af = None
+    if args.angular_filter:
+        n, deg, r = args.angular_filter
+        af = {"min_count": int(n), "max_angle": float(deg), "radius": float(r)}
+    return PP.PickOptions(
+        min_distance=args.min_distance, threshold_mode=args.threshold_mode,
+        threshold=args.threshold, sigma=args.sigma, percentile=args.percentile,
+        n_false_positives=args.n_false_positives, max_picks=args.n_particles,
+        border=args.border, mask_mode=args.mask_mode, angles_order=args.angles_order,
+        angles_numbering=args.angles_numbering, symmetry=args.symmetry,
+        randomize_symmetry=not args.no_symmetry_randomization, seed=args.seed,
+        min_peak_size=args.min_peak_size, angular_filter=af,
+        compatible=args.cryocat_compatible)
+
+
+def _check_protocol_outputs(args):
+    """Path checks of the hidden protocol outputs (--result, --angular-distance-maps)."""
+    from ..convert.paths import check_io
+    outs = [("--result", args.result)]
+    outs += [("--angular-distance-maps", m) for m in (args.angular_distance_maps or ())]
+    if args.result and not args.result.endswith(".npz"):
+        raise ValueError("--result %s: use a .npz file name" % args.result)
+    check_io(inputs=[("--scores", args.scores), ("--angles", args.angles)],
+             outputs=[o for o in outs if o[1]], overwrite=args.overwrite)
+
+
+def _write_protocol_outputs(args, result, info, opts):
+    """The angular distance maps, then the .npz result (last: its presence means done)."""
+    from ..pipelines import peaks as PP
+    if args.angular_distance_maps:
+        paths = dict(zip(("total", "normal", "inplane"), args.angular_distance_maps))
+        PP.write_angular_distance_maps(args.angles, args.angle_list, paths, opts.angles_order,
+                                       opts.angles_numbering, opts.symmetry,
+                                       voxel_size=args.pixel_size or info["voxel_size"])
+    if args.result:
+        PP.save_result(args.result, result, tsId=args.tomo_name, shape=list(info["shape"]))
+
+
+def args_from_options(opts):
+    """Command-line options that make ``run`` pick with :class:`PickOptions` ``opts``: how
+    ProtCryoprocsScoresPeakPicking turns its form into a command line (floats by ``repr``)."""
+    args = ["--min-distance", repr(float(opts.min_distance)),
+            "--threshold-mode", opts.threshold_mode, "--sigma", repr(float(opts.sigma)),
+            "--percentile", repr(float(opts.percentile)),
+            "--n-false-positives", repr(float(opts.n_false_positives)),
+            "--border", str(int(opts.border)), "--mask-mode", opts.mask_mode,
+            "--angles-order", opts.angles_order,
+            "--angles-numbering", str(int(opts.angles_numbering)),
+            "--symmetry", opts.symmetry, "--seed", str(int(opts.seed))]
+    if opts.threshold is not None:
+        args += ["--threshold", repr(float(opts.threshold))]
+    if opts.max_picks:
+        args += ["--n-particles", str(int(opts.max_picks))]
+    if not opts.randomize_symmetry:
+        args.append("--no-symmetry-randomization")
+    if opts.min_peak_size:
+        args += ["--min-peak-size", str(int(opts.min_peak_size))]
+    if opts.angular_filter:
+        af = opts.angular_filter
+        args += ["--angular-filter", str(int(af["min_count"])), repr(float(af["max_angle"])),
+                 repr(float(af["radius"]))]
+    if opts.compatible:
+        args.append("--cryocat-compatible")
+    return args

@@ -28,6 +28,9 @@ examples:
       --tomograms P/tomograms.star --project-dir P --box-size 256 --crop-size 192 \\
       --snr 0.1 --output-dir P/Reconstruct/job031/
 """
+import argparse
+from ..constants import DEFAULT_SYMMETRY
+
 HELP = "RELION 5 subtomogram-average reconstruction (half maps, FSC)"
 
 
@@ -43,7 +46,7 @@ def add_arguments(p):
                    help="output map size in px (RELION --crop; default: the box size)")
     p.add_argument("--bin", type=float, default=1.0, metavar="N",
                    help="binning factor (default 1)")
-    p.add_argument("--sym", default="C1", metavar="G",
+    p.add_argument("--sym", default=DEFAULT_SYMMETRY, metavar="G",
                    help="point group: Cn, Dn, T, O, I or I1..I4 in RELION's conventions "
                         "(default C1)")
     p.add_argument("--snr", type=float, default=-1.0, metavar="S",
@@ -76,23 +79,22 @@ def add_arguments(p):
                         "as RELION does")
     p.add_argument("--backend", choices=("auto", "numba", "numpy"), default="auto",
                    help="backprojection implementation (default: numba when installed)")
+    # protocol use (hidden): backproject only this tilt series into DIR/partial/ (its
+    # partial sums, written atomically); the maps come from a later run without it
+    p.add_argument("--tilt-series", metavar="NAME", help=argparse.SUPPRESS)
 
 
 def run(args):
     import time
 
-    from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
+    from ..pipelines.reconstruct import ReconstructJob
 
-    settings = ReconstructSettings(box=args.box_size, crop=args.crop_size, binning=args.bin,
-                                   symmetry=args.sym, snr=args.snr, do_ctf=not args.no_ctf,
-                                   circle_crop=not args.no_circle_crop,
-                                   max_dose=args.max_dose,
-                                   cutoff_fraction=args.cutoff_fraction, taper=args.taper,
-                                   apply_offsets=not args.dont_apply_offsets,
-                                   invert_contrast=not args.no_ic)
+    settings = settings_from_args(args)
     t0 = time.time()
     job = ReconstructJob(args.particles, args.tomograms, args.output_dir, settings,
                          project_dir=args.project_dir, backend=args.backend)
+    if args.tilt_series:
+        return _backproject_one(job, args.tilt_series, args.threads, t0)
     if not args.overwrite:
         conflict = job.existing_outputs_conflict()
         if conflict:
@@ -121,4 +123,41 @@ def run(args):
              res["pixel_size"], settings.box,
              " (crop %d)" % settings.crop if settings.crop < settings.box else "",
              settings.symmetry, time.time() - t0, job.output_dir))
+    return 0
+
+
+def settings_from_args(args):
+    """:class:`~cryoprocs.pipelines.reconstruct.ReconstructSettings` of parsed arguments."""
+    from ..pipelines.reconstruct import ReconstructSettings
+    return ReconstructSettings(box=args.box_size, crop=args.crop_size, binning=args.bin,
+                               symmetry=args.sym, snr=args.snr, do_ctf=not args.no_ctf,
+                               circle_crop=not args.no_circle_crop, max_dose=args.max_dose,
+                               cutoff_fraction=args.cutoff_fraction, taper=args.taper,
+                               apply_offsets=not args.dont_apply_offsets,
+                               invert_contrast=not args.no_ic)
+
+
+def args_from_settings(settings):
+    """Command-line options that make :func:`settings_from_args` give ``settings``: how
+    ProtCryoprocsReconstructSubtomoAverage turns its form into a command line."""
+    s = settings
+    args = ["--box-size", str(s.box), "--crop-size", str(s.crop), "--bin", repr(s.binning),
+            "--sym", str(s.symmetry), "--snr", repr(s.snr), "--max-dose", repr(s.max_dose),
+            "--cutoff-fraction", repr(float(s.cutoff_fraction)), "--taper", repr(float(s.taper))]
+    flags = (("--no-ctf", not s.do_ctf), ("--no-circle-crop", not s.circle_crop),
+             ("--dont-apply-offsets", not s.apply_offsets), ("--no-ic", not s.invert_contrast))
+    return args + [flag for flag, on in flags if on]
+
+
+def _backproject_one(job, name, threads, t0):
+    """--tilt-series: the partial sums of one tilt series (reused when already saved)."""
+    import time
+    if name not in job.tomogram_order:
+        raise ValueError("--tilt-series %s: no particle of %s belongs to it (tilt series "
+                         "with particles: %s)" % (name, job.particles_star,
+                                                  ", ".join(job.tomogram_order[:10])))
+    res = job.accumulate_tilt_series(name, threads=max(1, threads))
+    print("%s: %d particles backprojected (%d tilt images), %d without a visible tilt, in "
+          "%.1f s -> %s" % (name, res.used, res.slices, res.skipped, time.time() - t0,
+                            job.partial_file(name)))
     return 0

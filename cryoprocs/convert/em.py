@@ -9,8 +9,10 @@ The EM format is a 512-byte header followed by the raw data with x varying faste
 """
 import os
 import struct
+from typing import Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .mrc import atomic_output
 
@@ -25,7 +27,7 @@ class EmFormatError(ValueError):
     """A file is missing, not an EM file, or its size does not match its header."""
 
 
-def em_info(path):
+def em_info(path: str) -> Tuple[Tuple[int, int, int], np.dtype, str]:
     """``(shape [z, y, x], dtype, endian)`` of an EM file from its header.
 
     Raises
@@ -54,13 +56,13 @@ def em_info(path):
     return (nz, ny, nx), dtype, endian
 
 
-def mmap_em(path):
+def mmap_em(path: str) -> np.memmap:
     """Read-only ``numpy.memmap`` ``[z, y, x]`` of an EM volume (no copy)."""
     shape, dtype, _ = em_info(path)
     return np.memmap(path, dtype=dtype, mode="r", offset=EM_HEADER_BYTES, shape=shape)
 
 
-def read_em(path):
+def read_em(path: str) -> np.ndarray:
     """An EM file into memory as a native-endian ``[z, y, x]`` array."""
     data = mmap_em(path)
     out = np.array(data, dtype=data.dtype.newbyteorder("="))
@@ -68,7 +70,7 @@ def read_em(path):
     return out
 
 
-def write_em(path, data, overwrite=True):
+def write_em(path: str, data: ArrayLike, overwrite: bool = True) -> str:
     """Write a ``[z, y, x]`` (or ``[y, x]``) array as a little-endian EM file, atomically.
 
     float64 data are written as float64 (type 9); booleans and uint8 as int8.

@@ -1,7 +1,8 @@
 """Particle lists written and read by the peak picker: cryoCAT/TOM EM motive lists, STOPGAP
 STAR motive lists and RELION 5 particle STAR files.
 
-Conventions (../shared/docs/peak-picking.md sections 1 and 5):
+Conventions (docs/peak-picking.md; cryoCAT 0.7.1 ``cryomotl.py``, STOPGAP
+``sg_get_motl_fields.m``):
 
 * Motive-list coordinates ``x, y, z`` are **1-based** voxels with x = MRC column
   (cryoCAT/STOPGAP/TOM: voxel index + 1); angles are zxz ``phi, theta, psi`` in degrees
@@ -17,18 +18,22 @@ Conventions (../shared/docs/peak-picking.md sections 1 and 5):
 * RELION 5 particles: ``data_particles`` with ``rlnTomoName``, ``rlnTomoParticleName``,
   ``rlnCenteredCoordinateX/Y/ZAngst`` (Å from the tomogram centre: ``(x0 - n/2) * pixel``,
   with x0 the 0-based voxel, RELION's "decentred pixel" convention) and ``rlnAngleRot/Tilt/Psi``
-  = :func:`cryoprocs.convert.euler.zxz_to_relion` of the zxz angles; the score goes to
+  = :func:`cryoprocs.kernels.euler.zxz_to_relion` of the zxz angles; the score goes to
   ``rlnLCCmax`` as pytom-match-pick writes it.
 """
 import os
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
+from numpy.typing import ArrayLike
 
 from .em import read_em, write_em
-from .euler import relion_to_zxz, zxz_to_relion
+from ..kernels.euler import relion_to_zxz, zxz_to_relion
 from .mrc import atomic_output
 from .star import read_star, write_star
+
+if TYPE_CHECKING:                       # pandas is imported where a table is built (0.5 s)
+    import pandas as pd
 
 __all__ = ["EM_MOTL_FIELDS", "STOPGAP_FIELDS", "MotlFormatError", "motl_from_picks",
            "write_em_motl", "read_em_motl", "write_stopgap_star", "read_stopgap_star",
@@ -49,7 +54,9 @@ class MotlFormatError(ValueError):
     """A motive list or particle file cannot be read or has unexpected columns."""
 
 
-def motl_from_picks(xyz0, scores, angles, tomo_id=1, object_id=1, first_id=1):
+def motl_from_picks(xyz0: ArrayLike, scores: ArrayLike, angles: ArrayLike,
+                    tomo_id: Union[int, ArrayLike] = 1, object_id: Union[int, ArrayLike] = 1,
+                    first_id: int = 1) -> "pd.DataFrame":
     """cryoCAT motive-list table (columns :data:`EM_MOTL_FIELDS`) from 0-based picks.
 
     Parameters
@@ -63,6 +70,8 @@ def motl_from_picks(xyz0, scores, angles, tomo_id=1, object_id=1, first_id=1):
     first_id : int
         ``subtomo_id`` of the first row (ids are consecutive).
     """
+    import pandas as pd
+
     xyz0 = np.asarray(xyz0, dtype=np.float64).reshape(-1, 3)
     n = len(xyz0)
     ang = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
@@ -77,7 +86,8 @@ def motl_from_picks(xyz0, scores, angles, tomo_id=1, object_id=1, first_id=1):
     return df
 
 
-def write_em_motl(path, motl, overwrite=True):
+def write_em_motl(path: str, motl: Union["pd.DataFrame", Mapping[str, ArrayLike]],
+                  overwrite: bool = True) -> str:
     """Write a motive-list table (:data:`EM_MOTL_FIELDS` columns) as a 1 x N x 20 float32 EM
     file (TOM/AV3/cryoCAT ``emmotl``)."""
     missing = [f for f in EM_MOTL_FIELDS if f not in motl]
@@ -87,8 +97,10 @@ def write_em_motl(path, motl, overwrite=True):
     return write_em(path, arr.reshape(1, len(arr), 20), overwrite=overwrite)
 
 
-def read_em_motl(path):
+def read_em_motl(path: str) -> "pd.DataFrame":
     """An EM motive list (20 x N, any z) as a DataFrame with :data:`EM_MOTL_FIELDS` columns."""
+    import pandas as pd
+
     data = read_em(path)
     if data.shape[-1] != 20:
         raise MotlFormatError("%s is not a motive list: the EM x dimension is %d, not 20"
@@ -96,7 +108,8 @@ def read_em_motl(path):
     return pd.DataFrame(data.reshape(-1, 20).astype(np.float64), columns=list(EM_MOTL_FIELDS))
 
 
-def write_stopgap_star(path, motl, overwrite=True):
+def write_stopgap_star(path: str, motl: Union["pd.DataFrame", Mapping[str, ArrayLike]],
+                       overwrite: bool = True) -> str:
     """Write a motive list as a STOPGAP STAR file (``data_stopgap_motivelist``).
 
     ``motl`` holds :data:`EM_MOTL_FIELDS` columns (coordinates 1-based). STOPGAP's own writer
@@ -136,8 +149,10 @@ def write_stopgap_star(path, motl, overwrite=True):
     return path
 
 
-def read_stopgap_star(path):
+def read_stopgap_star(path: str) -> "pd.DataFrame":
     """A STOPGAP STAR motive list as a DataFrame (STOPGAP field names)."""
+    import pandas as pd
+
     blocks = read_star(path)
     df = blocks.get("stopgap_motivelist")
     if df is None:
@@ -150,8 +165,9 @@ def read_stopgap_star(path):
     return df
 
 
-def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=None,
-                       first_index=1):
+def relion5_from_picks(xyz0: ArrayLike, angles: ArrayLike, tomo_name: Union[str, ArrayLike],
+                       shape_xyz: Sequence[int], pixel_size: float,
+                       scores: Optional[ArrayLike] = None, first_index: int = 1) -> "pd.DataFrame":
     """RELION 5 ``data_particles`` table from 0-based picks.
 
     Parameters
@@ -161,9 +177,11 @@ def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=No
         ``pixel_size`` Å. ``rlnCenteredCoordinateXAngst = (x0 - nx/2) * pixel_size``.
     angles : array (N, 3)
         zxz ``phi, theta, psi``; written as RELION ``rot = 90 - phi, tilt = theta,
-        psi = -90 - psi`` (wrapped, :func:`~cryoprocs.convert.euler.zxz_to_relion`).
+        psi = -90 - psi`` (wrapped, :func:`~cryoprocs.kernels.euler.zxz_to_relion`).
     tomo_name : str or array (N,)
     """
+    import pandas as pd
+
     xyz0 = np.asarray(xyz0, dtype=np.float64).reshape(-1, 3)
     n = len(xyz0)
     ang = np.asarray(angles, dtype=np.float64).reshape(-1, 3)
@@ -187,8 +205,11 @@ def relion5_from_picks(xyz0, angles, tomo_name, shape_xyz, pixel_size, scores=No
     return df
 
 
-def write_relion5_particles(path, particles, overwrite=True):
+def write_relion5_particles(path: str, particles: Union["pd.DataFrame", Mapping[str, ArrayLike]],
+                            overwrite: bool = True) -> str:
     """Write a RELION 5 particle table (``data_particles``) as STAR, atomically."""
+    import pandas as pd
+
     need = ("rlnTomoName", "rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
             "rlnCenteredCoordinateZAngst", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
     missing = [c for c in need if c not in particles]
@@ -198,9 +219,11 @@ def write_relion5_particles(path, particles, overwrite=True):
                       float_format="%.6f")
 
 
-def read_relion5_particles(path):
+def read_relion5_particles(path: str) -> "pd.DataFrame":
     """The ``data_particles`` block of a RELION 5 particle STAR file, with zxz angles added as
     ``phi, theta, psi`` (inverse of the conversion used when writing)."""
+    import pandas as pd
+
     blocks = read_star(path)
     df = blocks.get("particles")
     if df is None:
@@ -215,7 +238,8 @@ def read_relion5_particles(path):
     return df
 
 
-def write_picks_csv(path, xyz0, scores, angles, overwrite=True):
+def write_picks_csv(path: str, xyz0: ArrayLike, scores: ArrayLike, angles: ArrayLike,
+                    overwrite: bool = True) -> str:
     """The ``cryoprocs pick`` CSV: columns ``x,y,z`` (0-based voxels, x = MRC column),
     ``score`` and zxz ``phi,theta,psi`` (degrees), one row per pick in pick order."""
     xyz0 = np.asarray(xyz0).reshape(-1, 3)
@@ -234,8 +258,10 @@ def _repr32(v):
     return str(np.float32(v))
 
 
-def read_picks_csv(path):
+def read_picks_csv(path: str) -> "pd.DataFrame":
     """Read a picks CSV written by :func:`write_picks_csv`."""
+    import pandas as pd
+
     if not os.path.exists(path):
         raise FileNotFoundError("picks file not found: %s" % path)
     df = pd.read_csv(path)

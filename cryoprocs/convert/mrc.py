@@ -16,14 +16,13 @@ import warnings
 import mrcfile
 import numpy as np
 
+from ..kernels.pages import release_map_range
+
 __all__ = [
     "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
     "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter",
 ]
-
-MRC_EXTENSIONS = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".mrc:mrcs", ".mrc:mrc")
-
 
 class MrcFormatError(ValueError):
     """A file is missing, not an MRC file, or has unexpected dimensions."""
@@ -338,18 +337,11 @@ class MappedMrc:
     def release(self, z0=None, z1=None):
         """Drop the pages of sections ``z0 <= z < z1`` (default: all) from this process's
         resident set; the kernel keeps them in its page cache (best effort)."""
-        if self._mm is None or not hasattr(self._mm, "madvise") or \
-                not hasattr(mmap, "MADV_DONTNEED"):
-            return
         z0 = 0 if z0 is None else max(0, int(z0))
         z1 = self.shape[0] if z1 is None else min(self.shape[0], int(z1))
-        if z1 <= z0:
-            return
-        start = self._offset + z0 * self._section
-        stop = self._offset + z1 * self._section
-        a = (start // mmap.PAGESIZE) * mmap.PAGESIZE
-        with contextlib.suppress(OSError, ValueError):
-            self._mm.madvise(mmap.MADV_DONTNEED, a, stop - a)
+        if z1 > z0:
+            release_map_range(self._mm, self._offset + z0 * self._section,
+                              self._offset + z1 * self._section)
 
     release_all = release
 

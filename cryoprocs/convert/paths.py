@@ -25,7 +25,8 @@ def check_io(inputs=(), outputs=(), overwrite=False):
     ----------
     inputs : iterable of (label, path)
         files that must exist and be regular files; ``path`` None is skipped; an image
-        location's ``n@`` index and ``:mrc``/``:mrcs`` hint are ignored.
+        location's ``n@`` index and ``:mrc``/``:mrcs`` hint are ignored; OME-Zarr folders
+        must exist, URLs are checked when opened.
     outputs : iterable of (label, path)
         files to be written; ``path`` None is skipped.
     overwrite : bool
@@ -44,16 +45,28 @@ def check_io(inputs=(), outputs=(), overwrite=False):
     FileExistsError
         an output exists and ``overwrite`` is False.
     """
+    from .images import is_image_store, is_url
     from .mrc import parse_location
     # image locations may carry an index ("3@stack.mrcs") or a format hint ("tomo.mrc:mrc")
     ins = [(lab, parse_location(str(p))[1]) for lab, p in inputs if p]
     outs = [(lab, p) for lab, p in outputs if p]
     for lab, p in ins:
+        if is_url(p):                               # checked when opened
+            continue
+        if is_image_store(p):                       # OME-Zarr folder
+            if not os.path.exists(p):
+                raise FileNotFoundError("%s %s does not exist" % (lab, p))
+            continue
         if not os.path.exists(p):
             raise FileNotFoundError("%s %s does not exist" % (lab, p))
         if os.path.isdir(p):
             raise IsADirectoryError("%s %s is a folder; give a file" % (lab, p))
     for i, (lab, p) in enumerate(outs):
+        if str(p).rstrip("/").lower().endswith(".zarr") and os.path.exists(p):
+            if not overwrite:                       # an OME-Zarr output folder
+                raise FileExistsError("%s %s exists; pass --overwrite to replace it"
+                                      % (lab, p))
+            continue
         if os.path.isdir(p):
             raise IsADirectoryError("%s %s is a folder; give a file name" % (lab, p))
         for ilab, ip in ins:

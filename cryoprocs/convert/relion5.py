@@ -2,10 +2,12 @@
 ``particles.star`` and ``optimisation_set.star`` (reading, writing, RELION's path rules).
 
 Conventions of RELION 5.0.1 (``tomogram_set.cpp``, ``particle_set.cpp``, ``subtomo.cpp``;
-see ../shared/docs/relion5-extraction.md sections 1 and 8):
+see docs/import-relion5.md and docs/extract-subtomos.md):
 
 * **Paths** inside STAR files are relative to the RELION project directory (the directory
-  RELION runs in), unless absolute. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based
+  RELION runs in), unless absolute or URLs. Tilt series and tomograms may be OME-Zarr
+  images (``TS_01.zarr``, ``https://.../TS_01.zarr``; convert/images.py), also as
+  ``"<n>@TS_01.zarr"`` in ``rlnMicrographName``. ``rlnMicrographName`` is ``"<n>@stack.mrcs"`` (1-based
   frame) or a per-tilt file; a ``:mrcs``/``:mrc`` suffix is a format hint.
   :func:`resolve` applies these rules; :func:`relion_path` writes a path back relative to
   the project when it lies inside it, absolute otherwise.
@@ -24,13 +26,16 @@ Blocks are pandas DataFrames; labels without the leading underscore (``starfile`
 """
 import os
 from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ..kernels import relion_geometry as G
-from .euler import relion_euler_matrix
-from .mrc import MrcFormatError, mrc_info, parse_location
+from ..kernels.euler import relion_euler_matrix
+from .images import image_info, is_image_store, is_url
+from .mrc import MrcFormatError, parse_location
 from .star import read_star, write_star
 
 __all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
@@ -55,18 +60,20 @@ class Relion5Error(ValueError):
 
 
 # ----------------------------------------------------------------------------- paths
-def resolve(path, project_dir):
+def resolve(path: str, project_dir: str) -> str:
     """Absolute file name of a path found in a RELION STAR file (``n@`` prefix and ``:mrcs``
     hint removed); relative paths are relative to ``project_dir``."""
     _, p = parse_location(str(path))
-    if os.path.isabs(p):
+    if os.path.isabs(p) or is_url(p):
         return p
     return os.path.normpath(os.path.join(project_dir, p))
 
 
-def relion_path(path, project_dir):
+def relion_path(path: str, project_dir: str) -> str:
     """Path to write into a STAR file: relative to ``project_dir`` when ``path`` lies inside
     it (RELION's convention), absolute otherwise. Directories keep a trailing slash."""
+    if is_url(path):
+        return str(path)
     trailing = str(path).endswith(os.sep)
     ap = os.path.abspath(path)
     pd_ = os.path.abspath(project_dir)
@@ -79,7 +86,7 @@ def relion_path(path, project_dir):
     return rel + os.sep if trailing and not rel.endswith(os.sep) else rel
 
 
-def guess_project_dir(tomograms_star, tomograms=None):
+def guess_project_dir(tomograms_star: str, tomograms: Optional[pd.DataFrame] = None) -> str:
     """The RELION project directory of a tomograms.star: the first of its folder and that
     folder's parents in which every ``rlnTomoTiltSeriesStarFile`` exists (RELION resolves
     them against the directory it runs in). Falls back to the file's folder."""
@@ -114,7 +121,7 @@ def _as_frame(block):
     return pd.DataFrame([block]) if block else pd.DataFrame()
 
 
-def read_tomograms(path):
+def read_tomograms(path: str) -> pd.DataFrame:
     """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
 
     Raises
@@ -168,13 +175,13 @@ class TiltSeries:
     def n_frames(self):
         return len(self.frames)
 
-    def centre(self):
+    def centre(self) -> np.ndarray:
         return G.tomogram_centre(self.tomo_size)
 
-    def depth_offsets(self, positions):
+    def depth_offsets(self, positions: ArrayLike) -> np.ndarray:
         return G.depth_offsets(self.matrices, positions, self.tomo_size)
 
-    def frame_groups(self):
+    def frame_groups(self) -> Dict[str, List[Tuple[int, int]]]:
         """``{file: [(frame, index_in_file), ...]}``: frames grouped by the file they live in."""
         groups = {}
         for f, (path, idx) in enumerate(self.frames):
@@ -198,13 +205,37 @@ def _tomo_size(row):
     return None
 
 
-def read_tilt_series(star_path, name):
+def _frame_file_shape(path, pixel_size, where):
+    """Shape of a tilt-image file: an MRC header, or the OME-Zarr level whose pixel size is
+    the STAR file's (level 0 when none is; then its pixel size, when the store states one in
+    length units, must be the STAR file's within 0.1 %)."""
+    if not is_image_store(path):
+        return image_info(path).shape
+    from .images import open_image
+    img = open_image(path, voxel_size=pixel_size)
+    try:
+        vs = float(img.voxel_size[0])
+        if img.voxel_size_known and abs(vs - pixel_size) > 1e-3 * pixel_size:
+            raise Relion5Error(
+                "%s: tilt images %s have %.4g A pixels (scale levels: %s); the STAR files "
+                "say rlnTomoTiltSeriesPixelSize %.4g A" % (
+                    where, path, vs, ", ".join("%s = %.4g A" % (lv["path"],
+                                                               lv["voxel_size"][0])
+                                               for lv in img.levels), pixel_size))
+        return img.shape
+    finally:
+        img.close()
+
+
+def read_tilt_series(star_path: str, name: str) -> pd.DataFrame:
     """The per-tilt-series table ``data_<name>`` of a STAR file."""
     blocks = read_star(star_path)
     return _as_frame(_first_block(blocks, str(name), star_path)).reset_index(drop=True)
 
 
-def load_tilt_series(row, project_dir, table=None, need_ctf=True):
+def load_tilt_series(row: Mapping, project_dir: str,
+                     table: Optional[pd.DataFrame] = None,
+                     need_ctf: bool = True) -> TiltSeries:
     """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
 
     Parameters
@@ -228,19 +259,7 @@ def load_tilt_series(row, project_dir, table=None, need_ctf=True):
     """
     row = dict(row)
     name = str(row["rlnTomoName"])
-    where = "tomogram %s" % name
-    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
-    if table is None:
-        if not star_file:
-            raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
-                               % where)
-        star_abs = resolve(star_file, project_dir)
-        if not os.path.exists(star_abs):
-            raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
-                               "relative to the project directory %s)"
-                               % (where, star_abs, star_file, project_dir))
-        table = read_tilt_series(star_abs, name)
-        where = "%s (%s)" % (where, star_file)
+    table, where, star_file = _tilt_table(row, name, project_dir, table)
     n = len(table)
     if n == 0:
         raise Relion5Error("%s has no tilt images" % where)
@@ -255,62 +274,17 @@ def load_tilt_series(row, project_dir, table=None, need_ctf=True):
             raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
     ps = float(row["rlnTomoTiltSeriesPixelSize"])
     nan = None if need_ctf else float("nan")
-
-    # frame sources
-    frames = []
-    if "rlnMicrographName" in table.columns:
-        for v in table["rlnMicrographName"].astype(str):
-            idx, p = parse_location(v)
-            frames.append((resolve(p, project_dir), (idx - 1) if idx else 0))
-    elif row.get("rlnTomoTiltSeriesName"):
-        p = resolve(row["rlnTomoTiltSeriesName"], project_dir)
-        frames = [(p, i) for i in range(n)]
-    else:
-        raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
-                           % where)
-    sizes = {}
-    for p, idx in frames:
-        if p not in sizes:
-            try:
-                sizes[p] = mrc_info(p).shape
-            except MrcFormatError as exc:
-                raise Relion5Error("%s: %s" % (where, exc)) from None
-        nz = sizes[p][0]
-        if idx >= nz:
-            raise Relion5Error("%s: frame %d requested from %s, which has %d" % (where, idx + 1,
-                                                                                p, nz))
-    shapes = {s[1:] for s in sizes.values()}
-    if len(shapes) != 1:
-        raise Relion5Error("%s: tilt images of different sizes %s" % (where, sorted(shapes)))
-    H, W = next(iter(shapes))
-
+    frames = _frame_sources(row, table, project_dir, where)
+    W, H = _image_size(frames, ps, where)
     tomo_size = _tomo_size(row)
-    old = all(c in table.columns for c in PROJ_COLUMNS)
-    if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
-                                        "rlnTomoYShiftAngst")) and not old:
-        P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
-                                  table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
-                                  ps, (W, H), tomo_size,
-                                  xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
-    elif old:
-        P = np.zeros((n, 4, 4))
-        for i, c in enumerate(PROJ_COLUMNS):
-            for f, v in enumerate(table[c]):
-                vals = [float(t) for t in str(v).strip("[]").split(",")]
-                P[f, i] = vals
-    else:
-        raise Relion5Error("%s: no alignment (rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst "
-                           "or rlnTomoProjX/Y/Z/W)" % where)
+    P, old = _projections(table, ps, (W, H), tomo_size, where)
     return TiltSeries(
         name=name, pixel_size=ps, voltage=float(row["rlnVoltage"]),
         cs=float(row["rlnSphericalAberration"]),
         amplitude_contrast=float(row["rlnAmplitudeContrast"]),
         hand=float(row["rlnTomoHand"]),
-        defocus_slope=float(row.get("rlnTomoDefocusSlope", 1.0)
-                            if pd.notna(row.get("rlnTomoDefocusSlope", 1.0)) else 1.0),
-        bfactor_per_dose=float(row.get("rlnCtfBfactorPerElectronDose", 0.0)
-                               if pd.notna(row.get("rlnCtfBfactorPerElectronDose", 0.0))
-                               else 0.0),
+        defocus_slope=_optional(row, "rlnTomoDefocusSlope", 1.0),
+        bfactor_per_dose=_optional(row, "rlnCtfBfactorPerElectronDose", 0.0),
         tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
         pre_exposure=_col(table, "rlnMicrographPreExposure", nan, where, n),
         defocus_u=_col(table, "rlnDefocusU", nan, where, n),
@@ -323,6 +297,88 @@ def load_tilt_series(row, project_dir, table=None, need_ctf=True):
         projection_from_old_matrices=old)
 
 
+def _optional(row, key, default):
+    """A float column of a tomograms.star row, ``default`` when absent or NaN."""
+    v = row.get(key, default)
+    return float(v if pd.notna(v) else default)
+
+
+def _tilt_table(row, name, project_dir, table):
+    """``(table, where, star file)``: the per-tilt-series table (read from
+    ``rlnTomoTiltSeriesStarFile`` unless given) and the name used in messages."""
+    where = "tomogram %s" % name
+    star_file = row.get("rlnTomoTiltSeriesStarFile", "")
+    if table is not None:
+        return table, where, star_file
+    if not star_file:
+        raise Relion5Error("%s: rlnTomoTiltSeriesStarFile is missing from tomograms.star"
+                           % where)
+    star_abs = resolve(star_file, project_dir)
+    if not os.path.exists(star_abs):
+        raise Relion5Error("%s: tilt-series STAR file %s not found (resolved from %s "
+                           "relative to the project directory %s)"
+                           % (where, star_abs, star_file, project_dir))
+    return read_tilt_series(star_abs, name), "%s (%s)" % (where, star_file), star_file
+
+
+def _frame_sources(row, table, project_dir, where):
+    """``[(absolute file, 0-based frame index)]`` of the tilt images, in table order."""
+    if "rlnMicrographName" in table.columns:
+        frames = []
+        for v in table["rlnMicrographName"].astype(str):
+            idx, p = parse_location(v)
+            frames.append((resolve(p, project_dir), (idx - 1) if idx else 0))
+        return frames
+    if row.get("rlnTomoTiltSeriesName"):
+        p = resolve(row["rlnTomoTiltSeriesName"], project_dir)
+        return [(p, i) for i in range(len(table))]
+    raise Relion5Error("%s: no rlnMicrographName column (and no rlnTomoTiltSeriesName)"
+                       % where)
+
+
+def _image_size(frames, ps, where):
+    """``(W, H)`` of the tilt images: every frame exists and all have one size."""
+    sizes = {}
+    for p, idx in frames:
+        if p not in sizes:
+            try:
+                sizes[p] = _frame_file_shape(p, ps, where)
+            except MrcFormatError as exc:
+                raise Relion5Error("%s: %s" % (where, exc)) from None
+        nz = sizes[p][0]
+        if idx >= nz:
+            raise Relion5Error("%s: frame %d requested from %s, which has %d" % (where, idx + 1,
+                                                                                p, nz))
+    shapes = {s[1:] for s in sizes.values()}
+    if len(shapes) != 1:
+        raise Relion5Error("%s: tilt images of different sizes %s" % (where, sorted(shapes)))
+    H, W = next(iter(shapes))
+    return W, H
+
+
+def _projections(table, ps, image_size, tomo_size, where):
+    """``(P, old)``: the (F, 4, 4) projection matrices from RELION 5's alignment columns, or
+    the RELION 4 ``rlnTomoProjX/Y/Z/W`` matrices (``old`` True)."""
+    n = len(table)
+    old = all(c in table.columns for c in PROJ_COLUMNS)
+    if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
+                                        "rlnTomoYShiftAngst")) and not old:
+        P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
+                                  table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
+                                  ps, image_size, tomo_size,
+                                  xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
+    elif old:
+        P = np.zeros((n, 4, 4))
+        for i, c in enumerate(PROJ_COLUMNS):
+            for f, v in enumerate(table[c]):
+                vals = [float(t) for t in str(v).strip("[]").split(",")]
+                P[f, i] = vals
+    else:
+        raise Relion5Error("%s: no alignment (rlnTomoYTilt, rlnTomoZRot, rlnTomoX/YShiftAngst "
+                           "or rlnTomoProjX/Y/Z/W)" % where)
+    return P, old
+
+
 # ----------------------------------------------------------------------------- particles
 @dataclass
 class ParticleTable:
@@ -333,7 +389,7 @@ class ParticleTable:
     path: str = ""
 
 
-def read_particles(path):
+def read_particles(path: str) -> ParticleTable:
     """Read a RELION 5 particles.star (``rlnTomoName`` as strings).
 
     Raises
@@ -362,7 +418,8 @@ def read_particles(path):
     return ParticleTable(dict(general), optics.reset_index(drop=True), parts, path)
 
 
-def build_optics(optics, particles, tomograms):
+def build_optics(optics: Optional[pd.DataFrame], particles: pd.DataFrame,
+                 tomograms: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """RELION's optics table: the input one, or (when empty) one group per optics-group name
     of tomograms.star in order of first appearance in the particles (``ParticleSet::read``);
     then ``rlnOpticsGroup`` of the particles is set accordingly. Returns
@@ -397,7 +454,7 @@ def build_optics(optics, particles, tomograms):
     return pd.DataFrame(rows), particles
 
 
-def optics_pixel_sizes(optics):
+def optics_pixel_sizes(optics: pd.DataFrame) -> Dict[int, float]:
     """``{rlnOpticsGroup: rlnTomoTiltSeriesPixelSize}``.
 
     Raises
@@ -412,7 +469,7 @@ def optics_pixel_sizes(optics):
     return {int(g): float(p) for g, p in zip(groups, optics["rlnTomoTiltSeriesPixelSize"])}
 
 
-def particle_names(particles):
+def particle_names(particles: pd.DataFrame) -> List[str]:
     """``rlnTomoParticleName`` of every row, generated as ``"<tomo>/<k>"`` (1-based per
     tomogram, input order) when the column is absent (RELION ``ParticleSet::read``)."""
     if "rlnTomoParticleName" in particles.columns:
@@ -425,7 +482,9 @@ def particle_names(particles):
     return names
 
 
-def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
+def particle_positions(particles: pd.DataFrame, pixel_sizes: Union[Mapping[int, float], float],
+                       tomo_size: Optional[Sequence[int]],
+                       apply_offsets: bool = True) -> np.ndarray:
     """Decentred tilt-series-pixel positions ``(N, 3)`` of particle rows (one tomogram),
     with offsets folded in when ``apply_offsets`` (RELION ``ParticleSet::getPosition``).
 
@@ -461,7 +520,8 @@ def particle_positions(particles, pixel_sizes, tomo_size, apply_offsets=True):
     return pos
 
 
-def stack2d_name(output_dir, tomo_name, particle_name, per_tomogram_dirs):
+def stack2d_name(output_dir: str, tomo_name: str, particle_name: str,
+                 per_tomogram_dirs: bool) -> str:
     """``<o>Subtomograms/[<tomo>/]<name>_stack2d.mrcs`` (RELION ``getOutputFilename``)."""
     parts = [output_dir, "Subtomograms"]
     if per_tomogram_dirs:
@@ -475,9 +535,12 @@ def _set_column(df, name, values):
     df[name] = values
 
 
-def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_names,
-                               positions, centres, pixel_sizes, binning, crop, do_ctf,
-                               apply_offsets=True, stack2d=True):
+def extraction_particle_tables(ptable: ParticleTable, tomograms: pd.DataFrame,
+                               kept_rows: Sequence[int], visible: Sequence[np.ndarray],
+                               image_names: Sequence[str], positions: np.ndarray,
+                               centres: np.ndarray, pixel_sizes: ArrayLike, binning: float,
+                               crop: int, do_ctf: bool, apply_offsets: bool = True,
+                               stack2d: bool = True) -> Tuple[dict, pd.DataFrame, pd.DataFrame]:
     """The optics and particles tables RELION's ``writeParticleSet`` writes.
 
     Parameters
@@ -536,13 +599,15 @@ def extraction_particle_tables(ptable, tomograms, kept_rows, visible, image_name
 
 
 # ----------------------------------------------------------------------------- writing
-def write_particles_star(path, general, optics, particles):
+def write_particles_star(path: str, general: Mapping, optics: pd.DataFrame,
+                         particles: pd.DataFrame) -> str:
     """Write ``data_general``, ``data_optics``, ``data_particles`` atomically."""
     return write_star(path, {"general": dict(general), "optics": optics,
                              "particles": particles})
 
 
-def write_optimisation_set(path, particles_file, tomograms_file, trajectories_file=None):
+def write_optimisation_set(path: str, particles_file: str, tomograms_file: str,
+                           trajectories_file: Optional[str] = None) -> str:
     """Write RELION's ``optimisation_set.star`` (``data_`` list block; paths as given)."""
     block = {"rlnTomoParticlesFile": particles_file, "rlnTomoTomogramsFile": tomograms_file}
     if trajectories_file:
@@ -550,13 +615,13 @@ def write_optimisation_set(path, particles_file, tomograms_file, trajectories_fi
     return write_star(path, {"": block})
 
 
-def write_tomograms_star(path, rows):
+def write_tomograms_star(path: str, rows: Union[pd.DataFrame, List[dict]]) -> str:
     """Write ``data_global`` of a tomograms.star from a DataFrame or a list of dicts."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return write_star(path, {"global": df})
 
 
-def write_tilt_series_star(path, name, table):
+def write_tilt_series_star(path: str, name: str, table: Union[pd.DataFrame, List[dict]]) -> str:
     """Write the per-tilt-series STAR ``data_<name>``."""
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
     return write_star(path, {str(name): df})

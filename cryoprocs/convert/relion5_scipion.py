@@ -1,8 +1,7 @@
 """Scipion tomography objects <-> RELION 5 project tables (imports pyworkflow/pwem/tomo
 lazily, inside functions).
 
-Mapping (../shared/docs/relion5-extraction.md section 13, scipion-em-reliontomo
-``convert50_tomo.Writer``):
+Mapping (docs/import-relion5.md; scipion-em-reliontomo ``convert50_tomo.Writer``):
 
 * ``TiltImage``: location ``(index, stack)`` <-> ``rlnMicrographName "<index>@<stack>"``;
   ``tiltAngle`` <-> ``rlnTomoYTilt``; the 3x3 transform ``M`` <-> ``rlnTomoZRot =
@@ -22,13 +21,20 @@ Mapping (../shared/docs/relion5-extraction.md section 13, scipion-em-reliontomo
   series re-aligned after the import is exported from its new matrix).
 """
 import json
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from . import relion5 as R5
-from .euler import relion_euler_matrix, relion_angles_from_matrix
+from ..kernels.euler import relion_euler_matrix, relion_angles_from_matrix
 from .scipion import scipion_matrix_to_relion
+
+if TYPE_CHECKING:                       # Scipion objects (pyworkflow is imported lazily)
+    from pyworkflow.object import Object
+    from tomo.objects import (Coordinate3D, CTFTomo, CTFTomoSeries, SetOfCoordinates3D,
+                              TiltSeries, Tomogram)
 
 __all__ = ["ctf_record", "ti_matrix_from_relion", "relion_from_ti_matrix", "attr", "set_attr",
            "acquisition_orders", "MISSING", "TS_ATTRS", "COORD_SET_COLUMNS_ATTR",
@@ -45,7 +51,8 @@ COORD_SET_OPTICS_ATTR = "_rlnOpticsTable"
 
 
 # ----------------------------------------------------------------------------- pure maths
-def ti_matrix_from_relion(zrot, xshift_angst, yshift_angst, pixel_size):
+def ti_matrix_from_relion(zrot: float, xshift_angst: float, yshift_angst: float,
+                          pixel_size: float) -> np.ndarray:
     """Scipion tilt-image transform (3x3) whose reliontomo export gives back ``zrot`` (deg)
     and the shifts (Å): ``M = [[c, s, t], [-s, c, t'], [0, 0, 1]]``, ``t = -R (sx, sy)/ps``."""
     a = np.deg2rad(float(zrot))
@@ -57,7 +64,7 @@ def ti_matrix_from_relion(zrot, xshift_angst, yshift_angst, pixel_size):
     return M
 
 
-def relion_from_ti_matrix(M, pixel_size):
+def relion_from_ti_matrix(M: np.ndarray, pixel_size: float) -> Tuple[float, float, float]:
     """``(zrot, xshift_angst, yshift_angst)`` of a Scipion tilt-image matrix (reliontomo
     ``Writer.ts2Star``)."""
     M = np.asarray(M, dtype=np.float64)
@@ -66,7 +73,7 @@ def relion_from_ti_matrix(M, pixel_size):
             float(inv[1, 2] * pixel_size))
 
 
-def acquisition_orders(pre_exposure):
+def acquisition_orders(pre_exposure: ArrayLike) -> np.ndarray:
     """1-based acquisition order of each frame = rank of its pre-exposure (ties by index)."""
     order = np.argsort(np.asarray(pre_exposure, dtype=np.float64), kind="stable")
     ranks = np.empty(len(order), dtype=int)
@@ -74,7 +81,7 @@ def acquisition_orders(pre_exposure):
     return ranks
 
 
-def doses_per_tilt(pre_exposure):
+def doses_per_tilt(pre_exposure: ArrayLike) -> np.ndarray:
     """Dose of each tilt (e/Å²): the next pre-exposure in acquisition order minus this one;
     the last tilt gets RELION's fractional dose (difference of the first two)."""
     pre = np.asarray(pre_exposure, dtype=np.float64)
@@ -89,7 +96,7 @@ def doses_per_tilt(pre_exposure):
 
 
 # ----------------------------------------------------------------------------- attributes
-def attr(obj, label, default=None):
+def attr(obj: "Object", label: str, default: Any = None) -> Any:
     """Value of the extra attribute ``_<label>`` of a Scipion object, or ``default``."""
     a = getattr(obj, "_" + label, None)
     if a is None or not hasattr(a, "get"):
@@ -98,7 +105,7 @@ def attr(obj, label, default=None):
     return default if v is None else v
 
 
-def set_attr(obj, label, value):
+def set_attr(obj: "Object", label: str, value: Any) -> None:
     """Store ``value`` as the extra attribute ``_<label>`` (Integer, Float or String)."""
     from pyworkflow.object import Float, Integer, String
     if isinstance(value, (bool, np.bool_)):
@@ -112,7 +119,7 @@ def set_attr(obj, label, value):
 
 
 # ----------------------------------------------------------------------------- export
-def ctf_record(ctf):
+def ctf_record(ctf: "CTFTomo") -> dict:
     """Plain values of a CTFTomo (``CTFTomo.clone()`` drops extra attributes, so iterate the
     series and keep these records instead)."""
     return {"enabled": bool(ctf.isEnabled()),
@@ -128,7 +135,8 @@ def _same(a, b, tol=1e-6):
         1.0, abs(float(a)), abs(float(b)))
 
 
-def tilt_series_star_rows(ts, ctf_by_order, pixel_size, project_dir, scale_factor="cos"):
+def tilt_series_star_rows(ts: "TiltSeries", ctf_by_order: Mapping[int, dict], pixel_size: float,
+                          project_dir: str, scale_factor: str = "cos") -> List[dict]:
     """Rows of the per-tilt-series STAR for the enabled tilt images of ``ts`` that have a CTF.
 
     Parameters
@@ -197,8 +205,9 @@ def tilt_series_star_rows(ts, ctf_by_order, pixel_size, project_dir, scale_facto
     return rows
 
 
-def tomogram_star_row(ts, star_file, pixel_size, hand=None, defocus_slope=None,
-                      tomo_size=None):
+def tomogram_star_row(ts: "TiltSeries", star_file: str, pixel_size: float,
+                      hand: Optional[float] = None, defocus_slope: Optional[float] = None,
+                      tomo_size: Optional[Sequence[int]] = None) -> dict:
     """The tomograms.star row of a tilt series.
 
     ``hand``/``defocus_slope``: form values; None = the imported attribute or RELION's
@@ -230,7 +239,7 @@ def tomogram_star_row(ts, star_file, pixel_size, hand=None, defocus_slope=None,
     return row
 
 
-def coordinate_orientation_from_row(row):
+def coordinate_orientation_from_row(row: Mapping) -> Tuple[float, float, float]:
     """Full RELION orientation ``A_subtomo . A_particle`` of a particles.star row as
     ``(rot, tilt, psi)`` degrees (identity parts where the columns are absent)."""
     A = np.eye(3)
@@ -247,7 +256,10 @@ def _coord_matrix(coord):
     return None if M is None else np.asarray(M, dtype=np.float64)
 
 
-def particle_star_table(coords, tomo_sampling, columns=None, optics_json=None):
+def particle_star_table(coords: Sequence["Coordinate3D"], tomo_sampling: float,
+                        columns: Optional[Sequence[str]] = None,
+                        optics_json: Optional[str] = None
+                        ) -> Tuple[Optional[pd.DataFrame], pd.DataFrame]:
     """particles.star ``data_particles`` (and optics, when imported) from coordinates.
 
     Parameters
@@ -330,11 +342,11 @@ def particle_star_table(coords, tomo_sampling, columns=None, optics_json=None):
     return optics, df
 
 
-def even_tomo_size(ts, tomo=None):
+def even_tomo_size(ts: "TiltSeries", tomo: Optional["Tomogram"] = None) -> Tuple[int, int, int]:
     """Even integer ``rlnTomoSize`` (unbinned tilt-series px) from the coordinates' tomogram,
     or the tilt-image size with depth 0 when no tomogram is known (with centred coordinates
-    only the parity matters; even sizes give RELION's exact centre, see
-    ../shared/docs/relion5-extraction.md section 2)."""
+    only the parity matters; even sizes give RELION's exact centre: the half-pixel rule of
+    docs/extract-subtomos.md)."""
     ps = ts.getSamplingRate()
 
     def even(v):
@@ -350,9 +362,12 @@ def even_tomo_size(ts, tomo=None):
     return (even(x), even(y), 0)
 
 
-def write_tilt_series_project(out_dir, project_dir, ts_ids, ts_by_id, ctf_by_id,
-                              tomo_by_id=None, hand=None, defocus_slope=None,
-                              scale_factor="cos"):
+def write_tilt_series_project(out_dir: str, project_dir: str, ts_ids: Sequence[str],
+                              ts_by_id: Mapping[str, "TiltSeries"],
+                              ctf_by_id: Mapping[str, "CTFTomoSeries"],
+                              tomo_by_id: Optional[Mapping[str, "Tomogram"]] = None,
+                              hand: Optional[float] = None, defocus_slope: Optional[float] = None,
+                              scale_factor: str = "cos") -> str:
     """Write the tilt-series half of a RELION 5 project from Scipion objects.
 
     Writes ``<out_dir>/tiltseries/<tsId>.star`` (one row per enabled tilt image, with its
@@ -382,7 +397,8 @@ def write_tilt_series_project(out_dir, project_dir, ts_ids, ts_by_id, ctf_by_id,
     return path
 
 
-def coordinate_particle_blocks(coords, coord_set):
+def coordinate_particle_blocks(coords: Sequence["Coordinate3D"],
+                               coord_set: "SetOfCoordinates3D") -> Dict[str, object]:
     """particles.star blocks (``general``, ``optics`` when imported, ``particles``) of the
     coordinates ``coords`` (clones) of ``coord_set``, with the columns and optics recorded
     by ImportRelion5 when present."""

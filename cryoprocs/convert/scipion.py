@@ -1,8 +1,8 @@
 """Scipion objects <-> arrays and RELION quantities (the only convert module that imports
 pyworkflow / pwem / tomo, lazily, inside functions).
 
-Conventions (../shared/docs/scipion-plugin-notes.md section 3.3, checked against
-scipion-em-tomo 3.12.4 and scipion-em-reliontomo ``convertBase``):
+Conventions (docs/conventions.md, checked against scipion-em-tomo 3.12.4 ``tomo/objects.py``
+and scipion-em-reliontomo ``convertBase``):
 
 * ``Coordinate3D`` positions are set with ``coord.setVolume(tomo)`` first, then
   ``setPosition(x, y, z, BOTTOM_LEFT_CORNER)`` with **0-based voxel indices** of the tomogram
@@ -11,15 +11,22 @@ scipion-em-tomo 3.12.4 and scipion-em-reliontomo ``convertBase``):
   (``genTransformMatrix`` / ``getTransformInfoFromCoordOrSubtomo``), so exports to RELION,
   Dynamo or reliontomo agree.
 """
+from typing import TYPE_CHECKING, Sequence, Tuple
+
 import numpy as np
 
-from .euler import relion_angles_from_matrix, relion_euler_matrix
+from ..kernels.euler import relion_angles_from_matrix, relion_euler_matrix
+
+if TYPE_CHECKING:                       # Scipion objects (pyworkflow is imported lazily)
+    from tomo.objects import Coordinate3D, Tomogram
 
 __all__ = ["relion_to_scipion_matrix", "scipion_matrix_to_relion", "set_coordinate",
            "coordinate_blc", "set_relion_orientation", "relion_orientation"]
 
 
-def relion_to_scipion_matrix(rot, tilt, psi, shifts_angst=(0.0, 0.0, 0.0), sampling_rate=1.0):
+def relion_to_scipion_matrix(rot: float, tilt: float, psi: float,
+                             shifts_angst: Sequence[float] = (0.0, 0.0, 0.0),
+                             sampling_rate: float = 1.0) -> np.ndarray:
     """4x4 matrix to pass to ``setMatrix(M, convention=TR_RELION)`` for RELION angles (deg)
     and origin shifts (Å, ``rlnOriginX/Y/ZAngst``) at ``sampling_rate`` Å/px.
 
@@ -32,7 +39,8 @@ def relion_to_scipion_matrix(rot, tilt, psi, shifts_angst=(0.0, 0.0, 0.0), sampl
     return np.linalg.inv(M)
 
 
-def scipion_matrix_to_relion(M, sampling_rate=1.0):
+def scipion_matrix_to_relion(M: np.ndarray, sampling_rate: float = 1.0
+                             ) -> Tuple[Tuple[float, float, float], np.ndarray]:
     """Exact inverse of :func:`relion_to_scipion_matrix`: a matrix read with
     ``getMatrix(convention=TR_RELION)`` -> ``((rot, tilt, psi), shifts_angst)``.
 
@@ -45,20 +53,22 @@ def scipion_matrix_to_relion(M, sampling_rate=1.0):
     return tuple(float(a) for a in angles), -T[:3, 3] * float(sampling_rate)
 
 
-def set_coordinate(coord, tomo, x, y, z):
+def set_coordinate(coord: "Coordinate3D", tomo: "Tomogram", x: float, y: float, z: float) -> None:
     """Place ``coord`` at 0-based voxel ``(x, y, z)`` of ``tomo`` (x = MRC column)."""
     from tomo.constants import BOTTOM_LEFT_CORNER
     coord.setVolume(tomo)
     coord.setPosition(float(x), float(y), float(z), BOTTOM_LEFT_CORNER)
 
 
-def coordinate_blc(coord):
+def coordinate_blc(coord: "Coordinate3D") -> Tuple[float, float, float]:
     """0-based voxel ``(x, y, z)`` of a coordinate read with ``iterCoordinates``."""
     from tomo.constants import BOTTOM_LEFT_CORNER
     return coord.getPosition(BOTTOM_LEFT_CORNER)
 
 
-def set_relion_orientation(obj, rot, tilt, psi, shifts_angst=(0.0, 0.0, 0.0), sampling_rate=1.0):
+def set_relion_orientation(obj: "Coordinate3D", rot: float, tilt: float, psi: float,
+                           shifts_angst: Sequence[float] = (0.0, 0.0, 0.0),
+                           sampling_rate: float = 1.0) -> None:
     """Set a ``Coordinate3D``/``SubTomogram`` orientation from RELION angles (deg)."""
     from tomo.constants import TR_RELION
     from pwem.objects import Transform
@@ -69,7 +79,8 @@ def set_relion_orientation(obj, rot, tilt, psi, shifts_angst=(0.0, 0.0, 0.0), sa
         obj.setTransform(Transform(M), convention=TR_RELION)
 
 
-def relion_orientation(obj, sampling_rate=1.0):
+def relion_orientation(obj: "Coordinate3D",
+                       sampling_rate: float = 1.0) -> Tuple[Tuple[float, float, float], np.ndarray]:
     """RELION ``((rot, tilt, psi), shifts_angst)`` of a ``Coordinate3D``/``SubTomogram``."""
     from tomo.constants import TR_RELION
     from tomo.objects import Coordinate3D

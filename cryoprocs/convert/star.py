@@ -5,16 +5,17 @@ blocks). Labels are written without the leading underscore as ``starfile`` does
 (``rlnTomoName``); RELION 5 reads these files.
 """
 import os
-
-import pandas as pd
-import starfile
+from typing import TYPE_CHECKING, Dict, Mapping, Union
 
 from .mrc import atomic_output
 
-__all__ = ["read_star", "write_star", "read_block"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["read_star", "write_star"]
 
 
-def read_star(path):
+def read_star(path: str) -> Dict[str, Union["pd.DataFrame", dict]]:
     """Read every block of a STAR file into an ordered dict ``{name: DataFrame | dict}``.
 
     Raises
@@ -22,6 +23,8 @@ def read_star(path):
     FileNotFoundError
         missing file; ``ValueError`` for an unreadable file (with its path).
     """
+    import starfile                   # imported here: it imports pandas (about 0.5 s)
+
     if not os.path.exists(path):
         raise FileNotFoundError("STAR file not found: %s" % path)
     try:
@@ -30,19 +33,12 @@ def read_star(path):
         raise ValueError("cannot read STAR file %s: %s" % (path, exc)) from None
 
 
-def read_block(path, name=None):
-    """One block of a STAR file (the only/first one when ``name`` is None)."""
-    blocks = read_star(path)
-    if name is None:
-        return next(iter(blocks.values()))
-    if name not in blocks:
-        raise ValueError("STAR file %s has no data_%s block (blocks: %s)"
-                         % (path, name, ", ".join(blocks)))
-    return blocks[name]
-
-
-def write_star(path, blocks, overwrite=True, float_format="%.6f"):
+def write_star(path: str, blocks: Mapping[str, object], overwrite: bool = True,
+               float_format: str = "%.6f") -> str:
     """Write ``{name: DataFrame | dict}`` to ``path`` atomically (temporary name, rename)."""
+    import pandas as pd
+    import starfile
+
     clean = {}
     for name, block in blocks.items():
         clean[name] = block if isinstance(block, (pd.DataFrame, dict)) else pd.DataFrame(block)

@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -24,6 +25,9 @@ from ..scipion_runs import run_problems
 logger = logging.getLogger("cryoprocs.demo")
 
 PROJECT_NAME = "cryoprocs_demo"
+#: log of the demo run in its workdir: pyworkflow's INFO messages (``** Running command``,
+#: project creation) and the demo's own, with tracebacks of failed steps
+LOG_NAME = "demo.log"
 
 
 class DemoStepFailed(RuntimeError):
@@ -42,6 +46,9 @@ class DemoContext:
         folder for derived input files (e.g. MRC copies, particle stacks).
     rows : list
         one ``(label, status, outputs, seconds)`` tuple per launched protocol.
+    notes : list of str
+        result lines of the steps (e.g. a comparison with ground truth), printed after the
+        table.
     """
 
     def __init__(self, project, data, inputs_dir):
@@ -49,7 +56,13 @@ class DemoContext:
         self.data = data
         self.inputs_dir = inputs_dir
         self.rows = []
+        self.notes = []
         self._shared = {}
+
+    def note(self, text):
+        """Record a result line for the end of the console output (also logged)."""
+        logger.info(text)
+        self.notes.append(text)
 
     def shared(self, key, factory):
         """Run ``factory(ctx)`` once (e.g. an import protocol) and reuse its result."""
@@ -67,9 +80,11 @@ class DemoContext:
         """Launch ``prot`` (waiting), record a table row, raise :class:`DemoStepFailed` on failure."""
         label = label or prot.getObjLabel() or prot.getClassLabel()
         t0 = time.time()
+        # one progress line per protocol: the label now, the status when it ends
+        print("[%2d] %s ..." % (len(self.rows) + 1, label), end="", flush=True)
         errors = prot.validate()
         if errors:
-            self.rows.append((label, "invalid", "; ".join(errors), 0.0))
+            self._add_row(label, "invalid", "; ".join(errors), 0.0)
             raise DemoStepFailed("%s: %s" % (label, "; ".join(errors)))
         try:
             self.project.launchProtocol(prot, wait=True)
@@ -87,11 +102,16 @@ class DemoContext:
             outputs = (prot.getErrorMessage() or "no output")[:200]
         elif problems:
             outputs = "; ".join(problems)[:200]
-        self.rows.append((label, status, outputs, seconds))
+        self._add_row(label, status, outputs, seconds)
         if status != "finished":
             raise DemoStepFailed("%s %s: %s" % (label, status, prot.getErrorMessage()
                                                 or "; ".join(problems)))
         return prot
+
+    def _add_row(self, label, status, outputs, seconds):
+        print(" %s (%.1f s)" % (status, seconds), flush=True)
+        logger.info("%s: %s in %.1f s; %s", label, status, seconds, outputs)
+        self.rows.append((label, status, outputs, seconds))
 
 
 def _describe(name, obj):
@@ -151,12 +171,42 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+class _PlainFormatter(logging.Formatter):
+    """Log-file lines without the terminal colour codes pyworkflow puts in its messages."""
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def format(self, record):
+        return self._ANSI.sub("", super().format(record))
+
+
+def setup_logging(workdir):
+    """Console: warnings and errors only; ``workdir/demo.log``: everything from INFO (the
+    demo's messages at DEBUG, with tracebacks). Returns the log path."""
+    path = os.path.join(os.path.abspath(workdir), LOG_NAME)
+    to_file = logging.FileHandler(path, mode="w")
+    to_file.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_console = logging.StreamHandler(sys.stderr)
+    to_console.setLevel(logging.WARNING)
+    to_console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(to_file)
+    root.addHandler(to_console)
+    root.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
+    return path
+
+
 def run(workdir, data, only=None):
     from .steps import STEPS
 
     workdir = os.path.abspath(workdir)
     inputs_dir = os.path.join(workdir, "inputs")
     os.makedirs(inputs_dir, exist_ok=True)
+    log_path = os.path.join(workdir, LOG_NAME)
+    print("cryoprocs demo: project %s in %s; pyworkflow's messages go to %s"
+          % (PROJECT_NAME, os.path.join(workdir, "projects"), log_path), flush=True)
     project = _create_project(workdir)
     ctx = DemoContext(project, data, inputs_dir)
     failed = []
@@ -169,7 +219,7 @@ def run(workdir, data, only=None):
             module.run(ctx)
         except Exception as exc:
             failed.append(name)
-            logger.error("demo step %s failed: %s", name, exc)
+            logger.error("demo step %s failed: %s (details in %s)", name, exc, log_path)
             logger.debug(traceback.format_exc())
             if not isinstance(exc, DemoStepFailed):
                 ctx.rows.append((name, "failed", str(exc)[:200], 0.0))
@@ -177,8 +227,11 @@ def run(workdir, data, only=None):
     print()
     print(format_table(ctx.rows))
     print()
+    for text in ctx.notes:
+        print(text)
     print("%d protocols, %d failed, %.1f s in total." % (
         len(ctx.rows), sum(1 for r in ctx.rows if r[1] != "finished"), total))
+    print("Log (pyworkflow commands and messages): %s" % log_path)
     print("Scipion project: %s" % project.path)
     opener = _write_opener(workdir)
     print("Open it in the Scipion GUI:")
@@ -197,7 +250,8 @@ def main(argv=None):
     ap.add_argument("--data-json", required=True)
     ap.add_argument("--only", nargs="*", help="run only these demo steps")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.makedirs(args.workdir, exist_ok=True)
+    setup_logging(args.workdir)
     with open(args.data_json) as fh:
         data = json.load(fh)
     return run(args.workdir, data, args.only)

@@ -28,8 +28,11 @@ place); ``slices`` ``(n, h2, wh2)`` complex64; ``slice_weights`` ``(n, h2, wh2)`
 """
 import logging
 import os
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +71,12 @@ def _load_numba():
     return _NUMBA
 
 
-def numba_available():
+def numba_available() -> bool:
     """True when the compiled kernels can be used."""
     return bool(_load_numba())
 
 
-def numba_kernels():
+def numba_kernels() -> Optional[ModuleType]:
     """The module of compiled kernels (kernels/_numba_kernels.py), or None without numba
     (or with ``$CRYOPROCS_NO_NUMBA`` set)."""
     return _load_numba() or None
@@ -94,7 +97,8 @@ def _check(data, weight, slices, slice_weights, matrices, max_freq):
                             max_freq.shape))
 
 
-def backproject(data, weight, slices, slice_weights, matrices, max_freq, backend="auto"):
+def backproject(data: np.ndarray, weight: np.ndarray, slices: np.ndarray, slice_weights: np.ndarray,
+                matrices: np.ndarray, max_freq: ArrayLike, backend: str = "auto") -> None:
     """Add slices to the half-spectrum accumulators ``data`` and ``weight`` (in place).
 
     Parameters
@@ -169,7 +173,8 @@ def _interp(slc, wsl, qx, qy):
     return re_v, im_v, w_v
 
 
-def backproject_numpy(data, weight, slices, slice_weights, matrices, max_freq):
+def backproject_numpy(data: np.ndarray, weight: np.ndarray, slices: np.ndarray,
+                      slice_weights: np.ndarray, matrices: np.ndarray, max_freq: ArrayLike) -> None:
     """NumPy implementation of :func:`backproject` (same arguments, no checks)."""
     d3, h3, wh3 = weight.shape
     n, h2, wh2 = slice_weights.shape

@@ -1,7 +1,7 @@
 """CTF and dose weights on RELION's half-spectrum grids (pure NumPy).
 
-Formulas of RELION 5.0.1 (3dem/relion ``ver5.0``), see ../shared/docs/relion5-extraction.md
-sections 5-6:
+Formulas of RELION 5.0.1 (3dem/relion ``ver5.0``: ``src/ctf.cpp``,
+``src/jaz/optics/damage.cpp``), see docs/extract-subtomos.md:
 
 * ``CTF::initialise`` / ``CTF::getCTF`` (src/ctf.h, src/ctf.cpp)::
 
@@ -21,18 +21,21 @@ sections 5-6:
   ``exp(-0.5 D / (0.245 k^-1.665 + 2.81))`` with ``D`` the pre-exposure (e/Å²) and
   ``k = r / (box ps)`` (1/Å), or ``exp(-B D k^2 / 4)`` when a B-factor per e/Å² > 0 is given.
 """
+from typing import Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = ["electron_wavelength", "half_grid", "relion_ctf_half", "dose_weights_half"]
 
 
-def electron_wavelength(voltage_kv):
+def electron_wavelength(voltage_kv: float) -> float:
     """Relativistic electron wavelength in Å for an accelerating voltage in kV (RELION)."""
     v = float(voltage_kv) * 1e3
     return 12.2643247 / np.sqrt(v * (1.0 + v * 0.978466e-6))
 
 
-def half_grid(box, pixel_size):
+def half_grid(box: Union[int, Tuple[int, int]], pixel_size: float) -> Tuple[np.ndarray, np.ndarray]:
     """Spatial frequencies ``(X, Y)`` in 1/Å of the FFTW half grid, shapes ``(1, w//2+1)``
     and ``(h, 1)`` (RELION ``CTF::draw``: x = 0..w/2, y' = y or y - h). ``box`` is the size of
     a square image or ``(h, w)``."""
@@ -44,9 +47,13 @@ def half_grid(box, pixel_size):
     return (x / (w * float(pixel_size)))[None, :], (y / (h * float(pixel_size)))[:, None]
 
 
-def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltage, cs,
-                    amplitude_contrast, phase_shift=0.0, bfactor=0.0, scale=1.0,
-                    defocus_offset=0.0, dtype=np.float32):
+def relion_ctf_half(box: int, pixel_size: float, defocus_u: Union[float, ArrayLike],
+                    defocus_v: Union[float, ArrayLike], defocus_angle: Union[float, ArrayLike],
+                    voltage: float, cs: float, amplitude_contrast: float,
+                    phase_shift: Union[float, ArrayLike] = 0.0,
+                    bfactor: Union[float, ArrayLike] = 0.0, scale: Union[float, ArrayLike] = 1.0,
+                    defocus_offset: Union[float, ArrayLike] = 0.0,
+                    dtype: DTypeLike = np.float32) -> np.ndarray:
     """RELION CTFs on the half grid, one per image.
 
     Parameters
@@ -117,7 +124,8 @@ def relion_ctf_half(box, pixel_size, defocus_u, defocus_v, defocus_angle, voltag
     return out[0] if scalar else out
 
 
-def dose_weights_half(pre_exposure, box, pixel_size, bfactor_per_dose=0.0, dtype=np.float32):
+def dose_weights_half(pre_exposure: ArrayLike, box: int, pixel_size: float,
+                      bfactor_per_dose: float = 0.0, dtype: DTypeLike = np.float32) -> np.ndarray:
     """Dose weights on the half grid, one per frame (RELION ``Damage::weightStack_GG``).
 
     Parameters

@@ -3,7 +3,7 @@
 Pure NumPy/SciPy on arrays; everything is float32 like RELION, with the CTF and dose weights
 computed in float64 and stored as float32 (kernels/ctf.py). The steps follow RELION 5.0.1
 ``relion_tomo_subtomo --stack2d`` (``extractAt2D_Fourier``, ``subtomo.cpp``, see
-../shared/docs/relion5-extraction.md sections 4-8):
+docs/extract-subtomos.md):
 
 1. :func:`cut_boxes`: an ``s0`` x ``s0`` square at ``round(q) - s0//2`` (C ``round``), pixels
    outside the image replaced by the nearest edge pixel (``extractSquares``).
@@ -23,7 +23,10 @@ computed in float64 and stored as float32 (kernels/ctf.py). The steps follow REL
 Arrays: images ``[n, y, x]``; positions ``(x, y)`` in pixels (x = column); spectra are the
 FFTW half spectrum ``[n, y, x <= size/2]``.
 """
+from typing import Optional, Tuple
+
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.fft
 
 from .relion_geometry import relion_round
@@ -39,7 +42,7 @@ class ExtractionError(ValueError):
 
 
 # ----------------------------------------------------------------------------- cutting
-def box_corners(q, s0):
+def box_corners(q: ArrayLike, s0: int) -> Tuple[np.ndarray, np.ndarray]:
     """Integer corners ``round(q) - s0//2`` (C ``round``) and the residual sub-pixel positions
     ``q - corner`` of projected positions ``q`` ``(..., 2)`` (x, y)."""
     q = np.asarray(q, dtype=np.float64)
@@ -47,7 +50,8 @@ def box_corners(q, s0):
     return corner.astype(np.int64), q[..., :2] - corner
 
 
-def cut_boxes(image, corners, size, row_offset=0, image_height=None):
+def cut_boxes(image: np.ndarray, corners: np.ndarray, size: int, row_offset: int = 0,
+              image_height: Optional[int] = None) -> np.ndarray:
     """Cut ``size`` x ``size`` boxes with edge replication (RELION ``extractSquares``).
 
     Parameters
@@ -91,7 +95,7 @@ def _cut(image, corners, size, row_offset, W, H):
 
 
 # ----------------------------------------------------------------------------- Fourier steps
-def centered_rfft2(boxes, workers=1):
+def centered_rfft2(boxes: np.ndarray, workers: int = 1) -> np.ndarray:
     """Float32 r2c FFT of ``[n, s, s]`` boxes rolled by ``s//2`` (box centre = origin),
     ``norm="ortho"``: RELION ``FourierTransformStack_fast(center=true, FFT::Both)``.
     Returns complex64 ``[n, s, s//2+1]``."""
@@ -101,7 +105,7 @@ def centered_rfft2(boxes, workers=1):
     return scipy.fft.rfft2(b, norm="ortho", workers=workers)
 
 
-def fourier_crop_half(F, size):
+def fourier_crop_half(F: np.ndarray, size: int) -> np.ndarray:
     """Fourier crop a half spectrum ``[n, h0, w0//2+1]`` to ``[n, size, size//2+1]``
     (RELION ``FourierCrop_fftwHalfStack``: rows ``y < size//2 -> y``, else
     ``y - size + h0``). No scaling here."""
@@ -112,7 +116,7 @@ def fourier_crop_half(F, size):
     return F[..., rows, :wh]
 
 
-def shift_half(F, pos, centered=True):
+def shift_half(F: np.ndarray, pos: ArrayLike, centered: bool = True) -> np.ndarray:
     """Phase-shift half spectra ``[n, h, wh]`` so that the point at ``pos`` ``(n, 2)`` (x, y;
     px in the box) moves to the box centre (RELION ``NewStackHelper::shiftStack``).
 
@@ -136,7 +140,7 @@ def shift_half(F, pos, centered=True):
     return F * z
 
 
-def centered_irfft2(F, workers=1):
+def centered_irfft2(F: np.ndarray, workers: int = 1) -> np.ndarray:
     """Inverse of :func:`centered_rfft2` as RELION's ``inverseFourierTransformStack
     (decenter=true, FFT::Both)``: multiply by ``(-1)^(x+y)`` (raw indices), c2r FFT of size
     ``(h, 2 (wh - 1))``, ``norm="ortho"``. Returns float32 ``[n, h, w]``."""
@@ -149,7 +153,8 @@ def centered_irfft2(F, workers=1):
 
 
 # ----------------------------------------------------------------------------- real space
-def circle_crop_weights(size, boundary, falloff=5.0):
+def circle_crop_weights(size: int, boundary: int,
+                        falloff: float = 5.0) -> Tuple[np.ndarray, np.ndarray]:
     """Weights ``c(r)`` and outside mask of RELION's ``cropCircle`` for a ``size`` x ``size``
     image: centre ``(size//2, size//2)``, radius ``R = size//2 - boundary``; ``c = 1`` for
     ``r < R - falloff``, ``0.5 - 0.5 cos(pi (R - r) / falloff)`` up to ``R``, 0 beyond.
@@ -164,7 +169,7 @@ def circle_crop_weights(size, boundary, falloff=5.0):
     return c, r > R
 
 
-def crop_circle(images, boundary, falloff=5.0):
+def crop_circle(images: np.ndarray, boundary: int, falloff: float = 5.0) -> np.ndarray:
     """RELION ``TomoExtraction::cropCircle`` on ``[n, s, s]`` images (returns a new float32
     array): subtract the mean of the pixels outside radius ``s//2 - boundary`` (in float64),
     then multiply by the raised-cosine weights of :func:`circle_crop_weights`."""
@@ -179,7 +184,7 @@ def crop_circle(images, boundary, falloff=5.0):
     return out.astype(np.float32)
 
 
-def center_crop(images, boundary):
+def center_crop(images: np.ndarray, boundary: int) -> np.ndarray:
     """Pixels ``[boundary, s - boundary)`` along y and x (RELION ``unpadCenter2D_full``)."""
     b = int(boundary)
     if b == 0:
@@ -187,7 +192,7 @@ def center_crop(images, boundary):
     return images[..., b:images.shape[-2] - b, b:images.shape[-1] - b]
 
 
-def relion_float16(x):
+def relion_float16(x: ArrayLike) -> np.ndarray:
     """Round float32 values to float16 as RELION does (``float2half`` in src/float16.h).
 
     Round half up on the magnitude (add ``1 << 12`` to the float32 mantissa, truncate),
@@ -216,7 +221,8 @@ def relion_float16(x):
 
 
 # ----------------------------------------------------------------------------- pipeline
-def fourier_boxes(boxes, pos_in_box, binning, box, circle_precrop=False, workers=1):
+def fourier_boxes(boxes: np.ndarray, pos_in_box: ArrayLike, binning: float, box: int,
+                  circle_precrop: bool = False, workers: int = 1) -> np.ndarray:
     """Cut boxes -> centred, Fourier-binned, sub-pixel-shifted half spectra, as RELION's
     ``TomoExtraction::extractAt2D_Fourier`` (shared by 2D-stack extraction and
     reconstruction).
@@ -259,8 +265,9 @@ def fourier_boxes(boxes, pos_in_box, binning, box, circle_precrop=False, workers
     return shift_half(F, np.asarray(pos_in_box, dtype=np.float64) / binning)
 
 
-def stack2d_from_boxes(boxes, pos_in_box, binning, box, crop, weights=None, sign=-1.0,
-                       circle_crop=True, workers=1):
+def stack2d_from_boxes(boxes: np.ndarray, pos_in_box: ArrayLike, binning: float, box: int,
+                       crop: int, weights: Optional[np.ndarray] = None, sign: float = -1.0,
+                       circle_crop: bool = True, workers: int = 1) -> np.ndarray:
     """RELION 5 2D-stack processing of cut boxes (``extractAt2D_Fourier`` + ``subtomo.cpp``).
 
     Parameters
@@ -300,7 +307,8 @@ def stack2d_from_boxes(boxes, pos_in_box, binning, box, crop, weights=None, sign
     return np.ascontiguousarray(center_crop(imgs, boundary))
 
 
-def subvolume(volume, center_xyz, box, pad="edge", fill=0.0):
+def subvolume(volume: np.ndarray, center_xyz: ArrayLike, box: int, pad: str = "edge",
+              fill: float = 0.0) -> Tuple[np.ndarray, bool]:
     """Cut a ``box``^3 sub-volume ``[z, y, x]`` centred at voxel ``round(center)`` (corner
     ``round(c) - box//2``), reading only the needed slab of ``volume`` (works on mmaps).
 

@@ -13,7 +13,10 @@
 
 Arrays are ``[z, y, x]`` cubes; frequencies in 1/Å, resolutions in Å.
 """
+from typing import Tuple
+
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.fft
 
 __all__ = ["fsc", "shell_frequencies", "fsc_resolution", "FscError"]
@@ -32,7 +35,7 @@ def _shell_index(shape):
     return np.floor(r + 0.5).astype(np.int64)
 
 
-def fsc(map1, map2, workers=1):
+def fsc(map1: np.ndarray, map2: np.ndarray, workers: int = 1) -> np.ndarray:
     """FSC between two maps.
 
     Parameters
@@ -71,12 +74,13 @@ def fsc(map1, map2, workers=1):
     return out
 
 
-def shell_frequencies(box, pixel_size):
+def shell_frequencies(box: int, pixel_size: float) -> np.ndarray:
     """Spatial frequency (1/Å) of shells ``0 .. box/2``: ``i / (box * pixel_size)``."""
     return np.arange(int(box) // 2 + 1, dtype=np.float64) / (int(box) * float(pixel_size))
 
 
-def fsc_resolution(frequencies, values, threshold=0.143):
+def fsc_resolution(frequencies: ArrayLike, values: ArrayLike,
+                   threshold: float = 0.143) -> Tuple[float, bool]:
     """Resolution (Å) where the FSC first falls below ``threshold``.
 
     Parameters

@@ -4,7 +4,7 @@ Everything here is NumPy only. Arrays are ``[y, x]`` for images, ``[n, y, x]`` f
 stacks and ``[z, y, x]`` for volumes; x is the MRC column.
 
 Conventions (Xmipp ``ProgMask``, I2PC/xmipp ``src/xmipp/libraries/data/mask.cpp`` @3ce80f0, as
-re-stated in ../shared/docs/xmipp-mask-semantics.md; the kernels are written from those
+re-stated in docs/apply-mask.md; the kernels are written from those
 formulas, not from Xmipp source):
 
 * The mask centre is the voxel at index ``n // 2`` on every axis, for even and odd sizes.
@@ -18,6 +18,7 @@ formulas, not from Xmipp source):
   ``gaussian_peak_one`` is set.
 """
 import math
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -44,8 +45,9 @@ def _trunc_half(size):
     return int(size / 2)
 
 
-def xmipp_form_defaults(size_x, geometry, radius=-1, box_size=-1, inner_radius=0,
-                        outer_radius=-1, height=-1, sigma=-1.0, border_decay=0):
+def xmipp_form_defaults(size_x: int, geometry: str, radius: int = -1, box_size: int = -1,
+                        inner_radius: int = 0, outer_radius: int = -1, height: int = -1,
+                        sigma: float = -1.0, border_decay: int = 0) -> dict:
     """Resolve Scipion/Xmipp form values (``-1`` = automatic) into mask parameters.
 
     Follows scipion-em-xmipp ``argsForTransformMask(size)``
@@ -94,7 +96,7 @@ def xmipp_form_defaults(size_x, geometry, radius=-1, box_size=-1, inner_radius=0
                     % (geometry, ", ".join(sorted(set(GEOMETRIES_2D) | set(GEOMETRIES_3D)))))
 
 
-def mask_is_binary(geometry):
+def mask_is_binary(geometry: str) -> bool:
     """True for geometries applied by substitution (Xmipp int masks), False for soft masks."""
     return geometry in BINARY_GEOMETRIES
 
@@ -139,9 +141,11 @@ def _raised_cosine(r2, r1, r2_outer):
     return out
 
 
-def make_mask(shape, geometry, radius=None, inner_radius=None, outer_radius=None,
-              box_size=None, height=None, sigma=None, border_decay=0, center=(0, 0, 0),
-              gaussian_peak_one=False):
+def make_mask(shape: Sequence[int], geometry: str, radius: Optional[float] = None,
+              inner_radius: Optional[float] = None, outer_radius: Optional[float] = None,
+              box_size: Optional[int] = None, height: Optional[float] = None,
+              sigma: Optional[float] = None, border_decay: float = 0,
+              center: Sequence[int] = (0, 0, 0), gaussian_peak_one: bool = False) -> np.ndarray:
     """Build an Xmipp geometric mask (INNER mode: 1 keeps, 0 removes).
 
     Parameters
@@ -185,75 +189,108 @@ def make_mask(shape, geometry, radius=None, inner_radius=None, outer_radius=None
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3):
         raise MaskError("mask shape must be (ny, nx) or (nz, ny, nx), got %s" % (shape,))
-    nd = len(shape)
     center = tuple(int(c) for c in center)
-    axes = _logical_axes(shape, center)
-
-    def need(name, value, minimum=0):
-        if value is None:
-            raise MaskError("geometry %r needs %s" % (geometry, name))
-        if value < minimum:
-            raise MaskError("%s must be >= %s for geometry %r, got %s"
-                            % (name, minimum, geometry, value))
-        return value
-
-    if geometry in ("circular", "sphere"):
-        R = need("radius", radius, 0)
-        mask = _r2(axes) <= R * R
-    elif geometry == "box":
-        b = int(need("box_size", box_size, 1))
-        first = -(b // 2)
-        mask = np.ones(shape, dtype=bool)
-        for a in axes:                     # a is the logical coordinate minus the shift
-            mask = mask & (a >= first) & (a <= first + b - 1)
-    elif geometry == "crown":
-        r1 = need("inner_radius", inner_radius, 0)
-        r2o = need("outer_radius", outer_radius, 0)
-        if r1 > r2o:
-            raise MaskError("crown inner radius %s > outer radius %s" % (r1, r2o))
-        rr = _r2(axes)
-        mask = (rr >= r1 * r1) & (rr <= r2o * r2o)
-    elif geometry == "cylinder":
-        if nd != 3:
-            raise MaskError("a cylinder mask needs a volume; got shape %s" % (shape,))
-        R = need("radius", radius, 0)
-        H = need("height", height, 0)
-        mask = (axes[1] ** 2 + axes[2] ** 2 <= R * R) & (np.abs(axes[0]) <= H / 2.0)
-    elif geometry == "gaussian":
-        s = need("sigma", sigma, 0)
-        if s == 0:
-            raise MaskError("gaussian sigma must be > 0, got %s" % s)
-        g = np.exp(-_r2(axes) / (2.0 * s * s))
-        if not gaussian_peak_one:
-            g *= 1.0 / (math.sqrt(2.0 * math.pi) * s) ** nd
-        return g
-    elif geometry == "raised_cosine":
-        r1 = need("inner_radius", inner_radius, 0)
-        r2o = need("outer_radius", outer_radius, 0)
-        if r2o <= r1:
-            raise MaskError("raised cosine needs outer radius > inner radius, got inner %s, "
-                            "outer %s" % (r1, r2o))
-        return _raised_cosine(_r2(axes), float(r1), float(r2o))
-    elif geometry == "raised_crown":
-        r1 = need("inner_radius", inner_radius, 0)
-        r2o = need("outer_radius", outer_radius, 0)
-        w = need("border_decay", border_decay, 0)
-        if r2o <= r1:
-            raise MaskError("raised crown needs outer radius > inner radius, got inner %s, "
-                            "outer %s" % (r1, r2o))
-        rr = _r2(axes)
-        inner = _raised_cosine(rr, float(r1 - w), float(r1 + w))
-        outer = _raised_cosine(rr, float(r2o - w), float(r2o + w))
-        return (1.0 - inner) * outer
-    else:
+    build = _BUILDERS.get(geometry)
+    if build is None:
         raise MaskError("unknown mask geometry %r; expected one of %s"
-                        % (geometry, ", ".join(GEOMETRIES_3D if nd == 3 else GEOMETRIES_2D)))
-    if not mask.any():
+                        % (geometry, ", ".join(GEOMETRIES_3D if len(shape) == 3
+                                               else GEOMETRIES_2D)))
+    args = _MaskArgs(geometry, shape, radius=radius, inner_radius=inner_radius,
+                     outer_radius=outer_radius, box_size=box_size, height=height, sigma=sigma,
+                     border_decay=border_decay, gaussian_peak_one=gaussian_peak_one)
+    mask = build(_logical_axes(shape, center), args)
+    if mask.dtype == bool and not mask.any():
         raise MaskError("the %s mask keeps no voxel of a %s input (radius=%s, inner=%s, "
                         "outer=%s, box=%s, height=%s, centre shift=%s)"
                         % (geometry, "x".join(map(str, shape[::-1])), radius, inner_radius,
                            outer_radius, box_size, height, center))
     return mask
+
+
+class _MaskArgs:
+    """The parameters of one :func:`make_mask` call, checked as each geometry reads them."""
+
+    def __init__(self, geometry, shape, **values):
+        self.geometry, self.shape, self.values = geometry, shape, values
+
+    def need(self, name, minimum=0):
+        value = self.values[name]
+        if value is None:
+            raise MaskError("geometry %r needs %s" % (self.geometry, name))
+        if value < minimum:
+            raise MaskError("%s must be >= %s for geometry %r, got %s"
+                            % (name, minimum, self.geometry, value))
+        return value
+
+    def radii(self):
+        """``(inner, outer)`` radii of a crown-like geometry, checked in that order."""
+        return self.need("inner_radius"), self.need("outer_radius")
+
+
+def _circular(axes, a):
+    R = a.need("radius")
+    return _r2(axes) <= R * R
+
+
+def _box(axes, a):
+    b = int(a.need("box_size", 1))
+    first = -(b // 2)
+    mask = np.ones(a.shape, dtype=bool)
+    for ax in axes:                        # the logical coordinate minus the shift
+        mask = mask & (ax >= first) & (ax <= first + b - 1)
+    return mask
+
+
+def _crown(axes, a):
+    r1, r2o = a.radii()
+    if r1 > r2o:
+        raise MaskError("crown inner radius %s > outer radius %s" % (r1, r2o))
+    rr = _r2(axes)
+    return (rr >= r1 * r1) & (rr <= r2o * r2o)
+
+
+def _cylinder(axes, a):
+    if len(a.shape) != 3:
+        raise MaskError("a cylinder mask needs a volume; got shape %s" % (a.shape,))
+    R = a.need("radius")
+    H = a.need("height")
+    return (axes[1] ** 2 + axes[2] ** 2 <= R * R) & (np.abs(axes[0]) <= H / 2.0)
+
+
+def _gaussian(axes, a):
+    s = a.need("sigma")
+    if s == 0:
+        raise MaskError("gaussian sigma must be > 0, got %s" % s)
+    g = np.exp(-_r2(axes) / (2.0 * s * s))
+    if not a.values["gaussian_peak_one"]:
+        g *= 1.0 / (math.sqrt(2.0 * math.pi) * s) ** len(a.shape)
+    return g
+
+
+def _raised_cosine_mask(axes, a):
+    r1, r2o = a.radii()
+    if r2o <= r1:
+        raise MaskError("raised cosine needs outer radius > inner radius, got inner %s, "
+                        "outer %s" % (r1, r2o))
+    return _raised_cosine(_r2(axes), float(r1), float(r2o))
+
+
+def _raised_crown(axes, a):
+    r1, r2o = a.radii()
+    w = a.need("border_decay")
+    if r2o <= r1:
+        raise MaskError("raised crown needs outer radius > inner radius, got inner %s, "
+                        "outer %s" % (r1, r2o))
+    rr = _r2(axes)
+    inner = _raised_cosine(rr, float(r1 - w), float(r1 + w))
+    outer = _raised_cosine(rr, float(r2o - w), float(r2o + w))
+    return (1.0 - inner) * outer
+
+
+#: the builder of each geometry (``circular`` and ``sphere`` are the same mask)
+_BUILDERS = {"circular": _circular, "sphere": _circular, "box": _box, "crown": _crown,
+             "cylinder": _cylinder, "gaussian": _gaussian, "raised_cosine": _raised_cosine_mask,
+             "raised_crown": _raised_crown}
 
 
 def _fill_values(images, fill, fill_value):
@@ -300,7 +337,9 @@ def _noise_fill(out, images, mask, seed, first_index):
     return out
 
 
-def apply_mask(images, mask, fill="value", fill_value=0.0, seed=42, first_index=0, out=None):
+def apply_mask(images: np.ndarray, mask: np.ndarray, fill: str = "value", fill_value: float = 0.0,
+               seed: int = 42, first_index: int = 0,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """Apply one mask to every image of a stack (or to one volume) with Xmipp semantics.
 
     Parameters
@@ -353,7 +392,7 @@ def apply_mask(images, mask, fill="value", fill_value=0.0, seed=42, first_index=
     return out
 
 
-def check_created_mask(mask, image_shape):
+def check_created_mask(mask: np.ndarray, image_shape: Sequence[int]) -> List[str]:
     """Validate a created mask against the data; return a list of warning strings.
 
     Raises
@@ -375,7 +414,8 @@ def check_created_mask(mask, image_shape):
     return warnings
 
 
-def apply_created_mask(images, mask, out=None):
+def apply_created_mask(images: np.ndarray, mask: np.ndarray,
+                       out: Optional[np.ndarray] = None) -> np.ndarray:
     """Multiply every image by a created mask: ``out = in * mask`` (xmipp_image_operate --mult).
 
     Parameters

@@ -9,7 +9,7 @@ Arrays are ``[z, y, x]`` for volumes and ``[n, y, x]`` for image stacks; a frame
 y = 0, as mrc2movie and OpenCV write it).
 
 Reference behaviour: elemeng/mrc2movie, batch version ``mrc2movie.py`` (commits 01f189b /
-6a4c244), as re-stated in ../shared/docs/movie-export.md section 1 (the functions here are
+6a4c244), as re-stated in docs/export-movie.md (the functions here are
 written from that description, not from its source):
 
 * contrast window: the global minimum and maximum of the kept slices;

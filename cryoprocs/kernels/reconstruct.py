@@ -4,7 +4,7 @@ Pure NumPy/SciPy on arrays (the backprojection loop is also available compiled w
 see kernels/backprojection.py). The steps are those of RELION 5.0.1
 ``relion_tomo_reconstruct_particle`` (``reconstruct_particle.cpp``, ``Fourier_backprojection.h``,
 ``reconstruction.h``, ``radial_avg.h``, ``centering.h``, ``tomogram.cpp``), see
-../shared/docs/relion5-extraction.md section 9:
+docs/reconstruct.md:
 
 1. :func:`dose_x_ranges`: per frame and half-spectrum row, ``1 + max{x <= sqrt(s^2/4 - y'^2):
    dose(x, y, f) > cutoff}`` (``Tomogram::findDoseXRanges``).
@@ -23,7 +23,10 @@ Arrays: volumes ``[z, y, x]``; FFTW half spectra ``[z, y, x <= s/2]`` (``y' = y`
 ``y < s/2``, else ``y - s``; the same for z); 2D slices ``[n, y, x <= s/2]``. Float32 where
 RELION uses float (slices), float64 where it uses double (volumes).
 """
+from typing import Optional, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.fft
 
 from . import extract as KE
@@ -39,7 +42,7 @@ class ReconstructionError(ValueError):
     """Invalid reconstruction input; the message names the values."""
 
 
-def signed_freq(n):
+def signed_freq(n: int) -> np.ndarray:
     """FFTW signed frequency indexes of an axis of length ``n`` (``i`` for ``i < n/2``, else
     ``i - n``), float64."""
     i = np.arange(int(n), dtype=np.float64)
@@ -47,7 +50,7 @@ def signed_freq(n):
 
 
 # ----------------------------------------------------------------------------- dose ranges
-def dose_x_ranges(dose_weights, cutoff_fraction=0.01):
+def dose_x_ranges(dose_weights: np.ndarray, cutoff_fraction: float = 0.01) -> np.ndarray:
     """Last useful x + 1 per half-spectrum row and frame (``Tomogram::findDoseXRanges``).
 
     Parameters
@@ -74,7 +77,8 @@ def dose_x_ranges(dose_weights, cutoff_fraction=0.01):
 
 
 # ----------------------------------------------------------------------------- slices
-def slice_from_boxes(boxes, pos_in_box, binning, box, circle_crop=True, workers=1):
+def slice_from_boxes(boxes: np.ndarray, pos_in_box: ArrayLike, binning: float, box: int,
+                     circle_crop: bool = True, workers: int = 1) -> np.ndarray:
     """Fourier slices of cut boxes as RELION's ``TomoExtraction::extractAt3D_Fourier``
     (kernels/extract.py ``fourier_boxes`` with the circle pre-crop; the reference path of
     :func:`frame_slices`).
@@ -111,7 +115,8 @@ def slice_from_boxes(boxes, pos_in_box, binning, box, circle_crop=True, workers=
         raise ReconstructionError(str(exc)) from None
 
 
-def prepare_boxes(image, corners, s0, circle_crop=True, backend="auto"):
+def prepare_boxes(image: np.ndarray, corners: np.ndarray, s0: int, circle_crop: bool = True,
+                  backend: str = "auto") -> np.ndarray:
     """Cut, circle-crop and FFT-roll boxes of one tilt image in one pass.
 
     Parameters
@@ -175,7 +180,7 @@ def _circle_rows(s0):
     return _CIRCLE_ROWS[s0]
 
 
-def shift_half_separable(F, pos):
+def shift_half_separable(F: np.ndarray, pos: ArrayLike) -> np.ndarray:
     """:func:`kernels.extract.shift_half` (centred) with the phase factor computed as the
     product of its x and y parts (complex128, rounded to complex64): the same factor as
     RELION's per-voxel ``cos/sin(mx x + my y')`` to double rounding, at a fraction of the
@@ -191,7 +196,8 @@ def shift_half_separable(F, pos):
     return F * z
 
 
-def frame_slices(image, q_xy, box, binning, circle_crop=True, backend="auto", workers=1):
+def frame_slices(image: np.ndarray, q_xy: ArrayLike, box: int, binning: float,
+                 circle_crop: bool = True, backend: str = "auto", workers: int = 1) -> np.ndarray:
     """Fourier slices of the particles at projected positions ``q_xy`` ``(n, 2)`` in one tilt
     image, as :func:`slice_from_boxes` on boxes cut at ``round(q) - s0//2`` (RELION
     ``extractAt3D_Fourier``), computed with the fused :func:`prepare_boxes` and
@@ -218,7 +224,8 @@ def frame_slices(image, q_xy, box, binning, circle_crop=True, backend="auto", wo
     return shift_half_separable(F, pos_in_box / binning)
 
 
-def weight_slices(slices, x_ranges_f, ctf=None, dose_f=None, sign=-1.0):
+def weight_slices(slices: np.ndarray, x_ranges_f: np.ndarray, ctf: Optional[np.ndarray] = None,
+                  dose_f: Optional[np.ndarray] = None, sign: float = -1.0) -> np.ndarray:
     """Apply RELION's CTF x dose weighting to slices of one frame (in place) and return the
     weight slices (``reconstruct_particle.cpp``, ``processTomograms``).
 
@@ -253,7 +260,8 @@ def weight_slices(slices, x_ranges_f, ctf=None, dose_f=None, sign=-1.0):
     return c * c
 
 
-def slice_matrices(projection, particle_rotation, scale=1.0):
+def slice_matrices(projection: np.ndarray, particle_rotation: np.ndarray,
+                   scale: float = 1.0) -> np.ndarray:
     """Slice-to-volume matrices ``M = inv(A)^T`` with ``A = scale * P_f[:3, :3] @ E``
     (``projPart = scaleRatio * projCut * particleToTomo``; only the linear part matters in
     Fourier space). ``projection`` ``(..., 3+, 3+)``, ``particle_rotation`` ``(..., 3, 3)``
@@ -280,7 +288,7 @@ def slice_matrices(projection, particle_rotation, scale=1.0):
 
 
 # ----------------------------------------------------------------------------- finalisation
-def gridding_correct_sinc2(data_fs, workers=1):
+def gridding_correct_sinc2(data_fs: np.ndarray, workers: int = 1) -> np.ndarray:
     """RELION ``Reconstruction::griddingCorrect3D_sinc2(center=true)``.
 
     Multiplies the half spectrum by ``(-1)^(x+y+z)`` (raw indexes, i.e. centres the map),
@@ -316,7 +324,7 @@ def gridding_correct_sinc2(data_fs, workers=1):
     return img / div
 
 
-def radial_average_half(weight_fs):
+def radial_average_half(weight_fs: np.ndarray) -> np.ndarray:
     """Linear-interpolated radial average of a half spectrum over its own voxels
     (``RadialAvg::fftwHalf_3D_lin``): ``(s//2+1,)`` float64; shells without weight are 0."""
     W = np.asarray(weight_fs, dtype=np.float64)
@@ -337,7 +345,8 @@ def radial_average_half(weight_fs):
     return np.where(wgh > 0, avg / np.where(wgh > 0, wgh, 1.0), avg)
 
 
-def ctf_correct_heuristic(img, weight_fs, weight_fraction=0.001, workers=1):
+def ctf_correct_heuristic(img: np.ndarray, weight_fs: np.ndarray, weight_fraction: float = 0.001,
+                          workers: int = 1) -> np.ndarray:
     """RELION ``Reconstruction::ctfCorrect3D_heuristic``: divide the spectrum of ``img`` by
     ``max(W, weight_fraction * radial_avg(W))`` (W > 0 only), zero every voxel with
     ``int(r) + 1 >= s/2 + 1``; ortho FFTs.
@@ -372,7 +381,8 @@ def ctf_correct_heuristic(img, weight_fs, weight_fraction=0.001, workers=1):
     return scipy.fft.irfftn(F, s=img.shape, norm="ortho", workers=workers)
 
 
-def ctf_correct_wiener(img, weight_fs, wiener_offset, workers=1):
+def ctf_correct_wiener(img: np.ndarray, weight_fs: np.ndarray,
+                       wiener_offset: Union[float, np.ndarray], workers: int = 1) -> np.ndarray:
     """RELION ``Reconstruction::ctfCorrect3D_Wiener``: spectrum / (W + 1/SNR), ortho FFTs.
     Shapes as :func:`ctf_correct_heuristic`; ``wiener_offset`` = 1/SNR."""
     img = np.asarray(img, dtype=np.float64)
@@ -381,7 +391,7 @@ def ctf_correct_wiener(img, weight_fs, wiener_offset, workers=1):
     return scipy.fft.irfftn(F, s=img.shape, norm="ortho", workers=workers)
 
 
-def taper(img, dist=10.0, subtract_mean=True):
+def taper(img: np.ndarray, dist: float = 10.0, subtract_mean: bool = True) -> np.ndarray:
     """RELION ``Reconstruction::taper``: with ``m = s/2.0`` and ``r`` the distance to
     ``(m, m, m)``, subtract the ``c``-weighted mean over ``r < m`` (``c = 1`` for
     ``r < m - dist``, ``0.5 - 0.5 cos(pi (m - r) / dist)`` up to ``m``), multiply by ``c``,
@@ -402,7 +412,7 @@ def taper(img, dist=10.0, subtract_mean=True):
     return np.where(inside, c * (img - mean), 0.0)
 
 
-def unpad_center(img, b):
+def unpad_center(img: np.ndarray, b: int) -> np.ndarray:
     """Drop ``b`` voxels on every side (``Padding::unpadCenter3D_full``)."""
     b = int(b)
     if b <= 0:
@@ -410,7 +420,7 @@ def unpad_center(img, b):
     return img[b:img.shape[0] - b, b:img.shape[1] - b, b:img.shape[2] - b]
 
 
-def fftw_half_to_human_full(half):
+def fftw_half_to_human_full(half: np.ndarray) -> np.ndarray:
     """A half spectrum ``(d, h, wh)`` as a full, centred ``(d, h, 2 (wh-1))`` volume, as
     RELION writes ``weight_*.mrc`` (``Centering::fftwHalfToHumanFull``, including the order
     in which the Nyquist plane is overwritten by its mirror)."""
@@ -433,8 +443,9 @@ def fftw_half_to_human_full(half):
     return np.roll(full, (-cz, -cy, -cx), axis=(0, 1, 2))
 
 
-def reconstruct_map(data_fs, weight_fs, snr=-1.0, crop=None, taper_dist=10.0,
-                    weight_fraction=0.001, workers=1):
+def reconstruct_map(data_fs: np.ndarray, weight_fs: np.ndarray, snr: float = -1.0,
+                    crop: Optional[int] = None, taper_dist: float = 10.0,
+                    weight_fraction: float = 0.001, workers: int = 1) -> dict:
     """Finalise one map as ``ReconstructParticleProgram::reconstruct`` + ``writeOutput``.
 
     Parameters

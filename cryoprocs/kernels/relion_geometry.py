@@ -1,7 +1,7 @@
 """RELION 5 tomography geometry: projection matrices, particle positions, visibility.
 
 Pure NumPy (float64). Conventions are those of RELION 5.0.1 (3dem/relion ``ver5.0``),
-checked against its binary (see ../shared/docs/relion5-extraction.md sections 1-3):
+checked against its binary (see docs/extract-subtomos.md):
 
 * Positions are "decentred pixels": unbinned tilt-series pixels from the tomogram corner,
   pixel centres at integer coordinates, ``(x, y, z)`` order (x = tilt-image column).
@@ -18,14 +18,16 @@ checked against its binary (see ../shared/docs/relion5-extraction.md sections 1-
   size every particle moves by half a pixel, as in RELION.
 * Rotations are active and right-handed, angles in degrees.
 
-Nothing here imports pyworkflow; the functions are shared by extraction (issue 5) and
-reconstruction (issue 6).
+Nothing here imports pyworkflow; the functions are shared by extraction
+(docs/extract-subtomos.md) and reconstruction (docs/reconstruct.md).
 """
 import math
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from cryoprocs.convert.euler import relion_euler_matrix   # pure NumPy
+from .euler import relion_euler_matrix
 
 __all__ = ["MISSING_TOMO_SIZE", "rot_x", "rot_y", "rot_z", "c_half", "tomogram_centre",
            "projection_matrices", "decentred_positions", "apply_offsets", "project",
@@ -40,13 +42,13 @@ class GeometryError(ValueError):
     """Inconsistent geometry input (shapes, pixel sizes); the message names the values."""
 
 
-def c_half(n):
+def c_half(n: int) -> float:
     """C integer division ``n/2`` of an integer size (truncation towards zero, so -999 -> -499),
     as RELION's ``int(n/2)``."""
     return float(math.trunc(int(n) / 2))
 
 
-def rot_x(deg):
+def rot_x(deg: ArrayLike) -> np.ndarray:
     """Active right-handed rotation about x, ``(..., 3, 3)``; ``deg`` in degrees."""
     a = np.deg2rad(np.asarray(deg, dtype=np.float64))
     c, s = np.cos(a), np.sin(a)
@@ -56,7 +58,7 @@ def rot_x(deg):
     return R
 
 
-def rot_y(deg):
+def rot_y(deg: ArrayLike) -> np.ndarray:
     """Active right-handed rotation about y: ``[[c, 0, s], [0, 1, 0], [-s, 0, c]]``."""
     a = np.deg2rad(np.asarray(deg, dtype=np.float64))
     c, s = np.cos(a), np.sin(a)
@@ -66,7 +68,7 @@ def rot_y(deg):
     return R
 
 
-def rot_z(deg):
+def rot_z(deg: ArrayLike) -> np.ndarray:
     """Active right-handed rotation about z: ``[[c, -s, 0], [s, c, 0], [0, 0, 1]]``."""
     a = np.deg2rad(np.asarray(deg, dtype=np.float64))
     c, s = np.cos(a), np.sin(a)
@@ -76,7 +78,7 @@ def rot_z(deg):
     return R
 
 
-def tomogram_centre(tomo_size):
+def tomogram_centre(tomo_size: Optional[Sequence[int]]) -> np.ndarray:
     """RELION's tomogram centre ``(w0/2.0, h0/2.0, d0/2.0)`` in decentred pixels.
 
     ``tomo_size`` is ``(w0, h0, d0)`` (``rlnTomoSizeX/Y/Z``) or None for RELION's -999.
@@ -94,8 +96,10 @@ def _tomo_size(tomo_size):
     return size
 
 
-def projection_matrices(ytilt, zrot, xshift_angst, yshift_angst, pixel_size, image_size,
-                        tomo_size, xtilt=None):
+def projection_matrices(ytilt: ArrayLike, zrot: ArrayLike, xshift_angst: ArrayLike,
+                        yshift_angst: ArrayLike, pixel_size: float, image_size: Sequence[int],
+                        tomo_size: Optional[Sequence[int]],
+                        xtilt: Optional[ArrayLike] = None) -> np.ndarray:
     """RELION 5 projection matrices of a tilt series (``Tomogram::setProjectionMatrix``).
 
     Parameters
@@ -147,7 +151,9 @@ def projection_matrices(ytilt, zrot, xshift_angst, yshift_angst, pixel_size, ima
     return P
 
 
-def decentred_positions(pixel_size, tomo_size, centered_angst=None, coordinates_px=None):
+def decentred_positions(pixel_size: float, tomo_size: Optional[Sequence[int]],
+                        centered_angst: Optional[ArrayLike] = None,
+                        coordinates_px: Optional[ArrayLike] = None) -> np.ndarray:
     """Particle positions in decentred tilt-series pixels, ``(N, 3)`` float64 (x, y, z).
 
     ``centered_angst`` (``rlnCenteredCoordinateX/Y/ZAngst``, RELION 5) is converted with
@@ -163,7 +169,8 @@ def decentred_positions(pixel_size, tomo_size, centered_angst=None, coordinates_
     return np.asarray(coordinates_px, dtype=np.float64).reshape(-1, 3).copy()
 
 
-def apply_offsets(positions, origins_angst, pixel_size, subtomo_angles=None):
+def apply_offsets(positions: ArrayLike, origins_angst: Optional[ArrayLike], pixel_size: float,
+                  subtomo_angles: Optional[ArrayLike] = None) -> np.ndarray:
     """Fold ``rlnOriginX/Y/ZAngst`` into positions as RELION does (``ParticleSet::getPosition``):
     ``p -= A_subtomo . origin / ps``, with ``A_subtomo`` RELION's Euler matrix of
     ``rlnTomoSubtomogramRot/Tilt/Psi`` (identity if None). Shapes ``(N, 3)``; returns a copy.
@@ -177,14 +184,15 @@ def apply_offsets(positions, origins_angst, pixel_size, subtomo_angles=None):
     return p - o / float(pixel_size)
 
 
-def project(P, positions):
+def project(P: np.ndarray, positions: ArrayLike) -> np.ndarray:
     """Project positions ``(N, 3)`` with matrices ``(F, 4, 4)``: ``(F, N, 3)`` = (u, v, depth)."""
     P = np.asarray(P, dtype=np.float64)
     p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     return np.einsum("fij,nj->fni", P[:, :3, :3], p) + P[:, None, :3, 3]
 
 
-def depth_offsets(P, positions, tomo_size):
+def depth_offsets(P: np.ndarray, positions: ArrayLike,
+                  tomo_size: Optional[Sequence[int]]) -> np.ndarray:
     """Depth of each particle relative to the tomogram centre along each frame's beam,
     ``(F, N)`` px (``Tomogram::getDepthOffset``): ``(P p).z - (P centre).z``."""
     q = project(P, positions)[..., 2]
@@ -192,7 +200,7 @@ def depth_offsets(P, positions, tomo_size):
     return q - c
 
 
-def visibility(q, image_size, radius):
+def visibility(q: np.ndarray, image_size: Sequence[int], radius: float) -> np.ndarray:
     """RELION's visibility test (``Tomogram::isVisible``): ``r < u < W - r`` and
     ``r < v < H - r``, strict. ``q`` is ``(..., 2+)`` (u, v); returns a bool array."""
     W, H = image_size
@@ -201,7 +209,8 @@ def visibility(q, image_size, radius):
     return (u > r) & (u < W - r) & (v > r) & (v < H - r)
 
 
-def select_frames(q, image_size, radius, pre_exposure, max_dose=-1.0, min_frames=1):
+def select_frames(q: np.ndarray, image_size: Sequence[int], radius: float, pre_exposure: ArrayLike,
+                  max_dose: float = -1.0, min_frames: int = 1) -> Tuple[np.ndarray, np.ndarray]:
     """Visible frames and kept particles (``Tomogram::getVisibilityMinFramesMaxDose``).
 
     Parameters
@@ -235,13 +244,13 @@ def select_frames(q, image_size, radius, pre_exposure, max_dose=-1.0, min_frames
     return vis, keep
 
 
-def relion_round(x):
+def relion_round(x: ArrayLike) -> np.ndarray:
     """C ``round``: halves away from zero (numpy's ``round`` goes to even)."""
     x = np.asarray(x, dtype=np.float64)
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def box_sizes(box, binning):
+def box_sizes(box: int, binning: float) -> Tuple[int, int]:
     """``(s0, sb)``: pre-binning box ``(int)(bin*box + 0.5)`` and binned box
     ``(int)(s0/bin + 0.5)`` (RELION ``subtomo.cpp`` / ``extractAt2D_Fourier``)."""
     s0 = int(float(binning) * int(box) + 0.5)
@@ -249,7 +258,7 @@ def box_sizes(box, binning):
     return s0, sb
 
 
-def box_errors(box, crop, binning, min_box=2):
+def box_errors(box: int, crop: int, binning: float, min_box: int = 2) -> List[str]:
     """Problems with a RELION box / crop / binning triple (list of messages, empty if valid).
 
     The box must be even (>= ``min_box``), the crop even-compatible with it (RELION crops

@@ -7,7 +7,10 @@ algorithm finds the same particle. The projection is then contrast-inverted (bri
 in a reconstructed tomogram is dark in raw images), multiplied by the CTF and by the dose
 weights of the tilt's pre-exposure (kernels/ctf.py), and Gaussian noise is added.
 """
+from typing import Optional, Sequence, Tuple
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage, fft as sfft
 
 from . import ctf as KC
@@ -15,7 +18,8 @@ from . import ctf as KC
 __all__ = ["project_volume", "dose_symmetric_pre_exposure", "simulate_tilt_image"]
 
 
-def dose_symmetric_pre_exposure(tilts, dose_per_tilt, start=0.0):
+def dose_symmetric_pre_exposure(tilts: ArrayLike, dose_per_tilt: float,
+                                start: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:
     """Pre-exposure (e/Å²) of each tilt for a dose-symmetric (Hagen) scheme starting at the
     tilt closest to ``start``: 0, +1, -1, -2, +2, +3, ... steps (ties: positive first).
 
@@ -44,7 +48,8 @@ def dose_symmetric_pre_exposure(tilts, dose_per_tilt, start=0.0):
     return pre, acq
 
 
-def project_volume(volume, P, image_shape, depth=None, order=1):
+def project_volume(volume: np.ndarray, P: np.ndarray, image_shape: Sequence[int],
+                   depth: Optional[float] = None, order: int = 1) -> np.ndarray:
     """Line integrals of ``volume`` ``[z, y, x]`` along the beam of projection matrix ``P``
     (4x4, maps voxel ``(x, y, z, 1)`` to ``(u, v, depth, 1)``), on an image ``(H, W)``.
 
@@ -81,9 +86,10 @@ def project_volume(volume, P, image_shape, depth=None, order=1):
     return proj.astype(np.float32)
 
 
-def simulate_tilt_image(projection, pixel_size, defocus_u, defocus_v, defocus_angle,
-                        voltage, cs, amplitude_contrast, pre_exposure, noise_sigma, rng,
-                        invert=True):
+def simulate_tilt_image(projection: np.ndarray, pixel_size: float, defocus_u: float,
+                        defocus_v: float, defocus_angle: float, voltage: float, cs: float,
+                        amplitude_contrast: float, pre_exposure: float, noise_sigma: float,
+                        rng: np.random.Generator, invert: bool = True) -> np.ndarray:
     """Contrast inversion, CTF (``-sin gamma``, RELION formula), Grant-Grigorieff dose
     weighting for ``pre_exposure`` and additive Gaussian noise of ``noise_sigma`` applied to
     a projection ``[H, W]``. Returns float32."""

@@ -68,7 +68,7 @@ class SymmetryError(ValueError):
     """Unknown or unsupported symmetry name."""
 
 
-def parse_symmetry(name):
+def parse_symmetry(name: str) -> str:
     """Normalised symmetry name (``"C1"``, ``"C7"``, ``"D2"``, ``"T"``, ``"O"``, ``"I"``,
     ``"I1"`` .. ``"I4"``; case-insensitive, spaces ignored).
 
@@ -132,7 +132,7 @@ def _generators(name):
     return _GENERATORS[name]
 
 
-def point_group_matrices(name):
+def point_group_matrices(name: str) -> np.ndarray:
     """The non-identity operators of a point group, RELION's list and order.
 
     Parameters
@@ -173,7 +173,7 @@ def point_group_matrices(name):
     return np.array(mats, dtype=np.float64).reshape(-1, 3, 3)
 
 
-def group_order(name):
+def group_order(name: str) -> int:
     """Number of operators including the identity (C7 -> 7, D2 -> 4, T -> 12, O -> 24,
     I -> 60)."""
     return len(point_group_matrices(name)) + 1
@@ -211,7 +211,7 @@ def _interp_half(img, xs, ys, zs):
     return v
 
 
-def symmetrise_fs(half_spectrum, matrices):
+def symmetrise_fs(half_spectrum: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     """RELION's Fourier-space symmetrisation of a half spectrum.
 
     Parameters
@@ -247,7 +247,7 @@ def symmetrise_fs(half_spectrum, matrices):
     return acc / (len(R) + 1)
 
 
-def symmetrise_volume(volume, name, workers=1):
+def symmetrise_volume(volume: np.ndarray, name: str, workers: int = 1) -> np.ndarray:
     """Symmetrise a real-space cube ``[z, y, x]`` (centre at ``s//2``) with RELION's
     Fourier-space method: centred FFT, :func:`symmetrise_fs`, inverse FFT. Returns float64."""
     import scipy.fft

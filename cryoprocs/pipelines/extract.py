@@ -28,6 +28,7 @@ import numpy as np
 from ..convert import relion5 as R5
 from ..convert.mrc import atomic_output, write_mrc
 from ..convert.paths import claim_outputs, file_signature, read_record
+from ..convert.images import open_image, read_frame
 from ..convert.mrc import MappedMrc
 from ..kernels import ctf as KC
 from ..kernels import extract as KE
@@ -41,19 +42,27 @@ __all__ = ["Stack2DSettings", "Stack2DJob", "TiltSeriesPlan", "write_stack",
 
 
 # ============================================================================ 2D stacks
-def iter_frames(ts):
+def iter_frames(ts, boxes=None):
     """Yield ``(frame, image)`` for every frame of a tilt series, file by file.
 
-    ``image`` is a read-only memory-mapped ``[y, x]`` view; its pages are handed back to the
-    page cache once the caller moves on (so touching every frame of a large stack does not
-    keep it in the process's resident memory).
+    MRC: ``image`` is a read-only memory-mapped ``[y, x]`` view; its pages are handed back
+    to the page cache once the caller moves on (so touching every frame of a large stack
+    does not keep it in the process's resident memory). OME-Zarr (local or remote):
+    ``boxes(f)`` gives the ``(corners, size)`` of the boxes the caller will cut from frame
+    ``f``, and only the chunks under them are fetched into a reused ``[y, x]`` buffer
+    (:func:`~cryoprocs.convert.images.read_frame`); other pixels are unset.
     """
     for path, frames in ts.frame_groups().items():
-        mapped = MappedMrc(path)
+        mapped = open_image(path, voxel_size=ts.pixel_size)
+        buf = None
         try:
             for f, index in frames:
-                yield f, mapped.data[index]
-                mapped.release(index, index + 1)
+                if isinstance(mapped, MappedMrc):
+                    yield f, mapped.data[index]
+                    mapped.release(index, index + 1)
+                else:
+                    buf = read_frame(mapped, index, boxes(f) if boxes else None, out=buf)
+                    yield f, buf
         finally:
             mapped.close()
 
@@ -343,7 +352,8 @@ class Stack2DJob(Relion5ProjectJob):
             else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts):
+        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        for f, image in iter_frames(ts, boxes):
             idx = np.flatnonzero(vis[f])
             for i0 in range(0, idx.size, batch):
                 ii = idx[i0:i0 + batch]
@@ -471,7 +481,8 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     Parameters
     ----------
     tomogram_file : str
-        MRC tomogram ``[z, y, x]``.
+        MRC tomogram ``[z, y, x]`` or OME-Zarr image (local or URL; only the chunks under
+        the boxes are read).
     positions : (N, 3) array
         particle centres in 0-based tomogram voxels (x, y, z), x = MRC column.
     out_files : list of str
@@ -506,7 +517,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                          "tomogram": file_signature([tomogram_file])}, sort_keys=True)
         claim_outputs(fingerprint_file, fp, out_files, replace=overwrite)
     mean = None
-    with MappedMrc(tomogram_file) as mapped:
+    with open_image(tomogram_file) as mapped:
         vs = float(voxel_size) if voxel_size else mapped.voxel_size[0]
         out_vs = vs * (s0 / float(box))
         r = box / 2.0

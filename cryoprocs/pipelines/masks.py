@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_output,
-                           mrc_info, partial_path, read_mrc)
+                           mrc_info, partial_path, read_mrc, write_mrc)
 from ..kernels import masks as K
 from ..convert.paths import check_io
 
-__all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "preallocate_stack",
-           "finish_stack"]
+__all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "mask_sources",
+           "preallocate_stack", "finish_stack"]
 
 #: bytes of input per block and thread (256 images of 128x128 float32)
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
@@ -173,6 +173,29 @@ class ImageSources:
             parts.append(self._read_run(readers(fids[a]), self.index[i0 + a:i0 + b]))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def save(self, path, voxel_size=None, ids=None):
+        """Write the locations (and the items' ``ids`` and ``voxel_size``) to an ``.npz``
+        file, atomically (the input of ``cryoprocs mask --sources``)."""
+        arrays = dict(paths=np.array(self.paths), file_ids=self.file_ids, index=self.index,
+                      item_ndim=np.array(self.item_ndim),
+                      voxel_size=np.array(float(voxel_size or 0.0)))
+        if ids is not None:
+            arrays["ids"] = np.asarray(ids, dtype=np.int64)
+        with atomic_output(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """``(sources, ids or None, voxel size or None)`` saved by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            sources = cls([str(p) for p in z["paths"]], z["file_ids"], z["index"],
+                          int(z["item_ndim"]) if "item_ndim" in z.files else 2)
+            ids = z["ids"] if "ids" in z.files else None
+            vs = float(z["voxel_size"]) if "voxel_size" in z.files else 0.0
+        return sources, ids, (vs or None)
+
     def read_item(self, k):
         """Item ``k`` alone (opens and closes its file)."""
         with MappedMrc(self.paths[self.file_ids[k]]) as rd:
@@ -280,4 +303,54 @@ def mask_file(in_path, out_path, recipe, threads=1, overwrite=True):
             _run_blocks(work, list(range(0, nz, block)), threads)
         else:
             wr.write(0, recipe.apply(rd.read(0, nz)[None])[0])
+    return warnings
+
+
+def mask_sources(sources, recipe, out_path, i0, i1, voxel_size=None, threads=1,
+                 overwrite=False):
+    """Mask items ``i0..i1-1`` of ``sources`` into their own file ``out_path`` (float32 MRC,
+    written under a temporary name and renamed when complete).
+
+    Images (``item_ndim`` 2) give a stack of ``i1 - i0`` images, read and written in blocks
+    over ``threads`` threads; a volume (``item_ndim`` 3) needs ``i1 == i0 + 1`` and gives one
+    volume. The noise fill of item ``k`` draws its stream from ``(seed, k)``, ``k`` being the
+    position in the whole set, so any cut into chunks gives the same values. Returns the
+    mask warnings.
+
+    Raises
+    ------
+    ValueError
+        an empty or out-of-range ``i0..i1``, several volumes.
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    """
+    n = len(sources)
+    if not 0 <= i0 < i1 <= n:
+        raise ValueError("item range %d..%d is outside the %d items of the input" % (i0, i1, n))
+    if sources.item_ndim == 3:
+        if i1 != i0 + 1:
+            raise ValueError("volumes are masked one per output file; got items %d..%d"
+                             % (i0, i1))
+        vol = sources.read_item(i0)
+        _, warnings = recipe.build(vol.shape)
+        write_mrc(out_path, recipe.apply(vol[None], first_index=i0)[0],
+                  voxel_size=voxel_size, overwrite=overwrite)
+        return warnings
+    readers = _Readers(sources.paths)
+    try:
+        first = sources.read(i0, i0 + 1, readers)
+        item_shape = first.shape[1:]
+        _, warnings = recipe.build(item_shape)
+        with atomic_output(out_path, overwrite=overwrite) as tmp, \
+                MrcBlockWriter(tmp, (i1 - i0,) + tuple(item_shape), np.float32,
+                               voxel_size=voxel_size, is_stack=True) as wr:
+            block = _block_items(item_shape)
+
+            def work(b0):
+                b1 = min(b0 + block, i1)
+                wr.write(b0 - i0, recipe.apply(sources.read(b0, b1, readers), first_index=b0))
+
+            _run_blocks(work, list(range(i0, i1, block)), threads)
+    finally:
+        readers.close()
     return warnings

@@ -2,9 +2,11 @@
 ProtCryoprocsMaskedTomogramNoiseFill.
 
 Streaming: the tomogram and the mask are memory-mapped and read in z-slabs whose pages are
-released after use (:class:`~cryoprocs.convert.mrc.MappedMrc`); the output (and the
-optional soft mask) are written slab by slab under temporary names and renamed only when
-everything succeeded (:class:`~cryoprocs.convert.mrc.AtomicMrcWriter`). What stays in
+released after use (:class:`~cryoprocs.convert.mrc.MappedMrc`), or read chunk by chunk from
+OME-Zarr images, local or remote (convert/images.py); the output (and the optional soft
+mask) are written slab by slab under temporary names and renamed only when everything
+succeeded (:class:`~cryoprocs.convert.mrc.AtomicMrcWriter`; an output named ``*.zarr`` is
+written as OME-Zarr, :class:`~cryoprocs.convert.zarr_write.OmeZarrWriter`). What stays in
 memory is the mask's bounding box (1 byte per voxel) with its squared-distance map (2 bytes
 per voxel) and a few output slabs (measured peaks: ``benchmarks/bench_noise_fill.py``).
 
@@ -17,14 +19,15 @@ import os
 
 import numpy as np
 
-from ..convert.mrc import MrcFormatError, partial_path
-from ..convert.mrc import AtomicMrcWriter, MappedMrc
+from ..constants import SAMPLING_TOLERANCE
+from ..convert.images import open_image
+from ..convert.mrc import AtomicMrcWriter, MrcFormatError, MrcInfo, partial_path
+from ..convert.zarr_write import OmeZarrWriter
 from ..convert.paths import check_io
 from ..kernels import noisefill as K
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01          # relative, as the protocol's validation
 
 
 def _check_pair(tinfo, minfo, tomo_path, mask_path, tol=SAMPLING_TOLERANCE):
@@ -87,15 +90,18 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
     params.resolved()                          # parameter errors before any I/O
     writers, side, renamed = [], [], []
     with contextlib.ExitStack() as stack:
-        tomo = stack.enter_context(MappedMrc(tomo_path, permissive=True))
-        mask = stack.enter_context(MappedMrc(mask_path, permissive=True))
-        from ..convert.mrc import mrc_info
-        _check_pair(mrc_info(tomo_path), mrc_info(mask_path), tomo_path, mask_path)
+        tomo = stack.enter_context(open_image(tomo_path))
+        mask = stack.enter_context(open_image(mask_path))
+        _check_pair(_info(tomo), _info(mask), tomo_path, mask_path)
         vs = tomo.voxel_size
         if voxel_size and not vs[0] > 0:
             vs = (float(voxel_size),) * 3
         try:
-            writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
+            if str(out_path).rstrip("/").lower().endswith(".zarr"):     # OME-Zarr output
+                writer = OmeZarrWriter(out_path, tomo.shape, np.float32, vs, tomo.origin,
+                                       overwrite=overwrite)
+            else:
+                writer = AtomicMrcWriter(out_path, tomo.shape, vs, tomo.origin, overwrite)
             writers.append(writer)
             wwriter = None
             if soft_mask_path:
@@ -135,6 +141,10 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
                     os.remove(final)
             raise
     return report
+
+
+def _info(img):
+    return MrcInfo(img.shape, img.voxel_size, img.dtype, img.is_stack)
 
 
 def _jsonable(obj):

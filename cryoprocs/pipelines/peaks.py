@@ -14,12 +14,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
 from ..convert import motl as M
 from ..convert.em import mmap_em
+from ..convert.images import is_image_store, open_image
 from ..convert.mrc import MrcFormatError, atomic_output, finish_mrc, mmap_mrc, new_mrc
 from ..kernels import peaks as K
+from ..kernels.pages import release_pages
 
-__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
+__all__ = ["PickOptions", "open_volume", "header_value_range", "pick_volumes",
            "save_result",
            "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
            "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
@@ -31,7 +34,8 @@ OUTPUT_FORMATS = (".csv", ".star", ".em")
 @contextlib.contextmanager
 def open_volume(path):
     """Yield ``(data, voxel_size)``: a read-only memory-mapped ``[z, y, x]`` array of an MRC or
-    EM file and its voxel size in Å (None when the header has none: EM, or 0 / 1 in MRC).
+    EM file and its voxel size in Å (None when the header has none: EM, or 0 / 1 in MRC);
+    an OME-Zarr image (local or URL) is read into memory.
 
     Raises
     ------
@@ -39,6 +43,18 @@ def open_volume(path):
         (:class:`MrcFormatError` / :class:`EmFormatError`) missing or unreadable file, or a
         file that is not a 3D volume.
     """
+    if is_image_store(path):
+        # OME-Zarr (local or remote): the kernels need an array, so the level is read into
+        # memory (about the map's size), chunk by chunk
+        img = open_image(path)
+        try:
+            if img.shape[0] < 1:
+                raise MrcFormatError("%s is not a 3D volume (shape %s)" % (path, img.shape))
+            vs = float(img.voxel_size[0])
+            yield img.full(), (vs if vs > 0 and vs != 1.0 else None)
+        finally:
+            img.close()
+        return
     if str(path).lower().endswith(EM_EXTENSIONS):
         data = mmap_em(path)
         try:
@@ -65,7 +81,7 @@ def open_volume(path):
 def header_value_range(path):
     """``(min, max)`` of an MRC volume from its header statistics, or None when the header
     has none (dmax < dmin, as unset) or the file is not MRC. Reads only the header."""
-    if str(path).lower().endswith(EM_EXTENSIONS):
+    if str(path).lower().endswith(EM_EXTENSIONS) or is_image_store(path):
         return None
     try:
         import mrcfile
@@ -76,12 +92,6 @@ def header_value_range(path):
     if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo or (lo == 0 and hi == 0):
         return None
     return lo, hi
-
-
-def volume_shape(path):
-    """``(nz, ny, nx)`` of an MRC or EM volume from its header."""
-    with open_volume(path) as (data, _):
-        return tuple(int(v) for v in data.shape)
 
 
 @dataclass
@@ -101,7 +111,7 @@ class PickOptions:
     mask_mode: str = "multiply"
     angles_order: str = "zxz"
     angles_numbering: int = 0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     randomize_symmetry: bool = True
     seed: int = 0
     min_peak_size: int = None
@@ -116,17 +126,9 @@ class PickOptions:
 
     def describe(self):
         """One sentence with the threshold rule and the exclusion distance."""
-        mode = self.threshold_mode
-        if mode == "direct":
-            thr = "score > %g" % self.threshold
-        elif mode == "sigma":
-            thr = "score > mean + %g std" % self.sigma
-        elif mode == "percentile":
-            thr = "score > the %g-th percentile" % self.percentile
-        elif mode == "triangle":
-            thr = "score > the triangle threshold (cryoCAT default)"
-        else:
-            thr = "score > mean + k std with %g expected false positives" % self.n_false_positives
+        thr = K.describe_threshold(self.threshold_mode, threshold=self.threshold,
+                                   sigma=self.sigma, percentile=self.percentile,
+                                   n_false_positives=self.n_false_positives)
         s = "%s, picks more than %g voxels apart" % (thr, self.min_distance)
         if self.max_picks:
             s += ", at most %d per tomogram" % self.max_picks
@@ -399,7 +401,7 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
                             % (angles_path, v[bad].min(), v[bad].max(), n_ang, numbering))
                     for name in outs:
                         oflat[name][s:s + chunk] = tables[name][rows]
-                    K._release(flat, s, min(flat.size, s + chunk))
+                    release_pages(flat, s, min(flat.size, s + chunk))
             finally:
                 for m in outs.values():
                     finish_mrc(m)

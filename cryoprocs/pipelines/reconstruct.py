@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_SYMMETRY
 from ..convert import relion5 as R5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
@@ -37,6 +38,7 @@ from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection as BP
 from ..kernels import ctf as KC
+from ..kernels import extract as KE
 from ..kernels import fsc as KF
 from ..kernels import reconstruct as KR
 from ..kernels import relion_geometry as G
@@ -47,9 +49,7 @@ from .relion5_project import Relion5ProjectJob, safe_name
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReconstructSettings", "ReconstructJob", "TomogramSums", "write_fsc_star",
-           "write_fsc_plot", "MAP_FILES"]
-
-MAP_FILES = {"merged": "merged.mrc", "half1": "half1.mrc", "half2": "half2.mrc"}
+           "write_fsc_plot"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ReconstructSettings:
     box: int
     crop: int = None
     binning: float = 1.0
-    symmetry: str = "C1"
+    symmetry: str = DEFAULT_SYMMETRY
     snr: float = -1.0
     do_ctf: bool = True
     circle_crop: bool = True
@@ -342,7 +342,8 @@ class ReconstructJob(Relion5ProjectJob):
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        for f, image in iter_frames(ts):
+        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        for f, image in iter_frames(ts, boxes):
             ii_all = np.flatnonzero(vis[f])
             for i0 in range(0, ii_all.size, batch):
                 ii = ii_all[i0:i0 + batch]

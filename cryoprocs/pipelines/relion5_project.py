@@ -7,6 +7,7 @@ import json
 import os
 
 from ..convert import relion5 as R5
+from ..convert.images import is_url, signature_files
 from ..convert.paths import check_io, check_output_dir, file_signature
 
 __all__ = ["Relion5ProjectJob", "safe_name"]
@@ -73,12 +74,17 @@ class Relion5ProjectJob:
     def fingerprint(self, tomo_name):
         """What the results of one tilt series depend on: the settings
         :attr:`fingerprint_keys` and the input files (real path, size, modification time:
-        particles, tomograms, the tilt-series STAR file and its stacks)."""
+        particles, tomograms, the tilt-series STAR file and its stacks, or the metadata
+        files of OME-Zarr stores and the URLs of remote ones)."""
         ts = self.plan(tomo_name).ts
+        sources = sorted({f for f, _ in ts.frames})
         files = file_signature([self.particles_star, self.tomograms_star,
                                 R5.resolve(ts.star_file, self.project_dir)]
-                               + [f for f, _ in ts.frames])
-        return json.dumps({"settings": {k: getattr(self.settings, k)
-                                        for k in self.fingerprint_keys},
-                           "files": files, "tomogram": str(tomo_name),
-                           "version": self.fingerprint_version}, sort_keys=True)
+                               + [p for f in sources for p in signature_files(f)])
+        record = {"settings": {k: getattr(self.settings, k) for k in self.fingerprint_keys},
+                  "files": files, "tomogram": str(tomo_name),
+                  "version": self.fingerprint_version}
+        urls = [f for f in sources if is_url(f)]
+        if urls:                                   # remote images: their URLs
+            record["urls"] = urls
+        return json.dumps(record, sort_keys=True)

@@ -10,3 +10,8 @@ from .protocol_simulate_tilt_series import ProtCryoprocsSimulateTiltSeries
 from .protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill
 from .protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage
 from .protocol_scores_peak_picking import ProtCryoprocsScoresPeakPicking
+from .protocol_import_copick import ProtCryoprocsImportCopick
+from .protocol_export_copick import ProtCryoprocsExportCopick
+from ..convert.scipion_images import register_zarr_reader as _register_zarr_reader
+
+_register_zarr_reader()          # Scipion reads OME-Zarr tomograms' dimensions and slices

@@ -2,7 +2,7 @@
 
 Same form vocabulary, enum order and defaults as scipion-em-xmipp ``XmippProtMaskParticles``
 and ``XmippProtMaskVolumes`` (xmipp3/protocols/protocol_preprocess/protocol_mask.py), with the
-numbers of Xmipp's ``xmipp_transform_mask`` (see ../shared/docs/xmipp-mask-semantics.md). The
+numbers of Xmipp's ``xmipp_transform_mask`` (see docs/apply-mask.md). The
 maths is in :mod:`cryoprocs.kernels.masks`, the file streaming in
 :mod:`cryoprocs.pipelines.masks`.
 """
@@ -17,15 +17,16 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
-from ..convert.mrc import partial_path, write_mrc
+from ..commands.mask import args_from_recipe
+from ..constants import SAMPLING_TOLERANCE
+from ..convert.mrc import mrc_info
 from ..kernels import masks as K
-from ..pipelines.masks import (ImageSources, MaskRecipe, finish_stack, mask_range,
-                               preallocate_stack)
-from .protocol_base import ProtCryoprocsBase
+from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, chunk_ranges
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01     # relative
 
 
 class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
@@ -48,7 +49,7 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
         form.addParam('inputMask', params.PointerParam,
                       pointerClass='VolumeMask' if is3d else 'Mask',
                       condition='source == %d' % C.SOURCE_MASK, allowsNull=True,
-                      label='Mask',
+                      important=True, label='Mask',
                       help='Created mask with the same dimensions (every axis) and sampling '
                            'rate as the input. Values are used as weights: 0 removes, 1 keeps.')
 
@@ -134,9 +135,13 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                            'voxels outside the mask; with a soft mask the data are blended with '
                            'that noise (data x mask + noise x (1 - mask)).'
                            % (('volume',) * 2 if is3d else ('image',) * 2))
+        binary = [i for i, g in enumerate(self._geometries) if K.mask_is_binary(g)]
         form.addParam('fillValue', params.FloatParam, default=0,
-                      condition='%s and fillType == %d' % (geoCond, C.FILL_VALUE),
-                      label='Fill value', help='Value written outside a binary mask.')
+                      condition='%s and fillType == %d and geo in %s'
+                                % (geoCond, C.FILL_VALUE, tuple(binary)),
+                      label='Fill value',
+                      help='Value written outside a binary mask (soft masks multiply the data '
+                           'and ignore it).')
         form.addParam('noiseSeed', params.IntParam, default=42, expertLevel=LEVEL_ADVANCED,
                       condition='%s and fillType == %d' % (geoCond, C.FILL_NOISE),
                       label='Noise seed',
@@ -221,8 +226,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                               'dimensions %s.' % (mshape, ', z' if self._dims == 3 else '', want))
             srIn, srMask = self._inputSamplingRate(), mask.getSamplingRate()
             if srIn and srMask and abs(srIn - srMask) > SAMPLING_TOLERANCE * srIn:
-                errors.append('The mask sampling rate %.4f A/px differs from the input '
-                              'sampling rate %.4f A/px by more than %d%%.'
+                errors.append('The mask sampling rate %.4f Å/px differs from the input '
+                              'sampling rate %.4f Å/px by more than %d%%.'
                               % (srMask, srIn, SAMPLING_TOLERANCE * 100))
             return errors
         try:
@@ -260,14 +265,30 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                                 % (geo.replace('_', ' '), C.FILL_CHOICES[self.fillType.get()]))
         return warnings
 
+    def _fillSummary(self):
+        """The fill as the summary states it: soft masks multiply and ignore value, min, max
+        and avg fills (as in Xmipp); noise is blended."""
+        fill = self.fillType.get()
+        soft = not K.mask_is_binary(self._geometryName())
+        if soft and fill != C.FILL_NOISE:
+            return 'Fill: ignored (soft mask: the data are multiplied by the mask).'
+        if fill == C.FILL_VALUE:
+            return 'Fill: value %g.' % self.fillValue.get()
+        if fill == C.FILL_NOISE:
+            return ('Fill: gaussian noise with the statistics outside the mask%s.'
+                    % (', blended by the soft mask' if soft else ''))
+        return 'Fill: the %s of each %s.' % (C.FILL_CHOICES[fill], self._itemNoun())
+
     def _methods(self):
         if not self.isFinished():
             return []
+        fill = ''
+        if not self._useCreatedMask():
+            if K.mask_is_binary(self._geometryName()) or self.fillType.get() == C.FILL_NOISE:
+                fill = ', filling the outside with %s' % C.FILL_CHOICES[self.fillType.get()]
         return ['The %s were masked with %s [delaRosaTrevin2013] using cryoprocs '
                 '[cryoprocs2026]%s.' % (self._itemNoun(plural=True), self._maskDescription(),
-                                        '' if self._useCreatedMask() else
-                                        ', filling the outside with %s'
-                                        % C.FILL_CHOICES[self.fillType.get()])]
+                                        fill)]
 
     def _citations(self):
         return ['delaRosaTrevin2013']
@@ -279,7 +300,9 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
 class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
     """Apply a geometric (circular, box, crown, gaussian, raised cosine, raised crown) or a
     created 2D mask to a set of particles, with Xmipp's results. Output particles keep every
-    input attribute; only the image changes."""
+    input attribute; only the image changes. One step per chunk of particles (one per
+    thread) runs `cryoprocs mask` into its own stack (one cluster job per chunk with "Use
+    queue for jobs"); peak memory per chunk about 150 MB + 48 MB per thread."""
     _label = 'apply 2d mask'
     _devStatus = BETA
     _dims = 2
@@ -295,32 +318,37 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
         form.addParam('inputParticles', params.PointerParam, pointerClass='SetOfParticles',
                       important=True, label='Input particles',
                       help='Particles to mask. Images are read from their stacks in blocks and '
-                           'written once into one float32 stack.')
+                           'written once into float32 stacks, one per chunk of the set '
+                           '(extra/output_particles_FIRST-LAST.mrcs).')
         self._defineMaskParams(form)
 
     # ---------------------------------------------------------------- steps
     def _insertAllSteps(self):
         # pyworkflow's parallel executor polls every 3 s, so the set is cut into one chunk
         # per worker thread (more only for very large sets), not into many small steps.
+        ranges = self._chunkRanges()
+        ids = self._insertItemSteps(self.maskChunkStep, [r + (len(ranges),) for r in ranges])
+        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
+
+    def _chunkRanges(self):
+        """``[(i0, i1)]``: the particle chunks, one per worker thread, more only for sets
+        above MAX_CHUNK_BYTES per chunk."""
         inSet = self.inputParticles.get()
         n = inSet.getSize()
         xdim = inSet.getXDim() or 1
-        nChunks = max(max(1, self._totalThreads() - 1),
-                      math.ceil(n * xdim * xdim * 4 / self.MAX_CHUNK_BYTES))
-        chunk = max(1, math.ceil(n / nChunks))
-        ranges = [(i0, min(i0 + chunk, n)) for i0 in range(0, n, chunk)]
-        ids = self._insertItemSteps(self.maskChunkStep, [r + (len(ranges),) for r in ranges])
-        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
+        return chunk_ranges(n, max(max(1, self._totalThreads() - 1),
+                                   math.ceil(n * xdim * xdim * 4 / self.MAX_CHUNK_BYTES)))
 
     def _sourcesFile(self):
         return self._getExtraPath('input_locations.npz')
 
-    def _outputStack(self):
-        return self._getExtraPath(C.MASKED_PARTICLES_FILE)
+    def _chunkFile(self, i0, i1):
+        """The output stack of particles ``i0..i1-1`` (0-based positions in the set)."""
+        return self._getExtraPath(C.MASKED_PARTICLES_CHUNK % (i0 + 1, i1))
 
     def _prepareInput(self):
-        """List the input locations and preallocate the output stack, once per run
-        (under the protocol lock; later chunk steps and resumed runs reuse the files)."""
+        """List the input locations once per run (under the protocol lock; later chunk
+        steps and resumed runs reuse the file): the input of the chunk commands."""
         with self._lock:
             if os.path.exists(self._sourcesFile()):
                 return
@@ -332,45 +360,76 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
                 index, fn = p.getLocation()
                 locations.append((index, self._projectPath(fn)))
                 ids.append(p.getObjId())
-            sources = ImageSources.from_locations(locations)
-            preallocate_stack(self._outputStack(), len(ids), self._itemShape(),
-                              inSet.getSamplingRate())
-            tmp = self._getTmpPath('input_locations.npz')
-            np.savez(tmp, paths=np.array(sources.paths), file_ids=sources.file_ids,
-                     index=sources.index, ids=np.array(ids, dtype=np.int64))
-            os.replace(tmp, self._sourcesFile())
+            ImageSources.from_locations(locations).save(
+                self._sourcesFile(), voxel_size=inSet.getSamplingRate(), ids=ids)
 
     def _loadSources(self):
-        z = np.load(self._sourcesFile())
-        return ImageSources([str(p) for p in z['paths']], z['file_ids'], z['index']), z['ids']
+        sources, ids, _ = ImageSources.load(self._sourcesFile())
+        return sources, ids
+
+    def _chunkDone(self, i0, i1):
+        """None when the chunk stack holds its ``i1 - i0`` images, else the problem."""
+        path = self._chunkFile(i0, i1)
+        try:
+            shape = mrc_info(path).shape
+        except (OSError, ValueError) as exc:
+            return 'unreadable %s (%s)' % (path, exc)
+        if shape[0] != i1 - i0 or tuple(shape[1:]) != tuple(self._itemShape()):
+            return '%s holds %s images, %d of %s expected' % (path, shape, i1 - i0,
+                                                               self._itemShape())
+        return None
 
     def maskChunkStep(self, i0, i1, nSteps):
+        """Particles ``i0..i1-1``: ``cryoprocs mask --sources`` as this step's job, into their
+        own stack (a chunk finished before a restart is kept)."""
         self._prepareInput()
         sources, _ = self._loadSources()
         i1 = min(i1, len(sources))
+        if i1 <= i0:
+            return
+        out = self._chunkFile(i0, i1)
+        if os.path.exists(out) and self._chunkDone(i0, i1) is None:
+            logger.info('particles %d..%d: %s exists, skipped', i0 + 1, i1, out)
+            return
         threads = self._kernelThreads(nSteps)
-        logger.info('particles %d..%d -> %s (%d threads)', i0 + 1, i1, self._outputStack(),
-                    threads)
-        with self._threadLimits(threads):
-            mask_range(sources, self._recipe(), partial_path(self._outputStack()), i0, i1,
-                       threads=threads)
+        logger.info('particles %d..%d -> %s (%d threads)', i0 + 1, i1, out, threads)
+        self._runCryoprocs('mask', ['--input', os.path.abspath(self._sourcesFile()),
+                                    '--sources', '--range', str(i0), str(i1),
+                                    '--output', os.path.abspath(out), '--threads', str(threads),
+                                    '--overwrite'] + args_from_recipe(self._recipe()), threads)
+        self._requireResults('particles %d..%d' % (i0 + 1, i1), [out],
+                             lambda: self._chunkDone(i0, i1))
 
     def createOutputStep(self):
-        out = self._outputStack()
-        if os.path.exists(partial_path(out)):
-            finish_stack(out)
-        _, ids = self._loadSources()
-        position = {int(i): k + 1 for k, i in enumerate(ids)}
+        self._prepareInput()
+        sources, ids = self._loadSources()
+        position = {}
+        n = len(sources)
+        for i0, i1 in [(a, min(b, n)) for a, b in self._chunkRanges() if a < min(b, n)]:
+            out = self._chunkFile(i0, i1)
+            for k in range(i0, i1):
+                position[int(ids[k])] = (k - i0 + 1, out)
         inSet = self.inputParticles.get()
         outSet = self._createSetOfParticles()
         outSet.copyInfo(inSet)
 
         def updateLocation(item, row):
-            item.setLocation(position[item.getObjId()], out)
+            item.setLocation(*position[item.getObjId()])
 
         outSet.copyItems(inSet, updateItemCallback=updateLocation)
         self._defineOutputs(**{C.OUTPUT_PARTICLES: outSet})
         self._defineTransformRelation(self.inputParticles, outSet)
+
+    # ---------------------------------------------------------------- memory
+    _memoryHelp = ('Peak memory of one chunk of particles: about 3 blocks of 16 MB per thread '
+                   '+ 150 MB, whatever the number of particles (the stacks are streamed).')
+
+    def _memoryItems(self):
+        ranges = self._chunkRanges()
+        threads = self._kernelThreads(len(ranges))
+        return [('particles %d..%d' % (i0 + 1, i1),
+                 COMMAND_BASE_MB + threads * 3 * DEFAULT_BLOCK_BYTES / 2.0 ** 20)
+                for i0, i1 in ranges]
 
     # ---------------------------------------------------------------- info
     def _itemShape(self):
@@ -395,21 +454,26 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
     def _summary(self):
         summary = []
         if not hasattr(self, C.OUTPUT_PARTICLES):
-            summary.append('Output not ready yet.')
+            summary.append(NOT_READY)
             return summary
         out = getattr(self, C.OUTPUT_PARTICLES)
-        summary.append('%d particles masked with %s.' % (out.getSize(), self._maskDescription()))
+        summary.append('%s masked with %s.' % (plural(out.getSize(), 'particle'),
+                                               self._maskDescription()))
         if not self._useCreatedMask():
-            summary.append('Fill: %s%s.' % (C.FILL_CHOICES[self.fillType.get()],
-                                            ' %g' % self.fillValue.get()
-                                            if self.fillType.get() == C.FILL_VALUE else ''))
-        summary.append('Output stack: [[%s]]' % self._outputStack())
+            summary.append(self._fillSummary())
+        stacks = sorted({p.getFileName() for p in out.iterItems()}) if out.getSize() < 10 ** 5 \
+            else []
+        if stacks:
+            summary.append('Output stack%s: %s' % ('s' if len(stacks) > 1 else '',
+                                                   ', '.join(link(f) for f in stacks)))
         return summary
 
 
 class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
     """Apply a geometric (sphere, box, crown, cylinder, gaussian, raised cosine, raised crown)
-    or a created 3D mask to a volume or a set of volumes, with Xmipp's results."""
+    or a created 3D mask to a volume or a set of volumes, with Xmipp's results. One step
+    per volume runs `cryoprocs mask` (one cluster job per volume with "Use queue for jobs");
+    peak memory per volume about 4 x its float32 size + 150 MB."""
     _label = 'apply 3d mask'
     _devStatus = BETA
     _dims = 3
@@ -441,28 +505,54 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
 
     # ---------------------------------------------------------------- steps
     def _insertAllSteps(self):
-        # one step per worker thread (pyworkflow polls every 3 s between steps)
-        n = self.inputVolumes.get().getSize() if self._isSet() else 1
-        chunk = max(1, math.ceil(n / max(1, self._totalThreads() - 1)))
-        ranges = [(i0, min(i0 + chunk, n)) for i0 in range(0, n, chunk)]
-        ids = self._insertItemSteps(self.maskVolumesStep, [r + (len(ranges),) for r in ranges])
+        # one step per volume (one queue job per volume with "Use queue for jobs")
+        items = self._inputItems()
+        ids = self._insertItemSteps(self.maskVolumeStep, [(k, objId, len(items))
+                                                          for k, (objId, _) in enumerate(items)])
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
-    def maskVolumesStep(self, i0, i1, nSteps):
-        items = self._inputItems()[i0:i1]
-        recipe = self._recipe()
+    def _sourcesFile(self):
+        return self._getExtraPath('input_volumes.npz')
+
+    def _prepareInput(self):
+        """List the volume locations once per run (under the protocol lock)."""
+        with self._lock:
+            if os.path.exists(self._sourcesFile()):
+                return
+            items = self._inputItems()
+            ImageSources.from_locations([(loc[0], self._projectPath(loc[1]))
+                                         for _, loc in items], item_ndim=3).save(
+                self._sourcesFile(), voxel_size=self._inputSamplingRate(),
+                ids=[objId for objId, _ in items])
+
+    def _volumeDone(self, k, objId):
+        """None when the output of volume ``k`` is a volume of its input's size."""
+        path = self._outputFile(objId)
+        sources, _, _ = ImageSources.load(self._sourcesFile())
+        try:
+            shape = mrc_info(path).shape
+            inShape = mrc_info(sources.paths[sources.file_ids[k]]).shape
+        except (OSError, ValueError) as exc:
+            return 'unreadable %s (%s)' % (path, exc)
+        if shape[1:] != inShape[1:] or shape[0] > inShape[0]:
+            return '%s is %s (z, y, x), its input %s' % (path, shape, inShape)
+        return None
+
+    def maskVolumeStep(self, k, objId, nSteps):
+        """Volume ``k`` (position in the set, id ``objId``): ``cryoprocs mask --sources`` as
+        this step's job (a volume finished before a restart is kept)."""
+        self._prepareInput()
+        out = self._outputFile(objId)
+        if os.path.exists(out) and self._volumeDone(k, objId) is None:
+            logger.info('volume id %d: %s exists, skipped', objId, out)
+            return
         threads = self._kernelThreads(nSteps)
-        sr = self._inputSamplingRate()
-        with self._threadLimits(threads):
-            for k, (objId, location) in enumerate(items):
-                out = self._outputFile(objId)
-                if os.path.exists(out):          # finished before a restart
-                    continue
-                sources = ImageSources.from_locations(
-                    [(location[0], self._projectPath(location[1]))], item_ndim=3)
-                res = recipe.apply(sources.read_item(0)[None], first_index=i0 + k)
-                write_mrc(out, res[0], voxel_size=sr)
-                logger.info('volume id %d -> %s', objId, out)
+        self._runCryoprocs('mask', ['--input', os.path.abspath(self._sourcesFile()),
+                                    '--sources', '--range', str(k), str(k + 1),
+                                    '--output', os.path.abspath(out), '--threads', str(threads),
+                                    '--overwrite'] + args_from_recipe(self._recipe()), threads)
+        self._requireResults('volume id %d' % objId, [out], lambda: self._volumeDone(k, objId))
+        logger.info('volume id %d -> %s', objId, out)
 
     def createOutputStep(self):
         inp = self.inputVolumes.get()
@@ -484,6 +574,16 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             vol.setHalfMaps([])
             self._defineOutputs(**{C.OUTPUT_VOLUME: vol})
             self._defineTransformRelation(self.inputVolumes, vol)
+
+    # ---------------------------------------------------------------- memory
+    _memoryHelp = ('Peak memory of one volume: about 4 x its size as float32 (input, mask, '
+                   'output) + 150 MB; a 512^3 map (0.5 GB) needs about 2.2 GB.')
+
+    def _memoryItems(self):
+        z, y, x = self._itemShape()
+        return [('volume id %d (%d x %d x %d)' % (objId, x, y, z),
+                 COMMAND_BASE_MB + 4 * x * y * z * 4 / 2.0 ** 20)
+                for objId, _ in self._inputItems()]
 
     # ---------------------------------------------------------------- info
     def _itemShape(self):
@@ -512,12 +612,9 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
         elif hasattr(self, C.OUTPUT_VOLUME):
             n = 1
         else:
-            return ['Output not ready yet.']
-        summary = ['%d volume%s masked with %s.' % (n, 's' if n > 1 else '',
-                                                   self._maskDescription())]
+            return [NOT_READY]
+        summary = ['%s masked with %s.' % (plural(n, 'volume'), self._maskDescription())]
         if not self._useCreatedMask():
-            summary.append('Fill: %s%s.' % (C.FILL_CHOICES[self.fillType.get()],
-                                            ' %g' % self.fillValue.get()
-                                            if self.fillType.get() == C.FILL_VALUE else ''))
+            summary.append(self._fillSummary())
         return summary
 

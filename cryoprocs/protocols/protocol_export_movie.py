@@ -1,12 +1,13 @@
 """ExportMovie: tomograms, tilt series and volumes to shareable movies (mrc2movie's frames).
 
 The frame maths is in :mod:`cryoprocs.kernels.movie`, the streaming and the encoders in
-:mod:`cryoprocs.pipelines.movie` (see ../shared/docs/movie-export.md). The movies are files
+:mod:`cryoprocs.pipelines.movie` (see docs/export-movie.md). The movies are files
 under the run's ``extra/`` folder, listed in the summary; the protocol defines no output
 object (pyworkflow finishes a run without outputs normally; scipion-em-tomo's
 ``ProtExportCoordinates3D`` is the model). A preview montage of the central frames,
 ``extra/preview.png``, is shown by :class:`cryoprocs.viewers.viewer_movie.CryoprocsMovieViewer`.
 """
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,8 @@ from tomo.objects import SetOfTiltSeries, SetOfTomograms
 from .. import constants as C
 from ..kernels import movie as K
 from ..pipelines import movie as P
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, ProtCryoprocsBase, read_json
+from .texts import link
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 def _write_atomic(path, data):
     """Write bytes or a JSON-able object to ``path`` under a temporary name, then rename."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = os.path.join(os.path.dirname(path), ".%s.partial" % os.path.basename(path))
     if isinstance(data, (bytes, bytearray)):
         with open(tmp, 'wb') as fh:
@@ -52,9 +55,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     """Export tomograms, tilt series or volumes as movies to share and present: MP4 (H.264),
     AVI (MJPG), GIF or PNG frames, one per item, with mrc2movie's frames (global min/max to
     8 bit, CLAHE, a forward-backward loop) plus slicing axis, slab averaging, binning, a
-    percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar.
-    The movies are files in the run's extra folder (listed in the summary); a preview montage
-    of their central frames opens with Analyze Results."""
+    percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar,
+    mrc2movie 0.2.0's pause and cycles, and optionally particles drawn in: sphere
+    cross-sections on tomogram slices, or every particle projected into every tilt image
+    through the alignment, as RELION 5 extraction does (a coordinate checker). The movies are
+    files in the run's extra folder (listed in the summary); a preview montage of their
+    central frames opens with Analyze Results. One step per item runs `cryoprocs movie` (one
+    cluster job per item with "Use queue for jobs"); peak memory per movie about 40 input
+    frames as float32 + 250 MB."""
     _label = 'export movie'
     _devStatus = BETA
 
@@ -93,7 +101,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                            'it pingpong): the frames, then the same frames backwards without '
                            'repeating the first and last one, 2n-2 frames that loop '
                            'seamlessly. *forward*: n frames.')
-        line = form.addLine('Pause and cycles',
+        line = form.addLine('Pause and cycles', expertLevel=LEVEL_ADVANCED,
                             help='mrc2movie 0.2.0 --pause and --cycles: hold the last frame '
                                  '(and, forward-backward, the first one) this many more '
                                  'frames, and repeat the whole playback.')
@@ -106,7 +114,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
                            'range*: slices START to END-1, 0-based, what mrc2movie\'s '
                            '--discard_range START END does (its README says "discard"; its '
-                           'code keeps them). *discard %% at each end*: drop these percentages '
+                           'code keeps them). *discard % at each end*: drop these percentages '
                            'of the slices at the start and at the end (mrc2movie\'s '
                            '--discard_percentage, given there as fractions). The contrast '
                            'window is computed over the kept slices only.')
@@ -139,7 +147,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       help='Average N x N pixel blocks. Binning by 2 makes H.264 encoding '
                            '3-6x faster and files 5-8x smaller above 1024 px.')
         form.addParam('upscale', params.IntParam, default=1, validators=[params.GE(1)],
-                      label='Enlarge (x)',
+                      expertLevel=LEVEL_ADVANCED, label='Enlarge (x)',
                       help='Enlarge the frames N times (bicubic, after binning): small binned '
                            'tomograms become watchable and particles drawn on them stay '
                            'distinct. 1 = no.')
@@ -182,12 +190,15 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('scaleBar', params.BooleanParam, default=False, label='Scale bar?',
                       help='Draw a bar of a round length in nm (about a fifth of the width) '
                            'in the bottom-left corner, from the sampling rate.')
-        form.addParam('crf', params.IntParam, default=23, expertLevel=LEVEL_ADVANCED,
+        mp4 = 'outputFormat == %d' % C.MOVIE_FORMAT_MP4
+        form.addParam('crf', params.IntParam, default=23, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 quality (CRF)',
                       help='x264 constant rate factor, 0-51: lower = better and larger; '
                            '18 is visually lossless, 23 the default, 28 small.')
         form.addParam('preset', params.EnumParam, choices=C.MOVIE_PRESET_CHOICES,
-                      default=C.MOVIE_PRESET_DEFAULT, expertLevel=LEVEL_ADVANCED,
+                      default=C.MOVIE_PRESET_DEFAULT, condition=mp4,
+                      expertLevel=LEVEL_ADVANCED,
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
@@ -197,7 +208,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def _defineParticleParams(self, form):
         form.addSection(label='Particles')
         form.addParam('inputCoordinates', params.PointerParam, allowsNull=True,
-                      pointerClass='SetOfCoordinates3D', label='Coordinates to draw',
+                      pointerClass='SetOfCoordinates3D', label='Coordinates to draw (optional)',
                       help='Optional. Particles matched to the tomograms or tilt series by '
                            'tsId. Tomograms: each particle is a circle on the slices that '
                            'cut it (the cross-section of a sphere of the radius below). Tilt '
@@ -207,14 +218,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                            'or the dose exceeds the maximum are drawn in red.')
         cond = 'inputCoordinates'
         form.addParam('particleRadius', params.FloatParam, default=-1, condition=cond,
-                      label='Particle radius (A)',
-                      help='Radius R of the sphere drawn for each particle, in Angstrom. '
+                      label='Particle radius (Å)',
+                      help='Radius R of the sphere drawn for each particle, in Å. '
                            '-1 = half the box size of the coordinates.')
         form.addParam('overlayStyle', params.EnumParam, choices=C.MOVIE_OVERLAY_CHOICES,
                       default=0, condition=cond, label='Style',
                       help='*circles*: the outline of the sphere\'s cross-section, radius '
                            'sqrt(R^2 - dz^2) on the slices with |dz| < R, so the particle '
-                           'stays visible inside. *filled discs*: the same, filled at 40 %% '
+                           'stays visible inside. *filled discs*: the same, filled at 40 % '
                            'opacity. *mrc2movie*: mrc2movie 0.2.0\'s opaque red discs of '
                            'radius R (1 - |dz|/R).')
         form.addParam('colourBy', params.EnumParam, choices=C.MOVIE_COLOUR_BY_CHOICES,
@@ -228,7 +239,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       label='Write particle ids?',
                       help='The coordinate id next to each circle.')
         form.addParam('overlayMaxDose', params.FloatParam, default=-1, condition=cond,
-                      label='Maximum dose (e/A^2)',
+                      label='Maximum dose (e/Å²)',
                       help='Tilt series: frames whose pre-exposure exceeds this dose are '
                            'flagged (red), as extraction leaves them out (--max_dose). -1 = '
                            'no limit.')
@@ -320,14 +331,13 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             playback=C.MOVIE_PLAYBACK_CHOICES[self.playback.get()], keep_range=keep,
             discard_fraction=frac, axis=K.AXES[self.axis.get()], slab=self.slab.get(),
             binning=self.binning.get(), max_width=self.maxWidth.get(),
-            upscale=self.upscale.get(),
             window=K.WINDOWS[self.contrastWindow.get()],
             percentiles=(self.lowPercentile.get(), self.highPercentile.get()),
             clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),
             tile_grid_size=self.tileGridSize.get(), invert=self.invertContrast.get(),
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
-            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()], pause=self.pause.get(),
-            cycles=self.cycles.get())
+            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()], upscale=self.upscale.get(),
+            pause=self.pause.get(), cycles=self.cycles.get())
 
     # ---------------------------------------------------------------- particles
     def _hasCoordinates(self):
@@ -348,60 +358,68 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             color_by=C.MOVIE_COLOUR_BY_KEYS[self.colourBy.get()], ids=self.particleIds.get(),
             max_dose=self.overlayMaxDose.get())
 
-    def _coordinatesOf(self, tsId):
-        cset = self.inputCoordinates.get()
-        return [c.clone() for c in cset.iterItems(orderBy='id')
-                if c.isEnabled() and c.getTomoId() == tsId]
+    def _particlesIndex(self):
+        return self._getExtraPath(C.MOVIE_PARTICLES_DIR, 'particles.json')
 
-    def _particleFiles(self, item):
-        """Write the item's particles (under the protocol lock): a CSV for a tomogram, a
-        RELION 5 project for a tilt series. Returns ``(files, count)``."""
-        from ..convert import movie_scipion as MS
-        folder = self._getExtraPath(C.MOVIE_PARTICLES_DIR)
-        os.makedirs(folder, exist_ok=True)
-        cset = self.inputCoordinates.get()
+    def _prepareParticles(self):
+        """Write the particle files of every item once per run, under the protocol lock and
+        before the first command needs them: a CSV of tomogram voxels per tomogram, a RELION 5
+        project (tilt series without CTF, particles.star) per tilt series. Their index
+        ``extra/particles/particles.json`` (``{name: {"files": [...], "count": n}}``) is
+        written last, so a resumed run reuses complete files only. Returns the index."""
         with self._lock:
-            coords = self._coordinatesOf(item['tsId'])
-            if item['kind'] != 'tiltseries':
-                path = os.path.join(folder, item['name'] + '.csv')
-                x, y, z = item['dims']
-                MS.write_tomogram_particles(path, coords, cset.getSamplingRate(),
-                                            item['sampling'], (x, y, z))
-                return (path,), len(coords)
-            ts = next(t.clone() for t in self.inputData.get().iterItems()
-                      if t.getTsId() == item['tsId'])
-            tomos = cset.getPrecedents()
-            tomo = None if tomos is None else next(
-                (t.clone() for t in tomos.iterItems() if t.getTsId() == item['tsId']), None)
-            sub = os.path.join(folder, item['name'])
-            star, parts = MS.write_tilt_series_particles(
-                sub, os.path.abspath(self._projectPath('.')), ts, coords, cset, tomo)
-            return (star, parts if coords else None), len(coords)
+            index = read_json(self._particlesIndex())
+            if index is not None:
+                return index
+            from ..convert import movie_scipion as MS
+            folder = self._getExtraPath(C.MOVIE_PARTICLES_DIR)
+            os.makedirs(folder, exist_ok=True)
+            cset = self.inputCoordinates.get()
+            items = [it for it in self._items() if it['tsId']]
+            wanted = {it['tsId'] for it in items}
+            coords = {t: [] for t in wanted}
+            for c in cset.iterItems(orderBy='id'):          # one pass over the set
+                if c.isEnabled() and c.getTomoId() in wanted:
+                    coords[c.getTomoId()].append(c.clone())
+            tiltSeries = tomos = {}
+            if any(it['kind'] == 'tiltseries' for it in items):
+                tiltSeries = self._byTsId(self.inputData.get())
+                tomos = self._byTsId(cset.getPrecedents())
+            index = {}
+            for it in items:
+                cs = coords[it['tsId']]
+                if it['kind'] != 'tiltseries':
+                    path = os.path.join(folder, it['name'] + '.csv')
+                    MS.write_tomogram_particles(path, cs, cset.getSamplingRate(),
+                                                it['sampling'], it['dims'])
+                    files = [os.path.abspath(path)]
+                else:
+                    star, parts = MS.write_tilt_series_particles(
+                        os.path.join(folder, it['name']), os.path.abspath(self._projectPath('.')),
+                        tiltSeries[it['tsId']], cs, cset, tomos.get(it['tsId']))
+                    files = [os.path.abspath(star)] + ([os.path.abspath(parts)] if cs else [])
+                index[it['name']] = {'files': files, 'count': len(cs)}
+            _write_atomic(self._particlesIndex(), index)
+            return index
 
-    def _overlaySource(self, item, settings):
-        """``(source, overlay)`` of an item with coordinates."""
-        files, _ = self._particleFiles(item)
+    def _particleArgs(self, item):
+        """``(input args, particle options)`` of an item with coordinates: a tomogram is
+        the INPUT and its CSV the --particles; a tilt series is the RELION 5 project written
+        for it (--tomograms, no INPUT), its frames in the form's order."""
+        from ..commands.movie import args_from_overlay
+        entry = self._prepareParticles().get(item['name'])
+        if entry is None:
+            return None
+        files = entry['files']
         if item['kind'] != 'tiltseries':
-            source = self._source(item, settings.axis)
-            try:
-                return source, P.tomogram_overlay(source, self._overlaySettings(item, files[0]))
-            except BaseException:
-                source.close()
-                raise
+            return [item['path']], args_from_overlay(self._overlaySettings(item, files[0]))
         order = 'dose' if self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION else 'angle'
-        ts, = P.relion_tilt_series(files[0], files[1], os.path.abspath(self._projectPath('.')),
-                                   [item['tsId']], order)
-        source = ts.source(item['sampling'])
-        return source, ts.overlay(self._overlaySettings(item, files[1]))
-
-    def _source(self, item, axis):
-        if item['kind'] == 'tiltseries':
-            return P.StackSource([tuple(e) for e in item['entries']], item['angles'],
-                                 pixel_size=item['sampling'])
-        if item['index'] > 1:
-            raise K.MovieError('%s is volume %d of a stack of volumes, which is not supported'
-                               % (item['path'], item['index']))
-        return P.VolumeSource(item['path'], axis, pixel_size=item['sampling'])
+        args = ['--tomograms', files[0], '--project-dir',
+                os.path.abspath(self._projectPath('.')), '--tomo-name', item['tsId'],
+                '--order', order]
+        if len(files) > 1:
+            args += args_from_overlay(self._overlaySettings(item, files[1]))
+        return [], args
 
     def _moviePath(self, name):
         fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
@@ -409,6 +427,10 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
     def _infoPath(self, name, ext='.json'):
         return self._getExtraPath(C.MOVIE_INFO_DIR, name + ext)
+
+    def _framesPath(self, name):
+        """The frame list of a tilt series (the command's input)."""
+        return self._getExtraPath('movie_frames', name + '.json')
 
     # ================================================================= steps
     def _insertAllSteps(self):
@@ -419,45 +441,64 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         names = [(it['name'], len(self._itemsCache)) for it in self._itemsCache]
         self._insertItemSteps(self.exportMovieStep, names)
 
+    def _done(self, name):
+        """None when the movie of ``name`` is complete (its description is written last)."""
+        info = read_json(self._infoPath(name))
+        if info is None:
+            return 'no readable movie description %s' % self._infoPath(name)
+        if os.path.basename(info.get('path', '')) != os.path.basename(self._moviePath(name)):
+            return 'the description %s is not that of %s' % (self._infoPath(name),
+                                                             self._moviePath(name))
+        return None
+
+    def _commandArgs(self, item, threads):
+        """``cryoprocs movie INPUT OUTPUT_DIR ...`` options of one item (form -> command)."""
+        from ..commands.movie import args_from_settings
+        name = item['name']
+        if item['kind'] != 'tiltseries' and item['index'] > 1:
+            raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
+                               'supported' % (item['path'], item['index']))
+        particles = self._particleArgs(item) if self._hasCoordinates() and item['tsId'] \
+            else None
+        overlay = []
+        if particles is not None:
+            args, overlay = particles
+        elif item['kind'] == 'tiltseries':
+            frames = os.path.abspath(self._framesPath(name))
+            _write_atomic(frames, {'entries': item['entries'], 'angles': item['angles']})
+            args = [frames, '--frame-list']
+        else:
+            args = [item['path']]
+        args += [os.path.abspath(self._getExtraPath()), '--name', name,
+                 '--info', os.path.abspath(self._infoPath(name)),
+                 '--central-png', os.path.abspath(self._infoPath(name, '_central.png')),
+                 '--threads', str(threads), '--overwrite']
+        if item['sampling']:
+            args += ['--pixel_size', repr(float(item['sampling']))]
+        return args + args_from_settings(self._settings(item)) + overlay
+
     def exportMovieStep(self, name, nItems):
+        """One item: ``cryoprocs movie`` as this step's job, its results checked, then the
+        preview montage and index refreshed (a movie finished before a restart is kept)."""
         item = next(it for it in self._items() if it['name'] == name)
         out, infoFile = self._moviePath(name), self._infoPath(name)
-        if os.path.exists(out) and os.path.exists(infoFile):
+        if os.path.exists(out) and self._done(name) is None:
             logger.info('%s: %s exists (finished before a restart), skipped', name, out)
             self._updatePreview()
             return
         os.makedirs(os.path.dirname(infoFile), exist_ok=True)
-        # the frames are prepared (OpenCV) while ffmpeg encodes: the step's threads are
-        # shared between the two
         threads = self._kernelThreads(nItems)
-        cvThreads = max(1, threads // 2)
-        settings = self._settings(item)
-        overlay = None
-        if self._hasCoordinates() and item['tsId']:
-            source, overlay = self._overlaySource(item, settings)
-        else:
-            source = self._source(item, settings.axis)
-        try:
-            with self._threadLimits(cvThreads, opencv=True):
-                info = P.export_movie(source, out, settings,
-                                      threads=max(1, threads - cvThreads), overlay=overlay,
-                                      render_threads=min(2, cvThreads))
-        finally:
-            source.close()
-        info['name'] = name
-        info['id'] = item['id']
-        _write_atomic(self._infoPath(name, '_central.png'), _png_bytes(info.central))
-        _write_atomic(infoFile, dict(info))
-        logger.info('%s (id %s): %s', name, item['id'], info.summary_line())
+        self._runCryoprocs('movie', self._commandArgs(item, threads), threads)
+        self._requireResults('%s (id %s)' % (name, item['id']), [out, infoFile],
+                             lambda: self._done(name))
+        logger.info('%s (id %s): %s', name, item['id'],
+                    P.MovieInfo(read_json(infoFile)).summary_line())
         self._updatePreview()
 
     def _updatePreview(self):
         """Montage of the central frames of the finished movies and their index (JSON)."""
         with self._lock:
-            order = {it['name']: k for k, it in enumerate(self._items())}
-            infos = self._readInfos(fromItems=True)
-            infos.sort(key=lambda i: order.get(i['name'], len(order)))
-            self._writePreview(infos)
+            self._writePreview(self._readInfos(fromItems=True))
 
     def _writePreview(self, infos):
         import cv2
@@ -470,19 +511,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
     # ================================================================= results
     def _readInfos(self, fromItems=False):
-        """Movie descriptions (dicts, see MovieInfo) of the finished items, in item order."""
-        index = self._getExtraPath(C.MOVIE_INDEX_FILE)
-        if not fromItems and os.path.exists(index):
-            with open(index) as fh:
-                return json.load(fh)
-        folder = self._getExtraPath(C.MOVIE_INFO_DIR)
+        """Movie descriptions (dicts, see MovieInfo, with the item ``id``) of the finished
+        items, in item order: from the index written after each movie, or (``fromItems``)
+        from each item's description."""
+        if not fromItems:
+            infos = read_json(self._getExtraPath(C.MOVIE_INDEX_FILE))
+            if infos is not None:
+                return infos
         infos = []
-        if os.path.isdir(folder):
-            for fn in sorted(os.listdir(folder)):
-                if fn.endswith('.json'):
-                    with open(os.path.join(folder, fn)) as fh:
-                        infos.append(json.load(fh))
-            infos.sort(key=lambda i: i.get('id') or 0)
+        for it in self._items():
+            info = read_json(self._infoPath(it['name']))
+            if info is not None and os.path.exists(self._moviePath(it['name'])):
+                info['id'] = it['id']
+                infos.append(info)
         return infos
 
     def getMovieFiles(self):
@@ -492,6 +533,29 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def getPreviewFile(self):
         path = self._getExtraPath(C.MOVIE_PREVIEW_FILE)
         return path if os.path.exists(path) else None
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one movie: about 40 frames of the input as float32 (the '
+                   'input is memory-mapped and its pages released as frames are rendered) '
+                   '+ 250 MB (Python and the encoder); about 0.4 GB for 1024 x 1024 frames.')
+
+    def _memoryItems(self):
+        items = []
+        for it in self._items():
+            if it['kind'] == 'tiltseries':
+                with contextlib.suppress(Exception):
+                    from ..convert.mrc import mrc_info
+                    shape = mrc_info(it['entries'][0][0]).shape
+                    frame = shape[-1] * shape[-2]
+                    items.append(('%s (%d images of %d x %d)' % (it['name'], it['n'],
+                                                                 shape[-1], shape[-2]),
+                                  COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+                continue
+            x, y, z = it['dims']
+            frame = {0: x * y, 1: x * z, 2: y * z}[self.axis.get()] * max(1, self.slab.get())
+            items.append(('%s (%d x %d x %d)' % (it['name'], x, y, z),
+                          COMMAND_BASE_MB + 100 + 40 * frame * 4 / 2.0 ** 20))
+        return items
 
     # ================================================================= info
     def _validate(self):
@@ -549,7 +613,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                           '(%s) and of the input (%s).' % (cset.getSamplingRate(),
                                                            inp.getSamplingRate()))
         if self.particleRadius.get() <= 0 and not (cset.getBoxSize() or 0) > 0:
-            errors.append('The coordinates have no box size: give the particle radius (A).')
+            errors.append('The coordinates have no box size: give the particle radius (Å).')
         return errors
 
     def _warnings(self):
@@ -587,14 +651,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                                           infos[0].get('settings', ''))]
         for i in infos:
             path = self._getExtraPath(os.path.basename(i['path']))
-            summary.append('%s: [[%s]] %d frames, %.1f s, %dx%d px, %s'
-                           % (i['name'], path, i['frames'], i['duration_s'], i['width'],
+            summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
+                           % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
                               i['height'], P.human_size(i['size_bytes'])))
             if i.get('particles'):
                 summary.append('    %s' % P.particle_summary(i['particles']))
         preview = self.getPreviewFile()
         if preview:
-            summary.append('Preview (central frames): [[%s]]' % preview)
+            summary.append('Preview (central frames): %s' % link(preview))
         return summary
 
     def _methods(self):

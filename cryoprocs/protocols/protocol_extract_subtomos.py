@@ -3,10 +3,12 @@ RELION 5.0.1's numbers, or plain 3D sub-volumes from tomograms.
 
 2D mode: the Scipion inputs are written as a RELION 5 project into extra/
 (convert/relion5_scipion.py; paths relative to the Scipion project directory), then each tilt
-series is extracted by pipelines/extract.py (one parallel step per tilt series, resumable),
-which writes extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, extra/particles.star and
-extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the Scipion
-project directory). 3D mode: boxes cut from the tomograms (one step per tomogram).
+series is extracted by ``cryoprocs extract --tilt-series`` (pipelines/extract.py; one
+parallel step per tilt series, resumable), which writes
+extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, and the registration writes extra/particles.star
+and extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the
+Scipion project directory). 3D mode: boxes cut from the tomograms by the hidden ``cryoprocs
+extract-subvolumes`` (one step per tomogram).
 """
 import json
 import logging
@@ -20,23 +22,25 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfSubTomograms
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
-from ..pipelines.extract import (Stack2DJob, Stack2DSettings, SubvolumeSettings,
-                                 extract_subvolumes)
-from .protocol_base import ProtCryoprocsBase
+from ..pipelines.extract import Stack2DJob, Stack2DSettings, SubvolumeSettings
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json, safe_name
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01
 
 
 class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     """Extract subtomograms at 3D coordinates: RELION 5 pseudo-subtomograms (per-particle 2D
     stacks of CTF-premultiplied, dose-weighted tilt-image boxes, identical to
     relion_tomo_subtomo --stack2d, plus a RELION 5 project to refine from), or plain 3D
-    sub-volumes cut from tomograms."""
+    sub-volumes cut from tomograms. One step per tilt series / tomogram runs `cryoprocs
+    extract` (one cluster job each with "Use queue for jobs"); peak memory per tilt series
+    about 150 MB + 224 MB per thread."""
     _label = 'extract subtomograms'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_SUBTOMOGRAMS: SetOfSubTomograms}
@@ -64,16 +68,17 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         stack2d = 'extractionMode == %d' % C.EXTRACT_MODE_STACK2D
         vol3d = 'extractionMode == %d' % C.EXTRACT_MODE_SUBVOLUMES
         form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
-                      condition=stack2d, allowsNull=True, label='Tilt series',
+                      condition=stack2d, allowsNull=True, important=True,
+                      label='Tilt series',
                       help='Aligned, non-interpolated tilt series (the raw stacks with their '
                            'alignment transforms), matched to the coordinates by tsId.')
         form.addParam('inputCtfTomoSeries', params.PointerParam,
                       pointerClass='SetOfCTFTomoSeries', condition=stack2d, allowsNull=True,
-                      label='CTF tomo series',
+                      important=True, label='CTF tomo series',
                       help='Per-tilt CTF estimates (defocus U/V/angle, phase shift) matched by '
                            'tsId and acquisition order.')
         form.addParam('inputTomograms', params.PointerParam, pointerClass='SetOfTomograms',
-                      condition=vol3d, allowsNull=True, label='Tomograms',
+                      condition=vol3d, allowsNull=True, label='Tomograms (optional)',
                       help='Tomograms to cut from, matched by tsId. Empty: the tomograms the '
                            'coordinates refer to.')
 
@@ -94,61 +99,66 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                            'voxel size = coordinates sampling rate x binning (Fourier cropping '
                            'of the tomogram box when larger than the tomogram voxel).')
 
-        form.addSection(label='RELION options', )
-        form.addParam('ctfPremultiply', params.BooleanParam, default=True, condition=stack2d,
-                      label='CTF premultiplication?',
-                      help='Multiply each tilt image by its CTF at the particle depth (RELION '
-                           'default). No = RELION --no_ctf: only the contrast inversion is '
-                           'applied, and, as in RELION, no dose weighting.')
-        form.addParam('doseWeighting', params.BooleanParam, default=True,
-                      condition='%s and ctfPremultiply' % stack2d, label='Dose weighting?',
-                      help='Multiply by the Grant & Grigorieff (2015) dose weights of each '
-                           'tilt\'s pre-exposure (RELION default). No: CTF only (a cryoprocs '
-                           'option; RELION always weights with the CTF).')
-        form.addParam('circleCrop', params.BooleanParam, default=True, condition=stack2d,
-                      label='Circle crop with background subtraction?',
-                      help='Subtract the mean outside a circle of radius crop/2 and apply a '
-                           '5 px soft edge (RELION default; No = --no_circle_crop).')
-        form.addParam('maxDose', params.FloatParam, default=-1, condition=stack2d,
-                      label='Maximum dose (e/A^2)',
-                      help='Tilts whose pre-exposure exceeds this dose are left out (RELION '
-                           '--max_dose). -1 = use every tilt (RELION\'s default; '
-                           'scipion-em-reliontomo proposes 50).')
-        form.addParam('minFrames', params.IntParam, default=1, condition=stack2d,
-                      validators=[params.GE(0)], label='Minimum visible frames',
-                      help='Particles visible (box inside the image, within the maximum dose) '
-                           'in fewer tilts are removed (RELION --min_frames).')
-        form.addParam('float16', params.BooleanParam, default=False, condition=stack2d,
-                      label='Write float16?',
-                      help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
-                           'the disk space, about 3 significant digits.')
-        form.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
-                      default=C.HAND_AUTO, condition=stack2d, label='Handedness',
-                      help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
-                           'the per-particle defocus change with depth. Automatic: the value '
-                           'imported with the tilt series (ImportRelion5), else -1 (the usual '
-                           'case, as scipion-em-reliontomo).')
-        form.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
-                      expertLevel=LEVEL_ADVANCED, label='Defocus slope',
-                      help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
-                           'imported value, else 1 (RELION default).')
-        form.addParam('applyOffsets', params.BooleanParam, default=True, condition=stack2d,
-                      expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
-                      help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
-                           'the positions (RELION default; No = --dont_apply_offsets).')
-        form.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
-                      default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
-                      label='CTF scale factor',
-                      help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
-                           'as RELION 5 pipelines write it, or 1.')
-        form.addParam('invertContrast', params.BooleanParam, default=False, condition=vol3d,
+        form.addSection(label='Options')
+        relion = form.addGroup('RELION 5 extraction', condition=stack2d,
+                               help='Options of relion_tomo_subtomo --stack2d, with its '
+                                    'defaults.')
+        relion.addParam('ctfPremultiply', params.BooleanParam, default=True, condition=stack2d,
+                        label='CTF premultiplication?',
+                        help='Multiply each tilt image by its CTF at the particle depth (RELION '
+                             'default). No = RELION --no_ctf: only the contrast inversion is '
+                             'applied, and, as in RELION, no dose weighting.')
+        relion.addParam('doseWeighting', params.BooleanParam, default=True,
+                        condition='%s and ctfPremultiply' % stack2d, label='Dose weighting?',
+                        help='Multiply by the Grant & Grigorieff (2015) dose weights of each '
+                             'tilt\'s pre-exposure (RELION default). No: CTF only (a cryoprocs '
+                             'option; RELION always weights with the CTF).')
+        relion.addParam('circleCrop', params.BooleanParam, default=True, condition=stack2d,
+                        label='Circle crop with background subtraction?',
+                        help='Subtract the mean outside a circle of radius crop/2 and apply a '
+                             '5 px soft edge (RELION default; No = --no_circle_crop).')
+        relion.addParam('maxDose', params.FloatParam, default=-1, condition=stack2d,
+                        label='Maximum dose (e/Å²)',
+                        help='Tilts whose pre-exposure exceeds this dose are left out (RELION '
+                             '--max_dose). -1 = use every tilt (RELION\'s default; '
+                             'scipion-em-reliontomo proposes 50).')
+        relion.addParam('minFrames', params.IntParam, default=1, condition=stack2d,
+                        validators=[params.GE(0)], label='Minimum visible frames',
+                        help='Particles visible (box inside the image, within the maximum dose) '
+                             'in fewer tilts are removed (RELION --min_frames).')
+        relion.addParam('float16', params.BooleanParam, default=False, condition=stack2d,
+                        label='Write float16?',
+                        help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
+                             'the disk space, about 3 significant digits.')
+        relion.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
+                        default=C.HAND_AUTO, condition=stack2d, label='Handedness',
+                        help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
+                             'the per-particle defocus change with depth. Automatic: the value '
+                             'imported with the tilt series (import relion 5 project), else -1 '
+                             '(the usual case, as scipion-em-reliontomo).')
+        relion.addParam('defocusSlope', params.FloatParam, default=-1, condition=stack2d,
+                        expertLevel=LEVEL_ADVANCED, label='Defocus slope',
+                        help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
+                             'imported value, else 1 (RELION default).')
+        relion.addParam('applyOffsets', params.BooleanParam, default=True, condition=stack2d,
+                        expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
+                        help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
+                             'the positions (RELION default; No = --dont_apply_offsets).')
+        relion.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
+                        default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
+                        label='CTF scale factor',
+                        help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
+                             'as RELION 5 pipelines write it, or 1.')
+        sub = form.addGroup('Sub-volumes', condition=vol3d,
+                            help='Options of the 3D sub-volumes cut from the tomograms.')
+        sub.addParam('invertContrast', params.BooleanParam, default=False, condition=vol3d,
                       label='Invert contrast?',
                       help='Multiply the sub-volumes by -1 (dark protein becomes bright).')
-        form.addParam('normalize', params.BooleanParam, default=False, condition=vol3d,
+        sub.addParam('normalize', params.BooleanParam, default=False, condition=vol3d,
                       label='Normalize?',
                       help='Scale each sub-volume so that the voxels outside the sphere of '
                            'radius box/2 have mean 0 and standard deviation 1.')
-        form.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
+        sub.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
                       default=C.OUTSIDE_SKIP, condition=vol3d,
                       label='Boxes leaving the tomogram',
                       help='Skip those particles, or fill the missing voxels with the '
@@ -210,9 +220,11 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     # ================================================================= steps
     def _insertAllSteps(self):
-        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
-        # conversion runs inside the first item step (under the protocol lock), and a single
-        # tilt series / tomogram is extracted and registered in one step.
+        # one step per tilt series / tomogram (one cluster job each with "Use queue for
+        # jobs"), then the registration; pyworkflow's parallel executor polls every 3 s
+        # between dependent steps, so the input conversion runs inside the first item step
+        # (under the protocol lock), and a single tilt series / tomogram is extracted and
+        # registered in one step.
         tsIds = self._stepTsIds()
         func = self.extractTiltSeriesStep if self._is2d() else self.extractTomogramStep
         if len(tsIds) <= 1:
@@ -264,11 +276,36 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         return Stack2DJob(self._inputParticlesStar(), self._tomogramsStar(), self._extra(),
                           self._settings(), project_dir=self._projectDir())
 
+    def _resultFile(self, tsId):
+        return self._extra(safe_name(tsId) + '_extraction.json')
+
+    def _tiltSeriesDone(self, tsId):
+        """None when every stack of ``tsId`` is written (its result is written last)."""
+        res = read_json(self._resultFile(tsId))
+        if res is None or res.get('tilt_series') != tsId:
+            return 'no readable result %s for tsId %s' % (self._resultFile(tsId), tsId)
+        missing = [f for f in self._job().plan(tsId).out_files if f and not os.path.exists(f)]
+        if missing:
+            return '%d stacks missing, e.g. %s' % (len(missing), missing[0])
+        return None
+
     def extractTiltSeriesStep(self, tsId, nSteps):
+        """One tilt series: ``cryoprocs extract --tilt-series`` as this step's job (stacks
+        written before a restart with the same inputs and settings are kept)."""
+        from ..commands.extract import args_from_settings
         self._prepareInput()
+        if os.path.exists(self._resultFile(tsId)) and self._tiltSeriesDone(tsId) is None:
+            logger.info('tsId = %s: extracted before, skipped', tsId)
+            return
         threads = self._kernelThreads(nSteps)
-        with self._threadLimits(threads):
-            res = self._job().extract_tilt_series(tsId, threads=threads)
+        self._runCryoprocs('extract', [
+            '--particles', self._inputParticlesStar(), '--tomograms', self._tomogramsStar(),
+            '--project-dir', self._projectDir(), '--output-dir', self._extra(),
+            '--tilt-series', tsId, '--result', self._resultFile(tsId), '--threads',
+            str(threads), '--overwrite'] + args_from_settings(self._settings()), threads)
+        self._requireResults('tsId %s' % tsId, [self._resultFile(tsId)],
+                             lambda: self._tiltSeriesDone(tsId))
+        res = read_json(self._resultFile(tsId))
         logger.info("tsId = %s: %d stacks written, %d already present, %d frames", tsId,
                     res["written"], res["skipped_existing"], res["frames"])
 
@@ -313,28 +350,41 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     def _subvolumeFile(self, tsId, coordId):
         return self._extra("Subtomograms", tsId, "%s_%06d.mrc" % (tsId, coordId))
 
+    def _statusFile(self, tsId):
+        return self._extra("status_%s.json" % safe_name(tsId))
+
+    def _tomogramDone(self, tsId):
+        """None when the status of every particle of ``tsId`` is recorded (written last)."""
+        st = read_json(self._statusFile(tsId))
+        coords = read_json(self._mapFile(), {}).get(tsId, {}).get("coords", [])
+        if st is None or st.get("tilt_series") != tsId or len(st["status"]) != len(coords):
+            return 'no complete status %s for tsId %s' % (self._statusFile(tsId), tsId)
+        return None
+
     def extractTomogramStep(self, tsId, nSteps):
+        """One tomogram: ``cryoprocs extract-subvolumes`` (hidden) as this step's job
+        (sub-volumes written before a restart with the same settings are kept)."""
         self._prepareInput()
-        data = json.load(open(self._mapFile()))[tsId]
-        coords = data["coords"]
+        if os.path.exists(self._statusFile(tsId)) and self._tomogramDone(tsId) is None:
+            logger.info('tsId = %s: extracted before, skipped', tsId)
+            return
+        data = read_json(self._mapFile())[tsId]
         csr = self.inputCoordinates.get().getSamplingRate()
         settings = self._subvolumeSettings()
-        settings.binning = max(1.0, csr * self.binning.get() / data["sampling"])
-        files = [self._subvolumeFile(tsId, c[0]) for c in coords]
-        with self._threadLimits(self._kernelThreads(nSteps)):
-            res = extract_subvolumes(data["tomogram"], [c[1:] for c in coords], files, settings,
-                                     voxel_size=data["sampling"],
-                                     fingerprint_file=self._extra("Subtomograms", tsId,
-                                                                  ".fingerprint.json"))
-        status = {str(c[0]): s for c, s in zip(coords, res["status"])}
-        out = self._extra("status_%s.json" % tsId)
-        with open(out + ".part", "w") as fh:
-            json.dump({"status": status, "counts": {k: v for k, v in res.items()
-                                                    if k != "status"}}, fh)
-        os.replace(out + ".part", out)
+        binning = max(1.0, csr * self.binning.get() / data["sampling"])
+        args = ['--coordinates', self._mapFile(), '--tilt-series', tsId,
+                '--box-size', str(settings.box), '--bin', repr(binning),
+                '--outside', settings.outside, '--output-dir', self._extra("Subtomograms"),
+                '--status', self._statusFile(tsId)]
+        args += ['--invert'] if settings.invert_contrast else []
+        args += ['--normalize'] if settings.normalize else []
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('extract-subvolumes', args, threads)
+        self._requireResults('tsId %s' % tsId, [self._statusFile(tsId)],
+                             lambda: self._tomogramDone(tsId))
+        c = read_json(self._statusFile(tsId))["counts"]
         logger.info("tsId = %s: %d sub-volumes written, %d outside the tomogram (%d skipped, "
-                    "%d padded)", tsId, res["written"], res["outside"], res["skipped"],
-                    res["padded"])
+                    "%d padded)", tsId, c["written"], c["outside"], c["skipped"], c["padded"])
 
     # ---------------------------------------------------------------- output
     def createOutputStep(self):
@@ -352,7 +402,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         if self._is2d():
             job = self._job()
             job.write_star_files()
-            ids = json.load(open(self._mapFile()))["coordinate_ids"]
+            ids = read_json(self._mapFile())["coordinate_ids"]
             tsSet = self.inputTiltSeries.get()
             ps = tsSet.getSamplingRate()
             sr = ps * self.binning.get()
@@ -389,15 +439,14 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                              self._extra("optimisation_set.star"), self._projectDir()))):
                 RS.set_attr(outSet, k, v)
         else:
-            data = json.load(open(self._mapFile()))
+            data = read_json(self._mapFile())
             tomos = self._tomoDict()
             report = {"mode": "3d", "per_ts": {}}
             sr = None
             for tsId in sorted(data):
-                st = self._extra("status_%s.json" % tsId)
-                if not os.path.exists(st):
+                info = read_json(self._statusFile(tsId))
+                if info is None:
                     continue
-                info = json.load(open(st))
                 report["per_ts"][tsId] = info["counts"]
                 csr = self.inputCoordinates.get().getSamplingRate()
                 f = max(1.0, csr * self.binning.get() / data[tsId]["sampling"])
@@ -430,6 +479,21 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         self.extractionReport.set(json.dumps(report))
         self._store(self.extractionReport)
 
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one tilt series (2D stacks): about 150 MB + 224 MB per '
+                   'thread (output stacks of a particle group, at most 160 MB, and the boxes '
+                   'being cut), whatever the tilt-series size (images are memory-mapped); '
+                   'of one tomogram (3D sub-volumes): 150 MB + 32 x box^3 bytes.')
+
+    def _memoryItems(self):
+        tsIds = self._stepTsIds()
+        threads = self._kernelThreads(len(tsIds))
+        if self._is2d():
+            need = COMMAND_BASE_MB + threads * (Stack2DJob.max_group_bytes / 2.0 ** 20 + 64)
+        else:
+            need = COMMAND_BASE_MB + 32.0 * self.boxSize.get() ** 3 / 2.0 ** 20
+        return [('tsId %s' % t, need) for t in tsIds]
+
     # ================================================================= info
     def _validate(self):
         errors = []
@@ -461,10 +525,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                               'transforms).' % ", ".join(unaligned[:10]))
             srs = {t: tsIds[t][1] for t in used}
             srSet = tsSet.getSamplingRate()
-            bad = ["%s (%.4f A/px)" % (t, s) for t, s in srs.items()
+            bad = ["%s (%.4f Å/px)" % (t, s) for t, s in srs.items()
                    if abs(s - srSet) > SAMPLING_TOLERANCE * srSet]
             if bad:
-                errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+                errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                               % (", ".join(bad), srSet))
             if not errors:
                 s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
@@ -491,8 +555,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 tsr = tomos[t].getSamplingRate()
                 f = csr * self.binning.get() / tsr
                 if f < 1 - SAMPLING_TOLERANCE:
-                    errors.append('tsId %s: the output voxel (coordinates %.3f A/px x binning '
-                                  '%g) is smaller than the tomogram voxel %.3f A; increase the '
+                    errors.append('tsId %s: the output voxel (coordinates %.3f Å/px x binning '
+                                  '%g) is smaller than the tomogram voxel %.3f Å; increase the '
                                   'binning' % (t, csr, self.binning.get(), tsr))
                 dims = tomos[t].getDim()
                 s0 = int(self.boxSize.get() * max(1.0, f) + 0.5)
@@ -513,16 +577,17 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     def _summary(self):
         if not self.extractionReport.get():
-            return ['Output not ready yet.']
+            return [NOT_READY]
         rep = json.loads(self.extractionReport.get())
         if rep["mode"] == "2d":
-            lines = ['%d RELION 5 pseudo-subtomograms (2D stacks, %d frames) extracted; %d '
-                     'particles removed (visible in fewer than %d tilts).'
-                     % (rep["kept"], rep["frames"], rep["removed"], self.minFrames.get())]
+            lines = ['%s (2D stacks, %s) extracted; %s removed (visible in fewer than %s).'
+                     % (plural(rep["kept"], 'RELION 5 pseudo-subtomogram'),
+                        plural(rep["frames"], 'frame'), plural(rep["removed"], 'particle'),
+                        plural(self.minFrames.get(), 'tilt'))]
             for t, (n, k) in sorted(rep["per_ts"].items()):
-                lines.append('  %s: %d of %d particles' % (t, k, n))
-            lines.append('RELION 5 project: [[%s]] (run RELION from the Scipion project '
-                         'directory)' % self._getExtraPath('optimisation_set.star'))
+                lines.append('  %s: %d of %s' % (t, k, plural(n, 'particle')))
+            lines.append('RELION 5 project: %s (run RELION from the Scipion project '
+                         'directory)' % link(self._getExtraPath('optimisation_set.star')))
             return lines
         lines = []
         tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}
@@ -532,10 +597,11 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             lines.append('  %s: %d written, %d outside the tomogram (%d skipped, %d padded)'
                          % (t, c["written"] + c.get("skipped_existing", 0), c["outside"],
                             c["skipped"], c["padded"]))
-        return ['%d sub-volumes of %d px extracted; %d box%s left the tomogram: %d skipped, '
+        return ['%s of %d px extracted; %s left the tomogram: %d skipped, '
                 '%d padded with the tomogram mean.'
-                % (tot["written"] + tot["skipped_existing"], self.boxSize.get(), tot["outside"],
-                   "" if tot["outside"] == 1 else "es", tot["skipped"], tot["padded"])] + lines
+                % (plural(tot["written"] + tot["skipped_existing"], 'sub-volume'),
+                   self.boxSize.get(), plural(tot["outside"], 'box', 'boxes'), tot["skipped"],
+                   tot["padded"])] + lines
 
     def _methods(self):
         if not self.extractionReport.get():

@@ -6,7 +6,7 @@ acquisition order, per-tilt pre-exposure and dose, 2D alignment transforms), a
 ``SetOfCTFTomoSeries`` and a ``SetOfCoordinates3D`` with orientations. RELION quantities
 Scipion has no field for are kept as extra attributes (convert/relion5_scipion.py), so
 ExtractSubtomos writes the project back with RELION's exact values. Does not use tomo's
-ProtImportTs (sqlite lock, ../shared/docs/scipion-plugin-notes.md §3.9).
+ProtImportTs (sqlite lock, docs/scipion-notes.md).
 """
 import json
 import logging
@@ -24,9 +24,11 @@ from tomo.objects import SetOfCoordinates3D, SetOfCTFTomoSeries, SetOfTiltSeries
 
 from .. import constants as C
 from ..convert import relion5 as R5
+from ..convert.images import image_info
 from ..convert import relion5_scipion as RS
 from ..convert.scipion import set_relion_orientation
 from .protocol_base import ProtCryoprocsBase
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -257,9 +259,8 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             if real:
                 path = R5.resolve(row["rlnTomoReconstructedTomogram"], project)
                 b = float(b) if pd.notna(b) else None
-                if b is None:
-                    with mrcfile.open(path, header_only=True, permissive=True) as m:
-                        b = float(m.voxel_size.x) / ps
+                if b is None:              # MRC header or OME-Zarr metadata
+                    b = float(image_info(path).voxel_size[0]) / ps
             else:
                 size = ts.tomo_size if ts.tomo_size and min(ts.tomo_size) > 0 else \
                     (ts.image_size[0], ts.image_size[1], max(2, min(ts.image_size) // 4))
@@ -387,15 +388,16 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         if not self.importReport.get():
             return ['Output not ready yet.']
         rep = json.loads(self.importReport.get())
-        lines = ['%d tilt series imported from [[%s]] (RELION project directory %s):'
-                 % (len(rep["tilt_series"]), self._tomogramsStar(), rep["project_dir"])]
+        lines = ['%d tilt series imported from %s (RELION project directory %s):'
+                 % (len(rep["tilt_series"]), link(self._tomogramsStar()), rep["project_dir"])]
         for t in rep["tilt_series"]:
-            lines.append('  %s: %d tilts, pre-exposure up to %.1f e/A^2'
-                         % (t["tsId"], t["tilts"], t["max_pre_exposure"]))
+            lines.append('  %s: %s, pre-exposure up to %.1f e/Å²'
+                         % (t["tsId"], plural(t["tilts"], 'tilt'), t["max_pre_exposure"]))
         p = rep.get("particles")
         if p:
-            lines.append('%d particles imported (coordinates at %.3f A/px, referred to %s).'
-                         % (p["imported"], p["sampling_rate"], p["tomograms"]))
+            lines.append('%s imported (coordinates at %.3f Å/px, referred to %s).'
+                         % (plural(p["imported"], 'particle'), p["sampling_rate"],
+                            p["tomograms"]))
             if p["skipped_by_tomogram"]:
                 lines.append('Skipped particles of tomograms without tilt series: %s'
                              % ", ".join("%s (%d)" % kv for kv in

@@ -2,11 +2,10 @@
 with noise matching the tomogram's background, at full tomogram size.
 
 Maps Scipion objects to :func:`cryoprocs.pipelines.noisefill.noise_fill_file` (the maths is in
-:mod:`cryoprocs.kernels.noisefill`, see ../shared/docs/noise-fill.md). Model protocol for the
+:mod:`cryoprocs.kernels.noisefill`, see docs/noise-fill.md). Model protocol for the
 set handling: scipion-em-tomo ``ProtTomoApplyTomoMask`` (per-tsId parallel steps, tsId
 matching, non-matching tsIds reported).
 """
-import json
 import logging
 import os
 
@@ -17,13 +16,14 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTomograms, SetOfTomoMasks, Tomogram, TomoMask
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import MrcFormatError, mrc_info
 from ..kernels import noisefill as K
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01      # relative
 
 
 class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
@@ -32,8 +32,9 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
     background, with a soft edge: for template matching, training data, denoising or display.
     Masks (segmentations, label maps) are matched to tomograms by tsId, or one volume mask is
     used for all. A parity mode reproduces TomoPANDA's extract_masked_tomogram.py exactly.
-    Peak memory per tomogram (measured, 300x1024x1024 float32 = 1.26 GB, 10 % mask): 1.0-1.6x
-    the tomogram for expansions up to 50 px; 2.3x in parity mode."""
+    One step per tomogram runs `cryoprocs noise-fill` (one cluster job per tomogram with "Use
+    queue for jobs"). Peak memory per tomogram (measured, 300x1024x1024 float32 = 1.26 GB, 10 %
+    mask): 1.0-1.6x the tomogram for expansions up to 50 px, 2.3x in parity mode, + 150 MB."""
     _label = 'masked tomogram noise fill'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_NOISE_FILLED_TOMOS: SetOfTomograms,
@@ -215,35 +216,29 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
     def _pairs(self):
         """``(pairs, unmatched)``: ``pairs`` = [(tsId, tomo clone, mask clone)] in tsId order,
         ``unmatched`` = tsIds of tomograms without a mask and of masks without a tomogram."""
-        tomos = {t.getTsId(): t.clone() for t in self.inputTomograms.get().iterItems()
-                 if t.isEnabled()}
+        tomos = self._byTsId(self.inputTomograms.get())
         if self._singleMask():
             mask = self.inputMasks.get()
             return [(ts, tomos[ts], mask) for ts in sorted(tomos)], []
-        masks = {m.getTsId(): m.clone() for m in self.inputMasks.get().iterItems()
-                 if m.isEnabled()}
-        common = sorted(set(tomos) & set(masks))
+        masks = self._byTsId(self.inputMasks.get())
+        common, _ = self._matchTsIds([('tomograms', tomos), ('masks', masks)])
         unmatched = sorted(set(tomos) ^ set(masks))
         return [(ts, tomos[ts], masks[ts]) for ts in common], unmatched
 
     def _outFile(self, tsId):
-        return self._getExtraPath('%s_noisefilled.mrc' % tsId)
+        return self._tsIdPath(tsId, '_noisefilled.mrc')
 
     def _maskOutFile(self, tsId):
-        return self._getExtraPath('%s_softmask.mrc' % tsId)
+        return self._tsIdPath(tsId, '_softmask.mrc')
 
     def _pngFile(self, tsId):
-        return self._getExtraPath('%s_preview.png' % tsId)
+        return self._tsIdPath(tsId, '_preview.png')
 
     def _reportFile(self, tsId):
-        return self._getExtraPath('%s_report.json' % tsId)
+        return self._tsIdPath(tsId, '_report.json')
 
     def _readReport(self, tsId):
-        try:
-            with open(self._reportFile(tsId)) as fh:
-                return json.load(fh)
-        except (OSError, ValueError):
-            return None
+        return read_json(self._reportFile(tsId))
 
     # ================================================================= steps
     def _insertAllSteps(self):
@@ -258,20 +253,46 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
               t.getSamplingRate(), len(pairs)) for ts, t, m in pairs])
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
+    def _done(self, tsId):
+        """None when the outputs of ``tsId`` are complete, else what is wrong. The tomogram is
+        renamed last by the command, after its report, preview and soft mask."""
+        rep = self._readReport(tsId)
+        if rep is None:
+            return 'no readable report %s' % self._reportFile(tsId)
+        if os.path.basename(rep.get('files', {}).get('output') or '') != \
+                os.path.basename(self._outFile(tsId)):
+            return 'the report %s is not that of %s' % (self._reportFile(tsId),
+                                                         self._outFile(tsId))
+        return None
+
+    def _commandArgs(self, tsId, tomoPath, maskPath, samplingRate, threads):
+        """The ``cryoprocs noise-fill`` options of one tomogram (form -> command line)."""
+        from ..commands.noise_fill import args_from_params
+        args = ['--input_tomo', tomoPath, '--input_mask', maskPath,
+                '--output_tomo', os.path.abspath(self._outFile(tsId)),
+                '--preview', os.path.abspath(self._pngFile(tsId)),
+                '--report', os.path.abspath(self._reportFile(tsId)),
+                '--threads', str(threads), '--overwrite']
+        if self.saveSoftMask.get():
+            args += ['--soft-mask-out', os.path.abspath(self._maskOutFile(tsId))]
+        if samplingRate:
+            args += ['--voxel-size', repr(float(samplingRate))]
+        return args + args_from_params(self._params())
+
     def noiseFillStep(self, tsId, tomoPath, maskPath, samplingRate, nSteps):
-        from ..pipelines.noisefill import noise_fill_file
+        """One tomogram: ``cryoprocs noise-fill`` as this step's job, then its results checked
+        (a tomogram finished before a restart is kept)."""
         out = self._outFile(tsId)
-        if os.path.exists(out):                 # finished before a restart
+        if os.path.exists(out) and self._done(tsId) is None:
             logger.info('tsId = %s: %s exists, skipped', tsId, out)
             return
         threads = self._kernelThreads(nSteps)
         logger.info('tsId = %s: noise fill -> %s (%d threads)', tsId, out, threads)
-        with self._threadLimits(threads):
-            rep = noise_fill_file(
-                tomoPath, maskPath, out, self._params(),
-                soft_mask_path=self._maskOutFile(tsId) if self.saveSoftMask.get() else None,
-                preview_png=self._pngFile(tsId), report_json=self._reportFile(tsId),
-                threads=threads, overwrite=True, voxel_size=samplingRate)
+        self._runCryoprocs('noise-fill', self._commandArgs(tsId, tomoPath, maskPath,
+                                                           samplingRate, threads), threads)
+        self._requireResults('tsId %s' % tsId, [out, self._reportFile(tsId)],
+                             lambda: self._done(tsId))
+        rep = self._readReport(tsId)
         logger.info('tsId = %s: mask %d -> %d voxels, noise mean %.4g std %.4g, %.1f s',
                     tsId, rep['mask_voxels'], rep['expanded_voxels'], rep['noise_mean'],
                     rep['noise_std'], rep['seconds'])
@@ -305,6 +326,20 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             self._defineOutputs(**{C.OUTPUT_NOISE_FILL_MASKS: masks})
             self._defineSourceRelation(self.inputMasks, masks)
 
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one tomogram: about 1.6 x its size as float32 (1.0 x for '
+                   'expansions up to 10 px; 2.3 x in TomoPANDA parity mode) + 150 MB; a '
+                   '300 x 1024 x 1024 tomogram (1.26 GB) needs up to 2.2 GB.')
+
+    def _memoryItems(self):
+        factor = 2.3 if self.parityMode.get() else 1.6
+        items = []
+        for tsId, tomo, _ in self._pairs()[0]:
+            x, y, z = tomo.getDim()
+            items.append(('tsId %s (%d x %d x %d)' % (tsId, x, y, z),
+                          factor * x * y * z * 4 / 2.0 ** 20 + COMMAND_BASE_MB))
+        return items
+
     # ================================================================= info
     def _validate(self):
         errors = []
@@ -325,8 +360,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         for tsId, tomo, mask in pairs:
             tsr, msr = tomo.getSamplingRate(), mask.getSamplingRate()
             if tsr and msr and abs(tsr - msr) > SAMPLING_TOLERANCE * tsr:
-                errors.append('tsId %s: the mask sampling rate %.4g A/px differs from the '
-                              'tomogram\'s %.4g A/px by more than 1 %%.' % (tsId, msr, tsr))
+                errors.append('tsId %s: the mask sampling rate %.4g Å/px differs from the '
+                              'tomogram\'s %.4g Å/px by more than 1 %%.' % (tsId, msr, tsr))
             tfn = self._projectPath(tomo.getFileName())
             mfn = self._projectPath(mask.getFileName())
             try:
@@ -362,11 +397,12 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         if self.unmatchedTsIds.get():
             summary.append('*Skipped, no tomogram/mask partner:* %s' % self.unmatchedTsIds.get())
         if not hasattr(self, C.OUTPUT_NOISE_FILLED_TOMOS):
-            summary.append('Output not ready yet.')
+            summary.append(NOT_READY)
             return summary
         out = getattr(self, C.OUTPUT_NOISE_FILLED_TOMOS)
         p = self._params().resolved()
-        summary.append('%d tomograms noise-filled (%s).' % (out.getSize(), self._describe(p)))
+        summary.append('%s noise-filled (%s).' % (plural(out.getSize(), 'tomogram'),
+                                                  self._describe(p)))
         for tsId, _, _ in self._pairs()[0]:
             rep = self._readReport(tsId)
             if rep is None:
@@ -374,11 +410,11 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             summary.append(
                 '*%s*: mask %d -> %d voxels after expansion (%.2fx); kept region mean %s std '
                 '%s; filled region mean %s std %s (replaced data mean %s std %s); noise mean '
-                '%s std %s. Preview: [[%s]]'
+                '%s std %s. Preview: %s'
                 % (tsId, rep['mask_voxels'], rep['expanded_voxels'], rep['expansion_ratio'],
                    _g(rep['kept_mean']), _g(rep['kept_std']), _g(rep['filled_mean']),
                    _g(rep['filled_std']), _g(rep['replaced_mean']), _g(rep['replaced_std']),
-                   _g(rep['noise_mean']), _g(rep['noise_std']), self._pngFile(tsId)))
+                   _g(rep['noise_mean']), _g(rep['noise_std']), link(self._pngFile(tsId))))
         return summary
 
     def _describe(self, p):

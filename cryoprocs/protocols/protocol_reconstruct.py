@@ -4,10 +4,12 @@ from tilt series, with half maps and the FSC, to RELION 5.0.1's numbers.
 The Scipion inputs are written as a RELION 5 project into extra/ (convert/relion5_scipion.py,
 the same mapping as ExtractSubtomos; with subtomograms from ExtractSubtomos as input, its
 tomograms.star is used and the particles are the subtomograms' coordinates and
-orientations). Each tilt series is then backprojected by pipelines/reconstruct.py in its own
-parallel step, which saves its partial sums (extra/partial/<tsId>.npz: a resumed run skips
-finished tilt series); the last step sums them, symmetrises, reconstructs the half maps and
-the merged map, and computes the FSC.
+orientations). Each tilt series is then backprojected in its own parallel step by
+``cryoprocs reconstruct --tilt-series`` (pipelines/reconstruct.py), which saves its partial
+sums (extra/partial/<tsId>.npz: a resumed run skips finished tilt series); the last step,
+``cryoprocs reconstruct`` without it, sums them, symmetrises, reconstructs the half maps and
+the merged map, computes the FSC and writes extra/reconstruction.json, which the protocol
+registers.
 """
 import json
 import logging
@@ -22,16 +24,17 @@ from pwem.objects import FSC
 from tomo.objects import AverageSubTomogram
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01
 
 
 class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
@@ -39,7 +42,9 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
     relion_tomo_reconstruct_particle: per particle and tilt, a box cut from the tilt image,
     CTF x dose weighted and inserted into Fourier space by trilinear backprojection, per half
     set; then symmetry, gridding and CTF correction. Outputs the merged map with its half maps
-    and the FSC between them."""
+    and the FSC between them. One step per tilt series runs `cryoprocs reconstruct` for its
+    partial sums, a final step sums them (one cluster job each with "Use queue for jobs");
+    peak memory per tilt series about 150 MB + 48 x box^3 bytes per thread."""
     _label = 'reconstruct subtomogram average'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_AVERAGE: AverageSubTomogram, C.OUTPUT_FSC: FSC}
@@ -70,12 +75,13 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                            'without it particles alternate between the halves per tilt '
                            'series, as scipion-em-reliontomo does.')
         form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
-                      condition=fromCoords, allowsNull=True, label='Tilt series',
+                      condition=fromCoords, allowsNull=True, important=True,
+                      label='Tilt series',
                       help='Aligned, non-interpolated tilt series (raw stacks with their '
                            'alignment), matched to the coordinates by tsId.')
         form.addParam('inputCtfTomoSeries', params.PointerParam,
                       pointerClass='SetOfCTFTomoSeries', condition=fromCoords,
-                      allowsNull=True, label='CTF tomo series',
+                      allowsNull=True, important=True, label='CTF tomo series',
                       help='Per-tilt CTF estimates matched by tsId and acquisition order.')
         form.addParam('inputSubtomograms', params.PointerParam,
                       pointerClass='SetOfSubTomograms', condition=fromSubtomos,
@@ -96,7 +102,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         form.addParam('binning', params.FloatParam, default=1.0, label='Binning',
                       help='Fourier binning of the tilt images (RELION --bin); the map '
                            'sampling rate is the tilt-series pixel size x binning.')
-        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
                       help='Point group in RELION\'s conventions: C1, Cn (axis z), Dn (n-fold '
                            'on z, two-fold on x), T, O, I (= I2) or I1, I3, I4.')
         form.addParam('doWiener', params.BooleanParam, default=False,
@@ -119,7 +125,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                            'a 5 px soft edge to each tilt-image box before its FFT (RELION '
                            'default; No = --no_circle_crop).')
         form.addParam('maxDose', params.FloatParam, default=-1,
-                      label='Maximum dose (e/A^2)',
+                      label='Maximum dose (e/Å²)',
                       help='Tilts whose pre-exposure exceeds this dose are not used. -1 = '
                            'every tilt (RELION\'s reconstruction has no such option).')
         form.addParam('taper', params.FloatParam, default=10.0, expertLevel=LEVEL_ADVANCED,
@@ -218,21 +224,17 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
 
     # ================================================================= steps
     def _insertAllSteps(self):
-        # pyworkflow's parallel executor polls every 3 s between dependent steps: the input
-        # conversion runs inside the first item step (under the protocol lock), and a single
-        # tilt series is backprojected and finalised in one step.
+        # one step per tilt series (its partial sums), then the final sum, symmetry and FSC
+        # in a step of its own; with a single tilt series one command does both (pyworkflow's
+        # parallel executor polls every 3 s between dependent steps). The conversion of the
+        # inputs runs inside the first step (under the protocol lock).
         tsIds = self._stepTsIds()
-        if len(tsIds) <= 1:
-            self._insertFunctionStep(self.reconstructAllStep, tsIds, needsGPU=False)
-            return
-        ids = self._insertItemSteps(self.backprojectTiltSeriesStep,
-                                    [(t, len(tsIds)) for t in tsIds])
-        self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
-
-    def reconstructAllStep(self, tsIds):
-        for t in tsIds:
-            self.backprojectTiltSeriesStep(t, 1)
-        self.createOutputStep()
+        ids = []
+        if len(tsIds) > 1:
+            ids = self._insertItemSteps(self.backprojectTiltSeriesStep,
+                                        [(t, len(tsIds)) for t in tsIds])
+        self._insertFunctionStep(self.reconstructStep, tsIds, prerequisites=ids,
+                                 needsGPU=False)
 
     def _prepareInput(self):
         """Write the converted inputs once per run (later steps and resumed runs reuse them)."""
@@ -290,19 +292,65 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                 parts["rlnRandomSubset"] = subsets
         write_star(self._particlesStar(), blocks)
 
-    def backprojectTiltSeriesStep(self, tsId, nSteps):
-        self._prepareInput()
-        threads = self._kernelThreads(nSteps)
-        with self._threadLimits(threads):
-            res = self._job().accumulate_tilt_series(tsId, threads=threads)
-        logger.info("tsId = %s: %d particles backprojected (%d tilt images), %d without a "
-                    "visible tilt", tsId, res.used, res.slices, res.skipped)
+    def _commandArgs(self, threads):
+        """The ``cryoprocs reconstruct`` options of this run (form -> command line)."""
+        from ..commands.reconstruct import args_from_settings
+        return ['--particles', self._particlesStar(), '--tomograms', self._tomogramsStar(),
+                '--project-dir', self._projectDir(), '--output-dir', self._extra(),
+                '--threads', str(threads)] + args_from_settings(self._settings())
 
-    def createOutputStep(self):
+    def _partialDone(self, job, tsId):
+        """None when the saved partial sums of ``tsId`` are those of this run's inputs."""
+        path = job.partial_file(tsId)
+        try:
+            with np.load(path) as z:
+                ok = 'fingerprint' in z.files and str(z['fingerprint']) == job.fingerprint(tsId)
+        except (OSError, ValueError) as exc:
+            return 'unreadable partial sums %s (%s)' % (path, exc)
+        return None if ok else '%s holds the sums of other inputs or settings' % path
+
+    def backprojectTiltSeriesStep(self, tsId, nSteps):
+        """One tilt series: ``cryoprocs reconstruct --tilt-series`` as this step's job (its
+        partial sums in extra/partial/), then checked (sums saved before a restart are
+        kept)."""
         self._prepareInput()
         job = self._job()
-        with self._threadLimits(self._totalThreads()):
-            res = job.finalise(job.load_partials(), threads=self._totalThreads())
+        if os.path.exists(job.partial_file(tsId)) and self._partialDone(job, tsId) is None:
+            logger.info('tsId = %s: partial sums found, skipped', tsId)
+            return
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('reconstruct', self._commandArgs(threads) + ['--tilt-series', tsId],
+                           threads)
+        self._requireResults('tsId %s' % tsId, [job.partial_file(tsId)],
+                             lambda: self._partialDone(job, tsId))
+
+    def _reportFile(self):
+        return self._extra('reconstruction.json')
+
+    def _mapsDone(self, job):
+        """None when reconstruction.json and the maps are those of this run's inputs."""
+        from ..convert.paths import read_record
+        if read_json(self._reportFile()) is None:
+            return 'no readable %s' % self._reportFile()
+        if read_record(job.outputs_fingerprint_file) != job.run_fingerprint():
+            return 'the maps in %s come from other inputs or settings' % self._extra()
+        return None
+
+    def reconstructStep(self, tsIds):
+        """The final sum: ``cryoprocs reconstruct`` (it reuses the partial sums; with one tilt
+        series it also backprojects it) as this step's job, then the outputs registered."""
+        self._prepareInput()
+        job = self._job()
+        if not (os.path.exists(self._reportFile()) and self._mapsDone(job) is None):
+            threads = self._totalThreads()
+            self._runCryoprocs('reconstruct', self._commandArgs(threads) + ['--overwrite'],
+                               threads)
+            self._requireResults('final sum of %d tilt series' % len(tsIds),
+                                 [self._reportFile()], lambda: self._mapsDone(job))
+        self.createOutputStep()
+
+    def createOutputStep(self):
+        res = read_json(self._reportFile())
         project = self._projectDir()
 
         def rel(p):
@@ -329,6 +377,21 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
         self.reconstructionReport.set(json.dumps(report))
         self._store(self.reconstructionReport)
+
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one tilt series: about 150 MB + 48 x box^3 bytes per '
+                   'thread (half-set accumulators) + one tilt image; the final sum about 40 x '
+                   'box^3 bytes + 150 MB (box 128: about 0.25 GB per thread, 0.25 GB final).')
+
+    def _memoryItems(self):
+        box = int(self.boxSize.get())
+        tsIds = self._stepTsIds()
+        threads = self._kernelThreads(len(tsIds)) if len(tsIds) > 1 else self._totalThreads()
+        acc = 48.0 * box ** 3 / 2.0 ** 20
+        items = [('tilt series %s' % t, COMMAND_BASE_MB + threads * acc + 64) for t in tsIds]
+        items.append(('the final sum (box %d)' % box,
+                      COMMAND_BASE_MB + 40.0 * box ** 3 / 2.0 ** 20))
+        return items
 
     # ================================================================= info
     def _validate(self):
@@ -378,10 +441,10 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             errors.append('Tilt series %s have no alignment (the reconstruction needs the '
                           'tilt-image transforms).' % ", ".join(unaligned[:10]))
         srSet = tsSet.getSamplingRate()
-        bad = ["%s (%.4f A/px)" % (t, tsInfo[t][1]) for t in used
+        bad = ["%s (%.4f Å/px)" % (t, tsInfo[t][1]) for t in used
                if abs(tsInfo[t][1] - srSet) > SAMPLING_TOLERANCE * srSet]
         if bad:
-            errors.append('Tilt series sampling rates %s differ from the set\'s %.4f A/px.'
+            errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                           % (", ".join(bad), srSet))
         if not errors:
             s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
@@ -401,31 +464,32 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             if interp:
                 w.append('Tilt series %s are interpolated: the reconstruction expects the '
                          'raw tilt images with their alignment.' % ", ".join(interp[:10]))
-        if self._settings().symmetry != "C1":
+        if self._settings().symmetry != C.DEFAULT_SYMMETRY:
             w.append('Symmetry %s is imposed in Fourier space on both half maps.'
                      % self._settings().symmetry)
         return w
 
     def _summary(self):
         if not self.reconstructionReport.get():
-            return ['Output not ready yet.']
+            return [NOT_READY]
         r = json.loads(self.reconstructionReport.get())
-        lines = ['%d of %d particles reconstructed (%d tilt images); %d skipped (no tilt with '
+        lines = ['%d of %s reconstructed (%s); %d skipped (no tilt with '
                  'the particle at least %g px from the image edges%s).'
-                 % (r["used"], r["particles"], r["slices"], r["skipped"], r["box"] / 2.0,
+                 % (r["used"], plural(r["particles"], 'particle'),
+                    plural(r["slices"], 'tilt image'), r["skipped"], r["box"] / 2.0,
                     ' within the maximum dose' if self.maxDose.get() > 0 else ''),
-                 'Map: %d px at %.3f A/px, symmetry %s%s.'
+                 'Map: %d px at %.3f Å/px, symmetry %s%s.'
                  % (r["crop"], r["pixel_size"], r["symmetry"],
                     ', half maps attached' if r["half_sets"] else '')]
         if r["resolution"] is not None:
-            lines.append('FSC 0.143 resolution between the half maps: %s%.2f A.'
+            lines.append('FSC 0.143 resolution between the half maps: %s%.2f Å.'
                          % ('<= ' if r["resolution_at_nyquist"] else '', r["resolution"]))
         elif r["half_sets"]:
             lines.append('The FSC between the half maps is below 0.143 at every shell.')
         else:
             lines.append('No half sets (rlnRandomSubset): no FSC.')
         if r.get("fsc_png"):
-            lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+            lines.append('FSC plot: %s' % link(r["fsc_png"]))
         return lines
 
     def _methods(self):
@@ -434,7 +498,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         r = json.loads(self.reconstructionReport.get())
         return ['A subtomogram average of %d particles was reconstructed from the tilt series '
                 'with the algorithm of RELION 5 relion_tomo_reconstruct_particle [Burt2024]'
-                '%s (box %d px at %.3f A/px, symmetry %s) using cryoprocs [cryoprocs2026].'
+                '%s (box %d px at %.3f Å/px, symmetry %s) using cryoprocs [cryoprocs2026].'
                 % (r["used"], ', CTF and dose weighting [Grant2015]' if self.doCtf.get()
                    else '', r["box"], r["pixel_size"], r["symmetry"])]
 

@@ -2,7 +2,7 @@
 (GAPSTOP, STOPGAP, pytom-match-pick), with cryoCAT ``scores_extract_particles`` semantics and
 an order of magnitude less time and memory.
 
-The maths is in :mod:`cryoprocs.kernels.peaks` (see ../shared/docs/peak-picking.md), the file
+The maths is in :mod:`cryoprocs.kernels.peaks` (see docs/peak-picking.md), the file
 handling in :mod:`cryoprocs.pipelines.peaks`. This module maps Scipion objects to those calls and
 the picks back to a ``SetOfCoordinates3D``:
 
@@ -26,16 +26,17 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomograms, Tomogram
 
 from .. import constants as C
+from ..constants import SAMPLING_TOLERANCE
 from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..kernels import peaks as K
 from ..pipelines import peaks as PP
-from .protocol_base import ProtCryoprocsBase
+from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_TOLERANCE = 0.01     # relative
 ANGDIST_KINDS = (("total", C.OUTPUT_ANGDIST_TOTAL), ("normal", C.OUTPUT_ANGDIST_NORMAL),
                  ("inplane", C.OUTPUT_ANGDIST_INPLANE))
 
@@ -53,7 +54,9 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     cryoCAT's rules: voxels above a threshold, visited in descending score, kept when no earlier
     pick is within the minimum distance; the orientation is the angle-list row stored in the
     angle map. Exact cryoCAT results in cryoCAT-compatible mode, about 10-30 times faster, with
-    diagnostics (score histogram, sorted scores, expected false positives) per tomogram."""
+    diagnostics (score histogram, sorted scores, expected false positives) per tomogram.
+    One step per score map runs `cryoprocs pick` (one cluster job per map with "Use queue for
+    jobs"); peak memory per map about 0.4 x its float32 size + 200 MB."""
     _label = 'scores peak picking'
     _devStatus = BETA
     _possibleOutputs = {C.OUTPUT_COORDINATES: SetOfCoordinates3D,
@@ -78,7 +81,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         form.addParam('angleList', params.FileParam, important=True, label='Angle list file',
                       help='The angle list of the search: a CSV text file with 3 columns and '
                            'no header, one rotation per row, in degrees (GAPSTOP '
-                           'angles_<sampling>_C<n>.txt, STOPGAP anglist .csv).')
+                           'angles_<sampling>_C<n>.txt, STOPGAP anglist .csv). The run works '
+                           'on its own copy (extra/angle_list.*).')
         form.addParam('anglesOrder', params.EnumParam, choices=C.PEAKS_ORDER_CHOICES,
                       default=C.PEAKS_ORDER_ZXZ, label='Angle list column order',
                       help='zxz: columns phi, theta, psi (GAPSTOP, cryoCAT). zzx: columns '
@@ -102,7 +106,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'score maps as their tomograms).')
         form.addSection(label='Picking')
         form.addParam('cryocatCompatible', params.BooleanParam, default=False,
-                      label='cryoCAT-compatible',
+                      label='cryoCAT-compatible?',
                       help='Reproduce cryoCAT 0.7.1 scores_extract_particles exactly: its '
                            'order among equal scores, scores multiplied by the mask, no '
                            'border exclusion and no peak filters.')
@@ -124,8 +128,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            '"particle diameter (px)"; pytom uses half its diameter.')
         form.addParam('thresholdMode', params.EnumParam, choices=C.PEAKS_THR_CHOICES,
                       default=C.PEAKS_THR_FALSE_POSITIVES, label='Threshold',
-                      help='Voxels strictly above the threshold are candidates. *Direct "'
-                           '"value*: a score. *mean + k std*: of the (masked) map, NumPy '
+                      help='Voxels strictly above the threshold are candidates. *Direct '
+                           'value*: a score. *mean + k std*: of the (masked) map, NumPy '
                            'float32 statistics as cryoCAT. *Percentile*: of the map values '
                            '(scipion-em-gapstop default 99.5). *Triangle*: cryoCAT\'s default, '
                            'the knee of the sorted scores; lenient, most picks are noise. '
@@ -159,13 +163,13 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                       label='Box size (px)',
                       help='Box size of the output coordinates, in pixels of the tomograms; '
                            '-1 = the minimum distance scaled to the tomograms.')
-        form.addParam('symmetry', params.StringParam, default='C1', label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
                       help='Cyclic symmetry C<n> of the angle search. With n > 1 the angle '
                            'list covers phi in [0, 360/n); each pick gets a random multiple '
                            'of 360/n added to phi (seeded, wrapped to [0, 360)), as STOPGAP and '
                            'cryoCAT do, to avoid a preferred orientation in averaging.')
         form.addParam('randomizeSymmetry', params.BooleanParam, default=True,
-                      expertLevel=LEVEL_ADVANCED, label='Randomise phi by the symmetry',
+                      expertLevel=LEVEL_ADVANCED, label='Randomise phi by the symmetry?',
                       help='Only with C<n>, n > 1: add the random multiple of 360/n to phi.')
         form.addParam('seed', params.IntParam, default=0, expertLevel=LEVEL_ADVANCED,
                       label='Random seed', help='Seed of the symmetry randomisation.')
@@ -182,7 +186,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'Rejects isolated noise spikes; a rejected peak still excludes its '
                            'neighbourhood, as in STOPGAP. 0 = off.')
         form.addParam('angularFilter', params.BooleanParam, default=False,
-                      condition='not cryocatCompatible', label='Angular consistency filter',
+                      condition='not cryocatCompatible', label='Angular consistency filter?',
                       help='cryoCAT select_peaks idea: a true peak is surrounded by voxels '
                            'whose best orientation is close to its own.')
         form.addParam('angularMinCount', params.IntParam, default=4,
@@ -203,7 +207,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
 
         form.addSection(label='Outputs')
         form.addParam('writeAngularMaps', params.BooleanParam, default=False,
-                      label='Angular distance maps',
+                      label='Angular distance maps?',
                       help='Also output, per tomogram, maps of the angular distance of each '
                            'voxel\'s orientation to the first row of the angle list (total '
                            'rotation, particle normal, in-plane), as cryoCAT '
@@ -228,16 +232,11 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             mask_mode="multiply" if compat else C.PEAKS_MASK_MODES[self.maskMode.get()],
             angles_order=C.PEAKS_ORDERS[self.anglesOrder.get()],
             angles_numbering=int(self.anglesNumbering.get()),
-            symmetry=self.symmetry.get() or "C1",
+            symmetry=self.symmetry.get() or C.DEFAULT_SYMMETRY,
             randomize_symmetry=bool(self.randomizeSymmetry.get()), seed=int(self.seed.get()),
             min_peak_size=None if compat or not self.minPeakSize.get()
             else int(self.minPeakSize.get()),
             angular_filter=af, compatible=compat)
-
-    @staticmethod
-    def _byTsId(setObj):
-        return {} if setObj is None else \
-            {t.getTsId(): t.clone() for t in setObj if t.isEnabled()}
 
     def _matchItems(self):
         """``(items, unmatched)``: ``items = {tsId: (score, angle, tomo, mask)}`` (clones).
@@ -248,9 +247,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         an = self._byTsId(self.inputAngleMaps.get())
         to = self._byTsId(self.inputTomograms.get())
         ma = self._byTsId(self.inputMasks.get()) if self.inputMasks.get() is not None else None
-        keys = set(sc) & set(an) & set(to)
-        if ma is not None:
-            keys &= set(ma)
+        keys, unmatched = self._matchTsIds([("score maps", sc), ("angle maps", an),
+                                            ("tomograms", to), ("masks", ma)])
         if not keys and len(sc) == len(an) == len(to) == 1 and (ma is None or len(ma) == 1):
             ts = next(iter(to))
             item = (next(iter(sc.values())), next(iter(an.values())), to[ts],
@@ -258,23 +256,34 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             return {ts: item}, ["paired the single score map, angle map and tomogram "
                                 "although their tsIds differ (%s, %s, %s)"
                                 % (next(iter(sc)), next(iter(an)), ts)]
-        items = {k: (sc[k], an[k], to[k], ma[k] if ma else None) for k in sorted(keys)}
-        unmatched = []
-        for name, d in (("score maps", sc), ("angle maps", an), ("tomograms", to),
-                        ("masks", ma or {})):
-            extra = sorted(set(d) - keys)
-            if extra:
-                unmatched.append("%s without a match: %s" % (name, ", ".join(extra)))
-        return items, unmatched
+        return {k: (sc[k], an[k], to[k], ma[k] if ma else None) for k in keys}, unmatched
+
+    def _angleListFile(self):
+        """The run's own copy of the angle list, ``extra/angle_list<ext>``, made on first use
+        (under the protocol lock: steps are threads). The run reads only the copy, as Scipion
+        imports copy their files: a moved project or a changed original does not matter."""
+        import shutil
+        src = self._projectPath(self.angleList.get())
+        ext = os.path.splitext(src)[1] or '.txt'
+        dst = self._projectPath(self._getExtraPath('angle_list' + ext))
+        with self._lock:
+            if not os.path.exists(dst):
+                tmp = dst + '.partial'
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+        return dst
 
     def _picksFile(self, tsId):
-        return self._getExtraPath('%s_picks.npz' % tsId)
+        return self._tsIdPath(tsId, '_picks.npz')
+
+    def _csvFile(self, tsId):
+        return self._tsIdPath(tsId, '_picks.csv')
 
     def _diagFile(self, tsId):
-        return self._getExtraPath('%s_diagnostics.png' % tsId)
+        return self._tsIdPath(tsId, '_diagnostics.png')
 
     def _angdistFile(self, tsId, kind):
-        return self._getExtraPath('%s_angdist_%s.mrc' % (tsId, kind))
+        return self._tsIdPath(tsId, '_angdist_%s.mrc' % kind)
 
     def _mapSr(self):
         return self.inputScoreMaps.get().getSamplingRate()
@@ -285,46 +294,60 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     # ================================================================= steps
     def _insertAllSteps(self):
         items, _ = self._matchItems()
-        tsIds = list(items)
-        ids = self._insertItemSteps(self.pickStep, [(ts, len(tsIds)) for ts in tsIds])
+        # file paths are passed as step arguments: steps run in threads and read no sets
+        args = [(ts, self._projectPath(s.getFileName()), self._projectPath(a.getFileName()),
+                 self._projectPath(m.getFileName()) if m is not None else None, self._mapSr(),
+                 len(items)) for ts, (s, a, _t, m) in items.items()]
+        ids = self._insertItemSteps(self.pickStep, args)
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
-    def _inputFiles(self, tsId):
-        """``(score, angle, mask or None)`` file paths of one tsId (``tsId=None``: the score-map
-        sampling rate). The sets are read once per process, under the protocol lock (steps run
-        in threads sharing the set objects)."""
-        with self._lock:
-            cache = getattr(self, '_filesCache', None)
-            if cache is None:
-                items, _ = self._matchItems()
-                cache = {ts: (self._projectPath(s.getFileName()),
-                              self._projectPath(a.getFileName()),
-                              self._projectPath(m.getFileName()) if m is not None else None)
-                         for ts, (s, a, _t, m) in items.items()}
-                cache[None] = self._mapSr()          # voxel size of the score maps
-                self._filesCache = cache
-        return cache[tsId]
-
-    def pickStep(self, tsId, nSteps):
-        scorePath, anglePath, maskPath = self._inputFiles(tsId)
-        out = self._picksFile(tsId)
-        opts = self._options()
-        if not os.path.exists(out):                 # finished before a restart
-            with self._threadLimits(self._kernelThreads(nSteps)):
-                res, info = PP.pick_volumes(scorePath, anglePath,
-                                            self._projectPath(self.angleList.get()), opts,
-                                            mask_path=maskPath)
-            PP.save_result(out, res, tsId=tsId, shape=list(info["shape"]))
-            logger.info('tsId = %s -> %s', tsId, PP.result_summary(res))
-        if not os.path.exists(self._diagFile(tsId)):
-            PP.plot_diagnostics(self._diagFile(tsId), PP.load_result(out),
-                                'tsId %s: %s' % (tsId, opts.describe()))
+    def _results(self, tsId):
+        files = [self._csvFile(tsId), self._diagFile(tsId), self._picksFile(tsId)]
         if self.writeAngularMaps.get():
-            paths = {k: self._angdistFile(tsId, k) for k, _ in ANGDIST_KINDS}
-            if not all(os.path.exists(p) for p in paths.values()):
-                PP.write_angular_distance_maps(
-                    anglePath, self._projectPath(self.angleList.get()), paths, opts.angles_order,
-                    opts.angles_numbering, opts.symmetry, voxel_size=self._inputFiles(None))
+            files += [self._angdistFile(tsId, k) for k, _ in ANGDIST_KINDS]
+        return files
+
+    def _done(self, tsId):
+        """None when the pick of ``tsId`` is complete (the .npz result is written last)."""
+        try:
+            meta = PP.load_result(self._picksFile(tsId))
+        except (OSError, ValueError, KeyError) as exc:
+            return 'unreadable result %s (%s)' % (self._picksFile(tsId), exc)
+        if meta.get('tsId') != tsId:
+            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), meta.get('tsId'))
+        return None
+
+    def _commandArgs(self, tsId, scorePath, anglePath, maskPath, mapSr):
+        """The ``cryoprocs pick`` options of one score map (form -> command line)."""
+        from ..commands.pick import args_from_options
+        args = ['--scores', scorePath, '--angles', anglePath,
+                '--angle-list', self._angleListFile(),
+                '--output', os.path.abspath(self._csvFile(tsId)),
+                '--diagnostics', os.path.abspath(self._diagFile(tsId)),
+                '--result', os.path.abspath(self._picksFile(tsId)),
+                '--tomo-name', tsId, '--overwrite']
+        if maskPath:
+            args += ['--tomo-mask', maskPath]
+        if mapSr:
+            args += ['--pixel-size', repr(float(mapSr))]
+        if self.writeAngularMaps.get():
+            args += ['--angular-distance-maps'] + [os.path.abspath(self._angdistFile(tsId, k))
+                                                   for k, _ in ANGDIST_KINDS]
+        return args + args_from_options(self._options())
+
+    def pickStep(self, tsId, scorePath, anglePath, maskPath, mapSr, nSteps):
+        """One score map: ``cryoprocs pick`` as this step's job, then its results checked
+        (a map picked before a restart is kept)."""
+        results = self._results(tsId)
+        if all(os.path.exists(p) for p in results) and self._done(tsId) is None:
+            logger.info('tsId = %s: picked before, skipped', tsId)
+            return
+        threads = self._kernelThreads(nSteps)
+        self._runCryoprocs('pick', self._commandArgs(tsId, scorePath, anglePath, maskPath,
+                                                     mapSr), threads)
+        self._requireResults('tsId %s' % tsId, results, lambda: self._done(tsId))
+        logger.info('tsId = %s -> %s', tsId, PP.result_summary(PP.load_result(
+            self._picksFile(tsId))))
 
     def createOutputStep(self):
         items, unmatched = self._matchItems()
@@ -364,8 +387,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                            first_id=first))
             relion.append(M.relion5_from_picks(xyz, ang, tsId, tomoDims, tomoSr,
                                                scores=r["scores"]))
-            M.write_picks_csv(self._getExtraPath('%s_picks.csv' % tsId), xyzMap, r["scores"],
-                              ang)
             summary["tomograms"][tsId] = {
                 "tomo_num": tomoNum, "line": PP.result_summary(r),
                 "threshold": float(r["threshold"]), "candidates": int(r["n_candidates"]),
@@ -401,6 +422,20 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             out[name] = s
         return out
 
+    # ================================================================= memory
+    _memoryHelp = ('Peak memory of one score map: about 0.4 x its size as float32 (0.25 x '
+                   'with a mean + k std threshold; more with a very lenient threshold, whose '
+                   'candidates are kept) + 200 MB; a 1000 x 1000 x 300 map (1.2 GB) needs '
+                   'about 0.7 GB.')
+
+    def _memoryItems(self):
+        items = []
+        for tsId, (score, _a, _t, _m) in self._matchItems()[0].items():
+            x, y, z = score.getDim()
+            items.append(('tsId %s (%d x %d x %d)' % (tsId, x, y, z),
+                          0.4 * x * y * z * 4 / 2.0 ** 20 + COMMAND_BASE_MB + 50))
+        return items
+
     # ================================================================= info
     def _validate(self):
         errors = []
@@ -429,7 +464,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         srS = self.inputScoreMaps.get().getSamplingRate()
         srA = self.inputAngleMaps.get().getSamplingRate()
         if srS and srA and abs(srS - srA) > SAMPLING_TOLERANCE * srS:
-            errors.append('The score maps (%.4f A/px) and the angle maps (%.4f A/px) have '
+            errors.append('The score maps (%.4f Å/px) and the angle maps (%.4f Å/px) have '
                           'different sampling rates.' % (srS, srA))
         for tsId, (score, angle, _tomo, mask) in items.items():
             if tuple(score.getDim()) != tuple(angle.getDim()):
@@ -455,7 +490,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                 not self.nFalsePositives.get() > 0:
             errors.append('The expected number of false positives must be > 0.')
         try:
-            K.symmetry_order(self.symmetry.get() or "C1")
+            K.symmetry_order(self.symmetry.get() or C.DEFAULT_SYMMETRY)
         except K.PeakPickingError as exc:
             errors.append(str(exc))
         return errors
@@ -474,22 +509,25 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         return warnings
 
     def _summary(self):
-        path = self._getExtraPath(C.PEAKS_SUMMARY_JSON)
-        if not os.path.exists(path):
-            return ['Output not ready yet.']
-        s = json.load(open(path))
-        out = ['%d coordinates in %d tomograms (box %d px): %s.'
-               % (sum(t["picks"] for t in s["tomograms"].values()), len(s["tomograms"]),
-                  s["box_size"], s["options"])]
+        s = read_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON))
+        if s is None:
+            return [NOT_READY]
+        out = ['%s in %s (box %d px): %s.'
+               % (plural(sum(t["picks"] for t in s["tomograms"].values()), 'coordinate'),
+                  plural(len(s["tomograms"]), 'tomogram'), s["box_size"], s["options"])]
         for tsId, t in s["tomograms"].items():
             out.append('*%s*: %s' % (tsId, t["line"]))
             if not t["picks"]:
                 out.append('   %s: no voxel above the threshold; no coordinates.' % tsId)
         out.extend(s["unmatched"])
-        out.append('Exports: [[%s]], [[%s]], [[%s]]; diagnostics: extra/<tsId>_diagnostics.png'
-                   % (self._getExtraPath(C.PEAKS_RELION5_STAR),
-                      self._getExtraPath(C.PEAKS_STOPGAP_STAR),
-                      self._getExtraPath(C.PEAKS_EM_MOTL)))
+        out.append('Exports: %s, %s, %s'
+                   % (link(self._getExtraPath(C.PEAKS_RELION5_STAR)),
+                      link(self._getExtraPath(C.PEAKS_STOPGAP_STAR)),
+                      link(self._getExtraPath(C.PEAKS_EM_MOTL))))
+        diags = [link(self._diagFile(tsId)) for tsId in s["tomograms"]
+                 if os.path.exists(self._diagFile(tsId))]
+        if diags:
+            out.append('Diagnostics: %s' % ', '.join(diags))
         return out
 
     def _methods(self):

@@ -1,4 +1,4 @@
-"""SimulateTiltSeries (test and demo data, not in the protocol menus): tilt series projected
+"""SimulateTiltSeries (Tomography > Imports; test and demo data): tilt series projected
 from tomograms with RELION 5's geometry, CTF, dose weighting and noise
 (pipelines/simulate.py), registered as SetOfTiltSeries + SetOfCTFTomoSeries exactly as
 ImportRelion5 registers a RELION 5 project (the simulated project is kept in extra/)."""
@@ -14,10 +14,10 @@ from .protocol_import_relion5 import ProtCryoprocsImportRelion5
 class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
     """Simulate aligned tilt series from tomograms (line integrals along RELION 5's
     projection geometry, contrast inversion, CTF, Grant & Grigorieff dose weighting of a
-    dose-symmetric scheme, Gaussian noise), with their CTF series. Test and demo data."""
+    dose-symmetric scheme, Gaussian noise), with their CTF series: aligned tilt series with
+    known ground truth, to try or test extraction, reconstruction and movies."""
     _label = 'simulate tilt series'
     _devStatus = BETA
-    _hiddenFromMenus = True          # test/demo data generator, kept out of protocols.conf
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -35,15 +35,16 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
         line.addParam('tiltStep', params.FloatParam, default=3, label='step',
                       help='Tilt increment (deg).')
         form.addParam('dosePerTilt', params.FloatParam, default=3.0,
-                      label='Dose per tilt (e/A^2)',
+                      label='Dose per tilt (e/Å²)',
                       help='Electron dose of each tilt image; tilts are acquired in a '
                            'dose-symmetric order starting at 0 deg.')
-        form.addParam('defocus', params.FloatParam, default=30000.0, label='Defocus (A)',
-                      help='Mean defocus (underfocus positive), with 100 A of random '
+        form.addParam('defocus', params.FloatParam, default=30000.0, label='Defocus (Å)',
+                      help='Mean defocus (underfocus positive), with 100 Å of random '
                            'variation per tilt.')
+        form.addSection(label='Microscope')
         form.addParam('astigmatism', params.FloatParam, default=300.0,
-                      label='Astigmatism (A)',
-                      help='Defocus U minus defocus V in A (U = mean + astigmatism/2).')
+                      label='Astigmatism (Å)',
+                      help='Defocus U minus defocus V in Å (U = mean + astigmatism/2).')
         form.addParam('voltage', params.FloatParam, default=300.0, label='Voltage (kV)',
                       help='Acceleration voltage of the microscope in kV.')
         form.addParam('sphericalAberration', params.FloatParam, default=2.7,

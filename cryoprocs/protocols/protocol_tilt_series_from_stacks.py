@@ -1,12 +1,12 @@
-"""Tilt series from MRC stacks and tilt angles: a small builder for tests and the demo.
+"""Tilt series from MRC stacks and tilt angles (Tomography > Imports), also used by the
+tests and the demo.
 
 scipion-em-tomo's own tilt-series import (``ProtImportTs``) deadlocks on sqlite in this
-environment (../shared/docs/scipion-plugin-notes.md), so cryoprocs tests and the demo build
+environment (docs/scipion-notes.md), so cryoprocs tests and the demo build
 their ``SetOfTiltSeries`` here: one tilt series per stack, named by the file stem (tsId),
 tilt images referenced in place through links in ``extra/``, with tilt angles, acquisition
 orders and accumulated doses as scipion-em-tomo's import writes them (images appended in
 tilt-angle order, acquisition order 1-based, accumulated dose = order x dose per tilt).
-Hidden from the menus.
 """
 import glob
 import logging
@@ -61,11 +61,12 @@ def dose_symmetric_order(angles, group=2):
 
 
 class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
-    """Build tilt series from MRC stacks and their tilt angles (a test and demo helper:
-    one tilt series per stack, named by the file stem)."""
+    """Build tilt series from MRC stacks and their tilt angles: one tilt series per stack,
+    named by the file stem, with angles from a range or IMOD .tlt files, stack or
+    dose-symmetric acquisition order and doses. A light import for unaligned stacks (no
+    alignment, no CTF): e.g. for movies, or as input to alignment protocols."""
     _label = 'tilt series from stacks'
     _devStatus = BETA
-    _hiddenFromMenus = True
     stepsExecutionMode = STEPS_SERIAL
     _possibleOutputs = {C.OUTPUT_TILT_SERIES: SetOfTiltSeries}
 
@@ -99,10 +100,11 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
                       condition='acquisitionOrder == %d' % C.TS_ACQ_DOSE_SYMMETRIC,
                       label='Group size',
                       help='Images taken on one side before switching to the other side.')
+        form.addSection(label='Acquisition')
         form.addParam('samplingRate', params.FloatParam, default=1.0,
-                      label='Pixel size (A/px)', help='Sampling rate of the tilt images, A/px.')
+                      label='Pixel size (Å/px)', help='Sampling rate of the tilt images, Å/px.')
         form.addParam('dosePerTilt', params.FloatParam, default=3.0,
-                      label='Dose per tilt (e/A^2)',
+                      label='Dose per tilt (e/Å²)',
                       help='Electron dose of each tilt image; the accumulated dose of an '
                            'image is its acquisition order x this value.')
         form.addParam('voltage', params.FloatParam, default=300.0, label='Voltage (kV)',

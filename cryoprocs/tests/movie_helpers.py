@@ -7,7 +7,7 @@ import numpy as np
 
 
 def mrc2movie_frames(vol, keep=None, frac=None, clip_limit=2.0, grid=8, clahe=True):
-    """mrc2movie's uint8 frames of a ``[z, y, x]`` volume, as ../shared/docs/movie-export.md
+    """mrc2movie's uint8 frames of a ``[z, y, x]`` volume, as docs/export-movie.md
     section 1.2 states them: keep ``vol[S:E]`` (``--discard_range``) or
     ``vol[int(n*a):int(n*(1-b))]`` (``--discard_percentage``), global min/max of the kept
     slices in the data dtype, ``x.astype(float32); -= min; /= (max - min) if max > min;

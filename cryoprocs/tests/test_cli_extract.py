@@ -40,9 +40,9 @@ def _argv(case, out, project=None, particles="particles.star", tomograms="tomogr
     return argv
 
 
-@pytest.mark.parametrize("cid", ["c1", "c2", "c3", "c4", "c5", "c6"])
+@pytest.mark.parametrize("cid", REF.case_ids())
 def test_cli_matches_relion(tmp_path, monkeypatch, cid):
-    case = REF.cases()[cid]
+    case = REF.case(cid)
     proj = _link_project(tmp_path)
     monkeypatch.chdir(proj)
     out_rel = case["folder"] + "/"            # same --o as RELION, inside the project
@@ -67,7 +67,7 @@ def test_cli_matches_relion(tmp_path, monkeypatch, cid):
 def test_cli_project_dir_and_resume(tmp_path, capsys):
     """Inputs read from a project elsewhere (--project-dir), output outside it: absolute image
     names; a second run skips the finished stacks; a deleted stack is redone identically."""
-    case = REF.cases()["c1"]
+    case = REF.case("c1")
     base = REF.pack_dir()
     out = tmp_path / "out"
     argv = _argv(case, out, project=base, particles=os.path.join(base, "particles.star"),
@@ -102,7 +102,7 @@ def test_cli_other_settings_never_reuse_stacks(tmp_path, capsys):
     out = tmp_path / "out"
     inputs = dict(project=base, particles=os.path.join(base, "particles.star"),
                   tomograms=os.path.join(base, "tomograms.star"))
-    c1, c3 = REF.cases()["c1"], REF.cases()["c3"]
+    c1, c3 = REF.case("c1"), REF.case("c3")
     assert main(_argv(c1, out, **inputs)) == 0
     victim = out / "Subtomograms" / "TS_01" / "3_stack2d.mrcs"
     before = victim.read_bytes()
@@ -147,7 +147,7 @@ def test_cli_output_dir_never_replaces_inputs(tmp_path, capsys):
     refused before anything is read or written. A folder given as --particles and a file
     given as --output-dir: one-line errors."""
     proj = _link_project(tmp_path)
-    case = REF.cases()["c1"]
+    case = REF.case("c1")
     argv = _argv(case, proj, project=proj, particles=str(proj / "particles.star"),
                  tomograms=str(proj / "tomograms.star"))
     listing = sorted(os.listdir(proj))
@@ -204,7 +204,7 @@ def test_relion4_pixel_coordinates_give_relion_stacks(tmp_path, monkeypatch):
         p.insert(2, "rlnCoordinateY", px[:, 1])
         p.insert(3, "rlnCoordinateZ", px[:, 2])
         return p
-    case = REF.cases()["c1"]
+    case = REF.case("c1")
     proj = _write_variant(tmp_path, to_pixels)
     monkeypatch.chdir(proj)
     assert main(_argv(case, "out/")) == 0
@@ -221,7 +221,7 @@ def test_relion4_pixel_coordinates_give_relion_stacks(tmp_path, monkeypatch):
 def test_rotated_offsets_are_folded_like_relion(tmp_path, monkeypatch):
     """Origins with subtomogram angles: p -= A_subtomo . origin / ps (RELION; doc D-O1). Moving
     the coordinates by A o and adding the origin o gives RELION's stacks and coordinates."""
-    from cryoprocs.convert.euler import relion_euler_matrix
+    from cryoprocs.kernels.euler import relion_euler_matrix
     rng = np.random.default_rng(5)
 
     def add_offsets(p):
@@ -240,7 +240,7 @@ def test_rotated_offsets_are_folded_like_relion(tmp_path, monkeypatch):
         for i, c in enumerate(("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")):
             p[c] = o[:, i]
         return p
-    case = REF.cases()["c1"]
+    case = REF.case("c1")
     proj = _write_variant(tmp_path, add_offsets)
     monkeypatch.chdir(proj)
     assert main(_argv(case, "out/")) == 0

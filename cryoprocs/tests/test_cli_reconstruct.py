@@ -40,7 +40,7 @@ def _ref(name):
 
 
 def compare_maps(out_dir, names=("merged.mrc", "half1.mrc", "half2.mrc"), bar=1e-5):
-    """max|ours - RELION| / max|RELION| per map (asserts the issue's bar and the header
+    """max|ours - RELION| / max|RELION| per map (asserts the bar of docs/reconstruct.md and the header
     geometry: size, voxel size 13.44 Å, origin 0)."""
     worst = {}
     for name in names:

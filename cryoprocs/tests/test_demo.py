@@ -1,4 +1,5 @@
-"""The main job: ``cryoprocs demo`` end to end on the real data in ../shared/data/real."""
+"""The main job: ``cryoprocs demo`` end to end on the real data of the reference data folder
+``real`` (the full pack, or the repository subset plus the demo's own PyPI downloads)."""
 import glob
 import json
 import os
@@ -40,6 +41,17 @@ def test_demo_finishes_every_protocol(demo_run):
     assert "mask EMD-3197" in labels and "mask HIV particles" in labels
     assert "protocol" in res.stdout and "scipion3 project cryoprocs_demo" in res.stdout
     assert "open_project.sh" in res.stdout and os.path.exists(os.path.join(work, "open_project.sh"))
+    # the console shows one progress line per protocol and the table; pyworkflow's messages
+    # (the commands it runs) are in the log file the output names
+    log = os.path.join(work, "demo.log")
+    assert "** Running command" not in res.stdout + res.stderr
+    assert "Creating project" not in res.stdout + res.stderr
+    assert res.stdout.count("Log (pyworkflow commands and messages): %s" % log) == 1
+    assert open(log).read().count("** Running command") >= len(rows)
+    progress = [ln for ln in res.stdout.splitlines() if ln.startswith("[")]
+    assert [ln.split("] ", 1)[1].rsplit(" ... ", 1)[0] for ln in progress] == \
+        [r[0] for r in rows]
+    assert all(" ... finished (" in ln for ln in progress)
     # every run ended cleanly: no traceback in any run log (e.g. from storing the finished run)
     logs = glob.glob(os.path.join(work, "projects", "cryoprocs_demo", "Runs", "*", "logs",
                                   "run.stderr"))
@@ -64,10 +76,11 @@ def test_demo_mask_outputs_are_right(demo_run):
     boxes = mrcfile.read(glob.glob(os.path.join(work, "inputs", "particles", "*.mrcs"))[0])
     # real particle boxes: 24 px, at least 5000 of the 5377 particles fit in their slice
     assert boxes.shape[1:] == (24, 24) and boxes.shape[0] > 5000
-    stacks = sorted(glob.glob(os.path.join(project, "Runs", "*ApplyMask2D", "extra",
-                                           "output_particles.mrcs")))
-    assert len(stacks) == 2
-    noise = mrcfile.read(stacks[0])
+    runs = sorted(glob.glob(os.path.join(project, "Runs", "*ApplyMask2D")))
+    assert len(runs) == 2
+    # one stack per chunk of particles (extra/output_particles_FIRST-LAST.mrcs), in set order
+    noise = np.concatenate([mrcfile.read(f) for f in sorted(glob.glob(
+        os.path.join(runs[0], "extra", "output_particles_*.mrcs")))])
     m = K.make_mask((24, 24), "circular", radius=8)
     np.testing.assert_array_equal(noise[:, m], boxes[:, m])
     # noise outside: mean and std of each box's own outside region
@@ -160,3 +173,34 @@ def test_demo_data_dir_missing_files_is_a_clear_error(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 3
     assert "lacks tomo.tif" in res.stderr and "hiv_ts01_tomo_40A.mrc" in res.stderr
+
+
+def test_demo_unknown_step_is_an_error_naming_the_steps(tmp_path):
+    from cryoprocs.demo.steps import STEPS
+    res = subprocess.run([sys.executable, "-m", "cryoprocs.cli", "demo", "--workdir",
+                          str(tmp_path / "w"), "--only", "masks", "extraction"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "invalid choice: 'extraction'" in res.stderr
+    assert all(repr(step) in res.stderr for step in STEPS)
+    assert not os.path.exists(str(tmp_path / "w"))
+
+
+def test_demo_copick_round_trip(demo_run):
+    """The demo's copick row: the HIV picks imported into Scipion (tomogram read in place)
+    and exported back equal the originals, read with copick's own API."""
+    _, work, summary = demo_run
+    labels = " ".join(r[0] for r in summary["rows"])
+    assert "import the HIV data as a copick project" in labels
+    from cryoprocs.tests.copick_helpers import copick_or_skip
+    copick = copick_or_skip()
+    root = copick.from_file(os.path.join(work, "inputs", "copick", "copick.json"))
+    run = root.runs[0]
+    orig = run.get_picks(object_name="hiv-capsid", user_id="empiar-10164")[0].numpy()
+    back = run.get_picks(object_name="hiv-capsid", user_id="cryoprocs")[0].numpy()
+    assert len(orig[0]) == len(back[0]) > 600
+    np.testing.assert_allclose(back[0] + back[1][:, :3, 3], orig[0] + orig[1][:, :3, 3],
+                               atol=1e-4)
+    np.testing.assert_allclose(back[1], orig[1], atol=1e-6)
+    tomos = _runs(work, "*ProtCryoprocsImportCopick")
+    assert tomos and not glob.glob(os.path.join(tomos[0], "extra", "tomograms", "*.mrc"))

@@ -81,23 +81,52 @@ def test_addparam_keywords_are_known():
     assert not bad, "unknown keywords: %s" % bad
 
 
-def test_kernels_do_not_import_pyworkflow():
-    root = os.path.join(os.path.dirname(cryoprocs.__file__), "kernels")
-    for fn in os.listdir(root):
-        if fn.endswith(".py"):
-            tree = ast.parse(open(os.path.join(root, fn)).read())
+def _imports(package):
+    """``(file, absolute module name)`` of every import in the modules of ``cryoprocs.<package>``
+    (sub-packages and function-level imports included; relative imports resolved)."""
+    base = os.path.dirname(cryoprocs.__file__)
+    for dirpath, _, files in os.walk(os.path.join(base, package)):
+        rel = os.path.relpath(dirpath, os.path.dirname(base))
+        for fn in sorted(files):
+            if not fn.endswith(".py"):
+                continue
+            here = rel.split(os.sep)          # the module's package, e.g. cryoprocs.kernels
+            tree = ast.parse(open(os.path.join(dirpath, fn)).read())
             for node in ast.walk(tree):
-                names = []
                 if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
+                    for a in node.names:
+                        yield os.path.join(rel, fn), a.name
                 elif isinstance(node, ast.ImportFrom):
-                    names = [node.module or ""]
-                    if node.level:          # relative import: only within kernels/convert
-                        assert (node.module or "").split(".")[0] in ("", "kernels") or \
-                            node.level == 1, "%s imports %s" % (fn, node.module)
-                for n in names:
-                    assert n.split(".")[0] not in ("pyworkflow", "pwem", "tomo"), \
-                        "%s imports %s" % (fn, n)
+                    mod = node.module or ""
+                    if node.level:
+                        parent = here[:len(here) - node.level + 1]
+                        mod = ".".join(parent + ([mod] if mod else []))
+                    yield os.path.join(rel, fn), mod
+                    if not node.module:         # "from . import x": x may be a module
+                        for a in node.names:
+                            yield os.path.join(rel, fn), mod + "." + a.name
+
+
+#: what each layer must not import (thin protocols, pure kernels; CONTRIBUTING.md)
+BANNED_IMPORTS = {
+    "kernels": ("pyworkflow", "pwem", "tomo", "cryoprocs.convert", "cryoprocs.pipelines",
+                "cryoprocs.protocols", "cryoprocs.commands", "cryoprocs.demo"),
+    "convert": ("cryoprocs.protocols", "cryoprocs.commands"),
+    "pipelines": ("cryoprocs.protocols", "cryoprocs.commands"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(BANNED_IMPORTS))
+def test_layers_import_only_lower_layers(layer):
+    bad = ["%s imports %s" % (fn, mod) for fn, mod in _imports(layer)
+           if any(mod == b or mod.startswith(b + ".") for b in BANNED_IMPORTS[layer])]
+    assert not bad, bad
+
+
+def test_import_guard_sees_relative_and_nested_imports():
+    found = set(_imports("kernels"))
+    assert ("cryoprocs/kernels/relion_geometry.py", "cryoprocs.kernels.euler") in found
+    assert any(mod == "scipy.spatial" for _, mod in found)     # a function-level import
 
 
 def test_plugin_entry_point_and_class():
@@ -187,34 +216,13 @@ def test_protocol_form_shows_the_plugin_logo():
     assert path and os.path.exists(path) and path.endswith("cryoprocs_logo.png")
 
 
-def test_thread_limits_are_restored_by_the_last_concurrent_step():
-    """Concurrent steps share process-wide pools: the limits hold until the last step leaves,
-    then the original BLAS and OpenCV thread counts come back."""
-    import threading
+def test_item_commands_get_their_thread_count_in_their_environment():
+    """A step's command (a subprocess, or a queue job exporting this environment) gets its
+    share of threads for its BLAS, OpenMP and numba pools; the rest of the environment is
+    this process's."""
+    from cryoprocs.protocols.protocol_base import THREAD_VARIABLES, ProtCryoprocsBase
 
-    import cv2
-    from threadpoolctl import threadpool_info
-    from cryoprocs.protocols.protocol_base import ProtCryoprocsBase
-
-    def blas():
-        return [p["num_threads"] for p in threadpool_info()]
-
-    cv_before, blas_before = cv2.getNumThreads(), blas()
     proto = ProtCryoprocsBase.__new__(ProtCryoprocsBase)
-    inside, leave_first = threading.Event(), threading.Event()
-    seen = {}
-
-    def first():
-        with proto._threadLimits(1, opencv=True):
-            inside.set()
-            leave_first.wait(10)
-
-    t = threading.Thread(target=first)
-    t.start()
-    inside.wait(10)
-    with proto._threadLimits(1, opencv=True):
-        leave_first.set()
-        t.join(10)                       # the first step has left; this one still runs
-        seen["cv"], seen["blas"] = cv2.getNumThreads(), blas()
-    assert seen["cv"] == 1 and all(n == 1 for n in seen["blas"])
-    assert cv2.getNumThreads() == cv_before and blas() == blas_before
+    env = proto._commandEnviron(3)
+    assert all(env[v] == "3" for v in THREAD_VARIABLES)
+    assert env["PATH"] == os.environ["PATH"]

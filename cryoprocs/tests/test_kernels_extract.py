@@ -3,7 +3,7 @@ circle crop, RELION float16 rounding, 3D sub-volumes (no shared data needed)."""
 import numpy as np
 import pytest
 
-from cryoprocs.convert.euler import relion_euler_matrix
+from cryoprocs.kernels.euler import relion_euler_matrix
 from cryoprocs.kernels import ctf as KC
 from cryoprocs.kernels import extract as KE
 from cryoprocs.kernels import relion_geometry as G

@@ -11,7 +11,7 @@ from cryoprocs.tests import shared_data, shared_data_root
 
 
 # ------------------------------------------------------------------ Xmipp reference numbers
-# ../shared/docs/xmipp-mask-semantics.md section 7 (all confirmed against compiled Xmipp)
+# docs/apply-mask.md (all confirmed against compiled Xmipp)
 def test_circle_counts():
     assert K.make_mask((64, 64), "circular", radius=32).sum() == 3207
     assert K.make_mask((65, 65), "circular", radius=32).sum() == 3209

@@ -20,7 +20,7 @@ REAL_CASES = [
 def script_restatement(tomo, mask, expand_pixels=5, gaussian_sigma=1.0, fast=False,
                        smooth_iterations=1, noise_std=0.1, background_value=0.0, seed=42):
     """TomoPANDA extract_masked_tomogram.py (8852acc), re-stated step by step from
-    ../shared/docs/noise-fill.md section 1 on whole arrays, as the script runs them."""
+    docs/noise-fill.md on whole arrays, as the script runs them."""
     m = mask.astype(np.float32)
     if mask.max() > 1.0:
         m = m / 255.0

@@ -86,12 +86,12 @@ def test_float32_sort_key_orders_like_values():
     v = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-40, 1e-30, 0.5, 7.0, np.inf], np.float32)
     k = P.float32_sort_key(v)
     assert np.all(np.diff(k.astype(np.int64)) > 0)
-    assert np.array_equal(P._key_to_float32(k).view(np.uint32), v.view(np.uint32))
+    assert np.array_equal(P.reductions.key_to_float32(k).view(np.uint32), v.view(np.uint32))
 
 
 # ----------------------------------------------------------------------------- thresholds
 def test_false_positive_k_matches_rickgauer_levels():
-    # peak-picking.md 9.2: 5.36 for 1 false positive in 24 M voxels, 5.80 in 300 M
+    # k = sqrt(2) erfcinv(2 nFP / Nvox): 5.36 for 1 false positive in 24 M voxels, 5.80 in 300 M
     assert P.false_positive_k(1, 24e6) == pytest.approx(5.3598, abs=1e-3)
     assert P.false_positive_k(1, 3e8) == pytest.approx(5.7991, abs=1e-3)
     k = P.false_positive_k(10, 1e6)
@@ -372,7 +372,7 @@ def test_min_peak_size_filter_matches_stopgap_rule():
 def test_provisional_threshold_fallback_gives_same_candidates(monkeypatch):
     m, _ = synthetic_map(seed=6)
     ref = P.pick_peaks(m, None, None, 5.0, threshold_mode="sigma", sigma=3.0)
-    monkeypatch.setattr(P, "PROVISIONAL_FACTOR", 3.0)     # provisional threshold too high
+    monkeypatch.setattr(P.thresholds, "PROVISIONAL_FACTOR", 3.0)   # provisional too high
     res = P.pick_peaks(m, None, None, 5.0, threshold_mode="sigma", sigma=3.0)
     assert res.n_candidates == ref.n_candidates
     assert np.array_equal(res.coords, ref.coords)
@@ -423,3 +423,20 @@ def test_memory_mapped_maps_give_the_in_memory_picks(tmp_path, mode):
         assert np.array_equal(mem.scores, mapped.scores)
         assert np.array_equal(mem.angles, mapped.angles)
         assert mem.threshold == mapped.threshold and mem.mean == mapped.mean
+
+
+def test_one_threshold_rule_per_mode_named_once():
+    """The mode names live in cryoprocs.constants; each maps to the rule class of that name,
+    and the rules describe themselves as the summaries always did."""
+    from cryoprocs import constants as C
+    assert P.THRESHOLD_MODES == tuple(C.PEAKS_THR_MODES)
+    assert len(C.PEAKS_THR_MODES) == len(C.PEAKS_THR_CHOICES)
+    for mode, cls in P.thresholds.THRESHOLD_RULES.items():
+        assert cls.__name__.lower() == mode.replace("-", "") + "threshold"
+    params = dict(threshold=0.25, sigma=3.0, percentile=99.5, n_false_positives=10.0)
+    assert [P.describe_threshold(m, **params) for m in P.THRESHOLD_MODES] == [
+        "score > 0.25", "score > mean + 3 std", "score > the 99.5-th percentile",
+        "score > the triangle threshold (cryoCAT default)",
+        "score > mean + k std with 10 expected false positives"]
+    with pytest.raises(P.PeakPickingError, match="threshold mode must be one of"):
+        P.threshold_rule("otsu")

@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import scipy.ndimage
 
-from cryoprocs.convert.euler import relion_euler_matrix
+from cryoprocs.kernels.euler import relion_euler_matrix
 from cryoprocs.kernels import backprojection as BP
 from cryoprocs.kernels import ctf as KC
 from cryoprocs.kernels import extract as KE

@@ -1,5 +1,6 @@
-"""Accuracy bar of the issue on the 400 x 400 x 150 synthetic case (200 particles, seed 0) made by
-../shared/data/cryocat_peaks/generator/make_synthetic.py: default parameters (only the minimum
+"""Accuracy bar (docs/peak-picking.md) on the 400 x 400 x 150 synthetic case (200 particles,
+seed 0) made by the reference data's cryocat_peaks/generator/make_synthetic.py: default
+parameters (only the minimum
 distance given) reach precision >= 0.9 and recall >= 0.9 at 3-voxel matching, the
 expected-false-positives mode with 10 false positives precision >= 0.95 and recall >= 0.9,
 where cryoCAT's default triangle threshold gives precision ~0.1."""
@@ -71,6 +72,6 @@ def test_expected_false_positives_mode(syn400):
 
 
 def test_cryocat_default_triangle_is_mostly_noise(syn400):
-    # the reason the defaults differ from cryoCAT's (peak-picking.md 9.2: precision 0.096)
+    # the reason the defaults differ from cryoCAT's (cryoCAT's triangle default: precision about 0.1, docs/peak-picking.md)
     res, precision, recall, _ = _pick(syn400, threshold_mode="triangle", compatible=True)
     assert recall >= 0.95 and precision < 0.2, (precision, recall)

@@ -1,7 +1,8 @@
 """cryoCAT-compatible mode reproduces cryoCAT 0.7.1 ``scores_extract_particles`` exactly on every
-reference run of ../shared/data/cryocat_peaks (same picks, order, scores, angles, threshold and
-candidate count), real and synthetic maps, GAPSTOP and STOPGAP conventions; and the EM motive
-list we write equals cryoCAT's."""
+reference run of the reference data ``cryocat_peaks`` (same picks, order, scores, angles,
+threshold and candidate count): real and synthetic maps, GAPSTOP and STOPGAP conventions with
+the full pack, the real maps with the repository subset; and the EM motive list we write
+equals cryoCAT's."""
 import glob
 import json
 import os
@@ -86,8 +87,8 @@ def test_real_stopgap_maps_in_em_format_give_expected_peak():
     base = shared_data("cryocat_peaks", "real")
     opts = PP.PickOptions(min_distance=10.0, threshold_mode="sigma", sigma=3.0,
                           angles_order="zzx", angles_numbering=1, compatible=True)
-    res, _ = PP.pick_volumes(os.path.join(base, "id_2_scores.em"),
-                             os.path.join(base, "id_2_angles.em"),
+    res, _ = PP.pick_volumes(shared_data("cryocat_peaks", "real", "id_2_scores.em"),
+                             shared_data("cryocat_peaks", "real", "id_2_angles.em"),
                              os.path.join(base, "AGL_anglist_20_deg_c1.csv"), opts)
     ref = pd.read_csv(os.path.join(base, "cryocat_out", "id_2_sigma3.csv"))
     assert res.xyz[0].tolist() == [25, 25, 20]

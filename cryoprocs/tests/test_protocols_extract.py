@@ -10,7 +10,7 @@ from pyworkflow.tests import setupTestProject
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import relion5_scipion as RS
-from cryoprocs.convert.euler import relion_euler_matrix
+from cryoprocs.kernels.euler import relion_euler_matrix
 from cryoprocs.convert.scipion import relion_orientation
 from cryoprocs.protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5
 from cryoprocs.tests import relion5_reference as REF
@@ -30,7 +30,7 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
         cls.launchProtocol(cls.imp)
 
     def _extract(self, cid, **over):
-        case = REF.cases()[cid]
+        case = REF.case(cid)
         s = case["settings"]
         kw = dict(inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
                   inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),

@@ -12,7 +12,7 @@ from cryoprocs import constants as C
 from cryoprocs.protocols import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from cryoprocs.tests import shared_data
 
-REL_TOL = 1e-6     # of max|value|, float32 rounding (issue: Xmipp parity bar)
+REL_TOL = 1e-6     # of max|value|, float32 rounding (the Xmipp parity bar, docs/apply-mask.md)
 
 
 def _xmipp_case(case_id):
@@ -24,6 +24,17 @@ def _xmipp_case(case_id):
 
 def _read_output(prot, path):
     return mrcfile.read(os.path.join(prot.getProject().getPath(), path))
+
+
+def _read_particles(prot, particles):
+    """The images of a particle set in id order, each read at its own location."""
+    stacks = {}
+    images = []
+    for p in particles.iterItems(orderBy="id"):
+        if p.getFileName() not in stacks:
+            stacks[p.getFileName()] = _read_output(prot, p.getFileName())
+        images.append(stacks[p.getFileName()][p.getIndex() - 1])
+    return np.stack(images)
 
 
 class TestApplyMaskProtocols(CryoprocsBaseTest):
@@ -64,11 +75,15 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         self.assertAlmostEqual(out.getSamplingRate(), parts.getSamplingRate())
         first = out.getFirstItem()
         self.assertEqual(first.getObjId(), parts.getFirstItem().getObjId())
-        stack = _read_output(prot, first.getFileName())
+        stack = _read_particles(prot, out)
         ref = mrcfile.read(os.path.join(base, case["output_file"]))
         self._assertXmipp(stack, ref)
-        for i, p in enumerate(out.iterItems(orderBy="id")):
-            self.assertEqual(p.getIndex(), i + 1)
+        # 3 threads: one chunk of particles per worker, each in its own stack, in set order
+        locations = [(p.getFileName(), p.getIndex()) for p in out.iterItems(orderBy="id")]
+        self.assertEqual(locations, [(os.path.join(prot._getExtraPath(), name), i)
+                                     for name, n in (("output_particles_000001-000003.mrcs", 3),
+                                                     ("output_particles_000004-000005.mrcs", 2))
+                                     for i in range(1, n + 1)])
 
     def test_2d_created_soft_mask_matches_xmipp(self):
         base, cases, case = _xmipp_case("m2d11_createdmask_softellipse")
@@ -81,7 +96,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
                                 source=C.SOURCE_MASK, inputMask=impMask.outputMask)
         self.launchProtocol(prot)
         out = getattr(prot, C.OUTPUT_PARTICLES)
-        stack = _read_output(prot, out.getFirstItem().getFileName())
+        stack = _read_particles(prot, out)
         self._assertXmipp(stack, mrcfile.read(os.path.join(base, case["output_file"])))
 
     def test_3d_raised_crown_matches_xmipp(self):
@@ -99,10 +114,16 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
 
     def test_3d_set_of_volumes_cylinder(self):
         base, _, case = _xmipp_case("m3d05_cylinder_r12_h20")
-        # a folder import gives a SetOfVolumes: the 64^3 map and its odd non-cubic crop
-        prot_imp = self.newProtocol(ProtImportVolumes, filesPath=os.path.dirname(
-            os.path.join(base, case["input"])), filesPattern="in3d_emd3883*.mrc",
-            samplingRate=8.66)
+        # a folder import gives a SetOfVolumes: Xmipp's odd, non-cubic input (41 x 46 x 39)
+        # and a 32^3 volume of another size
+        folder = self.proj.getTmpPath("volumes_of_two_sizes")
+        os.makedirs(folder, exist_ok=True)
+        os.symlink(os.path.join(base, case["input"]), os.path.join(folder, "in3d_xmipp.mrc"))
+        with mrcfile.new(os.path.join(folder, "in3d_other.mrc"), overwrite=True) as m:
+            m.set_data(np.random.default_rng(3).normal(1.0, 1.0, (32, 32, 32)).astype(np.float32))
+            m.voxel_size = 8.66
+        prot_imp = self.newProtocol(ProtImportVolumes, filesPath=folder,
+                                    filesPattern="in3d_*.mrc", samplingRate=8.66)
         self.launchProtocol(prot_imp)
         vols = prot_imp.outputVolumes
         self.assertSetSize(vols, 2)
@@ -115,8 +136,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         import glob
         from cryoprocs.kernels import masks as KM
         inputs = {}
-        for f in glob.glob(os.path.join(os.path.dirname(os.path.join(base, case["input"])),
-                                        "in3d_emd3883*.mrc")):
+        for f in glob.glob(os.path.join(folder, "in3d_*.mrc")):
             vol = mrcfile.read(f)
             inputs[vol.shape] = vol
         shapes = set()
@@ -125,7 +145,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
             shapes.add(data.shape)
             if data.shape == ref.shape:
                 self._assertXmipp(data, ref)
-            else:          # the odd, non-cubic crop: the same cylinder on its own grid
+            else:          # the other volume: the same cylinder on its own grid
                 mask = KM.make_mask(data.shape, "cylinder", radius=12, height=20)
                 np.testing.assert_array_equal(data[mask], inputs[data.shape][mask])
                 self.assertTrue(np.all(data[~mask] == 0))
@@ -149,13 +169,13 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
 
 def _particles_sqlite_from_relion31(folder):
     """A Scipion particle set with CTF, 3D alignment, coordinates and acquisition built from
-    the real RELION 3.1 particles of ../shared/data/real/cryodrgn_relion31."""
+    the real RELION 3.1 particles of the reference data real/cryodrgn_relion31."""
     import starfile
     from pwem.constants import ALIGN_PROJ
     from pwem.objects import (Acquisition, Coordinate, CTFModel, Particle, SetOfParticles,
                               Transform)
 
-    from cryoprocs.convert.euler import relion_euler_matrix
+    from cryoprocs.kernels.euler import relion_euler_matrix
 
     src = shared_data("real", "cryodrgn_relion31")
     star = starfile.read(os.path.join(src, "relion31.star"), always_dict=True)
@@ -207,8 +227,9 @@ class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
         self.assertSetSize(out, 5)
         self.assertEqual(out.getAlignment(), inp.getAlignment())
         self.assertAlmostEqual(out.getAcquisition().getVoltage(), 300.0)
-        masked = _read_output(prot, out.getFirstItem().getFileName())
-        for pin, pout in zip(inp.iterItems(orderBy="id"), out.iterItems(orderBy="id")):
+        masked = _read_particles(prot, out)
+        for k, (pin, pout) in enumerate(zip(inp.iterItems(orderBy="id"),
+                                            out.iterItems(orderBy="id"))):
             self.assertEqual(pin.getObjId(), pout.getObjId())
             self.assertAlmostEqual(pin.getCTF().getDefocusU(), pout.getCTF().getDefocusU())
             self.assertAlmostEqual(pin.getCTF().getDefocusAngle(),
@@ -220,7 +241,7 @@ class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
             self.assertNotEqual(pin.getFileName(), pout.getFileName())
             # the image is the masked input image
             img = mrcfile.open(pin.getFileName(), permissive=True).data[pin.getIndex() - 1]
-            res = masked[pout.getIndex() - 1]
+            res = masked[k]
             self.assertEqual(res[128, 128], img[128, 128])       # inside: unchanged
             self.assertEqual(res[0, 0], 0.0)                      # corner: removed
 

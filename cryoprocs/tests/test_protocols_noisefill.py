@@ -141,6 +141,34 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
         np.testing.assert_array_equal(
             mrcfile.read(self._path(par, outp.getFirstItem().getFileName())), want)
         self.assertIn("TomoPANDA parity", "\n".join(par.summary()))
+        # the peak memory of one item in the summary: 1.6 (2.3 in parity mode) x the
+        # 135 x 135 x 101 float32 tomogram + 150 MB
+        mb = 135 * 135 * 101 * 4 / 2.0 ** 20
+        self.assertIn("Estimated peak memory per item (one command or queue job): %.0f MB"
+                      % (1.6 * mb + 150), "\n".join(prot.summary()))
+        self.assertIn("%.0f MB" % (2.3 * mb + 150), "\n".join(par.summary()))
+
+    def test_queue_memory_warning(self):
+        tomos = self._importTomos(self.mtTomoDir, MT_A)
+        impMasks = self.newProtocol(ProtImportTomomasks, filesPath=self.mtMaskDir,
+                                    filesPattern="*.mrc", inputTomos=tomos)
+        self.launchProtocol(impMasks)
+        prot = self.newProtocol(ProtCryoprocsMaskedTomogramNoiseFill, inputTomograms=tomos,
+                                inputMasks=impMasks.tomomasks, numberOfThreads=3)
+        self.assertEqual(prot.warnings(), ["These tsIds have no partner and are skipped: "
+                                           "mtextra."])
+        largest = max(mb for _, mb in prot._memoryItems())
+        both = sum(mb for _, mb in prot._memoryItems())     # 2 items, 2 item steps at once
+        prot._useQueue.set(True)
+        for perItem, limit, warned in (("Y", largest - 1, True), ("Y", largest + 1, False),
+                                       ("N", largest + 1, True), ("N", both + 301, False)):
+            prot.setQueueParams(["q", {"JOB_MEMORY": "%d" % limit, "QUEUE_FOR_JOBS": perItem}])
+            w = [x for x in prot.warnings() if "JOB_MEMORY" in x]
+            self.assertEqual(bool(w), warned, (perItem, limit, w))
+            if warned:
+                self.assertIn("JOB_MEMORY = %d MB" % limit, w[0])
+                self.assertIn("%.0f MB" % (largest if perItem == "Y" else both + 300), w[0])
+                self.assertIn("1.6 x its size as float32", w[0])
 
     def test_validation_names_tsids_and_values(self):
         tomos = self._importTomos(self.mtTomoDir, MT_A)
@@ -153,7 +181,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
         self.assertIn("tsId mt13", errors)
         self.assertIn("135x135x101", errors)            # the mask's dimensions
         self.assertIn("94x206x36", errors)              # 13pf_MT's dimensions
-        self.assertIn("40 A/px", errors)                # sampling rate mismatch
+        self.assertIn("40 Å/px", errors)                # sampling rate mismatch
         impMasks = self.newProtocol(ProtImportTomomasks, filesPath=self.mtMaskDir,
                                     filesPattern="*.mrc", inputTomos=tomos)
         self.launchProtocol(impMasks)

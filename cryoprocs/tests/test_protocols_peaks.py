@@ -1,7 +1,9 @@
 """ScoresPeakPicking in real Scipion projects: maps imported as tomograms, coordinates out.
 
 * cryoCAT-compatible mode: the SetOfCoordinates3D holds cryoCAT's picks (positions, scores,
-  orientations) and the extra/ exports equal cryoCAT's motive list;
+  orientations) and the extra/ exports hold them too. Reference: cryoCAT 0.7.1 on the real 48^3
+  ribosome template-matching maps of its tutorial (STOPGAP conventions: zzx angle list, 1-based
+  angle map, 8.704 A voxels), in the repository's reference subset and the full pack alike;
 * Scipion round trip: the coordinates, exported to RELION 5 and read back, give the picks'
   positions (0.01 px) and rotations (0.01 deg); a peak planted at a known 0-based voxel lands on
   that voxel as Scipion's bottom-left-corner position (no 1-voxel offset), also in a tomogram of
@@ -21,7 +23,7 @@ from scipy.spatial.transform import Rotation
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants as C
 from cryoprocs.convert import motl as M
-from cryoprocs.convert.euler import relion_to_zxz
+from cryoprocs.kernels.euler import relion_to_zxz
 from cryoprocs.convert.scipion import coordinate_blc, relion_orientation
 from cryoprocs.kernels import peaks as K
 from cryoprocs.protocols import ProtCryoprocsScoresPeakPicking
@@ -29,6 +31,8 @@ from cryoprocs.tests import shared_data
 
 ROT_TOL_DEG = 0.01
 POS_TOL_PX = 0.01
+VOXEL = 8.704                  # A, the real maps' voxel size
+DIAMETER = 10.0                # cryoCAT's particle_diameter of the reference runs
 
 
 def _rot_diff_deg(a, b):
@@ -48,18 +52,25 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         cls.tmp = tempfile.mkdtemp(prefix="peaks_inputs_")
-        base = shared_data("cryocat_peaks", "syn_small")
+        base = shared_data("cryocat_peaks", "real")
         cls.base = base
+        cls.scoresFile = os.path.join(base, "id_2_scores.mrc")
+        cls.anglesFile = os.path.join(base, "id_2_angles.mrc")
+        shape = mrcfile.read(cls.scoresFile).shape
+        slab = np.zeros(shape, np.int8)                 # a tomogram mask: sections 8..39
+        slab[8:40] = 1
         for ts in ("TS01", "TS02"):
-            _link(os.path.join(base, "scores.mrc"), os.path.join(cls.tmp, "scores_%s.mrc" % ts))
-            _link(os.path.join(base, "angles.mrc"), os.path.join(cls.tmp, "angles_%s.mrc" % ts))
-            _link(os.path.join(base, "tomo_mask.mrc"), os.path.join(cls.tmp, "mask_%s.mrc" % ts))
+            _link(cls.scoresFile, os.path.join(cls.tmp, "scores_%s.mrc" % ts))
+            _link(cls.anglesFile, os.path.join(cls.tmp, "angles_%s.mrc" % ts))
+            with mrcfile.new(os.path.join(cls.tmp, "mask_%s.mrc" % ts), overwrite=True) as m:
+                m.set_data(slab)
+                m.voxel_size = VOXEL
             # the tomogram the coordinates refer to: same grid as the maps
-            _link(os.path.join(base, "scores.mrc"), os.path.join(cls.tmp, "tomo_%s.mrc" % ts))
-        cls.scores = cls._import("scores_{TS}.mrc", 10.0)
-        cls.angles = cls._import("angles_{TS}.mrc", 10.0)
-        cls.tomos = cls._import("tomo_{TS}.mrc", 10.0)
-        cls.angleList = os.path.join(base, "angles.csv")
+            _link(cls.scoresFile, os.path.join(cls.tmp, "tomo_%s.mrc" % ts))
+        cls.scores = cls._import("scores_{TS}.mrc", VOXEL)
+        cls.angles = cls._import("angles_{TS}.mrc", VOXEL)
+        cls.tomos = cls._import("tomo_{TS}.mrc", VOXEL)
+        cls.angleList = os.path.join(base, "AGL_anglist_20_deg_c1.csv")
 
     @classmethod
     def _import(cls, pattern, sr, folder=None):
@@ -70,8 +81,10 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         return prot.Tomograms
 
     def _pick(self, **kw):
+        """A pick of the real maps in their STOPGAP conventions (unless ``kw`` says else)."""
         args = dict(inputScoreMaps=self.scores, inputAngleMaps=self.angles,
-                    inputTomograms=self.tomos, angleList=self.angleList, minDistance=20.0)
+                    inputTomograms=self.tomos, angleList=self.angleList, minDistance=DIAMETER,
+                    anglesOrder=C.PEAKS_ORDER_ZZX, anglesNumbering=C.PEAKS_NUMBERING_1)
         args.update(kw)
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, **args)
         self.assertEqual(prot.validate(), [])
@@ -86,10 +99,11 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         prot = self._pick(thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, cryocatCompatible=True,
                           numberOfThreads=3)
         coords = getattr(prot, C.OUTPUT_COORDINATES)
-        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "sigma3.csv"))
+        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "id_2_sigma3.csv"))
+        S = json.load(open(os.path.join(self.base, "cryocat_out", "id_2_sigma3_summary.json")))
         self.assertSetSize(coords, 2 * len(ref))
-        self.assertAlmostEqual(coords.getSamplingRate(), 10.0)
-        self.assertEqual(coords.getBoxSize(), 20)
+        self.assertAlmostEqual(coords.getSamplingRate(), VOXEL)
+        self.assertEqual(coords.getBoxSize(), int(DIAMETER))
         for tsId in ("TS01", "TS02"):
             tomo = [t.clone() for t in self.tomos if t.getTsId() == tsId][0]
             got = [(coordinate_blc(c), c.getScore(), relion_orientation(c)[0],
@@ -103,25 +117,26 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
             self.assertLess(_rot_diff_deg(zxz, ref[["phi", "theta", "psi"]].values).max(),
                             ROT_TOL_DEG)
             np.testing.assert_allclose([g[3] for g in got], ref[["phi", "theta", "psi"]].values)
-        # exports: EM motive list = cryoCAT's (for each tomogram, ids unique across them)
+        # exports: EM motive list = cryoCAT's picks, 1-based (ids unique across tomograms)
         motl = M.read_em_motl(self._extra(prot, C.PEAKS_EM_MOTL))
-        cc = M.read_em_motl(os.path.join(self.base, "cryocat_out", "sigma3_emmotl.em"))
         self.assertEqual(motl["subtomo_id"].tolist(), list(range(1, 2 * len(ref) + 1)))
+        cols = ["x", "y", "z", "score", "phi", "theta", "psi"]
         for num in (1, 2):
             part = motl[motl["tomo_id"] == num]
-            cols = ["x", "y", "z", "score", "phi", "theta", "psi"]
-            np.testing.assert_allclose(part[cols].values, cc[cols].values, rtol=1e-6)
+            np.testing.assert_allclose(part[cols].values, ref[cols].values, rtol=1e-6,
+                                       atol=1e-9)
         sg = M.read_stopgap_star(self._extra(prot, C.PEAKS_STOPGAP_STAR))
         self.assertEqual(len(sg), 2 * len(ref))
         summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
-        self.assertEqual(summary["tomograms"]["TS01"]["candidates"], 2109)
+        n_cand = S["n_candidate_voxels"]
+        self.assertEqual(summary["tomograms"]["TS01"]["candidates"], n_cand)
         self.assertTrue(os.path.getsize(self._extra(prot, "TS01_diagnostics.png")) > 10000)
-        self.assertTrue(any("2109 candidate voxels" in s for s in prot.summary()))
+        self.assertTrue(any("%d candidate voxels" % n_cand in s for s in prot.summary()))
 
     def test_relion5_round_trip_from_scipion(self):
-        prot = self._pick(thresholdMode=C.PEAKS_THR_TRIANGLE, maxPicks=12, cryocatCompatible=True)
+        prot = self._pick(thresholdMode=C.PEAKS_THR_TRIANGLE, cryocatCompatible=True)
         coords = getattr(prot, C.OUTPUT_COORDINATES)
-        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "triangle_n12.csv"))
+        ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "id_2_triangle.csv"))
         # Scipion -> RELION 5 (centred Angstrom, ZYZ angles) -> back
         from tomo.constants import SCIPION
         rows = []
@@ -131,18 +146,18 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
             rows.append((c.getTomoId(), coordinate_blc(c), (phi, theta, psi2),
                          (c.getX(SCIPION), c.getY(SCIPION), c.getZ(SCIPION))))
         ts01 = [r for r in rows if r[0] == "TS01"]
-        dims = (128, 128, 64)
+        dims = mrcfile.read(self.scoresFile).shape[::-1]
         table = M.relion5_from_picks([r[1] for r in ts01], [r[2] for r in ts01], "TS01", dims,
-                                     10.0)
+                                     VOXEL)
         star = os.path.join(self.tmp, "roundtrip.star")
         M.write_relion5_particles(star, table)
         back = M.read_relion5_particles(star)
         cen = back[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
                     "rlnCenteredCoordinateZAngst"]].values
-        pos = cen / 10.0 + np.array(dims) / 2.0
+        pos = cen / VOXEL + np.array(dims) / 2.0
         np.testing.assert_allclose(pos, ref[["x0", "y0", "z0"]].values, atol=POS_TOL_PX)
         # Scipion's own centred coordinates agree with RELION 5's
-        np.testing.assert_allclose(np.array([r[3] for r in ts01]) * 10.0, cen, atol=1e-3)
+        np.testing.assert_allclose(np.array([r[3] for r in ts01]) * VOXEL, cen, atol=1e-3)
         self.assertLess(_rot_diff_deg(back[["phi", "theta", "psi"]].values,
                                       ref[["phi", "theta", "psi"]].values).max(), ROT_TOL_DEG)
         # the protocol's own RELION 5 export says the same
@@ -176,6 +191,8 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
             tomos = self._import(pattern, sr, d)
             prot = self._pick(inputScoreMaps=scores, inputAngleMaps=angles, inputTomograms=tomos,
                               angleList=os.path.join(d, "list.csv"), minDistance=3.0,
+                              anglesOrder=C.PEAKS_ORDER_ZXZ,
+                              anglesNumbering=C.PEAKS_NUMBERING_0,
                               thresholdMode=C.PEAKS_THR_DIRECT, threshold=0.1)
             coords = list(getattr(prot, C.OUTPUT_COORDINATES).iterCoordinates())
             self.assertEqual(len(coords), 1)
@@ -202,11 +219,12 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
                           thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, writeAngularMaps=True,
                           border=2)
         coords = getattr(prot, C.OUTPUT_COORDINATES)
+        self.assertTrue(coords.getSize() > 0)
         for c in coords.iterCoordinates():
             z = coordinate_blc(c)[2]
-            self.assertTrue(8 <= z < 56)                         # the mask's slab
+            self.assertTrue(8 <= z < 40)                         # the mask's slab
         # statistics inside the mask: the threshold is the unmasked-region one
-        m = mrcfile.read(os.path.join(self.base, "scores.mrc"))[8:56]
+        m = mrcfile.read(self.scoresFile)[8:40]
         st = K.map_statistics(m)
         summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
         self.assertEqual(np.float32(summary["tomograms"]["TS01"]["threshold"]),
@@ -216,8 +234,8 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         self.assertSetSize(total, 2)
         t = total.getFirstItem()
         vol = mrcfile.read(os.path.join(prot.getProject().getPath(), t.getFileName()))
-        amap = mrcfile.read(os.path.join(self.base, "angles.mrc")).astype(int)
-        tab = K.angular_distance_tables(K.load_angle_list(self.angleList))[0]
+        amap = mrcfile.read(self.anglesFile).astype(int) - 1            # 1-based
+        tab = K.angular_distance_tables(K.load_angle_list(self.angleList, "zzx"))[0]
         np.testing.assert_array_equal(vol, tab[amap])
 
     def test_validation_names_the_values(self):
@@ -227,17 +245,18 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         badAngles = self._import("angles_{TS}.mrc", 10.0, d)
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=badAngles, inputTomograms=self.tomos,
-                                angleList=self.angleList, minDistance=20.0)
+                                angleList=self.angleList, minDistance=DIAMETER)
         errors = prot.validate()
-        self.assertTrue(any("(120, 128, 64)" in e and "(128, 128, 64)" in e for e in errors),
+        self.assertTrue(any("(120, 128, 64)" in e and "(48, 48, 48)" in e for e in errors),
                         errors)
-        # 1-based numbering on a 0-based map: the header minimum is 0
+        # 0-based numbering on the 1-based map: the header maximum is the list length
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=self.angles, inputTomograms=self.tomos,
-                                angleList=self.angleList, minDistance=20.0,
-                                anglesNumbering=C.PEAKS_NUMBERING_1)
+                                angleList=self.angleList, minDistance=DIAMETER,
+                                anglesOrder=C.PEAKS_ORDER_ZZX,
+                                anglesNumbering=C.PEAKS_NUMBERING_0)
         errors = prot.validate()
-        self.assertTrue(any("0-based" in e for e in errors), errors)
+        self.assertTrue(any("1-based" in e for e in errors), errors)
         # a mask of another shape
         from tomo.protocols import ProtImportTomomasks
         with mrcfile.new(os.path.join(d, "badmask_TS01.mrc")) as m:
@@ -248,11 +267,11 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=self.angles, inputTomograms=self.tomos,
                                 inputMasks=imp.tomomasks, angleList=self.angleList,
-                                minDistance=20.0)
+                                minDistance=DIAMETER)
         errors = prot.validate()
         self.assertTrue(any("mask has (120, 128, 64)" in e for e in errors), errors)
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=self.angles, inputTomograms=badAngles,
-                                angleList=self.angleList, minDistance=20.0)
+                                angleList=self.angleList, minDistance=DIAMETER)
         self.assertTrue(any("No tsId is shared" in e or "without a match" in e
                             for e in prot.validate() + prot.warnings()))

@@ -60,7 +60,7 @@ class TestReconstructSubtomoAverage(CryoprocsBaseTest):
         summary = "\n".join(prot.summary())
         self.assertIn("14 of 14 particles reconstructed", summary)
         self.assertIn("0 skipped", summary)
-        self.assertIn("%.2f A" % res, summary)
+        self.assertIn("%.2f Å" % res, summary)
         self.assertTrue(os.path.exists(os.path.join(extra, "fsc.png")))
         self.assertTrue(os.path.exists(os.path.join(extra, "partial", "TS_01.npz")))
         self.assertTrue(prot.methods())

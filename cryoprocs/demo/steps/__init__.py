@@ -7,4 +7,5 @@ STEPS = [
     "extract",
     "reconstruct",
     "movies",
+    "copick",
 ]

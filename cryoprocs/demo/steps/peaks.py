@@ -134,7 +134,7 @@ def run(ctx):
               top, scores[top - 1] if top else float("nan"), scores[0] if top else float("nan"),
               len(picked) - int(ok.sum()),
               scores[~ok].max() if (~ok).any() else float("nan")))
-    print(msg)
+    ctx.note(msg)
     ctx.shared("peaks_match", lambda ctx: {"picks": len(picked), "matched": found,
                                            "centres": len(ref), "leading_matches": top,
                                            "mean_distance": float(dist[ok].mean())

@@ -1,8 +1,10 @@
 """Frame sources of a movie: slices of a volume (:class:`VolumeSource`), images of a tilt
-series (:class:`StackSource`), both memory-mapped, and the block reader that turns them into
-slab-averaged, binned float32 frames (:class:`FrameReader`)."""
+series (:class:`StackSource`), memory-mapped MRC files or OME-Zarr images (local or URL,
+read chunk by chunk), and the block reader that turns them into slab-averaged, binned
+float32 frames (:class:`FrameReader`)."""
 import numpy as np
 
+from ...convert.images import is_image_store, open_image
 from ...convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
 from ...kernels import movie as K
 from ...kernels.movie import MovieError
@@ -14,23 +16,31 @@ BLOCK_BYTES = 32 * 1024 * 1024
 
 
 class VolumeSource:
-    """Slices of one MRC volume (or image, or image stack read as a volume) along an axis.
+    """Slices of one MRC volume (or image, or image stack read as a volume), or of an
+    OME-Zarr image, along an axis.
 
     Parameters
     ----------
     path : str
-        MRC file (a Scipion ``n@`` prefix is ignored; volumes are whole files).
+        MRC file (a Scipion ``n@`` prefix is ignored; volumes are whole files), or an OME-Zarr
+        image (a ``.zarr`` folder or URL).
     axis : str
         ``z`` (frames ``[y, x]``), ``y`` (frames ``[z, x]``) or ``x`` (frames ``[z, y]``).
     pixel_size : float, optional
-        Å per pixel; default the header's X voxel size (0 = unknown).
+        Å per pixel of the full-resolution input; default the header's X voxel size (0 =
+        unknown), or the OME-Zarr level's.
+    binning : int, optional
+        OME-Zarr only: read the stored level binned this many times in x and y when there is
+        one (``level_binning`` then tells how many times; the frames need that much less
+        binning).
     """
     kind = "slice"
 
-    def __init__(self, path, axis="z", pixel_size=None):
+    def __init__(self, path, axis="z", pixel_size=None, binning=None):
         self.path = path
         self.axis = axis
-        self._mrc = mmap_mrc(path, permissive=True)
+        self._mrc = _open_volume(path, binning)
+        self.level_binning = getattr(self._mrc, "level_binning", 1)
         data = self._mrc.data
         if data is None:
             raise MrcFormatError("%s holds no data" % path)
@@ -48,8 +58,8 @@ class VolumeSource:
         shape = data.shape
         self.n = int(shape[self._ax])
         self.frame_shape = tuple(int(s) for i, s in enumerate(shape) if i != self._ax)
-        vs = voxel_size_of(self._mrc)
-        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
+        vs = self._mrc.voxel_size if hasattr(self._mrc, "levels") else voxel_size_of(self._mrc)
+        self.pixel_size = float(pixel_size) * self.level_binning if pixel_size else float(vs[0])
         self.input_shape = tuple(int(s) for s in shape)
         self.dtype = data.dtype
 
@@ -79,6 +89,18 @@ class VolumeSource:
 
     def close(self):
         self._mrc.close()
+
+
+def _open_volume(path, binning=None):
+    """An MRC file memory-mapped (mrcfile), or an OME-Zarr image (local or URL) read chunk by
+    chunk: with ``binning`` > 1, the stored level binned that many times in x and y when
+    there is one (its ``level_binning`` tells; the frames then need no more binning)."""
+    if not is_image_store(path):
+        return mmap_mrc(path, permissive=True)
+    img = open_image(path, binning=binning if binning and binning > 1 else None)
+    ratio = img.voxel_size[0] / img.levels[0]["voxel_size"][0]
+    img.level_binning = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-3 else 1
+    return img
 
 
 class StackSource:
@@ -112,15 +134,21 @@ class StackSource:
         self.input_shape = (self.n,) + self.frame_shape
         self.dtype = first.dtype
         mrc = self._open[self.entries[0][0]]
-        self.pixel_size = float(pixel_size) if pixel_size else float(voxel_size_of(mrc)[0])
+        vs = mrc.voxel_size if hasattr(mrc, "levels") else voxel_size_of(mrc)
+        self.pixel_size = float(pixel_size) if pixel_size else float(vs[0])
         self.path = self.entries[0][0]
 
     def _image(self, k):
         path, index = self.entries[k]
         mrc = self._open.get(path)
         if mrc is None:
-            mrc = self._open[path] = mmap_mrc(path, permissive=True)
+            mrc = self._open[path] = _open_volume(path)
         data = mrc.data
+        if hasattr(mrc, "levels"):                  # OME-Zarr: one section at a time
+            if index is None or not 0 <= index < data.shape[0]:
+                raise MovieError("%s holds %d images; image %s requested"
+                                 % (path, data.shape[0], None if index is None else index + 1))
+            return data[index]
         if data.ndim == 2:
             if index not in (None, 0):
                 raise MovieError("%s holds one image; image %d requested" % (path, index + 1))
