@@ -84,7 +84,25 @@ CODECS = {"h264": ("mp4", None), "avc1": ("mp4", None), "x264": ("mp4", None),
           "png": ("png", None)}
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """The parser of this sub-command: options may come between INPUT and OUTPUT_DIR (both
+    optional positionals, since --tomograms needs only OUTPUT_DIR; argparse's own parsing
+    would give the first chunk of positionals to both and refuse OUTPUT_DIR after an
+    option)."""
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def add_arguments(p):
+    p.__class__ = _IntermixedParser
     p.add_argument("input", metavar="INPUT", nargs="?",
                    help="MRC file, or a folder of MRC files (batch); omitted with --tomograms")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", nargs="?", help="folder for the movies")

@@ -218,3 +218,16 @@ def test_colour_movies_decode_with_the_overlay(tomo, tmp_path, codec, ext):
     f = frames[int(z)].astype(int)
     ring = f[int(round(y)), int(round(x + R))]
     assert ring[1] - ring[0] > 80 and ring[1] - ring[2] > 80, ring      # green on gray
+
+
+def test_options_may_come_between_input_and_output_dir(tmp_path):
+    """INPUT and OUTPUT_DIR are optional positionals (--tomograms needs only OUTPUT_DIR):
+    options between them, as the protocol and users write them, still parse."""
+    p = cli.build_parser()
+    for argv, want in ((["a.mrc", "--bin", "2", "out"], ("a.mrc", "out", None)),
+                       (["a.json", "--frame-list", "out", "--name", "x"], ("a.json", "out", None)),
+                       (["out", "--tomograms", "t.star"], ("out", None, "t.star"))):
+        a = p.parse_args(["movie"] + argv)
+        assert (a.input, a.output_dir, a.tomograms) == want
+    with pytest.raises(SystemExit):
+        p.parse_args(["movie", "a.mrc", "out", "extra"])

@@ -314,7 +314,7 @@ class TestExportMovieParticles(CryoprocsBaseTest):
         self.assertLess(np.abs(offsets).max(), 0.6)
         summary = " ".join(prot.summary())
         self.assertIn("%d particles projected into every tilt image" % len(self.pos), summary)
-        self.assertIn("pre-exposure above 10 e/A^2", summary)
+        self.assertIn("pre-exposure above 10 e/Å²", summary)
         # dose-symmetric, 3 e/A^2 per tilt: 0, +15, -15 and -30 deg have a pre-exposure
         # <= 10, the other 5 frames are flagged (red circles)
         red = (frames[..., 2].astype(int) - frames[..., 1] > 100).reshape(9, -1).any(1)

@@ -40,17 +40,22 @@ class MovieInfo(dict):
         return line
 
 
+def _particles(n):
+    return "%d particle%s" % (n, "" if n == 1 else "s")
+
+
 def particle_summary(p):
     """One line about the particles of a movie (counts of :func:`export_movie`)."""
     if "frames_flagged" in p:
-        return ("%d particles projected into every tilt image: %d particle-frames usable, "
-                "%d flagged (box of %g px leaving the image%s), %d particles usable in no "
-                "frame" % (p["particles"], p["frames_usable"], p["frames_flagged"],
-                           p.get("box_px", 0),
-                           " or pre-exposure above %g e/A^2" % p["max_dose"]
-                           if p.get("max_dose", -1) > 0 else "", p["never_usable"]))
-    return "%d of %d particles drawn (radius %.3g px)" % (p["drawn"], p["particles"],
-                                                          p.get("radius_px", 0))
+        return ("%s projected into every tilt image: %d particle-frames usable, "
+                "%d flagged (box of %g px leaving the image%s), %s usable in no "
+                "frame" % (_particles(p["particles"]), p["frames_usable"],
+                           p["frames_flagged"], p.get("box_px", 0),
+                           " or pre-exposure above %g e/Å²" % p["max_dose"]
+                           if p.get("max_dose", -1) > 0 else "",
+                           _particles(p["never_usable"])))
+    return "%d of %s drawn (radius %.3g px)" % (p["drawn"], _particles(p["particles"]),
+                                                p.get("radius_px", 0))
 
 
 def human_size(n):

@@ -162,9 +162,10 @@ class MovieSettings:
 
     def describe(self):
         """One line for logs and summaries."""
+        jpeg = ", JPEG quality %d" % self.jpeg_quality if self.fourcc.upper() == "MJPG" else ""
         fmt = {"mp4": "MP4 (H.264, crf %d, %s)" % (self.crf, self.preset),
-               "avi": "AVI (%s%s)" % (self.fourcc, ", JPEG quality %d" % self.jpeg_quality
-                                       if self.fourcc.upper() == "MJPG" else ""), "gif": "GIF", "png": "PNG frames"}[self.format]
+               "avi": "AVI (%s%s)" % (self.fourcc, jpeg), "gif": "GIF",
+               "png": "PNG frames"}[self.format]
         parts = [fmt, "%g fps" % self.fps, self.playback]
         if self.pause:
             parts.append("pause %d" % self.pause)
