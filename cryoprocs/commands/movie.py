@@ -61,7 +61,7 @@ examples:
   cryoprocs movie tomograms/ movies/ --codec MJPG        # mrc2movie's MJPG AVI output
   cryoprocs movie tomo.mrc movies/ --bin 2 --percentile 0.1 99.9 --label --scale_bar
   cryoprocs movie TS_01.st movies/ --tilt_angles TS_01.tlt --label --playback forward
-  cryoprocs movie TS_01.mrc movies/ --particles picks.csv --particle-radius 80A \
+  cryoprocs movie TS_01.mrc movies/ --particles TS_01_picks.csv --particle-radius 80A \
       --color-by score --label
   cryoprocs movie TS_01.mrc movies/ -i TS_01.mod --overlay-style mrc2movie --codec MJPG \
       --playback pingpong --pause 5 --cycles 2
