@@ -399,6 +399,10 @@ def _file_jobs(args, osettings):
 
         def open_(path=path, stem=stem):
             source = _source(path, args, args.binning)
+            if osettings and not source.level_isotropic:
+                # particles are spheres: a stored level binned in x and y only is not used
+                source.close()
+                source = _source(path, args)
             try:
                 overlay = tomogram_overlay(source, osettings, stem, len(files) == 1) \
                     if osettings else None

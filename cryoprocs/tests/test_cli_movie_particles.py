@@ -231,3 +231,30 @@ def test_options_may_come_between_input_and_output_dir(tmp_path):
         assert (a.input, a.output_dir, a.tomograms) == want
     with pytest.raises(SystemExit):
         p.parse_args(["movie", "a.mrc", "out", "extra"])
+
+
+def test_particles_on_a_stored_ome_zarr_level(tomo, tmp_path):
+    """--bin 2 reads the OME-Zarr level binned 2x (here in z too): the full-resolution
+    coordinates map onto it through the levels' NGFF scales (ome-zarr's pyramid subsamples,
+    level voxel = voxel / 2); a level binned in x and y only would squash the spheres, so
+    with particles it is not used (level 0 is binned instead, as an MRC)."""
+    from cryoprocs.tests import zarr_helpers as ZH
+    pytest.importorskip("ome_zarr")
+    path, vol, csv = tomo
+    x, y, z = PARTICLES[1]
+    for tilt, nframes, (cx, cy, depth) in (
+            (False, NZ // 2, (x / 2, y / 2, z / 2)),
+            (True, NZ, ((x + 0.5) / 2 - 0.5, (y + 0.5) / 2 - 0.5, z))):
+        store = ZH.write_ngff(tmp_path / ("t%d.zarr" % tilt), vol, 12.0, (8, 32, 32),
+                              levels=2, tilt_series=tilt)
+        out = tmp_path / ("out%d" % tilt)
+        _movie([store, out, "--codec", "png", "--particles", csv, "--particle-radius", "72A",
+                "--bin", 2, "--line-width", 1])
+        frames, _ = read_pngs(out / ("t%d_frames" % tilt))
+        assert frames.shape[:3] == (nframes, NY // 2, NX // 2)
+        k = int(round(depth))
+        mx, my, md, _ = _ring_fit(_overlay_mask(frames[k]), cx, cy, R / 2 + 2)
+        assert abs(mx - cx) < 0.5 and abs(my - cy) < 0.5, (tilt, mx, my, cx, cy)
+        scale = 2.0 if nframes < NZ else 1.0          # depth voxels of what is read
+        r = np.sqrt(R * R - ((depth - k) * scale) ** 2) / 2
+        assert abs(md - r) < 0.75, (tilt, md, r)

@@ -140,10 +140,16 @@ def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
     names = plist.tomograms()
     if name is None and names and (tomo_name in names or len(names) > 1 or not only_input):
         name = tomo_name
-    nz, ny, nx = source.input_shape
-    pos, table = CP.particles_in_tomogram(plist, name, (nx, ny, nz), source.pixel_size)
+    # coordinates refer to the full-resolution tomogram; a stored OME-Zarr level (isotropic,
+    # see VolumeSource) is mapped onto afterwards
+    f = float(getattr(source, "level_factor", (1.0,))[0])
+    nz, ny, nx = getattr(source, "full_shape", source.input_shape)
+    pixel_size = source.pixel_size / f
+    pos, table = CP.particles_in_tomogram(plist, name, (nx, ny, nz), pixel_size)
     colours, key = overlay_colours(table, settings)
-    radius = settings.radius_px(source.pixel_size, source.path)
+    radius = settings.radius_px(pixel_size, source.path)
+    if f != 1.0:
+        pos, radius = source.to_source_voxels(pos), radius / f
     ids = table["id"].tolist() if settings.ids and "id" in table.columns else None
     return KO.SliceOverlay(pos, radius, source.axis, colours, settings.style, ids, key,
                            settings.thickness or None)

@@ -32,7 +32,18 @@ class VolumeSource:
     binning : int, optional
         OME-Zarr only: read the stored level binned this many times in x and y when there is
         one (``level_binning`` then tells how many times; the frames need that much less
-        binning).
+        binning; :meth:`to_source_voxels` maps full-resolution coordinates onto it).
+
+    Attributes
+    ----------
+    level_binning : int
+        1, or the binning of the stored OME-Zarr level read.
+    level_factor : (float, float, float)
+        voxel size of what is read over that of the full-resolution input, (x, y, z).
+    level_isotropic : bool
+        the level is binned alike along x, y and z (spheres stay spheres).
+    full_shape : (int, int, int)
+        ``[z, y, x]`` of the full-resolution input.
     """
     kind = "slice"
 
@@ -41,6 +52,9 @@ class VolumeSource:
         self.axis = axis
         self._mrc = _open_volume(path, binning)
         self.level_binning = getattr(self._mrc, "level_binning", 1)
+        self.level_factor = getattr(self._mrc, "level_factor", (1.0, 1.0, 1.0))
+        self.level_isotropic = bool(np.isclose(self.level_factor[2], self.level_factor[0]))
+        self._level_offset = getattr(self._mrc, "level_offset", (0.0, 0.0, 0.0))
         data = self._mrc.data
         if data is None:
             raise MrcFormatError("%s holds no data" % path)
@@ -61,7 +75,17 @@ class VolumeSource:
         vs = self._mrc.voxel_size if hasattr(self._mrc, "levels") else voxel_size_of(self._mrc)
         self.pixel_size = float(pixel_size) * self.level_binning if pixel_size else float(vs[0])
         self.input_shape = tuple(int(s) for s in shape)
+        self.full_shape = tuple(getattr(self._mrc, "full_shape", self.input_shape))
         self.dtype = data.dtype
+
+    def to_source_voxels(self, positions):
+        """Full-resolution voxel positions ``(N, 3)`` ``(x, y, z)`` -> voxels of what is read
+        (the same, or on a stored OME-Zarr level: through both levels' NGFF scale and
+        translation, ``(origin0 + x0 vs0 - origin) / vs``)."""
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+        if self.level_factor == (1.0, 1.0, 1.0):
+            return pos
+        return pos / np.asarray(self.level_factor) + np.asarray(self._level_offset)
 
     def read(self, a, b):
         """Slices ``a .. b-1`` along the axis as float32 ``[b-a, rows, cols]`` (a copy)."""
@@ -100,6 +124,16 @@ def _open_volume(path, binning=None):
     img = open_image(path, binning=binning if binning and binning > 1 else None)
     ratio = img.voxel_size[0] / img.levels[0]["voxel_size"][0]
     img.level_binning = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-3 else 1
+    if img.level != img.levels[0]["path"]:
+        try:
+            with open_image(path, level=img.levels[0]["path"]) as full:   # metadata only
+                vs0, org0, img.full_shape = full.voxel_size, full.origin, full.shape
+        except BaseException:
+            img.close()
+            raise
+        img.level_factor = tuple(float(v / v0) for v, v0 in zip(img.voxel_size, vs0))
+        img.level_offset = tuple(float((o0 - o) / v)
+                                 for o0, o, v in zip(org0, img.origin, img.voxel_size))
     return img
 
 
