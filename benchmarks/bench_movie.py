@@ -1,11 +1,12 @@
 """ExportMovie benchmark: synthetic float32 tomograms to movies.
 
 Targets (docs/export-movie.md): mrc2movie with its defaults (MJPG AVI, forward-backward,
-30 fps) takes 21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB. cryoprocs must write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB
-above the memory-mapped input, and its default H.264 MP4 of the same movie must be <= 1/2 of
-the MJPEG size.
+30 fps) takes 21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB. cryoprocs must
+write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB above the memory-mapped
+input, and its default H.264 MP4 of the same movie must be <= 1/2 of the MJPEG size.
 
-Targets (issue 14), every distinct frame rendered and encoded once:
+Targets of the encode-once writers and the particle overlays (docs/export-movie.md), every
+distinct frame rendered and encoded once:
 (a) 120 x 512 x 512, mrc2movie's defaults (MJPG AVI, forward-backward): >= 2.5x faster than
     the mrc2movie-style batch run below, timed in the same run (best of --repeat runs each);
 (b) 300 x 1024 x 1024 with 500 particles drawn (``--particles``): <= 10 % slower than the

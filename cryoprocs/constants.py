@@ -82,7 +82,7 @@ MOVIE_PRESET_CHOICES = ["ultrafast", "superfast", "veryfast", "faster", "fast", 
                         "slow", "slower", "veryslow"]
 MOVIE_PRESET_DEFAULT = 2            # veryfast
 
-#: particle overlays (issue 14): form enum order and the pipeline's names
+#: particle overlays: form enum order and the pipeline's names
 MOVIE_OVERLAY_CHOICES = ["circles (sphere cross-sections)", "filled discs",
                          "mrc2movie (red discs)"]
 MOVIE_OVERLAY_KEYS = ["outline", "filled", "mrc2movie"]

@@ -15,7 +15,7 @@ Drawing styles (``style``):
   depth), so the particle itself stays visible inside the circle;
 * ``filled``: the same discs, filled and blended at 40 % opacity;
 * ``mrc2movie``: mrc2movie 0.2.0's markers, written from its documented behaviour
-  (../shared/docs/movie-export.md section 2): opaque discs of radius
+  (docs/export-movie.md, mrc2movie 0.2.0): opaque discs of radius
   ``max(1, round(R (1 - |dz| / max(R, 1))))`` on the slices with ``|dz| <= R``, centred on the
   pixel that contains the point (``int(x)`` of its IMOD model coordinate), skipped when that
   pixel is outside the frame; red by default.

@@ -44,17 +44,17 @@ def test_png_frames_equal_mrc2movie(vol_file, tmp_path):
 
 def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkeypatch):
     """Every frame of the MJPG AVI default of mrc2movie, in order: each distinct frame is
-    JPEG-encoded once, a repeat reuses its bytes."""
+    JPEG-encoded once (in the rendering threads), a repeat reuses its bytes."""
     from cryoprocs.pipelines.movie import writers as W
     path, vol = vol_file
-    encoded, sequence = {}, []
+    encoded, sequence, frame_of = {}, [], {}
     real_add, real_repeat = W.MjpegAviWriter.add, W.MjpegAviWriter.repeat
 
-    def add(self, key, frame):
-        assert key not in encoded
-        encoded[key] = frame.copy()
+    def add(self, key, data):
+        assert key not in encoded and isinstance(data, bytes)
+        encoded[key] = frame_of[id(data)][1]      # the uint8 frame these bytes encode
         sequence.append(key)
-        return real_add(self, key, frame)
+        return real_add(self, key, data)
 
     def repeat(self, key):
         sequence.append(key)
@@ -63,8 +63,13 @@ def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkey
     monkeypatch.setattr(W.MjpegAviWriter, "repeat", repeat)
     jpegs = []
     real_encode = W.MjpegAviWriter.encode
-    monkeypatch.setattr(W.MjpegAviWriter, "encode",
-                        lambda self, f: (jpegs.append(1), real_encode(self, f))[1])
+
+    def encode(self, f):
+        data = real_encode(self, f)
+        jpegs.append(1)
+        frame_of[id(data)] = (data, np.array(f))
+        return data
+    monkeypatch.setattr(W.MjpegAviWriter, "encode", encode)
     _movie([path, tmp_path, "--codec", "MJPG"])
     ref = mrc2movie_frames(vol)
     assert len(jpegs) == len(encoded) == 12                 # 22 movie frames, 12 encoded

@@ -11,7 +11,7 @@ drawing in :mod:`cryoprocs.kernels.particle_overlay`. This package:
 * :mod:`.writers`: H.264 MP4 (libx264 ``-preset veryfast -crf 23 -pix_fmt yuv420p -movflags
   +faststart``) and GIF through the ffmpeg bundled with imageio-ffmpeg; MJPG AVI (JPEG frames
   muxed by ffmpeg); other fourccs through ``cv2.VideoWriter``; PNG frames. Every distinct
-  frame is rendered and encoded once (see ../shared/docs/movie-export.md section 3);
+  frame is rendered and encoded once (see docs/export-movie.md);
 * :mod:`.export`: :func:`export_movie`, one movie of one source;
 * :mod:`.overlay`: :class:`OverlaySettings` and particles on tomogram slices;
 * :mod:`.relion`: the coordinate checker, tilt series of a RELION 5 project with their

@@ -294,7 +294,7 @@ def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap
         frame = K.render_frame(raw, style, source.label(k) if settings.label else None, draw)
         if pos == central_pos:
             central["frame"] = frame.copy()
-        return frame
+        return encoder.prepare(frame)         # e.g. JPEG-encoded here, in this thread
 
     try:
         for done, pos in enumerate(order, 1):

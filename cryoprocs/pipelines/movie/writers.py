@@ -135,12 +135,17 @@ class FrameCache:
 # ============================================================================ writers
 class _Writer:
     """Common part: ``add(key, frame)`` writes a first occurrence, ``repeat(key)`` a later
-    one; ``frames`` counts the written frames."""
+    one; ``frames`` counts the written frames. ``prepare(frame)`` is the part of the work
+    that may run in the rendering threads, right after a frame is rendered (while it is in
+    that core's cache); ``add`` receives what it returns."""
     forward_only = False
 
     def __init__(self, cache=None):
         self.cache = cache
         self.frames = 0
+
+    def prepare(self, frame):
+        return frame
 
     def add(self, key, frame):
         self._write(frame)
@@ -247,7 +252,8 @@ class MjpegAviWriter(_Writer):
         self.ff = _FfmpegProcess(cmd, self.path)
 
     def encode(self, frame):
-        """JPEG bytes of a gray or BGR uint8 frame."""
+        """JPEG bytes of a gray or BGR uint8 frame (thread-safe: the rendering threads
+        encode, see :meth:`prepare`)."""
         cv2 = self._cv2
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -256,8 +262,11 @@ class MjpegAviWriter(_Writer):
             raise MovieError("JPEG encoding failed for a frame of %s" % self.path)
         return buf.tobytes()
 
+    def prepare(self, frame):
+        return self.encode(frame)
+
     def add(self, key, frame):
-        data = self.encode(frame)
+        data = frame if isinstance(frame, bytes) else self.encode(frame)
         self._write(data)
         if self.cache is not None:
             self.cache.put(key, data)
@@ -446,7 +455,8 @@ class PngWriter(_Writer):
 
 class EncoderThread:
     """Feeds the writers from a bounded queue, so rendering and encoding overlap:
-    ``add(key, frame)`` for a new frame, ``repeat(key)`` for a repeated one."""
+    ``add(key, frame)`` for a new frame (a list, one item per writer, for frames prepared
+    by :meth:`prepare`), ``repeat(key)`` for a repeated one."""
     _STOP = object()
 
     def __init__(self, writers, maxsize=QUEUE_FRAMES):
@@ -465,16 +475,21 @@ class EncoderThread:
                 continue                  # drain after a failure
             key, frame = item
             try:
-                for w in self.writers:
+                for i, w in enumerate(self.writers):
                     if frame is None:
                         w.repeat(key)
                     else:
-                        w.add(key, frame)
+                        w.add(key, frame[i] if isinstance(frame, list) else frame)
             except BaseException as exc:  # re-raised in the rendering thread
                 self.error = exc
 
     def add(self, key, frame):
         self._put((key, frame))
+
+    def prepare(self, frame):
+        """Each writer's :meth:`_Writer.prepare` of a rendered frame (in the calling
+        thread), for :meth:`add`."""
+        return [w.prepare(frame) for w in self.writers]
 
     def repeat(self, key):
         self._put((key, None))
