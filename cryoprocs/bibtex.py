@@ -87,7 +87,10 @@ author = {J. Peter Rickgauer and Nikolaus Grigorieff and Winfried Denk}
 @misc{copick,
 title = {copick: a storage standard and Python API for collaborative cryo-ET annotation},
 author = {Utz H. Ermel and Kyle I. S. Harrington and others},
+journal = {Python package copick, version 1.2},
+year = {2024},
 howpublished = {https://github.com/copick/copick},
+url = {https://github.com/copick/copick},
 note = {version 1.2}
 }
 """
