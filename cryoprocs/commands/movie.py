@@ -179,9 +179,14 @@ def add_arguments(p):
                         "(default 0: automatic)")
     n.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _particle_arguments(p)
-    # protocol use (hidden): INPUT is a JSON frame list {"entries": [[path, 0-based index or
-    # null], ...], "angles": [...]} (a tilt series' images in frame order); the movie's name;
-    # the movie description (JSON, written last) and its central frame (PNG)
+    _protocol_arguments(p)
+
+
+def _protocol_arguments(p):
+    """Hidden options of ExportMovie's commands: INPUT is a JSON frame list {"entries":
+    [[path, 0-based index or null], ...], "angles": [...]} (a tilt series' images in frame
+    order); the movie's name; the movie description (JSON, written last) and its central
+    frame (PNG)."""
     p.add_argument("--frame-list", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--info", metavar="JSON", help=argparse.SUPPRESS)
