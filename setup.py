@@ -43,6 +43,8 @@ INSTALL_REQUIRES = [
     "numba>=0.59",
     # ScoresPeakPicking diagnostics plots (also a requirement of scipion-pyworkflow)
     "matplotlib",
+    # ExportMovie particles from IMOD models (teamtomo; needs numpy, pandas, pydantic>=2)
+    "imodmodel>=0.1",
     # OME-Zarr images, local or remote (convert/zarr_image.py): zarr 2 (copick <= 1.2, the
     # newest copick under Scipion's mrcfile <= 1.4.3 pin, needs zarr < 3 and numcodecs < 0.16),
     # fsspec for URLs and aiohttp for its http(s) backend

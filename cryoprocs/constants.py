@@ -82,6 +82,16 @@ MOVIE_PRESET_CHOICES = ["ultrafast", "superfast", "veryfast", "faster", "fast", 
                         "slow", "slower", "veryslow"]
 MOVIE_PRESET_DEFAULT = 2            # veryfast
 
+#: particle overlays: form enum order and the pipeline's names
+MOVIE_OVERLAY_CHOICES = ["circles (sphere cross-sections)", "filled discs",
+                         "mrc2movie (red discs)"]
+MOVIE_OVERLAY_KEYS = ["outline", "filled", "mrc2movie"]
+MOVIE_COLOUR_BY_CHOICES = ["one colour", "score", "class (group id)"]
+MOVIE_COLOUR_BY_KEYS = [None, "score", "class"]
+MOVIE_COLOUR_CHOICES = ["green", "yellow", "cyan", "magenta", "orange", "red", "blue",
+                        "white"]
+MOVIE_PARTICLES_DIR = "particles"
+
 MOVIE_PREVIEW_FILE = "preview.png"
 MOVIE_INDEX_FILE = "movies.json"
 MOVIE_INFO_DIR = "movie_info"

@@ -234,7 +234,8 @@ def read_tilt_series(star_path: str, name: str) -> pd.DataFrame:
 
 
 def load_tilt_series(row: Mapping, project_dir: str,
-                     table: Optional[pd.DataFrame] = None) -> TiltSeries:
+                     table: Optional[pd.DataFrame] = None,
+                     need_ctf: bool = True) -> TiltSeries:
     """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
 
     Parameters
@@ -245,6 +246,11 @@ def load_tilt_series(row: Mapping, project_dir: str,
         directory the STAR paths are relative to.
     table : DataFrame, optional
         the per-tilt-series table (read from ``rlnTomoTiltSeriesStarFile`` when None).
+    need_ctf : bool
+        require the optics (voltage, Cs, amplitude contrast, handedness), the defocus columns
+        and the pre-exposure (extraction, reconstruction); False only needs the pixel size,
+        the images and the alignment (geometry: movies), and fills what is absent with RELION
+        defaults (optics), NaN (defocus, pre-exposure).
 
     Raises
     ------
@@ -257,11 +263,17 @@ def load_tilt_series(row: Mapping, project_dir: str,
     n = len(table)
     if n == 0:
         raise Relion5Error("%s has no tilt images" % where)
+    defaults = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7,
+                "rlnAmplitudeContrast": 0.1, "rlnTomoHand": -1.0}
     for key in ("rlnTomoTiltSeriesPixelSize", "rlnVoltage", "rlnSphericalAberration",
                 "rlnAmplitudeContrast", "rlnTomoHand"):
         if key not in row or pd.isna(row[key]):
+            if not need_ctf and key in defaults:
+                row[key] = defaults[key]
+                continue
             raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
     ps = float(row["rlnTomoTiltSeriesPixelSize"])
+    nan = None if need_ctf else float("nan")
     frames = _frame_sources(row, table, project_dir, where)
     W, H = _image_size(frames, ps, where)
     tomo_size = _tomo_size(row)
@@ -274,10 +286,10 @@ def load_tilt_series(row: Mapping, project_dir: str,
         defocus_slope=_optional(row, "rlnTomoDefocusSlope", 1.0),
         bfactor_per_dose=_optional(row, "rlnCtfBfactorPerElectronDose", 0.0),
         tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
-        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
-        defocus_u=_col(table, "rlnDefocusU", None, where, n),
-        defocus_v=_col(table, "rlnDefocusV", None, where, n),
-        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
+        pre_exposure=_col(table, "rlnMicrographPreExposure", nan, where, n),
+        defocus_u=_col(table, "rlnDefocusU", nan, where, n),
+        defocus_v=_col(table, "rlnDefocusV", nan, where, n),
+        defocus_angle=_col(table, "rlnDefocusAngle", nan, where, n),
         phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
         ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
         ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),

@@ -127,6 +127,31 @@ def _ngff_like(path, levels, tilt_series, chunks):
                    % (levels, "s" if levels > 1 else "", path))
 
 
+def _hiv_positions(root):
+    """The HIV tomogram's 5377 real particle positions, 0-based (x, y, z) voxels."""
+    from cryoprocs.demo.data import load_hiv_particles
+    return load_hiv_particles(_shared(root, "real/hiv_vlp/tomo_point.npy"))[0]
+
+
+def _hiv_picks_csv(dest, root):
+    from cryoprocs.convert.particles import write_particles_csv
+    pos = _hiv_positions(root)
+    write_particles_csv(dest, pos, {"id": np.arange(1, len(pos) + 1)})
+
+
+_hiv_picks_csv.describe = "CSV (x,y,z voxels) of the HIV tomogram's real particle positions"
+
+
+def _hiv_imod_model(dest, root):
+    import imodmodel
+    import pandas as pd
+    pos = _hiv_positions(root) + [0.5, 0.5, 0.0]            # IMOD model coordinates
+    imodmodel.write(pd.DataFrame(pos, columns=list("xyz")), dest)
+
+
+_hiv_imod_model.describe = "IMOD model (imodmodel) of the HIV tomogram's real particle positions"
+
+
 def _copick_project(dest, root):
     """copick.json: a copick project made with copick's API (runs TS_01/TS_02, 10 Å wbp
     tomograms, ribosome picks; cryoprocs.tests.copick_helpers)."""
@@ -162,6 +187,11 @@ DATA = {
     "tomograms/": folder("real/cylindra/13pf_MT.mrc", "real/cylindra/14pf_MT.mrc"),
     "TS_01.st": link(RELION_PROJECT + "/tiltseries/TS_01.mrcs"),
     "TS_01.tlt": _tlt_from_relion_star(RELION_PROJECT + "/tiltseries/TS_01.star"),
+    # cryoprocs movie --particles: the HIV tomogram (EMPIAR-10164 TS_01) with its real
+    # particle positions as a CSV and as an IMOD model
+    "TS_01.mrc": link("real/hiv_vlp/hiv_ts01_tomo_40A.mrc"),
+    "TS_01_picks.csv": _hiv_picks_csv,
+    "TS_01.mod": _hiv_imod_model,
     # cryoprocs convert / copick: OME-Zarr stores, a copick project (the RELION 5 project's
     # particles stand for an extraction job's particles.star)
     "TS_01.zarr": _ngff_like(RELION_PROJECT + "/tiltseries/TS_01.mrcs", 1, True, (1, 64, 64)),
