@@ -269,3 +269,63 @@ class TestRelionTomoChain(CryoprocsBaseTest):
                             (cls.__name__, install))
             others = [e for e in p.validate() if e not in install]
             self.assertEqual(others, [], cls.__name__)
+
+    def test_refined_origins_and_angles_average_as_relion_reads_them(self):
+        """A RELION refinement moves particles by origins and splits orientations into
+        subtomogram and particle angles. The same particles written that way (centred
+        position + A_subtomo . origin, A_subtomo . A_particle = the orientation), extracted
+        without folding the offsets and read by reliontomo, average here to the map of the
+        plain particles."""
+        from cryoprocs.convert.euler import relion_angles_from_matrix
+        from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
+                                         ProtCryoprocsImportRelion5,
+                                         ProtCryoprocsReconstructSubtomoAverage)
+        plain = starfile.read(self.imp.particlesFile.get(), always_dict=True)["particles"]
+        moved = plain.copy()
+        n = len(plain)
+        k = np.arange(n)
+        sub = np.stack([(37.0 * k) % 360 - 180, 20 + (11.0 * k) % 140, (53.0 * k) % 360 - 180],
+                       axis=1)
+        origin = np.stack([7.5 * (1 + k % 3), -4.0 * (1 + k % 2), 3.0 + k % 5], axis=1)
+        for i in range(n):
+            S = relion_euler_matrix(*sub[i])
+            full = relion_euler_matrix(*plain.loc[i, R5.ANGLE_COLUMNS].to_numpy(float))
+            moved.loc[i, R5.ANGLE_COLUMNS] = relion_angles_from_matrix(S.T @ full)
+            moved.loc[i, R5.CENTERED_COLUMNS] = \
+                plain.loc[i, R5.CENTERED_COLUMNS].to_numpy(float) + S @ origin[i]
+        for j, c in enumerate(R5.SUBTOMO_COLUMNS):
+            moved[c] = sub[:, j]
+        for j, c in enumerate(R5.ORIGIN_COLUMNS):
+            moved[c] = origin[:, j]
+        star = os.path.join(self.getOutputPath(), "refined_particles.star")
+        write_star(star, {"particles": moved})
+        imp = self.newProtocol(ProtCryoprocsImportRelion5,
+                               tomogramsFile=self.imp.tomogramsFile.get(), particlesFile=star,
+                               projectDir=self.proj.getPath(), inputTomograms=self.tomos)
+        self.launchProtocol(imp)
+        ext = self.newProtocol(ProtCryoprocsExtractSubtomos,
+                               inputCoordinates=getattr(imp, C.OUTPUT_COORDINATES),
+                               inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
+                               inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                               boxSize=BOX, binning=BIN, minFrames=0, applyOffsets=False,
+                               numberOfThreads=3)
+        ext.setObjLabel("extract refined-like particles, offsets kept")
+        self.launchProtocol(ext)
+        pset = getattr(ext, C.OUTPUT_RELION_PARTICLES)
+        self.assertEqual(pset.getSize(), n)
+        shifted = [p.clone() for p in pset.iterItems()
+                   if not np.allclose(relion_orientation(p, pset.getSamplingRate())[1], 0)]
+        self.assertEqual(len(shifted), n)              # the origins are in the transforms
+        _, _, got = self._reconstruct("from refined-like pseudo-subtomograms",
+                                      inputSubtomograms=pset)
+        ref_prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
+                                    inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
+                                    inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
+                                    inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                    boxSize=BOX, binning=BIN, numberOfThreads=3)
+        ref_prot.setObjLabel("from the plain coordinates")
+        self.launchProtocol(ref_prot)
+        ref = mrcfile.read(self._abs(getattr(ref_prot, C.OUTPUT_AVERAGE).getFileName()))
+        self.assertGreater(np.abs(ref).max(), 0)
+        self.assertTrue(np.allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max()),
+                        np.abs(got - ref).max() / np.abs(ref).max())
