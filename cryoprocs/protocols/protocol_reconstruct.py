@@ -30,6 +30,7 @@ from .. import constants as C
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
 from ..convert import reliontomo_scipion as RT
+from ..convert.euler import relion_euler_matrix
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
@@ -391,6 +392,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                                       "box", "crop", "symmetry", "resolution",
                                       "resolution_at_nyquist", "half_sets")}
         report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
+        report["unoriented"] = list(self._unoriented())
         self.reconstructionReport.set(json.dumps(report))
         self._store(self.reconstructionReport)
 
@@ -491,8 +493,41 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                     '%s).' % (", ".join(missing[:10]), tomos, ", ".join(sorted(known)[:10]))]
         return []
 
+    def _unoriented(self):
+        """``(n without orientation, n)`` of the enabled input particles: those whose
+        rotation is the identity (coordinates picked or imported without angles), for which
+        the average is a plain sum of unaligned particles."""
+        if self._fromSubtomos():
+            subs = self.inputSubtomograms.get()
+            if subs is None:
+                return 0, 0
+            items = [p.clone() for p in subs.iterItems() if p.isEnabled()]
+            if self._isPseudoSubtomograms():
+                rots = [relion_euler_matrix(*(r[c] for c in R5.SUBTOMO_COLUMNS))
+                        @ relion_euler_matrix(*(r[c] for c in R5.ANGLE_COLUMNS))
+                        for r in RT.pseudo_subtomogram_rows(items, subs.getSamplingRate())]
+            else:
+                rots = [None if p.getTransform() is None else p.getTransform().getMatrix()
+                        for p in items]
+        else:
+            cset = self.inputCoordinates.get()
+            if cset is None:
+                return 0, 0
+            rots = [c.getMatrix() for c in cset.iterItems() if c.isEnabled()]
+        n = sum(1 for M in rots
+                if M is None or np.allclose(np.asarray(M)[:3, :3], np.eye(3), atol=1e-9))
+        return n, len(rots)
+
+    def _unorientedText(self, n, total):
+        return ('%d of %d particles have no orientation (identity rotation): they are '
+                'averaged as they lie in the tomogram, not aligned to each other. Import or '
+                'pick them with their orientations for a subtomogram average.' % (n, total))
+
     def _warnings(self):
         w = []
+        n, total = self._unoriented()
+        if n:
+            w.append(self._unorientedText(n, total))
         if not self._fromSubtomos() and self.inputTiltSeries.get() is not None:
             interp = [ts.getTsId() for ts in self.inputTiltSeries.get().iterItems()
                       if ts.interpolated()]
@@ -524,6 +559,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             lines.append('No half sets (rlnRandomSubset): no FSC.')
         if r.get("fsc_png"):
             lines.append('FSC plot: [[%s]]' % r["fsc_png"])
+        if (r.get("unoriented") or [0])[0]:
+            lines.append('Warning: %s' % self._unorientedText(*r["unoriented"]))
         return lines
 
     def _methods(self):
