@@ -130,7 +130,6 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         self.assertIn("SetOfSubTomograms", "\n".join(prot.summary()))
 
     def test_single_tomogram_gives_a_tomogram(self):
-        from pwem.protocols import ProtUnionSet  # noqa: F401  (pwem loaded)
         from tomo.objects import Tomogram
         tomo = self.tomos.getFirstItem().clone()
         # a pointer to one item of the set, as the GUI makes for "Volume" inputs

@@ -14,9 +14,7 @@ import os
 
 import mrcfile
 import numpy as np
-import pandas as pd
 import starfile
-from pyworkflow.object import Pointer
 from pyworkflow.tests import setupTestProject
 
 from cryoprocs import constants as C
