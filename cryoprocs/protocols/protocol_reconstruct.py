@@ -478,7 +478,13 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
 
     def _validatePseudoSubtomograms(self, subs):
         """scipion-em-reliontomo pseudo-subtomograms: their tomograms.star must exist and
-        name every tsId of the particles (it gives the tilt series and their CTFs)."""
+        name every tsId of the particles (it gives the tilt series and their CTFs); RELION 4
+        ones (pixel coordinates, RELION 4 projection matrices) are not read."""
+        if not subs.areRe5Particles():
+            return ['The pseudo-subtomograms %s were made with RELION 4; only RELION 5 '
+                    'pseudo-subtomograms (centred coordinates in A, RELION 5 tilt-series '
+                    'STAR files) can be averaged here.' % (subs.getObjLabel() or
+                                                          type(subs).__name__)]
         _, tomos = self._subtomoProject()
         if tomos is None or not os.path.exists(tomos):
             return ['The RELION 5 pseudo-subtomograms have no readable tomograms.star (%s); '

@@ -327,3 +327,14 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         self.assertGreater(np.abs(ref).max(), 0)
         self.assertTrue(np.allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max()),
                         np.abs(got - ref).max() / np.abs(ref).max())
+
+
+def test_without_reliontomo_a_reason_and_no_pseudo_subtomograms(monkeypatch):
+    """Without the plugin the extraction registers its subtomograms only and says why."""
+    import sys
+    from tomo.objects import SetOfSubTomograms
+    monkeypatch.setitem(sys.modules, "reliontomo", None)
+    mods, reason = RT.reliontomo_modules()
+    assert mods is None
+    assert "scipion-em-reliontomo is not installed" in reason
+    assert not RT.is_pseudo_subtomogram_set(SetOfSubTomograms())
