@@ -68,6 +68,14 @@ EXTRAS_REQUIRE = {
     ],
     # s3:// URLs without copick
     "s3": ["s3fs"],
+    # RELION 5 refinement in Scipion: ExtractSubtomos (2D stacks) also registers
+    # scipion-em-reliontomo's RelionSetOfPseudoSubtomograms, and ReconstructSubtomoAverage
+    # reads it. reliontomo 4.0.5 imports scipion.install (scipion-app); it brings the
+    # scipion-em-relion and scipion-em-imod plugins (Python only: no binaries installed).
+    "reliontomo": [
+        "scipion-em-reliontomo>=4.0.5,<4.1",
+        "scipion-app>=3.8.3,<3.9",
+    ],
 }
 
 setup(

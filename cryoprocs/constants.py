@@ -47,6 +47,7 @@ FILL_CHOICES = ["value", "min", "max", "avg", "noise"]
 OUTPUT_PARTICLES = "outputParticles"
 OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
+OUTPUT_VOLUME_MASK = "outputMask"
 #: the masked particles of positions FIRST..LAST (1-based) of the input set, one per chunk
 MASKED_PARTICLES_CHUNK = "output_particles_%06d-%06d.mrcs"
 
@@ -128,6 +129,8 @@ OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
 OUTPUT_COORDINATES = "outputCoordinates"
 OUTPUT_TOMOGRAMS = "outputTomograms"
 OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"
+# the same 2D stacks as scipion-em-reliontomo's RelionSetOfPseudoSubtomograms (when installed)
+OUTPUT_RELION_PARTICLES = "outputRelionParticles"
 # ---------------------------------------------------------------- MaskedTomogramNoiseFill
 NF_EXPANSION_EUCLIDEAN = 0
 NF_EXPANSION_GAUSSIAN = 1

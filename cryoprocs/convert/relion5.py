@@ -38,8 +38,8 @@ from .images import image_info, is_image_store, is_url
 from .mrc import MrcFormatError, parse_location
 from .star import read_star, write_star
 
-__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
-           "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
+__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve",
+           "relion_path", "star_kind", "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
            "particle_names", "particle_positions", "optics_pixel_sizes",
            "write_tomograms_star", "write_tilt_series_star", "write_particles_star",
            "write_optimisation_set", "extraction_particle_tables", "stack2d_name",
@@ -121,22 +121,56 @@ def _as_frame(block):
     return pd.DataFrame([block]) if block else pd.DataFrame()
 
 
+def _is_particle_table(table) -> bool:
+    return isinstance(table, pd.DataFrame) and "rlnTomoTiltSeriesStarFile" not in \
+        table.columns and (all(c in table.columns for c in CENTERED_COLUMNS)
+                           or all(c in table.columns for c in PIXEL_COLUMNS))
+
+
+def star_kind(path: str) -> tuple:
+    """What a RELION 5 STAR file holds: ``"tomograms"`` (a table with
+    ``rlnTomoTiltSeriesStarFile``), ``"particles"`` (a ``data_particles`` block, or a table
+    of particle coordinates) or None; with the number of rows of that table.
+
+    Raises
+    ------
+    ValueError
+        an unreadable STAR file.
+    """
+    blocks = read_star(path)
+    for block in blocks.values():
+        if isinstance(block, pd.DataFrame) and "rlnTomoTiltSeriesStarFile" in block.columns:
+            return "tomograms", len(block)
+    for name, block in blocks.items():
+        if name == "particles" or _is_particle_table(block):
+            return "particles", len(_as_frame(block))
+    return None, 0
+
+
 def read_tomograms(path: str) -> pd.DataFrame:
     """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
 
     Raises
     ------
     Relion5Error
-        no ``rlnTomoName``/``rlnTomoTiltSeriesStarFile`` column, or duplicated names.
+        no ``rlnTomoName`` column, a table of particles (a particles.star given as
+        tomograms.star), or duplicated names (the first few named, and their count).
     """
     glob = _as_frame(_first_block(read_star(path), "global", path)).copy()
+    if _is_particle_table(glob):
+        raise Relion5Error("%s holds %d particles (particle coordinates, no "
+                           "rlnTomoTiltSeriesStarFile), not tilt series: it is a particles.star, "
+                           "not a tomograms.star" % (path, len(glob)))
     for col in ("rlnTomoName",):
         if col not in glob.columns:
             raise Relion5Error("%s: column %s is missing from data_global" % (path, col))
     glob["rlnTomoName"] = glob["rlnTomoName"].astype(str)
-    dup = glob["rlnTomoName"][glob["rlnTomoName"].duplicated()].tolist()
-    if dup:
-        raise Relion5Error("%s: duplicated rlnTomoName %s" % (path, ", ".join(dup)))
+    dup = glob["rlnTomoName"][glob["rlnTomoName"].duplicated()]
+    if len(dup):
+        names = list(dict.fromkeys(dup.tolist()))
+        raise Relion5Error("%s: duplicated rlnTomoName %s%s (%d duplicated rows)"
+                           % (path, ", ".join(names[:5]), ", ..." if len(names) > 5 else "",
+                              len(dup)))
     return glob.reset_index(drop=True)
 
 

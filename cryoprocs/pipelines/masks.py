@@ -20,7 +20,7 @@ from ..kernels import masks as K
 from ..convert.paths import check_io
 
 __all__ = ["MaskRecipe", "ImageSources", "mask_range", "mask_file", "mask_sources",
-           "preallocate_stack", "finish_stack"]
+           "preallocate_stack", "finish_stack", "save_mask", "source_item_shape"]
 
 #: bytes of input per block and thread (256 images of 128x128 float32)
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
@@ -354,3 +354,27 @@ def mask_sources(sources, recipe, out_path, i0, i1, voxel_size=None, threads=1,
     finally:
         readers.close()
     return warnings
+
+
+def source_item_shape(sources, k):
+    """Numpy shape of item ``k`` of ``sources`` (``(y, x)`` images, ``(z, y, x)`` volumes),
+    from its file's header."""
+    shape = mrc_info(sources.paths[sources.file_ids[k]]).shape
+    return tuple(shape) if sources.item_ndim == 3 else tuple(shape[1:])
+
+
+def save_mask(recipe, shape, out_path, voxel_size=None, overwrite=False):
+    """Write the mask ``recipe`` applies to an item of ``shape`` (numpy order) as a float32
+    MRC (written under a temporary name and renamed): binary masks as 0/1, soft masks with
+    their computed edge, a created mask as read. Returns ``out_path``.
+
+    Raises
+    ------
+    MaskError
+        the mask cannot be built for ``shape`` (e.g. a created mask of other dimensions).
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    """
+    mask, _ = recipe.build(tuple(shape))
+    return write_mrc(out_path, np.asarray(mask, dtype=np.float32), voxel_size=voxel_size,
+                     overwrite=overwrite)

@@ -565,15 +565,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             return ['Choose the tomograms, tilt series or volumes.']
         if isinstance(inp, EMSet) and inp.getSize() == 0:
             return ['The input set is empty.']
+        sel = self.sliceSelection.get()
+        a, b = self.discardStart.get(), self.discardEnd.get()
+        badDiscard = sel == C.MOVIE_SLICES_DISCARD and not (0 <= a < 100 and 0 <= b < 100)
+        if badDiscard:
+            errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
         try:
             self._settings()
         except K.MovieError as exc:
-            errors.append(str(exc))
-        sel = self.sliceSelection.get()
-        if sel == C.MOVIE_SLICES_DISCARD:
-            a, b = self.discardStart.get(), self.discardEnd.get()
-            if not (0 <= a < 100 and 0 <= b < 100):
-                errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
+            # with bad percentages the settings report them as fractions: one message per
+            # bad value, the one above in the form's unit (the settings' other checks show
+            # once the percentages are fixed)
+            if not badDiscard:
+                errors.append(str(exc))
         ts = self._isTiltSeries()
         if ts and self.axis.get() != 0:
             errors.append('Tilt series are shown image by image: the slicing axis must be Z '

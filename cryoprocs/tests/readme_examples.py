@@ -200,6 +200,9 @@ DATA = {
     "Extract/job020/particles.star": link(RELION_PROJECT + "/particles.star"),
     # batch scripts (absolute paths are replaced in the text)
     "/data/emd_3883.mrc": link("real/maps/ribo80s_emd_3883_866_64_resized.mrc"),
+    # relion5_refinement.py: a RELION 5 project (its folder: tomograms.star, particles.star
+    # and the tilt-series STAR files and stacks they name)
+    "/data/relion": link(RELION_PROJECT),
 }
 #: URL prefixes of the README -> served from a local HTTP server (127.0.0.1) in the test;
 #: the rest of each URL is a DATA name, made in the served folder
