@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` (main job) and `make test` (test suite).
 # Each creates or reuses the project-local virtual environment .venv and installs the
-# plugin there in editable mode with its test and copick extras. Nothing else needs installing.
+# plugin there in editable mode with its test, copick and reliontomo extras. Nothing else needs installing.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23" "setuptools>=65" wheel
-	$(PY) -m pip install --quiet -e ".[test,copick]"
+	$(PY) -m pip install --quiet -e ".[test,copick,reliontomo]"
 	@touch $(STAMP)
 
 # pytest exits 5 when no test ran: make treats that as a failure.

@@ -43,6 +43,8 @@ INSTALL_REQUIRES = [
     "numba>=0.59",
     # ScoresPeakPicking diagnostics plots (also a requirement of scipion-pyworkflow)
     "matplotlib",
+    # ExportMovie particles from IMOD models (teamtomo; needs numpy, pandas, pydantic>=2)
+    "imodmodel>=0.1",
     # OME-Zarr images, local or remote (convert/zarr_image.py): zarr 2 (copick <= 1.2, the
     # newest copick under Scipion's mrcfile <= 1.4.3 pin, needs zarr < 3 and numcodecs < 0.16),
     # fsspec for URLs and aiohttp for its http(s) backend
@@ -66,6 +68,14 @@ EXTRAS_REQUIRE = {
     ],
     # s3:// URLs without copick
     "s3": ["s3fs"],
+    # RELION 5 refinement in Scipion: ExtractSubtomos (2D stacks) also registers
+    # scipion-em-reliontomo's RelionSetOfPseudoSubtomograms, and ReconstructSubtomoAverage
+    # reads it. reliontomo 4.0.5 imports scipion.install (scipion-app); it brings the
+    # scipion-em-relion and scipion-em-imod plugins (Python only: no binaries installed).
+    "reliontomo": [
+        "scipion-em-reliontomo>=4.0.5,<4.1",
+        "scipion-app>=3.8.3,<3.9",
+    ],
 }
 
 setup(

@@ -1,9 +1,17 @@
-"""ExportMovie benchmark: a synthetic 300 x 1024 x 1024 float32 tomogram to movies.
+"""ExportMovie benchmark: synthetic float32 tomograms to movies.
 
 Targets (docs/export-movie.md): mrc2movie with its defaults (MJPG AVI, forward-backward,
-30 fps) takes 21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB. cryoprocs must write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB
-above the memory-mapped input, and its default H.264 MP4 of the same movie must be <= 1/2 of
-the MJPEG size.
+30 fps) takes 21.9 s and 1.62 GB peak on a 2-core machine and writes 311 MB. cryoprocs must
+write the same MJPEG movie in <= 11 s with a peak memory <= 0.5 GB above the memory-mapped
+input, and its default H.264 MP4 of the same movie must be <= 1/2 of the MJPEG size.
+
+Targets of the encode-once writers and the particle overlays (docs/export-movie.md), every
+distinct frame rendered and encoded once:
+(a) 120 x 512 x 512, mrc2movie's defaults (MJPG AVI, forward-backward): >= 2.5x faster than
+    the mrc2movie-style batch run below, timed in the same run (best of --repeat runs each);
+(b) 300 x 1024 x 1024 with 500 particles drawn (``--particles``): <= 10 % slower than the
+    plain movie; forward-backward costs little more than forward;
+(c) peak memory within the README figures (0.16 GB above the mapped input; target 0.5 GB).
 
 Each export runs as ``cryoprocs movie`` in its own process (what a user runs); wall time,
 peak RSS (VmHWM of the process, which includes the input pages it maps) and the output size
@@ -37,6 +45,11 @@ MRC2MOVIE_MB = 311.0
 TARGET_S = 11.0
 TARGET_EXTRA_GB = 0.5
 TARGET_SIZE_RATIO = 0.5
+SMALL_SHAPE = (120, 512, 512)
+TARGET_SMALL_SPEEDUP = 2.5
+TARGET_OVERLAY = 1.10
+README_EXTRA_GB = 0.16
+N_PARTICLES = 500
 
 
 # ----------------------------------------------------------------------------- input
@@ -117,21 +130,26 @@ def _children(pid):
 
 def run_measured(cmd, env=None):
     """Run ``cmd``; return wall time, peak VmHWM of the main process, peak anonymous RSS of
-    the main process, peak summed RSS of its children (ffmpeg, Pool workers)."""
+    the main process, peak summed RSS of its children (ffmpeg, Pool workers), the output,
+    and the CPU time (user + system) of the process and the children it waited for."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     hwm = anon = kids = 0
-    while p.poll() is None:
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
         st = _status(p.pid)
         hwm = max(hwm, st.get("VmHWM", 0))
         anon = max(anon, st.get("RssAnon", 0))
         kids = max(kids, sum(_status(c).get("VmRSS", 0) for c in _children(p.pid)))
         time.sleep(0.02)
     wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
     out = p.stdout.read().decode(errors="replace")
     if p.returncode != 0:
         raise RuntimeError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode, out[-3000:]))
-    return wall, hwm, anon, kids, out
+    return wall, hwm, anon, kids, out, ru.ru_utime + ru.ru_stime
 
 
 def decoded_frames(path):
@@ -171,6 +189,98 @@ if __name__ == "__main__":
 '''
 
 
+def particles_csv(path, shape, n=N_PARTICLES, seed=1):
+    """``n`` random particles (0-based voxels, a score) inside a ``(z, y, x)`` volume."""
+    nz, ny, nx = shape
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as fh:
+        fh.write("x,y,z,score\n")
+        for _ in range(n):
+            fh.write("%.2f,%.2f,%.2f,%.3f\n" % (rng.uniform(0, nx - 1), rng.uniform(0, ny - 1),
+                                                rng.uniform(0, nz - 1), rng.uniform()))
+    return path
+
+
+def tomogram(workdir, shape, noise):
+    path = os.path.join(workdir, "tomo_%dx%dx%d_%s.mrc" % (tuple(shape) + (noise,)))
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        make_tomogram(path, tuple(shape), noise)
+        print("generated %s in %.1f s" % (path, time.perf_counter() - t))
+    with open(path, "rb") as fh:        # warm the page cache: every run sees the same state
+        while fh.read(64 << 20):
+            pass
+    return path
+
+
+def best_of(repeat, *cmds):
+    """Best wall time of ``repeat`` runs of each command, with the peak memory figures of
+    that run, and as a 7th item the least CPU time of its runs (the robust figure when other
+    jobs load the machine); the commands alternate, so that a change of load on the shared
+    machine hits them alike. One result per command."""
+    best = [None] * len(cmds)
+    cpu = [float("inf")] * len(cmds)
+    for _ in range(repeat):
+        for i, cmd in enumerate(cmds):
+            r = run_measured(cmd)
+            cpu[i] = min(cpu[i], r[5])
+            if best[i] is None or r[0] < best[i][0]:
+                best[i] = r
+    best = [b + (c,) for b, c in zip(best, cpu)]
+    return best if len(cmds) > 1 else best[0]
+
+
+def small_case(args, exe):
+    """(a): 120 x 512^2 MJPEG, cryoprocs against the mrc2movie-style batch run."""
+    tomo = tomogram(args.workdir, SMALL_SHAPE, args.noise)
+    ref_py = os.path.join(args.workdir, "mrc2movie_like.py")
+    with open(ref_py, "w") as fh:
+        fh.write(REFERENCE)
+    out_dir = os.path.join(args.workdir, "small")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    ours, ref = best_of(args.repeat, exe + [tomo, out_dir, "--codec", "MJPG", "--overwrite"],
+                        [sys.executable, ref_py, tomo,
+                         os.path.join(args.workdir, "small_reference.avi")])
+    avi = os.path.join(out_dir, os.path.splitext(os.path.basename(tomo))[0] + ".avi")
+    frames, _ = decoded_frames(avi)
+    assert frames == 2 * SMALL_SHAPE[0] - 2, frames
+    ratio = ref[0] / ours[0]
+    print("(a) %s MJPEG AVI (%d frames): cryoprocs %.2f s, mrc2movie-style %.2f s: %.2fx "
+          "faster (target >= %.1fx: %s); CPU (least of %d runs) %.2f s vs %.2f s (%.2fx); "
+          "peak RSS %.2f vs %.2f GB"
+          % ("x".join(map(str, SMALL_SHAPE[::-1])), frames, ours[0], ref[0], ratio,
+             TARGET_SMALL_SPEEDUP, "PASS" if ratio >= TARGET_SMALL_SPEEDUP else "FAIL",
+             args.repeat, ours[6], ref[6], ref[6] / ours[6], ours[1] / 1e9,
+             (ref[1] + ref[3]) / 1e9))
+
+
+def overlay_case(args, exe, tomo, shape, in_gb):
+    """(b), (c): the same MJPEG movie with particles drawn, and forward only."""
+    csv = particles_csv(os.path.join(args.workdir, "particles_%d.csv" % N_PARTICLES), shape)
+    out_dir = os.path.join(args.workdir, "overlay")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    variants = (("plain", []),
+                ("particles", ["--particles", csv, "--particle-radius", "20",
+                               "--color-by", "score"]),
+                ("forward", ["--playback", "forward"]))
+    runs = best_of(args.repeat, *[exe + [tomo, os.path.join(out_dir, name), "--codec", "MJPG",
+                                         "--overwrite"] + extra for name, extra in variants])
+    res = {name: (r[0], r[1], r[6]) for (name, _), r in zip(variants, runs)}
+    ratio = res["particles"][0] / res["plain"][0]
+    print("(b) %d particles drawn: %.2f s vs %.2f s plain = %.3fx (target <= %.2fx: %s); CPU "
+          "(least of %d runs) %.2f s vs %.2f s = %.3fx; forward %.2f s: forward-backward "
+          "costs %.2fx forward (CPU %.2fx)"
+          % (N_PARTICLES, res["particles"][0], res["plain"][0], ratio, TARGET_OVERLAY,
+             "PASS" if ratio <= TARGET_OVERLAY else "FAIL", args.repeat, res["particles"][2],
+             res["plain"][2], res["particles"][2] / res["plain"][2], res["forward"][0],
+             res["plain"][0] / res["forward"][0], res["plain"][2] / res["forward"][2]))
+    extra_gb = res["particles"][1] / 1e9 - in_gb
+    print("(c) peak RSS with particles %.2f GB = mapped input %.2f GB + %.2f GB (README %.2f "
+          "GB, target <= %.1f GB: %s)" % (res["particles"][1] / 1e9, in_gb, extra_gb,
+                                          README_EXTRA_GB, TARGET_EXTRA_GB,
+                                          "PASS" if extra_gb <= TARGET_EXTRA_GB else "FAIL"))
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
@@ -183,27 +293,31 @@ def main(argv=None):
     ap.add_argument("--no-h264", dest="h264", action="store_false",
                     help="skip the H.264 run (it is the slow one)")
     ap.add_argument("--shape", type=int, nargs=3, default=SHAPE, metavar=("Z", "Y", "X"))
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each timed case (the best counts; default 3)")
+    ap.add_argument("--only", choices=("small", "large", "overlay"),
+                    help="only (a), only the 300 x 1024^2 cases, or only (b) and (c)")
     args = ap.parse_args(argv)
-
     os.makedirs(args.workdir, exist_ok=True)
-    shape = tuple(args.shape)
-    tomo = os.path.join(args.workdir, "tomo_%dx%dx%d_%s.mrc" % (shape + (args.noise,)))
-    if not os.path.exists(tomo):
-        t = time.perf_counter()
-        make_tomogram(tomo, shape, args.noise)
-        print("generated %s in %.1f s" % (tomo, time.perf_counter() - t))
-    in_gb = os.path.getsize(tomo) / 1e9
-    with open(tomo, "rb") as fh:        # warm the page cache: every run sees the same state
-        while fh.read(64 << 20):
-            pass
-    n = shape[0]
     exe = [sys.executable, "-m", "cryoprocs.cli", "movie"]
+    if args.only != "large":
+        small_case(args, exe)
+    if args.only == "small":
+        return 0
+
+    shape = tuple(args.shape)
+    tomo = tomogram(args.workdir, shape, args.noise)
+    in_gb = os.path.getsize(tomo) / 1e9
+    if args.only == "overlay":
+        overlay_case(args, exe, tomo, shape, in_gb)
+        return 0
+    n = shape[0]
     results = {}
 
     def one(name, extra, ext):
         out = os.path.join(args.workdir, name)
         shutil.rmtree(out, ignore_errors=True)
-        wall, hwm, anon, kids, _ = run_measured(exe + [tomo, out] + extra)
+        wall, hwm, anon, kids, _, _ = run_measured(exe + [tomo, out] + extra)
         path = os.path.join(out, os.path.splitext(os.path.basename(tomo))[0] + ext)
         frames, size = decoded_frames(path)
         results[name] = dict(wall=wall, hwm=hwm / 1e9, anon=anon / 1e9, kids=kids / 1e9,
@@ -224,7 +338,7 @@ def main(argv=None):
         with open(ref_py, "w") as fh:
             fh.write(REFERENCE)
         out = os.path.join(args.workdir, "reference.avi")
-        wall, hwm, anon, kids, _ = run_measured([sys.executable, ref_py, tomo, out])
+        wall, hwm, anon, kids, _, _ = run_measured([sys.executable, ref_py, tomo, out])
         frames, size = decoded_frames(out)
         import filecmp
         ours = os.path.join(args.workdir, "mjpeg",
@@ -261,6 +375,7 @@ def main(argv=None):
               % (h["mb"], ratio, m["mb"], TARGET_SIZE_RATIO,
                  "PASS" if ratio <= TARGET_SIZE_RATIO else "FAIL", h["wall"], h["hwm"],
                  h["kids"]))
+    overlay_case(args, exe, tomo, shape, in_gb)
     return 0
 
 

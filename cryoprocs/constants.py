@@ -47,6 +47,7 @@ FILL_CHOICES = ["value", "min", "max", "avg", "noise"]
 OUTPUT_PARTICLES = "outputParticles"
 OUTPUT_VOLUME = "outputVolume"
 OUTPUT_VOLUMES = "outputVolumes"
+OUTPUT_VOLUME_MASK = "outputMask"
 #: the masked particles of positions FIRST..LAST (1-based) of the input set, one per chunk
 MASKED_PARTICLES_CHUNK = "output_particles_%06d-%06d.mrcs"
 
@@ -81,6 +82,16 @@ MOVIE_ORDER_CHOICES = ["tilt angle", "acquisition order"]
 MOVIE_PRESET_CHOICES = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                         "slow", "slower", "veryslow"]
 MOVIE_PRESET_DEFAULT = 2            # veryfast
+
+#: particle overlays: form enum order and the pipeline's names
+MOVIE_OVERLAY_CHOICES = ["circles (sphere cross-sections)", "filled discs",
+                         "mrc2movie (red discs)"]
+MOVIE_OVERLAY_KEYS = ["outline", "filled", "mrc2movie"]
+MOVIE_COLOUR_BY_CHOICES = ["one colour", "score", "class (group id)"]
+MOVIE_COLOUR_BY_KEYS = [None, "score", "class"]
+MOVIE_COLOUR_CHOICES = ["green", "yellow", "cyan", "magenta", "orange", "red", "blue",
+                        "white"]
+MOVIE_PARTICLES_DIR = "particles"
 
 MOVIE_PREVIEW_FILE = "preview.png"
 MOVIE_INDEX_FILE = "movies.json"
@@ -118,6 +129,8 @@ OUTPUT_CTF_SERIES = "outputCtfTomoSeries"
 OUTPUT_COORDINATES = "outputCoordinates"
 OUTPUT_TOMOGRAMS = "outputTomograms"
 OUTPUT_SUBTOMOGRAMS = "outputSubtomograms"
+# the same 2D stacks as scipion-em-reliontomo's RelionSetOfPseudoSubtomograms (when installed)
+OUTPUT_RELION_PARTICLES = "outputRelionParticles"
 # ---------------------------------------------------------------- MaskedTomogramNoiseFill
 NF_EXPANSION_EUCLIDEAN = 0
 NF_EXPANSION_GAUSSIAN = 1

@@ -10,6 +10,8 @@ examples:
   cryoprocs mask --input map.mrc --output map_masked.mrc --geometry raised_cosine \\
       --inner-radius 20 --outer-radius 30
   cryoprocs mask --input map.mrc --output map_masked.mrc --mask-file mask.mrc
+  cryoprocs mask --input map.mrc --output map_masked.mrc --geometry raised_cosine \\
+      --inner-radius 20 --outer-radius 30 --save-mask solvent_mask.mrc
 """
 import argparse
 
@@ -50,6 +52,10 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=42, help="random seed for --fill noise")
     p.add_argument("--mask-file", metavar="M",
                    help="created mask (MRC, same dimensions): the input is multiplied by it")
+    p.add_argument("--save-mask", metavar="MASK",
+                   help="also write the mask applied to one image/volume as a float32 MRC "
+                        "with the input's voxel size (binary masks as 0/1, soft edges as "
+                        "computed), e.g. a solvent mask for RELION")
     p.add_argument("--threads", type=int, default=1, help="threads for stacks")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_nonfinite_argument(p)
@@ -64,6 +70,8 @@ def run(args):
     from ..pipelines.masks import mask_file
 
     recipe = recipe_from_args(args)
+    if args.save_mask:
+        _save_mask(args, recipe)
     if args.sources:
         warnings = _mask_sources(args, recipe)
     else:
@@ -96,6 +104,26 @@ def recipe_from_args(args):
                       fill=args.fill, fill_value=args.fill_value, seed=args.seed,
                       gaussian_peak_one=args.gaussian_peak_one, mask_file=args.mask_file,
                       nonfinite=nonfinite_policy(args))
+
+
+def _save_mask(args, recipe):
+    """--save-mask: the mask of one item of the input (first item of --range with
+    --sources), written before the masked output."""
+    from ..convert.paths import check_io
+    from ..pipelines.masks import ImageSources, save_mask, source_item_shape
+    check_io(inputs=[("input", args.input), ("mask file", args.mask_file)],
+             outputs=[("mask output", args.save_mask)], overwrite=args.overwrite)
+    if args.sources:
+        sources, _, voxel_size = ImageSources.load(args.input)
+        shape = source_item_shape(sources, args.range[0] if args.range else 0)
+    else:
+        from ..convert.mrc import mrc_info
+        info = mrc_info(args.input)
+        nz, ny, nx = info.shape
+        shape = (ny, nx) if info.is_stack or nz == 1 else (nz, ny, nx)
+        voxel_size = info.voxel_size
+    save_mask(recipe, shape, args.save_mask, voxel_size=voxel_size, overwrite=args.overwrite)
+    print("wrote %s" % args.save_mask)
 
 
 def _mask_sources(args, recipe):

@@ -38,8 +38,8 @@ from .images import image_info, is_image_store, is_url
 from .mrc import MrcFormatError, parse_location
 from .star import read_star, write_star
 
-__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve", "relion_path",
-           "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
+__all__ = ["Relion5Error", "guess_project_dir", "TiltSeries", "ParticleTable", "resolve",
+           "relion_path", "star_kind", "read_tomograms", "load_tilt_series", "read_tilt_series", "read_particles",
            "particle_names", "particle_positions", "optics_pixel_sizes",
            "write_tomograms_star", "write_tilt_series_star", "write_particles_star",
            "write_optimisation_set", "extraction_particle_tables", "stack2d_name",
@@ -121,22 +121,56 @@ def _as_frame(block):
     return pd.DataFrame([block]) if block else pd.DataFrame()
 
 
+def _is_particle_table(table) -> bool:
+    return isinstance(table, pd.DataFrame) and "rlnTomoTiltSeriesStarFile" not in \
+        table.columns and (all(c in table.columns for c in CENTERED_COLUMNS)
+                           or all(c in table.columns for c in PIXEL_COLUMNS))
+
+
+def star_kind(path: str) -> tuple:
+    """What a RELION 5 STAR file holds: ``"tomograms"`` (a table with
+    ``rlnTomoTiltSeriesStarFile``), ``"particles"`` (a ``data_particles`` block, or a table
+    of particle coordinates) or None; with the number of rows of that table.
+
+    Raises
+    ------
+    ValueError
+        an unreadable STAR file.
+    """
+    blocks = read_star(path)
+    for block in blocks.values():
+        if isinstance(block, pd.DataFrame) and "rlnTomoTiltSeriesStarFile" in block.columns:
+            return "tomograms", len(block)
+    for name, block in blocks.items():
+        if name == "particles" or _is_particle_table(block):
+            return "particles", len(_as_frame(block))
+    return None, 0
+
+
 def read_tomograms(path: str) -> pd.DataFrame:
     """The ``data_global`` table of a tomograms.star, ``rlnTomoName`` as strings.
 
     Raises
     ------
     Relion5Error
-        no ``rlnTomoName``/``rlnTomoTiltSeriesStarFile`` column, or duplicated names.
+        no ``rlnTomoName`` column, a table of particles (a particles.star given as
+        tomograms.star), or duplicated names (the first few named, and their count).
     """
     glob = _as_frame(_first_block(read_star(path), "global", path)).copy()
+    if _is_particle_table(glob):
+        raise Relion5Error("%s holds %d particles (particle coordinates, no "
+                           "rlnTomoTiltSeriesStarFile), not tilt series: it is a particles.star, "
+                           "not a tomograms.star" % (path, len(glob)))
     for col in ("rlnTomoName",):
         if col not in glob.columns:
             raise Relion5Error("%s: column %s is missing from data_global" % (path, col))
     glob["rlnTomoName"] = glob["rlnTomoName"].astype(str)
-    dup = glob["rlnTomoName"][glob["rlnTomoName"].duplicated()].tolist()
-    if dup:
-        raise Relion5Error("%s: duplicated rlnTomoName %s" % (path, ", ".join(dup)))
+    dup = glob["rlnTomoName"][glob["rlnTomoName"].duplicated()]
+    if len(dup):
+        names = list(dict.fromkeys(dup.tolist()))
+        raise Relion5Error("%s: duplicated rlnTomoName %s%s (%d duplicated rows)"
+                           % (path, ", ".join(names[:5]), ", ..." if len(names) > 5 else "",
+                              len(dup)))
     return glob.reset_index(drop=True)
 
 
@@ -234,7 +268,8 @@ def read_tilt_series(star_path: str, name: str) -> pd.DataFrame:
 
 
 def load_tilt_series(row: Mapping, project_dir: str,
-                     table: Optional[pd.DataFrame] = None) -> TiltSeries:
+                     table: Optional[pd.DataFrame] = None,
+                     need_ctf: bool = True) -> TiltSeries:
     """Build a :class:`TiltSeries` from one ``tomograms.star`` row (a dict or Series).
 
     Parameters
@@ -245,6 +280,11 @@ def load_tilt_series(row: Mapping, project_dir: str,
         directory the STAR paths are relative to.
     table : DataFrame, optional
         the per-tilt-series table (read from ``rlnTomoTiltSeriesStarFile`` when None).
+    need_ctf : bool
+        require the optics (voltage, Cs, amplitude contrast, handedness), the defocus columns
+        and the pre-exposure (extraction, reconstruction); False only needs the pixel size,
+        the images and the alignment (geometry: movies), and fills what is absent with RELION
+        defaults (optics), NaN (defocus, pre-exposure).
 
     Raises
     ------
@@ -257,11 +297,17 @@ def load_tilt_series(row: Mapping, project_dir: str,
     n = len(table)
     if n == 0:
         raise Relion5Error("%s has no tilt images" % where)
+    defaults = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7,
+                "rlnAmplitudeContrast": 0.1, "rlnTomoHand": -1.0}
     for key in ("rlnTomoTiltSeriesPixelSize", "rlnVoltage", "rlnSphericalAberration",
                 "rlnAmplitudeContrast", "rlnTomoHand"):
         if key not in row or pd.isna(row[key]):
+            if not need_ctf and key in defaults:
+                row[key] = defaults[key]
+                continue
             raise Relion5Error("%s: %s is missing from tomograms.star" % (where, key))
     ps = float(row["rlnTomoTiltSeriesPixelSize"])
+    nan = None if need_ctf else float("nan")
     frames = _frame_sources(row, table, project_dir, where)
     W, H = _image_size(frames, ps, where)
     tomo_size = _tomo_size(row)
@@ -274,10 +320,10 @@ def load_tilt_series(row: Mapping, project_dir: str,
         defocus_slope=_optional(row, "rlnTomoDefocusSlope", 1.0),
         bfactor_per_dose=_optional(row, "rlnCtfBfactorPerElectronDose", 0.0),
         tomo_size=tomo_size, image_size=(int(W), int(H)), frames=frames, matrices=P,
-        pre_exposure=_col(table, "rlnMicrographPreExposure", None, where, n),
-        defocus_u=_col(table, "rlnDefocusU", None, where, n),
-        defocus_v=_col(table, "rlnDefocusV", None, where, n),
-        defocus_angle=_col(table, "rlnDefocusAngle", None, where, n),
+        pre_exposure=_col(table, "rlnMicrographPreExposure", nan, where, n),
+        defocus_u=_col(table, "rlnDefocusU", nan, where, n),
+        defocus_v=_col(table, "rlnDefocusV", nan, where, n),
+        defocus_angle=_col(table, "rlnDefocusAngle", nan, where, n),
         phase_shift=_col(table, "rlnPhaseShift", 0.0, where, n),
         ctf_scale=_col(table, "rlnCtfScalefactor", 1.0, where, n),
         ctf_bfactor=_col(table, "rlnCtfBfactor", 0.0, where, n),

@@ -142,8 +142,9 @@ def tilt_series_star_rows(ts: "TiltSeries", ctf_by_order: Mapping[int, dict], pi
     Parameters
     ----------
     ts : tomo.objects.TiltSeries
-    ctf_by_order : dict
-        ``{acquisition order: ctf_record(CTFTomo)}`` of the matching CTF series.
+    ctf_by_order : dict or None
+        ``{acquisition order: ctf_record(CTFTomo)}`` of the matching CTF series; None writes
+        every enabled tilt image without CTF columns (geometry only, e.g. movies).
     pixel_size : float
         tilt-series pixel size (Å).
     project_dir : str
@@ -162,9 +163,11 @@ def tilt_series_star_rows(ts: "TiltSeries", ctf_by_order: Mapping[int, dict], pi
     for ti in tis:
         if not ti.isEnabled():
             continue
-        ctf = ctf_by_order.get(ti.getAcquisitionOrder())
-        if ctf is None or not ctf["enabled"]:
-            continue
+        ctf = None
+        if ctf_by_order is not None:
+            ctf = ctf_by_order.get(ti.getAcquisitionOrder())
+            if ctf is None or not ctf["enabled"]:
+                continue
         index, fn = ti.getLocation()
         path = fn if os.path.isabs(fn) else os.path.join(project_dir, fn)
         tilt = float(ti.getTiltAngle())
@@ -182,21 +185,22 @@ def tilt_series_star_rows(ts: "TiltSeries", ctf_by_order: Mapping[int, dict], pi
             pre = pre_attr
         if pre is None:
             pre = 0.0
-        scale = ctf["rlnCtfScalefactor"]
-        if scale is None:
-            scale = float(np.cos(np.deg2rad(tilt))) if scale_factor == "cos" else 1.0
         row = {"rlnMicrographName": "%d@%s" % (int(index or 1),
                                                R5.relion_path(path, project_dir)),
                "rlnTomoNominalStageTiltAngle": tilt,
-               "rlnMicrographPreExposure": float(pre),
-               "rlnDefocusU": ctf["defocus_u"], "rlnDefocusV": ctf["defocus_v"],
-               "rlnDefocusAngle": ctf["defocus_angle"],
-               "rlnPhaseShift": ctf["phase_shift"],
-               "rlnCtfScalefactor": float(scale),
-               "rlnCtfBfactor": float(ctf["rlnCtfBfactor"]),
-               "rlnTomoXTilt": float(attr(ti, "rlnTomoXTilt", 0.0)),
-               "rlnTomoYTilt": tilt, "rlnTomoZRot": zrot,
-               "rlnTomoXShiftAngst": sx, "rlnTomoYShiftAngst": sy}
+               "rlnMicrographPreExposure": float(pre)}
+        if ctf is not None:
+            scale = ctf["rlnCtfScalefactor"]
+            if scale is None:
+                scale = float(np.cos(np.deg2rad(tilt))) if scale_factor == "cos" else 1.0
+            row.update({"rlnDefocusU": ctf["defocus_u"], "rlnDefocusV": ctf["defocus_v"],
+                        "rlnDefocusAngle": ctf["defocus_angle"],
+                        "rlnPhaseShift": ctf["phase_shift"],
+                        "rlnCtfScalefactor": float(scale),
+                        "rlnCtfBfactor": float(ctf["rlnCtfBfactor"])})
+        row.update({"rlnTomoXTilt": float(attr(ti, "rlnTomoXTilt", 0.0)),
+                    "rlnTomoYTilt": tilt, "rlnTomoZRot": zrot,
+                    "rlnTomoXShiftAngst": sx, "rlnTomoYShiftAngst": sy})
         rows.append(row)
     return rows
 
@@ -367,8 +371,8 @@ def write_tilt_series_project(out_dir: str, project_dir: str, ts_ids: Sequence[s
     """Write the tilt-series half of a RELION 5 project from Scipion objects.
 
     Writes ``<out_dir>/tiltseries/<tsId>.star`` (one row per enabled tilt image, with its
-    CTF matched by acquisition order) and ``<out_dir>/tomograms.star``, with paths relative
-    to ``project_dir`` (RELION's rule). ``hand`` / ``defocus_slope``: None keeps the imported
+    CTF matched by acquisition order; without CTF columns when ``ctf_by_id`` is None) and
+    ``<out_dir>/tomograms.star``, with paths relative to ``project_dir`` (RELION's rule). ``hand`` / ``defocus_slope``: None keeps the imported
     value (or RELION's default); ``rlnTomoSize`` comes from the import, else from the
     tomogram in ``tomo_by_id`` (:func:`even_tomo_size`). Returns the tomograms.star path.
     """
@@ -378,7 +382,8 @@ def write_tilt_series_project(out_dir: str, project_dir: str, ts_ids: Sequence[s
     for tsId in ts_ids:
         ts = ts_by_id[tsId]
         ps = ts.getSamplingRate()
-        ctfs = {c.getAcquisitionOrder(): ctf_record(c) for c in ctf_by_id[tsId].iterItems()}
+        ctfs = None if ctf_by_id is None else \
+            {c.getAcquisitionOrder(): ctf_record(c) for c in ctf_by_id[tsId].iterItems()}
         table = tilt_series_star_rows(ts, ctfs, ps, project_dir, scale_factor=scale_factor)
         from .paths import safe_name
         star = os.path.join(out_dir, "tiltseries", "%s.star" % safe_name(tsId))

@@ -43,6 +43,39 @@ def import_hiv_tomogram(ctx):
     return ctx.shared("import_hiv_tomogram", make)
 
 
+def hiv_coordinates_file(ctx, stride=1):
+    """Real particle positions (every ``stride``-th) as a tomo txt coordinate file named like
+    the tomogram (0-based voxels of the 40 Å tomogram, bottom-left origin)."""
+    tomo_file = hiv_tomogram_file(ctx)
+    folder = os.path.join(ctx.inputs_dir, "coordinates_all" if stride == 1 else
+                          "coordinates_every_%d" % stride)
+    path = os.path.join(folder, os.path.splitext(os.path.basename(tomo_file))[0] + ".txt")
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        pos, _ = hiv_particles(ctx)
+        with open(path + ".part", "w") as fh:
+            for x, y, z in pos[::stride]:
+                fh.write("%.3f %.3f %.3f\n" % (x, y, z))
+        os.replace(path + ".part", path)
+    return path
+
+
+def import_hiv_coordinates(ctx, stride=1, box=16):
+    """ProtImportCoordinates3D of :func:`hiv_coordinates_file` on the imported tomogram."""
+    def make(ctx):
+        from tomo.protocols import ProtImportCoordinates3D
+        path = hiv_coordinates_file(ctx, stride)
+        tomos = import_hiv_tomogram(ctx)
+        label = "import HIV particle coordinates" + (" (all)" if stride == 1 else
+                                                     " (every %d)" % stride)
+        prot = ctx.new(ProtImportCoordinates3D, label=label,
+                       filesPath=os.path.dirname(path), filesPattern=os.path.basename(path),
+                       importTomograms=tomos.Tomograms, boxSize=box)
+        prot.importFrom.set(prot._getImportChoices().index("txt"))
+        return ctx.launch(prot)
+    return ctx.shared("import_hiv_coordinates_%d_%d" % (stride, box), make)
+
+
 def emd3197_file(ctx):
     """EMD-3197 (20^3, 11.4 Å) as an .mrc file."""
     def make(ctx):

@@ -118,7 +118,8 @@ def _describe(name, obj):
     size = getattr(obj, "getSize", None)
     if callable(size):
         try:
-            return "%s (%s, %d items)" % (name, obj.getClassName(), size())
+            n = size()
+            return "%s (%s, %d item%s)" % (name, obj.getClassName(), n, "" if n == 1 else "s")
         except Exception:
             pass
     return "%s (%s)" % (name, obj.getClassName())

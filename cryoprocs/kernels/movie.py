@@ -25,11 +25,13 @@ written from that description, not from its source):
   range takes precedence over the fractions (:func:`kept_range`).
 """
 import math
+import threading
 
 import numpy as np
 
 __all__ = [
     "MovieError", "PLAYBACKS", "AXES", "WINDOWS", "kept_range", "playback_order",
+    "canonical_playback",
     "frame_count", "slab_bounds", "bin_image", "output_geometry", "window_from_minmax",
     "window_from_percentiles", "percentile_sample", "normalize_uint8", "make_clahe",
     "FrameStyle", "render_frame", "pad_even", "nice_scale_bar", "draw_label",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 PLAYBACKS = ("forward", "forward-backward")
+#: other names of the playbacks (mrc2movie 0.2.0 ``--mode pingpong``)
+PLAYBACK_ALIASES = {"pingpong": "forward-backward", "forward_backward": "forward-backward"}
 AXES = ("z", "y", "x")
 WINDOWS = ("minmax", "percentile")
 
@@ -103,12 +107,36 @@ def kept_range(n, keep_range=None, discard_fraction=None):
     return 0, n
 
 
-def playback_order(n, playback="forward-backward"):
+def canonical_playback(playback):
+    """``forward`` or ``forward-backward`` for a playback name; ``pingpong`` (mrc2movie 0.2.0)
+    is ``forward-backward``.
+
+    Raises
+    ------
+    MovieError
+        an unknown name.
+    """
+    name = str(playback).lower()
+    name = PLAYBACK_ALIASES.get(name, name)
+    if name not in PLAYBACKS:
+        raise MovieError("playback %r: expected one of %s" % (
+            playback, ", ".join(PLAYBACKS + tuple(PLAYBACK_ALIASES))))
+    return name
+
+
+def playback_order(n, playback="forward-backward", pause=0, cycles=1):
     """Frame order for ``n`` kept frames: indexes into the kept frames.
 
-    ``forward``: ``0 .. n-1``. ``forward-backward``: ``0 .. n-1`` then ``n-2 .. 1`` (mrc2movie
-    ``frames + reversed(frames[1:-1])``), 2n - 2 frames for n >= 2 (1 for n = 1) that loop
-    without repeating the first or last frame.
+    ``forward``: ``0 .. n-1``. ``forward-backward`` (``pingpong``): ``0 .. n-1`` then
+    ``n-2 .. 1`` (mrc2movie ``frames + reversed(frames[1:-1])``), 2n - 2 frames for n >= 3
+    that loop without repeating the first or last frame.
+
+    ``pause`` holds the last frame of each pass for ``pause`` more frames and, in
+    forward-backward playback, the first frame too (appended after the backward pass, so that
+    a looping player shows it ``pause + 1`` times); ``cycles`` repeats the whole pass. So a
+    forward-backward cycle has ``2n - 2 + 2 pause`` frames and every cycle loops into the
+    next. (mrc2movie 0.2.0 holds only between cycles and repeats the first frame: 2n - 1
+    frames per cycle.)
 
     Returns
     -------
@@ -116,17 +144,23 @@ def playback_order(n, playback="forward-backward"):
         int64 indexes.
     """
     n = int(n)
-    if playback not in PLAYBACKS:
-        raise MovieError("playback %r: expected one of %s" % (playback, ", ".join(PLAYBACKS)))
+    playback = canonical_playback(playback)
+    pause, cycles = int(pause), int(cycles)
+    if pause < 0 or cycles < 1:
+        raise MovieError("pause must be >= 0 and cycles >= 1, got %d and %d" % (pause, cycles))
     fwd = np.arange(n, dtype=np.int64)
-    if playback == "forward" or n < 3:
-        return fwd
-    return np.concatenate([fwd, fwd[n - 2:0:-1]])
+    hold_end = np.full(pause, n - 1, dtype=np.int64)
+    if playback == "forward" or n < 2:
+        one = np.concatenate([fwd, hold_end])
+    else:
+        one = np.concatenate([fwd, hold_end, fwd[n - 2:0:-1],
+                              np.zeros(pause, dtype=np.int64)])
+    return np.tile(one, cycles)
 
 
-def frame_count(n, playback="forward-backward"):
-    """Number of movie frames for ``n`` kept frames (n or 2n - 2)."""
-    return int(len(playback_order(n, playback)))
+def frame_count(n, playback="forward-backward", pause=0, cycles=1):
+    """Number of movie frames for ``n`` kept frames (n or 2n - 2 without pause and cycles)."""
+    return int(len(playback_order(n, playback, pause, cycles)))
 
 
 def slab_bounds(k, n_axis, slab):
@@ -172,8 +206,8 @@ def bin_image(img, factor):
     return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA)
 
 
-def output_geometry(shape, binning=1, max_width=0):
-    """Frame size after binning and the maximum-width limit.
+def output_geometry(shape, binning=1, max_width=0, upscale=1):
+    """Frame size after binning, enlargement and the maximum-width limit.
 
     Parameters
     ----------
@@ -184,6 +218,9 @@ def output_geometry(shape, binning=1, max_width=0):
     max_width : int
         Largest output width in px (0 = no limit); wider binned frames are shrunk with area
         averaging, keeping the aspect ratio.
+    upscale : int
+        Enlarge the binned frames this many times (bicubic), e.g. for small tomograms with
+        particles drawn; the maximum width still applies.
 
     Returns
     -------
@@ -192,25 +229,28 @@ def output_geometry(shape, binning=1, max_width=0):
     out : (int, int)
         ``(rows, cols)`` of the frames (before any even-size padding).
     scale : float
-        Output pixel size / input pixel size (>= binning).
+        Output pixel size / input pixel size (binning / upscale, or more with a maximum
+        width).
     """
     rows, cols = (int(s) for s in shape)
-    b = int(binning)
+    b, u = int(binning), int(upscale)
     if b < 1:
         raise MovieError("binning must be >= 1, got %d" % b)
+    if u < 1:
+        raise MovieError("enlargement must be >= 1, got %d" % u)
     br, bc = rows // b, cols // b
     if br < 1 or bc < 1:
         raise MovieError("binning %d leaves no pixel of a %dx%d frame" % (b, cols, rows))
     max_width = int(max_width or 0)
     if max_width < 0:
         raise MovieError("maximum width must be >= 0 (0 = no limit), got %d" % max_width)
-    if max_width and bc > max_width:
+    if max_width and bc * u > max_width:
         if max_width < 2:
             raise MovieError("maximum width %d px is too small" % max_width)
         oc = max_width
         orow = max(1, int(round(br * max_width / bc)))
         return (br, bc), (orow, oc), b * bc / oc
-    return (br, bc), (br, bc), float(b)
+    return (br, bc), (br * u, bc * u), float(b) / u
 
 
 def pad_even(img):
@@ -340,17 +380,27 @@ def _font_scale(h):
     return max(0.35, min(3.0, h / 600.0))
 
 
+def _white_black(img):
+    """White and black in the colour space of ``img`` (gray or BGR)."""
+    if img.ndim == 3:
+        return (255, 255, 255), (0, 0, 0)
+    return 255, 0
+
+
 def draw_label(img, text):
-    """Write ``text`` in the top-left corner (white with a black outline), in place."""
+    """Write ``text`` in the top-left corner (white with a black outline), in place; ``img``
+    is a gray or BGR uint8 frame."""
     cv2 = _cv2()
+    white, black = _white_black(img)
     h = img.shape[0]
     scale = _font_scale(h)
     thick = max(1, int(round(scale * 1.5)))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     margin = max(2, h // 60)
     org = (margin, margin + th)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 0, thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, black, thick + 2,
+                cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, white, thick, cv2.LINE_AA)
     return img
 
 
@@ -387,8 +437,10 @@ def _nm_text(nm):
 
 
 def draw_scale_bar(img, length_px, length_nm):
-    """Draw a white bar of ``length_px`` with its length in nm, bottom-left, in place."""
+    """Draw a white bar of ``length_px`` with its length in nm, bottom-left, in place (gray
+    or BGR frame)."""
     cv2 = _cv2()
+    white, black = _white_black(img)
     h, w = img.shape[:2]
     margin = max(2, h // 30)
     bar_h = max(2, h // 100)
@@ -399,11 +451,12 @@ def draw_scale_bar(img, length_px, length_nm):
     scale = _font_scale(h) * 0.85
     thick = max(1, int(round(scale * 1.5)))
     org = (x0, y0 - max(3, bar_h) - 1)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 0, thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, black, thick + 2,
+                cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, white, thick, cv2.LINE_AA)
     # the bar last, so that the text's anti-aliased outline never eats into it
-    cv2.rectangle(img, (x0 - 1, y0 - 1), (x1 + 1, y1 + 1), 0, -1)
-    cv2.rectangle(img, (x0, y0), (x1, y1), 255, -1)
+    cv2.rectangle(img, (x0 - 1, y0 - 1), (x1 + 1, y1 + 1), black, -1)
+    cv2.rectangle(img, (x0, y0), (x1, y1), white, -1)
     return img
 
 
@@ -430,46 +483,68 @@ class FrameStyle:
         Pad to even rows/columns (H.264 yuv420p).
     scale_bar : (float, int) or None
         ``(length_nm, length_px)`` from :func:`nice_scale_bar`.
+    colour : bool
+        Return BGR frames (``[rows, cols, 3]``; for overlays in colour) instead of gray ones.
     """
 
     def __init__(self, window, clip_window=False, clahe=True, clip_limit=2.0,
-                 tile_grid_size=8, invert=False, out_shape=None, even=False, scale_bar=None):
+                 tile_grid_size=8, invert=False, out_shape=None, even=False, scale_bar=None,
+                 colour=False):
         self.window = (np.float32(window[0]), np.float32(window[1]))
         self.clip_window = bool(clip_window)
         self.clahe = make_clahe(clip_limit, tile_grid_size) if clahe else None
+        self._clahe_args = (clip_limit, tile_grid_size) if clahe else None
         self.invert = bool(invert)
         self.out_shape = tuple(out_shape) if out_shape is not None else None
         self.even = bool(even)
         self.scale_bar = scale_bar
-        self._work = None
+        self.colour = bool(colour)
+        self._local = threading.local()
+
+    def scratch(self, shape):
+        """This thread's float32 scratch frame and CLAHE object (OpenCV's CLAHE keeps
+        buffers: one per thread, so frames can be rendered in parallel)."""
+        loc = self._local
+        if getattr(loc, "work", None) is None or loc.work.shape != tuple(shape):
+            loc.work = np.empty(shape, dtype=np.float32)
+        if self._clahe_args is not None and getattr(loc, "clahe", None) is None:
+            loc.clahe = make_clahe(*self._clahe_args)
+        return loc.work, getattr(loc, "clahe", None)
 
 
-def render_frame(frame, style, label=None):
-    """uint8 movie frame from a float frame (already slab-averaged and binned).
+def render_frame(frame, style, label=None, overlay=None):
+    """uint8 movie frame from a float frame (already slab-averaged and binned). Threads may
+    render frames of the same ``style`` in parallel.
 
     Order: area resampling to ``style.out_shape`` -> :func:`normalize_uint8` -> CLAHE ->
-    inversion -> even padding -> overlays (label top-left, scale bar bottom-left).
+    inversion -> even padding -> (BGR) -> ``overlay(img)`` (e.g. particles, drawn in place)
+    -> label top-left, scale bar bottom-left.
 
     Returns
     -------
     numpy.ndarray
-        uint8 ``[rows, cols]`` (a new array).
+        uint8 ``[rows, cols]``, or ``[rows, cols, 3]`` BGR with ``style.colour`` (a new
+        array).
     """
     cv2 = _cv2()
     if style.out_shape is not None and tuple(frame.shape) != style.out_shape:
         rows, cols = style.out_shape
         frame = cv2.resize(np.ascontiguousarray(frame, dtype=np.float32), (cols, rows),
                            interpolation=cv2.INTER_AREA)
-    if style._work is None or style._work.shape != frame.shape:
-        style._work = np.empty(frame.shape, dtype=np.float32)
+    work, clahe = style.scratch(frame.shape)
     u8 = normalize_uint8(frame, style.window[0], style.window[1], clip=style.clip_window,
-                         work=style._work)
-    if style.clahe is not None:
-        u8 = style.clahe.apply(u8)
+                         work=work)
+    if clahe is not None:
+        u8 = clahe.apply(u8)
     if style.invert:
         np.subtract(np.uint8(255), u8, out=u8)
     if style.even:
         u8 = pad_even(u8)
+    if style.colour:
+        u8 = cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR)
+    if overlay is not None:
+        u8 = np.ascontiguousarray(u8)
+        overlay(u8)
     if label or style.scale_bar:
         u8 = np.ascontiguousarray(u8)
         if label:
@@ -490,14 +565,14 @@ def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
     Parameters
     ----------
     tiles : list of numpy.ndarray
-        2D uint8 frames (any sizes).
+        uint8 frames, gray ``[rows, cols]`` or BGR ``[rows, cols, 3]`` (any sizes).
     labels : list of str, optional
         Caption of each tile.
 
     Returns
     -------
     numpy.ndarray
-        uint8 ``[rows, cols]`` montage on a black background.
+        uint8 montage on a black background: gray ``[rows, cols]``, or BGR when any tile is.
     """
     cv2 = _cv2()
     if not tiles:
@@ -505,17 +580,21 @@ def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
     n = len(tiles)
     ncols = int(ncols or min(n, max(1, int(math.ceil(math.sqrt(n))))))
     nrows = int(math.ceil(n / ncols))
-    cell = int(min(tile_size, max(max(np.shape(t)) for t in tiles)))
+    cell = int(min(tile_size, max(max(np.shape(t)[:2]) for t in tiles)))
     cap = 0
     if labels is not None:
         cap_scale = 0.45
         (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 1)
         cap = th + base + 6
-    out = np.zeros((nrows * (cell + cap) + (nrows - 1) * gap, ncols * cell + (ncols - 1) * gap),
-                   dtype=np.uint8)
+    colour = any(np.ndim(t) == 3 for t in tiles)
+    out = np.zeros((nrows * (cell + cap) + (nrows - 1) * gap, ncols * cell + (ncols - 1) * gap)
+                   + ((3,) if colour else ()), dtype=np.uint8)
+    white = (255, 255, 255) if colour else 255
     for i, t in enumerate(tiles):
         t = np.asarray(t, dtype=np.uint8)
-        h, w = t.shape
+        if colour and t.ndim == 2:
+            t = cv2.cvtColor(t, cv2.COLOR_GRAY2BGR)
+        h, w = t.shape[:2]
         f = min(1.0, cell / float(max(h, w)))
         if f < 1.0:
             t = cv2.resize(t, (max(1, int(round(w * f))), max(1, int(round(h * f)))),
@@ -530,6 +609,6 @@ def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
             text = str(labels[i])
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 1)
             org = (left + max(0, (cell - tw) // 2), top + cell + 3 + th)
-            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, cap_scale, 255, 1,
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, cap_scale, white, 1,
                         cv2.LINE_AA)
     return out

@@ -20,7 +20,8 @@ from ..convert.outputs import run_scope
 from ..convert.paths import check_io
 from ..kernels import masks as K
 
-__all__ = ["MaskRecipe", "ImageSources", "mask_file", "mask_sources"]
+__all__ = ["MaskRecipe", "ImageSources", "mask_file", "mask_sources", "save_mask",
+           "source_item_shape"]
 
 #: bytes of input per block and thread (256 images of 128x128 float32)
 DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
@@ -348,3 +349,27 @@ def _check_mask_voxel_size(recipe, voxel_size, first_path):
     where = first_path if not voxel_size else "the images (%.4g A/px)" % vs
     check_same_grid(where, SimpleNamespace(shape=None, voxel_size=(vs,) * 3),
                     recipe.mask_file, mrc_info(recipe.mask_file), "mask file")
+
+
+def source_item_shape(sources, k):
+    """Numpy shape of item ``k`` of ``sources`` (``(y, x)`` images, ``(z, y, x)`` volumes),
+    from its file's header."""
+    shape = mrc_info(sources.paths[sources.file_ids[k]]).shape
+    return tuple(shape) if sources.item_ndim == 3 else tuple(shape[1:])
+
+
+def save_mask(recipe, shape, out_path, voxel_size=None, overwrite=False):
+    """Write the mask ``recipe`` applies to an item of ``shape`` (numpy order) as a float32
+    MRC (written under a temporary name and renamed): binary masks as 0/1, soft masks with
+    their computed edge, a created mask as read. Returns ``out_path``.
+
+    Raises
+    ------
+    MaskError
+        the mask cannot be built for ``shape`` (e.g. a created mask of other dimensions).
+    FileExistsError
+        ``out_path`` exists and ``overwrite`` is False.
+    """
+    mask, _ = recipe.build(tuple(shape))
+    return write_mrc(out_path, np.asarray(mask, dtype=np.float32), voxel_size=voxel_size,
+                     overwrite=overwrite)

@@ -24,7 +24,8 @@ from ..convert.npz import write_npz
 from ..kernels import peaks as K
 from ..kernels.pages import release_pages
 
-__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "pick_volumes",
+__all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "volume_max",
+           "pick_volumes",
            "save_result",
            "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
            "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
@@ -102,6 +103,31 @@ def volume_shape(path):
         return tuple(int(v) for v in image_info(path).shape)
     with open_volume(path) as (data, _):
         return tuple(int(v) for v in data.shape)
+
+
+def volume_max(path, slab_bytes=64 * 2 ** 20):
+    """Largest value of a volume (MRC, EM or OME-Zarr): the header's ``dmax`` when the header
+    has statistics (:func:`header_value_range`), else read in slabs of z of about
+    ``slab_bytes``, stopping at the first slab holding a value > 0 (a mask's check: only
+    an all-zero volume is read whole, page by page).
+
+    Raises
+    ------
+    ValueError
+        (:class:`MrcFormatError`) missing or unreadable file, or not a 3D volume.
+    """
+    rng = header_value_range(path)
+    if rng is not None:
+        return float(rng[1])
+    with open_volume(path) as (data, _):
+        nz = data.shape[0]
+        step = max(1, int(slab_bytes // max(1, data[0].nbytes)))
+        best = -np.inf
+        for z0 in range(0, nz, step):
+            best = max(best, float(np.max(data[z0:z0 + step])))
+            if best > 0:
+                break
+    return best
 
 
 @dataclass

@@ -12,13 +12,15 @@ import os
 
 import numpy as np
 import pyworkflow.protocol.params as params
-from pwem.objects import SetOfParticles, SetOfVolumes, Volume
+from pwem.objects import SetOfParticles, SetOfVolumes, Volume, VolumeMask
+from pyworkflow.object import Pointer, PointerList, Set
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
 from ..commands.mask import args_from_recipe
 from ..constants import SAMPLING_TOLERANCE
+from ..convert import relion5_scipion as RS
 from ..convert.mrc import mrc_info
 from ..kernels import masks as K
 from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
@@ -52,6 +54,7 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                       important=True, label='Mask',
                       help='Created mask with the same dimensions (every axis) and sampling '
                            'rate as the input. Values are used as weights: 0 removes, 1 keeps.')
+        self._defineMaskOutputParams(form)
 
         form.addSection(label='Geometry')
         geoCond = 'source == %d' % C.SOURCE_GEOMETRY
@@ -150,6 +153,9 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                            'of threads.' % ('volume' if is3d else 'image'))
         self._defineNonFiniteParam(form)
         form.addParallelSection(threads=2, mpi=0)
+
+    def _defineMaskOutputParams(self, form):
+        """Form parameters about the mask as an output (subclasses)."""
 
     # ================================================================= helpers
     def _geometryName(self):
@@ -472,6 +478,24 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
         return summary
 
 
+def _copySetAttributes(outSet, inSet):
+    """Copy every attribute of ``inSet`` to ``outSet`` (acquisition, coordinates pointer,
+    flags, extra attributes of other plugins), except the bookkeeping of the set itself
+    (its file, size and stream state). Pointers are copied into the output's own Pointer
+    objects (sharing one breaks the protocol's final store)."""
+    own = {name for name, _ in Set().getAttributes()}
+    for name, attr in inSet.getAttributes():
+        if name in own or attr is None:
+            continue
+        if isinstance(attr, PointerList):
+            copy = PointerList()
+            for ptr in attr:
+                copy.append(Pointer(ptr.getObjValue(), extended=ptr.getExtended()))
+            setattr(outSet, name, copy)
+        else:
+            outSet.copyAttributes(inSet, name)
+
+
 class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
     """Apply a geometric (sphere, box, crown, cylinder, gaussian, raised cosine, raised crown)
     or a created 3D mask to a volume or a set of volumes, with Xmipp's results. One step
@@ -482,15 +506,31 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
     _dims = 3
     _geometries = K.GEOMETRIES_3D
     _choices = C.MASK3D_CHOICES
-    _possibleOutputs = {C.OUTPUT_VOLUME: Volume, C.OUTPUT_VOLUMES: SetOfVolumes}
+    # the output has the input's class: a Tomogram / SetOfTomograms, a SubTomogram /
+    # SetOfSubTomograms... (subclasses of these)
+    _possibleOutputs = {C.OUTPUT_VOLUME: Volume, C.OUTPUT_VOLUMES: SetOfVolumes,
+                        C.OUTPUT_VOLUME_MASK: VolumeMask}
 
     def _defineParams(self, form):
         form.addSection(label='Input')
         form.addParam('inputVolumes', params.PointerParam, pointerClass='Volume, SetOfVolumes',
                       important=True, label='Input volume(s)',
                       help='A volume (output: outputVolume) or a set of volumes (output: '
-                           'outputVolumes). Each volume is written to its own float32 MRC file.')
+                           'outputVolumes), e.g. tomograms or subtomograms: the output has '
+                           'the input\'s type (a set of tomograms gives a set of tomograms) '
+                           'and keeps every attribute; only the files change (half maps are '
+                           'not masked and are dropped). Each volume is written to its own '
+                           'float32 MRC file.')
         self._defineMaskParams(form)
+
+    def _defineMaskOutputParams(self, form):
+        form.addParam('saveMask', params.BooleanParam, default=False,
+                      label='Save the mask as a VolumeMask?',
+                      help='Also register the mask applied (output: outputMask): the geometric '
+                           'mask with its soft edge as computed (binary masks as 0/1), or the '
+                           'created mask, as a float32 MRC with the dimensions and sampling '
+                           'rate of the input volumes, e.g. the solvent mask of RELION '
+                           'post-processing or refinement.')
 
     def _isSet(self):
         return isinstance(self.inputVolumes.get(), SetOfVolumes)
@@ -500,6 +540,9 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
         inp = self.inputVolumes.get()
         vols = inp.iterItems(orderBy='id') if self._isSet() else [inp]
         return [(v.getObjId(), v.getLocation()) for v in vols if v.isEnabled()]
+
+    def _maskFile(self):
+        return self._getExtraPath('mask.mrc')
 
     def _outputFile(self, objId):
         if self._isSet():
@@ -539,6 +582,8 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             return 'unreadable %s (%s)' % (path, exc)
         if shape[1:] != inShape[1:] or shape[0] > inShape[0]:
             return '%s is %s (z, y, x), its input %s' % (path, shape, inShape)
+        if k == 0 and self.saveMask.get() and not os.path.exists(self._maskFile()):
+            return 'missing mask %s' % self._maskFile()
         return None
 
     def maskVolumeStep(self, k, objId, nSteps):
@@ -550,18 +595,27 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             logger.info('volume id %d: %s exists, skipped', objId, out)
             return
         threads = self._kernelThreads(nSteps)
+        # the first volume's command also writes the mask (before its output)
+        save = ['--save-mask', os.path.abspath(self._maskFile())] \
+            if k == 0 and self.saveMask.get() else []
         self._runCryoprocs('mask', ['--input', os.path.abspath(self._sourcesFile()),
                                     '--sources', '--range', str(k), str(k + 1),
                                     '--output', os.path.abspath(out), '--threads', str(threads),
-                                    '--overwrite'] + args_from_recipe(self._recipe()), threads)
+                                    '--overwrite'] + save + args_from_recipe(self._recipe()),
+                           threads)
         self._requireResults('volume id %d' % objId, [out], lambda: self._volumeDone(k, objId))
         logger.info('volume id %d -> %s', objId, out)
 
     def createOutputStep(self):
+        """Register the masked volume(s) with the input's class and every attribute of the
+        input (set and items), only the locations changed, and the mask when asked."""
         inp = self.inputVolumes.get()
         if self._isSet():
-            outSet = self._createSetOfVolumes()
+            outSet = type(inp).create(self._getPath(), prefix='volumes')
             outSet.copyInfo(inp)
+            _copySetAttributes(outSet, inp)
+            if hasattr(outSet, '_hasOddEven'):      # the odd/even halves are not masked
+                outSet._hasOddEven.set(False)
 
             def updateItem(item, row):
                 item.setLocation(self._outputFile(item.getObjId()))
@@ -571,12 +625,17 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             self._defineOutputs(**{C.OUTPUT_VOLUMES: outSet})
             self._defineTransformRelation(self.inputVolumes, outSet)
         else:
-            vol = Volume()
-            vol.copyInfo(inp)
+            vol = inp.clone()                     # the input's class and attributes
+            vol.cleanObjId()
             vol.setLocation(self._outputFile(inp.getObjId()))
             vol.setHalfMaps([])
             self._defineOutputs(**{C.OUTPUT_VOLUME: vol})
             self._defineTransformRelation(self.inputVolumes, vol)
+        if self.saveMask.get():
+            mask = VolumeMask(location=self._maskFile())
+            mask.setSamplingRate(self._inputSamplingRate())
+            self._defineOutputs(**{C.OUTPUT_VOLUME_MASK: mask})
+            self._defineSourceRelation(self.inputVolumes, mask)
 
     # ---------------------------------------------------------------- memory
     _memoryHelp = ('Peak memory of one volume: about 4 x its size as float32 (input, mask, '
@@ -605,8 +664,13 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
         return 'volumes' if plural else 'volume'
 
     def _validate(self):
-        if self._isSet() and self.inputVolumes.get().getSize() == 0:
+        inp = self.inputVolumes.get()
+        if self._isSet() and inp.getSize() == 0:
             return ['The input set of volumes is empty.']
+        if RS.attr(inp, "are2dStacks"):
+            return ['The %s %s holds 2D tilt stacks (RELION 5 pseudo-subtomograms), not '
+                    'volumes: a 3D mask cannot be applied to them.'
+                    % (type(inp).__name__, inp.getObjLabel() or inp.getObjId())]
         return super()._validate()
 
     def _summary(self):
@@ -616,8 +680,15 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             n = 1
         else:
             return [NOT_READY]
-        summary = ['%s masked with %s.' % (plural(n, 'volume'), self._maskDescription())]
+        out = getattr(self, C.OUTPUT_VOLUMES, None) or getattr(self, C.OUTPUT_VOLUME)
+        summary = ['%s masked with %s; output %s (the input\'s type).'
+                   % (plural(n, 'volume'), self._maskDescription(), type(out).__name__)]
         if not self._useCreatedMask():
             summary.append(self._fillSummary())
+        mask = getattr(self, C.OUTPUT_VOLUME_MASK, None)
+        if mask is not None:
+            summary.append('Mask saved as a VolumeMask (%s): %s at %.4f Å/px.'
+                           % (C.OUTPUT_VOLUME_MASK, link(mask.getFileName()),
+                              mask.getSamplingRate()))
         return summary
 

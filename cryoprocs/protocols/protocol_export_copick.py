@@ -19,7 +19,8 @@ from .. import constants as C
 from ..convert import copick_io as CI
 from ..convert.scipion import coordinate_blc, relion_orientation
 from ..convert.star import write_star
-from .protocol_base import ProtCryoprocsBase, read_json, write_json
+from .protocol_base import NOT_READY, ProtCryoprocsBase, read_json, write_json
+from .texts import link, plural
 
 
 class ProtCryoprocsExportCopick(ProtCryoprocsBase):
@@ -199,12 +200,12 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
     def _summary(self):
         info = read_json(self._infoFile())
         if info is None:
-            return ['Output not ready yet.']
+            return [NOT_READY]
         if not info.get("written"):
             return ['Coordinates converted; not written yet.']
-        return ['%d picks of %s (user %s, session %s) written into [[%s]]: %s.'
-                % (info["count"], self.objectName.get(), self.userId.get(),
-                   self.sessionId.get(), self.configFile.get(),
+        return ['%s of %s (user %s, session %s) written into %s: %s.'
+                % (plural(info["count"], 'pick'), self.objectName.get(), self.userId.get(),
+                   self.sessionId.get(), link(self.configFile.get()),
                    ", ".join("%s (%d)" % kv for kv in sorted(info["runs"].items())))]
 
     def _methods(self):

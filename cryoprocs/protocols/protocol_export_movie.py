@@ -52,11 +52,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     """Export tomograms, tilt series or volumes as movies to share and present: MP4 (H.264),
     AVI (MJPG), GIF or PNG frames, one per item, with mrc2movie's frames (global min/max to
     8 bit, CLAHE, a forward-backward loop) plus slicing axis, slab averaging, binning, a
-    percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar.
-    The movies are files in the run's extra folder (listed in the summary); a preview montage
-    of their central frames opens with Analyze Results. One step per item runs `cryoprocs
-    movie` (one cluster job per item with "Use queue for jobs"); peak memory per movie about
-    40 input frames as float32 + 250 MB."""
+    percentile contrast window, inversion, slice-number or tilt-angle labels and a scale bar,
+    mrc2movie 0.2.0's pause and cycles, and optionally particles drawn in: sphere
+    cross-sections on tomogram slices, or every particle projected into every tilt image
+    through the alignment, as RELION 5 extraction does (a coordinate checker). The movies are
+    files in the run's extra folder (listed in the summary); a preview montage of their
+    central frames opens with Analyze Results. One step per item runs `cryoprocs movie` (one
+    cluster job per item with "Use queue for jobs"); peak memory per movie about 40 input
+    frames as float32 + 250 MB."""
     _label = 'export movie'
     _devStatus = BETA
 
@@ -91,9 +94,18 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('playback', params.EnumParam, choices=C.MOVIE_PLAYBACK_CHOICES,
                       default=C.MOVIE_PLAYBACK_FORWARD_BACKWARD,
                       display=params.EnumParam.DISPLAY_HLIST, label='Playback',
-                      help='*forward-backward* (mrc2movie\'s default): the frames, then the '
-                           'same frames backwards without repeating the first and last one, '
-                           '2n-2 frames that loop seamlessly. *forward*: n frames.')
+                      help='*forward-backward* (mrc2movie\'s default; mrc2movie 0.2.0 calls '
+                           'it pingpong): the frames, then the same frames backwards without '
+                           'repeating the first and last one, 2n-2 frames that loop '
+                           'seamlessly. *forward*: n frames.')
+        line = form.addLine('Pause and cycles', expertLevel=LEVEL_ADVANCED,
+                            help='mrc2movie 0.2.0 --pause and --cycles: hold the last frame '
+                                 '(and, forward-backward, the first one) this many more '
+                                 'frames, and repeat the whole playback.')
+        line.addParam('pause', params.IntParam, default=0, validators=[params.GE(0)],
+                      label='pause (frames)', help='Extra frames at each end (0 = none).')
+        line.addParam('cycles', params.IntParam, default=1, validators=[params.GE(1)],
+                      label='cycles', help='Number of playbacks (1 = once).')
         form.addParam('sliceSelection', params.EnumParam, choices=C.MOVIE_SLICES_CHOICES,
                       default=C.MOVIE_SLICES_ALL, label='Slices',
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
@@ -131,6 +143,11 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('binning', params.IntParam, default=1, label='Binning',
                       help='Average N x N pixel blocks. Binning by 2 makes H.264 encoding '
                            '3-6x faster and files 5-8x smaller above 1024 px.')
+        form.addParam('upscale', params.IntParam, default=1, validators=[params.GE(1)],
+                      expertLevel=LEVEL_ADVANCED, label='Enlarge (x)',
+                      help='Enlarge the frames N times (bicubic, after binning): small binned '
+                           'tomograms become watchable and particles drawn on them stay '
+                           'distinct. 1 = no.')
         form.addParam('maxWidth', params.IntParam, default=0, label='Maximum width (px)',
                       help='Shrink wider frames (after binning) to this width, keeping the '
                            'aspect ratio (area averaging). 0 = no limit.')
@@ -183,7 +200,47 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       help='x264 speed/size trade-off; veryfast is the best size per second '
                            'of encoding on tomograms (slower presets are not smaller there).')
         self._defineNonFiniteParam(form)
+        self._defineParticleParams(form)
         form.addParallelSection(threads=2, mpi=0)
+
+    def _defineParticleParams(self, form):
+        form.addSection(label='Particles')
+        form.addParam('inputCoordinates', params.PointerParam, allowsNull=True,
+                      pointerClass='SetOfCoordinates3D', label='Coordinates to draw (optional)',
+                      help='Optional. Particles matched to the tomograms or tilt series by '
+                           'tsId. Tomograms: each particle is a circle on the slices that '
+                           'cut it (the cross-section of a sphere of the radius below). Tilt '
+                           'series (aligned): each particle is projected into every tilt '
+                           'image with the projection matrices of RELION 5 extraction, '
+                           'shown on the raw images; frames where its box leaves the image '
+                           'or the dose exceeds the maximum are drawn in red.')
+        cond = 'inputCoordinates'
+        form.addParam('particleRadius', params.FloatParam, default=-1, condition=cond,
+                      label='Particle radius (Å)',
+                      help='Radius R of the sphere drawn for each particle, in Å. '
+                           '-1 = half the box size of the coordinates.')
+        form.addParam('overlayStyle', params.EnumParam, choices=C.MOVIE_OVERLAY_CHOICES,
+                      default=0, condition=cond, label='Style',
+                      help='*circles*: the outline of the sphere\'s cross-section, radius '
+                           'sqrt(R^2 - dz^2) on the slices with |dz| < R, so the particle '
+                           'stays visible inside. *filled discs*: the same, filled at 40 % '
+                           'opacity. *mrc2movie*: mrc2movie 0.2.0\'s opaque red discs of '
+                           'radius R (1 - |dz|/R).')
+        form.addParam('colourBy', params.EnumParam, choices=C.MOVIE_COLOUR_BY_CHOICES,
+                      default=0, condition=cond, label='Colour by',
+                      help='One colour, or the coordinates\' score (a colour bar) or class '
+                           '(group id; distinct colours for up to 10 classes).')
+        form.addParam('particleColour', params.EnumParam, choices=C.MOVIE_COLOUR_CHOICES,
+                      default=0, condition='%s and colourBy == 0' % cond, label='Colour',
+                      help='Colour of the circles (mrc2movie style: red unless changed).')
+        form.addParam('particleIds', params.BooleanParam, default=False, condition=cond,
+                      label='Write particle ids?',
+                      help='The coordinate id next to each circle.')
+        form.addParam('overlayMaxDose', params.FloatParam, default=-1, condition=cond,
+                      label='Maximum dose (e/Å²)',
+                      help='Tilt series: frames whose pre-exposure exceeds this dose are '
+                           'flagged (red), as extraction leaves them out (--max_dose). -1 = '
+                           'no limit.')
 
     # ================================================================= helpers
     def _isTiltSeries(self):
@@ -277,7 +334,90 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),
             tile_grid_size=self.tileGridSize.get(), invert=self.invertContrast.get(),
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
-            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()])
+            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()], upscale=self.upscale.get(),
+            pause=self.pause.get(), cycles=self.cycles.get())
+
+    # ---------------------------------------------------------------- particles
+    def _hasCoordinates(self):
+        return self.inputCoordinates.get() is not None
+
+    def _overlaySettings(self, item, particles):
+        """Form values -> OverlaySettings in px of the item (tomogram voxels, tilt-image px)."""
+        cset = self.inputCoordinates.get()
+        sr = item['sampling']
+        box = (cset.getBoxSize() or 0) * cset.getSamplingRate() / sr
+        radius = self.particleRadius.get()
+        style = C.MOVIE_OVERLAY_KEYS[self.overlayStyle.get()]
+        colour = C.MOVIE_COLOUR_CHOICES[self.particleColour.get()]
+        return P.OverlaySettings(
+            particles=particles, radius=radius / sr if radius > 0 else 0.0, radius_unit='px',
+            box_size=box, style=style,
+            colour=None if style == 'mrc2movie' and self.particleColour.get() == 0 else colour,
+            color_by=C.MOVIE_COLOUR_BY_KEYS[self.colourBy.get()], ids=self.particleIds.get(),
+            max_dose=self.overlayMaxDose.get())
+
+    def _particlesIndex(self):
+        return self._getExtraPath(C.MOVIE_PARTICLES_DIR, 'particles.json')
+
+    def _prepareParticles(self):
+        """Write the particle files of every item once per run, under the protocol lock and
+        before the first command needs them: a CSV of tomogram voxels per tomogram, a RELION 5
+        project (tilt series without CTF, particles.star) per tilt series. Their index
+        ``extra/particles/particles.json`` (``{name: {"files": [...], "count": n}}``) is
+        written last, so a resumed run reuses complete files only. Returns the index."""
+        with self._lock:
+            index = read_json(self._particlesIndex())
+            if index is not None:
+                return index
+            from ..convert import movie_scipion as MS
+            folder = self._getExtraPath(C.MOVIE_PARTICLES_DIR)
+            os.makedirs(folder, exist_ok=True)
+            cset = self.inputCoordinates.get()
+            items = [it for it in self._items() if it['tsId']]
+            wanted = {it['tsId'] for it in items}
+            coords = {t: [] for t in wanted}
+            for c in cset.iterItems(orderBy='id'):          # one pass over the set
+                if c.isEnabled() and c.getTomoId() in wanted:
+                    coords[c.getTomoId()].append(c.clone())
+            tiltSeries = tomos = {}
+            if any(it['kind'] == 'tiltseries' for it in items):
+                tiltSeries = self._byTsId(self.inputData.get())
+                tomos = self._byTsId(cset.getPrecedents())
+            index = {}
+            for it in items:
+                cs = coords[it['tsId']]
+                if it['kind'] != 'tiltseries':
+                    path = os.path.join(folder, it['name'] + '.csv')
+                    MS.write_tomogram_particles(path, cs, cset.getSamplingRate(),
+                                                it['sampling'], it['dims'])
+                    files = [os.path.abspath(path)]
+                else:
+                    star, parts = MS.write_tilt_series_particles(
+                        os.path.join(folder, it['name']), os.path.abspath(self._projectPath('.')),
+                        tiltSeries[it['tsId']], cs, cset, tomos.get(it['tsId']))
+                    files = [os.path.abspath(star)] + ([os.path.abspath(parts)] if cs else [])
+                index[it['name']] = {'files': files, 'count': len(cs)}
+            _write_atomic(self._particlesIndex(), index)
+            return index
+
+    def _particleArgs(self, item):
+        """``(input args, particle options)`` of an item with coordinates: a tomogram is
+        the INPUT and its CSV the --particles; a tilt series is the RELION 5 project written
+        for it (--tomograms, no INPUT), its frames in the form's order."""
+        from ..commands.movie import args_from_overlay
+        entry = self._prepareParticles().get(item['name'])
+        if entry is None:
+            return None
+        files = entry['files']
+        if item['kind'] != 'tiltseries':
+            return [item['path']], args_from_overlay(self._overlaySettings(item, files[0]))
+        order = 'dose' if self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION else 'angle'
+        args = ['--tomograms', files[0], '--project-dir',
+                os.path.abspath(self._projectPath('.')), '--tomo-name', item['tsId'],
+                '--order', order]
+        if len(files) > 1:
+            args += args_from_overlay(self._overlaySettings(item, files[1]))
+        return [], args
 
     def _moviePath(self, name):
         fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
@@ -313,14 +453,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         """``cryoprocs movie INPUT OUTPUT_DIR ...`` options of one item (form -> command)."""
         from ..commands.movie import args_from_settings
         name = item['name']
-        if item['kind'] == 'tiltseries':
+        if item['kind'] != 'tiltseries' and item['index'] > 1:
+            raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
+                               'supported' % (item['path'], item['index']))
+        particles = self._particleArgs(item) if self._hasCoordinates() and item['tsId'] \
+            else None
+        overlay = []
+        if particles is not None:
+            args, overlay = particles
+        elif item['kind'] == 'tiltseries':
             frames = os.path.abspath(self._framesPath(name))
             _write_atomic(frames, {'entries': item['entries'], 'angles': item['angles']})
             args = [frames, '--frame-list']
         else:
-            if item['index'] > 1:
-                raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
-                                   'supported' % (item['path'], item['index']))
             args = [item['path']]
         args += [os.path.abspath(self._getExtraPath()), '--name', name,
                  '--info', os.path.abspath(self._infoPath(name)),
@@ -328,7 +473,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                  '--threads', str(threads), '--overwrite']
         if item['sampling']:
             args += ['--pixel_size', repr(float(item['sampling']))]
-        return args + args_from_settings(self._settings(item), self._nonFinite())
+        return args + args_from_settings(self._settings(item), self._nonFinite()) + overlay
 
     def exportMovieStep(self, name, nItems):
         """One item: ``cryoprocs movie`` as this step's job, its results checked, then the
@@ -356,7 +501,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
     def _writePreview(self, infos):
         import cv2
 
-        tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_GRAYSCALE)
+        tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_UNCHANGED)
                  for i in infos]
         mont = K.montage(tiles, [i['name'] for i in infos])
         _write_atomic(self._getExtraPath(C.MOVIE_PREVIEW_FILE), _png_bytes(mont))
@@ -418,15 +563,19 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             return ['Choose the tomograms, tilt series or volumes.']
         if isinstance(inp, EMSet) and inp.getSize() == 0:
             return ['The input set is empty.']
+        sel = self.sliceSelection.get()
+        a, b = self.discardStart.get(), self.discardEnd.get()
+        badDiscard = sel == C.MOVIE_SLICES_DISCARD and not (0 <= a < 100 and 0 <= b < 100)
+        if badDiscard:
+            errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
         try:
             self._settings()
         except K.MovieError as exc:
-            errors.append(str(exc))
-        sel = self.sliceSelection.get()
-        if sel == C.MOVIE_SLICES_DISCARD:
-            a, b = self.discardStart.get(), self.discardEnd.get()
-            if not (0 <= a < 100 and 0 <= b < 100):
-                errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
+            # with bad percentages the settings report them as fractions: one message per
+            # bad value, the one above in the form's unit (the settings' other checks show
+            # once the percentages are fixed)
+            if not badDiscard:
+                errors.append(str(exc))
         ts = self._isTiltSeries()
         if ts and self.axis.get() != 0:
             errors.append('Tilt series are shown image by image: the slicing axis must be Z '
@@ -434,6 +583,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         if ts and self.slab.get() > 1:
             errors.append('Slab averaging (%d slices) mixes neighbouring tilt images; it is '
                           'for volumes only.' % self.slab.get())
+        errors += self._validateCoordinates(inp, ts)
         if self.scaleBar.get() and not (inp.getSamplingRate() or 0) > 0:
             errors.append('A scale bar needs the sampling rate, and the input has none (%s).'
                           % inp.getSamplingRate())
@@ -452,8 +602,32 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                 errors.append('%s (id %s): %s' % (it['name'], it['id'], exc))
         return errors
 
+    def _validateCoordinates(self, inp, ts):
+        cset = self.inputCoordinates.get()
+        if cset is None:
+            return []
+        errors = []
+        if ts and not inp.hasAlignment():
+            errors.append('Particles are projected into the tilt images through the tilt '
+                          'series alignment, and these tilt series have none.')
+        if not (cset.getSamplingRate() or 0) > 0 or not (inp.getSamplingRate() or 0) > 0:
+            errors.append('Drawing particles needs the sampling rates of the coordinates '
+                          '(%s) and of the input (%s).' % (cset.getSamplingRate(),
+                                                           inp.getSamplingRate()))
+        if self.particleRadius.get() <= 0 and not (cset.getBoxSize() or 0) > 0:
+            errors.append('The coordinates have no box size: give the particle radius (Å).')
+        return errors
+
     def _warnings(self):
         warnings = []
+        cset = self.inputCoordinates.get()
+        if cset is not None and self.inputData.get() is not None:
+            ids = {str(t) for t in cset.getUniqueValues('_tomoId')}
+            items = {it['tsId'] for it in self._collectItems() if it['tsId']}
+            if not ids & items:
+                warnings.append('No coordinate belongs to the input items (coordinates of %s; '
+                                'items %s): the movies will have no particle.'
+                                % (', '.join(sorted(ids)[:5]), ', '.join(sorted(items)[:5])))
         inp = self.inputData.get()
         if inp is None:
             return warnings
@@ -481,7 +655,9 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             path = self._getExtraPath(os.path.basename(i['path']))
             summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
                            % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
-                              i['height'], P._human_size(i['size_bytes'])))
+                              i['height'], P.human_size(i['size_bytes'])))
+            if i.get('particles'):
+                summary.append('    %s' % P.particle_summary(i['particles']))
         preview = self.getPreviewFile()
         if preview:
             summary.append('Preview (central frames): %s' % link(preview))

@@ -7,8 +7,10 @@ series is extracted by ``cryoprocs extract --tilt-series`` (pipelines/extract.py
 parallel step per tilt series, resumable), which writes
 extra/Subtomograms/<tsId>/<k>_stack2d.mrcs, and the registration writes extra/particles.star
 and extra/optimisation_set.star: RELION 5 can refine from them directly (run it from the
-Scipion project directory). 3D mode: boxes cut from the tomograms by the hidden ``cryoprocs
-extract-subvolumes`` (one step per tomogram).
+Scipion project directory); with scipion-em-reliontomo installed, the same stacks are also
+registered as its RelionSetOfPseudoSubtomograms (convert/reliontomo_scipion.py), the input
+of its RELION 5 refinement protocols. 3D mode: boxes cut from the tomograms by the hidden
+``cryoprocs extract-subvolumes`` (one step per tomogram).
 """
 import json
 import logging
@@ -418,11 +420,13 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             counts = job.counts()
             report = {"mode": "2d", "kept": counts["kept"], "removed": counts["removed"],
                       "per_ts": {}, "frames": 0}
+            byName = {}
             for tsId in job.tomogram_order:
                 plan = job.plan(tsId)
                 report["per_ts"][tsId] = [int(len(plan.rows)), plan.n_kept]
                 for i in np.flatnonzero(plan.keep):
                     coord = coords[ids[int(plan.rows[i])]].clone()
+                    byName[str(plan.names[i])] = coord.clone()
                     sub = SubTomogram()
                     sub.setLocation(os.path.relpath(plan.out_files[i], self._projectDir()))
                     sub.setSamplingRate(sr)
@@ -482,8 +486,41 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         if self._is2d():
             self._defineSourceRelation(self.inputTiltSeries, outSet)
             self._defineSourceRelation(self.inputCtfTomoSeries, outSet)
+            report["relion_particles"] = self._registerRelionParticles(byName, acq, ps)
         self.extractionReport.set(json.dumps(report))
         self._store(self.extractionReport)
+
+    def _registerRelionParticles(self, byName, acquisition, tsSampling):
+        """Also register the stacks as scipion-em-reliontomo's RelionSetOfPseudoSubtomograms
+        (the input of its RELION 5 refinement, classification, initial model...), made with
+        reliontomo's own API from this run's optimisation_set.star, when the plugin is
+        installed. Returns what the summary reports: ``{"n", "coordinates"}`` or
+        ``{"reason"}`` (the stacks are registered as subtomograms either way)."""
+        from ..convert import reliontomo_scipion as RT
+        mods, reason = RT.reliontomo_modules()
+        if mods is None:
+            logger.info('%s not registered: %s', C.OUTPUT_RELION_PARTICLES, reason)
+            return {"reason": reason}
+        try:
+            pset, attached = RT.pseudo_subtomograms_from_project(
+                self._getPath(), self._getExtraPath('optimisation_set.star'),
+                # a pointer of its own (see createOutputStep)
+                Pointer(self.inputCoordinates.getObjValue(),
+                        extended=self.inputCoordinates.getExtended()),
+                tsSampling, self.binning.get(), self._settings().crop, acquisition,
+                coordinates=byName)
+        except Exception as exc:          # reliontomo's reader: the stacks stay registered
+            logger.warning('%s not registered: scipion-em-reliontomo failed to read %s: %s: '
+                           '%s', C.OUTPUT_RELION_PARTICLES,
+                           self._getExtraPath('optimisation_set.star'), type(exc).__name__,
+                           exc)
+            return {"reason": 'scipion-em-reliontomo failed to read the RELION project '
+                              '(%s: %s)' % (type(exc).__name__, exc)}
+        self._defineOutputs(**{C.OUTPUT_RELION_PARTICLES: pset})
+        self._defineSourceRelation(self.inputCoordinates, pset)
+        self._defineSourceRelation(self.inputTiltSeries, pset)
+        self._defineSourceRelation(self.inputCtfTomoSeries, pset)
+        return {"n": int(pset.getSize()), "coordinates": int(attached)}
 
     # ================================================================= memory
     _memoryHelp = ('Peak memory of one tilt series (2D stacks): about 150 MB + 224 MB per '
@@ -594,6 +631,15 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 lines.append('  %s: %d of %s' % (t, k, plural(n, 'particle')))
             lines.append('RELION 5 project: %s (run RELION from the Scipion project '
                          'directory)' % link(self._getExtraPath('optimisation_set.star')))
+            rp = rep.get("relion_particles") or {}
+            if "n" in rp:
+                lines.append('%s: the %s as RELION 5 pseudo-subtomograms of '
+                             'scipion-em-reliontomo (input of its refinement, '
+                             'classification, initial model, reconstruction), with their '
+                             'coordinates.' % (C.OUTPUT_RELION_PARTICLES,
+                                               plural(rp["n"], 'stack')))
+            elif "reason" in rp:
+                lines.append('No %s: %s.' % (C.OUTPUT_RELION_PARTICLES, rp["reason"]))
             return lines
         lines = []
         tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}

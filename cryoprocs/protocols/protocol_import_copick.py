@@ -21,7 +21,8 @@ from ..convert import copick_io as CI
 from ..convert.mrc import is_complete_mrc
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..convert.scipion_images import register_zarr_reader
-from .protocol_base import ProtCryoprocsBase, safe_name
+from .protocol_base import NOT_READY, ProtCryoprocsBase, safe_name
+from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
@@ -260,15 +261,15 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
 
     def _summary(self):
         if not self.importReport.get():
-            return ['Output not ready yet.']
+            return [NOT_READY]
         rep = json.loads(self.importReport.get())
-        lines = ['%d tomograms (%s, %.3f A/voxel) from [[%s]], %s.'
-                 % (len(rep["tomograms"]), rep["tomo_type"], rep["voxel_spacing"],
-                    rep["config"], "copied to MRC" if rep["copied"]
+        lines = ['%s (%s, %.3f Å/voxel) from %s, %s.'
+                 % (plural(len(rep["tomograms"]), 'tomogram'), rep["tomo_type"],
+                    rep["voxel_spacing"], link(rep["config"]), "copied to MRC" if rep["copied"]
                     else "read in place (OME-Zarr)")]
         for p in rep["picks"]:
-            lines.append('  %s: %d picks of %s by %s, session %s%s'
-                         % (p["run"], p["count"], p["object"], p["user"], p["session"],
+            lines.append('  %s: %s of %s by %s, session %s%s'
+                         % (p["run"], plural(p["count"], 'pick'), p["object"], p["user"], p["session"],
                             "" if p["trust_orientation"] else " (orientations not trusted)"))
         if rep["skipped_picks"]:
             lines.append('Picks skipped (runs without the tomogram): %s' % ", ".join(

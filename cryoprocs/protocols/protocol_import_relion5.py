@@ -357,6 +357,9 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         path = self.tomogramsFile.get()
         if not path or not os.path.exists(path):
             return ['tomograms.star not found: %s' % path]
+        swapped = self._swappedStarFiles()
+        if swapped:
+            return [swapped]
         try:
             glob = R5.read_tomograms(path)
         except ValueError as exc:
@@ -380,9 +383,49 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
                                       "tomograms: %s; tomograms: %s)"
                                       % (pf, path, ", ".join(sorted(set(parts["rlnTomoName"]))[:8]),
                                          ", ".join(sorted(names)[:8])))
+                    else:
+                        errors += self._inputTomogramErrors(parts, names)
                 except ValueError as exc:
                     errors.append(str(exc))
         return errors
+
+    def _swappedStarFiles(self):
+        """One line when tomograms.star and particles.star are given the wrong way round
+        (or a particles.star as tomograms.star), else None."""
+        kinds = []
+        for f in (self.tomogramsFile.get(), self.particlesFile.get()):
+            try:
+                kinds.append(R5.star_kind(f) if f and os.path.exists(f) else (None, 0))
+            except ValueError:
+                kinds.append((None, 0))
+        (tk, tn), (pk, pn) = kinds
+        if tk == "particles" and pk == "tomograms":
+            return ("tomograms.star and particles.star are given the wrong way round: %s "
+                    "holds %d particles and %s holds %d tilt series; swap them."
+                    % (self.tomogramsFile.get(), tn, self.particlesFile.get(), pn))
+        if tk == "particles":
+            return ("%s holds %d particles, not tilt series: give the RELION 5 tomograms.star "
+                    "(rlnTomoTiltSeriesStarFile) as tomograms.star and this file as "
+                    "particles.star." % (self.tomogramsFile.get(), tn))
+        if pk == "tomograms":
+            return ("%s holds %d tilt series (rlnTomoTiltSeriesStarFile), not particles: give "
+                    "a RELION 5 particles.star, or leave it empty to import the tilt series "
+                    "only." % (self.particlesFile.get(), pn))
+        return None
+
+    def _inputTomogramErrors(self, parts, names):
+        """The input tomograms must hold the tomograms of the particles (matched by tsId)."""
+        tomos = self.inputTomograms.get()
+        if tomos is None:
+            return []
+        tomoIds = {str(t.getTsId()) for t in tomos.iterItems()}
+        wanted = set(parts["rlnTomoName"]) & names
+        if tomoIds & wanted:
+            return []
+        return ['No tomogram of the input tomograms matches the particles\' tomograms by '
+                'tsId (input tomograms: %s; particle tomograms in tomograms.star: %s): no '
+                'coordinate would be imported.'
+                % (", ".join(sorted(tomoIds)[:8]) or "none", ", ".join(sorted(wanted)[:8]))]
 
     def _summary(self):
         if not self.importReport.get():

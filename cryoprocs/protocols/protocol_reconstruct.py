@@ -9,13 +9,16 @@ orientations). Each tilt series is then backprojected in its own parallel step b
 sums (extra/partial/<tsId>.npz: a resumed run skips finished tilt series); the last step,
 ``cryoprocs reconstruct`` without it, sums them, symmetrises, reconstructs the half maps and
 the merged map, computes the FSC and writes extra/reconstruction.json, which the protocol
-registers.
+registers. scipion-em-reliontomo's pseudo-subtomograms (ours, or the particles of a RELION 5
+refinement) are read through convert/reliontomo_scipion.py: their RELION project's
+tomograms.star, and their refined orientations, origins and positions.
 """
 import json
 import logging
 import os
 
 import numpy as np
+import pandas as pd
 import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.object import String
@@ -27,6 +30,8 @@ from .. import constants as C
 from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5 as R5
 from ..convert import relion5_scipion as RS
+from ..convert import reliontomo_scipion as RT
+from ..convert.euler import relion_euler_matrix
 from ..convert.star import write_star
 from ..kernels import relion_geometry as G
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
@@ -87,7 +92,10 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                       pointerClass='SetOfSubTomograms', condition=fromSubtomos,
                       allowsNull=True, important=True, label='Subtomograms',
                       help='2D-stack pseudo-subtomograms made by cryoprocs ExtractSubtomos '
-                           '(or a subset of them).')
+                           '(or a subset of them), or scipion-em-reliontomo\'s RELION 5 '
+                           'pseudo-subtomograms (e.g. the particles of a RELION 5 refinement, '
+                           'with their refined orientations; their tomograms.star gives the '
+                           'tilt series).')
 
         form.addSection(label='Reconstruction')
         form.addParam('boxSize', params.IntParam, default=64, validators=[params.Positive],
@@ -182,10 +190,15 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             return self._subtomoProject()[1]
         return self._extra("tomograms.star")
 
+    def _isPseudoSubtomograms(self):
+        return RT.is_pseudo_subtomogram_set(self.inputSubtomograms.get())
+
     def _subtomoProject(self):
         """(particles.star, tomograms.star) of the extraction that made the subtomograms,
         from its optimisation set (absolute paths), or (None, None)."""
         subs = self.inputSubtomograms.get()
+        if RT.is_pseudo_subtomogram_set(subs):
+            return RT.pseudo_subtomogram_project(subs, self._projectDir())
         opt = RS.attr(subs, "optimisationSet") if subs is not None else None
         if not opt:
             return None, None
@@ -251,7 +264,13 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         and particles.star (both modes)."""
         project = self._projectDir()
         tsIds = self._stepTsIds()
-        if self._fromSubtomos():
+        if self._fromSubtomos() and self._isPseudoSubtomograms():
+            subs = self.inputSubtomograms.get()
+            items = [p.clone() for p in subs.iterItems()
+                     if p.isEnabled() and p.getTsId() in tsIds]
+            parts = pd.DataFrame(RT.pseudo_subtomogram_rows(items, subs.getSamplingRate()))
+            blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}, "particles": parts}
+        elif self._fromSubtomos():
             subs = self.inputSubtomograms.get()
             coords = []
             for sub in subs.iterItems():
@@ -375,6 +394,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                                       "box", "crop", "symmetry", "resolution",
                                       "resolution_at_nyquist", "half_sets", "warnings")}
         report["fsc_png"] = rel(res["files"]["fsc_png"]) if "fsc_png" in res["files"] else None
+        report["unoriented"] = list(self._unoriented())
         self.reconstructionReport.set(json.dumps(report))
         self._store(self.reconstructionReport)
 
@@ -400,6 +420,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             subs = self.inputSubtomograms.get()
             if subs is None or subs.getSize() == 0:
                 return errors + ['The input set of subtomograms is empty.']
+            if self._isPseudoSubtomograms():
+                return errors + self._validatePseudoSubtomograms(subs)
             if not RS.attr(subs, "are2dStacks"):
                 return errors + ['The subtomograms must be 2D-stack pseudo-subtomograms made '
                                  'by cryoprocs ExtractSubtomos (their RELION project gives the '
@@ -456,8 +478,64 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                                                           self.binning.get(), ", ".join(small)))
         return errors
 
+    def _validatePseudoSubtomograms(self, subs):
+        """scipion-em-reliontomo pseudo-subtomograms: their tomograms.star must exist and
+        name every tsId of the particles (it gives the tilt series and their CTFs); RELION 4
+        ones (pixel coordinates, RELION 4 projection matrices) are not read."""
+        if not subs.areRe5Particles():
+            return ['The pseudo-subtomograms %s were made with RELION 4; only RELION 5 '
+                    'pseudo-subtomograms (centred coordinates in A, RELION 5 tilt-series '
+                    'STAR files) can be averaged here.' % (subs.getObjLabel() or
+                                                          type(subs).__name__)]
+        _, tomos = self._subtomoProject()
+        if tomos is None or not os.path.exists(tomos):
+            return ['The RELION 5 pseudo-subtomograms have no readable tomograms.star (%s); '
+                    'it gives their tilt series.' % subs.getTomogramsStar()]
+        try:
+            known = set(R5.read_tomograms(tomos)["rlnTomoName"])
+        except ValueError as exc:
+            return [str(exc)]
+        missing = sorted(set(self._coordTsIds()) - known)
+        if missing:
+            return ['Pseudo-subtomograms of tsIds %s have no tilt series in %s (tilt series: '
+                    '%s).' % (", ".join(missing[:10]), tomos, ", ".join(sorted(known)[:10]))]
+        return []
+
+    def _unoriented(self):
+        """``(n without orientation, n)`` of the enabled input particles: those whose
+        rotation is the identity (coordinates picked or imported without angles), for which
+        the average is a plain sum of unaligned particles."""
+        if self._fromSubtomos():
+            subs = self.inputSubtomograms.get()
+            if subs is None:
+                return 0, 0
+            items = [p.clone() for p in subs.iterItems() if p.isEnabled()]
+            if self._isPseudoSubtomograms():
+                rots = [relion_euler_matrix(*(r[c] for c in R5.SUBTOMO_COLUMNS))
+                        @ relion_euler_matrix(*(r[c] for c in R5.ANGLE_COLUMNS))
+                        for r in RT.pseudo_subtomogram_rows(items, subs.getSamplingRate())]
+            else:
+                rots = [None if p.getTransform() is None else p.getTransform().getMatrix()
+                        for p in items]
+        else:
+            cset = self.inputCoordinates.get()
+            if cset is None:
+                return 0, 0
+            rots = [c.getMatrix() for c in cset.iterItems() if c.isEnabled()]
+        n = sum(1 for M in rots
+                if M is None or np.allclose(np.asarray(M)[:3, :3], np.eye(3), atol=1e-9))
+        return n, len(rots)
+
+    def _unorientedText(self, n, total):
+        return ('%d of %d particles have no orientation (identity rotation): they are '
+                'averaged as they lie in the tomogram, not aligned to each other. Import or '
+                'pick them with their orientations for a subtomogram average.' % (n, total))
+
     def _warnings(self):
         w = []
+        n, total = self._unoriented()
+        if n:
+            w.append(self._unorientedText(n, total))
         if not self._fromSubtomos() and self.inputTiltSeries.get() is not None:
             interp = [ts.getTsId() for ts in self.inputTiltSeries.get().iterItems()
                       if ts.interpolated()]
@@ -492,6 +570,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         if r.get("fsc_png"):
             lines.append('FSC plot: %s' % link(r["fsc_png"]))
         lines += ['Warning: %s.' % w.rstrip('.') for w in r.get("warnings", [])]
+        if (r.get("unoriented") or [0])[0]:
+            lines.append('Warning: %s' % self._unorientedText(*r["unoriented"]))
         return lines
 
     def _methods(self):

@@ -483,6 +483,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             if mask is not None and tuple(mask.getDim()) != tuple(score.getDim()):
                 errors.append('tsId %s: the mask has %s voxels (x, y, z) but the score map has '
                               '%s.' % (tsId, mask.getDim(), score.getDim()))
+            elif mask is not None:
+                errors += self._emptyMaskErrors(tsId, mask)
             if n_angles is not None:
                 rng = PP.header_value_range(self._projectPath(angle.getFileName()))
                 if rng is not None:
@@ -504,6 +506,18 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         except K.PeakPickingError as exc:
             errors.append(str(exc))
         return errors
+
+    def _emptyMaskErrors(self, tsId, mask):
+        """An all-zero mask picks nothing (and gives NaN threshold statistics)."""
+        path = self._projectPath(mask.getFileName())
+        try:
+            top = PP.volume_max(path)
+        except (OSError, ValueError):         # unreadable: the run reports it
+            return []
+        if top > 0:
+            return []
+        return ['tsId %s: the mask %s has no voxel > 0 (maximum %g): nothing can be picked '
+                'there. Check the mask or leave the masks empty.' % (tsId, path, top)]
 
     def _warnings(self):
         warnings = []

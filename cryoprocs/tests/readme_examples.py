@@ -110,7 +110,7 @@ def _sphere_mask_like(path, radius):
 def _tlt_from_relion_star(path):
     def make(dest, root):
         from cryoprocs.convert import star
-        table = star.read_block(_shared(root, path))
+        table = next(iter(star.read_star(_shared(root, path)).values()))
         np.savetxt(dest, table["rlnTomoNominalStageTiltAngle"].to_numpy(float), fmt="%.2f")
     return derived(make, "tilt angles (rlnTomoNominalStageTiltAngle) of " + path)
 
@@ -125,6 +125,31 @@ def _ngff_like(path, levels, tilt_series, chunks):
                    tilt_series=tilt_series)
     return derived(make, "OME-Zarr (%d level%s, ome-zarr's writer) of %s"
                    % (levels, "s" if levels > 1 else "", path))
+
+
+def _hiv_positions(root):
+    """The HIV tomogram's 5377 real particle positions, 0-based (x, y, z) voxels."""
+    from cryoprocs.demo.data import load_hiv_particles
+    return load_hiv_particles(_shared(root, "real/hiv_vlp/tomo_point.npy"))[0]
+
+
+def _hiv_picks_csv(dest, root):
+    from cryoprocs.convert.particles import write_particles_csv
+    pos = _hiv_positions(root)
+    write_particles_csv(dest, pos, {"id": np.arange(1, len(pos) + 1)})
+
+
+_hiv_picks_csv.describe = "CSV (x,y,z voxels) of the HIV tomogram's real particle positions"
+
+
+def _hiv_imod_model(dest, root):
+    import imodmodel
+    import pandas as pd
+    pos = _hiv_positions(root) + [0.5, 0.5, 0.0]            # IMOD model coordinates
+    imodmodel.write(pd.DataFrame(pos, columns=list("xyz")), dest)
+
+
+_hiv_imod_model.describe = "IMOD model (imodmodel) of the HIV tomogram's real particle positions"
 
 
 def _copick_project(dest, root):
@@ -162,6 +187,11 @@ DATA = {
     "tomograms/": folder("real/cylindra/13pf_MT.mrc", "real/cylindra/14pf_MT.mrc"),
     "TS_01.st": link(RELION_PROJECT + "/tiltseries/TS_01.mrcs"),
     "TS_01.tlt": _tlt_from_relion_star(RELION_PROJECT + "/tiltseries/TS_01.star"),
+    # cryoprocs movie --particles: the HIV tomogram (EMPIAR-10164 TS_01) with its real
+    # particle positions as a CSV and as an IMOD model
+    "TS_01.mrc": link("real/hiv_vlp/hiv_ts01_tomo_40A.mrc"),
+    "TS_01_picks.csv": _hiv_picks_csv,
+    "TS_01.mod": _hiv_imod_model,
     # cryoprocs convert / copick: OME-Zarr stores, a copick project (the RELION 5 project's
     # particles stand for an extraction job's particles.star)
     "TS_01.zarr": _ngff_like(RELION_PROJECT + "/tiltseries/TS_01.mrcs", 1, True, (1, 64, 64)),
@@ -170,6 +200,9 @@ DATA = {
     "Extract/job020/particles.star": link(RELION_PROJECT + "/particles.star"),
     # batch scripts (absolute paths are replaced in the text)
     "/data/emd_3883.mrc": link("real/maps/ribo80s_emd_3883_866_64_resized.mrc"),
+    # relion5_refinement.py: a RELION 5 project (its folder: tomograms.star, particles.star
+    # and the tilt-series STAR files and stacks they name)
+    "/data/relion": link(RELION_PROJECT),
 }
 #: URL prefixes of the README -> served from a local HTTP server (127.0.0.1) in the test;
 #: the rest of each URL is a DATA name, made in the served folder

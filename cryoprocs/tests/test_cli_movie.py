@@ -43,15 +43,37 @@ def test_png_frames_equal_mrc2movie(vol_file, tmp_path):
 
 
 def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkeypatch):
-    """Every frame handed to the encoder, in order, for the MJPG AVI default of mrc2movie."""
+    """Every frame of the MJPG AVI default of mrc2movie, in order: each distinct frame is
+    JPEG-encoded once (in the rendering threads), a repeat reuses its bytes."""
+    from cryoprocs.pipelines.movie import writers as W
     path, vol = vol_file
-    sent = []
-    real = P._OpenCvWriter.write
-    monkeypatch.setattr(P._OpenCvWriter, "write",
-                        lambda self, f: (sent.append(f.copy()), real(self, f))[1])
+    encoded, sequence, frame_of = {}, [], {}
+    real_add, real_repeat = W.MjpegAviWriter.add, W.MjpegAviWriter.repeat
+
+    def add(self, key, data):
+        assert key not in encoded and isinstance(data, bytes)
+        encoded[key] = frame_of[id(data)][1]      # the uint8 frame these bytes encode
+        sequence.append(key)
+        return real_add(self, key, data)
+
+    def repeat(self, key):
+        sequence.append(key)
+        return real_repeat(self, key)
+    monkeypatch.setattr(W.MjpegAviWriter, "add", add)
+    monkeypatch.setattr(W.MjpegAviWriter, "repeat", repeat)
+    jpegs = []
+    real_encode = W.MjpegAviWriter.encode
+
+    def encode(self, f):
+        data = real_encode(self, f)
+        jpegs.append(1)
+        frame_of[id(data)] = (data, np.array(f))
+        return data
+    monkeypatch.setattr(W.MjpegAviWriter, "encode", encode)
     _movie([path, tmp_path, "--codec", "MJPG"])
     ref = mrc2movie_frames(vol)
-    np.testing.assert_array_equal(np.stack(sent), ref[fb_order(12)])
+    assert len(jpegs) == len(encoded) == 12                 # 22 movie frames, 12 encoded
+    np.testing.assert_array_equal(np.stack([encoded[k] for k in sequence]), ref[fb_order(12)])
 
 
 def test_gif_is_lossless(vol_file, tmp_path):
@@ -241,7 +263,8 @@ def test_writer_that_cannot_open_is_an_error_and_leaves_nothing(vol_file, tmp_pa
 def test_failing_encoder_is_an_error_and_leaves_nothing(vol_file, tmp_path, monkeypatch,
                                                         capsys):
     path, _ = vol_file
-    monkeypatch.setattr(P, "ffmpeg_exe", lambda: "/bin/false")
+    from cryoprocs.pipelines.movie import writers as W
+    monkeypatch.setattr(W, "ffmpeg_exe", lambda: "/bin/false")
     assert cli.main(["movie", path, str(tmp_path)]) == 2
     assert "ffmpeg encoder" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
@@ -335,3 +358,25 @@ def test_real_microtubule_tomogram_axis_y_gif(tmp_path):
     frames, _ = decode(str(tmp_path / "13pf_MT.gif"))
     vol = mrcfile.read(path)                       # (36, 206, 94)
     np.testing.assert_array_equal(frames, mrc2movie_frames(np.moveaxis(vol, 1, 0)))
+
+
+def test_mjpg_avi_container_and_large_movie_fallback(vol_file, tmp_path, monkeypatch):
+    """The AVI written from the JPEG frames opens with OpenCV's own MJPEG reader and ffmpeg
+    (frames, fps); a movie estimated beyond the AVI 1.0 limit goes through ffmpeg's muxer."""
+    import cv2
+    from cryoprocs.convert import avi
+    path, vol = vol_file
+    _movie([path, tmp_path / "a", "--codec", "MJPG", "--fps", "29.97"])
+    out = str(tmp_path / "a" / "syn.avi")
+    for api in (cv2.CAP_OPENCV_MJPEG, cv2.CAP_FFMPEG):
+        cap = cv2.VideoCapture(out, api)
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n == 22 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(29.97, abs=1e-3), api
+    small, _ = decode(out)
+    monkeypatch.setattr(avi, "MAX_BYTES", 10_000)
+    _movie([path, tmp_path / "b", "--codec", "MJPG", "--fps", "29.97"])
+    large, meta = decode(str(tmp_path / "b" / "syn.avi"))
+    np.testing.assert_array_equal(large, small)       # the same JPEG frames, other muxer
+    assert meta["fps"] == pytest.approx(29.97, abs=1e-2)

@@ -44,8 +44,22 @@ def test_playback_orders():
     assert K.frame_count(300) == 598 == 2 * 300 - 2
     assert K.playback_order(1).tolist() == [0] == fb_order(1)
     assert K.playback_order(2).tolist() == [0, 1] == fb_order(2)
-    with pytest.raises(K.MovieError, match="pingpong"):
-        K.playback_order(3, "pingpong")
+    with pytest.raises(K.MovieError, match="boomerang"):
+        K.playback_order(3, "boomerang")
+
+
+def test_pingpong_pause_and_cycles():
+    """mrc2movie 0.2.0's pingpong is forward-backward; pauses hold both ends, cycles repeat
+    and each cycle loops into the next."""
+    assert K.playback_order(4, "pingpong").tolist() == fb_order(4) == [0, 1, 2, 3, 2, 1]
+    assert K.playback_order(4, "pingpong", pause=2).tolist() == \
+        [0, 1, 2, 3, 3, 3, 2, 1, 0, 0]
+    assert K.playback_order(3, "forward-backward", pause=1, cycles=2).tolist() == \
+        [0, 1, 2, 2, 1, 0] * 2
+    assert K.playback_order(3, "forward", pause=2, cycles=2).tolist() == [0, 1, 2, 2, 2] * 2
+    assert K.frame_count(300, "pingpong", pause=5, cycles=3) == 3 * (598 + 10)
+    with pytest.raises(K.MovieError, match="cycles"):
+        K.playback_order(3, pause=0, cycles=0)
 
 
 def test_slab_bounds_centre_and_clip():

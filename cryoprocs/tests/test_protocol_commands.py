@@ -17,7 +17,7 @@ from cryoprocs.kernels.noisefill import NoiseFillParams
 from cryoprocs.pipelines.extract import Stack2DSettings, SubvolumeSettings
 from cryoprocs.pipelines.reconstruct import ReconstructSettings
 from cryoprocs.pipelines.masks import ImageSources, MaskRecipe
-from cryoprocs.pipelines.movie import MovieSettings
+from cryoprocs.pipelines.movie import MovieSettings, OverlaySettings
 from cryoprocs.pipelines.peaks import PickOptions
 from cryoprocs.protocols.protocol_base import chunk_ranges, cryoprocs_program, parse_memory_mb
 
@@ -81,12 +81,30 @@ def test_pick_args_round_trip(opts, nonfinite):
                   tile_grid_size=4, axis="x"),
     MovieSettings(format="png", crf=18, preset="slow"),
     MovieSettings(format="avi", fourcc="XVID"),
+    MovieSettings(format="avi", playback="pingpong", pause=5, cycles=3, upscale=4,
+                  jpeg_quality=75, binning=3),
+    MovieSettings(format="mp4", playback="forward", pause=2, cycles=2, max_width=640),
 ])
 @pytest.mark.parametrize("nonfinite", NONFINITE)
 def test_movie_args_round_trip(settings, nonfinite):
     args = _parse("movie", ["in.mrc", "out"] + movie.args_from_settings(settings, nonfinite))
     assert vars(movie.settings_from_args(args)) == vars(settings)
     assert nonfinite_policy(args) == nonfinite
+
+
+@pytest.mark.parametrize("overlay", [
+    OverlaySettings(particles="p.csv"),
+    OverlaySettings(particles="parts.star", radius=12.345678901234, radius_unit="px",
+                    box_size=33.3, style="filled", colour="yellow", flag_colour="#FF00AA",
+                    color_by="score", colormap="magma", color_range=(0.125, 0.75), ids=True,
+                    tomo_name="TS_01", max_dose=52.5, thickness=3),
+    OverlaySettings(particles="TS_01.mod", radius=150.0, radius_unit="A", style="mrc2movie",
+                    color_by="class"),
+])
+def test_movie_overlay_args_round_trip(overlay):
+    """The particle options the protocol builds parse back to the same overlay settings."""
+    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_overlay(overlay))
+    assert movie._overlay_settings(args) == overlay
 
 
 def test_hidden_protocol_options_are_not_in_help():

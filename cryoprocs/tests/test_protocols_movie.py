@@ -210,3 +210,114 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         errors = prot.validate()
         self.assertTrue(any("Slab averaging (5 slices)" in e for e in errors), errors)
         self.assertTrue(any("must be Z (got X)" in e for e in errors), errors)
+
+
+class TestExportMovieParticles(CryoprocsBaseTest):
+    """ExportMovie with coordinates: real HIV particle positions on the real tomogram, and
+    projected into a tilt series simulated from it (the coordinate checker)."""
+    STRIDE = 40
+
+    @classmethod
+    def setUpClass(cls):
+        from tomo.protocols import ProtImportCoordinates3D
+        setupTestProject(cls)
+        tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
+        csv = shared_data("real", "hiv_vlp", "hiv_particles_voxel40A.csv")
+        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
+                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
+        cls.launchProtocol(imp)
+        cls.tomos = imp.Tomograms
+        import pandas as pd
+        cls.pos = pd.read_csv(csv)[["x", "y", "z"]].to_numpy()[::cls.STRIDE]
+        folder = os.path.join(cls.getOutputPath(), "coords")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
+            for p in cls.pos:
+                fh.write("%.3f %.3f %.3f\n" % tuple(p))
+        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
+                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=8)
+        prot.importFrom.set(prot._getImportChoices().index("txt"))
+        cls.launchProtocol(prot)
+        cls.coords = prot.outputCoordinates
+
+    def _ring_centres(self, frame, pts, radius, drawn=None):
+        """Chroma-weighted centres of the rings around points ``pts`` (x, y) that are 3 radii
+        away from every other circle of the frame (``drawn``, default ``pts``)."""
+        f = frame.astype(np.float64)
+        chroma = f.max(axis=2) - f.min(axis=2)
+        yy, xx = np.nonzero(chroma > 0)
+        drawn = pts if drawn is None else drawn
+        out = []
+        for x, y in pts:
+            d = np.hypot(*(drawn - (x, y)).T)
+            if np.sort(d)[1:2].min(initial=np.inf) < 3 * radius:
+                continue
+            near = np.hypot(xx - x, yy - y) < radius + 2
+            w = chroma[yy[near], xx[near]]
+            out.append(((w * xx[near]).sum() / w.sum() - x, (w * yy[near]).sum() / w.sum() - y))
+        return np.array(out)
+
+    def test_real_particles_on_the_tomogram(self):
+        prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=self.tomos,
+                                inputCoordinates=self.coords, particleRadius=160.0,
+                                outputFormat=C.MOVIE_FORMAT_PNG, pause=2, cycles=2)
+        self.launchProtocol(prot)
+        frames, _ = read_pngs(os.path.join(self.proj.getPath(), prot._getExtraPath(
+            "hiv_ts01_tomo_40A_frames")))
+        self.assertEqual(frames.shape, (101, 135, 135, 3))
+        summary = " ".join(prot.summary())
+        self.assertIn("%d of %d particles drawn (radius 4 px)" % (len(self.pos), len(self.pos)),
+                      summary)
+        # circles centred on the real positions (through Scipion's coordinates) in the
+        # slice through each particle
+        offsets = []
+        for z in range(101):
+            sel = np.abs(self.pos[:, 2] - z) < 0.5
+            cut = np.abs(self.pos[:, 2] - z) < 4.0
+            if sel.any():
+                offsets.append(self._ring_centres(frames[z], self.pos[sel, :2], 4.0,
+                                                  self.pos[cut, :2]))
+        offsets = np.concatenate([o for o in offsets if len(o)])
+        self.assertGreater(len(offsets), 20)
+        self.assertLess(np.abs(offsets).max(), 0.6)
+        import cv2
+        preview = cv2.imread(prot.getPreviewFile(), cv2.IMREAD_UNCHANGED)
+        self.assertEqual(preview.ndim, 3)                 # the overlay is in the preview
+        self.assertTrue((preview[..., 1].astype(int) - preview[..., 0] > 100).any())
+
+    def test_projected_particles_on_the_simulated_tilt_series(self):
+        from cryoprocs.convert import relion5 as R5
+        from cryoprocs.kernels import relion_geometry as G
+        from cryoprocs.protocols import ProtCryoprocsSimulateTiltSeries
+        sim = self.newProtocol(ProtCryoprocsSimulateTiltSeries, inputTomograms=self.tomos,
+                               tiltStep=15.0, noise=0.5)
+        self.launchProtocol(sim)
+        prot = self.newProtocol(ProtCryoprocsExportMovie,
+                                inputData=getattr(sim, C.OUTPUT_TILT_SERIES),
+                                inputCoordinates=self.coords, particleRadius=120.0,
+                                overlayMaxDose=10.0, outputFormat=C.MOVIE_FORMAT_PNG,
+                                labelFrames=True)
+        self.launchProtocol(prot)
+        frames, _ = read_pngs(os.path.join(self.proj.getPath(), prot._getExtraPath(
+            "hiv_ts01_tomo_40A_frames")))
+        self.assertEqual(frames.shape, (9, 135, 135, 3))  # -60..60 in 15 deg steps
+        # the projection of the simulation (the tomogram voxel p goes to P p)
+        star = os.path.join(self.proj.getPath(), sim._getExtraPath("simulated",
+                                                                   "tomograms.star"))
+        ts = R5.load_tilt_series(R5.read_tomograms(star).iloc[0],
+                                 self.proj.getPath())
+        q = G.project(ts.matrices, self.pos)
+        order = np.argsort(ts.table["rlnTomoYTilt"].to_numpy())
+        offsets = [self._ring_centres(frames[i], q[f, :, :2], 3.0) for i, f in enumerate(order)]
+        offsets = np.concatenate([o for o in offsets if len(o)])
+        self.assertGreater(len(offsets), 4)
+        self.assertLess(np.abs(offsets).max(), 0.6)
+        summary = " ".join(prot.summary())
+        self.assertIn("%d particles projected into every tilt image" % len(self.pos), summary)
+        self.assertIn("pre-exposure above 10 e/Å²", summary)
+        # dose-symmetric, 3 e/A^2 per tilt: 0, +15, -15 and -30 deg have a pre-exposure
+        # <= 10, the other 5 frames are flagged (red circles)
+        red = (frames[..., 2].astype(int) - frames[..., 1] > 100).reshape(9, -1).any(1)
+        green = (frames[..., 1].astype(int) - frames[..., 2] > 100).reshape(9, -1).any(1)
+        self.assertEqual((red.sum(), green.sum()), (5, 4))
+        self.assertIn("540 particle-frames usable, 675 flagged", summary)

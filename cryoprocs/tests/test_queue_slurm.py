@@ -158,7 +158,10 @@ def _new(proj, name, inputs, mode, hold=""):
                                 inputTiltSeries=inputs["tilt_series"],
                                 inputCtfTomoSeries=inputs["ctf"], boxSize=20)
     else:
+        # with the particles drawn: their files are written by the protocol, the drawing
+        # is done by each item's command (job)
         prot = proj.newProtocol(P.ProtCryoprocsExportMovie, inputData=inputs["tomograms"],
+                                inputCoordinates=inputs["coordinates"], particleRadius=60.0,
                                 labelFrames=True, scaleBar=True)
     prot.numberOfThreads.set(THREADS)
     prot.setObjLabel("%s (%s)" % (name, mode))
@@ -266,6 +269,11 @@ def test_queued_outputs_equal_local_outputs(runs, name):
     for mode in ("whole", "items"):
         _assert_equal(_outputs(proj, name, runs["runs"][(name, mode)]), local,
                       "%s (%s vs local)" % (name, mode))
+    if name == "movie":                   # every item's command drew its particles
+        for mode in MODES:
+            infos = runs["runs"][(name, mode)]._readInfos()
+            assert len(infos) == N_ITEMS and all(
+                i["particles"]["drawn"] > 0 for i in infos), (mode, infos)
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)

@@ -1,14 +1,18 @@
 """Data safety of the movie export (:mod:`cryoprocs.pipelines.movie`), in small functions the
-sources, writers and :func:`~cryoprocs.pipelines.movie.export_movie` call:
+sources (:mod:`.sources`), writers (:mod:`.writers`) and
+:func:`~cryoprocs.pipelines.movie.export_movie` (:mod:`.export`) call:
 
 * :func:`source_guard`: NaN / infinite voxels of a source file are an error naming the
   file, their count and the first ``[z, y, x]``, or are replaced by the file's finite mean;
 * :func:`writer_temp` / :func:`writer_temp_dir`: the unique temporary name a writer encodes
   to (same folder, same extension: OpenCV picks the container from it), removed on failure
-  or interruption; :func:`track_encoder` / :func:`untrack_encoder`: an ffmpeg child killed
-  when the run is interrupted;
-* :func:`disk_full_error`, :func:`riff_complete`, :func:`write_png_frame`: write errors the
-  encoders do not report (OpenCV) or report without the file, as one line naming it;
+  or interruption (a side file such as a GIF palette likewise, with its own extension);
+  :func:`track_encoder` / :func:`untrack_encoder`: an ffmpeg child killed when the run is
+  interrupted;
+* :func:`disk_full_error`, :func:`riff_complete`, :func:`write_png_frame`,
+  :func:`named_os_error`: write errors the encoders do not report (OpenCV), report without
+  the file (ffmpeg, a write to an unnamed cache file) or report as a truncated file, as one
+  line naming the movie;
 * :func:`claim_movie_outputs`: this run's claim on the movie (and its PNG frames folder),
   before any frame is rendered; :func:`commit_movie_outputs`: the temporaries renamed
   together, the movie last.
@@ -19,12 +23,12 @@ import errno
 import os
 import struct
 
-from ..convert import outputs as O
-from ..convert.finite import FiniteGuard
+from ...convert import outputs as O
+from ...convert.finite import FiniteGuard
 
 __all__ = ["source_guard", "writer_temp", "writer_temp_dir", "discard", "track_encoder",
-           "untrack_encoder", "disk_full_error", "riff_complete", "write_png_frame",
-           "claim_movie_outputs", "commit_movie_outputs"]
+           "untrack_encoder", "disk_full_error", "named_os_error", "riff_complete",
+           "write_png_frame", "claim_movie_outputs", "commit_movie_outputs"]
 
 
 def source_guard(path, data, nonfinite="error"):
@@ -36,10 +40,11 @@ def source_guard(path, data, nonfinite="error"):
     return FiniteGuard(path, data if data.ndim == 3 else data[None], nonfinite)
 
 
-def writer_temp(path):
+def writer_temp(path, ext=None):
     """A unique temporary file for the movie ``path`` (``.NAME.<pid>.<random>.partial.EXT``
-    in its folder, created empty and registered for removal on interruption)."""
-    return O.temp_path(path, os.path.splitext(path)[1])
+    in its folder, created empty and registered for removal on interruption); ``ext``: the
+    extension of a side file (e.g. ``.png`` for a GIF palette), default the movie's."""
+    return O.temp_path(path, os.path.splitext(path)[1] if ext is None else ext)
 
 
 def writer_temp_dir(folder):
@@ -71,6 +76,14 @@ def disk_full_error(path):
     if st.f_bavail * st.f_frsize < 64 * 1024:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
     return None
+
+
+def named_os_error(exc, path):
+    """``exc`` (an ``OSError`` from writing the movie ``path`` or one of its temporaries or
+    caches) as an ``OSError`` naming ``path``: one line "path: reason" (exit status 2)."""
+    if exc.errno is None:
+        return OSError(errno.EIO, str(exc), path)
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path)
 
 
 def riff_complete(path):
