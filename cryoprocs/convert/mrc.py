@@ -195,7 +195,11 @@ def is_complete_mrc(path, shape=None, modes=None):
     """True when ``path`` is a complete MRC file (:func:`mrc_info` validates its header
     against its size) of ``shape`` (numpy order) and, when given, one of the MRC ``modes``:
     what a resumed run checks before it reuses an output (a truncated file, or a few bytes
-    of text under its name, is redone)."""
+    of text under its name, is redone). An expected ``shape`` of 0 sections (the stack of a
+    particle visible in no tilt image, which extraction with a minimum of 0 frames writes)
+    is a header alone, with nz = 0 and the expected nx, ny and mode."""
+    if shape is not None and int(shape[0]) == 0:
+        return _is_empty_stack(path, shape, modes)
     try:
         info = mrc_info(path)
     except (MrcFormatError, OSError):
@@ -203,6 +207,18 @@ def is_complete_mrc(path, shape=None, modes=None):
     if shape is not None and tuple(info.shape) != tuple(shape):
         return False
     return modes is None or int(mrcfile.utils.mode_from_dtype(info.dtype)) in modes
+
+
+def _is_empty_stack(path, shape, modes=None):
+    """:func:`is_complete_mrc` of an output of 0 sections (``shape`` = (0, ny, nx))."""
+    try:
+        size = os.path.getsize(path)
+        h, _ = _read_header_only(path)
+    except Exception:
+        return False
+    return (int(h.nz) == 0 and (int(h.ny), int(h.nx)) == tuple(int(v) for v in shape[1:])
+            and int(h.nsymbt) >= 0 and size == 1024 + int(h.nsymbt)
+            and (modes is None or int(h.mode) in modes))
 
 
 def check_same_grid(path, info, other_path, other_info, what="mask", tol=0.01):
