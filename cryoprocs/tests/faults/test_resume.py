@@ -116,3 +116,27 @@ def test_reconstruct_intermediates_never_replace_foreign_maps(project, capsys):
     after = tree(base)
     for name in ("data_merged.mrc", "weight_half1.mrc"):
         assert after["relion_job/" + name] == before["relion_job/" + name]
+
+
+def test_empty_stack_is_complete_only_as_written(tmp_path):
+    """The stack of a particle visible in no tilt image (--min-frames 0) has 0 sections: a
+    resumed run reuses it as extraction writes it (header alone, nz = 0, the box size and
+    mode), and redoes one of another box size or mode, with data after the header, or
+    replaced by text."""
+    import numpy as np
+
+    from cryoprocs.convert.mrc import is_complete_mrc
+    from cryoprocs.pipelines.extract import write_stack
+    path = str(tmp_path / "1_stack2d.mrcs")
+    write_stack(path, np.zeros((0, 16, 16), np.float32), 10.0)
+    assert os.path.getsize(path) == 1024
+    assert is_complete_mrc(path, (0, 16, 16), (2,))
+    assert not is_complete_mrc(path, (0, 16, 18), (2,))
+    assert not is_complete_mrc(path, (0, 16, 16), (12,))
+    assert not is_complete_mrc(path, (1, 16, 16), (2,))
+    with open(path, "ab") as fh:
+        fh.write(b"\0" * 16)
+    assert not is_complete_mrc(path, (0, 16, 16), (2,))
+    with open(path, "wb") as fh:
+        fh.write(b"garbage!")
+    assert not is_complete_mrc(path, (0, 16, 16), (2,))
