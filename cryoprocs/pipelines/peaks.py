@@ -19,7 +19,7 @@ from ..convert import motl as M
 from ..convert.em import mmap_em
 from ..convert.images import image_info, is_image_store, open_image
 from ..convert.mrc import (FiniteGuard, MrcFormatError, atomic_output, check_same_grid,
-                           finish_mrc, mmap_mrc, new_mrc)
+                           finish_mrc, mmap_mrc, mrc_info, new_mrc)
 from ..convert.npz import write_npz
 from ..kernels import peaks as K
 from ..kernels.pages import release_pages
@@ -111,11 +111,17 @@ def volume_max(path, slab_bytes=64 * 2 ** 20):
     ``slab_bytes``, stopping at the first slab holding a value > 0 (a mask's check: only
     an all-zero volume is read whole, page by page).
 
+    The header's statistics are trusted only once the header matches the file
+    (:func:`~cryoprocs.convert.mrc.mrc_info`: size, mode, dimensions).
+
     Raises
     ------
     ValueError
-        (:class:`MrcFormatError`) missing or unreadable file, or not a 3D volume.
+        (:class:`MrcFormatError`) missing or unreadable file, a header that does not match
+        the file, or not a 3D volume.
     """
+    if not (str(path).lower().endswith(EM_EXTENSIONS) or is_image_store(path)):
+        mrc_info(path)
     rng = header_value_range(path)
     if rng is not None:
         return float(rng[1])

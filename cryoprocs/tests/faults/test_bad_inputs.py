@@ -325,3 +325,16 @@ def test_disk_full(work, cmd):
     else:
         assert left == []
     assert tree(work) == before
+
+
+@pytest.mark.parametrize("kind", ["truncated", "few-sections", "mode-6", "negative-nz"])
+def test_volume_max_checks_the_header(work, kind):
+    """ScoresPeakPicking's all-zero mask check (pipelines.peaks.volume_max) trusts the header's
+    maximum only once the header matches the file."""
+    from cryoprocs.convert.mrc import MrcFormatError
+    from cryoprocs.pipelines.peaks import volume_max
+    path = work / "mask.mrc"
+    assert volume_max(str(path)) == 1.0
+    _bad_file(kind, path)
+    with pytest.raises(MrcFormatError, match=str(path)):
+        volume_max(str(path))
