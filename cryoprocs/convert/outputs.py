@@ -39,7 +39,7 @@ import threading
 __all__ = ["OutputInUseError", "claim", "release", "run_scope", "temp_path", "temp_dir",
            "remove_dead_temps",
            "discard_temp", "commit_temp", "commit_group", "final_name",
-           "register_child", "unregister_child", "install_signal_handlers",
+           "register_child", "unregister_child", "start_child", "install_signal_handlers",
            "restore_signal_handlers", "describe_os_error", "makedirs"]
 
 #: a temporary made by :func:`temp_path`: ``.NAME.<pid>.<8 hex>.partial[.ext]``
@@ -490,6 +490,17 @@ def register_child(proc):
 def unregister_child(proc):
     with _REG.lock:
         _REG.children.discard(proc)
+
+
+def start_child(*args, **kwargs):
+    """``subprocess.Popen(*args, **kwargs)`` registered as a child to kill on interruption
+    (:func:`register_child`); a signal that arrives while the child starts is handled once
+    it is registered, so no child outlives an interrupted run."""
+    import subprocess
+    with _deferred_signals():
+        proc = subprocess.Popen(*args, **kwargs)
+        register_child(proc)
+    return proc
 
 
 # ----------------------------------------------------------------------------- cleanup

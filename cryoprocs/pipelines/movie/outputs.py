@@ -7,8 +7,8 @@ sources (:mod:`.sources`), writers (:mod:`.writers`) and
 * :func:`writer_temp` / :func:`writer_temp_dir`: the unique temporary name a writer encodes
   to (same folder, same extension: OpenCV picks the container from it), removed on failure
   or interruption (a side file such as a GIF palette likewise, with its own extension);
-  :func:`track_encoder` / :func:`untrack_encoder`: an ffmpeg child killed when the run is
-  interrupted;
+  :func:`start_encoder` / :func:`track_encoder` / :func:`untrack_encoder`: an ffmpeg child
+  killed when the run is interrupted;
 * :func:`disk_full_error`, :func:`riff_complete`, :func:`write_png_frame`,
   :func:`named_os_error`: write errors the encoders do not report (OpenCV), report without
   the file (ffmpeg, a write to an unnamed cache file) or report as a truncated file, as one
@@ -26,9 +26,9 @@ import struct
 from ...convert import outputs as O
 from ...convert.finite import FiniteGuard
 
-__all__ = ["source_guard", "writer_temp", "writer_temp_dir", "discard", "track_encoder",
-           "untrack_encoder", "disk_full_error", "named_os_error", "riff_complete",
-           "write_png_frame", "claim_movie_outputs", "commit_movie_outputs"]
+__all__ = ["source_guard", "writer_temp", "writer_temp_dir", "discard", "start_encoder",
+           "track_encoder", "untrack_encoder", "disk_full_error", "named_os_error",
+           "riff_complete", "write_png_frame", "claim_movie_outputs", "commit_movie_outputs"]
 
 
 def source_guard(path, data, nonfinite="error"):
@@ -60,6 +60,13 @@ def discard(tmp):
 def track_encoder(proc):
     """An encoder child process (ffmpeg) killed when the run is interrupted."""
     O.register_child(proc)
+
+
+def start_encoder(cmd, **popen_kwargs):
+    """Start an encoder (``subprocess.Popen(cmd, ...)``) tracked from the moment it exists
+    (:func:`~cryoprocs.convert.outputs.start_child`: an interruption while it starts kills
+    it too)."""
+    return O.start_child(cmd, **popen_kwargs)
 
 
 def untrack_encoder(proc):

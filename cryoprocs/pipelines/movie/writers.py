@@ -19,7 +19,7 @@ Every output is written under a unique temporary name in its folder (``self.tmp`
 (:func:`.outputs.commit_movie_outputs`). A writer that cannot be opened, or an encoder that
 fails, raises :class:`~cryoprocs.kernels.movie.MovieError` (a full disk or another write
 error: an ``OSError`` naming the movie) and leaves no file; an ffmpeg child is killed when
-the run is interrupted (:func:`.outputs.track_encoder`).
+the run is interrupted (:func:`.outputs.start_encoder`).
 """
 import contextlib
 import os
@@ -177,13 +177,12 @@ class _FfmpegProcess:
     def __init__(self, cmd, path):
         self.cmd, self.path = cmd, path
         self._err = tempfile.TemporaryFile()
-        try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=self._err)
+        try:                                     # killed if the run is interrupted
+            self.proc = MO.start_encoder(cmd, stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=self._err)
         except OSError as exc:
             self._err.close()
             raise MovieError("cannot start the ffmpeg encoder %s: %s" % (cmd[0], exc))
-        MO.track_encoder(self.proc)              # killed if the run is interrupted
         _grow_pipe(self.proc.stdin)
 
     def stderr(self):
@@ -332,18 +331,20 @@ class FfmpegWriter(_Writer):
     def __init__(self, path, width, height, fps, fmt, crf=23, preset="veryfast", threads=0,
                  colour=False, palette=None, cache=None):
         super().__init__(cache)
+        # found (imageio-ffmpeg runs "ffmpeg -version" once) before any file is created
+        exe = ffmpeg_exe()
         self.path, self.tmp = path, MO.writer_temp(path)
         self.size = (int(width), int(height))
         self._palette_file = None
         try:
-            self._start(fps, fmt, crf, preset, threads, colour, palette)
+            self._start(exe, fps, fmt, crf, preset, threads, colour, palette)
         except BaseException:
             self._remove_palette()
             MO.discard(self.tmp)
             raise
 
-    def _start(self, fps, fmt, crf, preset, threads, colour, palette):
-        cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
+    def _start(self, exe, fps, fmt, crf, preset, threads, colour, palette):
+        cmd = [exe, "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
                "-f", "rawvideo", "-pix_fmt", "bgr24" if colour else "gray",
                "-s", "%dx%d" % self.size, "-r", _fps_arg(fps), "-i", "-"]
         if fmt == "mp4":

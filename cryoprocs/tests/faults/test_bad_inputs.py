@@ -25,6 +25,7 @@ def work(tmp_path):
     (w / "alist.csv").write_text("0,0,0\n10,20,30\n")
     (w / "ts.tlt").write_text("\n".join(str(a) for a in range(-30, 30, 4)) + "\n")
     D.write_volume(w / "ts.mrcs", D.tomogram((15, 40, 40), seed=3), stack=True)
+    (w / "parts.csv").write_text("x,y,z,score\n10,12,8,0.5\n25,30,4,0.9\n")
     return w
 
 
@@ -63,6 +64,15 @@ COMMANDS = {
                               "--tilt_angles", w / "ts.tlt"],
                    {"input": lambda w: w / "ts.mrcs"},
                    lambda w: w / "movies" / "ts.avi", None),
+    # movies encoded by ffmpeg (a child process): H.264 (frames cached for the backward
+    # pass) and a colour GIF (a palette file next to the movie)
+    "movie-h264": (lambda w: ["movie", w / "vol.mrc", w / "movies", "--codec", "h264"],
+                   {"input": lambda w: w / "vol.mrc"},
+                   lambda w: w / "movies" / "vol.mp4", None),
+    "movie-gif-particles": (lambda w: ["movie", w / "vol.mrc", w / "movies", "--codec", "gif",
+                                       "--particles", w / "parts.csv", "--color-by", "score"],
+                            {"input": lambda w: w / "vol.mrc"},
+                            lambda w: w / "movies" / "vol.gif", None),
     "extract": (lambda w: ["extract", "--particles", w / "proj" / "particles.star",
                            "--tomograms", w / "proj" / "tomograms.star", "--box-size", "16",
                            "--output-dir", w / "out", "--project-dir", w / "proj"],
@@ -270,7 +280,8 @@ def test_bad_text_inputs(work, capsys, cmd):
 
 
 # ----------------------------------------------------------------------------- mounts
-MOUNT_COMMANDS = ["mask", "noise-fill", "pick", "movie", "extract", "reconstruct"]
+MOUNT_COMMANDS = ["mask", "noise-fill", "pick", "movie", "extract", "reconstruct",
+                  "movie-h264", "movie-gif-particles"]
 
 
 def _argv_into(cmd, w, folder):

@@ -1,6 +1,7 @@
 """SIGKILL and SIGTERM at several moments of extract, reconstruct, noise-fill and movie, then
 a rerun without --overwrite: it completes and its outputs equal an uninterrupted run's.
 SIGTERM (what SLURM and PBS send on time-out and scancel) and SIGHUP leave no temporary."""
+import contextlib
 import json
 import os
 import signal
@@ -189,3 +190,76 @@ def test_movie(volumes, capsys, sig, when):
         prefix = slowed("cryoprocs.convert.outputs:commit_temp", 0.5)
         moment = lambda: (out / "vol_frames").exists() and not (out / "vol.avi").exists()  # noqa
     _interrupted_then_rerun(capsys, argv, prefix, moment, sig, ref, out, base)
+
+
+def _group_members(pgid):
+    """Running processes (zombies left out: an orphan's exit status is for init to collect)
+    of the process group ``pgid``, from /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(name))
+    return found
+
+
+def _group_gone(pgid, timeout=0.0):
+    """True when no running process of the process group ``pgid`` is left (e.g. an ffmpeg
+    child) now, or within ``timeout`` s; what is left then is killed."""
+    import time
+    t0 = time.time()
+    while _group_members(pgid):
+        if time.time() - t0 >= timeout:
+            for pid in _group_members(pgid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("sig, kind", [(TERM, "h264"), (HUP, "h264"), (KILL, "h264"),
+                                       (TERM, "gif-particles")])
+def test_movie_ffmpeg(volumes, capsys, sig, kind):
+    """An H.264 movie (frames fed to ffmpeg, repeats from the frame cache) and a colour GIF
+    with particles drawn (ffmpeg with a palette file): SIGTERM / SIGHUP kill the ffmpeg child
+    and remove its temporaries (movie and palette); after any interruption a rerun without
+    --overwrite gives the uninterrupted movie."""
+    base = volumes
+    parts = base / "parts.csv"
+    parts.write_text("x,y,z,score\n20,30,12,0.5\n40,12,5,0.9\n")
+    codec = ["--codec", "h264"] if kind == "h264" else \
+        ["--codec", "gif", "--particles", parts, "--color-by", "score"]
+    ext = ".mp4" if kind == "h264" else ".gif"
+
+    def argv(out):
+        return ["movie", base / "vol.mrc", out] + codec
+    ref = base / ("movie_ref_%s" % kind)
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("movie_%s_%s" % (signal.Signals(sig).name, kind))
+    prefix = slowed("cryoprocs.kernels.movie:render_frame", 0.03)
+    proc = start(argv(out), prefix=prefix)
+    # the moment: the movie's temporary exists (ffmpeg is being started or runs)
+    wait_for(lambda: out.exists() and any(f.startswith(".vol%s." % ext) and ".partial" in f
+                                          for f in os.listdir(out)), proc)
+    rc, err = interrupt(proc, sig)
+    assert rc == expected_status(sig), err
+    # SIGTERM / SIGHUP: killed and reaped by the run before it exits (none left the moment
+    # it is gone); SIGKILL: the orphan ends by itself when its input pipe closes
+    assert _group_gone(proc.pid, 10.0 if sig == KILL else 0.0), \
+        "the ffmpeg child outlived the interrupted run"
+    if sig != KILL:
+        assert "Traceback" not in err
+        assert temporaries(base) == [], temporaries(base)
+    rc, _, err = run_cli(argv(out), capsys)
+    assert rc == 0, err
+    assert temporaries(base) == []
+    same_results(out, ref)
+
