@@ -14,6 +14,7 @@ examples:
       --inner-radius 20 --outer-radius 30 --save-mask solvent_mask.mrc
 """
 import argparse
+import contextlib
 
 from . import add_nonfinite_argument, nonfinite_args, nonfinite_policy
 
@@ -67,16 +68,22 @@ def add_arguments(p):
 
 
 def run(args):
+    from ..convert import outputs as O
     from ..pipelines.masks import mask_file
 
     recipe = recipe_from_args(args)
-    if args.save_mask:
-        _save_mask(args, recipe)
-    if args.sources:
-        warnings = _mask_sources(args, recipe)
-    else:
-        warnings = mask_file(args.input, args.output, recipe, threads=max(1, args.threads),
-                             overwrite=args.overwrite, nonfinite=nonfinite_policy(args))
+    save = _check_save_mask(args) if args.save_mask else None
+    # --save-mask: the mask is written first and belongs to the output's group: a run that
+    # does not finish leaves neither
+    with O.provisional(args.output, [args.save_mask]) if save else _nothing():
+        if save:
+            _save_mask(args, recipe, *save)
+        if args.sources:
+            warnings = _mask_sources(args, recipe)
+        else:
+            warnings = mask_file(args.input, args.output, recipe,
+                                 threads=max(1, args.threads), overwrite=args.overwrite,
+                                 nonfinite=nonfinite_policy(args))
     for w in warnings:
         print("warning: %s" % w)
     print("wrote %s" % args.output)
@@ -106,15 +113,22 @@ def recipe_from_args(args):
                       nonfinite=nonfinite_policy(args))
 
 
-def _save_mask(args, recipe):
-    """--save-mask: the mask of one item of the input (first item of --range with
-    --sources), written before the masked output."""
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _check_save_mask(args):
+    """--save-mask: the paths of both outputs checked against every input (the images a
+    --sources list names included) and against each other, and both claimed, before
+    anything is written. Returns ``(item shape, voxel size)`` of the mask."""
     from ..convert.paths import check_io
-    from ..pipelines.masks import ImageSources, save_mask, source_item_shape
-    check_io(inputs=[("input", args.input), ("mask file", args.mask_file)],
-             outputs=[("mask output", args.save_mask)], overwrite=args.overwrite)
+    from ..pipelines.masks import ImageSources, source_item_shape
+    inputs = [("input", args.input), ("mask file", args.mask_file)]
+    check_io(inputs=inputs, claim=False)
     if args.sources:
         sources, _, voxel_size = ImageSources.load(args.input)
+        inputs += [("image file", p) for p in sources.paths]
         shape = source_item_shape(sources, args.range[0] if args.range else 0)
     else:
         from ..convert.mrc import mrc_info
@@ -122,6 +136,14 @@ def _save_mask(args, recipe):
         nz, ny, nx = info.shape
         shape = (ny, nx) if info.is_stack or nz == 1 else (nz, ny, nx)
         voxel_size = info.voxel_size
+    check_io(inputs=inputs, outputs=[("output", args.output), ("--save-mask", args.save_mask)],
+             overwrite=args.overwrite)
+    return shape, voxel_size
+
+
+def _save_mask(args, recipe, shape, voxel_size):
+    """The mask of one item of the input (first item of --range with --sources)."""
+    from ..pipelines.masks import save_mask
     save_mask(recipe, shape, args.save_mask, voxel_size=voxel_size, overwrite=args.overwrite)
     print("wrote %s" % args.save_mask)
 

@@ -38,7 +38,7 @@ import threading
 
 __all__ = ["OutputInUseError", "claim", "release", "run_scope", "temp_path", "temp_dir",
            "remove_dead_temps",
-           "discard_temp", "commit_temp", "commit_group", "final_name",
+           "discard_temp", "commit_temp", "commit_group", "provisional", "final_name",
            "register_child", "unregister_child", "start_child", "install_signal_handlers",
            "restore_signal_handlers", "describe_os_error", "makedirs"]
 
@@ -474,6 +474,35 @@ def commit_group(pairs):
             _remove_path(final)
         for tmp, _ in pairs:
             discard_temp(tmp)
+        raise
+    finally:
+        with _REG.lock:
+            _REG.groups.remove(done)
+
+
+@contextlib.contextmanager
+def provisional(main, finals):
+    """Side outputs ``finals`` that a run writes (each atomically) *before* its claimed main
+    output ``main``, inside the block that writes ``main``: they count as part of ``main``'s
+    group until the block succeeds. They are recorded in ``main``'s lock file first, so
+    that if the block raises they are removed, if the process is interrupted
+    (:func:`cleanup`) likewise, and if it is killed the next claim of ``main`` removes them
+    (:func:`claim`): a run that does not finish leaves none of them, and its rerun needs no
+    ``--overwrite``."""
+    finals = [os.path.abspath(str(f)) for f in finals if f]
+    c = claimed(main)
+    done = list(finals)         # an interruption meanwhile removes these (cleanup)
+    with _REG.lock:
+        _REG.groups.append(done)
+    try:
+        if c is not None:
+            c.journal(finals)
+        yield
+        if c is not None:
+            c.journal(None)
+    except BaseException:
+        for final in finals:
+            _remove_path(final)
         raise
     finally:
         with _REG.lock:

@@ -21,7 +21,7 @@ from .. import constants as C
 from ..commands.mask import args_from_recipe
 from ..constants import SAMPLING_TOLERANCE
 from ..convert import relion5_scipion as RS
-from ..convert.mrc import mrc_info
+from ..convert.mrc import is_complete_mrc, mrc_info
 from ..kernels import masks as K
 from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, chunk_ranges
@@ -582,8 +582,8 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
             return 'unreadable %s (%s)' % (path, exc)
         if shape[1:] != inShape[1:] or shape[0] > inShape[0]:
             return '%s is %s (z, y, x), its input %s' % (path, shape, inShape)
-        if k == 0 and self.saveMask.get() and not os.path.exists(self._maskFile()):
-            return 'missing mask %s' % self._maskFile()
+        if k == 0 and self.saveMask.get() and not is_complete_mrc(self._maskFile()):
+            return 'missing or incomplete mask %s' % self._maskFile()
         return None
 
     def maskVolumeStep(self, k, objId, nSteps):

@@ -73,6 +73,12 @@ COMMANDS = {
                                        "--particles", w / "parts.csv", "--color-by", "score"],
                             {"input": lambda w: w / "vol.mrc"},
                             lambda w: w / "movies" / "vol.gif", None),
+    # mask --save-mask: the mask is written first; a failed run leaves neither file
+    "mask-save-mask": (lambda w: ["mask", "--input", w / "vol.mrc", "--output", w / "out.mrc",
+                                  "--mask-file", w / "mask.mrc", "--save-mask",
+                                  w / "saved_mask.mrc"],
+                       {"input": lambda w: w / "vol.mrc", "mask": lambda w: w / "mask.mrc"},
+                       lambda w: w / "out.mrc", "mask"),
     "extract": (lambda w: ["extract", "--particles", w / "proj" / "particles.star",
                            "--tomograms", w / "proj" / "tomograms.star", "--box-size", "16",
                            "--output-dir", w / "out", "--project-dir", w / "proj"],
@@ -281,7 +287,7 @@ def test_bad_text_inputs(work, capsys, cmd):
 
 # ----------------------------------------------------------------------------- mounts
 MOUNT_COMMANDS = ["mask", "noise-fill", "pick", "movie", "extract", "reconstruct",
-                  "movie-h264", "movie-gif-particles"]
+                  "movie-h264", "movie-gif-particles", "mask-save-mask"]
 
 
 def _argv_into(cmd, w, folder):
@@ -294,6 +300,9 @@ def _argv_into(cmd, w, folder):
             argv[argv.index(str(w / "movies"))] = str(folder)
         else:
             argv[argv.index(old)] = os.path.join(str(folder), os.path.basename(old))
+        side = str(w / "saved_mask.mrc")            # --save-mask goes there too
+        if side in argv:
+            argv[argv.index(side)] = os.path.join(str(folder), "saved_mask.mrc")
     else:
         argv[argv.index(str(w / "out"))] = os.path.join(str(folder), "out")
     return argv
@@ -349,3 +358,50 @@ def test_volume_max_checks_the_header(work, kind):
     _bad_file(kind, path)
     with pytest.raises(MrcFormatError, match=str(path)):
         volume_max(str(path))
+
+
+# ----------------------------------------------------------------------------- mask --save-mask
+@pytest.mark.parametrize("how", ["exists", "same-path", "hard-link", "symlink", "the-output",
+                                 "the-mask-file"])
+def test_save_mask_path(work, capsys, how):
+    """mask --save-mask: an existing file without --overwrite, or a path that is an input
+    (itself, a hard or symbolic link to it) or the masked output: refused before anything is
+    written, inputs unchanged."""
+    argv = [str(a) for a in COMMANDS["mask"][0](work)]
+    overwrite = ["--overwrite"]
+    if how == "exists":
+        target = str(work / "saved_mask.mrc")
+        shutil.copy(work / "mask.mrc", target)
+        overwrite, needle = [], "exists"
+    elif how == "same-path":
+        target, needle = str(work / "vol.mrc"), "same file"
+    elif how in ("hard-link", "symlink"):
+        target = str(work / "link.mrc")
+        (os.link if how == "hard-link" else os.symlink)(str(work / "vol.mrc"), target)
+        needle = "same file"
+    elif how == "the-output":
+        target, needle = str(work / "out.mrc"), "same file"
+    else:
+        target, needle = str(work / "mask.mrc"), "same file"
+    before = tree(work)
+    rc, _, err = run_cli(argv + ["--save-mask", target] + overwrite, capsys)
+    _check_failure(rc, err, needle, before, work)
+
+
+def test_save_mask_is_one_group_with_the_output(work, capsys):
+    """The saved mask and the masked output: both written by a run that succeeds; a run that
+    fails after the mask was written (here: the masked output exists) leaves nothing, and
+    --overwrite replaces both."""
+    argv = [str(a) for a in COMMANDS["mask-save-mask"][0](work)]
+    rc, _, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    mask = mrcfile.read(str(work / "saved_mask.mrc"))
+    assert np.array_equal(mask, mrcfile.read(str(work / "mask.mrc")))
+    os.remove(work / "saved_mask.mrc")
+    before = tree(work)
+    rc, _, err = run_cli(argv, capsys)          # out.mrc exists, no --overwrite
+    _check_failure(rc, err, "out.mrc exists", before, work)
+    rc, _, err = run_cli(argv + ["--overwrite"], capsys)
+    assert rc == 0, err
+    assert (work / "saved_mask.mrc").exists()
+

@@ -263,3 +263,24 @@ def test_movie_ffmpeg(volumes, capsys, sig, kind):
     assert temporaries(base) == []
     same_results(out, ref)
 
+
+# ----------------------------------------------------------------------------- mask
+@pytest.mark.parametrize("sig", [KILL, TERM])
+def test_mask_save_mask(volumes, capsys, sig):
+    """mask --save-mask, interrupted after the saved mask got its name and before the masked
+    output did: the rerun without --overwrite completes (the kill's leftover mask is removed
+    by the output's claim) and equals an uninterrupted run."""
+    base = volumes
+
+    def argv(out):
+        os.makedirs(str(out), exist_ok=True)
+        return ["mask", "--input", base / "vol.mrc", "--output", out / "masked.mrc",
+                "--mask-file", base / "mask.mrc", "--save-mask", out / "saved_mask.mrc"]
+    ref = base / "mask_ref"
+    if not ref.exists():
+        assert run_cli(argv(ref), capsys)[0] == 0
+    out = base / ("mask_%s" % signal.Signals(sig).name)
+    prefix = slowed("cryoprocs.convert.outputs:commit_temp", 0.5)
+    moment = lambda: (out / "saved_mask.mrc").exists() and \
+        not (out / "masked.mrc").exists()  # noqa
+    _interrupted_then_rerun(capsys, argv, prefix, moment, sig, ref, out, base)
