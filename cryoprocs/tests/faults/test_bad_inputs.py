@@ -31,7 +31,7 @@ def work(tmp_path):
 
 def _inputs_of(cmd, w):
     """The RELION project is made only for the commands that read it."""
-    if cmd in ("extract", "reconstruct") and not (w / "proj").exists():
+    if cmd in ("extract", "reconstruct", "movie-checker") and not (w / "proj").exists():
         D.relion_project(w / "proj", tomo_names=("TS_01",), n_particles=6)
     return w
 
@@ -64,6 +64,18 @@ COMMANDS = {
                               "--tilt_angles", w / "ts.tlt"],
                    {"input": lambda w: w / "ts.mrcs"},
                    lambda w: w / "movies" / "ts.avi", None),
+    # particles drawn on a tomogram, and the coordinate checker on a RELION 5 project's tilt
+    # series (its tilt images are the MRC input)
+    "movie-particles": (lambda w: ["movie", w / "vol.mrc", w / "movies", "--codec", "MJPG",
+                                   "--particles", w / "parts.csv", "--color-by", "score"],
+                        {"input": lambda w: w / "vol.mrc"},
+                        lambda w: w / "movies" / "vol.avi", None),
+    "movie-checker": (lambda w: ["movie", w / "movies", "--tomograms",
+                                 w / "proj" / "tomograms.star", "--particles",
+                                 w / "proj" / "particles.star", "--project-dir", w / "proj",
+                                 "--box-size", "16", "--codec", "MJPG"],
+                      {"input": _project_stack},
+                      lambda w: w / "movies" / "TS_01.avi", None),
     # movies encoded by ffmpeg (a child process): H.264 (frames cached for the backward
     # pass) and a colour GIF (a palette file next to the movie)
     "movie-h264": (lambda w: ["movie", w / "vol.mrc", w / "movies", "--codec", "h264"],
@@ -287,7 +299,8 @@ def test_bad_text_inputs(work, capsys, cmd):
 
 # ----------------------------------------------------------------------------- mounts
 MOUNT_COMMANDS = ["mask", "noise-fill", "pick", "movie", "extract", "reconstruct",
-                  "movie-h264", "movie-gif-particles", "mask-save-mask"]
+                  "movie-particles", "movie-checker", "movie-h264", "movie-gif-particles",
+                  "mask-save-mask"]
 
 
 def _argv_into(cmd, w, folder):
@@ -347,17 +360,71 @@ def test_disk_full(work, cmd):
     assert tree(work) == before
 
 
-@pytest.mark.parametrize("kind", ["truncated", "few-sections", "mode-6", "negative-nz"])
-def test_volume_max_checks_the_header(work, kind):
-    """ScoresPeakPicking's all-zero mask check (pipelines.peaks.volume_max) trusts the header's
-    maximum only once the header matches the file."""
-    from cryoprocs.convert.mrc import MrcFormatError
-    from cryoprocs.pipelines.peaks import volume_max
-    path = work / "mask.mrc"
-    assert volume_max(str(path)) == 1.0
-    _bad_file(kind, path)
-    with pytest.raises(MrcFormatError, match=str(path)):
-        volume_max(str(path))
+# ----------------------------------------------------------------------------- movie particles
+def _bad_text_file(kind, path):
+    """Make the text input ``path`` bad in one way; returns the text the message must hold."""
+    path = str(path)
+    if kind == "missing":
+        os.remove(path)
+    elif kind == "folder":
+        os.remove(path)
+        os.mkdir(path)
+    elif kind == "text":
+        with open(path, "w") as fh:
+            fh.write("this is not a particle file\n" * 20)
+    elif kind == "empty":
+        open(path, "w").close()
+    else:
+        raise AssertionError(kind)
+    return os.path.basename(path)
+
+
+@pytest.mark.parametrize("cmd", ["movie-particles", "movie-checker"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "text", "empty"])
+def test_bad_particle_file(work, capsys, cmd, kind):
+    """--particles missing, a folder, text that is no particle file, 0 bytes: one line naming
+    it, no movie folder made."""
+    _inputs_of(cmd, work)
+    path = work / "parts.csv" if cmd == "movie-particles" else \
+        work / "proj" / "particles.star"
+    needle = _bad_text_file(kind, path)
+    before = tree(work)
+    rc, _, err = run_cli(COMMANDS[cmd][0](work), capsys)
+    _check_failure(rc, err, needle, before, work)
+
+
+@pytest.mark.parametrize("kind", ["missing", "text"])
+def test_bad_checker_tomograms(work, capsys, kind):
+    """The coordinate checker's --tomograms missing or not a STAR file."""
+    _inputs_of("movie-checker", work)
+    needle = _bad_text_file(kind, work / "proj" / "tomograms.star")
+    before = tree(work)
+    rc, _, err = run_cli(COMMANDS["movie-checker"][0](work), capsys)
+    _check_failure(rc, err, needle, before, work)
+
+
+@pytest.mark.parametrize("how", ["movie", "info", "png-frames"])
+def test_movie_output_is_the_particle_file(work, capsys, how):
+    """The particle file where the movie, its description (--info, ExportMovie's) or its
+    PNG frames would go: refused even with --overwrite, the file unchanged."""
+    (work / "movies").mkdir()
+    argv = [str(a) for a in COMMANDS["movie-particles"][0](work)] + ["--overwrite"]
+    if how == "movie":
+        target = work / "movies" / "vol.avi"
+        needle = "would replace the --particles"
+    elif how == "info":
+        target = work / "movies" / "vol.json"
+        argv += ["--info", str(target)]
+        needle = "same file"
+    else:                                       # the frames folder (--png) would replace it
+        target = work / "movies" / "vol_frames"
+        argv += ["--png"]
+        needle = "would replace the --particles"
+    shutil.move(str(work / "parts.csv"), str(target))
+    argv[argv.index(str(work / "parts.csv"))] = str(target)
+    before = tree(work)
+    rc, _, err = run_cli(argv, capsys)
+    _check_failure(rc, err, needle, before, work)
 
 
 # ----------------------------------------------------------------------------- mask --save-mask
@@ -405,3 +472,15 @@ def test_save_mask_is_one_group_with_the_output(work, capsys):
     assert rc == 0, err
     assert (work / "saved_mask.mrc").exists()
 
+
+@pytest.mark.parametrize("kind", ["truncated", "few-sections", "mode-6", "negative-nz"])
+def test_volume_max_checks_the_header(work, kind):
+    """ScoresPeakPicking's all-zero mask check (pipelines.peaks.volume_max) trusts the header's
+    maximum only once the header matches the file."""
+    from cryoprocs.convert.mrc import MrcFormatError
+    from cryoprocs.pipelines.peaks import volume_max
+    path = work / "mask.mrc"
+    assert volume_max(str(path)) == 1.0
+    _bad_file(kind, path)
+    with pytest.raises(MrcFormatError, match=str(path)):
+        volume_max(str(path))
