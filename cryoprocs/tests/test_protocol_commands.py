@@ -101,10 +101,28 @@ def test_movie_args_round_trip(settings, nonfinite):
     OverlaySettings(particles="TS_01.mod", radius=150.0, radius_unit="A", style="mrc2movie",
                     color_by="class"),
 ])
-def test_movie_overlay_args_round_trip(overlay):
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_movie_overlay_args_round_trip(overlay, nonfinite):
     """The particle options the protocol builds parse back to the same overlay settings."""
-    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_overlay(overlay))
+    args = _parse("movie", ["in.mrc", "out"] + movie.args_from_overlay(overlay, nonfinite))
     assert movie._overlay_settings(args) == overlay
+    assert nonfinite_policy(args) == nonfinite
+
+
+@pytest.mark.parametrize("nonfinite", NONFINITE)
+def test_movie_checker_args_round_trip(nonfinite):
+    """ExportMovie's coordinate-checker command line (OUTPUT_DIR only, --tomograms, options
+    between positionals and the rest): the settings, the overlay and the non-finite switch
+    come back."""
+    settings = MovieSettings(format="avi", playback="forward", label=True)
+    overlay = OverlaySettings(particles="parts.star", box_size=64.0, max_dose=50.0)
+    args = _parse("movie", ["--tomograms", "tomograms.star", "--project-dir", "proj",
+                            "--tomo-name", "TS_01", "out", "--name", "TS_01"]
+                  + movie.args_from_settings(settings, nonfinite)
+                  + movie.args_from_overlay(overlay))
+    assert vars(movie.settings_from_args(args)) == vars(settings)
+    assert movie._overlay_settings(args) == overlay
+    assert nonfinite_policy(args) == nonfinite
 
 
 def test_hidden_protocol_options_are_not_in_help():
