@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 
+from ..protocols.texts import plain
 from ..scipion_runs import run_problems
 
 logger = logging.getLogger("cryoprocs.demo")
@@ -97,7 +98,7 @@ class DemoContext:
             status = "failed"
         outputs = ", ".join(_describe(name, obj) for name, obj in prot.iterOutputAttributes())
         if not outputs and prot.isFinished():       # file-only protocols (e.g. movies)
-            outputs = " ".join(prot.summary()[:1]).replace("*", "")
+            outputs = plain(" ".join(prot.summary()[:1]))
         if not prot.isFinished():
             outputs = (prot.getErrorMessage() or "no output")[:200]
         elif problems:

@@ -14,3 +14,11 @@ def link(path, label=None):
     text."""
     import os
     return "[[%s][%s]]" % (path, label or os.path.basename(str(path).rstrip("/")))
+
+
+def plain(text):
+    """A summary line for a console: links shown as their labels (``[[path][label]]`` ->
+    ``label``, ``[[path]]`` -> ``path``) and pyworkflow's ``*bold*`` marks removed."""
+    import re
+    text = re.sub(r"\[\[([^\]]*)\]\[([^\]]*)\]\]", r"\2", text)
+    return re.sub(r"\[\[([^\]]*)\]\]", r"\1", text).replace("*", "")

@@ -171,3 +171,13 @@ def test_demo_prints_the_missing_gui_packages(monkeypatch, capsys, tmp_path):
     assert demo.run(args) == 0
     out = capsys.readouterr().out
     assert "apt-get install libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0" in out
+
+
+def test_demo_table_shows_summary_links_as_the_gui_labels():
+    """The demo's console table prints a file-only protocol's summary line as the GUI shows
+    it: the label of each link, no ``[[...]]`` markup, no bold marks."""
+    from cryoprocs.protocols.texts import link, plain
+    line = "673 picks of *hiv-capsid* written into %s (%s)" % (
+        link("/p/Runs/000123_X/extra/copick.json"), link("/p/a b/c.png", "preview"))
+    assert plain(line) == "673 picks of hiv-capsid written into copick.json (preview)"
+    assert plain(line) == render(line).replace("  ", " ").strip()
