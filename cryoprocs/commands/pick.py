@@ -208,9 +208,10 @@ def _write_outputs(args, ext, result, info, opts, tomo_name, pixel):
                                            voxel_size=args.pixel_size or info["voxel_size"])
         tmp = O.temp_path(args.output, ext)
         pairs.append((tmp, args.output))
-        PP.write_picks(tmp, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
-                       pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
-                       overwrite=True)
+        picks = PP.TomogramPicks.from_result(result, tomo_name=tomo_name, tomo_id=args.tomo_id,
+                                             shape_xyz=tuple(info["shape"])[::-1],
+                                             pixel_size=pixel)
+        PP.export_picks(tmp, picks, star_format=args.star_format, overwrite=True)
         if args.result:
             tmp = O.temp_path(args.result, ".npz")
             pairs.append((tmp, args.result))

@@ -26,7 +26,6 @@ from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomograms, Tomog
 
 from .. import constants as C
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
 from ..convert.mrc import atomic_output
 from ..convert.scipion import set_coordinate, set_relion_orientation
@@ -310,11 +309,11 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     def _done(self, tsId):
         """None when the pick of ``tsId`` is complete (the .npz result is written last)."""
         try:
-            meta = PP.load_result(self._picksFile(tsId))
+            _, extra = PP.load_result(self._picksFile(tsId))
         except (OSError, ValueError, KeyError) as exc:
             return 'unreadable result %s (%s)' % (self._picksFile(tsId), exc)
-        if meta.get('tsId') != tsId:
-            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), meta.get('tsId'))
+        if extra.get('tsId') != tsId:
+            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), extra.get('tsId'))
         return None
 
     def _commandArgs(self, tsId, scorePath, anglePath, maskPath, mapSr):
@@ -347,7 +346,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                                      mapSr), threads)
         self._requireResults('tsId %s' % tsId, results, lambda: self._done(tsId))
         logger.info('tsId = %s -> %s', tsId, PP.result_summary(PP.load_result(
-            self._picksFile(tsId))))
+            self._picksFile(tsId))[0]))
 
     def createOutputStep(self):
         items, unmatched = self._matchItems()
@@ -362,44 +361,39 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         coords.setBoxSize(box)
         summary = {"tomograms": {}, "unmatched": unmatched, "box_size": box,
                    "options": opts.describe()}
-        motls, relion = [], []
+        picks = []
         for tomoNum, (tsId, (score, _angle, tomo, _mask)) in enumerate(items.items(), start=1):
-            r = PP.load_result(self._picksFile(tsId))
+            r, _ = PP.load_result(self._picksFile(tsId))
             mapDims = score.getDim()
             tomoDims = tomo.getDim()
-            xyzMap = np.asarray(r["coords"])[:, ::-1]
-            xyz = map_to_tomogram(xyzMap, mapDims, mapSr, tomoDims, tomoSr)
-            ang = np.asarray(r["angles"]).reshape(-1, 3)
+            xyz = map_to_tomogram(np.asarray(r.coords)[:, ::-1], mapDims, mapSr, tomoDims,
+                                  tomoSr)
+            ang = np.asarray(r.angles).reshape(-1, 3)
             rot, tilt, psi = zxz_to_relion(ang[:, 0], ang[:, 1], ang[:, 2])
             for k in range(len(xyz)):
                 c = Coordinate3D()
                 set_coordinate(c, tomo, *xyz[k])
-                c.setScore(float(r["scores"][k]))
+                c.setScore(float(r.scores[k]))
                 c.setGroupId(tomoNum)
                 set_relion_orientation(c, rot[k], tilt[k], psi[k])
                 c._cryoprocsPhi = Float(float(ang[k, 0]))
                 c._cryoprocsTheta = Float(float(ang[k, 1]))
                 c._cryoprocsPsi = Float(float(ang[k, 2]))
-                c._cryoprocsAngleIndex = Integer(int(r["angle_rows"][k]))
+                c._cryoprocsAngleIndex = Integer(int(r.angle_rows[k]))
                 coords.append(c)
-            first = 1 + sum(len(m) for m in motls)
-            motls.append(M.motl_from_picks(xyz, r["scores"], ang, tomo_id=tomoNum,
-                                           first_id=first))
-            relion.append(M.relion5_from_picks(xyz, ang, tsId, tomoDims, tomoSr,
-                                               scores=r["scores"]))
+            picks.append(PP.TomogramPicks(xyz, r.scores, ang, tomo_name=tsId, tomo_id=tomoNum,
+                                          shape_xyz=tomoDims, pixel_size=tomoSr))
             summary["tomograms"][tsId] = {
                 "tomo_num": tomoNum, "line": PP.result_summary(r),
-                "threshold": float(r["threshold"]), "candidates": int(r["n_candidates"]),
+                "threshold": float(r.threshold), "candidates": int(r.n_candidates),
                 "picks": len(xyz), "expected_false_positives":
-                    float(r["expected_false_positives"]), "messages": r["messages"]}
-        import pandas as pd
-        if motls:
-            motl = pd.concat(motls, ignore_index=True)
-            M.write_em_motl(self._getExtraPath(C.PEAKS_EM_MOTL), motl)
-            M.write_stopgap_star(self._getExtraPath(C.PEAKS_STOPGAP_STAR), motl)
-            table = pd.concat(relion, ignore_index=True)
-            if len(table):
-                M.write_relion5_particles(self._getExtraPath(C.PEAKS_RELION5_STAR), table)
+                    float(r.expected_false_positives), "messages": r.messages}
+        if picks:
+            PP.export_picks(self._getExtraPath(C.PEAKS_EM_MOTL), picks)
+            PP.export_picks(self._getExtraPath(C.PEAKS_STOPGAP_STAR), picks,
+                            star_format="stopgap")
+            if sum(len(p.scores) for p in picks):
+                PP.export_picks(self._getExtraPath(C.PEAKS_RELION5_STAR), picks)
         write_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON), summary, indent=1)
         outputs = {C.OUTPUT_COORDINATES: coords}
         if self.writeAngularMaps.get():

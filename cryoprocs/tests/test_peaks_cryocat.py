@@ -70,7 +70,7 @@ def test_em_motive_list_matches_cryocat_file(tmp_path):
                              PP.PickOptions(min_distance=20.0, threshold_mode="sigma", sigma=3.0,
                                             compatible=True))
     out = str(tmp_path / "picks.em")
-    PP.write_picks(out, res)
+    PP.export_picks(out, PP.TomogramPicks.from_result(res))
     ours = M.read_em_motl(out)
     assert ours.shape == ref.shape == (74, 20)
     assert np.array_equal(ours.values.astype(np.float32), ref.values.astype(np.float32))
