@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 
-from . import outputs as O
+from . import outputs as outputs_io
 
 __all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "file_signature",
            "read_record", "write_record", "claim_outputs", "safe_name"]
@@ -116,7 +116,7 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
             raise NotADirectoryError("%s %s: %s is a file, not a folder" % (lab, p, parent))
     if claim:
         for lab, p in outs:
-            O.claim(p, lab)
+            outputs_io.claim(p, lab)
     for lab, p in outs:
         if os.path.lexists(p) and not overwrite:
             raise FileExistsError("%s %s exists; pass --overwrite to replace it" % (lab, p))
@@ -171,7 +171,7 @@ def check_output_dir(output_dir, names, inputs=(), claim=True):
                 raise ValueError("output folder %s: its %s would replace the input %s %s; "
                                  "choose another output folder" % (output_dir, name, lab, p))
     if claim:
-        O.claim(path, "output folder", folder=True)
+        outputs_io.claim(path, "output folder", folder=True)
 
 
 def check_replace(paths, allowed, overwrite, why="was not written by this command with "

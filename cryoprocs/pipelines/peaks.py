@@ -22,7 +22,7 @@ from ..convert.images import image_info, is_image_store, open_image
 from ..convert.mrc import (FiniteGuard, MrcFormatError, atomic_output, check_same_grid,
                            finish_mrc, mmap_mrc, mrc_info, new_mrc)
 from ..convert.npz import write_npz
-from ..kernels import peaks as K
+from ..kernels import peaks as peaks_kernels
 from ..kernels.pages import release_pages
 
 __all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "volume_max",
@@ -163,14 +163,14 @@ class PickOptions:
     def kernel_kwargs(self):
         kw = asdict(self)
         af = kw.pop("angular_filter")
-        kw["angular_filter"] = K.AngularFilter(**af) if af else None
+        kw["angular_filter"] = peaks_kernels.AngularFilter(**af) if af else None
         return kw
 
     def describe(self):
         """One sentence with the threshold rule and the exclusion distance."""
-        thr = K.describe_threshold(self.threshold_mode, threshold=self.threshold,
-                                   sigma=self.sigma, percentile=self.percentile,
-                                   n_false_positives=self.n_false_positives)
+        thr = peaks_kernels.describe_threshold(self.threshold_mode, threshold=self.threshold,
+                                               sigma=self.sigma, percentile=self.percentile,
+                                               n_false_positives=self.n_false_positives)
         s = "%s, picks more than %g voxels apart" % (thr, self.min_distance)
         if self.max_picks:
             s += ", at most %d per tomogram" % self.max_picks
@@ -222,7 +222,7 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         scores, vs = stack.enter_context(open_volume(scores_path))
         diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in scores.shape)))
         if not float(options.min_distance) <= diagonal:
-            raise K.PeakPickingError(
+            raise peaks_kernels.PeakPickingError(
                 "the minimum distance %g voxels is larger than the score map %s (diagonal "
                 "%.1f voxels): every pick would exclude all the others"
                 % (float(options.min_distance), scores_path, diagonal))
@@ -230,13 +230,13 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         if angles_path:
             angles, _ = stack.enter_context(open_volume(angles_path))
             if angles.shape != scores.shape:
-                raise K.PeakPickingError(
+                raise peaks_kernels.PeakPickingError(
                     "angle map %s has %s voxels (x, y, z) but the score map %s has %s"
                     % (angles_path, angles.shape[::-1], scores_path, scores.shape[::-1]))
         if mask_path:
             mask, _ = stack.enter_context(open_volume(mask_path))
             if mask.shape != scores.shape:
-                raise K.PeakPickingError(
+                raise peaks_kernels.PeakPickingError(
                     "mask %s has %s voxels (x, y, z) but the score map %s has %s"
                     % (mask_path, mask.shape[::-1], scores_path, scores.shape[::-1]))
             _check_mask_voxel_size(scores_path, mask_path)
@@ -247,9 +247,11 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         try:
             # non-finite values are checked here (below): no numpy warnings about them
             with np.errstate(invalid="ignore", over="ignore"):
-                result = K.pick_peaks(scores, angles, angle_list if angles_path else None,
-                                      progress=progress, mask=mask, **options.kernel_kwargs())
-        except K.PeakPickingError:
+                result = peaks_kernels.pick_peaks(scores, angles,
+                                                  angle_list if angles_path else None,
+                                                  progress=progress, mask=mask,
+                                                  **options.kernel_kwargs())
+        except peaks_kernels.PeakPickingError:
             guard.check_all()        # the kernel's "contains NaN": name the file and voxels
             if angles is not None:
                 FiniteGuard(angles_path, angles, "error").check_all()
@@ -348,7 +350,7 @@ def load_result(path):
         raise ValueError("%s is not a pick result: it lacks %s" % (path, ", ".join(missing)))
     fields["messages"] = list(meta.pop("messages", []))
     fields["candidate_ranks"] = arrays.get("candidate_scores_index")
-    return K.PickResult(**fields), meta
+    return peaks_kernels.PickResult(**fields), meta
 
 
 @dataclass
@@ -494,7 +496,7 @@ def _plot_diagnostics(path, result, title):
         bins = np.linspace(lo, hi, 200)
         h, e = np.histogram(sample, bins=bins)
         ax1.step(e[:-1], np.maximum(h, 0.5), where="post", color="0.3", lw=1,
-                 label="map values (1 in %d)" % K.SAMPLE_STRIDE)
+                 label="map values (1 in %d)" % peaks_kernels.SAMPLE_STRIDE)
         if std > 0:
             x = 0.5 * (e[:-1] + e[1:])
             gauss = sample.size * (e[1] - e[0]) * np.exp(-0.5 * ((x - mean) / std) ** 2) / \
@@ -548,9 +550,10 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
     cryoprocs.kernels.peaks.AngleIndexError
         the map holds values outside the angle list for this numbering.
     """
-    anglist = K.load_angle_list(angle_list, angles_order)
+    anglist = peaks_kernels.load_angle_list(angle_list, angles_order)
     tables = dict(zip(("total", "normal", "inplane"),
-                      K.angular_distance_tables(anglist, K.symmetry_order(symmetry))))
+                      peaks_kernels.angular_distance_tables(
+                          anglist, peaks_kernels.symmetry_order(symmetry))))
     n_ang = len(anglist)
     with open_volume(angles_path) as (amap, _):
         shape = amap.shape
@@ -567,7 +570,7 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
                     rows = v.astype(np.int64) - int(numbering)
                     bad = (rows < 0) | (rows >= n_ang) | ~np.isfinite(v)
                     if bad.any():
-                        raise K.AngleIndexError(
+                        raise peaks_kernels.AngleIndexError(
                             "angle map %s holds values %s..%s that do not index the %d-row "
                             "angle list with %d-based numbering"
                             % (angles_path, v[bad].min(), v[bad].max(), n_ang, numbering))
