@@ -22,7 +22,7 @@ from .finite import (NONFINITE_FORM, NONFINITE_OPTION, NONFINITE_POLICIES, Finit
                      NonFiniteError)
 
 __all__ = [
-    "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
+    "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
     "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter", "check_same_grid", "NonFiniteError",
     "FiniteGuard", "NONFINITE_POLICIES", "is_complete_mrc",
@@ -300,14 +300,6 @@ def read_mrc(path, index=None, dtype=None, permissive=False, nonfinite=None):
         if nonfinite:
             out = FiniteGuard(parse_location(path)[1], mrc.data, nonfinite).check(out, True)
         return out.astype(dtype or out.dtype, copy=False)
-
-
-def partial_path(path):
-    """Fixed temporary name ``.NAME.partial`` of a *resumable* output that several steps of
-    one protocol run fill in turn (its claim is the run's). One-shot outputs use
-    :func:`atomic_output` (a unique temporary name per run) instead."""
-    head, tail = os.path.split(os.path.abspath(path))
-    return os.path.join(head, ".%s.partial" % tail)
 
 
 def _with_filename(exc, path):

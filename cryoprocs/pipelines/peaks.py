@@ -98,7 +98,10 @@ def header_value_range(path):
 
 
 def volume_shape(path):
-    """``(nz, ny, nx)`` of an MRC, EM or OME-Zarr volume from its header or metadata."""
+    """``(nz, ny, nx)`` of an MRC, EM or OME-Zarr volume from its header or metadata.
+
+    ``cryoprocs pick`` checks ``--min-distance`` against the map with it before any map is
+    read: :func:`pick_volumes` reads an OME-Zarr level whole into memory first."""
     if is_image_store(path):
         return tuple(int(v) for v in image_info(path).shape)
     with open_volume(path) as (data, _):
