@@ -29,11 +29,11 @@ from ..convert import outputs
 from ..convert import relion5
 from ..convert.images import is_url, open_image, signature_files
 from ..convert.mrc import atomic_output, is_complete_mrc, write_mrc
-from ..convert.paths import (check_replace, claim_outputs, file_signature, read_record,
-                             write_record)
+from ..convert.paths import check_replace
 from ..kernels import ctf as ctf_kernels
 from ..kernels import extract as extract_kernels
 from ..kernels import relion_geometry
+from .records import claim_outputs, file_signature, read_record, write_record
 from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)

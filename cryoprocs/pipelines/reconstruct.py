@@ -37,7 +37,6 @@ from ..convert import relion5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
 from ..convert.npz import write_npz
-from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
 from ..kernels import backprojection
 from ..kernels import ctf as ctf_kernels
@@ -47,6 +46,7 @@ from ..kernels import reconstruct as reconstruct_kernels
 from ..kernels import relion_geometry
 from ..kernels import symmetry as symmetry_kernels
 from .extract import frame_ctf
+from .records import read_record, write_record
 from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)

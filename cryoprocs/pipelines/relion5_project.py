@@ -15,8 +15,9 @@ from ..convert import outputs
 from ..convert.finite import NONFINITE_OPTION, FiniteGuard, NonFiniteError
 from ..convert.images import is_url, open_image, read_frame, signature_files
 from ..convert.mrc import MappedMrc
-from ..convert.paths import check_io, check_output_dir, file_signature, safe_name
+from ..convert.paths import check_io, check_output_dir, safe_name
 from ..kernels import relion_geometry
+from .records import file_signature
 
 __all__ = ["Relion5ProjectJob", "safe_name", "iter_frames", "scan_tilt_series", "check_boxes"]
 

@@ -111,7 +111,7 @@ def _imports(package):
 BANNED_IMPORTS = {
     "kernels": ("pyworkflow", "pwem", "tomo", "cryoprocs.convert", "cryoprocs.pipelines",
                 "cryoprocs.protocols", "cryoprocs.commands", "cryoprocs.demo"),
-    "convert": ("cryoprocs.protocols", "cryoprocs.commands"),
+    "convert": ("cryoprocs.pipelines", "cryoprocs.protocols", "cryoprocs.commands"),
     "pipelines": ("cryoprocs.protocols", "cryoprocs.commands"),
 }
 
