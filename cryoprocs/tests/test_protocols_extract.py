@@ -7,7 +7,7 @@ import numpy as np
 import starfile
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest, Relion5ReferenceTest
 from cryoprocs import constants
 from cryoprocs.convert import relion5_scipion
 from cryoprocs.kernels.euler import relion_euler_matrix
@@ -17,17 +17,7 @@ from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests import shared_data
 
 
-class TestImportAndExtractRelion5(CryoprocsBaseTest):
-
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        base = REF.pack_dir()
-        cls.base = base
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
-                                  tomogramsFile=os.path.join(base, "tomograms.star"),
-                                  particlesFile=os.path.join(base, "particles.star"))
-        cls.launchProtocol(cls.imp)
+class TestImportAndExtractRelion5(Relion5ReferenceTest):
 
     def _extract(self, cid, **over):
         case = REF.case(cid)
@@ -141,10 +131,8 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
         glob["rlnTomoTomogramBinning"] = 4.0
         star = os.path.join(folder, "tomograms.star")
         starfile.write({"global": glob}, star, overwrite=True)
-        imp = self.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
-                               particlesFile=os.path.join(self.base, "particles.star"),
-                               projectDir=self.base)
-        self.launchProtocol(imp)
+        imp = self.importRelion5(star, os.path.join(self.base, "particles.star"),
+                                 projectDir=self.base)
         coords = getattr(imp, constants.OUTPUT_COORDINATES)
         self.assertAlmostEqual(coords.getSamplingRate(), 26.88)
         tomos = getattr(imp, constants.OUTPUT_TOMOGRAMS)
@@ -207,24 +195,11 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
-        from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
         setupTestProject(cls)
         tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
         cls.vol = mrcfile.read(tomo_file).astype(np.float32)
-        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
-                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
-        cls.launchProtocol(imp)
-        cls.tomos = imp.Tomograms
-        folder = os.path.join(cls.getOutputPath(), "coords")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
-            for p in cls.POSITIONS:
-                fh.write("%d %d %d\n" % p)
-        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
-                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=16)
-        prot.importFrom.set(prot._getImportChoices().index("txt"))
-        cls.launchProtocol(prot)
-        cls.coords = prot.outputCoordinates
+        cls.tomos = cls.importTomogramFile(tomo_file, 40.0)
+        cls.coords = cls.importCoordinatesTxt(cls.tomos, cls.POSITIONS, 16)
 
     def _subvolumes(self, **kw):
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
@@ -305,9 +280,7 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
 
     def test_validation_names_missing_tsids(self):
         base = REF.pack_dir()
-        imp = self.newProtocol(ProtCryoprocsImportRelion5,
-                               tomogramsFile=os.path.join(base, "tomograms.star"))
-        self.launchProtocol(imp)
+        imp = self.importRelion5(os.path.join(base, "tomograms.star"))
         self.assertFalse(hasattr(imp, constants.OUTPUT_COORDINATES))
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=self.coords,
                                 inputTiltSeries=getattr(imp, constants.OUTPUT_TILT_SERIES),

@@ -7,7 +7,6 @@ import mrcfile
 import numpy as np
 from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import setupTestProject
-from tomo.protocols import ProtImportTomograms
 
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 from cryoprocs import constants
@@ -28,10 +27,7 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
 
     def _importHiv(self):
         path = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
-        imp = self.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(path),
-                               filesPattern=os.path.basename(path), samplingRate=40.0)
-        self.launchProtocol(imp)
-        return path, imp.Tomograms
+        return path, self.importTomogramFile(path, 40.0)
 
     def _tiltSeries(self, acquisition=constants.TS_ACQ_STACK):
         stack = shared_data("real", "cryocat_tilt_stack", "tilt_stack.mrc")
@@ -220,26 +216,13 @@ class TestExportMovieParticles(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
-        from tomo.protocols import ProtImportCoordinates3D
         setupTestProject(cls)
         tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
         csv = shared_data("real", "hiv_vlp", "hiv_particles_voxel40A.csv")
-        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
-                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
-        cls.launchProtocol(imp)
-        cls.tomos = imp.Tomograms
+        cls.tomos = cls.importTomogramFile(tomo_file, 40.0)
         import pandas as pd
         cls.pos = pd.read_csv(csv)[["x", "y", "z"]].to_numpy()[::cls.STRIDE]
-        folder = os.path.join(cls.getOutputPath(), "coords")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
-            for p in cls.pos:
-                fh.write("%.3f %.3f %.3f\n" % tuple(p))
-        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
-                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=8)
-        prot.importFrom.set(prot._getImportChoices().index("txt"))
-        cls.launchProtocol(prot)
-        cls.coords = prot.outputCoordinates
+        cls.coords = cls.importCoordinatesTxt(cls.tomos, cls.pos, 8, fmt="%.3f %.3f %.3f\n")
 
     def _ring_centres(self, frame, pts, radius, drawn=None):
         """Chroma-weighted centres of the rings around points ``pts`` (x, y) that are 3 radii

@@ -6,28 +6,16 @@ import os
 
 import mrcfile
 import numpy as np
-from pyworkflow.tests import setupTestProject
 
-from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
+from cryoprocs.tests.scipion_testing import Relion5ReferenceTest
 from cryoprocs import constants
 from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
-from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5,
+from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
                                  ProtCryoprocsReconstructSubtomoAverage)
-from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests.test_cli_reconstruct import compare_maps
 
 
-class TestReconstructSubtomoAverage(CryoprocsBaseTest):
-
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        base = REF.pack_dir()
-        cls.base = base
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
-                                  tomogramsFile=os.path.join(base, "tomograms.star"),
-                                  particlesFile=os.path.join(base, "particles.star"))
-        cls.launchProtocol(cls.imp)
+class TestReconstructSubtomoAverage(Relion5ReferenceTest):
 
     def _path(self, p):
         return p if os.path.isabs(p) else os.path.join(self.proj.getPath(), p)

@@ -53,7 +53,6 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         from cryoprocs.demo.data import DemoDataError
         from tomo.protocols import ProtImportTomograms
         from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
-                                         ProtCryoprocsImportRelion5,
                                          ProtCryoprocsScoresPeakPicking,
                                          ProtCryoprocsSimulateTiltSeries)
         mods, reason = reliontomo_scipion.reliontomo_modules()
@@ -89,10 +88,8 @@ class TestRelionTomoChain(CryoprocsBaseTest):
                  for _, r in relion5.read_tomograms(star).iterrows()}
         particles = queue_inputs.write_particles_star(crops, os.path.join(tmp, "particles.star"),
                                                       sizes)
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
-                                  particlesFile=particles, projectDir=cls.proj.getPath(),
-                                  inputTomograms=cls.tomos)
-        cls.launchProtocol(cls.imp)
+        cls.imp = cls.importRelion5(star, particles, projectDir=cls.proj.getPath(),
+                                    inputTomograms=cls.tomos)
         anglesCsv = os.path.join(tmp, "one_orientation.csv")
         with open(anglesCsv, "w") as fh:
             fh.write("%g,%g,%g\n" % PICK_ANGLES)
@@ -280,7 +277,6 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         plain particles."""
         from cryoprocs.convert.euler import relion_angles_from_matrix
         from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
-                                         ProtCryoprocsImportRelion5,
                                          ProtCryoprocsReconstructSubtomoAverage)
         plain = starfile.read(self.imp.particlesFile.get(), always_dict=True)["particles"]
         moved = plain.copy()
@@ -301,10 +297,8 @@ class TestRelionTomoChain(CryoprocsBaseTest):
             moved[c] = origin[:, j]
         star = os.path.join(self.getOutputPath(), "refined_particles.star")
         write_star(star, {"particles": moved})
-        imp = self.newProtocol(ProtCryoprocsImportRelion5,
-                               tomogramsFile=self.imp.tomogramsFile.get(), particlesFile=star,
-                               projectDir=self.proj.getPath(), inputTomograms=self.tomos)
-        self.launchProtocol(imp)
+        imp = self.importRelion5(self.imp.tomogramsFile.get(), star,
+                                 projectDir=self.proj.getPath(), inputTomograms=self.tomos)
         ext = self.newProtocol(ProtCryoprocsExtractSubtomos,
                                inputCoordinates=getattr(imp, constants.OUTPUT_COORDINATES),
                                inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),

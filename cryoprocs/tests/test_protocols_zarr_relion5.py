@@ -8,7 +8,7 @@ import starfile
 from pyworkflow.tests import setupTestProject
 
 from cryoprocs import constants
-from cryoprocs.protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5
+from cryoprocs.protocols import ProtCryoprocsExtractSubtomos
 from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests import zarr_helpers
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
@@ -28,10 +28,8 @@ class TestZarrRelion5Project(CryoprocsBaseTest):
         glob = starfile.read(os.path.join(proj, "tomograms.star"))
         glob["rlnTomoReconstructedTomogram"] = "TS_01_bin4.zarr"      # binning from metadata
         starfile.write({"global": glob}, os.path.join(proj, "tomograms.star"), overwrite=True)
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
-                                  tomogramsFile=os.path.join(proj, "tomograms.star"),
-                                  particlesFile=os.path.join(proj, "particles.star"))
-        cls.launchProtocol(cls.imp)
+        cls.imp = cls.importRelion5(os.path.join(proj, "tomograms.star"),
+                                    os.path.join(proj, "particles.star"))
         cls.store = os.path.join(proj, "tiltseries", "TS_01.zarr")
 
     def test_import_points_at_the_stores_and_extraction_matches_relion(self):
