@@ -8,13 +8,17 @@ at once. File names derived from tomogram / tilt-series ids come from :func:`saf
 """
 import hashlib
 import os
+from typing import Iterable, Optional, Tuple
 
 from . import outputs as outputs_io
 
 __all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "safe_name"]
 
+#: ``(label, path)`` of a command option; ``path`` None when the option is not given
+Labelled = Tuple[str, Optional[str]]
 
-def safe_name(name):
+
+def safe_name(name: str) -> str:
     """A file-name stem for an id (tsId, rlnTomoName): letters, digits, ``-``, ``_`` and
     ``.`` are kept, every other character becomes ``_``; when that changes the id (or it
     starts with ``.``), ``_`` and 8 hex digits of its SHA-1 are appended, so distinct ids
@@ -27,7 +31,7 @@ def safe_name(name):
     return stem
 
 
-def same_file(a, b):
+def same_file(a: str, b: str) -> bool:
     """True when paths ``a`` and ``b`` name the same file (symbolic or hard links included)."""
     try:
         return os.path.samefile(a, b)
@@ -41,7 +45,8 @@ def _inside(path, folder):
     return a.startswith(b.rstrip(os.sep) + os.sep)
 
 
-def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
+def check_io(inputs: Iterable[Labelled] = (), outputs: Iterable[Labelled] = (),
+             overwrite: bool = False, claim: bool = True) -> None:
     """Validate the paths of one run before it starts and claim its outputs.
 
     Parameters
@@ -120,7 +125,8 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
             raise FileExistsError("%s %s exists; pass --overwrite to replace it" % (lab, p))
 
 
-def check_output_dir(output_dir, names, inputs=(), claim=True):
+def check_output_dir(output_dir: str, names: Iterable[str], inputs: Iterable[Labelled] = (),
+                     claim: bool = True) -> None:
     """Validate an output folder (RELION's ``--o``) before a run and claim it.
 
     Parameters
@@ -159,8 +165,9 @@ def check_output_dir(output_dir, names, inputs=(), claim=True):
         outputs_io.claim(path, "output folder", folder=True)
 
 
-def check_replace(paths, allowed, overwrite, why="was not written by this command with "
-                                                   "these inputs and settings"):
+def check_replace(paths: Iterable[Optional[str]], allowed: bool, overwrite: bool,
+                  why: str = "was not written by this command with these inputs and "
+                             "settings") -> None:
     """Refuse to replace existing files a run is not entitled to replace.
 
     ``allowed``: the files are this run's own results (e.g. its fingerprint record matches,

@@ -9,13 +9,14 @@ resumes from results of other inputs or settings.
 """
 import contextlib
 import os
+from typing import Iterable, List, Optional
 
 from ..convert.mrc import atomic_output
 
 __all__ = ["file_signature", "read_record", "write_record", "claim_outputs"]
 
 
-def file_signature(paths):
+def file_signature(paths: Iterable[Optional[str]]) -> List[list]:
     """``[[real path, size, mtime_ns], ...]`` of existing files (missing ones: size -1):
     what a resumable step records to recognise results made from other inputs."""
     out = []
@@ -28,7 +29,7 @@ def file_signature(paths):
     return out
 
 
-def read_record(path):
+def read_record(path: str) -> Optional[str]:
     """The text of a fingerprint record (see :func:`claim_outputs`); None when there is none."""
     try:
         with open(path) as fh:
@@ -37,14 +38,15 @@ def read_record(path):
         return None
 
 
-def write_record(path, fingerprint):
+def write_record(path: str, fingerprint: str) -> None:
     """Write a fingerprint record atomically (its folder is created)."""
     with atomic_output(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(fingerprint)
 
 
-def claim_outputs(record, fingerprint, outputs, replace=False):
+def claim_outputs(record: str, fingerprint: str, outputs: Iterable[Optional[str]],
+                  replace: bool = False) -> bool:
     """Make the existing ``outputs`` of a resumable step belong to ``fingerprint``.
 
     When the ``record`` file holds another fingerprint (or none), or ``replace`` is True, the
