@@ -74,10 +74,10 @@ class JobWatcher(threading.Thread):
         self.join()
 
 
-def _run(proj, prot, S):
+def _run(proj, prot, slurm):
     t0 = time.time()
     proj.launchProtocol(prot)
-    S.wait_runs(proj, [prot], timeout=3600, poll=0.2)
+    slurm.wait_runs(proj, [prot], timeout=3600, poll=0.2)
     wall = time.time() - t0
     if not prot.isFinished():
         raise SystemExit("%s did not finish: %s" % (prot.getRunName(), prot.getErrorMessage()))
@@ -99,39 +99,39 @@ def main(argv=None):
     work = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="cryoprocs_bench_queue_"))
     from cryoprocs.scipion_env import apply_scipion_environment
     apply_scipion_environment(os.path.join(work, "scipion"))
-    from cryoprocs.tests import queue_inputs as QI
+    from cryoprocs.tests import queue_inputs
     from cryoprocs.tests import shared_data_root
-    from cryoprocs.tests import slurm as S
+    from cryoprocs.tests import slurm
 
     root = shared_data_root()
-    data = QI.locate_data(args.data or (os.path.join(root, "real") if root else None))
-    crops = QI.write_crops(data, os.path.join(work, "inputs"), n=args.tomograms)
+    data = queue_inputs.locate_data(args.data or (os.path.join(root, "real") if root else None))
+    crops = queue_inputs.write_crops(data, os.path.join(work, "inputs"), n=args.tomograms)
     try:
-        folder = S.start(cpus=16, memory_mb=16000)
-    except S.SlurmUnavailable as exc:        # e.g. not root: `make bench` goes on
+        folder = slurm.start(cpus=16, memory_mb=16000)
+    except slurm.SlurmUnavailable as exc:        # e.g. not root: `make bench` goes on
         print("bench_queue: SKIPPED, %s" % exc)
         return
     try:
-        report(work, crops, args, S)
+        report(work, crops, args, slurm)
     finally:
-        S.stop(folder)
+        slurm.stop(folder)
 
 
-def report(work, crops, args, S):
+def report(work, crops, args, slurm):
     from pyworkflow.project import Manager
     from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
     from cryoprocs.protocols import ProtCryoprocsMaskedTomogramNoiseFill
 
-    hosts = S.hosts_conf(os.path.join(work, "hosts.conf"), memory_mb=1000)
+    hosts = slurm.hosts_conf(os.path.join(work, "hosts.conf"), memory_mb=1000)
     proj = Manager().createProject("bench_queue_%d" % os.getpid(), hostsConf=hosts)
     os.chdir(proj.path)
     tomos = proj.newProtocol(ProtImportTomograms, filesPath=crops["tomograms"],
                              filesPattern="*.mrc", samplingRate=crops["voxel_size"])
-    _run(proj, tomos, S)
+    _run(proj, tomos, slurm)
     masks = proj.newProtocol(ProtImportTomomasks, filesPath=crops["masks"],
                              filesPattern="*.mrc", inputTomos=tomos.Tomograms)
-    _run(proj, masks, S)
+    _run(proj, masks, slurm)
     runs = {}
     watcher = JobWatcher()
     watcher.start()
@@ -145,13 +145,13 @@ def report(work, crops, args, S):
             prot._useQueue.set(True)
             prot.setQueueParams(["debug", {"JOB_MEMORY": "1000", "JOB_TIME": "1",
                                            "QUEUE_FOR_JOBS": "Y"}])
-        runs[mode] = (prot, _run(proj, prot, S))
+        runs[mode] = (prot, _run(proj, prot, slurm))
     watcher.stop()
     local, queued = runs["local"][0], runs["items"][0]
     lsteps, qsteps = _steps(local, "noiseFillStep"), _steps(queued, "noiseFillStep")
     jobs = {}
-    for j in S.launched_job_ids(proj, queued):
-        with open(S.job_info(j)["Command"]) as fh:
+    for j in slurm.launched_job_ids(proj, queued):
+        with open(slurm.job_info(j)["Command"]) as fh:
             script = fh.read()
         name = next(n for n in crops["names"] if n + "_noisefilled" in script)
         rec = watcher.seen[j]

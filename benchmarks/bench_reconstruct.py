@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import bench_extract as BE   # noqa: E402  (project generator and timing helpers)
+import bench_extract   # noqa: E402  (project generator and timing helpers)
 
 RELION_S, RELION_GB = 20.6, 2.2
 ZPT_S, ZPT_GB = 46.8, 0.94
@@ -39,16 +39,16 @@ TARGET_S = 20.0
 
 def run_once(workdir, out, threads, backend, env_extra=None):
     shutil.rmtree(out, ignore_errors=True)
-    cmd = BE.cryoprocs_cmd() + ["reconstruct", "--particles", "particles.star",
-                                "--tomograms", "tomograms.star", "--box-size", "128",
-                                "--bin", "2", "--threads", str(threads), "--output-dir", out,
-                                "--backend", backend]
+    cmd = bench_extract.cryoprocs_cmd() + ["reconstruct", "--particles", "particles.star",
+                                           "--tomograms", "tomograms.star", "--box-size", "128",
+                                           "--bin", "2", "--threads", str(threads), "--output-dir",
+                                           out, "--backend", backend]
     old = {}
     for k, v in (env_extra or {}).items():
         old[k] = os.environ.get(k)
         os.environ[k] = v
     try:
-        dt, gb, rc, text = BE.timed_child(cmd, workdir)
+        dt, gb, rc, text = bench_extract.timed_child(cmd, workdir)
     finally:
         for k, v in old.items():
             if v is None:
@@ -78,7 +78,7 @@ def main(argv=None):
                          "same run when given or found on PATH (optional)")
     args = ap.parse_args(argv)
     t0 = time.time()
-    BE.generate(args.workdir)
+    bench_extract.generate(args.workdir)
     print("project: %s (generated/checked in %.1f s)" % (args.workdir, time.time() - t0))
     outroot = tempfile.mkdtemp(prefix="cryoprocs-bench-reconstruct-")
     results = {}
@@ -105,7 +105,7 @@ def main(argv=None):
             cmd = [args.zpt, "local", "--particles-starfile", "particles.star",
                    "--tomograms-starfile", "tomograms.star", "--output-dir", out,
                    "--box-size", "128", "--bin", "2"]
-            dt, gb, rc, ztext = BE.timed_child(cmd, args.workdir)
+            dt, gb, rc, ztext = bench_extract.timed_child(cmd, args.workdir)
             if rc == 0:
                 results["zpt"] = (dt, gb)
                 print("zarr-particle-tools: %.2f s, peak RSS %.2f GB" % (dt, gb))

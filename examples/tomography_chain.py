@@ -58,7 +58,7 @@ def main():
     from pyworkflow.project import Manager
     from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
-    from cryoprocs import constants as C
+    from cryoprocs import constants
     from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5,
                                      ProtCryoprocsMaskedTomogramNoiseFill,
                                      ProtCryoprocsReconstructSubtomoAverage,
@@ -97,22 +97,22 @@ def main():
                  **files(ANGLES)).Tomograms
     picks = run(ProtCryoprocsScoresPeakPicking, "pick", inputScoreMaps=scores,
                 inputAngleMaps=angles, angleList=ANGLE_LIST,
-                inputTomograms=getattr(filled, C.OUTPUT_NOISE_FILLED_TOMOS),
-                thresholdMode=C.PEAKS_THR_DIRECT, threshold=THRESHOLD,
+                inputTomograms=getattr(filled, constants.OUTPUT_NOISE_FILLED_TOMOS),
+                thresholdMode=constants.PEAKS_THR_DIRECT, threshold=THRESHOLD,
                 minDistance=MIN_DISTANCE, boxSize=BOX)
     ts = run(ProtCryoprocsImportRelion5, "import tilt series and CTFs (RELION 5)",
              tomogramsFile=TILT_SERIES)
     stacks = run(ProtCryoprocsExtractSubtomos, "extract 2D tilt stacks",
-                 extractionMode=C.EXTRACT_MODE_STACK2D,
-                 inputCoordinates=getattr(picks, C.OUTPUT_COORDINATES),
-                 inputTiltSeries=getattr(ts, C.OUTPUT_TILT_SERIES),
-                 inputCtfTomoSeries=getattr(ts, C.OUTPUT_CTF_SERIES),
+                 extractionMode=constants.EXTRACT_MODE_STACK2D,
+                 inputCoordinates=getattr(picks, constants.OUTPUT_COORDINATES),
+                 inputTiltSeries=getattr(ts, constants.OUTPUT_TILT_SERIES),
+                 inputCtfTomoSeries=getattr(ts, constants.OUTPUT_CTF_SERIES),
                  boxSize=BOX, cropSize=BOX, binning=1, numberOfThreads=2)
     average = run(ProtCryoprocsReconstructSubtomoAverage, "reconstruct the average",
-                  inputSource=C.RECONSTRUCT_FROM_SUBTOMOGRAMS,
-                  inputSubtomograms=getattr(stacks, C.OUTPUT_SUBTOMOGRAMS),
-                  inputTiltSeries=getattr(ts, C.OUTPUT_TILT_SERIES),
-                  inputCtfTomoSeries=getattr(ts, C.OUTPUT_CTF_SERIES),
+                  inputSource=constants.RECONSTRUCT_FROM_SUBTOMOGRAMS,
+                  inputSubtomograms=getattr(stacks, constants.OUTPUT_SUBTOMOGRAMS),
+                  inputTiltSeries=getattr(ts, constants.OUTPUT_TILT_SERIES),
+                  inputCtfTomoSeries=getattr(ts, constants.OUTPUT_CTF_SERIES),
                   boxSize=BOX, symmetry="C1", doWiener=True, snr=WIENER_SNR,
                   numberOfThreads=2)
 
@@ -120,7 +120,7 @@ def main():
     for prot in (picks, average):
         print("%s:\n  %s" % (prot.getObjLabel(), "\n  ".join(prot.summary())))
     print("average: %s" % os.path.join(proj.path,
-                                       getattr(average, C.OUTPUT_AVERAGE).getFileName()))
+                                       getattr(average, constants.OUTPUT_AVERAGE).getFileName()))
     print("project: %s" % proj.path)
 
 

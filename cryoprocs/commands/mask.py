@@ -68,14 +68,14 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..convert import outputs as O
+    from ..convert import outputs
     from ..pipelines.masks import mask_file
 
     recipe = recipe_from_args(args)
     save = _check_save_mask(args) if args.save_mask else None
     # --save-mask: the mask is written first and belongs to the output's group: a run that
     # does not finish leaves neither
-    with O.provisional(args.output, [args.save_mask]) if save else _nothing():
+    with outputs.provisional(args.output, [args.save_mask]) if save else _nothing():
         if save:
             _save_mask(args, recipe, *save)
         if args.sources:

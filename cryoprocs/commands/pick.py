@@ -102,7 +102,7 @@ def run(args):
     import os
 
     from ..convert.paths import check_io
-    from ..pipelines import peaks as PP
+    from ..pipelines import peaks
 
     if args.threshold_mode == "direct" and args.threshold is None:
         raise ValueError("--threshold-mode direct needs --threshold")
@@ -114,7 +114,7 @@ def run(args):
             raise ValueError("--angular-filter N DEG R needs N >= 1, DEG >= 0 and R > 0; got "
                              "%g %g %g" % (n, deg, r))
     ext = os.path.splitext(args.output)[1].lower()
-    if ext not in PP.OUTPUT_FORMATS:
+    if ext not in peaks.OUTPUT_FORMATS:
         raise ValueError("--output %s: use a .csv, .star or .em file name" % args.output)
     if args.diagnostics and os.path.splitext(args.diagnostics)[1].lower() != ".png":
         raise ValueError("--diagnostics %s: use a .png file name" % args.diagnostics)
@@ -124,15 +124,15 @@ def run(args):
              + _protocol_outputs(args), overwrite=args.overwrite)
     _check_min_distance(args)
     opts = options_from_args(args)
-    result, info = PP.pick_volumes(args.scores, args.angles, args.angle_list, opts,
-                                   mask_path=args.tomo_mask, nonfinite=nonfinite_policy(args))
+    result, info = peaks.pick_volumes(args.scores, args.angles, args.angle_list, opts,
+                                      mask_path=args.tomo_mask, nonfinite=nonfinite_policy(args))
     pixel = args.pixel_size or info["voxel_size"]
     if ext == ".star" and args.star_format == "relion5" and not pixel:
         raise ValueError("RELION 5 coordinates are in Å: the score map header has no voxel "
                          "size; pass --pixel-size")
     tomo_name = args.tomo_name or os.path.splitext(os.path.basename(args.scores))[0]
     _write_outputs(args, ext, result, info, opts, tomo_name, pixel)
-    print(PP.result_summary(result, os.path.basename(args.scores)))
+    print(peaks.result_summary(result, os.path.basename(args.scores)))
     for m in result.messages:
         print("note: %s" % m)
     if args.diagnostics:
@@ -143,12 +143,12 @@ def run(args):
 
 def options_from_args(args):
     """:class:`~cryoprocs.pipelines.peaks.PickOptions` of parsed arguments."""
-    from ..pipelines import peaks as PP
+    from ..pipelines import peaks
     af = None
     if args.angular_filter:
         n, deg, r = args.angular_filter
         af = {"min_count": int(n), "max_angle": float(deg), "radius": float(r)}
-    return PP.PickOptions(
+    return peaks.PickOptions(
         min_distance=args.min_distance, threshold_mode=args.threshold_mode,
         threshold=args.threshold, sigma=args.sigma, percentile=args.percentile,
         n_false_positives=args.n_false_positives, max_picks=args.n_particles,
@@ -173,8 +173,8 @@ def _check_min_distance(args):
     """A minimum distance beyond the score map's diagonal: an error naming the option."""
     import numpy as np
 
-    from ..pipelines import peaks as PP
-    shape = PP.volume_shape(args.scores)
+    from ..pipelines import peaks
+    shape = peaks.volume_shape(args.scores)
     diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in shape)))
     if not args.min_distance <= diagonal:
         raise ValueError("--min-distance %g voxels is larger than the score map %s (%s voxels "
@@ -189,36 +189,37 @@ def _write_outputs(args, ext, result, info, opts, tomo_name, pixel):
     angular distance maps, the picks, then the hidden --result (its presence means done)."""
     import os
 
-    from ..convert import outputs as O
-    from ..pipelines import peaks as PP
+    from ..convert import outputs
+    from ..pipelines import peaks
     pairs = []
     try:
         if args.diagnostics:
-            tmp = O.temp_path(args.diagnostics, ".png")
+            tmp = outputs.temp_path(args.diagnostics, ".png")
             pairs.append((tmp, args.diagnostics))
-            PP.plot_diagnostics(tmp, result, os.path.basename(args.scores))
+            peaks.plot_diagnostics(tmp, result, os.path.basename(args.scores))
         if args.angular_distance_maps:
             tmps = {}
             for name, path in zip(("total", "normal", "inplane"), args.angular_distance_maps):
-                tmps[name] = O.temp_path(path, ".mrc")
+                tmps[name] = outputs.temp_path(path, ".mrc")
                 pairs.append((tmps[name], path))
-            PP.write_angular_distance_maps(args.angles, args.angle_list, tmps,
-                                           opts.angles_order, opts.angles_numbering,
-                                           opts.symmetry,
-                                           voxel_size=args.pixel_size or info["voxel_size"])
-        tmp = O.temp_path(args.output, ext)
+            peaks.write_angular_distance_maps(args.angles, args.angle_list, tmps,
+                                              opts.angles_order, opts.angles_numbering,
+                                              opts.symmetry,
+                                              voxel_size=args.pixel_size or info["voxel_size"])
+        tmp = outputs.temp_path(args.output, ext)
         pairs.append((tmp, args.output))
-        PP.write_picks(tmp, result, tomo_name=tomo_name, tomo_id=args.tomo_id,
-                       pixel_size=pixel, shape=info["shape"], star_format=args.star_format,
-                       overwrite=True)
+        picks = peaks.TomogramPicks.from_result(result, tomo_name=tomo_name, tomo_id=args.tomo_id,
+                                                shape_xyz=tuple(info["shape"])[::-1],
+                                                pixel_size=pixel)
+        peaks.export_picks(tmp, picks, star_format=args.star_format, overwrite=True)
         if args.result:
-            tmp = O.temp_path(args.result, ".npz")
+            tmp = outputs.temp_path(args.result, ".npz")
             pairs.append((tmp, args.result))
-            PP.save_result(tmp, result, tsId=args.tomo_name, shape=list(info["shape"]))
-        O.commit_group(pairs)
+            peaks.save_result(tmp, result, tsId=args.tomo_name, shape=list(info["shape"]))
+        outputs.commit_group(pairs)
     except BaseException:
         for tmp, _ in pairs:
-            O.discard_temp(tmp)
+            outputs.discard_temp(tmp)
         raise
 
 

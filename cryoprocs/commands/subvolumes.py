@@ -39,7 +39,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from ..convert import outputs as O
+    from ..convert import outputs
     from ..convert.mrc import atomic_output
     from ..convert.paths import check_io, safe_name, same_file
     from ..pipelines.extract import extract_subvolumes
@@ -50,7 +50,7 @@ def run(args):
     folder = os.path.join(args.output_dir, name)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise NotADirectoryError("%s is a file, not a folder" % folder)
-    O.claim(folder, "output folder", folder=True)
+    outputs.claim(folder, "output folder", folder=True)
     check_io(inputs=[("--coordinates", args.coordinates), ("tomogram", item["tomogram"])],
              outputs=[("--status", args.status)], overwrite=args.overwrite)
     settings = settings_from_args(args)

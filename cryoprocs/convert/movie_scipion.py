@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from . import relion5_scipion as RS
+from . import relion5_scipion
 from .particles import write_particles_csv
 from .star import write_star
 
@@ -43,8 +43,8 @@ def write_tilt_series_particles(folder, project_dir, ts, coords, coord_set, tomo
     ``particles.star``. ``tomo``: the coordinates' tomogram (its size gives rlnTomoSize).
     Returns ``(tomograms.star, particles.star)``."""
     tsId = ts.getTsId()
-    tomos = RS.write_tilt_series_project(folder, project_dir, [tsId], {tsId: ts}, None,
-                                         {tsId: tomo} if tomo is not None else None)
+    tomos = relion5_scipion.write_tilt_series_project(folder, project_dir, [tsId], {tsId: ts}, None,
+                                                      {tsId: tomo} if tomo is not None else None)
     parts = os.path.join(folder, "particles.star")
-    write_star(parts, RS.coordinate_particle_blocks(list(coords), coord_set))
+    write_star(parts, relion5_scipion.coordinate_particle_blocks(list(coords), coord_set))
     return tomos, parts

@@ -12,9 +12,11 @@ import mmap
 import os
 import threading
 import warnings
+from typing import Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import mrcfile
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..kernels.pages import release_map_range
 from . import outputs
@@ -22,11 +24,14 @@ from .finite import (NONFINITE_FORM, NONFINITE_OPTION, NONFINITE_POLICIES, Finit
                      NonFiniteError)
 
 __all__ = [
-    "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc", "partial_path",
+    "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc",
     "atomic_output", "new_mrc", "finish_mrc", "write_mrc", "parse_location", "voxel_size_of",
     "MappedMrc", "MrcBlockWriter", "AtomicMrcWriter", "check_same_grid", "NonFiniteError",
     "FiniteGuard", "NONFINITE_POLICIES", "is_complete_mrc",
 ]
+
+#: a voxel size in Å: one value, or (x, y, z)
+VoxelSize = Union[float, Sequence[float]]
 
 
 class MrcFormatError(ValueError):
@@ -46,7 +51,7 @@ class MrcInfo(tuple):
     is_stack = property(lambda self: self[3])
 
 
-def parse_location(location):
+def parse_location(location: Union[str, Sequence]) -> Tuple[Optional[int], str]:
     """Split a Scipion/RELION image location into ``(index, path)``.
 
     ``"3@stack.mrcs"`` -> ``(3, "stack.mrcs")`` (1-based index); ``"vol.mrc"`` -> ``(None, ...)``;
@@ -80,7 +85,7 @@ def _quiet(func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
-def mmap_mrc(path, mode="r", permissive=False):
+def mmap_mrc(path: str, mode: str = "r", permissive: bool = False) -> "mrcfile.mrcmemmap.MrcMemmap":
     """Open an MRC file memory-mapped (default read-only) and return the mrcfile object.
 
     Files without the "MAP " id (some older writers) are accepted with a warning.
@@ -112,7 +117,7 @@ def mmap_mrc(path, mode="r", permissive=False):
         raise MrcFormatError("%s is not a readable MRC file: %s" % (path, exc)) from None
 
 
-def voxel_size_of(mrc):
+def voxel_size_of(mrc: "mrcfile.mrcobject.MrcObject") -> Tuple[float, float, float]:
     """Voxel size ``(x, y, z)`` in Å of an open mrcfile object (0 where unset)."""
     vs = mrc.voxel_size
     return (float(vs.x), float(vs.y), float(vs.z))
@@ -135,7 +140,7 @@ def _read_header_only(path):
 COMPLEX_MODES = (3, 4)
 
 
-def mrc_info(path):
+def mrc_info(path: str) -> "MrcInfo":
     """Shape, voxel size, dtype and stack flag of an MRC file, reading only its header, after
     validating the header against the file: positive dimensions, a known real-valued mode
     (mrcfile's mode table), and a file size equal to the 1024-byte header + the extended
@@ -191,7 +196,8 @@ def mrc_info(path):
     return MrcInfo(shape, vs, dtype, is_stack)
 
 
-def is_complete_mrc(path, shape=None, modes=None):
+def is_complete_mrc(path: str, shape: Optional[Sequence[int]] = None,
+                    modes: Optional[Iterable[int]] = None) -> bool:
     """True when ``path`` is a complete MRC file (:func:`mrc_info` validates its header
     against its size) of ``shape`` (numpy order) and, when given, one of the MRC ``modes``:
     what a resumed run checks before it reuses an output (a truncated file, or a few bytes
@@ -221,7 +227,8 @@ def _is_empty_stack(path, shape, modes=None):
             and (modes is None or int(h.mode) in modes))
 
 
-def check_same_grid(path, info, other_path, other_info, what="mask", tol=0.01):
+def check_same_grid(path: str, info: "MrcInfo", other_path: str, other_info: "MrcInfo",
+                    what: str = "mask", tol: float = 0.01) -> None:
     """A created mask (or any companion map) must have the dimensions of the image it goes
     with and, when both headers give one, the same voxel size within ``tol`` (1 %).
 
@@ -246,7 +253,7 @@ def check_same_grid(path, info, other_path, other_info, what="mask", tol=0.01):
 
 
 @contextlib.contextmanager
-def open_mrc(path, permissive=False):
+def open_mrc(path: str, permissive: bool = False) -> Iterator["mrcfile.mrcmemmap.MrcMemmap"]:
     """Context manager yielding a read-only memory-mapped mrcfile object.
 
     ``path`` may carry a Scipion ``index@`` prefix, which is ignored here (use
@@ -259,7 +266,8 @@ def open_mrc(path, permissive=False):
         mrc.close()
 
 
-def read_mrc(path, index=None, dtype=None, permissive=False, nonfinite=None):
+def read_mrc(path: str, index: Optional[int] = None, dtype: Optional[DTypeLike] = None,
+             permissive: bool = False, nonfinite: Optional[str] = None) -> np.ndarray:
     """Read an MRC file (or one 1-based ``index`` of a stack) into memory.
 
     Parameters
@@ -302,14 +310,6 @@ def read_mrc(path, index=None, dtype=None, permissive=False, nonfinite=None):
         return out.astype(dtype or out.dtype, copy=False)
 
 
-def partial_path(path):
-    """Fixed temporary name ``.NAME.partial`` of a *resumable* output that several steps of
-    one protocol run fill in turn (its claim is the run's). One-shot outputs use
-    :func:`atomic_output` (a unique temporary name per run) instead."""
-    head, tail = os.path.split(os.path.abspath(path))
-    return os.path.join(head, ".%s.partial" % tail)
-
-
 def _with_filename(exc, path):
     """An OSError without a file name gets ``path`` (so its one-line message names it)."""
     if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
@@ -318,7 +318,7 @@ def _with_filename(exc, path):
 
 
 @contextlib.contextmanager
-def atomic_output(path, overwrite=True, suffix=""):
+def atomic_output(path: str, overwrite: bool = True, suffix: str = "") -> Iterator[str]:
     """Yield a unique temporary path to write (``.NAME.<pid>.<random>.partial`` + ``suffix``,
     in the folder of ``path``); rename it to ``path`` only if the block succeeds.
 
@@ -346,8 +346,9 @@ def atomic_output(path, overwrite=True, suffix=""):
         raise
 
 
-def new_mrc(path, shape, dtype=np.float32, voxel_size=None, origin=None, is_stack=False,
-            overwrite=True):
+def new_mrc(path: str, shape: Sequence[int], dtype: DTypeLike = np.float32,
+            voxel_size: Optional[VoxelSize] = None, origin: Optional[Sequence[float]] = None,
+            is_stack: bool = False, overwrite: bool = True) -> "mrcfile.mrcmemmap.MrcMemmap":
     """Create an MRC file of ``shape`` and return it open for writing (``mrcfile.new_mmap``).
 
     The caller fills ``mrc.data`` (in slabs) and closes it. Used with :func:`atomic_output`
@@ -374,7 +375,7 @@ def new_mrc(path, shape, dtype=np.float32, voxel_size=None, origin=None, is_stac
     return mrc
 
 
-def finish_mrc(mrc, stats=True):
+def finish_mrc(mrc: "mrcfile.mrcmemmap.MrcMemmap", stats: bool = True) -> None:
     """Update header statistics (min/max/mean/rms) and close a file from :func:`new_mrc`."""
     try:
         if stats:
@@ -383,7 +384,9 @@ def finish_mrc(mrc, stats=True):
         mrc.close()
 
 
-def write_mrc(path, data, voxel_size=None, origin=None, is_stack=False, overwrite=True):
+def write_mrc(path: str, data: ArrayLike, voxel_size: Optional[VoxelSize] = None,
+              origin: Optional[Sequence[float]] = None, is_stack: bool = False,
+              overwrite: bool = True) -> str:
     """Write an array to ``path`` atomically (temporary name, then rename).
 
     Parameters

@@ -231,17 +231,17 @@ def _read_csv(path):
 
 
 def _read_relion(path):
-    from . import relion5 as R5
+    from . import relion5
     try:
-        pt = R5.read_particles(path)
-    except (R5.Relion5Error, ValueError) as exc:
+        pt = relion5.read_particles(path)
+    except (relion5.Relion5Error, ValueError) as exc:
         raise ParticleFormatError(str(exc)) from None
     parts = pt.particles
     ts_ps = None
-    if all(c in parts.columns for c in R5.CENTERED_COLUMNS):
-        units, cols = "angst_centred", R5.CENTERED_COLUMNS
-    elif all(c in parts.columns for c in R5.PIXEL_COLUMNS):
-        units, cols = "ts_px", R5.PIXEL_COLUMNS
+    if all(c in parts.columns for c in relion5.CENTERED_COLUMNS):
+        units, cols = "angst_centred", relion5.CENTERED_COLUMNS
+    elif all(c in parts.columns for c in relion5.PIXEL_COLUMNS):
+        units, cols = "ts_px", relion5.PIXEL_COLUMNS
         if "rlnTomoTiltSeriesPixelSize" in pt.optics.columns and len(pt.optics):
             ts_ps = float(pt.optics["rlnTomoTiltSeriesPixelSize"].iloc[0])
     else:
@@ -250,7 +250,7 @@ def _read_relion(path):
     t = parts.copy()
     t["x"], t["y"], t["z"] = (parts[c].to_numpy(np.float64) for c in cols)
     t["tomo"] = parts["rlnTomoName"].astype(str)
-    names = R5.particle_names(parts)
+    names = relion5.particle_names(parts)
     t["id"] = [n.rsplit("/", 1)[-1] for n in names]
     return ParticleList(path, "relion", t, units, relion=parts, ts_pixel_size=ts_ps)
 
@@ -339,7 +339,7 @@ def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None
     if plist.units == "voxel":
         pos = np.stack([_numeric(t[c]) for c in "xyz"], axis=1)
     else:
-        from . import relion5 as R5
+        from . import relion5
         if not pixel_size or not float(pixel_size) > 0:
             raise ParticleFormatError(
                 "%s has RELION coordinates in %s: the tomogram's pixel size is needed (its MRC "
@@ -348,10 +348,10 @@ def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None
         ps = float(pixel_size)
         rows = plist.relion.loc[t.index]
         if plist.units == "angst_centred":
-            pos = R5.particle_positions(rows, ps, tuple(float(s) for s in shape_xyz))
+            pos = relion5.particle_positions(rows, ps, tuple(float(s) for s in shape_xyz))
         else:
             f = (plist.ts_pixel_size or ps) / ps
-            pos = rows[R5.PIXEL_COLUMNS].to_numpy(np.float64) * f
+            pos = rows[relion5.PIXEL_COLUMNS].to_numpy(np.float64) * f
     if not np.all(np.isfinite(pos)):
         bad = int((~np.isfinite(pos).all(axis=1)).sum())
         raise ParticleFormatError("%s: %d particle position(s) are not numbers" % (plist.path,

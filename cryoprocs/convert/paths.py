@@ -6,17 +6,19 @@ nothing is read, written or overwritten; both also take this run's exclusive cla
 outputs (:mod:`cryoprocs.convert.outputs`), so a second run that wants the same output fails
 at once. File names derived from tomogram / tilt-series ids come from :func:`safe_name`.
 """
-import contextlib
 import hashlib
 import os
+from typing import Iterable, Optional, Tuple
 
-from . import outputs as O
+from . import outputs as outputs_io
 
-__all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "file_signature",
-           "read_record", "write_record", "claim_outputs", "safe_name"]
+__all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "safe_name"]
+
+#: ``(label, path)`` of a command option; ``path`` None when the option is not given
+Labelled = Tuple[str, Optional[str]]
 
 
-def safe_name(name):
+def safe_name(name: str) -> str:
     """A file-name stem for an id (tsId, rlnTomoName): letters, digits, ``-``, ``_`` and
     ``.`` are kept, every other character becomes ``_``; when that changes the id (or it
     starts with ``.``), ``_`` and 8 hex digits of its SHA-1 are appended, so distinct ids
@@ -29,7 +31,7 @@ def safe_name(name):
     return stem
 
 
-def same_file(a, b):
+def same_file(a: str, b: str) -> bool:
     """True when paths ``a`` and ``b`` name the same file (symbolic or hard links included)."""
     try:
         return os.path.samefile(a, b)
@@ -43,7 +45,8 @@ def _inside(path, folder):
     return a.startswith(b.rstrip(os.sep) + os.sep)
 
 
-def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
+def check_io(inputs: Iterable[Labelled] = (), outputs: Iterable[Labelled] = (),
+             overwrite: bool = False, claim: bool = True) -> None:
     """Validate the paths of one run before it starts and claim its outputs.
 
     Parameters
@@ -116,26 +119,14 @@ def check_io(inputs=(), outputs=(), overwrite=False, claim=True):
             raise NotADirectoryError("%s %s: %s is a file, not a folder" % (lab, p, parent))
     if claim:
         for lab, p in outs:
-            O.claim(p, lab)
+            outputs_io.claim(p, lab)
     for lab, p in outs:
         if os.path.lexists(p) and not overwrite:
             raise FileExistsError("%s %s exists; pass --overwrite to replace it" % (lab, p))
 
 
-def file_signature(paths):
-    """``[[real path, size, mtime_ns], ...]`` of existing files (missing ones: size -1):
-    what a resumable step records to recognise results made from other inputs."""
-    out = []
-    for p in sorted({os.path.realpath(p) for p in paths if p}):
-        try:
-            st = os.stat(p)
-            out.append([p, int(st.st_size), int(st.st_mtime_ns)])
-        except OSError:
-            out.append([p, -1, 0])
-    return out
-
-
-def check_output_dir(output_dir, names, inputs=(), claim=True):
+def check_output_dir(output_dir: str, names: Iterable[str], inputs: Iterable[Labelled] = (),
+                     claim: bool = True) -> None:
     """Validate an output folder (RELION's ``--o``) before a run and claim it.
 
     Parameters
@@ -171,14 +162,16 @@ def check_output_dir(output_dir, names, inputs=(), claim=True):
                 raise ValueError("output folder %s: its %s would replace the input %s %s; "
                                  "choose another output folder" % (output_dir, name, lab, p))
     if claim:
-        O.claim(path, "output folder", folder=True)
+        outputs_io.claim(path, "output folder", folder=True)
 
 
-def check_replace(paths, allowed, overwrite, why="was not written by this command with "
-                                                   "these inputs and settings"):
+def check_replace(paths: Iterable[Optional[str]], allowed: bool, overwrite: bool,
+                  why: str = "was not written by this command with these inputs and "
+                             "settings") -> None:
     """Refuse to replace existing files a run is not entitled to replace.
 
-    ``allowed``: the files are this run's own results (e.g. its fingerprint record matches);
+    ``allowed``: the files are this run's own results (e.g. its fingerprint record matches,
+    :mod:`cryoprocs.pipelines.records`);
     otherwise they are replaced only with ``overwrite``.
 
     Raises
@@ -192,42 +185,3 @@ def check_replace(paths, allowed, overwrite, why="was not written by this comman
         if p and os.path.lexists(p):
             raise FileExistsError("%s exists and %s; pass --overwrite to replace it or choose "
                                   "another output" % (p, why))
-
-
-def read_record(path):
-    """The text of a fingerprint record (see :func:`claim_outputs`); None when there is none."""
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
-def write_record(path, fingerprint):
-    """Write a fingerprint record atomically (its folder is created)."""
-    from .mrc import atomic_output
-    with atomic_output(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(fingerprint)
-
-
-def claim_outputs(record, fingerprint, outputs, replace=False):
-    """Make the existing ``outputs`` of a resumable step belong to ``fingerprint``.
-
-    When the ``record`` file holds another fingerprint (or none), or ``replace`` is True, the
-    record and then every existing output are deleted before the new fingerprint is
-    recorded: a run killed afterwards resumes with its own outputs only, never with those of
-    other inputs or settings. Outputs of a matching record are kept (resume).
-
-    Returns True when existing outputs were given up (deleted).
-    """
-    if not replace and read_record(record) == fingerprint:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(record)
-    for out in outputs:
-        if out:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(out)
-    write_record(record, fingerprint)
-    return True

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ..kernels import relion_geometry as G
+from ..kernels import relion_geometry
 from ..kernels.euler import relion_euler_matrix
 from .images import image_info, is_image_store, is_url
 from .mrc import MrcFormatError, parse_location
@@ -210,10 +210,10 @@ class TiltSeries:
         return len(self.frames)
 
     def centre(self) -> np.ndarray:
-        return G.tomogram_centre(self.tomo_size)
+        return relion_geometry.tomogram_centre(self.tomo_size)
 
     def depth_offsets(self, positions: ArrayLike) -> np.ndarray:
-        return G.depth_offsets(self.matrices, positions, self.tomo_size)
+        return relion_geometry.depth_offsets(self.matrices, positions, self.tomo_size)
 
     def frame_groups(self) -> Dict[str, List[Tuple[int, int]]]:
         """``{file: [(frame, index_in_file), ...]}``: frames grouped by the file they live in."""
@@ -397,10 +397,11 @@ def _projections(table, ps, image_size, tomo_size, where):
     old = all(c in table.columns for c in PROJ_COLUMNS)
     if all(c in table.columns for c in ("rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst",
                                         "rlnTomoYShiftAngst")) and not old:
-        P = G.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
-                                  table["rlnTomoXShiftAngst"], table["rlnTomoYShiftAngst"],
-                                  ps, image_size, tomo_size,
-                                  xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
+        P = relion_geometry.projection_matrices(table["rlnTomoYTilt"], table["rlnTomoZRot"],
+                                                table["rlnTomoXShiftAngst"],
+                                                table["rlnTomoYShiftAngst"],
+                                                ps, image_size, tomo_size,
+                                                xtilt=_col(table, "rlnTomoXTilt", 0.0, where, n))
     elif old:
         P = np.zeros((n, 4, 4))
         for i, c in enumerate(PROJ_COLUMNS):
@@ -537,7 +538,7 @@ def particle_positions(particles: pd.DataFrame, pixel_sizes: Union[Mapping[int, 
         ps = np.full(len(particles), float(pixel_sizes))
     if all(c in particles.columns for c in CENTERED_COLUMNS):
         c = particles[CENTERED_COLUMNS].to_numpy(dtype=np.float64)
-        pos = c / ps[:, None] + G.tomogram_centre(tomo_size)
+        pos = c / ps[:, None] + relion_geometry.tomogram_centre(tomo_size)
     elif all(c in particles.columns for c in PIXEL_COLUMNS):
         pos = particles[PIXEL_COLUMNS].to_numpy(dtype=np.float64).copy()
     else:

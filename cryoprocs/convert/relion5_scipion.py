@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from . import relion5 as R5
+from . import relion5
 from ..kernels.euler import relion_euler_matrix, relion_angles_from_matrix
 from .scipion import scipion_matrix_to_relion
 
@@ -186,7 +186,7 @@ def tilt_series_star_rows(ts: "TiltSeries", ctf_by_order: Mapping[int, dict], pi
         if pre is None:
             pre = 0.0
         row = {"rlnMicrographName": "%d@%s" % (int(index or 1),
-                                               R5.relion_path(path, project_dir)),
+                                               relion5.relion_path(path, project_dir)),
                "rlnTomoNominalStageTiltAngle": tilt,
                "rlnMicrographPreExposure": float(pre)}
         if ctf is not None:
@@ -243,10 +243,10 @@ def coordinate_orientation_from_row(row: Mapping) -> Tuple[float, float, float]:
     """Full RELION orientation ``A_subtomo . A_particle`` of a particles.star row as
     ``(rot, tilt, psi)`` degrees (identity parts where the columns are absent)."""
     A = np.eye(3)
-    if all(c in row and pd.notna(row[c]) for c in R5.SUBTOMO_COLUMNS):
-        A = relion_euler_matrix(*(float(row[c]) for c in R5.SUBTOMO_COLUMNS))
-    if all(c in row and pd.notna(row[c]) for c in R5.ANGLE_COLUMNS):
-        A = A @ relion_euler_matrix(*(float(row[c]) for c in R5.ANGLE_COLUMNS))
+    if all(c in row and pd.notna(row[c]) for c in relion5.SUBTOMO_COLUMNS):
+        A = relion_euler_matrix(*(float(row[c]) for c in relion5.SUBTOMO_COLUMNS))
+    if all(c in row and pd.notna(row[c]) for c in relion5.ANGLE_COLUMNS):
+        A = A @ relion_euler_matrix(*(float(row[c]) for c in relion5.ANGLE_COLUMNS))
     return tuple(float(v) for v in relion_angles_from_matrix(A))
 
 
@@ -292,17 +292,17 @@ def particle_star_table(coords: Sequence["Coordinate3D"], tomo_sampling: float,
             pos = coord.getPosition(SCIPION)
         cen = np.asarray(pos, dtype=np.float64) * float(tomo_sampling)
         row = {"rlnTomoName": tsid}
-        for c, v in zip(R5.CENTERED_COLUMNS, cen):
+        for c, v in zip(relion5.CENTERED_COLUMNS, cen):
             row[c] = float(v)
         M = _coord_matrix(coord)
         full = (0.0, 0.0, 0.0) if M is None else scipion_matrix_to_relion(M)[0]
         raw = coordinate_orientation_from_row(
-            {c: attr(coord, c) for c in R5.SUBTOMO_COLUMNS + R5.ANGLE_COLUMNS})
+            {c: attr(coord, c) for c in relion5.SUBTOMO_COLUMNS + relion5.ANGLE_COLUMNS})
         raw_ok = M is None or np.allclose(relion_euler_matrix(*raw), relion_euler_matrix(*full),
                                           atol=1e-6)
         if columns and raw_ok:
             for c in columns:
-                if c in row or c in R5.PIXEL_COLUMNS:
+                if c in row or c in relion5.PIXEL_COLUMNS:
                     continue
                 v = attr(coord, c)
                 if v is not None:
@@ -310,9 +310,9 @@ def particle_star_table(coords: Sequence["Coordinate3D"], tomo_sampling: float,
         else:
             # reliontomo convention for foreign coordinates: orientation in the subtomogram
             # angles, rlnAngle* from its R5 attributes (0 when absent)
-            for c, v in zip(R5.SUBTOMO_COLUMNS, full):
+            for c, v in zip(relion5.SUBTOMO_COLUMNS, full):
                 row[c] = float(v)
-            for c in R5.ANGLE_COLUMNS:
+            for c in relion5.ANGLE_COLUMNS:
                 a = getattr(coord, c, None)
                 row[c] = float(a.get()) if a is not None and hasattr(a, "get") and \
                     a.get() is not None else 0.0
@@ -328,12 +328,12 @@ def particle_star_table(coords: Sequence["Coordinate3D"], tomo_sampling: float,
         rows.append(row)
     df = pd.DataFrame(rows)
     if columns and len(df):
-        order = [c for c in columns if c in df.columns and c not in R5.PIXEL_COLUMNS]
-        if all(c in columns for c in R5.PIXEL_COLUMNS) and not all(
-                c in columns for c in R5.CENTERED_COLUMNS):
+        order = [c for c in columns if c in df.columns and c not in relion5.PIXEL_COLUMNS]
+        if all(c in columns for c in relion5.PIXEL_COLUMNS) and not all(
+                c in columns for c in relion5.CENTERED_COLUMNS):
             # imported from RELION 4 pixel coordinates: written back as centred Å
-            i = columns.index(R5.PIXEL_COLUMNS[0])
-            order[i:i] = R5.CENTERED_COLUMNS
+            i = columns.index(relion5.PIXEL_COLUMNS[0])
+            order[i:i] = relion5.CENTERED_COLUMNS
         rest = [c for c in df.columns if c not in order]
         df = df[order + rest]
     optics = None
@@ -387,14 +387,14 @@ def write_tilt_series_project(out_dir: str, project_dir: str, ts_ids: Sequence[s
         table = tilt_series_star_rows(ts, ctfs, ps, project_dir, scale_factor=scale_factor)
         from .paths import safe_name
         star = os.path.join(out_dir, "tiltseries", "%s.star" % safe_name(tsId))
-        R5.write_tilt_series_star(star, tsId, table)
+        relion5.write_tilt_series_star(star, tsId, table)
         size = None
         if attr(ts, "rlnTomoSizeX") is None:
             size = even_tomo_size(ts, (tomo_by_id or {}).get(tsId))
-        rows.append(tomogram_star_row(ts, R5.relion_path(star, project_dir), ps, hand=hand,
+        rows.append(tomogram_star_row(ts, relion5.relion_path(star, project_dir), ps, hand=hand,
                                       defocus_slope=defocus_slope, tomo_size=size))
     path = os.path.join(out_dir, "tomograms.star")
-    R5.write_tomograms_star(path, rows)
+    relion5.write_tomograms_star(path, rows)
     return path
 
 

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from . import relion5 as R5
+from . import relion5
 from .scipion import scipion_matrix_to_relion
 
 __all__ = ["reliontomo_modules", "is_pseudo_subtomogram_set",
@@ -184,11 +184,11 @@ def pseudo_subtomogram_rows(items, sampling_rate: float):
                "rlnCenteredCoordinateXAngst": float(item.getXInImg() or 0.0),
                "rlnCenteredCoordinateYAngst": float(item.getYInImg() or 0.0),
                "rlnCenteredCoordinateZAngst": float(item.getZInImg() or 0.0)}
-        for c, v in zip(R5.SUBTOMO_COLUMNS, sub):
+        for c, v in zip(relion5.SUBTOMO_COLUMNS, sub):
             row[c] = float(v)
-        for c, v in zip(R5.ORIGIN_COLUMNS, origin):
+        for c, v in zip(relion5.ORIGIN_COLUMNS, origin):
             row[c] = float(v)
-        for c, v in zip(R5.ANGLE_COLUMNS, (item.getRot(), item.getTilt(), item.getPsi())):
+        for c, v in zip(relion5.ANGLE_COLUMNS, (item.getRot(), item.getTilt(), item.getPsi())):
             row[c] = float(v or 0.0)
         row["rlnRandomSubset"] = int(item.getRdnSubset() or 0)
         row["rlnOpticsGroup"] = int(item.getOpticsGroupId() or 1)

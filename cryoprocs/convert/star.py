@@ -12,7 +12,7 @@ from .mrc import atomic_output
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["read_star", "read_block", "write_star"]
+__all__ = ["read_star", "write_star"]
 
 
 def read_star(path: str) -> Dict[str, Union["pd.DataFrame", dict]]:
@@ -55,23 +55,6 @@ def read_star(path: str) -> Dict[str, Union["pd.DataFrame", dict]]:
                                  % (path, row + 1, name, int(block.iloc[row].notna().sum()),
                                     block.shape[1]))
     return blocks
-
-
-def read_block(path: str, name: str = None):
-    """One block of a STAR file (the only/first one when ``name`` is None).
-
-    Raises
-    ------
-    ValueError
-        the file has no block ``name`` (the message lists its blocks).
-    """
-    blocks = read_star(path)
-    if name is None:
-        return next(iter(blocks.values()))
-    if name not in blocks:
-        raise ValueError("STAR file %s has no data_%s block (blocks: %s)"
-                         % (path, name, ", ".join(blocks)))
-    return blocks[name]
 
 
 def write_star(path: str, blocks: Mapping[str, object], overwrite: bool = True,

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ..convert.mrc import read_mrc, write_mrc
-from . import data as D
+from . import data as demo_data
 
 HIV_TSID = "hiv_ts01"
 
@@ -19,7 +19,8 @@ def hiv_tomogram_file(ctx):
         path = os.path.join(ctx.inputs_dir, "tomograms", HIV_TSID + ".mrc")
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_mrc(path, D.load_hiv_tomogram(ctx.data["tomo.tif"]), voxel_size=D.HIV_VOXEL_A)
+            write_mrc(path, demo_data.load_hiv_tomogram(ctx.data["tomo.tif"]),
+                      voxel_size=demo_data.HIV_VOXEL_A)
         return path
     return ctx.shared("hiv_tomogram_file", make)
 
@@ -27,7 +28,7 @@ def hiv_tomogram_file(ctx):
 def hiv_particles(ctx):
     """``(positions, normals)``: real particle positions as 0-based (x, y, z) voxels of the
     40 Å tomogram, and their unit Z axes (x, y, z)."""
-    return ctx.shared("hiv_particles", lambda ctx: D.load_hiv_particles(
+    return ctx.shared("hiv_particles", lambda ctx: demo_data.load_hiv_particles(
         ctx.data["tomo_point.npy"], ctx.data.get("tomo_vector.npy")))
 
 
@@ -38,7 +39,7 @@ def import_hiv_tomogram(ctx):
         path = hiv_tomogram_file(ctx)
         prot = ctx.new(ProtImportTomograms, label="import HIV VLP tomogram",
                        filesPath=os.path.dirname(path), filesPattern=os.path.basename(path),
-                       samplingRate=D.HIV_VOXEL_A)
+                       samplingRate=demo_data.HIV_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_hiv_tomogram", make)
 
@@ -83,7 +84,7 @@ def emd3197_file(ctx):
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_mrc(path, read_mrc(ctx.data["EMD-3197.map"], dtype=np.float32),
-                      voxel_size=D.EMD3197_VOXEL_A)
+                      voxel_size=demo_data.EMD3197_VOXEL_A)
         return path
     return ctx.shared("emd3197_file", make)
 
@@ -92,7 +93,7 @@ def import_emd3197(ctx):
     def make(ctx):
         from pwem.protocols import ProtImportVolumes
         prot = ctx.new(ProtImportVolumes, label="import EMD-3197",
-                       filesPath=emd3197_file(ctx), samplingRate=D.EMD3197_VOXEL_A)
+                       filesPath=emd3197_file(ctx), samplingRate=demo_data.EMD3197_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_emd3197", make)
 
@@ -107,7 +108,7 @@ def particle_boxes_file(ctx, box=24):
         path = os.path.join(ctx.inputs_dir, "particles", "hiv_particle_boxes_%d.mrcs" % box)
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tomo = D.load_hiv_tomogram(ctx.data["tomo.tif"])
+            tomo = demo_data.load_hiv_tomogram(ctx.data["tomo.tif"])
             pos, _ = hiv_particles(ctx)
             nz, ny, nx = tomo.shape
             ij = np.rint(pos).astype(int)
@@ -116,7 +117,7 @@ def particle_boxes_file(ctx, box=24):
                   & (ij[:, 1] + box - h <= ny) & (ij[:, 2] >= 0) & (ij[:, 2] < nz))
             boxes = np.stack([tomo[z, y - h:y - h + box, x - h:x - h + box]
                               for x, y, z in ij[ok]])
-            write_mrc(path, boxes, voxel_size=D.HIV_VOXEL_A, is_stack=True)
+            write_mrc(path, boxes, voxel_size=demo_data.HIV_VOXEL_A, is_stack=True)
         return path
     return ctx.shared("particle_boxes_%d" % box, make)
 
@@ -128,7 +129,7 @@ def import_particle_boxes(ctx, box=24):
         prot = ctx.new(ProtImportParticles, label="import HIV particle boxes",
                        importFrom=ProtImportParticles.IMPORT_FROM_FILES,
                        filesPath=os.path.dirname(path), filesPattern=os.path.basename(path),
-                       samplingRate=D.HIV_VOXEL_A)
+                       samplingRate=demo_data.HIV_VOXEL_A)
         return ctx.launch(prot)
     return ctx.shared("import_particle_boxes_%d" % box, make)
 
@@ -219,7 +220,7 @@ def hiv_vlp_mask_file(ctx):
             mask = np.zeros((nz, ny, nx), dtype=np.int8)
             for (x, y, z), r in zip(centres, radii):
                 mask[(xx - x) ** 2 + (yy - y) ** 2 + (zz - z) ** 2 <= r * r] = 1
-            write_mrc(path, mask, voxel_size=D.HIV_VOXEL_A)
+            write_mrc(path, mask, voxel_size=demo_data.HIV_VOXEL_A)
         return path
     return ctx.shared("hiv_vlp_mask_file", make)
 

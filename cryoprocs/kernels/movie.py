@@ -26,8 +26,13 @@ written from that description, not from its source):
 """
 import math
 import threading
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:                       # OpenCV is imported where a frame is drawn
+    import cv2
 
 __all__ = [
     "MovieError", "PLAYBACKS", "AXES", "WINDOWS", "kept_range", "playback_order",
@@ -58,7 +63,8 @@ def _cv2():
 
 
 # ----------------------------------------------------------------------------- selection
-def kept_range(n, keep_range=None, discard_fraction=None):
+def kept_range(n: int, keep_range: Optional[Tuple[int, int]] = None,
+               discard_fraction: Optional[Tuple[float, float]] = None) -> Tuple[int, int]:
     """Slices kept for the movie, mrc2movie's ``discard_slices`` semantics.
 
     Parameters
@@ -107,7 +113,7 @@ def kept_range(n, keep_range=None, discard_fraction=None):
     return 0, n
 
 
-def canonical_playback(playback):
+def canonical_playback(playback: str) -> str:
     """``forward`` or ``forward-backward`` for a playback name; ``pingpong`` (mrc2movie 0.2.0)
     is ``forward-backward``.
 
@@ -124,7 +130,8 @@ def canonical_playback(playback):
     return name
 
 
-def playback_order(n, playback="forward-backward", pause=0, cycles=1):
+def playback_order(n: int, playback: str = "forward-backward", pause: int = 0,
+                   cycles: int = 1) -> np.ndarray:
     """Frame order for ``n`` kept frames: indexes into the kept frames.
 
     ``forward``: ``0 .. n-1``. ``forward-backward`` (``pingpong``): ``0 .. n-1`` then
@@ -158,12 +165,13 @@ def playback_order(n, playback="forward-backward", pause=0, cycles=1):
     return np.tile(one, cycles)
 
 
-def frame_count(n, playback="forward-backward", pause=0, cycles=1):
+def frame_count(n: int, playback: str = "forward-backward", pause: int = 0,
+                cycles: int = 1) -> int:
     """Number of movie frames for ``n`` kept frames (n or 2n - 2 without pause and cycles)."""
     return int(len(playback_order(n, playback, pause, cycles)))
 
 
-def slab_bounds(k, n_axis, slab):
+def slab_bounds(k: int, n_axis: int, slab: int) -> Tuple[int, int]:
     """Slices averaged for the frame centred on slice ``k``: ``[a, b)``.
 
     The slab holds ``slab`` slices ``k - (slab-1)//2 .. k + slab//2``, clipped to the volume
@@ -179,7 +187,7 @@ def slab_bounds(k, n_axis, slab):
 
 
 # ----------------------------------------------------------------------------- geometry
-def bin_image(img, factor):
+def bin_image(img: np.ndarray, factor: int) -> np.ndarray:
     """Average ``factor x factor`` blocks of a 2D image (float32 result).
 
     Rows and columns beyond the last whole block are dropped, so the result has shape
@@ -206,7 +214,8 @@ def bin_image(img, factor):
     return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA)
 
 
-def output_geometry(shape, binning=1, max_width=0, upscale=1):
+def output_geometry(shape: Tuple[int, int], binning: int = 1, max_width: int = 0,
+                    upscale: int = 1) -> Tuple[Tuple[int, int], Tuple[int, int], float]:
     """Frame size after binning, enlargement and the maximum-width limit.
 
     Parameters
@@ -253,7 +262,7 @@ def output_geometry(shape, binning=1, max_width=0, upscale=1):
     return (br, bc), (br * u, bc * u), float(b) / u
 
 
-def pad_even(img):
+def pad_even(img: np.ndarray) -> np.ndarray:
     """Pad a frame to even rows and columns by repeating its last row/column (yuv420p needs
     even sizes); a frame that is already even is returned as is."""
     h, w = img.shape[:2]
@@ -264,12 +273,12 @@ def pad_even(img):
 
 
 # ----------------------------------------------------------------------------- contrast
-def window_from_minmax(lo, hi):
+def window_from_minmax(lo: float, hi: float) -> Tuple[np.float32, np.float32]:
     """Contrast window ``(lo, hi)`` as float32, from a global minimum and maximum."""
     return np.float32(lo), np.float32(hi)
 
 
-def percentile_sample(frame, budget_per_frame):
+def percentile_sample(frame: np.ndarray, budget_per_frame: int) -> np.ndarray:
     """A regular sub-sample of ``frame`` holding at most about ``budget_per_frame`` values
     (every s-th row and column), flattened as float32."""
     h, w = frame.shape
@@ -277,7 +286,8 @@ def percentile_sample(frame, budget_per_frame):
     return np.asarray(frame[::s, ::s], dtype=np.float32).ravel()
 
 
-def window_from_percentiles(samples, low=0.1, high=99.9):
+def window_from_percentiles(samples: ArrayLike, low: float = 0.1,
+                            high: float = 99.9) -> Tuple[np.float32, np.float32]:
     """Contrast window from percentiles of sampled values (robust to gold beads, hot pixels).
 
     Parameters
@@ -303,7 +313,8 @@ def window_from_percentiles(samples, low=0.1, high=99.9):
     return np.float32(lo), np.float32(hi)
 
 
-def normalize_uint8(frame, lo, hi, out=None, clip=False, work=None):
+def normalize_uint8(frame: np.ndarray, lo: float, hi: float, out: Optional[np.ndarray] = None,
+                    clip: bool = False, work: Optional[np.ndarray] = None) -> np.ndarray:
     """Map ``[lo, hi]`` to 0..255 with mrc2movie's float32 arithmetic and truncation.
 
     ``u = ((x - lo) / (hi - lo) * 255).astype(uint8)`` computed step by step in float32, as
@@ -347,7 +358,7 @@ def normalize_uint8(frame, lo, hi, out=None, clip=False, work=None):
     return out
 
 
-def make_clahe(clip_limit=2.0, tile_grid_size=8):
+def make_clahe(clip_limit: float = 2.0, tile_grid_size: int = 8) -> "cv2.CLAHE":
     """OpenCV CLAHE object: ``clipLimit`` and an ``n x n`` grid of tiles (mrc2movie defaults
     2.0 and 8).
 
@@ -366,7 +377,7 @@ def make_clahe(clip_limit=2.0, tile_grid_size=8):
 
 
 # ----------------------------------------------------------------------------- overlays
-def frame_label(kind, value, total=None, axis="z"):
+def frame_label(kind: str, value: float, total: Optional[int] = None, axis: str = "z") -> str:
     """Overlay text: ``"Z 51/101"`` for slice numbers (1-based), ``"tilt -60.0 deg"`` for
     tilt angles (OpenCV's Hershey fonts have no degree sign)."""
     if kind == "angle":
@@ -387,7 +398,7 @@ def _white_black(img):
     return 255, 0
 
 
-def draw_label(img, text):
+def draw_label(img: np.ndarray, text: str) -> np.ndarray:
     """Write ``text`` in the top-left corner (white with a black outline), in place; ``img``
     is a gray or BGR uint8 frame."""
     cv2 = _cv2()
@@ -404,7 +415,8 @@ def draw_label(img, text):
     return img
 
 
-def nice_scale_bar(width_px, pixel_nm, fraction=0.2):
+def nice_scale_bar(width_px: int, pixel_nm: float,
+                   fraction: float = 0.2) -> Tuple[float, int]:
     """A scale bar of a round length near ``fraction`` of the frame width.
 
     Parameters
@@ -436,7 +448,7 @@ def _nm_text(nm):
     return "%g nm" % nm
 
 
-def draw_scale_bar(img, length_px, length_nm):
+def draw_scale_bar(img: np.ndarray, length_px: int, length_nm: float) -> np.ndarray:
     """Draw a white bar of ``length_px`` with its length in nm, bottom-left, in place (gray
     or BGR frame)."""
     cv2 = _cv2()
@@ -512,7 +524,8 @@ class FrameStyle:
         return loc.work, getattr(loc, "clahe", None)
 
 
-def render_frame(frame, style, label=None, overlay=None):
+def render_frame(frame: np.ndarray, style: "FrameStyle", label: Optional[str] = None,
+                 overlay: Optional[Callable[[np.ndarray], object]] = None) -> np.ndarray:
     """uint8 movie frame from a float frame (already slab-averaged and binned). Threads may
     render frames of the same ``style`` in parallel.
 
@@ -555,7 +568,8 @@ def render_frame(frame, style, label=None, overlay=None):
 
 
 # ----------------------------------------------------------------------------- preview
-def montage(tiles, labels=None, tile_size=256, ncols=None, gap=4):
+def montage(tiles: Sequence[np.ndarray], labels: Optional[Sequence[str]] = None,
+            tile_size: int = 256, ncols: Optional[int] = None, gap: int = 4) -> np.ndarray:
     """Grid of uint8 tiles with their labels written underneath.
 
     Each cell is ``min(tile_size, largest tile side)`` px square; tiles are shrunk (never

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import scipy.fft
 
-from . import extract as KE
+from . import extract
 
 __all__ = ["ReconstructionError", "dose_x_ranges", "slice_from_boxes", "frame_slices",
            "prepare_boxes", "shift_half_separable", "weight_slices",
@@ -109,9 +109,9 @@ def slice_from_boxes(boxes: np.ndarray, pos_in_box: ArrayLike, binning: float, b
         the binned box differs from ``box``.
     """
     try:
-        return KE.fourier_boxes(np.asarray(boxes, dtype=np.float32), pos_in_box, binning, box,
-                                circle_precrop=circle_crop, workers=workers)
-    except KE.ExtractionError as exc:
+        return extract.fourier_boxes(np.asarray(boxes, dtype=np.float32), pos_in_box, binning, box,
+                                     circle_precrop=circle_crop, workers=workers)
+    except extract.ExtractionError as exc:
         raise ReconstructionError(str(exc)) from None
 
 
@@ -140,10 +140,10 @@ def prepare_boxes(image: np.ndarray, corners: np.ndarray, s0: int, circle_crop: 
         The boxes rolled by ``s0//2`` on both axes (the box centre at index 0, ready for the
         centred FFT of :func:`frame_slices`).
     """
-    from . import backprojection as BP
+    from . import backprojection
     corners = np.ascontiguousarray(corners, dtype=np.int64).reshape(-1, 2)
     s0 = int(s0)
-    nb = BP.numba_kernels() if backend in ("auto", "numba") else None
+    nb = backprojection.numba_kernels() if backend in ("auto", "numba") else None
     if nb is not None:
         c, lo, hi = _circle_rows(s0)
         out = np.empty((corners.shape[0], s0, s0), dtype=np.float32)
@@ -153,9 +153,9 @@ def prepare_boxes(image: np.ndarray, corners: np.ndarray, s0: int, circle_crop: 
             img = img.astype(np.float32)
         nb.cut_crop_roll(img, corners, s0, c, lo, hi, bool(circle_crop), out)
         return out
-    boxes = KE.cut_boxes(image, corners, s0).astype(np.float32, copy=False)
+    boxes = extract.cut_boxes(image, corners, s0).astype(np.float32, copy=False)
     if circle_crop:
-        boxes = KE.crop_circle(boxes, 0, 5.0)
+        boxes = extract.crop_circle(boxes, 0, 5.0)
     return np.roll(boxes, (-(s0 // 2), -(s0 // 2)), axis=(-2, -1))
 
 
@@ -166,7 +166,7 @@ def _circle_rows(s0):
     """Weights of RELION's ``cropCircle(boundary 0, falloff 5)`` for an ``s0`` box and, per
     row, the columns outside the circle as ``[0, lo) + [hi, s0)`` (cached)."""
     if s0 not in _CIRCLE_ROWS:
-        c, outside = KE.circle_crop_weights(s0, 0, 5.0)
+        c, outside = extract.circle_crop_weights(s0, 0, 5.0)
         lo = np.zeros(s0, np.int64)
         hi = np.full(s0, s0, np.int64)
         for y in range(s0):
@@ -207,7 +207,7 @@ def frame_slices(image: np.ndarray, q_xy: ArrayLike, box: int, binning: float,
     if sb != int(box):
         raise ReconstructionError("box %d at binning %g gives a binned box of %d px"
                                   % (int(box), float(binning), sb))
-    corner, pos_in_box = KE.box_corners(q_xy, s0)
+    corner, pos_in_box = extract.box_corners(q_xy, s0)
     rolled = prepare_boxes(image, corner, s0, circle_crop, backend)
     binning = float(binning)
     if binning != 1.0:
@@ -217,7 +217,7 @@ def frame_slices(image: np.ndarray, q_xy: ArrayLike, box: int, binning: float,
         F = scipy.fft.rfft(rolled, axis=-1, workers=workers)[..., :sb // 2 + 1]
         F *= np.float32(1.0 / s0)
         F = scipy.fft.fft(F, axis=-2, workers=workers)
-        F = KE.fourier_crop_half(F, sb)
+        F = extract.fourier_crop_half(F, sb)
         F /= np.float32(binning)
     else:
         F = scipy.fft.rfft2(rolled, norm="ortho", workers=workers)

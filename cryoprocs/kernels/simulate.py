@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage, fft as sfft
 
-from . import ctf as KC
+from . import ctf as ctf_kernels
 
 __all__ = ["project_volume", "dose_symmetric_pre_exposure", "simulate_tilt_image"]
 
@@ -97,9 +97,9 @@ def simulate_tilt_image(projection: np.ndarray, pixel_size: float, defocus_u: fl
         np.asarray(projection, dtype=np.float64)
     H, W = img.shape
     F = sfft.rfft2(img)
-    ctf = KC.relion_ctf_half((H, W), pixel_size, defocus_u, defocus_v, defocus_angle, voltage,
-                             cs, amplitude_contrast, dtype=np.float64)
-    X, Yf = KC.half_grid((H, W), pixel_size)
+    ctf = ctf_kernels.relion_ctf_half((H, W), pixel_size, defocus_u, defocus_v, defocus_angle,
+                                      voltage, cs, amplitude_contrast, dtype=np.float64)
+    X, Yf = ctf_kernels.half_grid((H, W), pixel_size)
     k = np.sqrt(X * X + Yf * Yf)
     with np.errstate(divide="ignore"):
         w = np.exp(-0.5 * float(pre_exposure) / (0.245 * np.power(k, -1.665) + 2.81))

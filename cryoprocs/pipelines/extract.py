@@ -25,15 +25,15 @@ from dataclasses import asdict, dataclass
 import mrcfile
 import numpy as np
 
-from ..convert import outputs as O
-from ..convert import relion5 as R5
+from ..convert import outputs
+from ..convert import relion5
 from ..convert.images import is_url, open_image, signature_files
 from ..convert.mrc import atomic_output, is_complete_mrc, write_mrc
-from ..convert.paths import (check_replace, claim_outputs, file_signature, read_record,
-                             write_record)
-from ..kernels import ctf as KC
-from ..kernels import extract as KE
-from ..kernels import relion_geometry as G
+from ..convert.paths import check_replace
+from ..kernels import ctf as ctf_kernels
+from ..kernels import extract as extract_kernels
+from ..kernels import relion_geometry
+from .records import claim_outputs, file_signature, read_record, write_record
 from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def frame_ctf(ts, f, box, pixel_size, depth):
     """RELION's CTF of frame ``f`` on the ``box`` half grid at ``pixel_size`` Å, for
     particles at projected depths ``depth`` (px, ``relion_geometry.depth_offsets``): the
     defocus changes by ``hand * ps * defocus_slope * depth`` (RELION tomogram.cpp)."""
-    return KC.relion_ctf_half(
+    return ctf_kernels.relion_ctf_half(
         box, pixel_size, ts.defocus_u[f], ts.defocus_v[f], ts.defocus_angle[f], ts.voltage,
         ts.cs, ts.amplitude_contrast, phase_shift=ts.phase_shift[f],
         bfactor=ts.ctf_bfactor[f], scale=ts.ctf_scale[f],
@@ -95,7 +95,7 @@ class Stack2DSettings:
 
     def errors(self):
         """Problems with the values (empty list when valid)."""
-        err = G.box_errors(self.box, self.crop, self.binning, min_box=2)
+        err = relion_geometry.box_errors(self.box, self.crop, self.binning, min_box=2)
         if self.min_frames < 0:
             err.append("minimum number of frames must be >= 0, got %d" % self.min_frames)
         return err
@@ -110,7 +110,7 @@ class Stack2DSettings:
 class TiltSeriesPlan:
     """What one tilt series contributes: its particles (input rows), their geometry and
     output files. ``visible`` is ``(F, n)``; ``keep`` ``(n,)``."""
-    ts: R5.TiltSeries
+    ts: relion5.TiltSeries
     rows: np.ndarray
     names: list
     positions: np.ndarray
@@ -161,10 +161,10 @@ class Stack2DJob(Relion5ProjectJob):
                  nonfinite="error"):
         errs = settings.errors()
         if errs:
-            raise KE.ExtractionError("; ".join(errs))
+            raise extract_kernels.ExtractionError("; ".join(errs))
         super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir,
                          nonfinite)
-        self.names = R5.particle_names(self.ptable.particles)
+        self.names = relion5.particle_names(self.ptable.particles)
         self.plans = {}
         self._plan_lock = threading.Lock()
         self._prepared = {}
@@ -181,19 +181,20 @@ class Stack2DJob(Relion5ProjectJob):
             if tomo_name in self.plans:
                 return self.plans[tomo_name]
         row = self.tomograms.loc[self.tomograms["rlnTomoName"] == tomo_name].iloc[0]
-        ts = R5.load_tilt_series(row, self.project_dir)
+        ts = relion5.load_tilt_series(row, self.project_dir)
         self.check_box_fits(ts)
         rows = np.flatnonzero(self.parts["rlnTomoName"].to_numpy() == tomo_name)
         sub = self.parts.iloc[rows]
-        pos = R5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
-                                    self.settings.apply_offsets)
+        pos = relion5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
+                                         self.settings.apply_offsets)
         og = sub["rlnOpticsGroup"].astype(int).to_numpy()
         ps = np.array([self.pixel_size_of_group[g] for g in og])
-        q = G.project(ts.matrices, pos)
-        vis, keep = G.select_frames(q, ts.image_size, self.settings.radius, ts.pre_exposure,
-                                    self.settings.max_dose, self.settings.min_frames)
+        q = relion_geometry.project(ts.matrices, pos)
+        vis, keep = relion_geometry.select_frames(q, ts.image_size, self.settings.radius,
+                                                  ts.pre_exposure,
+                                                  self.settings.max_dose, self.settings.min_frames)
         names = [self.names[r] for r in rows]
-        files = [R5.stack2d_name(self.output_dir, tomo_name, n, self.per_tomogram_dirs)
+        files = [relion5.stack2d_name(self.output_dir, tomo_name, n, self.per_tomogram_dirs)
                  if k else None for n, k in zip(names, keep)]
         plan = TiltSeriesPlan(ts, rows, names, pos, ps, vis, keep, files)
         with self._plan_lock:
@@ -257,7 +258,7 @@ class Stack2DJob(Relion5ProjectJob):
         Returns a dict of counts (``particles``, ``kept``, ``removed``, ``frames``,
         ``skipped_existing``, ``unknown_tomograms``).
         """
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_all()
             return self._run(max(1, int(threads)), overwrite, progress)
 
@@ -328,7 +329,7 @@ class Stack2DJob(Relion5ProjectJob):
         """
         if sum(self.plan(t).n_kept for t in self.tomogram_order) == 0:
             s = self.settings
-            raise KE.ExtractionError(
+            raise extract_kernels.ExtractionError(
                 "none of the %d particles is visible in at least %d frame%s (a frame counts "
                 "when the particle lies more than %g px from the image edges%s): nothing to "
                 "extract" % (len(self.parts), s.min_frames, "s" if s.min_frames > 1 else "",
@@ -369,7 +370,7 @@ class Stack2DJob(Relion5ProjectJob):
         """Extract the particles of one tilt series (one protocol step) holding its claim
         only (:meth:`claim_tilt_series`: the steps of other tilt series run meanwhile);
         returns counts."""
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_tilt_series(tomo_name)
             return self._extract_tilt_series(tomo_name, threads, overwrite)
 
@@ -420,33 +421,35 @@ class Stack2DJob(Relion5ProjectJob):
         ts = plan.ts
         W, H = ts.image_size
         b, crop, binning = s.box, s.crop, s.binning
-        s0, _ = G.box_sizes(b, binning)
+        s0, _ = relion_geometry.box_sizes(b, binning)
         out_size = b - 2 * ((b - crop) // 2)
         vis = plan.visible[:, todo]                          # (F, n)
         slots = np.cumsum(vis, axis=0) - 1                   # frame slot per particle
         buffers = [np.empty((int(vis[:, k].sum()), out_size, out_size), np.float32)
                    for k in range(len(todo))]
-        q = G.project(ts.matrices, plan.positions[todo])     # (F, n, 3)
-        dz = G.depth_offsets(ts.matrices, plan.positions[todo], ts.tomo_size) if s.do_ctf \
+        q = relion_geometry.project(ts.matrices, plan.positions[todo])     # (F, n, 3)
+        dz = relion_geometry.depth_offsets(ts.matrices, plan.positions[todo],
+                                           ts.tomo_size) if s.do_ctf \
             else None
-        dose = KC.dose_weights_half(ts.pre_exposure, b, ts.pixel_size * binning,
-                                    ts.bfactor_per_dose) if s.do_ctf and s.dose_weighting \
+        dose = ctf_kernels.dose_weights_half(ts.pre_exposure, b, ts.pixel_size * binning,
+                                             ts.bfactor_per_dose) if s.do_ctf and s.dose_weighting \
             else None
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        boxes = lambda f: (extract_kernels.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
         for f, image in iter_frames(ts, boxes, self._replace.get(ts.name), self.nonfinite):
             idx = np.flatnonzero(vis[f])
             for i0 in range(0, idx.size, batch):
                 ii = idx[i0:i0 + batch]
-                corner, pos_in_box = KE.box_corners(q[f, ii], s0)
-                boxes = KE.cut_boxes(image, corner, s0).astype(np.float32, copy=False)
+                corner, pos_in_box = extract_kernels.box_corners(q[f, ii], s0)
+                boxes = extract_kernels.cut_boxes(image, corner, s0).astype(np.float32, copy=False)
                 weights = None
                 if s.do_ctf:
                     ctf = frame_ctf(ts, f, b, ts.pixel_size * binning, dz[f, ii])
                     weights = ctf * dose[f] if dose is not None else ctf
-                imgs = KE.stack2d_from_boxes(boxes, pos_in_box, binning, b, crop, weights,
-                                             sign=sign, circle_crop=s.circle_crop)
+                imgs = extract_kernels.stack2d_from_boxes(boxes, pos_in_box, binning, b, crop,
+                                                          weights,
+                                                          sign=sign, circle_crop=s.circle_crop)
                 for j, k in enumerate(ii):
                     buffers[k][slots[f, k]] = imgs[j]
                 res["frames"] += len(ii)
@@ -459,7 +462,7 @@ class Stack2DJob(Relion5ProjectJob):
 
     # ------------------------------------------------------------------ STAR files
     def image_name(self, path):
-        return R5.relion_path(path, self.project_dir)
+        return relion5.relion_path(path, self.project_dir)
 
     @property
     def star_record_file(self):
@@ -476,7 +479,7 @@ class Stack2DJob(Relion5ProjectJob):
     def write_star_files(self):
         """Write ``particles.star`` and ``optimisation_set.star`` into the output folder
         (the final stage: it holds the claim of the STAR files, :meth:`claim_shared`)."""
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_shared()
             return self._write_star_files()
 
@@ -492,16 +495,16 @@ class Stack2DJob(Relion5ProjectJob):
                 centres.append(plan.ts.centre())
                 ps.append(plan.pixel_sizes[i])
         s = self.settings
-        general, optics, parts = R5.extraction_particle_tables(
+        general, optics, parts = relion5.extraction_particle_tables(
             self.ptable, self.tomograms, kept_rows, visible, image_names,
             np.array(positions).reshape(-1, 3), np.array(centres).reshape(-1, 3),
             np.array(ps), s.binning, s.crop, s.do_ctf, apply_offsets=s.apply_offsets)
         os.makedirs(self.output_dir, exist_ok=True)
         write_record(self.star_record_file, self.run_fingerprint())
         pfile = os.path.join(self.output_dir, "particles.star")
-        R5.write_particles_star(pfile, general, optics, parts)
-        R5.write_optimisation_set(os.path.join(self.output_dir, "optimisation_set.star"),
-                                  self.image_name(pfile), self.image_name(self.tomograms_star))
+        relion5.write_particles_star(pfile, general, optics, parts)
+        relion5.write_optimisation_set(os.path.join(self.output_dir, "optimisation_set.star"),
+                                       self.image_name(pfile), self.image_name(self.tomograms_star))
         return pfile
 
 
@@ -510,7 +513,7 @@ def write_stack(path, data, voxel_size, float16=False):
     rounding), voxel size ``(a, a, 1)`` with ``mz = n`` (so ``cella = (nx a, ny a, n)``),
     ``ispg 0``, header statistics of the float32 data. Atomic (temporary name, rename)."""
     data = np.asarray(data, dtype=np.float32)
-    out = KE.relion_float16(data) if float16 else data
+    out = extract_kernels.relion_float16(data) if float16 else data
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_output(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
@@ -600,7 +603,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
     """
     errs = settings.errors()
     if errs:
-        raise KE.ExtractionError("; ".join(errs))
+        raise extract_kernels.ExtractionError("; ".join(errs))
     box = int(settings.box)
     f = float(settings.binning)
     s0 = int(box * f + 0.5) if f != 1.0 else box
@@ -627,7 +630,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                 res["skipped_existing"] += 1
                 res["status"].append("existing")
                 continue
-            sub, inside = KE.subvolume(mapped.data, p, s0, pad="edge")
+            sub, inside = extract_kernels.subvolume(mapped.data, p, s0, pad="edge")
             sub = mapped.guard.check(np.array(sub), inplace=True)
             if not inside:
                 res["outside"] += 1
@@ -637,7 +640,7 @@ def extract_subvolumes(tomogram_file, positions, out_files, settings, voxel_size
                     continue
                 if mean is None:                # of the finite voxels
                     mean = mapped.guard.finite_mean()
-                sub, _ = KE.subvolume(mapped.data, p, s0, pad="constant", fill=mean)
+                sub, _ = extract_kernels.subvolume(mapped.data, p, s0, pad="constant", fill=mean)
                 sub = mapped.guard.check(np.array(sub), inplace=True)
                 res["padded"] += 1
             sub = _fourier_resize(sub, box) if s0 != box else sub

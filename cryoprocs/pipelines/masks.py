@@ -18,7 +18,7 @@ from ..convert.mrc import (MappedMrc, MrcBlockWriter, MrcFormatError, atomic_out
                            check_same_grid, mrc_info, read_mrc, write_mrc)
 from ..convert.outputs import run_scope
 from ..convert.paths import check_io
-from ..kernels import masks as K
+from ..kernels import masks as masks_kernels
 
 __all__ = ["MaskRecipe", "ImageSources", "mask_file", "mask_sources", "save_mask",
            "source_item_shape"]
@@ -61,7 +61,7 @@ class MaskRecipe:
         self.mask_file = mask_file
         self.nonfinite = nonfinite
         if geometry is None and mask_file is None:
-            raise K.MaskError("give a mask geometry or a mask file")
+            raise masks_kernels.MaskError("give a mask geometry or a mask file")
         self._cache = {}
         self._lock = threading.Lock()
 
@@ -78,12 +78,12 @@ class MaskRecipe:
                     mask = read_mrc(self.mask_file, nonfinite=self.nonfinite)
                     if mask.ndim == 3 and mask.shape[0] == 1 and len(shape) == 2:
                         mask = mask[0]
-                    warnings = K.check_created_mask(mask, shape)
+                    warnings = masks_kernels.check_created_mask(mask, shape)
                     self._cache[shape] = (mask.astype(np.float32), warnings)
                 else:
-                    kw = K.xmipp_form_defaults(shape[-1], self.geometry, **self.params)
-                    mask = K.make_mask(shape, self.geometry, center=self.center,
-                                       gaussian_peak_one=self.gaussian_peak_one, **kw)
+                    kw = masks_kernels.xmipp_form_defaults(shape[-1], self.geometry, **self.params)
+                    mask = masks_kernels.make_mask(shape, self.geometry, center=self.center,
+                                                   gaussian_peak_one=self.gaussian_peak_one, **kw)
                     if mask.dtype != bool and self.fill != "noise":
                         mask = mask.astype(np.float32)
                     self._cache[shape] = (mask, [])
@@ -93,9 +93,9 @@ class MaskRecipe:
         """Mask a block ``[n, y, x]`` / ``[n, z, y, x]``; returns float32."""
         mask, _ = self.build(images.shape[1:])
         if self.mask_file is not None:
-            return K.apply_created_mask(images, mask, out=out)
-        return K.apply_mask(images, mask, fill=self.fill, fill_value=self.fill_value,
-                            seed=self.seed, first_index=first_index, out=out)
+            return masks_kernels.apply_created_mask(images, mask, out=out)
+        return masks_kernels.apply_mask(images, mask, fill=self.fill, fill_value=self.fill_value,
+                                        seed=self.seed, first_index=first_index, out=out)
 
 
 class _Readers:

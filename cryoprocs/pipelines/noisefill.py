@@ -20,12 +20,12 @@ import os
 import numpy as np
 
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import outputs as O
+from ..convert import outputs
 from ..convert.images import image_info, open_image
 from ..convert.mrc import AtomicMrcWriter, MrcFormatError, atomic_output, check_same_grid
 from ..convert.zarr_write import OmeZarrWriter
 from ..convert.paths import check_io
-from ..kernels import noisefill as K
+from ..kernels import noisefill as noisefill_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def noise_fill_file(tomo_path, mask_path, out_path, params, soft_mask_path=None,
         unreadable inputs, different dimensions or voxel sizes, non-finite voxels, bad
         parameters.
     """
-    with O.run_scope():
+    with outputs.run_scope():
         check_io(inputs=[("tomogram", tomo_path), ("mask", mask_path)],
                  outputs=[("output", out_path), ("soft mask", soft_mask_path),
                           ("preview", preview_png), ("report", report_json)],
@@ -114,9 +114,9 @@ def _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params, soft_mask_pa
         if soft_mask_path:
             wwriter = AtomicMrcWriter(soft_mask_path, tomo.shape, vs, tomo.origin, overwrite)
             writers.append(wwriter)
-        report = K.noise_fill(tomo, mask, params, writer.write,
-                              wwriter.write if wwriter else None, threads=threads,
-                              slab=slab, preview=bool(preview_png))
+        report = noisefill_kernels.noise_fill(tomo, mask, params, writer.write,
+                                              wwriter.write if wwriter else None, threads=threads,
+                                              slab=slab, preview=bool(preview_png))
         preview = report.pop("preview", None)
         report["voxel_size"] = vs[0]
         report["files"] = {"tomogram": tomo_path, "mask": mask_path, "output": out_path,
@@ -127,21 +127,21 @@ def _noise_fill(tomo, mask, tomo_path, mask_path, out_path, params, soft_mask_pa
         if wwriter:
             side.append((wwriter.finish(), soft_mask_path))
         if preview_png and preview:
-            tmp = O.temp_path(preview_png)
+            tmp = outputs.temp_path(preview_png)
             side.append((tmp, preview_png))
             write_preview_png(preview, tmp, title=os.path.basename(tomo_path))
         if report_json:
-            tmp = O.temp_path(report_json)
+            tmp = outputs.temp_path(report_json)
             side.append((tmp, report_json))
             with open(tmp, "w") as fh:
                 json.dump(_jsonable(report), fh, indent=1)
         # the tomogram last: its existence means "done"
-        O.commit_group(side + [(writer.finish(), out_path)])
+        outputs.commit_group(side + [(writer.finish(), out_path)])
     except BaseException:
         for w in writers:
             w.abort()
         for tmp, _ in side:
-            O.discard_temp(tmp)
+            outputs.discard_temp(tmp)
         raise
     return report
 

@@ -11,24 +11,24 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..constants import DEFAULT_SYMMETRY
-from ..convert import motl as M
+from ..convert import motl
 from ..convert.em import mmap_em
 from ..convert.images import image_info, is_image_store, open_image
 from ..convert.mrc import (FiniteGuard, MrcFormatError, atomic_output, check_same_grid,
                            finish_mrc, mmap_mrc, mrc_info, new_mrc)
 from ..convert.npz import write_npz
-from ..kernels import peaks as K
+from ..kernels import peaks as peaks_kernels
 from ..kernels.pages import release_pages
 
 __all__ = ["PickOptions", "open_volume", "volume_shape", "header_value_range", "volume_max",
-           "pick_volumes",
-           "save_result",
-           "load_result", "write_picks", "plot_diagnostics", "write_angular_distance_maps",
-           "result_summary", "EM_EXTENSIONS", "OUTPUT_FORMATS"]
+           "pick_volumes", "save_result", "load_result", "TomogramPicks", "export_picks",
+           "plot_diagnostics", "write_angular_distance_maps", "result_summary",
+           "EM_EXTENSIONS", "OUTPUT_FORMATS"]
 
 EM_EXTENSIONS = (".em",)
 OUTPUT_FORMATS = (".csv", ".star", ".em")
@@ -98,7 +98,10 @@ def header_value_range(path):
 
 
 def volume_shape(path):
-    """``(nz, ny, nx)`` of an MRC, EM or OME-Zarr volume from its header or metadata."""
+    """``(nz, ny, nx)`` of an MRC, EM or OME-Zarr volume from its header or metadata.
+
+    ``cryoprocs pick`` checks ``--min-distance`` against the map with it before any map is
+    read: :func:`pick_volumes` reads an OME-Zarr level whole into memory first."""
     if is_image_store(path):
         return tuple(int(v) for v in image_info(path).shape)
     with open_volume(path) as (data, _):
@@ -163,14 +166,14 @@ class PickOptions:
     def kernel_kwargs(self):
         kw = asdict(self)
         af = kw.pop("angular_filter")
-        kw["angular_filter"] = K.AngularFilter(**af) if af else None
+        kw["angular_filter"] = peaks_kernels.AngularFilter(**af) if af else None
         return kw
 
     def describe(self):
         """One sentence with the threshold rule and the exclusion distance."""
-        thr = K.describe_threshold(self.threshold_mode, threshold=self.threshold,
-                                   sigma=self.sigma, percentile=self.percentile,
-                                   n_false_positives=self.n_false_positives)
+        thr = peaks_kernels.describe_threshold(self.threshold_mode, threshold=self.threshold,
+                                               sigma=self.sigma, percentile=self.percentile,
+                                               n_false_positives=self.n_false_positives)
         s = "%s, picks more than %g voxels apart" % (thr, self.min_distance)
         if self.max_picks:
             s += ", at most %d per tomogram" % self.max_picks
@@ -222,7 +225,7 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         scores, vs = stack.enter_context(open_volume(scores_path))
         diagonal = float(np.sqrt(sum((s - 1) ** 2 for s in scores.shape)))
         if not float(options.min_distance) <= diagonal:
-            raise K.PeakPickingError(
+            raise peaks_kernels.PeakPickingError(
                 "the minimum distance %g voxels is larger than the score map %s (diagonal "
                 "%.1f voxels): every pick would exclude all the others"
                 % (float(options.min_distance), scores_path, diagonal))
@@ -230,13 +233,13 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         if angles_path:
             angles, _ = stack.enter_context(open_volume(angles_path))
             if angles.shape != scores.shape:
-                raise K.PeakPickingError(
+                raise peaks_kernels.PeakPickingError(
                     "angle map %s has %s voxels (x, y, z) but the score map %s has %s"
                     % (angles_path, angles.shape[::-1], scores_path, scores.shape[::-1]))
         if mask_path:
             mask, _ = stack.enter_context(open_volume(mask_path))
             if mask.shape != scores.shape:
-                raise K.PeakPickingError(
+                raise peaks_kernels.PeakPickingError(
                     "mask %s has %s voxels (x, y, z) but the score map %s has %s"
                     % (mask_path, mask.shape[::-1], scores_path, scores.shape[::-1]))
             _check_mask_voxel_size(scores_path, mask_path)
@@ -247,9 +250,11 @@ def pick_volumes(scores_path, angles_path, angle_list, options, mask_path=None, 
         try:
             # non-finite values are checked here (below): no numpy warnings about them
             with np.errstate(invalid="ignore", over="ignore"):
-                result = K.pick_peaks(scores, angles, angle_list if angles_path else None,
-                                      progress=progress, mask=mask, **options.kernel_kwargs())
-        except K.PeakPickingError:
+                result = peaks_kernels.pick_peaks(scores, angles,
+                                                  angle_list if angles_path else None,
+                                                  progress=progress, mask=mask,
+                                                  **options.kernel_kwargs())
+        except peaks_kernels.PeakPickingError:
             guard.check_all()        # the kernel's "contains NaN": name the file and voxels
             if angles is not None:
                 FiniteGuard(angles_path, angles, "error").check_all()
@@ -287,18 +292,24 @@ _SCALARS = ("threshold", "threshold_mode", "n_voxels", "mean", "std", "n_candida
 
 
 def save_result(path, result, **extra):
-    """Store a PickResult (and ``extra`` JSON-able values) in an ``.npz`` file, atomically."""
+    """Store a PickResult (and ``extra`` JSON-able values) in an ``.npz`` file, atomically.
+
+    More than 200,000 candidate scores are thinned to a curve of about 100,000 (log-spaced
+    ranks, the last one kept), stored with their ranks."""
     arrays = {}
     for name in _ARRAYS:
         v = getattr(result, name)
         if v is not None:
             arrays[name] = np.asarray(v)
+    ranks = result.candidate_ranks
     if arrays.get("candidate_scores") is not None and arrays["candidate_scores"].size > 200000:
         cs = arrays["candidate_scores"]           # keep the curve, not millions of values
         idx = np.unique(np.concatenate([np.geomspace(1, cs.size, 100000).astype(np.int64) - 1,
                                         [cs.size - 1]]))
-        arrays["candidate_scores_index"] = idx
+        ranks = idx if ranks is None else np.asarray(ranks)[idx]
         arrays["candidate_scores"] = cs[idx]
+    if ranks is not None:
+        arrays["candidate_scores_index"] = np.asarray(ranks)
     meta = {name: _jsonable(getattr(result, name)) for name in _SCALARS}
     meta["messages"] = list(result.messages)
     meta.update({k: _jsonable(v) for k, v in extra.items()})
@@ -314,70 +325,150 @@ def _jsonable(v):
     return v
 
 
+#: the PickResult fields a stored result must hold
+_REQUIRED = ("coords", "scores", "angle_rows", "angle_map_values", "angles", "threshold",
+             "threshold_mode", "n_voxels", "mean", "std", "n_candidates", "n_peaks")
+
+
 def load_result(path):
-    """A result stored by :func:`save_result` as a dict (arrays plus the scalar fields)."""
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files if k != "meta"}
-        out.update(json.loads(str(z["meta"])))
-    if "candidate_scores_index" not in out and "candidate_scores" in out:
-        out["candidate_scores_index"] = np.arange(len(out["candidate_scores"]))
-    return out
+    """A result stored by :func:`save_result`: ``(PickResult, extra)``, with ``extra`` the
+    values given to :func:`save_result` as keywords (e.g. ``tsId``, ``shape``).
 
+    A thinned candidate curve keeps its ranks in ``PickResult.candidate_ranks``.
 
-def _get(result, name):
-    return result[name] if isinstance(result, dict) else getattr(result, name)
-
-
-def write_picks(path, result, tomo_name="tomo", tomo_id=1, pixel_size=None, shape=None,
-                star_format="relion5", overwrite=True):
-    """Write picks by the extension of ``path``.
-
-    * ``.csv``: ``x,y,z`` (0-based voxels, x = MRC column), ``score``, ``phi,theta,psi`` (zxz).
-    * ``.star``: RELION 5 particles (``star_format="relion5"``; needs ``pixel_size`` in Å and the
-      map ``shape`` (nz, ny, nx)) or a STOPGAP motive list (``"stopgap"``).
-    * ``.em``: cryoCAT/TOM EM motive list (1 x N x 20, 1-based coordinates).
+    Raises
+    ------
+    OSError
+        missing or unreadable file.
+    ValueError
+        not an ``.npz`` file, or one without the fields of a pick result.
     """
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+    fields = {name: arrays.get(name) for name in _ARRAYS}
+    fields.update({name: meta.pop(name) for name in _SCALARS if name in meta})
+    missing = [name for name in _REQUIRED if fields.get(name) is None]
+    if missing:
+        raise ValueError("%s is not a pick result: it lacks %s" % (path, ", ".join(missing)))
+    fields["messages"] = list(meta.pop("messages", []))
+    fields["candidate_ranks"] = arrays.get("candidate_scores_index")
+    return peaks_kernels.PickResult(**fields), meta
+
+
+@dataclass
+class TomogramPicks:
+    """The picks of one tomogram as they are exported (:func:`export_picks`).
+
+    ``xyz0`` (N, 3): 0-based voxels ``(x, y, z)`` of the tomogram (x = MRC column); ``scores``
+    (N,); ``angles`` (N, 3): zxz ``phi, theta, psi`` in degrees; ``tomo_name``
+    (``rlnTomoName``), ``tomo_id`` (motive-list tomogram number), ``shape_xyz`` (nx, ny, nz)
+    and ``pixel_size`` (Å), needed by RELION 5 coordinates.
+    """
+    xyz0: np.ndarray
+    scores: np.ndarray
+    angles: np.ndarray
+    tomo_name: str = "tomo"
+    tomo_id: int = 1
+    shape_xyz: Optional[Sequence[int]] = None
+    pixel_size: Optional[float] = None
+
+    @classmethod
+    def from_result(cls, result, **kwargs):
+        """The picks of a :class:`~cryoprocs.kernels.peaks.PickResult` in the voxels of its
+        score map; ``kwargs``: the other fields."""
+        return cls(np.asarray(result.coords)[:, ::-1], result.scores, result.angles, **kwargs)
+
+
+def export_picks(path, picks, star_format="relion5", overwrite=True):
+    """Write the picks of one or more tomograms by the extension of ``path``.
+
+    * ``.csv``: ``x,y,z`` (0-based voxels, x = MRC column), ``score``, ``phi,theta,psi`` (zxz);
+      one tomogram only.
+    * ``.star``: RELION 5 particles (``star_format="relion5"``; needs each tomogram's
+      ``pixel_size`` in Å and ``shape_xyz``; particle names numbered from 1 per tomogram) or a
+      STOPGAP motive list (``"stopgap"``).
+    * ``.em``: cryoCAT/TOM EM motive list (1 x N x 20, 1-based coordinates).
+
+    Motive lists number the particles 1..N over all the tomograms, in order.
+
+    Parameters
+    ----------
+    path : str
+    picks : TomogramPicks or sequence of TomogramPicks
+
+    Raises
+    ------
+    ValueError
+        another extension or star format, several tomograms in a CSV, RELION 5 coordinates
+        without a shape or pixel size.
+    FileExistsError
+        ``path`` exists and not ``overwrite``.
+    """
+    if isinstance(picks, TomogramPicks):
+        picks = [picks]
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in OUTPUT_FORMATS:
         raise ValueError("output %s: the extension must be one of %s"
                          % (path, ", ".join(OUTPUT_FORMATS)))
     if not overwrite and os.path.exists(path):
         raise FileExistsError("output %s exists; pass --overwrite to replace it" % path)
-    xyz0 = np.asarray(_get(result, "coords"))[:, ::-1]
-    scores = _get(result, "scores")
-    angles = _get(result, "angles")
     if ext == ".csv":
-        return M.write_picks_csv(path, xyz0, scores, angles)
-    motl = M.motl_from_picks(xyz0, scores, angles, tomo_id=tomo_id)
+        if len(picks) != 1:
+            raise ValueError("output %s: a picks CSV holds one tomogram; got %d"
+                             % (path, len(picks)))
+        p = picks[0]
+        return motl.write_picks_csv(path, p.xyz0, p.scores, p.angles)
     if ext == ".em":
-        return M.write_em_motl(path, motl)
+        return motl.write_em_motl(path, _motive_list(picks))
     if star_format == "stopgap":
-        return M.write_stopgap_star(path, motl)
+        return motl.write_stopgap_star(path, _motive_list(picks))
     if star_format != "relion5":
         raise ValueError("star format must be relion5 or stopgap; got %r" % star_format)
-    if shape is None:
-        raise ValueError("RELION 5 coordinates need the tomogram shape")
-    table = M.relion5_from_picks(xyz0, angles, tomo_name, tuple(shape)[::-1], pixel_size,
-                                 scores=scores)
-    return M.write_relion5_particles(path, table)
+    return motl.write_relion5_particles(path, _relion5_table(picks))
+
+
+def _motive_list(picks):
+    """One motive-list table of all the tomograms' picks, ``subtomo_id`` 1..N in order."""
+    import pandas as pd
+
+    tables, first = [], 1
+    for p in picks:
+        tables.append(motl.motl_from_picks(p.xyz0, p.scores, p.angles, tomo_id=p.tomo_id,
+                                           first_id=first))
+        first += len(tables[-1])
+    return pd.concat(tables, ignore_index=True)
+
+
+def _relion5_table(picks):
+    """One RELION 5 particle table of all the tomograms' picks."""
+    import pandas as pd
+
+    tables = []
+    for p in picks:
+        if p.shape_xyz is None:
+            raise ValueError("RELION 5 coordinates need the tomogram shape")
+        tables.append(motl.relion5_from_picks(p.xyz0, p.angles, p.tomo_name,
+                                              tuple(p.shape_xyz), p.pixel_size,
+                                              scores=p.scores))
+    return pd.concat(tables, ignore_index=True)
 
 
 def result_summary(result, name=None):
     """One line with the numbers of a pick (threshold, candidates, picks, false positives)."""
-    g = lambda n: _get(result, n)          # noqa: E731
-    picks = len(g("scores"))
     s = "%sthreshold %.6g (%s, = mean + %.2f std), %d candidate voxels, %d picks, %.3g " \
         "expected false positives at this threshold" % (
-            "%s: " % name if name else "", g("threshold"), g("threshold_mode"), g("k_sigma"),
-            g("n_candidates"), picks, g("expected_false_positives"))
+            "%s: " % name if name else "", result.threshold, result.threshold_mode,
+            result.k_sigma, result.n_candidates, result.n_picks,
+            result.expected_false_positives)
     rej = []
-    if g("n_rejected_size"):
-        rej.append("%d peaks below the minimum size" % g("n_rejected_size"))
-    if g("n_rejected_angular"):
-        rej.append("%d peaks without angular consistency" % g("n_rejected_angular"))
+    if result.n_rejected_size:
+        rej.append("%d peaks below the minimum size" % result.n_rejected_size)
+    if result.n_rejected_angular:
+        rej.append("%d peaks without angular consistency" % result.n_rejected_angular)
     if rej:
         s += " (rejected: %s)" % ", ".join(rej)
-    if g("capped"):
+    if result.capped:
         s += "; stopped at the maximum number of picks"
     return s
 
@@ -397,10 +488,9 @@ def _plot_diagnostics(path, result, title):
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    g = lambda n: _get(result, n)          # noqa: E731
-    thr = float(g("threshold"))
-    mean, std = float(g("mean")), float(g("std"))
-    sample = np.asarray(g("sample"), dtype=np.float64)
+    thr = float(result.threshold)
+    mean, std = float(result.mean), float(result.std)
+    sample = np.asarray(result.sample if result.sample is not None else [], dtype=np.float64)
     fig = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
@@ -409,7 +499,7 @@ def _plot_diagnostics(path, result, title):
         bins = np.linspace(lo, hi, 200)
         h, e = np.histogram(sample, bins=bins)
         ax1.step(e[:-1], np.maximum(h, 0.5), where="post", color="0.3", lw=1,
-                 label="map values (1 in %d)" % K.SAMPLE_STRIDE)
+                 label="map values (1 in %d)" % peaks_kernels.SAMPLE_STRIDE)
         if std > 0:
             x = 0.5 * (e[:-1] + e[1:])
             gauss = sample.size * (e[1] - e[0]) * np.exp(-0.5 * ((x - mean) / std) ** 2) / \
@@ -422,12 +512,12 @@ def _plot_diagnostics(path, result, title):
     ax1.set_xlabel("score")
     ax1.set_ylabel("voxels")
     ax1.legend(fontsize=8, loc="upper right")
-    cs = np.asarray(g("candidate_scores") if g("candidate_scores") is not None else [])
-    ci = np.asarray(_get(result, "candidate_scores_index")) if isinstance(result, dict) \
-        and "candidate_scores_index" in result else np.arange(cs.size)
+    cs = np.asarray(result.candidate_scores if result.candidate_scores is not None else [])
+    ci = np.asarray(result.candidate_ranks) if result.candidate_ranks is not None \
+        else np.arange(cs.size)
     if cs.size:
         ax2.plot(ci + 1, cs, color="0.3", lw=1, label="candidates (sorted)")
-    ps = np.asarray(g("scores"))
+    ps = np.asarray(result.scores)
     if ps.size:
         ax2.plot(np.arange(1, ps.size + 1), ps, color="tab:orange", lw=1.5,
                  label="picks (%d), by pick number" % ps.size)
@@ -438,10 +528,10 @@ def _plot_diagnostics(path, result, title):
     ax2.set_ylabel("score")
     if cs.size or ps.size:
         ax2.legend(fontsize=8, loc="upper right")
-    k = g("k_sigma")
     text = ("threshold %.5g (%s) = mean + %.2f std\ncandidates %d, picks %d\n"
-            "expected false positives %.3g" % (thr, g("threshold_mode"), k, g("n_candidates"),
-                                               len(g("scores")), g("expected_false_positives")))
+            "expected false positives %.3g" % (thr, result.threshold_mode, result.k_sigma,
+                                               result.n_candidates, result.n_picks,
+                                               result.expected_false_positives))
     ax2.text(0.02, 0.03, text, transform=ax2.transAxes, fontsize=8, va="bottom",
              bbox=dict(facecolor="white", alpha=0.8, edgecolor="0.7"))
     if title:
@@ -463,9 +553,10 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
     cryoprocs.kernels.peaks.AngleIndexError
         the map holds values outside the angle list for this numbering.
     """
-    anglist = K.load_angle_list(angle_list, angles_order)
+    anglist = peaks_kernels.load_angle_list(angle_list, angles_order)
     tables = dict(zip(("total", "normal", "inplane"),
-                      K.angular_distance_tables(anglist, K.symmetry_order(symmetry))))
+                      peaks_kernels.angular_distance_tables(
+                          anglist, peaks_kernels.symmetry_order(symmetry))))
     n_ang = len(anglist)
     with open_volume(angles_path) as (amap, _):
         shape = amap.shape
@@ -482,7 +573,7 @@ def write_angular_distance_maps(angles_path, angle_list, out_paths, angles_order
                     rows = v.astype(np.int64) - int(numbering)
                     bad = (rows < 0) | (rows >= n_ang) | ~np.isfinite(v)
                     if bad.any():
-                        raise K.AngleIndexError(
+                        raise peaks_kernels.AngleIndexError(
                             "angle map %s holds values %s..%s that do not index the %d-row "
                             "angle list with %d-based numbering"
                             % (angles_path, v[bad].min(), v[bad].max(), n_ang, numbering))

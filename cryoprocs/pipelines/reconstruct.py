@@ -32,21 +32,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..constants import DEFAULT_SYMMETRY
-from ..convert import outputs as O
-from ..convert import relion5 as R5
+from ..convert import outputs
+from ..convert import relion5
 from ..convert.euler import relion_euler_matrix
 from ..convert.mrc import atomic_output, write_mrc
 from ..convert.npz import write_npz
-from ..convert.paths import read_record, write_record
 from ..convert.star import write_star
-from ..kernels import backprojection as BP
-from ..kernels import ctf as KC
-from ..kernels import extract as KE
-from ..kernels import fsc as KF
-from ..kernels import reconstruct as KR
-from ..kernels import relion_geometry as G
-from ..kernels import symmetry as KS
+from ..kernels import backprojection
+from ..kernels import ctf as ctf_kernels
+from ..kernels import extract
+from ..kernels import fsc
+from ..kernels import reconstruct as reconstruct_kernels
+from ..kernels import relion_geometry
+from ..kernels import symmetry as symmetry_kernels
 from .extract import frame_ctf
+from .records import read_record, write_record
 from .relion5_project import Relion5ProjectJob, iter_frames, safe_name
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,10 @@ class ReconstructSettings:
 
     def errors(self):
         """Problems with the values (empty list when valid)."""
-        err = G.box_errors(self.box, self.crop, self.binning, min_box=4)
+        err = relion_geometry.box_errors(self.box, self.crop, self.binning, min_box=4)
         try:
-            self.symmetry = KS.parse_symmetry(self.symmetry)
-        except KS.SymmetryError as exc:
+            self.symmetry = symmetry_kernels.parse_symmetry(self.symmetry)
+        except symmetry_kernels.SymmetryError as exc:
             err.append(str(exc))
         if not 0.0 <= self.cutoff_fraction < 1.0:
             err.append("dose cut-off fraction must be in [0, 1), got %g" % self.cutoff_fraction)
@@ -172,7 +172,7 @@ class TomogramPlan:
     """Geometry of the particles of one tilt series: ``rows`` into the particle table,
     decentred positions ``(n, 3)``, rotations ``E = A_subtomo A_particle`` ``(n, 3, 3)``,
     half set 0/1 ``(n,)``, visibility ``(F, n)``."""
-    ts: R5.TiltSeries
+    ts: relion5.TiltSeries
     rows: np.ndarray
     positions: np.ndarray
     rotations: np.ndarray
@@ -237,7 +237,7 @@ class ReconstructJob(Relion5ProjectJob):
                  work_dir=None, backend="auto", nonfinite="error"):
         errs = settings.errors()
         if errs:
-            raise KR.ReconstructionError("; ".join(errs))
+            raise reconstruct_kernels.ReconstructionError("; ".join(errs))
         super().__init__(particles_star, tomograms_star, output_dir, settings, project_dir,
                          nonfinite)
         self.backend = backend
@@ -247,8 +247,8 @@ class ReconstructJob(Relion5ProjectJob):
             subsets = self.parts["rlnRandomSubset"].to_numpy()
             bad = sorted(set(int(v) for v in subsets) - {1, 2})
             if bad:
-                raise R5.Relion5Error("rlnRandomSubset must be 1 or 2, found %s in %s"
-                                      % (bad, particles_star))
+                raise relion5.Relion5Error("rlnRandomSubset must be 1 or 2, found %s in %s"
+                                           % (bad, particles_star))
         first = self.tomograms.loc[self.tomograms["rlnTomoName"] == self.tomogram_order[0]]
         self.tilt_pixel_size = float(first.iloc[0]["rlnTomoTiltSeriesPixelSize"])
         #: voxel size of the maps (RELION: first tomogram's pixel size x binning)
@@ -258,7 +258,7 @@ class ReconstructJob(Relion5ProjectJob):
         #: warnings about the inputs (logged, printed by the command, in reconstruction.json)
         self.warnings = []
         self._replace = {}                    # tilt series -> {file: value} (non-finite)
-        missing = [c for c in R5.ANGLE_COLUMNS if c not in self.parts.columns]
+        missing = [c for c in relion5.ANGLE_COLUMNS if c not in self.parts.columns]
         if missing:
             self._warn("%s has no %s column%s: the particles are averaged in the orientation "
                        "of their tomogram, without any rotation" % (
@@ -270,7 +270,7 @@ class ReconstructJob(Relion5ProjectJob):
             logger.warning(msg)
 
     def unbinned_box(self):
-        return G.box_sizes(self.settings.box, self.settings.binning)[0]
+        return relion_geometry.box_sizes(self.settings.box, self.settings.binning)[0]
 
     # ------------------------------------------------------------------ planning
     def plan(self, tomo_name):
@@ -280,19 +280,20 @@ class ReconstructJob(Relion5ProjectJob):
                 return self.plans[tomo_name]
         s = self.settings
         row = self.tomograms.loc[self.tomograms["rlnTomoName"] == tomo_name].iloc[0]
-        ts = R5.load_tilt_series(row, self.project_dir)
+        ts = relion5.load_tilt_series(row, self.project_dir)
         self.check_box_fits(ts)
         rows = np.flatnonzero(self.parts["rlnTomoName"].to_numpy() == tomo_name)
         sub = self.parts.iloc[rows]
-        pos = R5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
-                                    s.apply_offsets)
+        pos = relion5.particle_positions(sub, self.pixel_size_of_group, ts.tomo_size,
+                                         s.apply_offsets)
         n = len(rows)
-        A_part = _angles(sub, R5.ANGLE_COLUMNS, n)
-        A_sub = _angles(sub, R5.SUBTOMO_COLUMNS, n)
+        A_part = _angles(sub, relion5.ANGLE_COLUMNS, n)
+        A_sub = _angles(sub, relion5.SUBTOMO_COLUMNS, n)
         halves = (sub["rlnRandomSubset"].to_numpy().astype(int) - 1 if self.has_halves
                   else np.zeros(n, int))
-        q = G.project(ts.matrices, pos)
-        vis, _ = G.select_frames(q, ts.image_size, s.radius, ts.pre_exposure, s.max_dose, 0)
+        q = relion_geometry.project(ts.matrices, pos)
+        vis, _ = relion_geometry.select_frames(q, ts.image_size, s.radius, ts.pre_exposure,
+                                               s.max_dose, 0)
         plan = TomogramPlan(ts, rows, pos, A_sub @ A_part, halves, vis)
         with self._lock:
             self.plans[tomo_name] = plan
@@ -392,7 +393,7 @@ class ReconstructJob(Relion5ProjectJob):
         """
         if sum(int(self.plan(t).used.sum()) for t in self.tomogram_order) == 0:
             s = self.settings
-            raise KR.ReconstructionError(
+            raise reconstruct_kernels.ReconstructionError(
                 "none of the %d particles is visible in any tilt (a particle counts in a tilt "
                 "when it projects at least %g px from the image edges%s): nothing to "
                 "reconstruct" % (len(self.parts), s.radius,
@@ -432,7 +433,7 @@ class ReconstructJob(Relion5ProjectJob):
         series only (:meth:`claim_tilt_series`: the steps of other tilt series run
         meanwhile). Returns :class:`TomogramSums`.
         """
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_tilt_series(tomo_name)
             return self._accumulate_tilt_series(tomo_name, threads, overwrite, save)
 
@@ -487,37 +488,38 @@ class ReconstructJob(Relion5ProjectJob):
             return sums
         ts = plan.ts
         binning = s.binning
-        s0, _ = G.box_sizes(b, binning)
+        s0, _ = relion_geometry.box_sizes(b, binning)
         ps_bin = ts.pixel_size * binning
         scale = self.pixel_size / ps_bin
-        dose = KC.dose_weights_half(ts.pre_exposure, b, ps_bin, ts.bfactor_per_dose)
-        xr = KR.dose_x_ranges(dose, s.cutoff_fraction)
+        dose = ctf_kernels.dose_weights_half(ts.pre_exposure, b, ps_bin, ts.bfactor_per_dose)
+        xr = reconstruct_kernels.dose_x_ranges(dose, s.cutoff_fraction)
         pos = plan.positions[idx]
-        q = G.project(ts.matrices, pos)
-        dz = G.depth_offsets(ts.matrices, pos, ts.tomo_size) if s.do_ctf else None
+        q = relion_geometry.project(ts.matrices, pos)
+        dz = relion_geometry.depth_offsets(ts.matrices, pos, ts.tomo_size) if s.do_ctf else None
         vis = plan.visible[:, idx]
         halves = plan.halves[idx]
         rot = plan.rotations[idx]
         sign = -1.0 if s.invert_contrast else 1.0
         batch = max(1, self.max_batch_elements // (s0 * s0))
-        boxes = lambda f: (KE.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
+        boxes = lambda f: (extract.box_corners(q[f, np.flatnonzero(vis[f])], s0)[0], s0)  # noqa: E731
         for f, image in iter_frames(ts, boxes, replace, self.nonfinite):
             ii_all = np.flatnonzero(vis[f])
             for i0 in range(0, ii_all.size, batch):
                 ii = ii_all[i0:i0 + batch]
-                slices = KR.frame_slices(image, q[f, ii], b, binning,
-                                         circle_crop=s.circle_crop, backend=self.backend)
+                slices = reconstruct_kernels.frame_slices(image, q[f, ii], b, binning,
+                                                          circle_crop=s.circle_crop,
+                                                          backend=self.backend)
                 ctf = None
                 if s.do_ctf:
                     ctf = frame_ctf(ts, f, b, ps_bin, dz[f, ii]).reshape(len(ii), b, b // 2 + 1)
-                wts = KR.weight_slices(slices, xr[f], ctf, dose[f], sign)
-                M = KR.slice_matrices(ts.matrices[f], rot[ii], scale)
+                wts = reconstruct_kernels.weight_slices(slices, xr[f], ctf, dose[f], sign)
+                M = reconstruct_kernels.slice_matrices(ts.matrices[f], rot[ii], scale)
                 mf = np.full(len(ii), xr[f, 0], dtype=np.int64)
                 for h in (0, 1):
                     sel = np.flatnonzero(halves[ii] == h)
                     if sel.size:
-                        BP.backproject(sums.data[h], sums.weight[h], slices[sel],
-                                       wts[sel], M[sel], mf[sel], backend=self.backend)
+                        backprojection.backproject(sums.data[h], sums.weight[h], slices[sel],
+                                                   wts[sel], M[sel], mf[sel], backend=self.backend)
                 sums.slices += len(ii)
         return sums
 
@@ -526,7 +528,7 @@ class ReconstructJob(Relion5ProjectJob):
         """Accumulate every tilt series (in parallel when ``threads`` > 1), finalise and write
         the outputs, holding the claim of every tilt series and of the maps
         (:meth:`claim_all`). Returns the summary dict of :meth:`finalise`."""
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_all()
             return self._run(max(1, int(threads)), overwrite, write_intermediates, progress)
 
@@ -590,10 +592,10 @@ class ReconstructJob(Relion5ProjectJob):
         ``resolution_at_nyquist``, ``fsc`` (list) and ``unknown_tomograms``. Holds the claim
         of the files it writes (:meth:`claim_shared`).
         """
-        with O.run_scope():
+        with outputs.run_scope():
             self.claim_shared()
             for name in self.output_files(write_intermediates, halves=self.has_halves):
-                O.claim(os.path.join(self.output_dir, name), "output")
+                outputs.claim(os.path.join(self.output_dir, name), "output")
             return self._finalise(sums, threads, write_intermediates)
 
     def _finalise(self, sums, threads, write_intermediates):
@@ -614,11 +616,11 @@ class ReconstructJob(Relion5ProjectJob):
                                 sort_keys=True))
         data = sums.data.copy()
         weight = sums.weight.copy()
-        R = KS.point_group_matrices(s.symmetry)
+        R = symmetry_kernels.point_group_matrices(s.symmetry)
         if len(R):
             for h in (0, 1):
-                data[h] = KS.symmetrise_fs(data[h], R)
-                weight[h] = KS.symmetrise_fs(weight[h], R)
+                data[h] = symmetry_kernels.symmetrise_fs(data[h], R)
+                weight[h] = symmetry_kernels.symmetrise_fs(weight[h], R)
         crop = s.crop if s.crop < s.box else None
         files = {}
         maps = {}
@@ -630,15 +632,16 @@ class ReconstructJob(Relion5ProjectJob):
             else:
                 h = int(tag[-1]) - 1
                 dfs, wfs = data[h], weight[h]
-            res = KR.reconstruct_map(dfs, wfs, s.snr, crop, s.taper, workers=threads)
+            res = reconstruct_kernels.reconstruct_map(dfs, wfs, s.snr, crop, s.taper,
+                                                      workers=threads)
             maps[tag] = res["map"]
             files[tag] = self._write_map(tag + ".mrc", res["map"])
             if write_intermediates:
                 files["data_" + tag] = self._write_map("data_%s.mrc" % tag, res["data"])
                 # RELION writes the weights of half 1 under weight_merged (writeOutput is
                 # called with ctfImgFS[0]); we write the merged weights.
-                files["weight_" + tag] = self._write_map("weight_%s.mrc" % tag,
-                                                         KR.fftw_half_to_human_full(wfs))
+                files["weight_" + tag] = self._write_map(
+                    "weight_%s.mrc" % tag, reconstruct_kernels.fftw_half_to_human_full(wfs))
                 if crop is not None:
                     files[tag + "_full"] = self._write_map(tag + "_full.mrc", res["full"])
         summary = {"particles": int(sum(len(self.plan(t).rows) for t in self.tomogram_order)),
@@ -649,9 +652,9 @@ class ReconstructJob(Relion5ProjectJob):
                    "unknown_tomograms": list(self.unknown_tomograms),
                    "resolution": None, "resolution_at_nyquist": False, "fsc": None}
         if halves:
-            values = KF.fsc(maps["half1"], maps["half2"], workers=threads)
-            freqs = KF.shell_frequencies(maps["half1"].shape[0], self.pixel_size)
-            res_a, at_nyq = KF.fsc_resolution(freqs, values, 0.143)
+            values = fsc.fsc(maps["half1"], maps["half2"], workers=threads)
+            freqs = fsc.shell_frequencies(maps["half1"].shape[0], self.pixel_size)
+            res_a, at_nyq = fsc.fsc_resolution(freqs, values, 0.143)
             summary.update(resolution=None if not np.isfinite(res_a) else float(res_a),
                            resolution_at_nyquist=bool(at_nyq), fsc=[float(v) for v in values],
                            fsc_frequencies=[float(f) for f in freqs])

@@ -10,13 +10,14 @@ import threading
 
 import numpy as np
 
-from ..convert import relion5 as R5
-from ..convert import outputs as O
+from ..convert import relion5
+from ..convert import outputs
 from ..convert.finite import NONFINITE_OPTION, FiniteGuard, NonFiniteError
 from ..convert.images import is_url, open_image, read_frame, signature_files
 from ..convert.mrc import MappedMrc
-from ..convert.paths import check_io, check_output_dir, file_signature, safe_name
-from ..kernels import relion_geometry as G
+from ..convert.paths import check_io, check_output_dir, safe_name
+from ..kernels import relion_geometry
+from .records import file_signature
 
 __all__ = ["Relion5ProjectJob", "safe_name", "iter_frames", "scan_tilt_series", "check_boxes"]
 
@@ -193,20 +194,20 @@ class Relion5ProjectJob:
         inputs = [("particles", particles_star), ("tomograms", tomograms_star)]
         check_io(inputs=inputs)
         check_output_dir(output_dir, self.output_names, inputs, claim=False)
-        self.ptable = R5.read_particles(self.particles_star)
-        self.tomograms = R5.read_tomograms(self.tomograms_star)
-        self.optics, self.parts = R5.build_optics(self.ptable.optics, self.ptable.particles,
-                                                  self.tomograms)
-        self.pixel_size_of_group = R5.optics_pixel_sizes(self.optics)
+        self.ptable = relion5.read_particles(self.particles_star)
+        self.tomograms = relion5.read_tomograms(self.tomograms_star)
+        self.optics, self.parts = relion5.build_optics(self.ptable.optics, self.ptable.particles,
+                                                       self.tomograms)
+        self.pixel_size_of_group = relion5.optics_pixel_sizes(self.optics)
         particle_tomograms = self.parts["rlnTomoName"]
         self.unknown_tomograms = sorted(set(particle_tomograms)
                                         - set(self.tomograms["rlnTomoName"]))
         self.tomogram_order = [t for t in self.tomograms["rlnTomoName"]
                                if (particle_tomograms == t).any()]
         if not self.tomogram_order:
-            raise R5.Relion5Error("no particle of %s belongs to a tomogram of %s (particle "
-                                  "tomograms: %s)" % (particles_star, tomograms_star,
-                                                      ", ".join(self.unknown_tomograms[:10])))
+            raise relion5.Relion5Error("no particle of %s belongs to a tomogram of %s (particle "
+                                       "tomograms: %s)" % (particles_star, tomograms_star,
+                                                           ", ".join(self.unknown_tomograms[:10])))
 
     def fingerprint(self, tomo_name):
         """What the results of one tilt series depend on: the settings
@@ -216,7 +217,7 @@ class Relion5ProjectJob:
         ts = self.plan(tomo_name).ts
         sources = sorted({f for f, _ in ts.frames})
         files = file_signature([self.particles_star, self.tomograms_star,
-                                R5.resolve(ts.star_file, self.project_dir)]
+                                relion5.resolve(ts.star_file, self.project_dir)]
                                + [p for f in sources for p in signature_files(f)])
         record = {"settings": {k: getattr(self.settings, k) for k in self.fingerprint_keys},
                   "files": files, "tomogram": str(tomo_name),
@@ -250,14 +251,14 @@ class Relion5ProjectJob:
             another run holds them (the message names the folder, the tilt series and the
             holder's process id).
         """
-        O.claim(self.tilt_series_record(tomo_name), "output folder",
-                shown="%s (tilt series %s)" % (self.output_dir, tomo_name))
-        O.remove_dead_temps(self.tilt_series_outputs(tomo_name))
+        outputs.claim(self.tilt_series_record(tomo_name), "output folder",
+                      shown="%s (tilt series %s)" % (self.output_dir, tomo_name))
+        outputs.remove_dead_temps(self.tilt_series_outputs(tomo_name))
 
     def claim_shared(self):
         """This process's claim on the files of the final stage (:meth:`shared_outputs`)."""
         for path in self.shared_outputs():
-            O.claim(path, "output")
+            outputs.claim(path, "output")
 
     def claim_all(self):
         """Every tilt series (tomograms.star order), then the shared outputs: what a run
@@ -268,7 +269,7 @@ class Relion5ProjectJob:
 
     #: the unbinned box size that must fit the tilt images (subclasses may override)
     def unbinned_box(self):
-        s0, _ = G.box_sizes(self.settings.box, self.settings.binning)
+        s0, _ = relion_geometry.box_sizes(self.settings.box, self.settings.binning)
         return s0
 
     def check_box_fits(self, ts):
@@ -282,7 +283,7 @@ class Relion5ProjectJob:
         s0 = self.unbinned_box()
         W, H = ts.image_size
         if s0 > min(W, H):
-            raise R5.Relion5Error(
+            raise relion5.Relion5Error(
                 "box size %d px at bin %g is %d unbinned px, larger than the %d x %d px tilt "
                 "images of %s: no particle can be cut; give a smaller --box-size or a larger "
                 "--bin" % (self.settings.box, self.settings.binning, s0, W, H, ts.name))

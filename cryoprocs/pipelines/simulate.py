@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..convert import relion5 as R5
+from ..convert import relion5
 from ..convert.mrc import atomic_output, new_mrc, finish_mrc, read_mrc
 from ..convert.paths import safe_name
-from ..kernels import relion_geometry as G
-from ..kernels import simulate as KS
+from ..kernels import relion_geometry
+from ..kernels import simulate as simulate_kernels
 
 __all__ = ["SimulationSettings", "simulate_relion_project"]
 
@@ -72,31 +72,32 @@ def simulate_relion_project(tomogram_file, out_dir, ts_id, settings, project_dir
     tilts = s.tilts()
     F = len(tilts)
     rng = np.random.default_rng(int(s.seed))
-    pre, _ = KS.dose_symmetric_pre_exposure(tilts, s.dose_per_tilt)
+    pre, _ = simulate_kernels.dose_symmetric_pre_exposure(tilts, s.dose_per_tilt)
     zrot = np.full(F, float(s.tilt_axis))
     xs = rng.normal(0.0, s.shift_sigma, F) if s.shift_sigma > 0 else np.zeros(F)
     ys = rng.normal(0.0, s.shift_sigma, F) if s.shift_sigma > 0 else np.zeros(F)
     dfu = s.defocus + s.astigmatism / 2.0 + rng.normal(0.0, 100.0, F)
     dfv = dfu - s.astigmatism
     ang = np.full(F, float(s.astigmatism_angle))
-    P = G.projection_matrices(tilts, zrot, xs, ys, ps, (X, Y), (X, Y, Z))
+    P = relion_geometry.projection_matrices(tilts, zrot, xs, ys, ps, (X, Y), (X, Y, Z))
     ts_dir = os.path.join(out_dir, "tiltseries")
     os.makedirs(ts_dir, exist_ok=True)
     stack = os.path.join(ts_dir, safe_name(ts_id) + ".mrcs")
-    projections = [KS.project_volume(vol, P[f], (Y, X)) for f in range(F)]
+    projections = [simulate_kernels.project_volume(vol, P[f], (Y, X)) for f in range(F)]
     with atomic_output(stack) as tmp:
         mrc = new_mrc(tmp, (F, Y, X), voxel_size=ps, is_stack=True)
         try:
             for f in range(F):
-                clean = KS.simulate_tilt_image(projections[f], ps, dfu[f], dfv[f], ang[f],
-                                               s.voltage, s.cs, s.amplitude_contrast,
-                                               pre[f], 0.0, rng)
+                clean = simulate_kernels.simulate_tilt_image(projections[f], ps, dfu[f], dfv[f],
+                                                             ang[f],
+                                                             s.voltage, s.cs, s.amplitude_contrast,
+                                                             pre[f], 0.0, rng)
                 sigma = s.noise * float(np.std(clean))
                 mrc.data[f] = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
         finally:
             finish_mrc(mrc)
     rows = []
-    rel_stack = R5.relion_path(stack, project_dir)
+    rel_stack = relion5.relion_path(stack, project_dir)
     for f in range(F):
         rows.append({"rlnMicrographName": "%d@%s" % (f + 1, rel_stack),
                      "rlnTomoNominalStageTiltAngle": float(tilts[f]),
@@ -109,13 +110,13 @@ def simulate_relion_project(tomogram_file, out_dir, ts_id, settings, project_dir
                      "rlnTomoZRot": float(zrot[f]), "rlnTomoXShiftAngst": float(xs[f]),
                      "rlnTomoYShiftAngst": float(ys[f])})
     ts_star = os.path.join(ts_dir, safe_name(ts_id) + ".star")
-    R5.write_tilt_series_star(ts_star, ts_id, rows)
+    relion5.write_tilt_series_star(ts_star, ts_id, rows)
     tomos = os.path.join(out_dir, "tomograms.star")
-    R5.write_tomograms_star(tomos, [{
+    relion5.write_tomograms_star(tomos, [{
         "rlnTomoName": ts_id, "rlnVoltage": s.voltage, "rlnSphericalAberration": s.cs,
         "rlnAmplitudeContrast": s.amplitude_contrast, "rlnMicrographOriginalPixelSize": ps,
         "rlnTomoHand": int(s.hand), "rlnOpticsGroupName": "optics1",
         "rlnTomoTiltSeriesPixelSize": ps,
-        "rlnTomoTiltSeriesStarFile": R5.relion_path(ts_star, project_dir),
+        "rlnTomoTiltSeriesStarFile": relion5.relion_path(ts_star, project_dir),
         "rlnTomoSizeX": X, "rlnTomoSizeY": Y, "rlnTomoSizeZ": Z}])
     return tomos

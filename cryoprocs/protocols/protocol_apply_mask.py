@@ -17,12 +17,12 @@ from pyworkflow.object import Pointer, PointerList, Set
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
-from .. import constants as C
+from .. import constants
 from ..commands.mask import args_from_recipe
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import relion5_scipion as RS
+from ..convert import relion5_scipion
 from ..convert.mrc import is_complete_mrc, mrc_info
-from ..kernels import masks as K
+from ..kernels import masks
 from ..pipelines.masks import DEFAULT_BLOCK_BYTES, ImageSources, MaskRecipe
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, chunk_ranges
 from .texts import link, plural
@@ -41,8 +41,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
     # ================================================================= form
     def _defineMaskParams(self, form):
         is3d = self._dims == 3
-        form.addParam('source', params.EnumParam, choices=C.SOURCE_CHOICES,
-                      default=C.SOURCE_GEOMETRY, display=params.EnumParam.DISPLAY_HLIST,
+        form.addParam('source', params.EnumParam, choices=constants.SOURCE_CHOICES,
+                      default=constants.SOURCE_GEOMETRY, display=params.EnumParam.DISPLAY_HLIST,
                       label='Mask source',
                       help='*Geometry*: a mask defined by the parameters below (Xmipp '
                            'xmipp_transform_mask). *Created mask*: a mask made by another '
@@ -50,14 +50,14 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                            % ('volume' if is3d else 'image'))
         form.addParam('inputMask', params.PointerParam,
                       pointerClass='VolumeMask' if is3d else 'Mask',
-                      condition='source == %d' % C.SOURCE_MASK, allowsNull=True,
+                      condition='source == %d' % constants.SOURCE_MASK, allowsNull=True,
                       important=True, label='Mask',
                       help='Created mask with the same dimensions (every axis) and sampling '
                            'rate as the input. Values are used as weights: 0 removes, 1 keeps.')
         self._defineMaskOutputParams(form)
 
         form.addSection(label='Geometry')
-        geoCond = 'source == %d' % C.SOURCE_GEOMETRY
+        geoCond = 'source == %d' % constants.SOURCE_GEOMETRY
         form.addParam('geo', params.EnumParam, choices=self._choices, default=0,
                       condition=geoCond, label='Mask type',
                       help='Shape of the mask, centred on the voxel at index size//2 of each '
@@ -127,9 +127,9 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
         if is3d:
             line.addParam('centerZ', params.IntParam, default=0, label='Z',
                           help='Shift of the mask centre along Z (slices), px.')
-        form.addParam('fillType', params.EnumParam, choices=C.FILL_CHOICES,
-                      default=C.FILL_VALUE, condition=geoCond, display=params.EnumParam.DISPLAY_COMBO,
-                      label='Fill with',
+        form.addParam('fillType', params.EnumParam, choices=constants.FILL_CHOICES,
+                      default=constants.FILL_VALUE, condition=geoCond,
+                      display=params.EnumParam.DISPLAY_COMBO, label='Fill with',
                       help='What replaces the removed voxels of a *binary* mask: a value, or '
                            'the minimum, maximum or average of each whole %s (inside and '
                            'outside the mask, as Xmipp computes them). Soft masks multiply and '
@@ -138,15 +138,15 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                            'voxels outside the mask; with a soft mask the data are blended with '
                            'that noise (data x mask + noise x (1 - mask)).'
                            % (('volume',) * 2 if is3d else ('image',) * 2))
-        binary = [i for i, g in enumerate(self._geometries) if K.mask_is_binary(g)]
+        binary = [i for i, g in enumerate(self._geometries) if masks.mask_is_binary(g)]
         form.addParam('fillValue', params.FloatParam, default=0,
                       condition='%s and fillType == %d and geo in %s'
-                                % (geoCond, C.FILL_VALUE, tuple(binary)),
+                                % (geoCond, constants.FILL_VALUE, tuple(binary)),
                       label='Fill value',
                       help='Value written outside a binary mask (soft masks multiply the data '
                            'and ignore it).')
         form.addParam('noiseSeed', params.IntParam, default=42, expertLevel=LEVEL_ADVANCED,
-                      condition='%s and fillType == %d' % (geoCond, C.FILL_NOISE),
+                      condition='%s and fillType == %d' % (geoCond, constants.FILL_NOISE),
                       label='Noise seed',
                       help='Random seed of the noise fill; each %s draws its own stream from '
                            '(seed, position in the set), so results do not depend on the number '
@@ -183,14 +183,14 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
         return (self.centerX.get(), self.centerY.get(), z)
 
     def _useCreatedMask(self):
-        return self.source.get() == C.SOURCE_MASK
+        return self.source.get() == constants.SOURCE_MASK
 
     def _recipe(self):
         if self._useCreatedMask():
             return MaskRecipe(mask_file=self._projectPath(self.inputMask.get().getFileName()),
                               nonfinite=self._nonFinite())
         return MaskRecipe(self._geometryName(), self._formParams(), center=self._center(),
-                          fill=C.FILL_CHOICES[self.fillType.get()],
+                          fill=constants.FILL_CHOICES[self.fillType.get()],
                           fill_value=self.fillValue.get(), seed=self.noiseSeed.get(),
                           gaussian_peak_one=self.gaussianPeakOne.get(),
                           nonfinite=self._nonFinite())
@@ -207,7 +207,7 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
             return 'the created mask %s' % self.inputMask.get().getFileName()
         shape = self._itemShape()
         geo = self._geometryName()
-        kw = K.xmipp_form_defaults(shape[-1], geo, **self._formParams())
+        kw = masks.xmipp_form_defaults(shape[-1], geo, **self._formParams())
         desc = '%s mask (%s)' % (geo.replace('_', ' '),
                                  ', '.join('%s %s px' % (k.replace('_', ' '), v)
                                            for k, v in kw.items()))
@@ -240,8 +240,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                               % (srMask, srIn, SAMPLING_TOLERANCE * 100))
             return errors
         try:
-            kw = K.xmipp_form_defaults(shape[-1], self._geometryName(), **self._formParams())
-        except K.MaskError as exc:
+            kw = masks.xmipp_form_defaults(shape[-1], self._geometryName(), **self._formParams())
+        except masks.MaskError as exc:
             return [str(exc)]
         for name, value in self._formParams().items():
             if value < -1 or (value == -1 and name == 'inner_radius'):
@@ -251,8 +251,8 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
             return errors
         if int(np.prod(shape)) <= 256 ** 3:       # cheap enough for the GUI
             try:
-                K.make_mask(shape, self._geometryName(), center=self._center(), **kw)
-            except K.MaskError as exc:
+                masks.make_mask(shape, self._geometryName(), center=self._center(), **kw)
+            except masks.MaskError as exc:
                 errors.append(str(exc))
         return errors
 
@@ -263,38 +263,40 @@ class ProtCryoprocsApplyMaskBase(ProtCryoprocsBase):
                 _, w = MaskRecipe(mask_file=self._projectPath(
                     self.inputMask.get().getFileName())).build(self._itemShape())
                 warnings.extend(w)
-            except (K.MaskError, ValueError) as exc:
+            except (masks.MaskError, ValueError) as exc:
                 warnings.append(str(exc))
         elif not self._useCreatedMask():
             geo = self._geometryName()
-            if not K.mask_is_binary(geo) and self.fillType.get() not in (C.FILL_VALUE,
-                                                                          C.FILL_NOISE):
+            if not masks.mask_is_binary(geo) and self.fillType.get() not in (constants.FILL_VALUE,
+                                                                             constants.FILL_NOISE):
                 warnings.append('A %s mask is soft: it multiplies the data and the fill '
                                 '(%s) is ignored, as in Xmipp.'
-                                % (geo.replace('_', ' '), C.FILL_CHOICES[self.fillType.get()]))
+                                % (geo.replace('_', ' '),
+                                   constants.FILL_CHOICES[self.fillType.get()]))
         return warnings
 
     def _fillSummary(self):
         """The fill as the summary states it: soft masks multiply and ignore value, min, max
         and avg fills (as in Xmipp); noise is blended."""
         fill = self.fillType.get()
-        soft = not K.mask_is_binary(self._geometryName())
-        if soft and fill != C.FILL_NOISE:
+        soft = not masks.mask_is_binary(self._geometryName())
+        if soft and fill != constants.FILL_NOISE:
             return 'Fill: ignored (soft mask: the data are multiplied by the mask).'
-        if fill == C.FILL_VALUE:
+        if fill == constants.FILL_VALUE:
             return 'Fill: value %g.' % self.fillValue.get()
-        if fill == C.FILL_NOISE:
+        if fill == constants.FILL_NOISE:
             return ('Fill: gaussian noise with the statistics outside the mask%s.'
                     % (', blended by the soft mask' if soft else ''))
-        return 'Fill: the %s of each %s.' % (C.FILL_CHOICES[fill], self._itemNoun())
+        return 'Fill: the %s of each %s.' % (constants.FILL_CHOICES[fill], self._itemNoun())
 
     def _methods(self):
         if not self.isFinished():
             return []
         fill = ''
         if not self._useCreatedMask():
-            if K.mask_is_binary(self._geometryName()) or self.fillType.get() == C.FILL_NOISE:
-                fill = ', filling the outside with %s' % C.FILL_CHOICES[self.fillType.get()]
+            if (masks.mask_is_binary(self._geometryName())
+                    or self.fillType.get() == constants.FILL_NOISE):
+                fill = ', filling the outside with %s' % constants.FILL_CHOICES[self.fillType.get()]
         return ['The %s were masked with %s [delaRosaTrevin2013] using cryoprocs '
                 '[cryoprocs2026]%s.' % (self._itemNoun(plural=True), self._maskDescription(),
                                         fill)]
@@ -315,9 +317,9 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
     _label = 'apply 2d mask'
     _devStatus = BETA
     _dims = 2
-    _geometries = K.GEOMETRIES_2D
-    _choices = C.MASK2D_CHOICES
-    _possibleOutputs = {C.OUTPUT_PARTICLES: SetOfParticles}
+    _geometries = masks.GEOMETRIES_2D
+    _choices = constants.MASK2D_CHOICES
+    _possibleOutputs = {constants.OUTPUT_PARTICLES: SetOfParticles}
 
     #: at most this many bytes of input per step (resume granularity for huge sets)
     MAX_CHUNK_BYTES = 4 * 1024 ** 3
@@ -353,7 +355,7 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
 
     def _chunkFile(self, i0, i1):
         """The output stack of particles ``i0..i1-1`` (0-based positions in the set)."""
-        return self._getExtraPath(C.MASKED_PARTICLES_CHUNK % (i0 + 1, i1))
+        return self._getExtraPath(constants.MASKED_PARTICLES_CHUNK % (i0 + 1, i1))
 
     def _prepareInput(self):
         """List the input locations once per run (under the protocol lock; later chunk
@@ -426,7 +428,7 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
             item.setLocation(*position[item.getObjId()])
 
         outSet.copyItems(inSet, updateItemCallback=updateLocation)
-        self._defineOutputs(**{C.OUTPUT_PARTICLES: outSet})
+        self._defineOutputs(**{constants.OUTPUT_PARTICLES: outSet})
         self._defineTransformRelation(self.inputParticles, outSet)
 
     # ---------------------------------------------------------------- memory
@@ -462,10 +464,10 @@ class ProtCryoprocsApplyMask2D(ProtCryoprocsApplyMaskBase):
 
     def _summary(self):
         summary = []
-        if not hasattr(self, C.OUTPUT_PARTICLES):
+        if not hasattr(self, constants.OUTPUT_PARTICLES):
             summary.append(NOT_READY)
             return summary
-        out = getattr(self, C.OUTPUT_PARTICLES)
+        out = getattr(self, constants.OUTPUT_PARTICLES)
         summary.append('%s masked with %s.' % (plural(out.getSize(), 'particle'),
                                                self._maskDescription()))
         if not self._useCreatedMask():
@@ -504,12 +506,12 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
     _label = 'apply 3d mask'
     _devStatus = BETA
     _dims = 3
-    _geometries = K.GEOMETRIES_3D
-    _choices = C.MASK3D_CHOICES
+    _geometries = masks.GEOMETRIES_3D
+    _choices = constants.MASK3D_CHOICES
     # the output has the input's class: a Tomogram / SetOfTomograms, a SubTomogram /
     # SetOfSubTomograms... (subclasses of these)
-    _possibleOutputs = {C.OUTPUT_VOLUME: Volume, C.OUTPUT_VOLUMES: SetOfVolumes,
-                        C.OUTPUT_VOLUME_MASK: VolumeMask}
+    _possibleOutputs = {constants.OUTPUT_VOLUME: Volume, constants.OUTPUT_VOLUMES: SetOfVolumes,
+                        constants.OUTPUT_VOLUME_MASK: VolumeMask}
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -622,19 +624,19 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
                 item.setHalfMaps([])
 
             outSet.copyItems(inp, updateItemCallback=updateItem)
-            self._defineOutputs(**{C.OUTPUT_VOLUMES: outSet})
+            self._defineOutputs(**{constants.OUTPUT_VOLUMES: outSet})
             self._defineTransformRelation(self.inputVolumes, outSet)
         else:
             vol = inp.clone()                     # the input's class and attributes
             vol.cleanObjId()
             vol.setLocation(self._outputFile(inp.getObjId()))
             vol.setHalfMaps([])
-            self._defineOutputs(**{C.OUTPUT_VOLUME: vol})
+            self._defineOutputs(**{constants.OUTPUT_VOLUME: vol})
             self._defineTransformRelation(self.inputVolumes, vol)
         if self.saveMask.get():
             mask = VolumeMask(location=self._maskFile())
             mask.setSamplingRate(self._inputSamplingRate())
-            self._defineOutputs(**{C.OUTPUT_VOLUME_MASK: mask})
+            self._defineOutputs(**{constants.OUTPUT_VOLUME_MASK: mask})
             self._defineSourceRelation(self.inputVolumes, mask)
 
     # ---------------------------------------------------------------- memory
@@ -667,28 +669,29 @@ class ProtCryoprocsApplyMask3D(ProtCryoprocsApplyMaskBase):
         inp = self.inputVolumes.get()
         if self._isSet() and inp.getSize() == 0:
             return ['The input set of volumes is empty.']
-        if RS.attr(inp, "are2dStacks"):
+        if relion5_scipion.attr(inp, "are2dStacks"):
             return ['The %s %s holds 2D tilt stacks (RELION 5 pseudo-subtomograms), not '
                     'volumes: a 3D mask cannot be applied to them.'
                     % (type(inp).__name__, inp.getObjLabel() or inp.getObjId())]
         return super()._validate()
 
     def _summary(self):
-        if hasattr(self, C.OUTPUT_VOLUMES):
-            n = getattr(self, C.OUTPUT_VOLUMES).getSize()
-        elif hasattr(self, C.OUTPUT_VOLUME):
+        if hasattr(self, constants.OUTPUT_VOLUMES):
+            n = getattr(self, constants.OUTPUT_VOLUMES).getSize()
+        elif hasattr(self, constants.OUTPUT_VOLUME):
             n = 1
         else:
             return [NOT_READY]
-        out = getattr(self, C.OUTPUT_VOLUMES, None) or getattr(self, C.OUTPUT_VOLUME)
+        out = (getattr(self, constants.OUTPUT_VOLUMES, None)
+               or getattr(self, constants.OUTPUT_VOLUME))
         summary = ['%s masked with %s; output %s (the input\'s type).'
                    % (plural(n, 'volume'), self._maskDescription(), type(out).__name__)]
         if not self._useCreatedMask():
             summary.append(self._fillSummary())
-        mask = getattr(self, C.OUTPUT_VOLUME_MASK, None)
+        mask = getattr(self, constants.OUTPUT_VOLUME_MASK, None)
         if mask is not None:
             summary.append('Mask saved as a VolumeMask (%s): %s at %.4f Å/px.'
-                           % (C.OUTPUT_VOLUME_MASK, link(mask.getFileName()),
+                           % (constants.OUTPUT_VOLUME_MASK, link(mask.getFileName()),
                               mask.getSamplingRate()))
         return summary
 

@@ -15,8 +15,8 @@ import pyworkflow.protocol.params as params
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import STEPS_SERIAL
 
-from .. import constants as C
-from ..convert import copick_io as CI
+from .. import constants
+from ..convert import copick_io
 from ..convert.scipion import coordinate_blc, relion_orientation
 from ..convert.star import write_star
 from .protocol_base import NOT_READY, ProtCryoprocsBase, read_json, write_json
@@ -81,7 +81,7 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
         return [c.clone() for c in obj.iterCoordinates()], obj.getSamplingRate()
 
     def _starFile(self):
-        return self._getExtraPath(C.COPICK_EXPORT_STAR)
+        return self._getExtraPath(constants.COPICK_EXPORT_STAR)
 
     def convertStep(self):
         coords, sr = self._coordinates()
@@ -109,11 +109,11 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
     def _exportDone(self, info):
         """None when the project holds this run's pick set with every point, run by run."""
         try:
-            root = CI.open_project(self.configFile.get())
-            runs = CI.select_runs(root, sorted(info["runs"]))
-            sets = CI.read_picks(root, runs, [self.objectName.get()], [self.userId.get()],
-                                 [self.sessionId.get()])
-        except CI.CopickError as exc:
+            root = copick_io.open_project(self.configFile.get())
+            runs = copick_io.select_runs(root, sorted(info["runs"]))
+            sets = copick_io.read_picks(root, runs, [self.objectName.get()], [self.userId.get()],
+                                        [self.sessionId.get()])
+        except copick_io.CopickError as exc:
             return str(exc)
         got = {}
         for ps in sets:
@@ -148,8 +148,8 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
         if not path or not os.path.isfile(path):
             return ['copick config not found: %s' % path]
         try:
-            root = CI.open_project(path)
-            names = CI.object_names(root)
+            root = copick_io.open_project(path)
+            names = copick_io.object_names(root)
             if self.objectName.get() not in names:
                 errors.append('copick object %r does not exist in the project (objects: %s)'
                               % (self.objectName.get(), ", ".join(names)))
@@ -159,7 +159,7 @@ class ProtCryoprocsExportCopick(ProtCryoprocsBase):
                                   % (label, v))
             if not errors:
                 errors += self._runErrors(root)
-        except CI.CopickError as exc:
+        except copick_io.CopickError as exc:
             errors.append(str(exc))
         return errors
 

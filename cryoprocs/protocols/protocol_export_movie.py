@@ -18,11 +18,11 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTiltSeries, SetOfTomograms
 
-from .. import constants as C
+from .. import constants
 from ..convert.mrc import atomic_output
 from ..convert.paths import safe_name
-from ..kernels import movie as K
-from ..pipelines import movie as P
+from ..kernels import movie
+from ..pipelines import movie as movie_pipeline
 from .protocol_base import COMMAND_BASE_MB, ProtCryoprocsBase, read_json
 from .texts import link
 
@@ -44,7 +44,7 @@ def _png_bytes(img):
     import cv2
     ok, buf = cv2.imencode('.png', img)
     if not ok:
-        raise K.MovieError('could not encode a PNG preview')
+        raise movie.MovieError('could not encode a PNG preview')
     return buf.tobytes()
 
 
@@ -73,16 +73,16 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                            '(or by its id when it has none). Tilt series are shown image by '
                            'image, as stored (no alignment is applied); volumes slice by '
                            'slice along the chosen axis.')
-        form.addParam('tiltOrder', params.EnumParam, choices=C.MOVIE_ORDER_CHOICES,
-                      default=C.MOVIE_ORDER_ANGLE, display=params.EnumParam.DISPLAY_HLIST,
+        form.addParam('tiltOrder', params.EnumParam, choices=constants.MOVIE_ORDER_CHOICES,
+                      default=constants.MOVIE_ORDER_ANGLE, display=params.EnumParam.DISPLAY_HLIST,
                       label='Tilt series frame order',
                       help='Tilt series only: show the images from the lowest to the highest '
                            'tilt angle, or in acquisition order (e.g. dose-symmetric). '
                            'Excluded (disabled) tilt images are left out.')
 
         form.addSection(label='Movie')
-        form.addParam('outputFormat', params.EnumParam, choices=C.MOVIE_FORMAT_CHOICES,
-                      default=C.MOVIE_FORMAT_MP4, label='Format',
+        form.addParam('outputFormat', params.EnumParam, choices=constants.MOVIE_FORMAT_CHOICES,
+                      default=constants.MOVIE_FORMAT_MP4, label='Format',
                       help='*MP4 (H.264)*: plays everywhere (browsers, slides), small files '
                            '(x264 veryfast, CRF 23, yuv420p, fast start). *AVI (MJPG)*: '
                            'mrc2movie\'s output (OpenCV writer), large files. *GIF*: loops '
@@ -91,8 +91,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('fps', params.FloatParam, default=30.0, label='Frames per second',
                       help='Playback rate (mrc2movie: 30). GIF stores delays in 1/100 s, so '
                            'its rate is rounded.')
-        form.addParam('playback', params.EnumParam, choices=C.MOVIE_PLAYBACK_CHOICES,
-                      default=C.MOVIE_PLAYBACK_FORWARD_BACKWARD,
+        form.addParam('playback', params.EnumParam, choices=constants.MOVIE_PLAYBACK_CHOICES,
+                      default=constants.MOVIE_PLAYBACK_FORWARD_BACKWARD,
                       display=params.EnumParam.DISPLAY_HLIST, label='Playback',
                       help='*forward-backward* (mrc2movie\'s default; mrc2movie 0.2.0 calls '
                            'it pingpong): the frames, then the same frames backwards without '
@@ -106,8 +106,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       label='pause (frames)', help='Extra frames at each end (0 = none).')
         line.addParam('cycles', params.IntParam, default=1, validators=[params.GE(1)],
                       label='cycles', help='Number of playbacks (1 = once).')
-        form.addParam('sliceSelection', params.EnumParam, choices=C.MOVIE_SLICES_CHOICES,
-                      default=C.MOVIE_SLICES_ALL, label='Slices',
+        form.addParam('sliceSelection', params.EnumParam, choices=constants.MOVIE_SLICES_CHOICES,
+                      default=constants.MOVIE_SLICES_ALL, label='Slices',
                       help='Which slices (tilt images, in frame order) become frames. *keep a '
                            'range*: slices START to END-1, 0-based, what mrc2movie\'s '
                            '--discard_range START END does (its README says "discard"; its '
@@ -116,7 +116,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                            '--discard_percentage, given there as fractions). The contrast '
                            'window is computed over the kept slices only.')
         line = form.addLine('Keep slices [START, END)',
-                            condition='sliceSelection == %d' % C.MOVIE_SLICES_RANGE,
+                            condition='sliceSelection == %d' % constants.MOVIE_SLICES_RANGE,
                             help='0-based, END excluded; END = -1 keeps through the last '
                                  'slice.')
         line.addParam('rangeStart', params.IntParam, default=0, label='START',
@@ -124,14 +124,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         line.addParam('rangeEnd', params.IntParam, default=-1, label='END',
                       help='One past the last kept slice (0-based, excluded); -1 = the end.')
         line = form.addLine('Discard (%)',
-                            condition='sliceSelection == %d' % C.MOVIE_SLICES_DISCARD,
+                            condition='sliceSelection == %d' % constants.MOVIE_SLICES_DISCARD,
                             help='Percentages of the slices dropped at the start and at the '
                                  'end: keeps [int(n a), int(n (1 - b))) as mrc2movie.')
         line.addParam('discardStart', params.FloatParam, default=10.0, label='start',
                       help='Percentage of the slices dropped at the start (0 <= a < 100).')
         line.addParam('discardEnd', params.FloatParam, default=10.0, label='end',
                       help='Percentage of the slices dropped at the end (0 <= b < 100).')
-        form.addParam('axis', params.EnumParam, choices=C.MOVIE_AXIS_CHOICES, default=0,
+        form.addParam('axis', params.EnumParam, choices=constants.MOVIE_AXIS_CHOICES, default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label='Slicing axis',
                       help='Volumes: frames are Z slices (XY planes, mrc2movie), Y slices '
                            '(XZ planes) or X slices (YZ planes); Z runs down the frame for Y '
@@ -153,14 +153,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                            'aspect ratio (area averaging). 0 = no limit.')
 
         form.addSection(label='Contrast and overlays')
-        form.addParam('contrastWindow', params.EnumParam, choices=C.MOVIE_WINDOW_CHOICES,
-                      default=C.MOVIE_WINDOW_MINMAX, label='Contrast window',
+        form.addParam('contrastWindow', params.EnumParam, choices=constants.MOVIE_WINDOW_CHOICES,
+                      default=constants.MOVIE_WINDOW_MINMAX, label='Contrast window',
                       help='*global min/max*: the minimum and maximum of all kept slices map '
                            'to 0 and 255 (mrc2movie; gold beads or hot pixels flatten the '
                            'rest). *percentiles*: the low/high percentiles below map to 0 and '
                            '255 and the tails are clipped (robust to gold).')
         line = form.addLine('Percentiles (%)',
-                            condition='contrastWindow == %d' % C.MOVIE_WINDOW_PERCENTILE,
+                            condition='contrastWindow == %d' % constants.MOVIE_WINDOW_PERCENTILE,
                             help='Low and high percentiles of the kept frames, estimated from '
                                  'a regular sample of at most 4 million pixels.')
         line.addParam('lowPercentile', params.FloatParam, default=0.1, label='low',
@@ -187,14 +187,14 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         form.addParam('scaleBar', params.BooleanParam, default=False, label='Scale bar?',
                       help='Draw a bar of a round length in nm (about a fifth of the width) '
                            'in the bottom-left corner, from the sampling rate.')
-        mp4 = 'outputFormat == %d' % C.MOVIE_FORMAT_MP4
+        mp4 = 'outputFormat == %d' % constants.MOVIE_FORMAT_MP4
         form.addParam('crf', params.IntParam, default=23, condition=mp4,
                       expertLevel=LEVEL_ADVANCED,
                       label='H.264 quality (CRF)',
                       help='x264 constant rate factor, 0-51: lower = better and larger; '
                            '18 is visually lossless, 23 the default, 28 small.')
-        form.addParam('preset', params.EnumParam, choices=C.MOVIE_PRESET_CHOICES,
-                      default=C.MOVIE_PRESET_DEFAULT, condition=mp4,
+        form.addParam('preset', params.EnumParam, choices=constants.MOVIE_PRESET_CHOICES,
+                      default=constants.MOVIE_PRESET_DEFAULT, condition=mp4,
                       expertLevel=LEVEL_ADVANCED,
                       label='H.264 preset',
                       help='x264 speed/size trade-off; veryfast is the best size per second '
@@ -219,18 +219,18 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                       label='Particle radius (Å)',
                       help='Radius R of the sphere drawn for each particle, in Å. '
                            '-1 = half the box size of the coordinates.')
-        form.addParam('overlayStyle', params.EnumParam, choices=C.MOVIE_OVERLAY_CHOICES,
+        form.addParam('overlayStyle', params.EnumParam, choices=constants.MOVIE_OVERLAY_CHOICES,
                       default=0, condition=cond, label='Style',
                       help='*circles*: the outline of the sphere\'s cross-section, radius '
                            'sqrt(R^2 - dz^2) on the slices with |dz| < R, so the particle '
                            'stays visible inside. *filled discs*: the same, filled at 40 % '
                            'opacity. *mrc2movie*: mrc2movie 0.2.0\'s opaque red discs of '
                            'radius R (1 - |dz|/R).')
-        form.addParam('colourBy', params.EnumParam, choices=C.MOVIE_COLOUR_BY_CHOICES,
+        form.addParam('colourBy', params.EnumParam, choices=constants.MOVIE_COLOUR_BY_CHOICES,
                       default=0, condition=cond, label='Colour by',
                       help='One colour, or the coordinates\' score (a colour bar) or class '
                            '(group id; distinct colours for up to 10 classes).')
-        form.addParam('particleColour', params.EnumParam, choices=C.MOVIE_COLOUR_CHOICES,
+        form.addParam('particleColour', params.EnumParam, choices=constants.MOVIE_COLOUR_CHOICES,
                       default=0, condition='%s and colourBy == 0' % cond, label='Colour',
                       help='Colour of the circles (mrc2movie style: red unless changed).')
         form.addParam('particleIds', params.BooleanParam, default=False, condition=cond,
@@ -261,7 +261,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         kind = self._kindName()
         items = []
         if isinstance(inp, SetOfTiltSeries):
-            acq = self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION
+            acq = self.tiltOrder.get() == constants.MOVIE_ORDER_ACQUISITION
             for ts in inp.iterItems(orderBy='id'):
                 if not ts.isEnabled():
                     continue
@@ -315,26 +315,26 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
     def _keepRange(self, n):
         sel = self.sliceSelection.get()
-        if sel == C.MOVIE_SLICES_RANGE:
+        if sel == constants.MOVIE_SLICES_RANGE:
             end = self.rangeEnd.get()
             return (self.rangeStart.get(), n if end == -1 else end), None
-        if sel == C.MOVIE_SLICES_DISCARD:
+        if sel == constants.MOVIE_SLICES_DISCARD:
             return None, (self.discardStart.get() / 100.0, self.discardEnd.get() / 100.0)
         return None, None
 
     def _settings(self, item=None):
         keep, frac = self._keepRange(self._nFrames(item) if item else 0)
-        return P.MovieSettings(
-            format=C.MOVIE_FORMAT_KEYS[self.outputFormat.get()], fps=self.fps.get(),
-            playback=C.MOVIE_PLAYBACK_CHOICES[self.playback.get()], keep_range=keep,
-            discard_fraction=frac, axis=K.AXES[self.axis.get()], slab=self.slab.get(),
+        return movie_pipeline.MovieSettings(
+            format=constants.MOVIE_FORMAT_KEYS[self.outputFormat.get()], fps=self.fps.get(),
+            playback=constants.MOVIE_PLAYBACK_CHOICES[self.playback.get()], keep_range=keep,
+            discard_fraction=frac, axis=movie.AXES[self.axis.get()], slab=self.slab.get(),
             binning=self.binning.get(), max_width=self.maxWidth.get(),
-            window=K.WINDOWS[self.contrastWindow.get()],
+            window=movie.WINDOWS[self.contrastWindow.get()],
             percentiles=(self.lowPercentile.get(), self.highPercentile.get()),
             clahe=self.applyClahe.get(), clip_limit=self.clipLimit.get(),
             tile_grid_size=self.tileGridSize.get(), invert=self.invertContrast.get(),
             label=self.labelFrames.get(), scale_bar=self.scaleBar.get(), crf=self.crf.get(),
-            preset=C.MOVIE_PRESET_CHOICES[self.preset.get()], upscale=self.upscale.get(),
+            preset=constants.MOVIE_PRESET_CHOICES[self.preset.get()], upscale=self.upscale.get(),
             pause=self.pause.get(), cycles=self.cycles.get())
 
     # ---------------------------------------------------------------- particles
@@ -347,17 +347,17 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         sr = item['sampling']
         box = (cset.getBoxSize() or 0) * cset.getSamplingRate() / sr
         radius = self.particleRadius.get()
-        style = C.MOVIE_OVERLAY_KEYS[self.overlayStyle.get()]
-        colour = C.MOVIE_COLOUR_CHOICES[self.particleColour.get()]
-        return P.OverlaySettings(
+        style = constants.MOVIE_OVERLAY_KEYS[self.overlayStyle.get()]
+        colour = constants.MOVIE_COLOUR_CHOICES[self.particleColour.get()]
+        return movie_pipeline.OverlaySettings(
             particles=particles, radius=radius / sr if radius > 0 else 0.0, radius_unit='px',
             box_size=box, style=style,
             colour=None if style == 'mrc2movie' and self.particleColour.get() == 0 else colour,
-            color_by=C.MOVIE_COLOUR_BY_KEYS[self.colourBy.get()], ids=self.particleIds.get(),
-            max_dose=self.overlayMaxDose.get())
+            color_by=constants.MOVIE_COLOUR_BY_KEYS[self.colourBy.get()],
+            ids=self.particleIds.get(), max_dose=self.overlayMaxDose.get())
 
     def _particlesIndex(self):
-        return self._getExtraPath(C.MOVIE_PARTICLES_DIR, 'particles.json')
+        return self._getExtraPath(constants.MOVIE_PARTICLES_DIR, 'particles.json')
 
     def _prepareParticles(self):
         """Write the particle files of every item once per run, under the protocol lock and
@@ -369,8 +369,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             index = read_json(self._particlesIndex())
             if index is not None:
                 return index
-            from ..convert import movie_scipion as MS
-            folder = self._getExtraPath(C.MOVIE_PARTICLES_DIR)
+            from ..convert import movie_scipion
+            folder = self._getExtraPath(constants.MOVIE_PARTICLES_DIR)
             os.makedirs(folder, exist_ok=True)
             cset = self.inputCoordinates.get()
             items = [it for it in self._items() if it['tsId']]
@@ -388,11 +388,11 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
                 cs = coords[it['tsId']]
                 if it['kind'] != 'tiltseries':
                     path = os.path.join(folder, it['name'] + '.csv')
-                    MS.write_tomogram_particles(path, cs, cset.getSamplingRate(),
-                                                it['sampling'], it['dims'])
+                    movie_scipion.write_tomogram_particles(path, cs, cset.getSamplingRate(),
+                                                           it['sampling'], it['dims'])
                     files = [os.path.abspath(path)]
                 else:
-                    star, parts = MS.write_tilt_series_particles(
+                    star, parts = movie_scipion.write_tilt_series_particles(
                         os.path.join(folder, it['name']), os.path.abspath(self._projectPath('.')),
                         tiltSeries[it['tsId']], cs, cset, tomos.get(it['tsId']))
                     files = [os.path.abspath(star)] + ([os.path.abspath(parts)] if cs else [])
@@ -411,7 +411,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         files = entry['files']
         if item['kind'] != 'tiltseries':
             return [item['path']], args_from_overlay(self._overlaySettings(item, files[0]))
-        order = 'dose' if self.tiltOrder.get() == C.MOVIE_ORDER_ACQUISITION else 'angle'
+        order = 'dose' if self.tiltOrder.get() == constants.MOVIE_ORDER_ACQUISITION else 'angle'
         args = ['--tomograms', files[0], '--project-dir',
                 os.path.abspath(self._projectPath('.')), '--tomo-name', item['tsId'],
                 '--order', order]
@@ -420,11 +420,11 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         return [], args
 
     def _moviePath(self, name):
-        fmt = C.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
-        return P.movie_path(self._getExtraPath(), name, fmt)
+        fmt = constants.MOVIE_FORMAT_KEYS[self.outputFormat.get()]
+        return movie_pipeline.movie_path(self._getExtraPath(), name, fmt)
 
     def _infoPath(self, name, ext='.json'):
-        return self._getExtraPath(C.MOVIE_INFO_DIR, name + ext)
+        return self._getExtraPath(constants.MOVIE_INFO_DIR, name + ext)
 
     def _framesPath(self, name):
         """The frame list of a tilt series (the command's input)."""
@@ -454,8 +454,8 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         from ..commands.movie import args_from_settings
         name = item['name']
         if item['kind'] != 'tiltseries' and item['index'] > 1:
-            raise K.MovieError('%s is volume %d of a stack of volumes, which is not '
-                               'supported' % (item['path'], item['index']))
+            raise movie.MovieError('%s is volume %d of a stack of volumes, which is not '
+                                   'supported' % (item['path'], item['index']))
         particles = self._particleArgs(item) if self._hasCoordinates() and item['tsId'] \
             else None
         overlay = []
@@ -490,7 +490,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         self._requireResults('%s (id %s)' % (name, item['id']), [out, infoFile],
                              lambda: self._done(name))
         logger.info('%s (id %s): %s', name, item['id'],
-                    P.MovieInfo(read_json(infoFile)).summary_line())
+                    movie_pipeline.MovieInfo(read_json(infoFile)).summary_line())
         self._updatePreview()
 
     def _updatePreview(self):
@@ -503,9 +503,9 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
 
         tiles = [cv2.imread(self._infoPath(i['name'], '_central.png'), cv2.IMREAD_UNCHANGED)
                  for i in infos]
-        mont = K.montage(tiles, [i['name'] for i in infos])
-        _write_atomic(self._getExtraPath(C.MOVIE_PREVIEW_FILE), _png_bytes(mont))
-        _write_atomic(self._getExtraPath(C.MOVIE_INDEX_FILE), infos)
+        mont = movie.montage(tiles, [i['name'] for i in infos])
+        _write_atomic(self._getExtraPath(constants.MOVIE_PREVIEW_FILE), _png_bytes(mont))
+        _write_atomic(self._getExtraPath(constants.MOVIE_INDEX_FILE), infos)
 
     # ================================================================= results
     def _readInfos(self, fromItems=False):
@@ -513,7 +513,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         items, in item order: from the index written after each movie, or (``fromItems``)
         from each item's description."""
         if not fromItems:
-            infos = read_json(self._getExtraPath(C.MOVIE_INDEX_FILE))
+            infos = read_json(self._getExtraPath(constants.MOVIE_INDEX_FILE))
             if infos is not None:
                 return infos
         infos = []
@@ -529,7 +529,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         return [self._getExtraPath(os.path.basename(i['path'])) for i in self._readInfos()]
 
     def getPreviewFile(self):
-        path = self._getExtraPath(C.MOVIE_PREVIEW_FILE)
+        path = self._getExtraPath(constants.MOVIE_PREVIEW_FILE)
         return path if os.path.exists(path) else None
 
     # ================================================================= memory
@@ -565,12 +565,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             return ['The input set is empty.']
         sel = self.sliceSelection.get()
         a, b = self.discardStart.get(), self.discardEnd.get()
-        badDiscard = sel == C.MOVIE_SLICES_DISCARD and not (0 <= a < 100 and 0 <= b < 100)
+        badDiscard = sel == constants.MOVIE_SLICES_DISCARD and not (0 <= a < 100 and 0 <= b < 100)
         if badDiscard:
             errors.append('Discard percentages must be in [0, 100), got %g and %g.' % (a, b))
         try:
             self._settings()
-        except K.MovieError as exc:
+        except movie.MovieError as exc:
             # with bad percentages the settings report them as fractions: one message per
             # bad value, the one above in the form's unit (the settings' other checks show
             # once the percentages are fixed)
@@ -579,7 +579,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
         ts = self._isTiltSeries()
         if ts and self.axis.get() != 0:
             errors.append('Tilt series are shown image by image: the slicing axis must be Z '
-                          '(got %s).' % C.MOVIE_AXIS_CHOICES[self.axis.get()])
+                          '(got %s).' % constants.MOVIE_AXIS_CHOICES[self.axis.get()])
         if ts and self.slab.get() > 1:
             errors.append('Slab averaging (%d slices) mixes neighbouring tilt images; it is '
                           'for volumes only.' % self.slab.get())
@@ -593,12 +593,12 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             n = self._nFrames(it)
             keep, frac = self._keepRange(n)
             try:
-                K.kept_range(n, keep, frac)
+                movie.kept_range(n, keep, frac)
                 x, y, z = it['dims'] if it['kind'] != 'tiltseries' else (1, 1, 1)
                 frame = {0: (y, x), 1: (z, x), 2: (z, y)}[self.axis.get()]
                 if it['kind'] != 'tiltseries':
-                    K.output_geometry(frame, self.binning.get(), self.maxWidth.get())
-            except K.MovieError as exc:
+                    movie.output_geometry(frame, self.binning.get(), self.maxWidth.get())
+            except movie.MovieError as exc:
                 errors.append('%s (id %s): %s' % (it['name'], it['id'], exc))
         return errors
 
@@ -639,7 +639,7 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             width = dims[0] // max(1, self.binning.get())
             if self.maxWidth.get():
                 width = min(width, self.maxWidth.get())
-            if self.outputFormat.get() == C.MOVIE_FORMAT_GIF and width > 512:
+            if self.outputFormat.get() == constants.MOVIE_FORMAT_GIF and width > 512:
                 warnings.append('A GIF of %d px wide frames is very large (hundreds of MB for '
                                 'a tomogram); bin or set a maximum width of 512 px or less.'
                                 % width)
@@ -655,9 +655,9 @@ class ProtCryoprocsExportMovie(ProtCryoprocsBase):
             path = self._getExtraPath(os.path.basename(i['path']))
             summary.append('%s: %s %d frames, %.1f s, %dx%d px, %s'
                            % (i['name'], link(path), i['frames'], i['duration_s'], i['width'],
-                              i['height'], P.human_size(i['size_bytes'])))
+                              i['height'], movie_pipeline.human_size(i['size_bytes'])))
             if i.get('particles'):
-                summary.append('    %s' % P.particle_summary(i['particles']))
+                summary.append('    %s' % movie_pipeline.particle_summary(i['particles']))
         preview = self.getPreviewFile()
         if preview:
             summary.append('Preview (central frames): %s' % link(preview))

@@ -23,12 +23,12 @@ from pyworkflow.object import Pointer, String
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfSubTomograms
 
-from .. import constants as C
+from .. import constants
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import relion5_scipion as RS
+from ..convert import relion5_scipion
 from ..convert.paths import safe_name
 from ..convert.star import write_star
-from ..kernels import relion_geometry as G
+from ..kernels import relion_geometry
 from ..pipelines.extract import Stack2DJob, Stack2DSettings, SubvolumeSettings
 from .protocol_base import (COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json,
                             write_json)
@@ -47,7 +47,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     about 150 MB + 224 MB per thread."""
     _label = 'extract subtomograms'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_SUBTOMOGRAMS: SetOfSubTomograms}
+    _possibleOutputs = {constants.OUTPUT_SUBTOMOGRAMS: SetOfSubTomograms}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -56,9 +56,9 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
     # ================================================================= form
     def _defineParams(self, form):
         form.addSection(label='Input')
-        form.addParam('extractionMode', params.EnumParam, choices=C.EXTRACT_MODE_CHOICES,
-                      default=C.EXTRACT_MODE_STACK2D, display=params.EnumParam.DISPLAY_HLIST,
-                      label='Extract',
+        form.addParam('extractionMode', params.EnumParam, choices=constants.EXTRACT_MODE_CHOICES,
+                      default=constants.EXTRACT_MODE_STACK2D,
+                      display=params.EnumParam.DISPLAY_HLIST, label='Extract',
                       help='*2D tilt stacks (RELION 5)*: per particle, the boxes of every '
                            'tilt image in which it is visible, CTF-premultiplied and '
                            'dose-weighted (RELION 5 pseudo-subtomograms, for RELION 5 '
@@ -69,8 +69,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                       label='Coordinates',
                       help='3D particle positions with orientations. Their tsIds select the '
                            'tilt series / tomograms.')
-        stack2d = 'extractionMode == %d' % C.EXTRACT_MODE_STACK2D
-        vol3d = 'extractionMode == %d' % C.EXTRACT_MODE_SUBVOLUMES
+        stack2d = 'extractionMode == %d' % constants.EXTRACT_MODE_STACK2D
+        vol3d = 'extractionMode == %d' % constants.EXTRACT_MODE_SUBVOLUMES
         form.addParam('inputTiltSeries', params.PointerParam, pointerClass='SetOfTiltSeries',
                       condition=stack2d, allowsNull=True, important=True,
                       label='Tilt series',
@@ -134,8 +134,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                         label='Write float16?',
                         help='MRC mode 12 with RELION\'s own float16 rounding (--float16): half '
                              'the disk space, about 3 significant digits.')
-        relion.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
-                        default=C.HAND_AUTO, condition=stack2d, label='Handedness',
+        relion.addParam('handedness', params.EnumParam, choices=constants.HAND_CHOICES,
+                        default=constants.HAND_AUTO, condition=stack2d, label='Handedness',
                         help='rlnTomoHand: does the defocus decrease with Z? It sets the sign of '
                              'the per-particle defocus change with depth. Automatic: the value '
                              'imported with the tilt series (import relion 5 project), else -1 '
@@ -148,9 +148,9 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                         expertLevel=LEVEL_ADVANCED, label='Apply offsets?',
                         help='Fold rlnOriginX/Y/ZAngst (rotated by the subtomogram angles) into '
                              'the positions (RELION default; No = --dont_apply_offsets).')
-        relion.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
-                        default=C.CTF_SCALE_COS, condition=stack2d, expertLevel=LEVEL_ADVANCED,
-                        label='CTF scale factor',
+        relion.addParam('ctfScaleFactor', params.EnumParam, choices=constants.CTF_SCALE_CHOICES,
+                        default=constants.CTF_SCALE_COS, condition=stack2d,
+                        expertLevel=LEVEL_ADVANCED, label='CTF scale factor',
                         help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
                              'as RELION 5 pipelines write it, or 1.')
         sub = form.addGroup('Sub-volumes', condition=vol3d,
@@ -162,8 +162,8 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                       label='Normalize?',
                       help='Scale each sub-volume so that the voxels outside the sphere of '
                            'radius box/2 have mean 0 and standard deviation 1.')
-        sub.addParam('outsideBoxes', params.EnumParam, choices=C.OUTSIDE_CHOICES,
-                      default=C.OUTSIDE_SKIP, condition=vol3d,
+        sub.addParam('outsideBoxes', params.EnumParam, choices=constants.OUTSIDE_CHOICES,
+                     default=constants.OUTSIDE_SKIP, condition=vol3d,
                       label='Boxes leaving the tomogram',
                       help='Skip those particles, or fill the missing voxels with the '
                            'tomogram mean. The summary gives the counts.')
@@ -172,7 +172,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
 
     # ================================================================= helpers
     def _is2d(self):
-        return self.extractionMode.get() == C.EXTRACT_MODE_STACK2D
+        return self.extractionMode.get() == constants.EXTRACT_MODE_STACK2D
 
     def _settings(self):
         return Stack2DSettings(box=self.boxSize.get(), crop=self.cropSize.get(),
@@ -265,14 +265,15 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
             return self._convert3d()
         project = self._projectDir()
         tsIds = self._stepTsIds()
-        RS.write_tilt_series_project(
+        relion5_scipion.write_tilt_series_project(
             self._extra(), project, tsIds, self._tsDict(), self._ctfDict(), self._tomoDict(),
-            hand={C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get()),
+            hand={constants.HAND_MINUS: -1.0, constants.HAND_PLUS: 1.0}.get(self.handedness.get()),
             defocus_slope=self.defocusSlope.get() if self.defocusSlope.get() > 0 else None,
-            scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
+            scale_factor="cos" if self.ctfScaleFactor.get() == constants.CTF_SCALE_COS else "one")
         cset = self.inputCoordinates.get()
         coords = [c for c in self._coordinates() if c.getTomoId() in set(tsIds)]
-        write_star(self._inputParticlesStar(), RS.coordinate_particle_blocks(coords, cset))
+        write_star(self._inputParticlesStar(),
+                   relion5_scipion.coordinate_particle_blocks(coords, cset))
         # degenerate inputs stop the run here, before any tilt series is extracted (the
         # per-tilt-series commands each see one tilt series only)
         self._job().check_some_visible()
@@ -325,7 +326,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         return SubvolumeSettings(box=self.boxSize.get(), binning=1.0,
                                  invert_contrast=self.invertContrast.get(),
                                  normalize=self.normalize.get(),
-                                 outside="skip" if self.outsideBoxes.get() == C.OUTSIDE_SKIP
+                                 outside="skip" if self.outsideBoxes.get() == constants.OUTSIDE_SKIP
                                  else "pad")
 
     def _convert3d(self):
@@ -438,16 +439,16 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                         sub.setTransform(Transform(np.array(M)))
                     vis = plan.visible[:, i].astype(int)
                     report["frames"] += int(vis.sum())
-                    RS.set_attr(sub, "rlnTomoVisibleFrames",
-                                "[" + ",".join(str(v) for v in vis) + "]")
-                    RS.set_attr(sub, "rlnTomoParticleName", plan.names[i])
-                    RS.set_attr(sub, "rlnTomoTiltSeriesPixelSize", float(ps))
+                    relion5_scipion.set_attr(sub, "rlnTomoVisibleFrames",
+                                             "[" + ",".join(str(v) for v in vis) + "]")
+                    relion5_scipion.set_attr(sub, "rlnTomoParticleName", plan.names[i])
+                    relion5_scipion.set_attr(sub, "rlnTomoTiltSeriesPixelSize", float(ps))
                     outSet.append(sub)
             for k, v in (("are2dStacks", 1), ("relionBinning", float(self.binning.get())),
                          ("tsSamplingRate", float(ps)),
                          ("optimisationSet", os.path.relpath(
                              self._extra("optimisation_set.star"), self._projectDir()))):
-                RS.set_attr(outSet, k, v)
+                relion5_scipion.set_attr(outSet, k, v)
         else:
             data = read_json(self._mapFile())
             tomos = self._tomoDict()
@@ -481,7 +482,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                     outSet.append(sub)
             outSet.setSamplingRate(sr or self.inputCoordinates.get().getSamplingRate())
         outSet.write()
-        self._defineOutputs(**{C.OUTPUT_SUBTOMOGRAMS: outSet})
+        self._defineOutputs(**{constants.OUTPUT_SUBTOMOGRAMS: outSet})
         self._defineSourceRelation(self.inputCoordinates, outSet)
         if self._is2d():
             self._defineSourceRelation(self.inputTiltSeries, outSet)
@@ -496,13 +497,13 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
         reliontomo's own API from this run's optimisation_set.star, when the plugin is
         installed. Returns what the summary reports: ``{"n", "coordinates"}`` or
         ``{"reason"}`` (the stacks are registered as subtomograms either way)."""
-        from ..convert import reliontomo_scipion as RT
-        mods, reason = RT.reliontomo_modules()
+        from ..convert import reliontomo_scipion
+        mods, reason = reliontomo_scipion.reliontomo_modules()
         if mods is None:
-            logger.info('%s not registered: %s', C.OUTPUT_RELION_PARTICLES, reason)
+            logger.info('%s not registered: %s', constants.OUTPUT_RELION_PARTICLES, reason)
             return {"reason": reason}
         try:
-            pset, attached = RT.pseudo_subtomograms_from_project(
+            pset, attached = reliontomo_scipion.pseudo_subtomograms_from_project(
                 self._getPath(), self._getExtraPath('optimisation_set.star'),
                 # a pointer of its own (see createOutputStep)
                 Pointer(self.inputCoordinates.getObjValue(),
@@ -511,12 +512,12 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 coordinates=byName)
         except Exception as exc:          # reliontomo's reader: the stacks stay registered
             logger.warning('%s not registered: scipion-em-reliontomo failed to read %s: %s: '
-                           '%s', C.OUTPUT_RELION_PARTICLES,
+                           '%s', constants.OUTPUT_RELION_PARTICLES,
                            self._getExtraPath('optimisation_set.star'), type(exc).__name__,
                            exc)
             return {"reason": 'scipion-em-reliontomo failed to read the RELION project '
                               '(%s: %s)' % (type(exc).__name__, exc)}
-        self._defineOutputs(**{C.OUTPUT_RELION_PARTICLES: pset})
+        self._defineOutputs(**{constants.OUTPUT_RELION_PARTICLES: pset})
         self._defineSourceRelation(self.inputCoordinates, pset)
         self._defineSourceRelation(self.inputTiltSeries, pset)
         self._defineSourceRelation(self.inputCtfTomoSeries, pset)
@@ -574,7 +575,7 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                               % (", ".join(bad), srSet))
             if not errors:
-                s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
+                s0, _ = relion_geometry.box_sizes(self.boxSize.get(), self.binning.get())
                 small = ["%s (%d x %d px)" % (t, tsIds[t][2][0], tsIds[t][2][1]) for t in used
                          if tsIds[t][2] and s0 > min(tsIds[t][2][0], tsIds[t][2][1])]
                 if small:
@@ -636,10 +637,10 @@ class ProtCryoprocsExtractSubtomos(ProtCryoprocsBase):
                 lines.append('%s: the %s as RELION 5 pseudo-subtomograms of '
                              'scipion-em-reliontomo (input of its refinement, '
                              'classification, initial model, reconstruction), with their '
-                             'coordinates.' % (C.OUTPUT_RELION_PARTICLES,
+                             'coordinates.' % (constants.OUTPUT_RELION_PARTICLES,
                                                plural(rp["n"], 'stack')))
             elif "reason" in rp:
-                lines.append('No %s: %s.' % (C.OUTPUT_RELION_PARTICLES, rp["reason"]))
+                lines.append('No %s: %s.' % (constants.OUTPUT_RELION_PARTICLES, rp["reason"]))
             return lines
         lines = []
         tot = {"written": 0, "outside": 0, "skipped": 0, "padded": 0, "skipped_existing": 0}

@@ -16,8 +16,8 @@ from pyworkflow import BETA
 from pyworkflow.object import Integer, String
 from tomo.objects import SetOfCoordinates3D, SetOfTomograms, SetOfTomoMasks
 
-from .. import constants as C
-from ..convert import copick_io as CI
+from .. import constants
+from ..convert import copick_io
 from ..convert.mrc import is_complete_mrc
 from ..convert.scipion import set_coordinate, set_relion_orientation
 from ..convert.scipion_images import register_zarr_reader
@@ -33,9 +33,9 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
     oriented 3D coordinates, and segmentations as tomo masks."""
     _label = 'import copick project'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_TOMOGRAMS: SetOfTomograms,
-                        C.OUTPUT_COORDINATES: SetOfCoordinates3D,
-                        C.OUTPUT_TOMO_MASKS: SetOfTomoMasks}
+    _possibleOutputs = {constants.OUTPUT_TOMOGRAMS: SetOfTomograms,
+                        constants.OUTPUT_COORDINATES: SetOfCoordinates3D,
+                        constants.OUTPUT_TOMO_MASKS: SetOfTomoMasks}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -101,16 +101,16 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
         self._insertFunctionStep(self.createOutputStep, prerequisites=ids, needsGPU=False)
 
     def _root(self):
-        return CI.open_project(self.configFile.get())
+        return copick_io.open_project(self.configFile.get())
 
     def _plan(self):
         """What to import: tomograms ``[(run, location)]`` and masks (dicts)."""
         root = self._root()
-        runs = CI.select_runs(root, self.runNames.get())
-        tomos = CI.tomogram_entries(root, runs, self.voxelSpacing.get(), self.tomoType.get())
-        masks = CI.segmentation_entries(root, runs, self.voxelSpacing.get(),
-                                        self.maskNames.get(), self.maskUsers.get(),
-                                        self.maskSessions.get()) \
+        runs = copick_io.select_runs(root, self.runNames.get())
+        tomos = copick_io.tomogram_entries(root, runs, self.voxelSpacing.get(), self.tomoType.get())
+        masks = copick_io.segmentation_entries(root, runs, self.voxelSpacing.get(),
+                                               self.maskNames.get(), self.maskUsers.get(),
+                                               self.maskSessions.get()) \
             if self.importMasks.get() else []
         return {"tomograms": tomos, "masks": masks}
 
@@ -163,8 +163,8 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
             tomoObjs[run] = tomo.clone()
             report["tomograms"].append({"tsId": run, "file": path})
         tomoSet.write()
-        self._defineOutputs(**{C.OUTPUT_TOMOGRAMS: tomoSet})
-        if CI.parse_list(self.objects.get()):
+        self._defineOutputs(**{constants.OUTPUT_TOMOGRAMS: tomoSet})
+        if copick_io.parse_list(self.objects.get()):
             self._importPicks(root, tomoSet, tomoObjs, report)
         if plan["masks"]:
             maskSet = SetOfTomoMasks.create(self._getPath(), template='tomomasks%s.sqlite')
@@ -184,7 +184,7 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
                 report["masks"].append({k: m[k] for k in ("run", "name", "user", "session",
                                                           "multilabel")})
             maskSet.write()
-            self._defineOutputs(**{C.OUTPUT_TOMO_MASKS: maskSet})
+            self._defineOutputs(**{constants.OUTPUT_TOMO_MASKS: maskSet})
             self._defineSourceRelation(tomoSet, maskSet)
         self.importReport.set(json.dumps(report))
         self._store(self.importReport)
@@ -193,7 +193,7 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
         box = int(self.boxSize.get())
         if box > 0:
             return box
-        for name in CI.parse_list(self.objects.get()):
+        for name in copick_io.parse_list(self.objects.get()):
             obj = root.get_object(name)
             r = getattr(obj, "radius", None) if obj is not None else None
             if r:
@@ -203,10 +203,10 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
     def _importPicks(self, root, tomoSet, tomoObjs, report):
         from tomo.objects import Coordinate3D
         vs = float(self.voxelSpacing.get())
-        runs = CI.select_runs(root, self.runNames.get())
-        sets = CI.read_picks(root, runs, self.objects.get(), self.users.get(),
-                             self.sessions.get())
-        objects = CI.parse_list(self.objects.get())
+        runs = copick_io.select_runs(root, self.runNames.get())
+        sets = copick_io.read_picks(root, runs, self.objects.get(), self.users.get(),
+                                    self.sessions.get())
+        objects = copick_io.parse_list(self.objects.get())
         coordSet = SetOfCoordinates3D.create(self._getPath(), template='coordinates%s.sqlite')
         coordSet.setPrecedents(tomoSet)
         coordSet.setSamplingRate(vs)
@@ -216,8 +216,8 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
                 report["skipped_picks"][s["run"]] = \
                     report["skipped_picks"].get(s["run"], 0) + len(s["locations"])
                 continue
-            vox = CI.picks_positions_voxels(s["locations"], s["transforms"], vs)
-            rot, tilt, psi = CI.copick_rotations_to_relion(s["transforms"])
+            vox = copick_io.picks_positions_voxels(s["locations"], s["transforms"], vs)
+            rot, tilt, psi = copick_io.copick_rotations_to_relion(s["transforms"])
             group = objects.index(s["object"]) + 1 if s["object"] in objects else 0
             for k in range(len(vox)):
                 c = Coordinate3D()
@@ -234,7 +234,7 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
                                     "session": s["session"], "count": int(len(vox)),
                                     "trust_orientation": s["trust_orientation"]})
         coordSet.write()
-        self._defineOutputs(**{C.OUTPUT_COORDINATES: coordSet})
+        self._defineOutputs(**{constants.OUTPUT_COORDINATES: coordSet})
         self._defineSourceRelation(tomoSet, coordSet)
 
     # ================================================================= info
@@ -246,16 +246,16 @@ class ProtCryoprocsImportCopick(ProtCryoprocsBase):
             return ['voxel spacing must be > 0 A, got %s' % self.voxelSpacing.get()]
         try:
             root = self._root()
-            runs = CI.select_runs(root, self.runNames.get())
-            CI.tomogram_entries(root, runs, self.voxelSpacing.get(), self.tomoType.get())
-            if CI.parse_list(self.objects.get()):
-                CI.read_picks(root, runs, self.objects.get(), self.users.get(),
-                              self.sessions.get())
+            runs = copick_io.select_runs(root, self.runNames.get())
+            copick_io.tomogram_entries(root, runs, self.voxelSpacing.get(), self.tomoType.get())
+            if copick_io.parse_list(self.objects.get()):
+                copick_io.read_picks(root, runs, self.objects.get(), self.users.get(),
+                                     self.sessions.get())
             if self.importMasks.get():
-                CI.segmentation_entries(root, runs, self.voxelSpacing.get(),
-                                        self.maskNames.get(), self.maskUsers.get(),
-                                        self.maskSessions.get())
-        except CI.CopickError as exc:
+                copick_io.segmentation_entries(root, runs, self.voxelSpacing.get(),
+                                               self.maskNames.get(), self.maskUsers.get(),
+                                               self.maskSessions.get())
+        except copick_io.CopickError as exc:
             return [str(exc)]
         return []
 

@@ -22,10 +22,10 @@ from pyworkflow.object import Pointer, String
 from pyworkflow.protocol.constants import LEVEL_ADVANCED, STEPS_SERIAL
 from tomo.objects import SetOfCoordinates3D, SetOfCTFTomoSeries, SetOfTiltSeries, SetOfTomograms
 
-from .. import constants as C
-from ..convert import relion5 as R5
+from .. import constants
+from ..convert import relion5
 from ..convert.images import image_info
-from ..convert import relion5_scipion as RS
+from ..convert import relion5_scipion
 from ..convert.scipion import set_relion_orientation
 from .protocol_base import ProtCryoprocsBase
 from .texts import link, plural
@@ -42,10 +42,10 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
     particles.star. Files are referenced in place."""
     _label = 'import relion 5 project'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_TILT_SERIES: SetOfTiltSeries,
-                        C.OUTPUT_CTF_SERIES: SetOfCTFTomoSeries,
-                        C.OUTPUT_COORDINATES: SetOfCoordinates3D,
-                        C.OUTPUT_TOMOGRAMS: SetOfTomograms}
+    _possibleOutputs = {constants.OUTPUT_TILT_SERIES: SetOfTiltSeries,
+                        constants.OUTPUT_CTF_SERIES: SetOfCTFTomoSeries,
+                        constants.OUTPUT_COORDINATES: SetOfCoordinates3D,
+                        constants.OUTPUT_TOMOGRAMS: SetOfTomograms}
     stepsExecutionMode = STEPS_SERIAL          # one quick step
 
     def __init__(self, **kwargs):
@@ -99,26 +99,26 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
     def _relionProjectDir(self, tomograms=None):
         if self.projectDir.get():
             return os.path.abspath(self.projectDir.get())
-        return R5.guess_project_dir(self._tomogramsStar(), tomograms)
+        return relion5.guess_project_dir(self._tomogramsStar(), tomograms)
 
     def importStep(self):
         from pwem.objects import Transform
         from tomo.objects import CTFTomo, CTFTomoSeries, TiltImage, TiltSeries, TomoAcquisition
 
-        glob = R5.read_tomograms(self._tomogramsStar())
+        glob = relion5.read_tomograms(self._tomogramsStar())
         project = self._relionProjectDir(glob)
         series = []
         for _, row in glob.iterrows():
-            ts = R5.load_tilt_series(row, project)
+            ts = relion5.load_tilt_series(row, project)
             if ts.projection_from_old_matrices:
-                raise R5.Relion5Error("tilt series %s uses RELION 4 projection matrices "
-                                      "(rlnTomoProjX/Y/Z/W), which Scipion tilt series cannot "
-                                      "hold; run it through RELION 5 first" % ts.name)
+                raise relion5.Relion5Error("tilt series %s uses RELION 4 projection matrices "
+                                           "(rlnTomoProjX/Y/Z/W), which Scipion tilt series cannot "
+                                           "hold; run it through RELION 5 first" % ts.name)
             series.append(ts)
         pss = sorted({round(ts.pixel_size, 6) for ts in series})
         if len(pss) > 1:
-            raise R5.Relion5Error("tilt series with different pixel sizes %s A cannot form one "
-                                  "SetOfTiltSeries" % pss)
+            raise relion5.Relion5Error("tilt series with different pixel sizes %s A cannot form "
+                                       "one SetOfTiltSeries" % pss)
         ps = series[0].pixel_size
 
         tsSet = SetOfTiltSeries.create(self._getPath(), template='tiltseries%s.sqlite')
@@ -133,12 +133,12 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             tsAcq = self._acquisition(ts, TomoAcquisition)
             tsObj.setAcquisition(tsAcq)
             tsObj.setAnglesCount(ts.n_frames)
-            for k in RS.TS_ATTRS:
-                RS.set_attr(tsObj, k, self._tsValue(ts, k))
-            RS.set_attr(tsObj, "rlnTomoTiltSeriesStarFile", ts.star_file)
+            for k in relion5_scipion.TS_ATTRS:
+                relion5_scipion.set_attr(tsObj, k, self._tsValue(ts, k))
+            relion5_scipion.set_attr(tsObj, "rlnTomoTiltSeriesStarFile", ts.star_file)
             tsSet.append(tsObj)
-            orders = RS.acquisition_orders(ts.pre_exposure)
-            doses = RS.doses_per_tilt(ts.pre_exposure)
+            orders = relion5_scipion.acquisition_orders(ts.pre_exposure)
+            doses = relion5_scipion.doses_per_tilt(ts.pre_exposure)
             tab = ts.table
             for f, (path, index) in enumerate(ts.frames):
                 ti = TiltImage(location=(index + 1, path), tsId=ts.name,
@@ -153,41 +153,41 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
                 zrot = float(tab["rlnTomoZRot"].iloc[f])
                 sx = float(tab["rlnTomoXShiftAngst"].iloc[f])
                 sy = float(tab["rlnTomoYShiftAngst"].iloc[f])
-                ti.setTransform(Transform(RS.ti_matrix_from_relion(zrot, sx, sy, ps)))
-                RS.set_attr(ti, "rlnTomoXTilt", float(tab["rlnTomoXTilt"].iloc[f])
-                            if "rlnTomoXTilt" in tab.columns else 0.0)
-                RS.set_attr(ti, "rlnTomoZRot", zrot)
-                RS.set_attr(ti, "rlnTomoXShiftAngst", sx)
-                RS.set_attr(ti, "rlnTomoYShiftAngst", sy)
-                RS.set_attr(ti, "rlnMicrographPreExposure", float(ts.pre_exposure[f]))
+                ti.setTransform(Transform(relion5_scipion.ti_matrix_from_relion(zrot, sx, sy, ps)))
+                relion5_scipion.set_attr(ti, "rlnTomoXTilt", float(tab["rlnTomoXTilt"].iloc[f])
+                                         if "rlnTomoXTilt" in tab.columns else 0.0)
+                relion5_scipion.set_attr(ti, "rlnTomoZRot", zrot)
+                relion5_scipion.set_attr(ti, "rlnTomoXShiftAngst", sx)
+                relion5_scipion.set_attr(ti, "rlnTomoYShiftAngst", sy)
+                relion5_scipion.set_attr(ti, "rlnMicrographPreExposure", float(ts.pre_exposure[f]))
                 tsObj.append(ti)
             tsSet.update(tsObj)
             tsObjs[ts.name] = tsObj
             report["tilt_series"].append({"tsId": ts.name, "tilts": ts.n_frames,
                                           "max_pre_exposure": float(ts.pre_exposure.max())})
         tsSet.write()
-        self._defineOutputs(**{C.OUTPUT_TILT_SERIES: tsSet})
+        self._defineOutputs(**{constants.OUTPUT_TILT_SERIES: tsSet})
 
         ctfSet = SetOfCTFTomoSeries.create(self._getPath(), template='CTFmodels%s.sqlite')
-        ctfSet.setSetOfTiltSeries(Pointer(self, extended=C.OUTPUT_TILT_SERIES))
+        ctfSet.setSetOfTiltSeries(Pointer(self, extended=constants.OUTPUT_TILT_SERIES))
         for ts in series:
             ctfSeries = CTFTomoSeries(tsId=ts.name)
             ctfSeries.setTiltSeries(tsObjs[ts.name])
             ctfSeries.setTsId(ts.name)
             ctfSet.append(ctfSeries)
-            orders = RS.acquisition_orders(ts.pre_exposure)
+            orders = relion5_scipion.acquisition_orders(ts.pre_exposure)
             for f in range(ts.n_frames):
                 ctf = CTFTomo(index=f + 1, acqOrder=int(orders[f]))
                 ctf.setDefocusU(float(ts.defocus_u[f]))
                 ctf.setDefocusV(float(ts.defocus_v[f]))
                 ctf.setDefocusAngle(float(ts.defocus_angle[f]))
                 ctf.setPhaseShift(float(ts.phase_shift[f]))
-                RS.set_attr(ctf, "rlnCtfScalefactor", float(ts.ctf_scale[f]))
-                RS.set_attr(ctf, "rlnCtfBfactor", float(ts.ctf_bfactor[f]))
+                relion5_scipion.set_attr(ctf, "rlnCtfScalefactor", float(ts.ctf_scale[f]))
+                relion5_scipion.set_attr(ctf, "rlnCtfBfactor", float(ts.ctf_bfactor[f]))
                 ctfSeries.append(ctf)
             ctfSet.update(ctfSeries)
         ctfSet.write()
-        self._defineOutputs(**{C.OUTPUT_CTF_SERIES: ctfSet})
+        self._defineOutputs(**{constants.OUTPUT_CTF_SERIES: ctfSet})
         self._defineSourceRelation(ctfSet, tsSet)
 
         if self._particlesStar():
@@ -207,7 +207,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         if label == "rlnCtfBfactorPerElectronDose":
             return float(ts.bfactor_per_dose)
         if label in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ"):
-            size = ts.tomo_size or (RS.MISSING,) * 3
+            size = ts.tomo_size or (relion5_scipion.MISSING,) * 3
             return int(size["XYZ".index(label[-1])])
         if label == "rlnOpticsGroupName":
             v = row.get(label)
@@ -230,7 +230,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         acq.setAngleMax(float(tilts.max()))
         if len(tilts) > 1:
             acq.setStep(float(np.round(np.mean(np.diff(np.sort(tilts))), 3)))
-        doses = RS.doses_per_tilt(ts.pre_exposure)
+        doses = relion5_scipion.doses_per_tilt(ts.pre_exposure)
         acq.setDosePerFrame(float(np.mean(doses)))
         acq.setAccumDose(float((ts.pre_exposure + doses).max()))
         acq.setDoseInitial(float(ts.pre_exposure.min()))
@@ -257,7 +257,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             row = rows[ts.name]
             b = row.get("rlnTomoTomogramBinning", np.nan)
             if real:
-                path = R5.resolve(row["rlnTomoReconstructedTomogram"], project)
+                path = relion5.resolve(row["rlnTomoReconstructedTomogram"], project)
                 b = float(b) if pd.notna(b) else None
                 if b is None:              # MRC header or OME-Zarr metadata
                     b = float(image_info(path).voxel_size[0]) / ps
@@ -275,13 +275,13 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
                     m.close()
             bins.append(b)
         if len({round(b, 4) for b in bins}) > 1:
-            raise R5.Relion5Error("tomograms with different binnings %s cannot form one set"
-                                  % sorted(set(bins)))
+            raise relion5.Relion5Error("tomograms with different binnings %s cannot form one set"
+                                       % sorted(set(bins)))
         sr = ps * bins[0]
         tomoSet.setSamplingRate(sr)
         for ts in series:
             row = rows[ts.name]
-            path = R5.resolve(row["rlnTomoReconstructedTomogram"], project) if real else \
+            path = relion5.resolve(row["rlnTomoReconstructedTomogram"], project) if real else \
                 self._getExtraPath("placeholder_tomograms", ts.name + ".mrc")
             tomo = Tomogram(location=path)
             tomo.setTsId(ts.name)
@@ -289,7 +289,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             tomo.setOrigin()
             tomoSet.append(tomo)
         tomoSet.write()
-        self._defineOutputs(**{C.OUTPUT_TOMOGRAMS: tomoSet})
+        self._defineOutputs(**{constants.OUTPUT_TOMOGRAMS: tomoSet})
         tomos = {t.getTsId(): t.clone() for t in tomoSet}
         note = "rlnTomoReconstructedTomogram files" if real else \
             "empty placeholder tomograms (no reconstructed tomogram in tomograms.star)"
@@ -299,25 +299,25 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         from tomo.constants import CENTER_GRAVITY
         from tomo.objects import Coordinate3D
 
-        ptable = R5.read_particles(self._particlesStar())
-        optics, parts = R5.build_optics(ptable.optics, ptable.particles, glob)
-        psOf = R5.optics_pixel_sizes(optics)
+        ptable = relion5.read_particles(self._particlesStar())
+        optics, parts = relion5.build_optics(ptable.optics, ptable.particles, glob)
+        psOf = relion5.optics_pixel_sizes(optics)
         tomos, precedents, sr, note = self._tomograms(glob, series, project)
         coordSet = SetOfCoordinates3D.create(self._getPath(), template='coordinates%s.sqlite')
         coordSet.setPrecedents(precedents)
         coordSet.setSamplingRate(sr)
         coordSet.setBoxSize(self.boxSize.get())
         columns = list(ptable.particles.columns)
-        setattr(coordSet, RS.COORD_SET_COLUMNS_ATTR, String(",".join(columns)))
+        setattr(coordSet, relion5_scipion.COORD_SET_COLUMNS_ATTR, String(",".join(columns)))
         if len(ptable.optics):
-            setattr(coordSet, RS.COORD_SET_OPTICS_ATTR,
+            setattr(coordSet, relion5_scipion.COORD_SET_OPTICS_ATTR,
                     String(ptable.optics.to_json(orient="records")))
         byName = {ts.name: ts for ts in series}
         skipped = {}
         n = 0
         kinds = {c: ptable.particles[c].dtype.kind for c in columns}
         passthrough = [c for c in columns if c not in ("rlnTomoName",) + tuple(
-            R5.CENTERED_COLUMNS) + tuple(R5.PIXEL_COLUMNS)]
+            relion5.CENTERED_COLUMNS) + tuple(relion5.PIXEL_COLUMNS)]
         for i, row in parts.iterrows():
             t = row["rlnTomoName"]
             if t not in byName or t not in tomos:
@@ -326,13 +326,13 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
             ts = byName[t]
             og = int(row["rlnOpticsGroup"]) if "rlnOpticsGroup" in row else 1
             pps = psOf.get(og, ts.pixel_size)
-            pos = R5.particle_positions(parts.iloc[[i]], pps, ts.tomo_size,
-                                        apply_offsets=False)[0]
+            pos = relion5.particle_positions(parts.iloc[[i]], pps, ts.tomo_size,
+                                             apply_offsets=False)[0]
             cen = (pos - ts.centre()) * pps
             coord = Coordinate3D()
             coord.setVolume(tomos[t])
             coord.setPosition(*(cen / sr), CENTER_GRAVITY)
-            rot, tilt, psi = RS.coordinate_orientation_from_row(row)
+            rot, tilt, psi = relion5_scipion.coordinate_orientation_from_row(row)
             set_relion_orientation(coord, rot, tilt, psi)
             for c in passthrough:
                 v = row[c]
@@ -342,11 +342,11 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
                     v = float(v)
                 else:
                     v = str(v)
-                RS.set_attr(coord, c, v)
+                relion5_scipion.set_attr(coord, c, v)
             coordSet.append(coord)
             n += 1
         coordSet.write()
-        self._defineOutputs(**{C.OUTPUT_COORDINATES: coordSet})
+        self._defineOutputs(**{constants.OUTPUT_COORDINATES: coordSet})
         self._defineSourceRelation(self.outputTiltSeries, coordSet)
         return {"imported": n, "skipped_by_tomogram": skipped, "tomograms": note,
                 "sampling_rate": sr}
@@ -361,13 +361,13 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         if swapped:
             return [swapped]
         try:
-            glob = R5.read_tomograms(path)
+            glob = relion5.read_tomograms(path)
         except ValueError as exc:
             return [str(exc)]
         project = self._relionProjectDir(glob)
         for _, row in glob.iterrows():
             f = row.get("rlnTomoTiltSeriesStarFile")
-            if f is None or not os.path.exists(R5.resolve(f, project)):
+            if f is None or not os.path.exists(relion5.resolve(f, project)):
                 errors.append("tomogram %s: tilt-series STAR file %s not found in the RELION "
                               "project directory %s" % (row["rlnTomoName"], f, project))
         pf = self.particlesFile.get()
@@ -376,7 +376,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
                 errors.append("particles.star not found: %s" % pf)
             else:
                 try:
-                    parts = R5.read_particles(pf).particles
+                    parts = relion5.read_particles(pf).particles
                     names = set(glob["rlnTomoName"])
                     if not set(parts["rlnTomoName"]) & names:
                         errors.append("no particle of %s belongs to a tomogram of %s (particle "
@@ -395,7 +395,7 @@ class ProtCryoprocsImportRelion5(ProtCryoprocsBase):
         kinds = []
         for f in (self.tomogramsFile.get(), self.particlesFile.get()):
             try:
-                kinds.append(R5.star_kind(f) if f and os.path.exists(f) else (None, 0))
+                kinds.append(relion5.star_kind(f) if f and os.path.exists(f) else (None, 0))
             except ValueError:
                 kinds.append((None, 0))
         (tk, tn), (pk, pn) = kinds

@@ -15,10 +15,10 @@ from pyworkflow.object import String
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import SetOfTomograms, SetOfTomoMasks, Tomogram, TomoMask
 
-from .. import constants as C
+from .. import constants
 from ..constants import SAMPLING_TOLERANCE
 from ..convert.mrc import MrcFormatError, is_complete_mrc, mrc_info
-from ..kernels import noisefill as K
+from ..kernels import noisefill
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
 from .texts import link, plural
 
@@ -36,8 +36,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
     mask): 1.0-1.6x the tomogram for expansions up to 50 px, 2.3x in parity mode, + 150 MB."""
     _label = 'masked tomogram noise fill'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_NOISE_FILLED_TOMOS: SetOfTomograms,
-                        C.OUTPUT_NOISE_FILL_MASKS: SetOfTomoMasks}
+    _possibleOutputs = {constants.OUTPUT_NOISE_FILLED_TOMOS: SetOfTomograms,
+                        constants.OUTPUT_NOISE_FILL_MASKS: SetOfTomoMasks}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -81,8 +81,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                            'mask, and the noise statistics come from the voxels outside it.')
         form.addSection(label='Expansion')
         cryo = 'not parityMode'
-        form.addParam('expansionMode', params.EnumParam, choices=C.NF_EXPANSION_CHOICES,
-                      default=C.NF_EXPANSION_EUCLIDEAN, condition=cryo,
+        form.addParam('expansionMode', params.EnumParam, choices=constants.NF_EXPANSION_CHOICES,
+                      default=constants.NF_EXPANSION_EUCLIDEAN, condition=cryo,
                       display=params.EnumParam.DISPLAY_HLIST, label='Expansion',
                       help='*Euclidean distance*: keep every voxel within the exact distance '
                            'below of the mask (a ball, not the script\'s cube). *Gaussian '
@@ -104,13 +104,15 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                            'the expanded mask: weight 0.5 (1 + cos(pi (d - N) / W)) for N < d '
                            '< N + W. 0 = hard edge.')
         form.addParam('gaussianSigma', params.FloatParam, default=2.0,
-                      condition='%s and expansionMode == %d' % (cryo, C.NF_EXPANSION_GAUSSIAN),
+                      condition='%s and expansionMode == %d'
+                                % (cryo, constants.NF_EXPANSION_GAUSSIAN),
                       label='Gaussian sigma (px)',
                       help='Sigma of the Gaussian expansion blur, px (the script\'s --sigma). '
                            'The blur reaches about 3 sigma, so the expansion is limited to '
                            '3 sigma.')
         form.addParam('gaussianThreshold', params.FloatParam, default=-1,
-                      condition='%s and expansionMode == %d' % (cryo, C.NF_EXPANSION_GAUSSIAN),
+                      condition='%s and expansionMode == %d'
+                                % (cryo, constants.NF_EXPANSION_GAUSSIAN),
                       label='Gaussian threshold',
                       help='Keep voxels whose blurred 0/1 mask is > threshold, in (0, 1). '
                            '-1 = derived from the expansion: 1 - Phi(expansion / sigma), so a '
@@ -155,8 +157,8 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                             'in absolute units.')
 
         form.addSection(label='Noise')
-        form.addParam('noiseStats', params.EnumParam, choices=C.NF_STATS_CHOICES,
-                      default=C.NF_STATS_OUTSIDE, condition=cryo,
+        form.addParam('noiseStats', params.EnumParam, choices=constants.NF_STATS_CHOICES,
+                      default=constants.NF_STATS_OUTSIDE, condition=cryo,
                       display=params.EnumParam.DISPLAY_COMBO, label='Noise statistics',
                       help='Mean and std of the noise: *outside mask* = of the tomogram '
                            'voxels outside the expanded soft mask, i.e. of what is replaced '
@@ -169,7 +171,7 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                       help='Noise std relative to the std chosen above (the script\'s '
                            '--noise_std; it uses 0.1, visibly weaker than the data).')
         form.addParam('backgroundValue', params.FloatParam, default=0.0,
-                      condition='%s and noiseStats == %d' % (cryo, C.NF_STATS_PARITY),
+                      condition='%s and noiseStats == %d' % (cryo, constants.NF_STATS_PARITY),
                       label='Background value',
                       help='Noise mean for the script rule, in the tomogram\'s units.')
         form.addParam('spectralNoise', params.BooleanParam, default=False, condition=cryo,
@@ -191,22 +193,22 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
     # ================================================================= helpers
     def _params(self):
         if self.parityMode.get():
-            return K.NoiseFillParams(
+            return noisefill.NoiseFillParams(
                 parity=True, expansion=self.parityExpandPixels.get(),
                 fast=self.parityFast.get(), boundary_sigma=self.parityGaussianSigma.get(),
                 smooth_iterations=self.paritySmoothIterations.get(),
                 noise_level=self.parityNoiseStd.get(),
                 background_value=self.parityBackgroundValue.get(), seed=self.seed.get())
         gthr = self.gaussianThreshold.get()
-        return K.NoiseFillParams(
+        return noisefill.NoiseFillParams(
             threshold=self.maskThreshold.get(), invert=self.invertMask.get(),
             expansion=self.expandPixels.get(),
-            expansion_mode=K.EXPANSION_MODES[self.expansionMode.get()],
+            expansion_mode=noisefill.EXPANSION_MODES[self.expansionMode.get()],
             sigma=self.gaussianSigma.get(),
             gaussian_threshold=None if gthr is None or gthr < 0 else gthr,
             boundary_sigma=self.boundarySigma.get(), soft_edge=self.softEdge.get(),
             smooth_iterations=self.smoothIterations.get(),
-            noise_stats=K.NOISE_STATS[self.noiseStats.get()],
+            noise_stats=noisefill.NOISE_STATS[self.noiseStats.get()],
             noise_level=self.noiseLevel.get(), background_value=self.backgroundValue.get(),
             spectral=self.spectralNoise.get(), seed=self.seed.get())
 
@@ -321,11 +323,11 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
                 m.setFileName(self._maskOutFile(tsId))
                 m.setVolName(self._outFile(tsId))
                 masks.append(m)
-        self._defineOutputs(**{C.OUTPUT_NOISE_FILLED_TOMOS: outSet})
+        self._defineOutputs(**{constants.OUTPUT_NOISE_FILLED_TOMOS: outSet})
         self._defineSourceRelation(self.inputTomograms, outSet)
         self._defineSourceRelation(self.inputMasks, outSet)
         if masks is not None:
-            self._defineOutputs(**{C.OUTPUT_NOISE_FILL_MASKS: masks})
+            self._defineOutputs(**{constants.OUTPUT_NOISE_FILL_MASKS: masks})
             self._defineSourceRelation(self.inputMasks, masks)
 
     # ================================================================= memory
@@ -351,7 +353,7 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
             return errors
         try:
             p = self._params().resolved()
-        except K.NoiseFillError as exc:
+        except noisefill.NoiseFillError as exc:
             return [str(exc)]
         pairs, unmatched = self._pairs()
         if not pairs:
@@ -398,10 +400,10 @@ class ProtCryoprocsMaskedTomogramNoiseFill(ProtCryoprocsBase):
         summary = []
         if self.unmatchedTsIds.get():
             summary.append('*Skipped, no tomogram/mask partner:* %s' % self.unmatchedTsIds.get())
-        if not hasattr(self, C.OUTPUT_NOISE_FILLED_TOMOS):
+        if not hasattr(self, constants.OUTPUT_NOISE_FILLED_TOMOS):
             summary.append(NOT_READY)
             return summary
-        out = getattr(self, C.OUTPUT_NOISE_FILLED_TOMOS)
+        out = getattr(self, constants.OUTPUT_NOISE_FILLED_TOMOS)
         p = self._params().resolved()
         summary.append('%s noise-filled (%s).' % (plural(out.getSize(), 'tomogram'),
                                                   self._describe(p)))

@@ -26,14 +26,14 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from pwem.objects import FSC
 from tomo.objects import AverageSubTomogram
 
-from .. import constants as C
+from .. import constants
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import relion5 as R5
-from ..convert import relion5_scipion as RS
-from ..convert import reliontomo_scipion as RT
+from ..convert import relion5
+from ..convert import relion5_scipion
+from ..convert import reliontomo_scipion
 from ..convert.euler import relion_euler_matrix
 from ..convert.star import write_star
-from ..kernels import relion_geometry as G
+from ..kernels import relion_geometry
 from ..pipelines.reconstruct import ReconstructJob, ReconstructSettings
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json
 from .texts import link, plural
@@ -52,7 +52,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
     peak memory per tilt series about 150 MB + 48 x box^3 bytes per thread."""
     _label = 'reconstruct subtomogram average'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_AVERAGE: AverageSubTomogram, C.OUTPUT_FSC: FSC}
+    _possibleOutputs = {constants.OUTPUT_AVERAGE: AverageSubTomogram, constants.OUTPUT_FSC: FSC}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -61,8 +61,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
     # ================================================================= form
     def _defineParams(self, form):
         form.addSection(label='Input')
-        form.addParam('inputSource', params.EnumParam, choices=C.RECONSTRUCT_SOURCE_CHOICES,
-                      default=C.RECONSTRUCT_FROM_COORDINATES,
+        form.addParam('inputSource', params.EnumParam, choices=constants.RECONSTRUCT_SOURCE_CHOICES,
+                      default=constants.RECONSTRUCT_FROM_COORDINATES,
                       display=params.EnumParam.DISPLAY_HLIST, label='Particles from',
                       help='*coordinates + tilt series*: oriented 3D coordinates (with random '
                            'subsets for the half maps) and the tilt series and CTFs they were '
@@ -70,8 +70,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                            'ExtractSubtomos; their coordinates and orientations are used with '
                            'the tilt series and CTFs of that extraction (RELION also '
                            're-extracts from the tilt series).')
-        fromCoords = 'inputSource == %d' % C.RECONSTRUCT_FROM_COORDINATES
-        fromSubtomos = 'inputSource == %d' % C.RECONSTRUCT_FROM_SUBTOMOGRAMS
+        fromCoords = 'inputSource == %d' % constants.RECONSTRUCT_FROM_COORDINATES
+        fromSubtomos = 'inputSource == %d' % constants.RECONSTRUCT_FROM_SUBTOMOGRAMS
         form.addParam('inputCoordinates', params.PointerParam,
                       pointerClass='SetOfCoordinates3D', condition=fromCoords,
                       allowsNull=True, important=True, label='Coordinates',
@@ -110,7 +110,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         form.addParam('binning', params.FloatParam, default=1.0, label='Binning',
                       help='Fourier binning of the tilt images (RELION --bin); the map '
                            'sampling rate is the tilt-series pixel size x binning.')
-        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=constants.DEFAULT_SYMMETRY,
+                      label='Symmetry',
                       help='Point group in RELION\'s conventions: C1, Cn (axis z), Dn (n-fold '
                            'on z, two-fold on x), T, O, I (= I2) or I1, I3, I4.')
         form.addParam('doWiener', params.BooleanParam, default=False,
@@ -144,8 +145,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                       expertLevel=LEVEL_ADVANCED, label='Dose cut-off fraction',
                       help='Frequencies where the dose weight falls below this fraction are '
                            'not inserted (RELION --cutoff_fract).')
-        form.addParam('handedness', params.EnumParam, choices=C.HAND_CHOICES,
-                      default=C.HAND_AUTO, condition=fromCoords, expertLevel=LEVEL_ADVANCED,
+        form.addParam('handedness', params.EnumParam, choices=constants.HAND_CHOICES,
+                      default=constants.HAND_AUTO, condition=fromCoords, expertLevel=LEVEL_ADVANCED,
                       label='Handedness',
                       help='rlnTomoHand: the sign of the defocus change with depth. '
                            'Automatic: the value imported with the tilt series, else -1.')
@@ -153,8 +154,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                       expertLevel=LEVEL_ADVANCED, label='Defocus slope',
                       help='rlnTomoDefocusSlope: defocus change per unit of depth. -1 = the '
                            'imported value, else 1 (RELION default).')
-        form.addParam('ctfScaleFactor', params.EnumParam, choices=C.CTF_SCALE_CHOICES,
-                      default=C.CTF_SCALE_COS, condition=fromCoords,
+        form.addParam('ctfScaleFactor', params.EnumParam, choices=constants.CTF_SCALE_CHOICES,
+                      default=constants.CTF_SCALE_COS, condition=fromCoords,
                       expertLevel=LEVEL_ADVANCED, label='CTF scale factor',
                       help='rlnCtfScalefactor of tilts without an imported value: cos(tilt), '
                            'as RELION 5 pipelines write it, or 1. The reconstruction weights '
@@ -164,7 +165,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
 
     # ================================================================= helpers
     def _fromSubtomos(self):
-        return self.inputSource.get() == C.RECONSTRUCT_FROM_SUBTOMOGRAMS
+        return self.inputSource.get() == constants.RECONSTRUCT_FROM_SUBTOMOGRAMS
 
     def _settings(self):
         return ReconstructSettings(box=self.boxSize.get(), crop=self.cropSize.get(),
@@ -191,15 +192,15 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         return self._extra("tomograms.star")
 
     def _isPseudoSubtomograms(self):
-        return RT.is_pseudo_subtomogram_set(self.inputSubtomograms.get())
+        return reliontomo_scipion.is_pseudo_subtomogram_set(self.inputSubtomograms.get())
 
     def _subtomoProject(self):
         """(particles.star, tomograms.star) of the extraction that made the subtomograms,
         from its optimisation set (absolute paths), or (None, None)."""
         subs = self.inputSubtomograms.get()
-        if RT.is_pseudo_subtomogram_set(subs):
-            return RT.pseudo_subtomogram_project(subs, self._projectDir())
-        opt = RS.attr(subs, "optimisationSet") if subs is not None else None
+        if reliontomo_scipion.is_pseudo_subtomogram_set(subs):
+            return reliontomo_scipion.pseudo_subtomogram_project(subs, self._projectDir())
+        opt = relion5_scipion.attr(subs, "optimisationSet") if subs is not None else None
         if not opt:
             return None, None
         path = opt if os.path.isabs(opt) else os.path.join(self._projectDir(), opt)
@@ -231,7 +232,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             _, tomos = self._subtomoProject()
             if tomos is None:
                 return sorted(coords)
-            return sorted(coords & set(R5.read_tomograms(tomos)["rlnTomoName"]))
+            return sorted(coords & set(relion5.read_tomograms(tomos)["rlnTomoName"]))
         ts = {t.getTsId() for t in self.inputTiltSeries.get().iterItems()}
         ctf = {c.getTsId() for c in self.inputCtfTomoSeries.get().iterItems()}
         return sorted(coords & ts & ctf)
@@ -268,7 +269,8 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             subs = self.inputSubtomograms.get()
             items = [p.clone() for p in subs.iterItems()
                      if p.isEnabled() and p.getTsId() in tsIds]
-            parts = pd.DataFrame(RT.pseudo_subtomogram_rows(items, subs.getSamplingRate()))
+            parts = pd.DataFrame(reliontomo_scipion.pseudo_subtomogram_rows(
+                items, subs.getSamplingRate()))
             blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}, "particles": parts}
         elif self._fromSubtomos():
             subs = self.inputSubtomograms.get()
@@ -286,25 +288,27 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             if cset is None:
                 raise ValueError("the subtomograms have no SetOfCoordinates3D: their "
                                  "coordinates' sampling rate is unknown")
-            optics, parts = RS.particle_star_table(coords, cset.getSamplingRate())
+            optics, parts = relion5_scipion.particle_star_table(coords, cset.getSamplingRate())
             blocks = {"general": {"rlnTomoSubTomosAre2DStacks": 0}, "particles": parts}
             if optics is not None:
                 blocks["optics"] = optics
         else:
             tomos = self.inputCoordinates.get().getPrecedents()
-            RS.write_tilt_series_project(
+            relion5_scipion.write_tilt_series_project(
                 self._extra(), project, tsIds,
                 {ts.getTsId(): ts.clone() for ts in self.inputTiltSeries.get().iterItems()},
                 {c.getTsId(): c.clone() for c in self.inputCtfTomoSeries.get().iterItems()},
                 {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None
                 else {},
-                hand={C.HAND_MINUS: -1.0, C.HAND_PLUS: 1.0}.get(self.handedness.get()),
+                hand={constants.HAND_MINUS: -1.0,
+                      constants.HAND_PLUS: 1.0}.get(self.handedness.get()),
                 defocus_slope=self.defocusSlope.get() if self.defocusSlope.get() > 0 else None,
-                scale_factor="cos" if self.ctfScaleFactor.get() == C.CTF_SCALE_COS else "one")
+                scale_factor=("cos" if self.ctfScaleFactor.get() == constants.CTF_SCALE_COS
+                              else "one"))
             cset = self.inputCoordinates.get()
             coords = [c.clone() for c in cset.iterCoordinates()
                       if c.isEnabled() and c.getTomoId() in set(tsIds)]
-            blocks = RS.coordinate_particle_blocks(coords, cset)
+            blocks = relion5_scipion.coordinate_particle_blocks(coords, cset)
             parts = blocks["particles"]
             if "rlnRandomSubset" not in parts.columns and len(parts):
                 counter = {}
@@ -379,11 +383,11 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
         avg.setSamplingRate(res["pixel_size"])
         if res["half_sets"]:
             avg.setHalfMaps([rel(res["files"]["half1"]), rel(res["files"]["half2"])])
-        outputs = {C.OUTPUT_AVERAGE: avg}
+        outputs = {constants.OUTPUT_AVERAGE: avg}
         if res["fsc"] is not None:
             fsc = FSC(objLabel="FSC half maps")
             fsc.setData(res["fsc_frequencies"], res["fsc"])
-            outputs[C.OUTPUT_FSC] = fsc
+            outputs[constants.OUTPUT_FSC] = fsc
         self._defineOutputs(**outputs)
         src = self.inputSubtomograms if self._fromSubtomos() else self.inputCoordinates
         self._defineSourceRelation(src, avg)
@@ -422,16 +426,16 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                 return errors + ['The input set of subtomograms is empty.']
             if self._isPseudoSubtomograms():
                 return errors + self._validatePseudoSubtomograms(subs)
-            if not RS.attr(subs, "are2dStacks"):
+            if not relion5_scipion.attr(subs, "are2dStacks"):
                 return errors + ['The subtomograms must be 2D-stack pseudo-subtomograms made '
                                  'by cryoprocs ExtractSubtomos (their RELION project gives the '
                                  'tilt series and CTFs).']
             parts, tomos = self._subtomoProject()
             if tomos is None or not os.path.exists(tomos):
                 errors.append('The RELION project of the extraction (optimisation set %s) is '
-                              'missing.' % RS.attr(subs, "optimisationSet"))
+                              'missing.' % relion5_scipion.attr(subs, "optimisationSet"))
                 return errors
-            known = set(R5.read_tomograms(tomos)["rlnTomoName"])
+            known = set(relion5.read_tomograms(tomos)["rlnTomoName"])
             missing = sorted(set(self._coordTsIds()) - known)
             if missing:
                 errors.append('Subtomograms of tsIds %s have no tilt series in %s.'
@@ -469,7 +473,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             errors.append('Tilt series sampling rates %s differ from the set\'s %.4f Å/px.'
                           % (", ".join(bad), srSet))
         if not errors:
-            s0, _ = G.box_sizes(self.boxSize.get(), self.binning.get())
+            s0, _ = relion_geometry.box_sizes(self.boxSize.get(), self.binning.get())
             small = ["%s (%d x %d px)" % (t, tsInfo[t][2][0], tsInfo[t][2][1]) for t in used
                      if tsInfo[t][2] and s0 > min(tsInfo[t][2][0], tsInfo[t][2][1])]
             if small:
@@ -492,7 +496,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             return ['The RELION 5 pseudo-subtomograms have no readable tomograms.star (%s); '
                     'it gives their tilt series.' % subs.getTomogramsStar()]
         try:
-            known = set(R5.read_tomograms(tomos)["rlnTomoName"])
+            known = set(relion5.read_tomograms(tomos)["rlnTomoName"])
         except ValueError as exc:
             return [str(exc)]
         missing = sorted(set(self._coordTsIds()) - known)
@@ -511,9 +515,10 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
                 return 0, 0
             items = [p.clone() for p in subs.iterItems() if p.isEnabled()]
             if self._isPseudoSubtomograms():
-                rots = [relion_euler_matrix(*(r[c] for c in R5.SUBTOMO_COLUMNS))
-                        @ relion_euler_matrix(*(r[c] for c in R5.ANGLE_COLUMNS))
-                        for r in RT.pseudo_subtomogram_rows(items, subs.getSamplingRate())]
+                rots = [relion_euler_matrix(*(r[c] for c in relion5.SUBTOMO_COLUMNS))
+                        @ relion_euler_matrix(*(r[c] for c in relion5.ANGLE_COLUMNS))
+                        for r in reliontomo_scipion.pseudo_subtomogram_rows(
+                            items, subs.getSamplingRate())]
             else:
                 rots = [None if p.getTransform() is None else p.getTransform().getMatrix()
                         for p in items]
@@ -542,7 +547,7 @@ class ProtCryoprocsReconstructSubtomoAverage(ProtCryoprocsBase):
             if interp:
                 w.append('Tilt series %s are interpolated: the reconstruction expects the '
                          'raw tilt images with their alignment.' % ", ".join(interp[:10]))
-        if self._settings().symmetry != C.DEFAULT_SYMMETRY:
+        if self._settings().symmetry != constants.DEFAULT_SYMMETRY:
             w.append('Symmetry %s is imposed in Fourier space on both half maps.'
                      % self._settings().symmetry)
         return w

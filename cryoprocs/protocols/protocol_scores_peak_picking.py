@@ -24,21 +24,21 @@ from pyworkflow.object import Float, Integer
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, SetOfTomograms, Tomogram
 
-from .. import constants as C
+from .. import constants
 from ..constants import SAMPLING_TOLERANCE
-from ..convert import motl as M
 from ..convert.euler import zxz_to_relion
 from ..convert.mrc import atomic_output
 from ..convert.scipion import set_coordinate, set_relion_orientation
-from ..kernels import peaks as K
-from ..pipelines import peaks as PP
+from ..kernels import peaks
+from ..pipelines import peaks as peaks_pipeline
 from .protocol_base import COMMAND_BASE_MB, NOT_READY, ProtCryoprocsBase, read_json, write_json
 from .texts import link, plural
 
 logger = logging.getLogger(__name__)
 
-ANGDIST_KINDS = (("total", C.OUTPUT_ANGDIST_TOTAL), ("normal", C.OUTPUT_ANGDIST_NORMAL),
-                 ("inplane", C.OUTPUT_ANGDIST_INPLANE))
+ANGDIST_KINDS = (("total", constants.OUTPUT_ANGDIST_TOTAL),
+                 ("normal", constants.OUTPUT_ANGDIST_NORMAL),
+                 ("inplane", constants.OUTPUT_ANGDIST_INPLANE))
 
 
 def map_to_tomogram(xyz, map_dims, map_sr, tomo_dims, tomo_sr):
@@ -59,10 +59,10 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     jobs"); peak memory per map about 0.4 x its float32 size + 200 MB."""
     _label = 'scores peak picking'
     _devStatus = BETA
-    _possibleOutputs = {C.OUTPUT_COORDINATES: SetOfCoordinates3D,
-                        C.OUTPUT_ANGDIST_TOTAL: SetOfTomograms,
-                        C.OUTPUT_ANGDIST_NORMAL: SetOfTomograms,
-                        C.OUTPUT_ANGDIST_INPLANE: SetOfTomograms}
+    _possibleOutputs = {constants.OUTPUT_COORDINATES: SetOfCoordinates3D,
+                        constants.OUTPUT_ANGDIST_TOTAL: SetOfTomograms,
+                        constants.OUTPUT_ANGDIST_NORMAL: SetOfTomograms,
+                        constants.OUTPUT_ANGDIST_INPLANE: SetOfTomograms}
 
     # ================================================================= form
     def _defineParams(self, form):
@@ -83,13 +83,14 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'no header, one rotation per row, in degrees (GAPSTOP '
                            'angles_<sampling>_C<n>.txt, STOPGAP anglist .csv). The run works '
                            'on its own copy (extra/angle_list.*).')
-        form.addParam('anglesOrder', params.EnumParam, choices=C.PEAKS_ORDER_CHOICES,
-                      default=C.PEAKS_ORDER_ZXZ, label='Angle list column order',
+        form.addParam('anglesOrder', params.EnumParam, choices=constants.PEAKS_ORDER_CHOICES,
+                      default=constants.PEAKS_ORDER_ZXZ, label='Angle list column order',
                       help='zxz: columns phi, theta, psi (GAPSTOP, cryoCAT). zzx: columns '
                            'phi, psi, theta (STOPGAP lists). Angles are zxz Euler angles '
                            '(TOM/STOPGAP convention) in both cases.')
-        form.addParam('anglesNumbering', params.EnumParam, choices=C.PEAKS_NUMBERING_CHOICES,
-                      default=C.PEAKS_NUMBERING_0, label='Angle map numbering',
+        form.addParam('anglesNumbering', params.EnumParam,
+                      choices=constants.PEAKS_NUMBERING_CHOICES,
+                      default=constants.PEAKS_NUMBERING_0, label='Angle map numbering',
                       help='0-based: value v is row v of the list (GAPSTOP). 1-based: value v '
                            'is row v-1 (STOPGAP). Checked against the list length: a value '
                            'outside it stops the run with the offending values.')
@@ -111,8 +112,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'order among equal scores, scores multiplied by the mask, no '
                            'border exclusion and no peak filters.')
 
-        form.addParam('maskMode', params.EnumParam, choices=C.PEAKS_MASK_CHOICES,
-                      default=C.PEAKS_MASK_MULTIPLY, condition='not cryocatCompatible',
+        form.addParam('maskMode', params.EnumParam, choices=constants.PEAKS_MASK_CHOICES,
+                      default=constants.PEAKS_MASK_MULTIPLY, condition='not cryocatCompatible',
                       label='Mask use',
                       help='Multiply: the scores are multiplied by the mask before the '
                            'threshold statistics, as cryoCAT does (masked-out zeros lower the '
@@ -126,8 +127,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'than this apart. This is cryoCAT\'s "particle_diameter" (it acts '
                            'as this distance, i.e. a radius) and scipion-em-gapstop\'s '
                            '"particle diameter (px)"; pytom uses half its diameter.')
-        form.addParam('thresholdMode', params.EnumParam, choices=C.PEAKS_THR_CHOICES,
-                      default=C.PEAKS_THR_FALSE_POSITIVES, label='Threshold',
+        form.addParam('thresholdMode', params.EnumParam, choices=constants.PEAKS_THR_CHOICES,
+                      default=constants.PEAKS_THR_FALSE_POSITIVES, label='Threshold',
                       help='Voxels strictly above the threshold are candidates. *Direct '
                            'value*: a score. *mean + k std*: of the (masked) map, NumPy '
                            'float32 statistics as cryoCAT. *Percentile*: of the map values '
@@ -137,20 +138,20 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                            'Gaussian background gives this many false positives per '
                            'tomogram (k = sqrt(2) erfcinv(2 nFP / voxels)).')
         form.addParam('threshold', params.FloatParam, default=0.2,
-                      condition='thresholdMode == %d' % C.PEAKS_THR_DIRECT,
+                      condition='thresholdMode == %d' % constants.PEAKS_THR_DIRECT,
                       label='Score threshold', help='Candidates have a score > this value.')
         form.addParam('sigma', params.FloatParam, default=3.0,
-                      condition='thresholdMode == %d' % C.PEAKS_THR_SIGMA,
+                      condition='thresholdMode == %d' % constants.PEAKS_THR_SIGMA,
                       label='k (number of standard deviations)',
                       help='Threshold = mean + k std(ddof=1) of the map (cryoCAT '
                            'sigma_threshold).')
         form.addParam('percentile', params.FloatParam, default=99.5,
-                      condition='thresholdMode == %d' % C.PEAKS_THR_PERCENTILE,
+                      condition='thresholdMode == %d' % constants.PEAKS_THR_PERCENTILE,
                       validators=[params.Range(0, 100)], label='Percentile (%)',
                       help='Threshold = this percentile of the map values (NumPy linear '
                            'interpolation, computed exactly without sorting the map).')
         form.addParam('nFalsePositives', params.FloatParam, default=10.0,
-                      condition='thresholdMode == %d' % C.PEAKS_THR_FALSE_POSITIVES,
+                      condition='thresholdMode == %d' % constants.PEAKS_THR_FALSE_POSITIVES,
                       validators=[params.Positive], label='Expected false positives per tomogram',
                       help='Number of background voxels expected above the threshold if the '
                            'background were Gaussian with the map\'s mean and std '
@@ -163,7 +164,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                       label='Box size (px)',
                       help='Box size of the output coordinates, in pixels of the tomograms; '
                            '-1 = the minimum distance scaled to the tomograms.')
-        form.addParam('symmetry', params.StringParam, default=C.DEFAULT_SYMMETRY, label='Symmetry',
+        form.addParam('symmetry', params.StringParam, default=constants.DEFAULT_SYMMETRY,
+                      label='Symmetry',
                       help='Cyclic symmetry C<n> of the angle search. With n > 1 the angle '
                            'list covers phi in [0, 360/n); each pick gets a random multiple '
                            'of 360/n added to phi (seeded, wrapped to [0, 360)), as STOPGAP and '
@@ -223,17 +225,17 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             af = {"min_count": int(self.angularMinCount.get()),
                   "max_angle": float(self.angularMaxAngle.get()),
                   "radius": float(self.angularRadius.get())}
-        return PP.PickOptions(
+        return peaks_pipeline.PickOptions(
             min_distance=float(self.minDistance.get()),
-            threshold_mode=C.PEAKS_THR_MODES[self.thresholdMode.get()],
+            threshold_mode=constants.PEAKS_THR_MODES[self.thresholdMode.get()],
             threshold=self.threshold.get(), sigma=self.sigma.get(),
             percentile=self.percentile.get(), n_false_positives=self.nFalsePositives.get(),
             max_picks=None if self.maxPicks.get() in (None, -1, 0) else int(self.maxPicks.get()),
             border=0 if compat else int(self.border.get() or 0),
-            mask_mode="multiply" if compat else C.PEAKS_MASK_MODES[self.maskMode.get()],
-            angles_order=C.PEAKS_ORDERS[self.anglesOrder.get()],
+            mask_mode="multiply" if compat else constants.PEAKS_MASK_MODES[self.maskMode.get()],
+            angles_order=constants.PEAKS_ORDERS[self.anglesOrder.get()],
             angles_numbering=int(self.anglesNumbering.get()),
-            symmetry=self.symmetry.get() or C.DEFAULT_SYMMETRY,
+            symmetry=self.symmetry.get() or constants.DEFAULT_SYMMETRY,
             randomize_symmetry=bool(self.randomizeSymmetry.get()), seed=int(self.seed.get()),
             min_peak_size=None if compat or not self.minPeakSize.get()
             else int(self.minPeakSize.get()),
@@ -310,11 +312,11 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
     def _done(self, tsId):
         """None when the pick of ``tsId`` is complete (the .npz result is written last)."""
         try:
-            meta = PP.load_result(self._picksFile(tsId))
+            _, extra = peaks_pipeline.load_result(self._picksFile(tsId))
         except (OSError, ValueError, KeyError) as exc:
             return 'unreadable result %s (%s)' % (self._picksFile(tsId), exc)
-        if meta.get('tsId') != tsId:
-            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), meta.get('tsId'))
+        if extra.get('tsId') != tsId:
+            return 'the result %s is that of tsId %s' % (self._picksFile(tsId), extra.get('tsId'))
         return None
 
     def _commandArgs(self, tsId, scorePath, anglePath, maskPath, mapSr):
@@ -346,8 +348,8 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         self._runCryoprocs('pick', self._commandArgs(tsId, scorePath, anglePath, maskPath,
                                                      mapSr), threads)
         self._requireResults('tsId %s' % tsId, results, lambda: self._done(tsId))
-        logger.info('tsId = %s -> %s', tsId, PP.result_summary(PP.load_result(
-            self._picksFile(tsId))))
+        result, _ = peaks_pipeline.load_result(self._picksFile(tsId))
+        logger.info('tsId = %s -> %s', tsId, peaks_pipeline.result_summary(result))
 
     def createOutputStep(self):
         items, unmatched = self._matchItems()
@@ -362,46 +364,42 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         coords.setBoxSize(box)
         summary = {"tomograms": {}, "unmatched": unmatched, "box_size": box,
                    "options": opts.describe()}
-        motls, relion = [], []
+        picks = []
         for tomoNum, (tsId, (score, _angle, tomo, _mask)) in enumerate(items.items(), start=1):
-            r = PP.load_result(self._picksFile(tsId))
+            r, _ = peaks_pipeline.load_result(self._picksFile(tsId))
             mapDims = score.getDim()
             tomoDims = tomo.getDim()
-            xyzMap = np.asarray(r["coords"])[:, ::-1]
-            xyz = map_to_tomogram(xyzMap, mapDims, mapSr, tomoDims, tomoSr)
-            ang = np.asarray(r["angles"]).reshape(-1, 3)
+            xyz = map_to_tomogram(np.asarray(r.coords)[:, ::-1], mapDims, mapSr, tomoDims,
+                                  tomoSr)
+            ang = np.asarray(r.angles).reshape(-1, 3)
             rot, tilt, psi = zxz_to_relion(ang[:, 0], ang[:, 1], ang[:, 2])
             for k in range(len(xyz)):
                 c = Coordinate3D()
                 set_coordinate(c, tomo, *xyz[k])
-                c.setScore(float(r["scores"][k]))
+                c.setScore(float(r.scores[k]))
                 c.setGroupId(tomoNum)
                 set_relion_orientation(c, rot[k], tilt[k], psi[k])
                 c._cryoprocsPhi = Float(float(ang[k, 0]))
                 c._cryoprocsTheta = Float(float(ang[k, 1]))
                 c._cryoprocsPsi = Float(float(ang[k, 2]))
-                c._cryoprocsAngleIndex = Integer(int(r["angle_rows"][k]))
+                c._cryoprocsAngleIndex = Integer(int(r.angle_rows[k]))
                 coords.append(c)
-            first = 1 + sum(len(m) for m in motls)
-            motls.append(M.motl_from_picks(xyz, r["scores"], ang, tomo_id=tomoNum,
-                                           first_id=first))
-            relion.append(M.relion5_from_picks(xyz, ang, tsId, tomoDims, tomoSr,
-                                               scores=r["scores"]))
+            picks.append(peaks_pipeline.TomogramPicks(xyz, r.scores, ang, tomo_name=tsId,
+                                                      tomo_id=tomoNum,
+                                                      shape_xyz=tomoDims, pixel_size=tomoSr))
             summary["tomograms"][tsId] = {
-                "tomo_num": tomoNum, "line": PP.result_summary(r),
-                "threshold": float(r["threshold"]), "candidates": int(r["n_candidates"]),
+                "tomo_num": tomoNum, "line": peaks_pipeline.result_summary(r),
+                "threshold": float(r.threshold), "candidates": int(r.n_candidates),
                 "picks": len(xyz), "expected_false_positives":
-                    float(r["expected_false_positives"]), "messages": r["messages"]}
-        import pandas as pd
-        if motls:
-            motl = pd.concat(motls, ignore_index=True)
-            M.write_em_motl(self._getExtraPath(C.PEAKS_EM_MOTL), motl)
-            M.write_stopgap_star(self._getExtraPath(C.PEAKS_STOPGAP_STAR), motl)
-            table = pd.concat(relion, ignore_index=True)
-            if len(table):
-                M.write_relion5_particles(self._getExtraPath(C.PEAKS_RELION5_STAR), table)
-        write_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON), summary, indent=1)
-        outputs = {C.OUTPUT_COORDINATES: coords}
+                    float(r.expected_false_positives), "messages": r.messages}
+        if picks:
+            peaks_pipeline.export_picks(self._getExtraPath(constants.PEAKS_EM_MOTL), picks)
+            peaks_pipeline.export_picks(self._getExtraPath(constants.PEAKS_STOPGAP_STAR), picks,
+                                        star_format="stopgap")
+            if sum(len(p.scores) for p in picks):
+                peaks_pipeline.export_picks(self._getExtraPath(constants.PEAKS_RELION5_STAR), picks)
+        write_json(self._getExtraPath(constants.PEAKS_SUMMARY_JSON), summary, indent=1)
+        outputs = {constants.OUTPUT_COORDINATES: coords}
         if self.writeAngularMaps.get():
             outputs.update(self._angularMapSets(items))
         self._defineOutputs(**outputs)
@@ -456,9 +454,9 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             errors.append('Give the angle list file.')
         else:
             try:
-                n_angles = len(K.load_angle_list(self._projectPath(path),
-                                                 C.PEAKS_ORDERS[self.anglesOrder.get()]))
-            except (K.PeakPickingError, OSError) as exc:
+                order = constants.PEAKS_ORDERS[self.anglesOrder.get()]
+                n_angles = len(peaks.load_angle_list(self._projectPath(path), order))
+            except (peaks.PeakPickingError, OSError) as exc:
                 errors.append(str(exc))
         srS = self.inputScoreMaps.get().getSamplingRate()
         srA = self.inputAngleMaps.get().getSamplingRate()
@@ -486,7 +484,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
             elif mask is not None:
                 errors += self._emptyMaskErrors(tsId, mask)
             if n_angles is not None:
-                rng = PP.header_value_range(self._projectPath(angle.getFileName()))
+                rng = peaks_pipeline.header_value_range(self._projectPath(angle.getFileName()))
                 if rng is not None:
                     lo, hi = rng
                     num = int(self.anglesNumbering.get())
@@ -498,12 +496,12 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                                ' Use 0-based numbering.' if num == 1 and lo == 0 else
                                ' Use 1-based numbering.' if num == 0 and hi == n_angles
                                else ''))
-        if self.thresholdMode.get() == C.PEAKS_THR_FALSE_POSITIVES and \
+        if self.thresholdMode.get() == constants.PEAKS_THR_FALSE_POSITIVES and \
                 not self.nFalsePositives.get() > 0:
             errors.append('The expected number of false positives must be > 0.')
         try:
-            K.symmetry_order(self.symmetry.get() or C.DEFAULT_SYMMETRY)
-        except K.PeakPickingError as exc:
+            peaks.symmetry_order(self.symmetry.get() or constants.DEFAULT_SYMMETRY)
+        except peaks.PeakPickingError as exc:
             errors.append(str(exc))
         return errors
 
@@ -511,7 +509,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         """An all-zero mask picks nothing (and gives NaN threshold statistics)."""
         path = self._projectPath(mask.getFileName())
         try:
-            top = PP.volume_max(path)
+            top = peaks_pipeline.volume_max(path)
         except (OSError, ValueError):         # unreadable: the run reports it
             return []
         if top > 0:
@@ -521,7 +519,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
 
     def _warnings(self):
         warnings = []
-        if self.thresholdMode.get() == C.PEAKS_THR_TRIANGLE:
+        if self.thresholdMode.get() == constants.PEAKS_THR_TRIANGLE:
             warnings.append('The triangle threshold (cryoCAT\'s default) is lenient: on '
                             'synthetic maps about 9 picks in 10 are noise. Consider the '
                             'expected-false-positives threshold or a maximum number of picks.')
@@ -533,7 +531,7 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
         return warnings
 
     def _summary(self):
-        s = read_json(self._getExtraPath(C.PEAKS_SUMMARY_JSON))
+        s = read_json(self._getExtraPath(constants.PEAKS_SUMMARY_JSON))
         if s is None:
             return [NOT_READY]
         out = ['%s in %s (box %d px): %s.'
@@ -545,9 +543,9 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
                 out.append('   %s: no voxel above the threshold; no coordinates.' % tsId)
         out.extend(s["unmatched"])
         out.append('Exports: %s, %s, %s'
-                   % (link(self._getExtraPath(C.PEAKS_RELION5_STAR)),
-                      link(self._getExtraPath(C.PEAKS_STOPGAP_STAR)),
-                      link(self._getExtraPath(C.PEAKS_EM_MOTL))))
+                   % (link(self._getExtraPath(constants.PEAKS_RELION5_STAR)),
+                      link(self._getExtraPath(constants.PEAKS_STOPGAP_STAR)),
+                      link(self._getExtraPath(constants.PEAKS_EM_MOTL))))
         diags = [link(self._diagFile(tsId)) for tsId in s["tomograms"]
                  if os.path.exists(self._diagFile(tsId))]
         if diags:
@@ -563,6 +561,6 @@ class ProtCryoprocsScoresPeakPicking(ProtCryoprocsBase):
 
     def _citations(self):
         cites = ['cryoCAT']
-        if self.thresholdMode.get() == C.PEAKS_THR_FALSE_POSITIVES:
+        if self.thresholdMode.get() == constants.PEAKS_THR_FALSE_POSITIVES:
             cites.append('Rickgauer2017')
         return cites

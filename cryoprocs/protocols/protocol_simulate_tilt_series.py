@@ -80,7 +80,7 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
             else os.getcwd()
 
     def simulateStep(self):
-        from ..convert import relion5 as R5
+        from ..convert import relion5
         settings = SimulationSettings(
             tilt_min=self.tiltMin.get(), tilt_max=self.tiltMax.get(),
             tilt_step=self.tiltStep.get(), dose_per_tilt=self.dosePerTilt.get(),
@@ -97,8 +97,8 @@ class ProtCryoprocsSimulateTiltSeries(ProtCryoprocsImportRelion5):
             star = simulate_relion_project(self._projectPath(tomo.getFileName()), out, tsId,
                                            settings, project,
                                            pixel_size=tomo.getSamplingRate())
-            rows.append(R5.read_tomograms(star).iloc[0].to_dict())
-        R5.write_tomograms_star(self._tomogramsStar(), rows)
+            rows.append(relion5.read_tomograms(star).iloc[0].to_dict())
+        relion5.write_tomograms_star(self._tomogramsStar(), rows)
 
     def _validate(self):
         errors = []

@@ -17,7 +17,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol import STEPS_SERIAL
 from tomo.objects import SetOfTiltSeries
 
-from .. import constants as C
+from .. import constants
 from ..convert.mrc import mrc_info
 from ..pipelines.movie import read_tilt_angles
 from .protocol_base import ProtCryoprocsBase
@@ -68,7 +68,7 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
     _label = 'tilt series from stacks'
     _devStatus = BETA
     stepsExecutionMode = STEPS_SERIAL
-    _possibleOutputs = {C.OUTPUT_TILT_SERIES: SetOfTiltSeries}
+    _possibleOutputs = {constants.OUTPUT_TILT_SERIES: SetOfTiltSeries}
 
     def _defineParams(self, form):
         form.addSection(label='Input')
@@ -78,26 +78,26 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
                       label='Pattern',
                       help='Glob pattern of the stacks inside the folder, e.g. *.mrcs or '
                            'TS_*.st. Each stack becomes one tilt series named by its stem.')
-        form.addParam('angleSource', params.EnumParam, choices=C.TS_ANGLE_SOURCE_CHOICES,
-                      default=C.TS_ANGLES_RANGE, label='Tilt angles from',
+        form.addParam('angleSource', params.EnumParam, choices=constants.TS_ANGLE_SOURCE_CHOICES,
+                      default=constants.TS_ANGLES_RANGE, label='Tilt angles from',
                       help='*Range*: image i of every stack is at min + i x step degrees. '
                            '*.tlt file*: a file <stem>.tlt (or .rawtlt) next to each stack '
                            'lists the angle of each image, one per line (IMOD).')
         line = form.addLine('Angle range (deg)',
-                            condition='angleSource == %d' % C.TS_ANGLES_RANGE,
+                            condition='angleSource == %d' % constants.TS_ANGLES_RANGE,
                             help='Tilt angle of the first image and step between images, deg.')
         line.addParam('minAngle', params.FloatParam, default=-60.0, label='first',
                       help='Tilt angle of the first image of the stack, deg.')
         line.addParam('stepAngle', params.FloatParam, default=3.0, label='step',
                       help='Tilt angle increment between consecutive images, deg.')
         form.addParam('acquisitionOrder', params.EnumParam,
-                      choices=C.TS_ACQ_ORDER_CHOICES, default=C.TS_ACQ_STACK,
+                      choices=constants.TS_ACQ_ORDER_CHOICES, default=constants.TS_ACQ_STACK,
                       label='Acquisition order',
                       help='*Stack order*: image i was acquired i-th. *Dose-symmetric*: '
                            'from the angle nearest 0 deg outwards, alternating groups of '
                            'images on the positive and negative sides (Hagen 2017).')
         form.addParam('groupSize', params.IntParam, default=2,
-                      condition='acquisitionOrder == %d' % C.TS_ACQ_DOSE_SYMMETRIC,
+                      condition='acquisitionOrder == %d' % constants.TS_ACQ_DOSE_SYMMETRIC,
                       label='Group size',
                       help='Images taken on one side before switching to the other side.')
         form.addSection(label='Acquisition')
@@ -123,7 +123,7 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
                                              self.filesPattern.get() or '')))
 
     def _angles(self, path, n):
-        if self.angleSource.get() == C.TS_ANGLES_RANGE:
+        if self.angleSource.get() == constants.TS_ANGLES_RANGE:
             return [self.minAngle.get() + i * self.stepAngle.get() for i in range(n)]
         stem = os.path.splitext(path)[0]
         for ext in ('.tlt', '.rawtlt'):
@@ -136,7 +136,7 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
         raise ValueError('no %s.tlt or .rawtlt next to %s' % (os.path.basename(stem), path))
 
     def _orders(self, angles):
-        if self.acquisitionOrder.get() == C.TS_ACQ_DOSE_SYMMETRIC:
+        if self.acquisitionOrder.get() == constants.TS_ACQ_DOSE_SYMMETRIC:
             return dose_symmetric_order(angles, self.groupSize.get())
         return list(range(1, len(angles) + 1))
 
@@ -194,7 +194,7 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
             logger.info('tilt series %s: %d images from %s', tsId, n, path)
         outSet.setAcquisition(acq)
         outSet.write()
-        self._defineOutputs(**{C.OUTPUT_TILT_SERIES: outSet})
+        self._defineOutputs(**{constants.OUTPUT_TILT_SERIES: outSet})
 
     # ---------------------------------------------------------------- info
     def _validate(self):
@@ -214,8 +214,8 @@ class ProtCryoprocsTiltSeriesFromStacks(ProtCryoprocsBase):
         return errors
 
     def _summary(self):
-        if not hasattr(self, C.OUTPUT_TILT_SERIES):
+        if not hasattr(self, constants.OUTPUT_TILT_SERIES):
             return ['Output not ready yet.']
-        out = getattr(self, C.OUTPUT_TILT_SERIES)
+        out = getattr(self, constants.OUTPUT_TILT_SERIES)
         return ['%d tilt series from %s (%s).' % (out.getSize(), self.filesPath.get(),
                                                   self.filesPattern.get())]

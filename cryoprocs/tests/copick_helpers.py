@@ -12,10 +12,10 @@ SHAPE = (24, 40, 48)                               # z, y, x
 
 def copick_or_skip():
     """The copick module (imported without its logging side effects), or skip."""
-    from cryoprocs.convert import copick_io as CI
+    from cryoprocs.convert import copick_io
     try:
-        return CI.require_copick()
-    except CI.CopickError as exc:
+        return copick_io.require_copick()
+    except copick_io.CopickError as exc:
         pytest.skip(str(exc))
 
 

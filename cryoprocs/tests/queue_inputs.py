@@ -13,8 +13,8 @@ import os
 import numpy as np
 
 from ..convert.mrc import write_mrc
-from ..demo import data as D
-from ..demo import inputs as DI
+from ..demo import data as demo_data
+from ..demo import inputs as demo_inputs
 from ..demo.steps.peaks import shell_ncc
 
 #: (x0, y0, z0) of the crops in the 135 x 135 x 101 tomogram; each holds 1-4 VLP centres
@@ -30,7 +30,7 @@ def crop_names(n):
 def locate_data(shared_real=None):
     """The demo's real files (``../shared/data/real`` when given, else the demo's download
     cache); raises :class:`cryoprocs.demo.data.DemoDataError` when unavailable."""
-    return D.locate(shared_real, download=True)
+    return demo_data.locate(shared_real, download=True)
 
 
 def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE, nan_score_voxel=False):
@@ -45,9 +45,9 @@ def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE, nan_score_
     """
     if n > len(CROP_ORIGINS):
         raise ValueError("at most %d crops" % len(CROP_ORIGINS))
-    tomo = D.load_hiv_tomogram(data["tomo.tif"])
-    pos, normals = D.load_hiv_particles(data["tomo_point.npy"], data.get("tomo_vector.npy"))
-    centres, radii = DI.fit_vlp_spheres(pos, normals)
+    tomo = demo_data.load_hiv_tomogram(data["tomo.tif"])
+    pos, normals = demo_data.load_hiv_particles(data["tomo_point.npy"], data.get("tomo_vector.npy"))
+    centres, radii = demo_inputs.fit_vlp_spheres(pos, normals)
     out = {k: os.path.join(folder, k) for k in ("tomograms", "masks", "scores")}
     for path in out.values():
         os.makedirs(path, exist_ok=True)
@@ -57,22 +57,23 @@ def write_crops(data, folder, n=3, particle_stride=8, size=CROP_SIZE, nan_score_
         fh.write("0.0,0.0,0.0\n")
     out["names"] = crop_names(n)
     out["particles"] = {}
-    out["voxel_size"] = D.HIV_VOXEL_A
+    out["voxel_size"] = demo_data.HIV_VOXEL_A
     for name, (x0, y0, z0) in zip(out["names"], CROP_ORIGINS):
         sub = np.ascontiguousarray(tomo[z0:z0 + size, y0:y0 + size, x0:x0 + size])
-        write_mrc(os.path.join(out["tomograms"], name + ".mrc"), sub, voxel_size=D.HIV_VOXEL_A)
+        write_mrc(os.path.join(out["tomograms"], name + ".mrc"), sub,
+                  voxel_size=demo_data.HIV_VOXEL_A)
         zz, yy, xx = np.ogrid[:sub.shape[0], :sub.shape[1], :sub.shape[2]]
         mask = np.zeros(sub.shape, np.int8)
         for (x, y, z), r in zip(centres - (x0, y0, z0), radii):
             mask[(xx - x) ** 2 + (yy - y) ** 2 + (zz - z) ** 2 <= r * r] = 1
-        write_mrc(os.path.join(out["masks"], name + ".mrc"), mask, voxel_size=D.HIV_VOXEL_A)
+        write_mrc(os.path.join(out["masks"], name + ".mrc"), mask, voxel_size=demo_data.HIV_VOXEL_A)
         write_mrc(os.path.join(out["scores"], "angles_%s.mrc" % name),
-                  np.zeros(sub.shape, np.float32), voxel_size=D.HIV_VOXEL_A)
+                  np.zeros(sub.shape, np.float32), voxel_size=demo_data.HIV_VOXEL_A)
         scores = shell_ncc(sub)
         if nan_score_voxel and name == out["names"][0]:
             scores[0, 0, 0] = np.nan
         write_mrc(os.path.join(out["scores"], "scores_%s.mrc" % name), scores,
-                  voxel_size=D.HIV_VOXEL_A)
+                  voxel_size=demo_data.HIV_VOXEL_A)
         p = pos - (x0, y0, z0)
         inside = np.all((p >= 4) & (p < np.array(sub.shape[::-1]) - 4), axis=1)
         out["particles"][name] = (p[inside][::particle_stride], normals[inside][::particle_stride])

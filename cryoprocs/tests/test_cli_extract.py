@@ -113,19 +113,19 @@ def test_cli_other_settings_never_reuse_stacks(tmp_path, capsys):
     assert victim.read_bytes() == before
     # a replacement killed after 3 stacks, then resumed without --overwrite: no stack of
     # the old settings survives
-    from cryoprocs.pipelines import extract as PE
-    real_write, written = PE.write_stack, []
+    from cryoprocs.pipelines import extract
+    real_write, written = extract.write_stack, []
 
     def dying_write(*a, **k):
         if len(written) == 3:
             raise KeyboardInterrupt
         written.append(a[0])
         return real_write(*a, **k)
-    PE.write_stack = dying_write
+    extract.write_stack = dying_write
     try:
         assert main(_argv(c3, out, **inputs) + ["--overwrite"]) == 130
     finally:
-        PE.write_stack = real_write
+        extract.write_stack = real_write
     capsys.readouterr()
     assert main(_argv(c3, out, **inputs)) == 0
     assert "frames written, 3 stacks already present" in capsys.readouterr().out

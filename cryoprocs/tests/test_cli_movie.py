@@ -9,8 +9,8 @@ import pytest
 
 from cryoprocs import cli
 from cryoprocs.convert.mrc import write_mrc
-from cryoprocs.kernels import movie as K
-from cryoprocs.pipelines import movie as P
+from cryoprocs.kernels import movie
+from cryoprocs.pipelines import movie as movie_pipeline
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.movie_helpers import (decode, fb_order, mrc2movie_frames, nearest_frame,
                                            psnr, read_pngs, synthetic_volume)
@@ -45,10 +45,10 @@ def test_png_frames_equal_mrc2movie(vol_file, tmp_path):
 def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkeypatch):
     """Every frame of the MJPG AVI default of mrc2movie, in order: each distinct frame is
     JPEG-encoded once (in the rendering threads), a repeat reuses its bytes."""
-    from cryoprocs.pipelines.movie import writers as W
+    from cryoprocs.pipelines.movie import writers
     path, vol = vol_file
     encoded, sequence, frame_of = {}, [], {}
-    real_add, real_repeat = W.MjpegAviWriter.add, W.MjpegAviWriter.repeat
+    real_add, real_repeat = writers.MjpegAviWriter.add, writers.MjpegAviWriter.repeat
 
     def add(self, key, data):
         assert key not in encoded and isinstance(data, bytes)
@@ -59,17 +59,17 @@ def test_uint8_frames_before_encoding_equal_mrc2movie(vol_file, tmp_path, monkey
     def repeat(self, key):
         sequence.append(key)
         return real_repeat(self, key)
-    monkeypatch.setattr(W.MjpegAviWriter, "add", add)
-    monkeypatch.setattr(W.MjpegAviWriter, "repeat", repeat)
+    monkeypatch.setattr(writers.MjpegAviWriter, "add", add)
+    monkeypatch.setattr(writers.MjpegAviWriter, "repeat", repeat)
     jpegs = []
-    real_encode = W.MjpegAviWriter.encode
+    real_encode = writers.MjpegAviWriter.encode
 
     def encode(self, f):
         data = real_encode(self, f)
         jpegs.append(1)
         frame_of[id(data)] = (data, np.array(f))
         return data
-    monkeypatch.setattr(W.MjpegAviWriter, "encode", encode)
+    monkeypatch.setattr(writers.MjpegAviWriter, "encode", encode)
     _movie([path, tmp_path, "--codec", "MJPG"])
     ref = mrc2movie_frames(vol)
     assert len(jpegs) == len(encoded) == 12                 # 22 movie frames, 12 encoded
@@ -263,8 +263,8 @@ def test_writer_that_cannot_open_is_an_error_and_leaves_nothing(vol_file, tmp_pa
 def test_failing_encoder_is_an_error_and_leaves_nothing(vol_file, tmp_path, monkeypatch,
                                                         capsys):
     path, _ = vol_file
-    from cryoprocs.pipelines.movie import writers as W
-    monkeypatch.setattr(W, "ffmpeg_exe", lambda: "/bin/false")
+    from cryoprocs.pipelines.movie import writers
+    monkeypatch.setattr(writers, "ffmpeg_exe", lambda: "/bin/false")
     assert cli.main(["movie", path, str(tmp_path)]) == 2
     assert "ffmpeg encoder" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
@@ -302,14 +302,14 @@ def test_png_sink_next_to_the_movie(vol_file, tmp_path):
 
 
 def test_settings_validation_names_values():
-    with pytest.raises(K.MovieError, match="-1"):
-        P.MovieSettings(fps=-1)
-    with pytest.raises(K.MovieError, match="'wmv'"):
-        P.MovieSettings(format="wmv")
-    with pytest.raises(K.MovieError, match="99 and 1"):
-        P.MovieSettings(window="percentile", percentiles=(99, 1))
-    with pytest.raises(K.MovieError, match="placebo"):
-        P.MovieSettings(preset="placebo")
+    with pytest.raises(movie.MovieError, match="-1"):
+        movie_pipeline.MovieSettings(fps=-1)
+    with pytest.raises(movie.MovieError, match="'wmv'"):
+        movie_pipeline.MovieSettings(format="wmv")
+    with pytest.raises(movie.MovieError, match="99 and 1"):
+        movie_pipeline.MovieSettings(window="percentile", percentiles=(99, 1))
+    with pytest.raises(movie.MovieError, match="placebo"):
+        movie_pipeline.MovieSettings(preset="placebo")
 
 
 # ----------------------------------------------------------------------------- real data

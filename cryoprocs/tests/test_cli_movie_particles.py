@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.convert import particles as CP
+from cryoprocs.convert import particles
 from cryoprocs.convert.mrc import write_mrc
 from cryoprocs.tests.movie_helpers import decode, mrc2movie_frames, read_pngs
 
@@ -26,7 +26,7 @@ def tomo(tmp_path_factory):
     path = str(d / "tomo.mrc")
     write_mrc(path, vol, voxel_size=12.0)
     csv = str(d / "tomo_picks.csv")
-    CP.write_particles_csv(csv, PARTICLES, {"score": [0.1, 0.5, 0.9], "class": [1, 2, 1]})
+    particles.write_particles_csv(csv, PARTICLES, {"score": [0.1, 0.5, 0.9], "class": [1, 2, 1]})
     return path, vol, csv
 
 
@@ -97,7 +97,7 @@ def test_binning_and_axis_move_the_circles(tomo, tmp_path):
 def test_every_format_draws_the_same_frames(tomo, tmp_path):
     import imodmodel
     import pandas as pd
-    from cryoprocs.convert import motl as M
+    from cryoprocs.convert import motl
 
     path, vol, csv = tomo
     model = PARTICLES + [0.5, 0.5, 0.0]
@@ -105,9 +105,9 @@ def test_every_format_draws_the_same_frames(tomo, tmp_path):
              "star": str(tmp_path / "p.star"), "em": str(tmp_path / "p.em")}
     imodmodel.write(pd.DataFrame(model, columns=list("xyz")), files["mod"])
     np.savetxt(files["txt"], model)
-    M.write_relion5_particles(files["star"], M.relion5_from_picks(
+    motl.write_relion5_particles(files["star"], motl.relion5_from_picks(
         PARTICLES, np.zeros((3, 3)), "tomo", (NX, NY, NZ), 12.0))
-    M.write_em_motl(files["em"], M.motl_from_picks(PARTICLES, [1, 1, 1], np.zeros((3, 3))))
+    motl.write_em_motl(files["em"], motl.motl_from_picks(PARTICLES, [1, 1, 1], np.zeros((3, 3))))
     ref = None
     for name, f in files.items():
         out = tmp_path / name
@@ -125,16 +125,16 @@ def test_mrc2movie_style_and_pingpong_playback(tomo, tmp_path, monkeypatch):
     """mrc2movie 0.2.0: -p text file, red discs (radius 2 = --psize), pingpong with pause
     and cycles; each distinct frame is rendered and JPEG-encoded once."""
     import cv2
-    from cryoprocs.kernels import movie as K
-    from cryoprocs.pipelines.movie import writers as W
+    from cryoprocs.kernels import movie
+    from cryoprocs.pipelines.movie import writers
     path, vol, _ = tomo
     txt = tmp_path / "p.txt"
     np.savetxt(txt, PARTICLES + [0.5, 0.5, 0.0])
     renders, jpegs = [], []
-    real_render, real_encode = K.render_frame, W.MjpegAviWriter.encode
-    monkeypatch.setattr(K, "render_frame", lambda *a, **k: (renders.append(1),
-                                                             real_render(*a, **k))[1])
-    monkeypatch.setattr(W.MjpegAviWriter, "encode",
+    real_render, real_encode = movie.render_frame, writers.MjpegAviWriter.encode
+    monkeypatch.setattr(movie, "render_frame",
+                        lambda *a, **k: (renders.append(1), real_render(*a, **k))[1])
+    monkeypatch.setattr(writers.MjpegAviWriter, "encode",
                         lambda self, f: (jpegs.append(1), real_encode(self, f))[1])
     _movie([path, tmp_path, "-p", txt, "--overlay-style", "mrc2movie", "--psize", 2,
             "--codec", "MJPG", "--playback", "pingpong", "--pause", 3, "--cycles", 2,
@@ -157,12 +157,12 @@ def test_mrc2movie_style_and_pingpong_playback(tomo, tmp_path, monkeypatch):
 
 
 def test_colour_by_score_and_classes(tomo, tmp_path):
-    from cryoprocs.kernels import particle_overlay as KO
+    from cryoprocs.kernels import particle_overlay
     path, vol, csv = tomo
     _movie([path, tmp_path, "--codec", "png", "--particles", csv, "--particle-radius", R,
             "--color-by", "score", "--line-width", 2, "--particle-ids"])
     frames, _ = read_pngs(tmp_path / "tomo_frames")
-    lut = KO._lut("viridis")
+    lut = particle_overlay._lut("viridis")
     for (x, y, z), want in zip(PARTICLES, (lut[0], lut[128], lut[255])):
         f = frames[int(round(z))]
         yy, xx = np.nonzero(_overlay_mask(f))
@@ -179,16 +179,16 @@ def test_colour_by_score_and_classes(tomo, tmp_path):
     yy, xx = np.nonzero(_overlay_mask(f))
     on = np.hypot(xx - PARTICLES[0, 0], yy - PARTICLES[0, 1]) < R + 1
     got = np.median(f[yy[on], xx[on]], axis=0)
-    assert np.abs(got - KO.CLASS_COLOURS[0]).max() <= 12, got
-    assert np.abs(got - KO.CLASS_COLOURS[1]).max() > 100
+    assert np.abs(got - particle_overlay.CLASS_COLOURS[0]).max() <= 12, got
+    assert np.abs(got - particle_overlay.CLASS_COLOURS[1]).max() > 100
 
 
 def test_particle_errors_are_one_line(tomo, tmp_path, capsys):
     path, _, csv = tomo
     star = tmp_path / "two.star"
-    from cryoprocs.convert import motl as M
+    from cryoprocs.convert import motl
     import pandas as pd
-    M.write_relion5_particles(str(star), pd.concat([M.relion5_from_picks(
+    motl.write_relion5_particles(str(star), pd.concat([motl.relion5_from_picks(
         PARTICLES, np.zeros((3, 3)), t, (NX, NY, NZ), 12.0) for t in ("TS_1", "TS_2")]))
     assert cli.main(["movie", path, str(tmp_path / "o"), "--particles", str(star)]) == 2
     assert "no particle of tomogram 'tomo' (tomograms: TS_1, TS_2)" in capsys.readouterr().err
@@ -238,15 +238,15 @@ def test_particles_on_a_stored_ome_zarr_level(tomo, tmp_path):
     coordinates map onto it through the levels' NGFF scales (ome-zarr's pyramid subsamples,
     level voxel = voxel / 2); a level binned in x and y only would squash the spheres, so
     with particles it is not used (level 0 is binned instead, as an MRC)."""
-    from cryoprocs.tests import zarr_helpers as ZH
+    from cryoprocs.tests import zarr_helpers
     pytest.importorskip("ome_zarr")
     path, vol, csv = tomo
     x, y, z = PARTICLES[1]
     for tilt, nframes, (cx, cy, depth) in (
             (False, NZ // 2, (x / 2, y / 2, z / 2)),
             (True, NZ, ((x + 0.5) / 2 - 0.5, (y + 0.5) / 2 - 0.5, z))):
-        store = ZH.write_ngff(tmp_path / ("t%d.zarr" % tilt), vol, 12.0, (8, 32, 32),
-                              levels=2, tilt_series=tilt)
+        store = zarr_helpers.write_ngff(tmp_path / ("t%d.zarr" % tilt), vol, 12.0, (8, 32, 32),
+                                        levels=2, tilt_series=tilt)
         out = tmp_path / ("out%d" % tilt)
         _movie([store, out, "--codec", "png", "--particles", csv, "--particle-radius", "72A",
                 "--bin", 2, "--line-width", 1])

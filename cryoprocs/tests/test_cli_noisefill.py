@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.convert.mrc import partial_path
 from cryoprocs.convert.mrc import AtomicMrcWriter, MappedMrc
-from cryoprocs.kernels import noisefill as K
+from cryoprocs.kernels import noisefill
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.test_kernels_noisefill import _blob_case, script_restatement
+
+
+def _temporaries(path):
+    """The temporaries (``.NAME.<pid>.<hex>.partial...``) of ``path`` left in its folder."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return [f for f in os.listdir(folder) if f.startswith("." + name + ".") and ".partial" in f]
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def test_refuses_to_overwrite_and_overwrites_when_asked(files, capsys):
     assert _run("--input_tomo", t, "--input_mask", m, "--output_tomo", out) == 2
     assert "exists" in capsys.readouterr().err
     assert open(out, "rb").read() == b"precious"
-    assert not os.path.exists(partial_path(out))
+    assert _temporaries(out) == []
     assert _run("--input_tomo", t, "--input_mask", m, "--output_tomo", out, "--overwrite",
                 "--noise-stats", "global") == 0
     assert mrcfile.read(out).shape == tomo.shape
@@ -118,9 +123,9 @@ def test_failure_leaves_no_partial_file(files, monkeypatch):
 
     def broken(tomo, mask, params, write, write_weight=None, **kw):
         write(0, np.zeros((2,) + tomo.shape[1:], np.float32))
-        raise K.NoiseFillError("simulated failure after one slab")
+        raise noisefill.NoiseFillError("simulated failure after one slab")
 
-    monkeypatch.setattr(K, "noise_fill", broken)
+    monkeypatch.setattr(noisefill, "noise_fill", broken)
     assert _run("--input_tomo", t, "--input_mask", m, "--output_tomo", out,
                 "--soft-mask-out", out + ".w.mrc") == 2
     assert set(os.listdir(os.path.dirname(out))) == {"tomo.mrc", "mask.mrc"}
@@ -131,15 +136,15 @@ def test_failed_commit_leaves_no_preview_or_report(files, monkeypatch):
     are removed again when the tomogram cannot be committed: a failed run leaves none of them
     (and no temporary file)."""
     tomo, mask, t, m, out = files
-    from cryoprocs.convert import outputs as O
-    real_commit = O.commit_temp
+    from cryoprocs.convert import outputs
+    real_commit = outputs.commit_temp
 
     def commit(tmp, final):
         if final == out:
             raise OSError(28, "No space left on device", tmp)
         return real_commit(tmp, final)
 
-    monkeypatch.setattr(O, "commit_temp", commit)
+    monkeypatch.setattr(outputs, "commit_temp", commit)
     assert _run("--input-tomo", t, "--input-mask", m, "--output-tomo", out, "--soft-mask-out",
                 out + ".w.mrc", "--preview", out + ".png", "--report", out + ".json",
                 "--expand-pixels", 1) == 2
@@ -207,4 +212,4 @@ def test_slab_reader_and_writer_roundtrip(tmp_path):
             w.write(0, vol[:2])
             raise RuntimeError("boom")
     np.testing.assert_array_equal(mrcfile.read(path), vol)       # untouched
-    assert not os.path.exists(partial_path(path))
+    assert _temporaries(path) == []

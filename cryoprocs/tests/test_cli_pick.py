@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from cryoprocs import cli
-from cryoprocs.convert import motl as M
+from cryoprocs.convert import motl as motl_io
 from cryoprocs.tests import shared_data
 
 pytestmark = pytest.mark.shared_data
@@ -57,12 +57,12 @@ def test_em_and_star_outputs(tmp_path):
     assert cli.main(_args(em, "--threshold-mode", "triangle", "--n-particles", "1",
                           "--cryocat-compatible")) == 0
     ref = pd.read_csv(_real("cryocat_out", "id_2_n1.csv"))
-    motl = M.read_em_motl(em)
+    motl = motl_io.read_em_motl(em)
     assert np.array_equal(motl[["x", "y", "z"]].values, ref[["x", "y", "z"]].values)
     star = str(tmp_path / "picks.star")
     assert cli.main(_args(star, "--threshold-mode", "sigma", "--sigma", "3",
                           "--cryocat-compatible", "--tomo-name", "TS_7")) == 0
-    p = M.read_relion5_particles(star)
+    p = motl_io.read_relion5_particles(star)
     ref = pd.read_csv(_real("cryocat_out", "id_2_sigma3.csv"))
     assert p["rlnTomoName"].tolist() == ["TS_7"] * len(ref)
     # header of the real maps: 8.704 A voxels, 48^3; centred Angstrom -> 0-based voxels
@@ -73,7 +73,7 @@ def test_em_and_star_outputs(tmp_path):
     sg = str(tmp_path / "sg.star")
     assert cli.main(_args(sg, "--threshold-mode", "direct", "--threshold", "0.06",
                           "--cryocat-compatible", "--star-format", "stopgap")) == 0
-    assert len(M.read_stopgap_star(sg)) == _summary("id_2_direct0.06")["n_picks"]
+    assert len(motl_io.read_stopgap_star(sg)) == _summary("id_2_direct0.06")["n_picks"]
 
 
 def test_gapstop_conventions_give_the_same_picks(tmp_path):
@@ -152,11 +152,11 @@ def test_paths_are_checked_before_picking(tmp_path, capsys, case):
 def test_failed_diagnostics_leave_no_picks(tmp_path, monkeypatch, capsys):
     """The plot and the picks are committed together: when the plot fails there is no picks
     file either, and the error is one line naming the plot (exit 2)."""
-    from cryoprocs.pipelines import peaks as PP
+    from cryoprocs.pipelines import peaks
 
     def boom(path, *a, **k):
         raise OSError(28, "No space left on device", path)
-    monkeypatch.setattr(PP, "plot_diagnostics", boom)
+    monkeypatch.setattr(peaks, "plot_diagnostics", boom)
     out = str(tmp_path / "p.csv")
     assert cli.main(_args(out, "--diagnostics", str(tmp_path / "d.png"))) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cryoprocs import scipion_env as SE
+from cryoprocs import scipion_env
 
 CRYOPROCS = os.path.join(os.path.dirname(sys.executable), "cryoprocs")
 
@@ -55,7 +55,7 @@ def test_script_gets_its_argv_and_a_working_scipion_environment(tmp_path, show_s
     assert out["hosts"] == str(home / "hosts.conf") and os.path.isfile(out["hosts"])
     assert "[localhost]" in open(out["hosts"]).read()
     assert out["user_data"] == str(home / "ScipionUserData")
-    assert set(SE.KEYS) <= set(out["env"])
+    assert set(scipion_env.KEYS) <= set(out["env"])
 
 
 def test_workdir_option_and_exit_status(tmp_path):
@@ -73,7 +73,7 @@ def test_variables_of_a_scipion_installation_are_kept(tmp_path, show_script):
     import json
     scipion = tmp_path / "scipion"
     (scipion / "config").mkdir(parents=True)
-    (scipion / "config" / "hosts.conf").write_text(SE.HOSTS_CONF)
+    (scipion / "config" / "hosts.conf").write_text(scipion_env.HOSTS_CONF)
     preset = {"SCIPION_HOME": str(scipion), "SCIPION_USER_DATA": str(tmp_path / "myprojects"),
               "SCIPION_NOTIFY": "True", "SCIPION_DOMAIN": "pwem"}
     res = _run(["python", show_script], _clean_env(CRYOPROCS_HOME=str(tmp_path / "h"),
@@ -85,7 +85,8 @@ def test_variables_of_a_scipion_installation_are_kept(tmp_path, show_script):
     assert out["hosts"] == str(scipion / "config" / "hosts.conf")
     assert out["user_data"] == str(tmp_path / "myprojects")
     # in-process: the same rules, and an explicit SCIPION_HOSTS always wins
-    env = SE.scipion_environment(str(tmp_path / "b"), dict(preset, SCIPION_HOSTS="/x.conf"))
+    env = scipion_env.scipion_environment(str(tmp_path / "b"),
+                                          dict(preset, SCIPION_HOSTS="/x.conf"))
     assert env["SCIPION_HOSTS"] == "/x.conf" and env["SCIPION_HOME"] == str(scipion)
 
 
@@ -94,8 +95,8 @@ def test_default_workdir_is_under_the_user_data_folder(tmp_path):
     res = _run(["env"], env)
     assert res.returncode == 0, res.stderr
     assert "export SCIPION_HOME=%s" % (tmp_path / "xdg" / "cryoprocs") in res.stdout
-    assert SE.default_home({"HOME": "/home/u"}) == "/home/u/.local/share/cryoprocs"
-    assert SE.default_home({"CRYOPROCS_HOME": "/c", "XDG_DATA_HOME": "/x"}) == "/c"
+    assert scipion_env.default_home({"HOME": "/home/u"}) == "/home/u/.local/share/cryoprocs"
+    assert scipion_env.default_home({"CRYOPROCS_HOME": "/c", "XDG_DATA_HOME": "/x"}) == "/c"
     for cmd in ("python", "env"):
         help_text = " ".join(_run([cmd, "--help"], env).stdout.split())
         assert "$CRYOPROCS_HOME, else $XDG_DATA_HOME/cryoprocs, else ~/.local/share/cryoprocs" \
@@ -112,7 +113,7 @@ def test_env_lines_evaluate_to_the_same_settings(tmp_path, show_script):
     res = _run(["env"], env)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert [ln.split("=", 1)[0] for ln in lines] == ["export " + k for k in SE.KEYS]
+    assert [ln.split("=", 1)[0] for ln in lines] == ["export " + k for k in scipion_env.KEYS]
     sh = subprocess.run(["sh", "-c", 'eval "$("$0" env)" && exec "$1" "$2"', CRYOPROCS,
                          sys.executable, show_script], env=env, capture_output=True,
                         text=True, timeout=300)

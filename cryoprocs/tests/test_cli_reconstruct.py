@@ -11,7 +11,7 @@ import pytest
 import starfile
 
 from cryoprocs.cli import main
-from cryoprocs.kernels import backprojection as BP
+from cryoprocs.kernels import backprojection
 from cryoprocs.tests import relion5_reference as REF
 
 C7 = "Reconstruct/c7_b32_bin2_C1"
@@ -116,7 +116,7 @@ def test_cli_resume_and_backends(tmp_path, capsys):
     for n in ("merged.mrc", "half1.mrc", "half2.mrc"):
         with mrcfile.open(out / n) as a, mrcfile.open(out2 / n) as b:
             assert np.abs(a.data - b.data).max() <= 2e-7 * np.abs(a.data).max()
-    if BP.numba_available():
+    if backprojection.numba_available():
         out3 = tmp_path / "out_numba"
         argv3 = [a if a != str(out) else str(out3) for a in argv] + ["--backend", "numba"]
         assert main(argv3) == 0
@@ -285,7 +285,7 @@ def test_reconstruction_visibility_radius_is_box_over_two():
     extraction's bin x crop/2 that zarr-particle-tools uses): TS_01/5, invisible to the
     extraction at r = 32, is used in all 41 tilts at r = 16 (and RELION's maps include it)."""
     import numpy as np
-    from cryoprocs.kernels import relion_geometry as G
+    from cryoprocs.kernels import relion_geometry
     from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
     base = REF.pack_dir()
     job = ReconstructJob(os.path.join(base, "particles.star"),
@@ -294,8 +294,8 @@ def test_reconstruction_visibility_radius_is_box_over_two():
     plan = job.plan("TS_01")
     assert job.settings.radius == 16.0
     assert int(plan.visible[:, 4].sum()) == 41 and plan.used.all()
-    q = G.project(plan.ts.matrices, plan.positions)
-    vis32, _ = G.select_frames(q, plan.ts.image_size, 32.0, plan.ts.pre_exposure)
+    q = relion_geometry.project(plan.ts.matrices, plan.positions)
+    vis32, _ = relion_geometry.select_frames(q, plan.ts.image_size, 32.0, plan.ts.pre_exposure)
     assert int(vis32[:, 4].sum()) == 0
-    assert np.array_equal(plan.visible, G.select_frames(q, plan.ts.image_size, 16.0,
-                                                        plan.ts.pre_exposure)[0])
+    assert np.array_equal(plan.visible, relion_geometry.select_frames(q, plan.ts.image_size, 16.0,
+                                                                      plan.ts.pre_exposure)[0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from cryoprocs.convert import motl as M
+from cryoprocs.convert import motl as motl_io
 from cryoprocs.convert.em import EmFormatError, em_info, mmap_em, read_em, write_em
 
 
@@ -34,10 +34,10 @@ def test_em_volume_round_trip_and_layout(tmp_path):
 
 def test_em_motl_round_trip_one_based(tmp_path):
     xyz0, scores, angles = _picks()
-    motl = M.motl_from_picks(xyz0, scores, angles, tomo_id=3)
+    motl = motl_io.motl_from_picks(xyz0, scores, angles, tomo_id=3)
     p = str(tmp_path / "m.em")
-    M.write_em_motl(p, motl)
-    back = M.read_em_motl(p)
+    motl_io.write_em_motl(p, motl)
+    back = motl_io.read_em_motl(p)
     assert read_em(p).shape == (1, 7, 20)
     assert np.array_equal(back[["x", "y", "z"]].values, xyz0 + 1)
     assert np.array_equal(back["score"].values.astype(np.float32), scores)
@@ -48,13 +48,13 @@ def test_em_motl_round_trip_one_based(tmp_path):
 
 def test_stopgap_star_round_trip(tmp_path):
     xyz0, scores, angles = _picks()
-    motl = M.motl_from_picks(xyz0, scores, angles, tomo_id=2)
+    motl = motl_io.motl_from_picks(xyz0, scores, angles, tomo_id=2)
     p = str(tmp_path / "sg.star")
-    M.write_stopgap_star(p, motl)
+    motl_io.write_stopgap_star(p, motl)
     text = open(p).read()
     assert "data_stopgap_motivelist" in text and "_halfset" in text
-    sg = M.read_stopgap_star(p)
-    assert list(sg.columns) == list(M.STOPGAP_FIELDS)
+    sg = motl_io.read_stopgap_star(p)
+    assert list(sg.columns) == list(motl_io.STOPGAP_FIELDS)
     assert np.array_equal(sg[["orig_x", "orig_y", "orig_z"]].values, xyz0 + 1)
     assert np.allclose(sg["score"], scores, rtol=1e-7)
     # STOPGAP stores phi, psi, the
@@ -66,10 +66,10 @@ def test_stopgap_star_round_trip(tmp_path):
 def test_relion5_particles_round_trip_and_conventions(tmp_path):
     xyz0, scores, angles = _picks()
     shape_xyz = (100, 90, 40)
-    t = M.relion5_from_picks(xyz0, angles, "TS_01", shape_xyz, 8.5, scores=scores)
+    t = motl_io.relion5_from_picks(xyz0, angles, "TS_01", shape_xyz, 8.5, scores=scores)
     p = str(tmp_path / "particles.star")
-    M.write_relion5_particles(p, t)
-    back = M.read_relion5_particles(p)
+    motl_io.write_relion5_particles(p, t)
+    back = motl_io.read_relion5_particles(p)
     cen = back[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
                 "rlnCenteredCoordinateZAngst"]].values
     # RELION 5: p_px = c / ps + size / 2 is the 0-based voxel
@@ -83,16 +83,16 @@ def test_relion5_particles_round_trip_and_conventions(tmp_path):
     assert np.degrees((r_zyz * r_zxz).magnitude()).max() < 1e-4
     r_back = Rotation.from_euler("zxz", back[["phi", "theta", "psi"]].values, degrees=True)
     assert np.degrees((r_back.inv() * r_zxz).magnitude()).max() < 1e-4
-    with pytest.raises(M.MotlFormatError):
-        M.relion5_from_picks(xyz0, angles, "TS_01", shape_xyz, None)
+    with pytest.raises(motl_io.MotlFormatError):
+        motl_io.relion5_from_picks(xyz0, angles, "TS_01", shape_xyz, None)
 
 
 def test_picks_csv_columns(tmp_path):
     xyz0, scores, angles = _picks()
     p = str(tmp_path / "p.csv")
-    M.write_picks_csv(p, xyz0, scores, angles)
+    motl_io.write_picks_csv(p, xyz0, scores, angles)
     assert open(p).readline().strip() == "x,y,z,score,phi,theta,psi"
-    df = M.read_picks_csv(p)
+    df = motl_io.read_picks_csv(p)
     assert np.array_equal(df[["x", "y", "z"]].values, xyz0)
     assert np.array_equal(df["score"].values.astype(np.float32), scores)
     assert np.allclose(df[["phi", "theta", "psi"]].values, angles, atol=1e-7)

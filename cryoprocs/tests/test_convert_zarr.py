@@ -14,7 +14,7 @@ import pytest
 from cryoprocs import cli
 from cryoprocs.convert.images import image_info, is_image_store, open_image, read_frame
 from cryoprocs.convert.zarr_image import ZarrFormatError
-from cryoprocs.tests import zarr_helpers as ZH
+from cryoprocs.tests import zarr_helpers
 
 pytest.importorskip("ome_zarr")
 
@@ -23,8 +23,8 @@ pytest.importorskip("ome_zarr")
 def vol(tmp_path):
     rng = np.random.default_rng(5)
     data = rng.standard_normal((12, 40, 52)).astype(np.float32)
-    store = ZH.write_ngff(tmp_path / "v.zarr", data, 8.5, (4, 16, 16), levels=2,
-                          tilt_series=False)
+    store = zarr_helpers.write_ngff(tmp_path / "v.zarr", data, 8.5, (4, 16, 16), levels=2,
+                                    tilt_series=False)
     mrc = str(tmp_path / "v.mrc")
     with mrcfile.new(mrc) as m:
         m.set_data(data)
@@ -88,7 +88,7 @@ def test_noise_fill_pick_and_movie_read_zarr_like_mrc(tmp_path, vol):
     with mrcfile.new(mmrc) as m:
         m.set_data(mask)
         m.voxel_size = 8.5
-    mz = ZH.write_ngff(tmp_path / "m.zarr", mask, 8.5, (4, 16, 16), tilt_series=False)
+    mz = zarr_helpers.write_ngff(tmp_path / "m.zarr", mask, 8.5, (4, 16, 16), tilt_series=False)
     outs = {}
     for label, t, m in (("mrc", mrc, mmrc), ("zarr", store, mz)):
         out = str(tmp_path / ("nf_%s.mrc" % label))
@@ -104,8 +104,8 @@ def test_noise_fill_pick_and_movie_read_zarr_like_mrc(tmp_path, vol):
         assert np.array_equal(img[:], outs["mrc"]) and img.voxel_size[0] == 8.5
     # peak picking on score / angle maps
     angles = np.zeros_like(data)
-    amrc, az = str(tmp_path / "a.mrc"), ZH.write_ngff(tmp_path / "a.zarr", angles, 8.5,
-                                                      (4, 16, 16), tilt_series=False)
+    amrc, az = str(tmp_path / "a.mrc"), zarr_helpers.write_ngff(tmp_path / "a.zarr", angles, 8.5,
+                                                                (4, 16, 16), tilt_series=False)
     with mrcfile.new(amrc) as m:
         m.set_data(angles)
     alist = str(tmp_path / "angles.csv")
@@ -143,7 +143,7 @@ def test_bad_input_one_error_nothing_written(tmp_path, capsys):
     assert len(err) == 1 and "has no OME-NGFF metadata" in err[0]
     assert not os.path.exists(out)
     # a missing scale level: asked for, or listed in the metadata but absent
-    store = ZH.write_ngff(tmp_path / "s.zarr", np.ones((2, 8, 8), "f4"), 5.0, (1, 8, 8))
+    store = zarr_helpers.write_ngff(tmp_path / "s.zarr", np.ones((2, 8, 8), "f4"), 5.0, (1, 8, 8))
     assert cli.main(["convert", store + "/3", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no scale level '3' (levels: 0)" in err[0]
@@ -170,7 +170,7 @@ def test_extract_bad_tilt_series_store_nothing_written(tmp_path, capsys):
     from cryoprocs.tests import relion5_reference as REF
     pack = REF.pack_dir()
     url = "http://127.0.0.1:%d/TS_01.zarr" % _free_port()
-    proj = ZH.zarr_project(pack, tmp_path / "p", chunks=(1, 64, 64), store_url=url)
+    proj = zarr_helpers.zarr_project(pack, tmp_path / "p", chunks=(1, 64, 64), store_url=url)
     out = os.path.join(proj, "Extract", "j")
     assert cli.main(["extract", "--particles", os.path.join(proj, "particles.star"),
                      "--tomograms", os.path.join(proj, "tomograms.star"), "--project-dir",

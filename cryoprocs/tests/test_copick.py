@@ -7,19 +7,19 @@ import pytest
 import starfile
 
 from cryoprocs.cli import main
-from cryoprocs.convert import copick_io as CI
+from cryoprocs.convert import copick_io
 from cryoprocs.convert.euler import relion_euler_matrix
-from cryoprocs.tests import copick_helpers as CH
+from cryoprocs.tests import copick_helpers
 
-copick = CH.copick_or_skip()
+copick = copick_helpers.copick_or_skip()
 
 
 def test_convention_known_rotation():
     """copick's rotation maps particle axes to tomogram axes and is RELION's A(rot, tilt,
     psi): Rz(+90°) sends the particle's x axis to the tomogram's +y."""
     T = np.eye(4)[None].copy()
-    T[0, :3, :3] = CH.rz(90.0)
-    rot, tilt, psi = CI.copick_rotations_to_relion(T)
+    T[0, :3, :3] = copick_helpers.rz(90.0)
+    rot, tilt, psi = copick_io.copick_rotations_to_relion(T)
     assert abs(tilt[0]) < 1e-9
     assert abs(((rot[0] + psi[0] + 90.0 + 180.0) % 360.0) - 180.0) < 1e-9
     A = relion_euler_matrix(rot[0], tilt[0], psi[0])
@@ -27,23 +27,23 @@ def test_convention_known_rotation():
     # RELION's tilt: A(0, 30, 0) is the active rotation by -30° about y
     c, s = np.cos(np.deg2rad(30)), np.sin(np.deg2rad(30))
     T[0, :3, :3] = [[c, 0, -s], [0, 1, 0], [s, 0, c]]
-    np.testing.assert_allclose(np.ravel(CI.copick_rotations_to_relion(T)), [0, 30, 0],
+    np.testing.assert_allclose(np.ravel(copick_io.copick_rotations_to_relion(T)), [0, 30, 0],
                                atol=1e-9)
     # round trip of random rotations
-    R = CH.random_rotations(50)
+    R = copick_helpers.random_rotations(50)
     Ts = np.tile(np.eye(4), (50, 1, 1))
     Ts[:, :3, :3] = R
-    back = CI.relion_to_copick_transforms(*CI.copick_rotations_to_relion(Ts))
+    back = copick_io.relion_to_copick_transforms(*copick_io.copick_rotations_to_relion(Ts))
     np.testing.assert_allclose(back, Ts, atol=1e-12)
     # positions: (location + translation) / voxel size
-    np.testing.assert_allclose(CI.picks_positions_voxels([[10.0, 20.0, 30.0]],
-                                                         np.eye(4)[None], 10.0), [[1, 2, 3]])
-    with pytest.raises(CI.CopickError, match="not rotations"):
-        CI.copick_rotations_to_relion(np.eye(4)[None] * np.array([1, 1, -1, 1])[:, None])
+    np.testing.assert_allclose(copick_io.picks_positions_voxels([[10.0, 20.0, 30.0]],
+                                                                np.eye(4)[None], 10.0), [[1, 2, 3]])
+    with pytest.raises(copick_io.CopickError, match="not rotations"):
+        copick_io.copick_rotations_to_relion(np.eye(4)[None] * np.array([1, 1, -1, 1])[:, None])
 
 
 def test_cli_import_export_round_trip(tmp_path, capsys):
-    cfg, truth = CH.make_project(str(tmp_path / "cp"))
+    cfg, truth = copick_helpers.make_project(str(tmp_path / "cp"))
     out = tmp_path / "imp"
     assert main(["copick-import", "--config", cfg, "--voxel-spacing", "10", "--objects",
                  "ribosome", "--output-dir", str(out)]) == 0
@@ -52,7 +52,7 @@ def test_cli_import_export_round_trip(tmp_path, capsys):
     # centred coordinates about size/2: voxel = centred / vs + size / 2
     sub = parts[parts["rlnTomoName"] == "TS_01"]
     loc, T = truth["TS_01"][:2]
-    size = np.array(CH.SHAPE[::-1], float)
+    size = np.array(copick_helpers.SHAPE[::-1], float)
     cen = sub[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
                "rlnCenteredCoordinateZAngst"]].to_numpy()
     np.testing.assert_allclose(cen + size / 2 * 10.0, loc + T[:, :3, 3], atol=1e-4)
@@ -61,8 +61,9 @@ def test_cli_import_export_round_trip(tmp_path, capsys):
     np.testing.assert_allclose(A, T[:, :3, :3], atol=1e-5)
     # a tomograms.star with the sizes, then back into copick under another session
     import pandas as pd
-    tomos = pd.DataFrame([{"rlnTomoName": r, "rlnTomoSizeX": CH.SHAPE[2],
-                           "rlnTomoSizeY": CH.SHAPE[1], "rlnTomoSizeZ": CH.SHAPE[0],
+    tomos = pd.DataFrame([{"rlnTomoName": r, "rlnTomoSizeX": copick_helpers.SHAPE[2],
+                           "rlnTomoSizeY": copick_helpers.SHAPE[1],
+                           "rlnTomoSizeZ": copick_helpers.SHAPE[0],
                            "rlnTomoTiltSeriesPixelSize": 10.0, "rlnVoltage": 300,
                            "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1,
                            "rlnTomoHand": -1} for r in ("TS_01", "TS_02")])
@@ -88,7 +89,7 @@ def test_cli_import_export_round_trip(tmp_path, capsys):
 
 
 def test_bad_copick_object_nothing_written(tmp_path, capsys):
-    cfg, _ = CH.make_project(str(tmp_path / "cp"), runs=("TS_01",), n_picks=2)
+    cfg, _ = copick_helpers.make_project(str(tmp_path / "cp"), runs=("TS_01",), n_picks=2)
     out = tmp_path / "imp"
     assert main(["copick-import", "--config", cfg, "--voxel-spacing", "10", "--objects",
                  "proteasome", "--output-dir", str(out)]) == 2

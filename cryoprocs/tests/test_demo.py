@@ -10,7 +10,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from cryoprocs.kernels import masks as K
+from cryoprocs.kernels import masks
 from cryoprocs.tests import shared_data
 
 pytestmark = pytest.mark.slow
@@ -67,10 +67,10 @@ def test_demo_mask_outputs_are_right(demo_run):
     outs = sorted(glob.glob(os.path.join(project, "Runs", "*ApplyMask3D", "extra",
                                          "output_volume.mrc")))
     assert len(outs) == 2
-    expected = [K.apply_mask(emd[None], K.make_mask(emd.shape, "raised_cosine",
-                                                    inner_radius=6, outer_radius=9))[0],
-                K.apply_mask(emd[None], K.make_mask(emd.shape, "sphere", radius=8),
-                             fill="avg")[0]]
+    expected = [masks.apply_mask(emd[None], masks.make_mask(emd.shape, "raised_cosine",
+                                                            inner_radius=6, outer_radius=9))[0],
+                masks.apply_mask(emd[None], masks.make_mask(emd.shape, "sphere", radius=8),
+                                 fill="avg")[0]]
     for out, exp in zip(outs, expected):
         np.testing.assert_allclose(mrcfile.read(out), exp, rtol=0, atol=1e-6)
     boxes = mrcfile.read(glob.glob(os.path.join(work, "inputs", "particles", "*.mrcs"))[0])
@@ -81,7 +81,7 @@ def test_demo_mask_outputs_are_right(demo_run):
     # one stack per chunk of particles (extra/output_particles_FIRST-LAST.mrcs), in set order
     noise = np.concatenate([mrcfile.read(f) for f in sorted(glob.glob(
         os.path.join(runs[0], "extra", "output_particles_*.mrcs")))])
-    m = K.make_mask((24, 24), "circular", radius=8)
+    m = masks.make_mask((24, 24), "circular", radius=8)
     np.testing.assert_array_equal(noise[:, m], boxes[:, m])
     # noise outside: mean and std of each box's own outside region
     assert abs(noise[:, ~m].mean() - boxes[:, ~m].mean()) < 0.05 * boxes[:, ~m].std()
@@ -113,7 +113,7 @@ def test_demo_noise_fill_keeps_the_vlps_and_matches_the_background(demo_run):
 def test_demo_peaks_and_3d_extraction_numbers(demo_run):
     """The picks find all 9 VLP centres; every 3D sub-volume is the tomogram box at its real
     particle position, normalised to background mean 0 / std 1 (box 16, sphere r = 8)."""
-    from cryoprocs.kernels import extract as KE
+    from cryoprocs.kernels import extract
     res, work, _ = demo_run
     assert "9 of the 9 VLP centres" in res.stdout
     tomo = mrcfile.read(os.path.join(work, "inputs", "tomograms", "hiv_ts01.mrc"))
@@ -125,7 +125,7 @@ def test_demo_peaks_and_3d_extraction_numbers(demo_run):
     checked = 0
     for k in range(0, len(pos), 37):
         path = os.path.join(folder, "hiv_ts01_%06d.mrc" % (k + 1))
-        sub, inside = KE.subvolume(tomo, pos[k], 16)
+        sub, inside = extract.subvolume(tomo, pos[k], 16)
         assert os.path.exists(path) == inside
         if inside:
             exp = (sub - sub[bg].mean()) / sub[bg].std()

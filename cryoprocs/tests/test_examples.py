@@ -15,15 +15,15 @@ import mrcfile
 import numpy as np
 import pytest
 
-from cryoprocs.tests import readme_examples as R
+from cryoprocs.tests import readme_examples
 from cryoprocs.tests import shared_data
 
 pytestmark = pytest.mark.slow
 
 CHAIN = "examples/tomography_chain.py"
 DOC_JOBS = [CHAIN]          # started by the doc_runs fixture with the README's examples
-TOMO = R.HIV_TOMO
-TSID = R.HIV_TSID
+TOMO = readme_examples.HIV_TOMO
+TSID = readme_examples.HIV_TSID
 
 
 @pytest.fixture(scope="module")

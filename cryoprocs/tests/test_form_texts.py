@@ -104,26 +104,26 @@ def test_tabs_fit_for_a_normal_level_user(cls):
 
 
 def test_soft_masks_hide_the_fill_value_and_movie_hides_h264_options():
-    from cryoprocs import constants as C
+    from cryoprocs import constants
     p = protocols.ProtCryoprocsApplyMask3D()
-    p.geo.set(C.MASK3D_RAISED_COSINE)
+    p.geo.set(constants.MASK3D_RAISED_COSINE)
     assert not p.evalParamCondition("fillValue")
-    p.geo.set(C.MASK3D_SPHERE)
+    p.geo.set(constants.MASK3D_SPHERE)
     assert p.evalParamCondition("fillValue")
     m = protocols.ProtCryoprocsExportMovie()
     assert m.evalParamCondition("crf") and m.evalParamCondition("preset")
-    m.outputFormat.set(C.MOVIE_FORMAT_AVI)
+    m.outputFormat.set(constants.MOVIE_FORMAT_AVI)
     assert not m.evalParamCondition("crf") and not m.evalParamCondition("preset")
 
 
 def test_extract_3d_options_are_not_relion_options():
-    from cryoprocs import constants as C
+    from cryoprocs import constants
     p = protocols.ProtCryoprocsExtractSubtomos()
     form = p.getDefinition()
     groups = {name: param for _, name, param in _params(form) if isinstance(param, Group)}
     relion = [g for g in groups.values() if "RELION" in g.getLabel()]
     assert relion and all("invertContrast" not in dict(g.iterParams()) for g in relion)
-    p.extractionMode.set(C.EXTRACT_MODE_SUBVOLUMES)
+    p.extractionMode.set(constants.EXTRACT_MODE_SUBVOLUMES)
     visible = [n for _, n, _ in _params(form) if p.evalParamCondition(n)]
     for name, g in groups.items():
         if "RELION" in g.getLabel():

@@ -111,7 +111,7 @@ def _imports(package):
 BANNED_IMPORTS = {
     "kernels": ("pyworkflow", "pwem", "tomo", "cryoprocs.convert", "cryoprocs.pipelines",
                 "cryoprocs.protocols", "cryoprocs.commands", "cryoprocs.demo"),
-    "convert": ("cryoprocs.protocols", "cryoprocs.commands"),
+    "convert": ("cryoprocs.pipelines", "cryoprocs.protocols", "cryoprocs.commands"),
     "pipelines": ("cryoprocs.protocols", "cryoprocs.commands"),
 }
 
@@ -185,20 +185,20 @@ def test_protocols_conf_lists_existing_protocols():
 
 def test_wizards_bound_to_existing_params():
     from pwem import Domain
-    import cryoprocs.wizards as W
-    wizards = [W.CryoprocsParticleMaskRadiusWizard, W.CryoprocsParticleMaskRadiiWizard,
-               W.CryoprocsVolumeMaskRadiusWizard, W.CryoprocsVolumeMaskRadiiWizard]
-    for wiz in wizards:
+    from cryoprocs import wizards
+    classes = [wizards.CryoprocsParticleMaskRadiusWizard, wizards.CryoprocsParticleMaskRadiiWizard,
+               wizards.CryoprocsVolumeMaskRadiusWizard, wizards.CryoprocsVolumeMaskRadiiWizard]
+    for wiz in classes:
         for protClass, names in wiz._targets:
             form = protClass().getDefinition()
             for n in names:
                 assert form.getParam(n) is not None, (wiz.__name__, n)
     from pyworkflow.wizard import DESKTOP_TKINTER as TKINTER
     found = Domain.findWizards(protocols.ProtCryoprocsApplyMask2D(), TKINTER)
-    assert found["radius"] is W.CryoprocsParticleMaskRadiusWizard
-    assert found["innerRadius"] is W.CryoprocsParticleMaskRadiiWizard
+    assert found["radius"] is wizards.CryoprocsParticleMaskRadiusWizard
+    assert found["innerRadius"] is wizards.CryoprocsParticleMaskRadiiWizard
     found = Domain.findWizards(protocols.ProtCryoprocsApplyMask3D(), TKINTER)
-    assert found["radius"] is W.CryoprocsVolumeMaskRadiusWizard
+    assert found["radius"] is wizards.CryoprocsVolumeMaskRadiusWizard
 
 
 def test_console_command_and_kernels_do_not_load_scipion():

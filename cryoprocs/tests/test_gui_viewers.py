@@ -18,7 +18,7 @@ import mrcfile
 import numpy as np
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.protocols import (ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D,
                                  ProtCryoprocsExportMovie, ProtCryoprocsExtractSubtomos,
                                  ProtCryoprocsMaskedTomogramNoiseFill,
@@ -140,9 +140,10 @@ class TestGuiViewers(CryoprocsBaseTest):
                          samplingRate=5.0).outputParticles
         R = cls.runs
         R["mask3d"] = cls._run(ProtCryoprocsApplyMask3D, "mask 3d", inputVolumes=vol,
-                               geo=C.MASK3D_RAISED_COSINE, innerRadius=6, outerRadius=11)
+                               geo=constants.MASK3D_RAISED_COSINE, innerRadius=6, outerRadius=11)
         R["mask2d"] = cls._run(ProtCryoprocsApplyMask2D, "mask 2d", inputParticles=parts,
-                               geo=C.MASK2D_CIRCULAR, radius=9, fillType=C.FILL_NOISE)
+                               geo=constants.MASK2D_CIRCULAR, radius=9,
+                               fillType=constants.FILL_NOISE)
         R["noise"] = cls._run(ProtCryoprocsMaskedTomogramNoiseFill, "noise fill",
                               inputTomograms=tomos, inputMasks=masks, expandPixels=3,
                               softEdge=2.0)
@@ -150,18 +151,18 @@ class TestGuiViewers(CryoprocsBaseTest):
                               inputScoreMaps=maps["scores"], inputAngleMaps=maps["angles"],
                               inputTomograms=tomos,
                               angleList=os.path.join(d, "maps", "angles.csv"),
-                              thresholdMode=C.PEAKS_THR_DIRECT, threshold=0.5,
+                              thresholdMode=constants.PEAKS_THR_DIRECT, threshold=0.5,
                               minDistance=8.0, boxSize=12)
-        coords = getattr(R["peaks"], C.OUTPUT_COORDINATES)
+        coords = getattr(R["peaks"], constants.OUTPUT_COORDINATES)
         R["sim"] = cls._run(ProtCryoprocsSimulateTiltSeries, "simulate", inputTomograms=tomos,
                             tiltMin=-60, tiltMax=60, tiltStep=6, noise=0.5)
-        ts = getattr(R["sim"], C.OUTPUT_TILT_SERIES)
-        ctf = getattr(R["sim"], C.OUTPUT_CTF_SERIES)
+        ts = getattr(R["sim"], constants.OUTPUT_TILT_SERIES)
+        ctf = getattr(R["sim"], constants.OUTPUT_CTF_SERIES)
         R["extract2d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 2d",
                                   inputCoordinates=coords, inputTiltSeries=ts,
                                   inputCtfTomoSeries=ctf, boxSize=16)
         R["extract3d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 3d",
-                                  extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
+                                  extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
                                   inputCoordinates=coords, boxSize=16)
         R["reconstruct"] = cls._run(ProtCryoprocsReconstructSubtomoAverage, "reconstruct",
                                     inputCoordinates=coords, inputTiltSeries=ts,
@@ -316,7 +317,7 @@ class TestGuiViewers(CryoprocsBaseTest):
         self._all("stacks", "tilt_series_from_stacks")
 
     def test_gui_movie_preview_and_play(self):
-        import cryoprocs.viewers.viewer_base as VB
+        from cryoprocs.viewers import viewer_base
         prot = self.runs["movie"]
         viewer = self._viewer(prot)
         views = viewer._visualize(prot)
@@ -325,14 +326,14 @@ class TestGuiViewers(CryoprocsBaseTest):
         window = v.figure.canvas.manager.window
         self._shoot(window, "movie_preview")
         launched = []
-        orig = (VB.subprocess.Popen, VB.shutil.which)
-        VB.subprocess.Popen = lambda cmd, **kw: launched.append(cmd)
-        VB.shutil.which = lambda name: "/usr/bin/" + name
+        orig = (viewer_base.subprocess.Popen, viewer_base.shutil.which)
+        viewer_base.subprocess.Popen = lambda cmd, **kw: launched.append(cmd)
+        viewer_base.shutil.which = lambda name: "/usr/bin/" + name
         try:
             self.assertEqual(len(v.handle.buttons), 1)
             msg = v.handle.play(v.handle.movies[0][1])
         finally:
-            VB.subprocess.Popen, VB.shutil.which = orig
+            viewer_base.subprocess.Popen, viewer_base.shutil.which = orig
         self.assertEqual(launched, [["xdg-open", v.handle.movies[0][1]]])
         self.assertIn("Opening TS_01.mp4", msg)
         v.close()

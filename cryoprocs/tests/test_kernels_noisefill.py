@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cryoprocs.kernels import noisefill as K
+from cryoprocs.kernels import noisefill
 from cryoprocs.tests import shared_data
 
 REAL_CASES = [
@@ -77,24 +77,24 @@ def test_truncated_sq_edt_is_exact():
         R = int(rng.integers(0, 13))
         ref = np.rint(ndi.distance_transform_edt(~seg) ** 2)
         want = np.where(ref <= R * R, ref, (R + 1) ** 2)
-        got = K.truncated_sq_edt(seg, R, chunk_voxels=700, threads=2)
+        got = noisefill.truncated_sq_edt(seg, R, chunk_voxels=700, threads=2)
         assert got.dtype == np.uint16
         np.testing.assert_array_equal(got, want)
 
 
 def test_truncated_sq_edt_empty_and_bad_radius():
     seg = np.zeros((4, 5, 6), bool)
-    assert (K.truncated_sq_edt(seg, 3) == 16).all()
-    with pytest.raises(K.NoiseFillError, match="0..180"):
-        K.truncated_sq_edt(seg, 500)
+    assert (noisefill.truncated_sq_edt(seg, 3) == 16).all()
+    with pytest.raises(noisefill.NoiseFillError, match="0..180"):
+        noisefill.truncated_sq_edt(seg, 500)
 
 
 def test_expansion_is_the_euclidean_ball_and_edge_is_cosine():
     tomo, mask = _blob_case()
     d = ndi.distance_transform_edt(~(mask > 0.5))
     for N, W in ((0, 0), (3, 0), (7, 2.5), (15, 4)):
-        p = K.NoiseFillParams(expansion=N, soft_edge=W, noise_stats="global")
-        out, rep, w = K.noise_fill_array(tomo, mask, p, weight=True)
+        p = noisefill.NoiseFillParams(expansion=N, soft_edge=W, noise_stats="global")
+        out, rep, w = noisefill.noise_fill_array(tomo, mask, p, weight=True)
         np.testing.assert_array_equal(w == 1, d <= N)            # the ball, not a cube
         assert rep["expanded_voxels"] == int((d <= N).sum())
         want = np.where(d <= N, 1.0, 0.0)
@@ -109,23 +109,23 @@ def test_expansion_is_the_euclidean_ball_and_edge_is_cosine():
 
 
 def test_gaussian_rule_shift_and_derived_threshold():
-    assert K.gaussian_expansion_distance(2.0, 0.5) == 0.0
-    assert K.gaussian_expansion_distance(2.0, 0.1587) == pytest.approx(2.0, abs=0.01)
-    assert K.gaussian_expansion_distance(2.0, 0.02275) == pytest.approx(4.0, abs=0.01)
-    t = K.gaussian_threshold_for_distance(3.0, 2.0)
-    assert K.gaussian_expansion_distance(2.0, t) == pytest.approx(3.0)
+    assert noisefill.gaussian_expansion_distance(2.0, 0.5) == 0.0
+    assert noisefill.gaussian_expansion_distance(2.0, 0.1587) == pytest.approx(2.0, abs=0.01)
+    assert noisefill.gaussian_expansion_distance(2.0, 0.02275) == pytest.approx(4.0, abs=0.01)
+    t = noisefill.gaussian_threshold_for_distance(3.0, 2.0)
+    assert noisefill.gaussian_expansion_distance(2.0, t) == pytest.approx(3.0)
     # a flat boundary (half space) moves by the wanted distance; t = 0.5 does not move it
     shape = (30, 30, 30)
     tomo = np.zeros(shape, np.float32)
     mask = np.zeros(shape, np.int8)
     mask[:, :, :10] = 1
     for N, thr, want in ((3, None, 13), (0, 0.5, 10)):
-        p = K.NoiseFillParams(expansion=N, expansion_mode="gaussian", sigma=2.0,
-                              gaussian_threshold=thr, soft_edge=0)
-        _, rep, w = K.noise_fill_array(tomo, mask, p, weight=True)
+        p = noisefill.NoiseFillParams(expansion=N, expansion_mode="gaussian", sigma=2.0,
+                                      gaussian_threshold=thr, soft_edge=0)
+        _, rep, w = noisefill.noise_fill_array(tomo, mask, p, weight=True)
         assert (w[:, :, :want] == 1).all() and (w[:, :, want:] == 0).all()
-    with pytest.raises(K.NoiseFillError, match="sigma"):
-        K.NoiseFillParams(expansion=10, expansion_mode="gaussian", sigma=2.0).resolved()
+    with pytest.raises(noisefill.NoiseFillError, match="sigma"):
+        noisefill.NoiseFillParams(expansion=10, expansion_mode="gaussian", sigma=2.0).resolved()
 
 
 # ------------------------------------------------------------------ parity with the script
@@ -142,16 +142,16 @@ PARITY_FLAGS = [
 def test_parity_equals_script_restatement(flags):
     tomo, mask = _blob_case()
     want, e = script_restatement(tomo, mask, **flags)
-    p = K.NoiseFillParams(parity=True, expansion=flags.get("expand_pixels"),
-                          boundary_sigma=flags.get("gaussian_sigma"),
-                          fast=flags.get("fast", False),
-                          smooth_iterations=flags.get("smooth_iterations"),
-                          noise_level=flags.get("noise_std"),
-                          background_value=flags.get("background_value", 0.0),
-                          seed=flags.get("seed", 42))
+    p = noisefill.NoiseFillParams(parity=True, expansion=flags.get("expand_pixels"),
+                                  boundary_sigma=flags.get("gaussian_sigma"),
+                                  fast=flags.get("fast", False),
+                                  smooth_iterations=flags.get("smooth_iterations"),
+                                  noise_level=flags.get("noise_std"),
+                                  background_value=flags.get("background_value", 0.0),
+                                  seed=flags.get("seed", 42))
     for slab, threads in ((5, 1), (36, 2)):
-        out, rep, w = K.noise_fill_array(tomo, mask, p, weight=True, slab=slab,
-                                         threads=threads)
+        out, rep, w = noisefill.noise_fill_array(tomo, mask, p, weight=True, slab=slab,
+                                                 threads=threads)
         np.testing.assert_array_equal(w, e)
         np.testing.assert_array_equal(out, want.astype(np.float32))
         assert rep["mask_voxels"] == int((mask > 0.5).sum())
@@ -163,16 +163,18 @@ def test_parity_0_255_label_and_integer_tomogram():
     m255 = (mask.astype(np.uint8) * 255)
     m255[0, 0, 0] = 100                     # below 127.5: outside for the script
     want, e = script_restatement(tomo, m255)
-    out, rep = K.noise_fill_array(tomo, m255, K.NoiseFillParams(parity=True))
+    out, rep = noisefill.noise_fill_array(tomo, m255, noisefill.NoiseFillParams(parity=True))
     np.testing.assert_array_equal(out, want.astype(np.float32))
     assert rep["binarisation"].startswith("script: (mask / 255)")
     # the script loses labels 1..127 of a label map; cryoprocs keeps every label > 0.5
     labels = mask.astype(np.int16) * 3
     labels[labels > 0] += np.arange(int((labels > 0).sum())) % 120
     labels[0, 0, 0] = 200
-    _, rep_s = K.noise_fill_array(tomo.astype(np.float32), labels, K.NoiseFillParams(parity=True))
-    _, rep_c = K.noise_fill_array(tomo.astype(np.float32), labels,
-                                  K.NoiseFillParams(expansion=1, noise_stats="global"))
+    _, rep_s = noisefill.noise_fill_array(tomo.astype(np.float32), labels,
+                                          noisefill.NoiseFillParams(parity=True))
+    _, rep_c = noisefill.noise_fill_array(tomo.astype(np.float32), labels,
+                                          noisefill.NoiseFillParams(expansion=1,
+                                                                    noise_stats="global"))
     assert rep_s["mask_voxels"] == 1
     assert rep_c["mask_voxels"] == int((labels > 0).sum())
 
@@ -181,7 +183,7 @@ def test_parity_on_real_hiv_tomogram():
     tomo, mask = _real(REAL_CASES[0])
     for flags in ({}, {"expand_pixels": 30}):       # the default and the script's example
         want, _ = script_restatement(tomo, mask, **flags)
-        out, _ = K.noise_fill_array(tomo, mask, K.NoiseFillParams(
+        out, _ = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(
             parity=True, expansion=flags.get("expand_pixels")), threads=2)
         np.testing.assert_array_equal(out, want)
 
@@ -203,8 +205,8 @@ def _shells_and_fill(tomo, out, mask, p):
 @pytest.mark.parametrize("case", REAL_CASES, ids=lambda c: c[0].split("/")[1])
 def test_quality_bar_on_real_tomograms(case):
     tomo, mask = _real(case)
-    p = K.NoiseFillParams()                   # default settings
-    out, rep = K.noise_fill_array(tomo, mask, p, threads=2)
+    p = noisefill.NoiseFillParams()                   # default settings
+    out, rep = noisefill.noise_fill_array(tomo, mask, p, threads=2)
     dmean, std_ratio, step = _shells_and_fill(tomo, out, mask, p)
     # filled region: mean and std within 5 % of the background they replace
     assert abs(dmean) < 0.05
@@ -215,16 +217,16 @@ def test_quality_bar_on_real_tomograms(case):
                                                abs=0.05 * rep["replaced_std"])
     # the script's fill does leave a step (mean 0 against data mean 105 on the microtubules)
     if "MT" in case[0]:
-        outp, _ = K.noise_fill_array(tomo, mask, K.NoiseFillParams(parity=True))
+        outp, _ = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(parity=True))
         assert _shells_and_fill(tomo, outp, mask, p)[0] < -4
 
 
 def test_noise_statistics_rules_on_real_tomogram():
     tomo, mask = _real(REAL_CASES[1])
-    _, out = K.noise_fill_array(tomo, mask, K.NoiseFillParams())
-    _, rob = K.noise_fill_array(tomo, mask, K.NoiseFillParams(noise_stats="robust"))
-    _, glo = K.noise_fill_array(tomo, mask, K.NoiseFillParams(noise_stats="global"))
-    _, par = K.noise_fill_array(tomo, mask, K.NoiseFillParams(
+    _, out = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams())
+    _, rob = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(noise_stats="robust"))
+    _, glo = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(noise_stats="global"))
+    _, par = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(
         noise_stats="parity", background_value=3.0, noise_level=0.1))
     d = ndi.distance_transform_edt(~(mask > 0.5))
     bg = tomo[d >= 14].astype(np.float64)
@@ -248,9 +250,9 @@ def _lag1_y(x, region):
 
 def test_spectral_noise_matches_background_texture():
     tomo, mask = _real(REAL_CASES[0])
-    p = K.NoiseFillParams(spectral=True)
-    out, rep = K.noise_fill_array(tomo, mask, p, slab=13, threads=2)
-    white, _ = K.noise_fill_array(tomo, mask, K.NoiseFillParams())
+    p = noisefill.NoiseFillParams(spectral=True)
+    out, rep = noisefill.noise_fill_array(tomo, mask, p, slab=13, threads=2)
+    white, _ = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams())
     assert rep["spectral_patches"] > 4
     filled = ndi.distance_transform_edt(~(mask > 0.5)) >= 14
     target = _lag1_y(tomo, filled)
@@ -260,26 +262,28 @@ def test_spectral_noise_matches_background_texture():
     assert out[filled].std() == pytest.approx(rep["noise_std"], rel=0.1)
     assert out[filled].mean() == pytest.approx(rep["noise_mean"], abs=0.1 * rep["noise_std"])
     # slab size and threads do not change the output
-    again, _ = K.noise_fill_array(tomo, mask, p, slab=40, threads=1)
+    again, _ = noisefill.noise_fill_array(tomo, mask, p, slab=40, threads=1)
     np.testing.assert_array_equal(out, again)
 
 
 # ------------------------------------------------------------------ determinism, options
 def test_output_independent_of_slab_and_threads():
     tomo, mask = _blob_case()
-    p = K.NoiseFillParams(expansion=4, soft_edge=3, seed=5)
-    ref, _ = K.noise_fill_array(tomo, mask, p, slab=36, threads=1)
+    p = noisefill.NoiseFillParams(expansion=4, soft_edge=3, seed=5)
+    ref, _ = noisefill.noise_fill_array(tomo, mask, p, slab=36, threads=1)
     for slab, threads in ((1, 2), (7, 3)):
-        out, _ = K.noise_fill_array(tomo, mask, p, slab=slab, threads=threads)
+        out, _ = noisefill.noise_fill_array(tomo, mask, p, slab=slab, threads=threads)
         np.testing.assert_array_equal(out, ref)
-    other, _ = K.noise_fill_array(tomo, mask, K.NoiseFillParams(expansion=4, soft_edge=3, seed=6))
+    other, _ = noisefill.noise_fill_array(tomo, mask,
+                                          noisefill.NoiseFillParams(expansion=4, soft_edge=3,
+                                                                    seed=6))
     assert not np.array_equal(other, ref)
 
 
 def test_invert_fills_the_expanded_mask():
     tomo, mask = _blob_case()
-    p = K.NoiseFillParams(expansion=2, soft_edge=0, invert=True)
-    out, rep, w = K.noise_fill_array(tomo, mask, p, weight=True)
+    p = noisefill.NoiseFillParams(expansion=2, soft_edge=0, invert=True)
+    out, rep, w = noisefill.noise_fill_array(tomo, mask, p, weight=True)
     d = ndi.distance_transform_edt(~(mask > 0.5))
     np.testing.assert_array_equal(w == 0, d <= 2)
     np.testing.assert_array_equal(out[d > 2], tomo[d > 2])
@@ -289,25 +293,27 @@ def test_invert_fills_the_expanded_mask():
 
 def test_smoothing_removes_specks_before_expansion():
     tomo, mask = _blob_case(touching=False)
-    _, rep0 = K.noise_fill_array(tomo, mask, K.NoiseFillParams(expansion=1))
-    _, rep1 = K.noise_fill_array(tomo, mask, K.NoiseFillParams(expansion=1, smooth_iterations=1))
-    want = K.open_close(mask > 0.5, 1)
+    _, rep0 = noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(expansion=1))
+    _, rep1 = noisefill.noise_fill_array(tomo, mask,
+                                         noisefill.NoiseFillParams(expansion=1,
+                                                                   smooth_iterations=1))
+    want = noisefill.open_close(mask > 0.5, 1)
     assert rep1["smoothed_voxels"] == int(want.sum()) < rep0["mask_voxels"]
     assert rep1["expanded_voxels"] < rep0["expanded_voxels"]
 
 
 def test_errors_name_the_values():
     tomo, mask = _blob_case()
-    with pytest.raises(K.NoiseFillError, match=r"mask > 5.*maximum 1"):
-        K.noise_fill_array(tomo, mask, K.NoiseFillParams(threshold=5))
-    with pytest.raises(K.NoiseFillError, match="differs from the tomogram shape"):
-        K.noise_fill_array(tomo, mask[:, :, :-1], K.NoiseFillParams())
-    with pytest.raises(K.NoiseFillError, match="outside the expanded mask"):
-        K.noise_fill_array(tomo, mask, K.NoiseFillParams(expansion=60))
-    with pytest.raises(K.NoiseFillError, match="expansion must be >= 0"):
-        K.NoiseFillParams(expansion=-1).resolved()
-    with pytest.raises(K.NoiseFillError, match="noise statistics 'median'"):
-        K.NoiseFillParams(noise_stats="median").resolved()
+    with pytest.raises(noisefill.NoiseFillError, match=r"mask > 5.*maximum 1"):
+        noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(threshold=5))
+    with pytest.raises(noisefill.NoiseFillError, match="differs from the tomogram shape"):
+        noisefill.noise_fill_array(tomo, mask[:, :, :-1], noisefill.NoiseFillParams())
+    with pytest.raises(noisefill.NoiseFillError, match="outside the expanded mask"):
+        noisefill.noise_fill_array(tomo, mask, noisefill.NoiseFillParams(expansion=60))
+    with pytest.raises(noisefill.NoiseFillError, match="expansion must be >= 0"):
+        noisefill.NoiseFillParams(expansion=-1).resolved()
+    with pytest.raises(noisefill.NoiseFillError, match="noise statistics 'median'"):
+        noisefill.NoiseFillParams(noise_stats="median").resolved()
 
 
 def test_morphology_helpers_equal_scipy():
@@ -317,14 +323,15 @@ def test_morphology_helpers_equal_scipy():
     for _ in range(2):
         r = ndi.binary_opening(r, np.ones((3, 3, 3)))
         r = ndi.binary_closing(r, np.ones((3, 3, 3)))
-    np.testing.assert_array_equal(K.open_close(m, 2), r)
+    np.testing.assert_array_equal(noisefill.open_close(m, 2), r)
     s = rng.random((17, 19, 23)) < 0.02
-    np.testing.assert_array_equal(K.cube_dilate(s, 3), ndi.binary_dilation(s, np.ones((7,) * 3)))
-    np.testing.assert_array_equal(K.blur_threshold(m, 1.4, 0.3, slab=4),
+    np.testing.assert_array_equal(noisefill.cube_dilate(s, 3),
+                                  ndi.binary_dilation(s, np.ones((7,) * 3)))
+    np.testing.assert_array_equal(noisefill.blur_threshold(m, 1.4, 0.3, slab=4),
                                   ndi.gaussian_filter(m.astype(np.float32), 1.4) > 0.3)
 
 
 def test_sample_strides_bound():
-    s = K.sample_strides((300, 1024, 1024))
-    assert math.prod(-(-n // k) for n, k in zip((300, 1024, 1024), s)) <= K.SAMPLE_LIMIT
-    assert K.sample_strides((10, 20, 30)) == (1, 1, 1)
+    s = noisefill.sample_strides((300, 1024, 1024))
+    assert math.prod(-(-n // k) for n, k in zip((300, 1024, 1024), s)) <= noisefill.SAMPLE_LIMIT
+    assert noisefill.sample_strides((10, 20, 30)) == (1, 1, 1)

@@ -8,14 +8,14 @@ import scipy.fft
 import scipy.ndimage
 
 from cryoprocs.kernels.euler import relion_euler_matrix
-from cryoprocs.kernels import backprojection as BP
-from cryoprocs.kernels import ctf as KC
-from cryoprocs.kernels import extract as KE
-from cryoprocs.kernels import fsc as KF
-from cryoprocs.kernels import reconstruct as KR
-from cryoprocs.kernels import symmetry as KS
+from cryoprocs.kernels import backprojection
+from cryoprocs.kernels import ctf as ctf_kernels
+from cryoprocs.kernels import extract
+from cryoprocs.kernels import fsc
+from cryoprocs.kernels import reconstruct
+from cryoprocs.kernels import symmetry
 
-needs_numba = pytest.mark.skipif(not BP.numba_available(), reason="numba not installed")
+needs_numba = pytest.mark.skipif(not backprojection.numba_available(), reason="numba not installed")
 
 
 def _random_slices(rng, n, s):
@@ -25,7 +25,7 @@ def _random_slices(rng, n, s):
     A = relion_euler_matrix(rng.uniform(-180, 180, n),
                             np.degrees(np.arccos(rng.uniform(-1, 1, n))),
                             rng.uniform(-180, 180, n))
-    return sl.astype(np.complex64), sw.astype(np.float32), KR.slice_matrices(np.eye(3), A)
+    return sl.astype(np.complex64), sw.astype(np.float32), reconstruct.slice_matrices(np.eye(3), A)
 
 
 def _zeros(s):
@@ -36,10 +36,10 @@ def _zeros(s):
 # ----------------------------------------------------------------------------- dose ranges
 def test_dose_x_ranges_rule():
     s = 16
-    dose = KC.dose_weights_half([0.0, 30.0, 500.0], s, 5.0)
-    xr = KR.dose_x_ranges(dose, 0.01)
+    dose = ctf_kernels.dose_weights_half([0.0, 30.0, 500.0], s, 5.0)
+    xr = reconstruct.dose_x_ranges(dose, 0.01)
     # no dose: every x up to sqrt(s^2/4 - y'^2) is kept
-    yy = KR.signed_freq(s)
+    yy = reconstruct.signed_freq(s)
     want = np.floor(np.minimum(np.sqrt(s * s // 4 - yy ** 2), s // 2)).astype(int) + 1
     assert xr[0].tolist() == want.tolist()
     # the range shrinks with dose and is exactly 1 + the last x above the cut-off
@@ -59,9 +59,9 @@ def test_slice_of_centred_point_is_flat_and_binning_divides_once():
     img = np.zeros((100, 100), np.float32)
     img[40, 50] = 1.0
     q = np.array([[50.0, 40.0]])
-    F1 = KR.frame_slices(img, q, 32, 1.0, circle_crop=False)
+    F1 = reconstruct.frame_slices(img, q, 32, 1.0, circle_crop=False)
     assert np.allclose(F1, 1.0 / s0, atol=1e-7)
-    F2 = KR.frame_slices(img, q, 16, 2.0, circle_crop=False)
+    F2 = reconstruct.frame_slices(img, q, 16, 2.0, circle_crop=False)
     assert F2.shape == (1, 16, 9)
     assert np.allclose(F2, 1.0 / s0 / 2.0, atol=1e-7)
 
@@ -75,9 +75,10 @@ def test_frame_slices_equal_reference_path(backend):
     q = np.array([[3.2, 5.7], [130.4, 99.5], [257.9, 198.2], [60.0, 60.0]])
     for box, binning in ((32, 2.0), (24, 1.0), (20, 3.0)):
         s0 = int(box * binning)
-        corner, pib = KE.box_corners(q, s0)
-        ref = KR.slice_from_boxes(KE.cut_boxes(img, corner, s0), pib, binning, box, True)
-        got = KR.frame_slices(img, q, box, binning, True, backend=backend)
+        corner, pib = extract.box_corners(q, s0)
+        ref = reconstruct.slice_from_boxes(extract.cut_boxes(img, corner, s0), pib, binning, box,
+                                           True)
+        got = reconstruct.frame_slices(img, q, box, binning, True, backend=backend)
         assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
 
 
@@ -90,7 +91,7 @@ def test_weight_slices_ctf_dose_and_ranges():
     ctf = rng.uniform(-1, 1, (2, s, sh)).astype(np.float32)
     dose = rng.uniform(0, 1, (s, sh)).astype(np.float32)
     xr = np.array([5, 4, 3, 2, 0, 2, 3, 4])
-    w = KR.weight_slices(sl, xr, ctf, dose, -1.0)
+    w = reconstruct.weight_slices(sl, xr, ctf, dose, -1.0)
     c = -(ctf * dose)
     for y in range(s):
         for x in range(sh):
@@ -100,7 +101,7 @@ def test_weight_slices_ctf_dose_and_ranges():
             else:
                 assert w[0, y, x] == 0 and sl[0, y, x] == 0
     sl2 = orig.copy()
-    w2 = KR.weight_slices(sl2, xr, None, None, -1.0)
+    w2 = reconstruct.weight_slices(sl2, xr, None, None, -1.0)
     assert np.all(w2 == 1) and np.all(sl2 == -orig)
 
 
@@ -114,10 +115,11 @@ def test_backprojection_identity_slice_fills_central_plane():
     sl = (rng.standard_normal((1, s, sh)) + 1j * rng.standard_normal((1, s, sh))).astype(
         np.complex64)
     sw = rng.random((1, s, sh)).astype(np.float32)
-    for backend in ("numpy",) + (("numba",) if BP.numba_available() else ()):
+    for backend in ("numpy",) + (("numba",) if backprojection.numba_available() else ()):
         d, w = _zeros(s)
-        BP.backproject(d, w, sl, sw, np.eye(3)[None], np.array([s // 2]), backend=backend)
-        yy = KR.signed_freq(s)
+        backprojection.backproject(d, w, sl, sw, np.eye(3)[None], np.array([s // 2]),
+                                   backend=backend)
+        yy = reconstruct.signed_freq(s)
         x = np.arange(sh)
         inside = (x[None, :] <= np.sqrt(np.maximum((s // 2) ** 2 - yy[:, None] ** 2, 0)) + 0) \
             & ((s // 2) ** 2 - yy[:, None] ** 2 >= 0)
@@ -138,10 +140,10 @@ def test_backprojection_rotated_slice_is_hermitian_consistent():
     sw = rng.random((1, s, sh)).astype(np.float32)
     A = relion_euler_matrix(0.0, 180.0, 0.0)[None]      # diag(-1, 1, -1)
     d, w = _zeros(s)
-    BP.backproject(d, w, sl, sw, KR.slice_matrices(np.eye(3), A), np.array([s // 2]),
-                   backend="numpy")
+    backprojection.backproject(d, w, sl, sw, reconstruct.slice_matrices(np.eye(3), A),
+                               np.array([s // 2]), backend="numpy")
     # voxel (x, y', 0) reads the slice at (-x, y') = conj(slice(x, -y'))
-    yy = KR.signed_freq(s)
+    yy = reconstruct.signed_freq(s)
     for y in range(s):
         for x in range(1, 5):
             if x * x + yy[y] ** 2 > (s // 2) ** 2:
@@ -159,12 +161,12 @@ def test_backprojection_numba_equals_numpy():
     mf = rng.integers(3, s // 2 + 1, n)
     d1, w1 = _zeros(s)
     d2, w2 = _zeros(s)
-    BP.backproject(d1, w1, sl, sw, M, mf, backend="numpy")
-    BP.backproject(d2, w2, sl, sw, M, mf, backend="numba")
+    backprojection.backproject(d1, w1, sl, sw, M, mf, backend="numpy")
+    backprojection.backproject(d2, w2, sl, sw, M, mf, backend="numba")
     assert np.abs(d1 - d2).max() <= 1e-12 * np.abs(d1).max()
     assert np.abs(w1 - w2).max() <= 1e-12 * np.abs(w1).max()
     # the maximum frequency limits every contribution to the sphere of that radius
-    zz = KR.signed_freq(s)
+    zz = reconstruct.signed_freq(s)
     r = np.sqrt(zz[:, None, None] ** 2 + zz[None, :, None] ** 2
                 + np.arange(s // 2 + 1)[None, None, :] ** 2)
     assert np.all(w1[r > mf.max() + 1e-9] == 0)
@@ -174,11 +176,11 @@ def test_backprojection_rejects_bad_shapes():
     d, w = _zeros(8)
     sl = np.zeros((2, 8, 5), np.complex64)
     with pytest.raises(ValueError):
-        BP.backproject(d, w, sl, np.zeros((2, 8, 5), np.float32), np.zeros((3, 3, 3)),
-                       np.zeros(2, int))
+        backprojection.backproject(d, w, sl, np.zeros((2, 8, 5), np.float32), np.zeros((3, 3, 3)),
+                                   np.zeros(2, int))
     with pytest.raises(TypeError):
-        BP.backproject(d.astype(np.complex64), w, sl, np.zeros((2, 8, 5), np.float32),
-                       np.zeros((2, 3, 3)), np.zeros(2, int))
+        backprojection.backproject(d.astype(np.complex64), w, sl, np.zeros((2, 8, 5), np.float32),
+                                   np.zeros((2, 3, 3)), np.zeros(2, int))
 
 
 # ----------------------------------------------------------------------------- finalisation
@@ -187,7 +189,7 @@ def test_gridding_correction_of_a_constant_spectrum_is_a_corrected_delta():
     untouched and divides the other voxels by sinc^2(r/s) (0.01 where it is smaller)."""
     s = 16
     F = np.ones((s, s, s // 2 + 1), np.complex128)
-    img = KR.gridding_correct_sinc2(F)
+    img = reconstruct.gridding_correct_sinc2(F)
     delta = scipy.fft.irfftn(F, s=(s,) * 3, norm="ortho")
     assert img[s // 2, s // 2, s // 2] == pytest.approx(s ** 1.5)
     assert np.argmax(img) == np.ravel_multi_index((s // 2,) * 3, img.shape)
@@ -203,28 +205,28 @@ def test_ctf_correct_heuristic_and_wiener_on_constant_weights():
     s = 16
     img = rng.standard_normal((s, s, s))
     W = np.full((s, s, s // 2 + 1), 4.0)
-    out = KR.ctf_correct_heuristic(img, W)
+    out = reconstruct.ctf_correct_heuristic(img, W)
     F = scipy.fft.rfftn(img, norm="ortho") / 4.0
-    zz = KR.signed_freq(s)
+    zz = reconstruct.signed_freq(s)
     r = np.sqrt(zz[:, None, None] ** 2 + zz[None, :, None] ** 2
                 + np.arange(s // 2 + 1)[None, None, :] ** 2)
     F[r.astype(int) + 1 >= s // 2 + 1] = 0
     assert np.allclose(out, scipy.fft.irfftn(F, s=img.shape, norm="ortho"), atol=1e-12)
-    out = KR.ctf_correct_wiener(img, W, 1.0)
+    out = reconstruct.ctf_correct_wiener(img, W, 1.0)
     assert np.allclose(out, img / 5.0, atol=1e-12)
     # heuristic floor: a voxel with tiny weight is divided by 0.001 x the radial average
     W2 = W.copy()
     W2[0, 0, 3] = 1e-9
-    avg = KR.radial_average_half(W2)
+    avg = reconstruct.radial_average_half(W2)
     assert avg[3] < 4.0 and avg[2] == pytest.approx(4.0)
 
 
 def test_radial_average_half_of_radial_function():
     s = 20
-    zz = KR.signed_freq(s)
+    zz = reconstruct.signed_freq(s)
     r = np.sqrt(zz[:, None, None] ** 2 + zz[None, :, None] ** 2
                 + np.arange(s // 2 + 1)[None, None, :] ** 2)
-    avg = KR.radial_average_half(2.0 * r + 1.0)
+    avg = reconstruct.radial_average_half(2.0 * r + 1.0)
     assert avg[0] == 1.0
     assert np.allclose(avg[3:], 2.0 * np.arange(3, s // 2 + 1) + 1.0, rtol=0.05)
 
@@ -232,11 +234,11 @@ def test_radial_average_half_of_radial_function():
 def test_taper_subtracts_weighted_mean_and_zeroes_outside():
     s = 20
     img = np.full((s, s, s), 3.0)
-    out = KR.taper(img, 4.0)
+    out = reconstruct.taper(img, 4.0)
     assert np.allclose(out, 0.0)
     rng = np.random.default_rng(0)
     img = rng.standard_normal((s, s, s)) + 5
-    out = KR.taper(img, 4.0)
+    out = reconstruct.taper(img, 4.0)
     a = np.arange(s) - s / 2.0
     r = np.sqrt(a[:, None, None] ** 2 + a[None, :, None] ** 2 + a[None, None, :] ** 2)
     assert np.all(out[r >= s / 2.0] == 0)
@@ -250,14 +252,14 @@ def test_fftw_half_to_human_full_matches_fftshift_for_real_volumes():
     rng = np.random.default_rng(0)
     v = rng.standard_normal((12, 12, 12))
     P = np.abs(scipy.fft.rfftn(v)) ** 2
-    full = KR.fftw_half_to_human_full(P)
+    full = reconstruct.fftw_half_to_human_full(P)
     assert np.allclose(full, np.fft.fftshift(np.abs(np.fft.fftn(v)) ** 2))
 
 
 def test_unpad_center():
     v = np.arange(6 ** 3).reshape(6, 6, 6)
-    assert np.array_equal(KR.unpad_center(v, 1), v[1:5, 1:5, 1:5])
-    assert KR.unpad_center(v, 0) is v
+    assert np.array_equal(reconstruct.unpad_center(v, 1), v[1:5, 1:5, 1:5])
+    assert reconstruct.unpad_center(v, 0) is v
 
 
 # ----------------------------------------------------------------------------- symmetry
@@ -266,8 +268,8 @@ def test_unpad_center():
                                         ("I", 60), ("I1", 60), ("I2", 60), ("I3", 60),
                                         ("I4", 60)])
 def test_point_group_orders_and_rotations(name, order):
-    R = KS.point_group_matrices(name)
-    assert len(R) + 1 == order == KS.group_order(name)
+    R = symmetry.point_group_matrices(name)
+    assert len(R) + 1 == order == symmetry.group_order(name)
     for M in R:
         assert np.allclose(M @ M.T, np.eye(3), atol=1e-5)
         assert np.linalg.det(M) == pytest.approx(1.0, abs=1e-5)
@@ -282,27 +284,27 @@ def test_point_group_orders_and_rotations(name, order):
 def test_point_group_conventions():
     """RELION's axes: Cn about z; D2 adds the two-fold about x; I (= I2) has a two-fold on z
     and a five-fold at (0.5257, 0, 0.8507); O has a four-fold on z."""
-    R = KS.point_group_matrices("C4")
+    R = symmetry.point_group_matrices("C4")
     assert np.allclose(R[0], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]])    # transpose of Rz(90)
-    D2 = KS.point_group_matrices("D2")
+    D2 = symmetry.point_group_matrices("D2")
     assert any(np.allclose(M, np.diag([1, -1, -1])) for M in D2)
     assert any(np.allclose(M, np.diag([-1, -1, 1])) for M in D2)
     axis5 = np.array([0.525731114, 0, 0.850650807])
-    I = KS.point_group_matrices("I")
+    I = symmetry.point_group_matrices("I")
     assert any(np.allclose(M, np.diag([-1, -1, 1]), atol=1e-6) for M in I)
     five = [M for M in I if np.allclose(M @ axis5, axis5, atol=1e-6)
             and not np.allclose(M, np.eye(3))]
     assert len(five) == 4
-    O = KS.point_group_matrices("O")
+    O = symmetry.point_group_matrices("O")
     assert sum(np.allclose(M[:, 2], [0, 0, 1]) and not np.allclose(M, np.eye(3))
                for M in O) == 3
 
 
 def test_parse_symmetry_errors():
-    assert KS.parse_symmetry(" d3 ") == "D3"
+    assert symmetry.parse_symmetry(" d3 ") == "D3"
     for bad in ("C0", "Cs", "Oh", "X", "C123", "I5"):
-        with pytest.raises(KS.SymmetryError):
-            KS.parse_symmetry(bad)
+        with pytest.raises(symmetry.SymmetryError):
+            symmetry.parse_symmetry(bad)
 
 
 def _blob(s, centre, sigma=1.5):
@@ -334,17 +336,17 @@ def test_symmetrise_synthetic_cn_object(n):
     for k in range(n):
         a = 2 * np.pi * k / n
         obj += _blob(s, (c + 5 * np.cos(a), c + 5 * np.sin(a), c - 2), 1.6)
-    sym = KS.symmetrise_volume(obj, "C%d" % n)
+    sym = symmetry.symmetrise_volume(obj, "C%d" % n)
     assert np.corrcoef(sym.ravel(), obj.ravel())[0, 1] > 0.999
     assert np.abs(sym - obj).max() < 0.05 * obj.max()
     one = _blob(s, (c + 5, c, c), 1.6)
-    sym1 = KS.symmetrise_volume(one, "C%d" % n)
+    sym1 = symmetry.symmetrise_volume(one, "C%d" % n)
     want = sum(_blob(s, (c + 5 * np.cos(2 * np.pi * k / n), c + 5 * np.sin(2 * np.pi * k / n),
                          c), 1.6) for k in range(n)) / n
     assert np.corrcoef(sym1.ravel(), want.ravel())[0, 1] > 0.995
     assert sym1.sum() == pytest.approx(one.sum(), rel=1e-9)        # DC is preserved
     # invariant under the group's rotation about z (RELION: p' = R p, R = Rz^T)
-    rot = _rotate_about_centre(sym1, KS.point_group_matrices("C%d" % n)[0])
+    rot = _rotate_about_centre(sym1, symmetry.point_group_matrices("C%d" % n)[0])
     core = _blob(s, (c, c, c), 9.0) > 0.2
     assert np.corrcoef(rot[core], sym1[core])[0, 1] > 0.999
     assert np.abs(rot - sym1)[core].max() < 0.06 * sym1.max()
@@ -356,7 +358,7 @@ def test_symmetrise_c4_is_exact_on_the_grid():
     rng = np.random.default_rng(0)
     s = 16
     v = scipy.ndimage.gaussian_filter(rng.standard_normal((s, s, s)), 1.0)
-    sym = KS.symmetrise_volume(v, "C4")
+    sym = symmetry.symmetrise_volume(v, "C4")
     c = s // 2
     idx = np.arange(s)
     # p' = R p with R = [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]: x' = y, y' = -x
@@ -374,7 +376,7 @@ def test_symmetrise_d2_and_weights():
     rng = np.random.default_rng(1)
     s = 12
     W = rng.random((s, s, s // 2 + 1))
-    S = KS.symmetrise_fs(W, KS.point_group_matrices("D2"))
+    S = symmetry.symmetrise_fs(W, symmetry.point_group_matrices("D2"))
     assert S.dtype == np.float64 and S.shape == W.shape
     # R = diag(-1, -1, 1) maps (x, y, z) -> (-x, -y, z) = reading (x, y, -z) by symmetry
     x, y, z = 2, 3, 4
@@ -387,25 +389,25 @@ def test_fsc_identical_and_independent_halves():
     rng = np.random.default_rng(0)
     s = 32
     a = scipy.ndimage.gaussian_filter(rng.standard_normal((s, s, s)), 1.0)
-    f = KF.fsc(a, a)
+    f = fsc.fsc(a, a)
     assert f.shape == (s // 2 + 1,)
     assert np.allclose(f[1:], 1.0)
     b = rng.standard_normal((s, s, s))
     c = rng.standard_normal((s, s, s))
-    g = KF.fsc(b, c)
+    g = fsc.fsc(b, c)
     assert abs(g[3:].mean()) < 0.03
     assert np.abs(g[3:]).max() < 0.25
-    freqs = KF.shell_frequencies(s, 2.0)
-    res, nyq = KF.fsc_resolution(freqs, f)
+    freqs = fsc.shell_frequencies(s, 2.0)
+    res, nyq = fsc.fsc_resolution(freqs, f)
     assert nyq and res == pytest.approx(4.0)
-    res, nyq = KF.fsc_resolution(freqs, g)
+    res, nyq = fsc.fsc_resolution(freqs, g)
     assert not nyq and (res == float("inf") or res > 2 * 32 * 2.0 / 3)
 
 
 def test_fsc_resolution_interpolates_like_scipion():
     freqs = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
     vals = np.array([1.0, 0.9, 0.5, 0.1, 0.0])
-    res, nyq = KF.fsc_resolution(freqs, vals, 0.143)
+    res, nyq = fsc.fsc_resolution(freqs, vals, 0.143)
     x = 0.3 - (0.143 - 0.1) / (0.5 - 0.1) * 0.1
     assert res == pytest.approx(1 / x) and not nyq
     from pwem.objects import FSC
@@ -415,5 +417,5 @@ def test_fsc_resolution_interpolates_like_scipion():
 
 
 def test_fsc_shape_errors():
-    with pytest.raises(KF.FscError):
-        KF.fsc(np.zeros((4, 4, 4)), np.zeros((4, 4, 6)))
+    with pytest.raises(fsc.FscError):
+        fsc.fsc(np.zeros((4, 4, 4)), np.zeros((4, 4, 6)))

@@ -17,9 +17,9 @@ import pytest
 from scipy import ndimage
 
 from cryoprocs import cli
-from cryoprocs.convert import relion5 as R5
-from cryoprocs.kernels import extract as KE
-from cryoprocs.kernels import relion_geometry as G
+from cryoprocs.convert import relion5
+from cryoprocs.kernels import extract
+from cryoprocs.kernels import relion_geometry
 from cryoprocs.pipelines.movie import OverlaySettings, relion_tilt_series
 from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests.movie_helpers import read_pngs
@@ -50,8 +50,9 @@ def test_projected_centres_are_the_extraction_box_centres(tmp_path):
     job = Stack2DJob(parts, tomos, str(tmp_path / "x"), Stack2DSettings(box=32, binning=2),
                      project_dir=base)
     plan = job.plan("TS_01")
-    s0, _ = G.box_sizes(32, 2)
-    corner, in_box = KE.box_corners(G.project(plan.ts.matrices, plan.positions), s0)
+    s0, _ = relion_geometry.box_sizes(32, 2)
+    q = relion_geometry.project(plan.ts.matrices, plan.positions)
+    corner, in_box = extract.box_corners(q, s0)
     box_centres = corner + in_box                # where extraction centres each particle
     ov = item.overlay(OverlaySettings(radius=12, box_size=64))
     assert ov.uv.shape == (41, 14, 2)
@@ -89,10 +90,10 @@ def test_flagged_frames_are_those_relion_left_out(cid):
     # RELION's extraction visibility: the bin x crop box inside the image
     ov = item.overlay(OverlaySettings(radius=10, box_size=s["binning"] * s["crop"],
                                       max_dose=s["max_dose"]))
-    out = R5.read_particles(os.path.join(base, case["folder"], "particles.star")).particles
+    out = relion5.read_particles(os.path.join(base, case["folder"], "particles.star")).particles
     relion = {n: np.array([int(v) for v in str(vis).strip("[]").split(",")])
               for n, vis in zip(out["rlnTomoParticleName"], out["rlnTomoVisibleFrames"])}
-    names = R5.particle_names(item.particles)
+    names = relion5.particle_names(item.particles)
     for k, name in enumerate(names):
         ours = ov.usable[:, k].astype(int)
         if name in relion:
@@ -115,7 +116,7 @@ def _bead_project(folder):
     in a 112 x 96 x 40 tomogram at 10 Å, projected (line integrals) by RELION's matrices with
     the tilt axis at 85 deg and per-tilt shifts; no CTF, no noise."""
     from cryoprocs.convert.mrc import write_mrc
-    from cryoprocs.kernels import simulate as KS
+    from cryoprocs.kernels import simulate
     nx, ny, nz, ps = 112, 96, 40, 10.0
     zz, yy, xx = np.mgrid[0:nz, 0:ny, 0:nx]
     vol = np.zeros((nz, ny, nx), np.float32)
@@ -124,23 +125,23 @@ def _bead_project(folder):
     tilts = np.arange(-60.0, 61.0, 6.0)
     rng = np.random.default_rng(0)
     xs, ys = rng.uniform(-30, 30, len(tilts)), rng.uniform(-30, 30, len(tilts))
-    P = G.projection_matrices(tilts, 85.0, xs, ys, ps, (nx, ny), (nx, ny, nz))
-    stack = np.stack([KS.project_volume(vol, P[f], (ny, nx)) for f in range(len(tilts))])
+    P = relion_geometry.projection_matrices(tilts, 85.0, xs, ys, ps, (nx, ny), (nx, ny, nz))
+    stack = np.stack([simulate.project_volume(vol, P[f], (ny, nx)) for f in range(len(tilts))])
     os.makedirs(folder / "tiltseries")
     write_mrc(str(folder / "tiltseries" / "beads.mrcs"), stack, voxel_size=ps, is_stack=True)
     pre = np.abs(tilts) / 6.0 * 3.0
-    R5.write_tilt_series_star(str(folder / "tiltseries" / "beads.star"), "beads", [
+    relion5.write_tilt_series_star(str(folder / "tiltseries" / "beads.star"), "beads", [
         {"rlnMicrographName": "%d@tiltseries/beads.mrcs" % (f + 1),
          "rlnTomoYTilt": t, "rlnTomoZRot": 85.0, "rlnTomoXShiftAngst": xs[f],
          "rlnTomoYShiftAngst": ys[f], "rlnMicrographPreExposure": pre[f]}
         for f, t in enumerate(tilts)])
-    R5.write_tomograms_star(str(folder / "tomograms.star"), [{
+    relion5.write_tomograms_star(str(folder / "tomograms.star"), [{
         "rlnTomoName": "beads", "rlnTomoTiltSeriesStarFile": "tiltseries/beads.star",
         "rlnTomoTiltSeriesPixelSize": ps, "rlnVoltage": 300.0, "rlnSphericalAberration": 2.7,
         "rlnAmplitudeContrast": 0.1, "rlnTomoHand": -1, "rlnTomoSizeX": nx,
         "rlnTomoSizeY": ny, "rlnTomoSizeZ": nz}])
     centred = (BEADS - np.array([nx, ny, nz]) / 2.0) * ps
-    R5.write_particles_star(str(folder / "particles.star"), {}, pd.DataFrame(), pd.DataFrame(
+    relion5.write_particles_star(str(folder / "particles.star"), {}, pd.DataFrame(), pd.DataFrame(
         {"rlnTomoName": "beads", "rlnCenteredCoordinateXAngst": centred[:, 0],
          "rlnCenteredCoordinateYAngst": centred[:, 1],
          "rlnCenteredCoordinateZAngst": centred[:, 2]}))
@@ -150,7 +151,7 @@ def _bead_project(folder):
 def test_circles_enclose_the_beads_in_every_frame(tmp_path, monkeypatch):
     project = tmp_path / "project"
     stack, P = _bead_project(project)
-    q = G.project(P, BEADS)
+    q = relion_geometry.project(P, BEADS)
     for f in range(len(P)):                   # setup: beads apart and inside every image
         d = np.hypot(*(q[f, :, None, :2] - q[f, None, :, :2]).transpose(2, 0, 1))
         assert d[np.triu_indices(len(BEADS), 1)].min() > 16

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from cryoprocs.pipelines import peaks as PP
+from cryoprocs.pipelines import peaks
 from cryoprocs.tests import shared_data
 
 pytestmark = pytest.mark.shared_data
@@ -46,9 +46,9 @@ def match(picks_xyz, truth_xyz, radius=3.0):
 
 
 def _pick(case, **kw):
-    opts = PP.PickOptions(min_distance=20.0, **kw)
-    res, _ = PP.pick_volumes(os.path.join(case, "scores.mrc"), os.path.join(case, "angles.mrc"),
-                             os.path.join(case, "angles.csv"), opts)
+    opts = peaks.PickOptions(min_distance=20.0, **kw)
+    res, _ = peaks.pick_volumes(os.path.join(case, "scores.mrc"), os.path.join(case, "angles.mrc"),
+                                os.path.join(case, "angles.csv"), opts)
     gt = pd.read_csv(os.path.join(case, "ground_truth.csv"))
     pairs = match(res.xyz.astype(float), gt[["x", "y", "z"]].values.astype(float))
     precision = len(pairs) / max(1, res.n_picks)

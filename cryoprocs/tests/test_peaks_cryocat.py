@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cryoprocs.convert import motl as M
-from cryoprocs.pipelines import peaks as PP
+from cryoprocs.convert import motl
+from cryoprocs.pipelines import peaks
 from cryoprocs.tests import shared_data, shared_data_root
 
 pytestmark = pytest.mark.shared_data
@@ -40,9 +40,9 @@ def _case(summary_path):
     else:
         mode = dict(threshold_mode="triangle")
     assert kw["symmetry"] == "c1" and kw["cluster_size"] is None
-    opts = PP.PickOptions(min_distance=kw["particle_diameter"], max_picks=kw["n_particles"],
-                          angles_order=kw["angles_order"],
-                          angles_numbering=kw["angles_numbering"], compatible=True, **mode)
+    opts = peaks.PickOptions(min_distance=kw["particle_diameter"], max_picks=kw["n_particles"],
+                             angles_order=kw["angles_order"],
+                             angles_numbering=kw["angles_numbering"], compatible=True, **mode)
     return S, opts, path(kw["scores_map"]), path(kw["angles_map"]), path(kw["angles_list"]), \
         path(kw["tomo_mask"])
 
@@ -50,7 +50,7 @@ def _case(summary_path):
 @pytest.mark.parametrize("summary", _runs(), ids=lambda p: "/".join(p.split(os.sep)[-3::2]))
 def test_compatible_mode_reproduces_cryocat(summary):
     S, opts, scores, angles, anglist, mask = _case(summary)
-    res, info = PP.pick_volumes(scores, angles, anglist, opts, mask_path=mask)
+    res, info = peaks.pick_volumes(scores, angles, anglist, opts, mask_path=mask)
     ref = pd.read_csv(summary.replace("_summary.json", ".csv"))
     assert np.float32(res.threshold) == np.float32(S["threshold_used"])
     assert res.n_candidates == S["n_candidate_voxels"]
@@ -64,14 +64,14 @@ def test_compatible_mode_reproduces_cryocat(summary):
 
 def test_em_motive_list_matches_cryocat_file(tmp_path):
     base = shared_data("cryocat_peaks", "syn_small")
-    ref = M.read_em_motl(os.path.join(base, "cryocat_out", "sigma3_emmotl.em"))
-    res, _ = PP.pick_volumes(os.path.join(base, "scores.mrc"), os.path.join(base, "angles.mrc"),
-                             os.path.join(base, "angles.csv"),
-                             PP.PickOptions(min_distance=20.0, threshold_mode="sigma", sigma=3.0,
-                                            compatible=True))
+    ref = motl.read_em_motl(os.path.join(base, "cryocat_out", "sigma3_emmotl.em"))
+    res, _ = peaks.pick_volumes(os.path.join(base, "scores.mrc"), os.path.join(base, "angles.mrc"),
+                                os.path.join(base, "angles.csv"),
+                                peaks.PickOptions(min_distance=20.0, threshold_mode="sigma",
+                                                  sigma=3.0, compatible=True))
     out = str(tmp_path / "picks.em")
-    PP.write_picks(out, res)
-    ours = M.read_em_motl(out)
+    peaks.export_picks(out, peaks.TomogramPicks.from_result(res))
+    ours = motl.read_em_motl(out)
     assert ours.shape == ref.shape == (74, 20)
     assert np.array_equal(ours.values.astype(np.float32), ref.values.astype(np.float32))
     # EM header and layout: 1 x N x 20 float32, little-endian
@@ -85,11 +85,11 @@ def test_real_stopgap_maps_in_em_format_give_expected_peak():
     """The real 1-based / zzx cryoCAT tutorial maps, read from the original EM files: rank 1 is
     cryoCAT's expected peak (template_list.csv, 0-based (25, 25, 20) = 0.14795902)."""
     base = shared_data("cryocat_peaks", "real")
-    opts = PP.PickOptions(min_distance=10.0, threshold_mode="sigma", sigma=3.0,
-                          angles_order="zzx", angles_numbering=1, compatible=True)
-    res, _ = PP.pick_volumes(shared_data("cryocat_peaks", "real", "id_2_scores.em"),
-                             shared_data("cryocat_peaks", "real", "id_2_angles.em"),
-                             os.path.join(base, "AGL_anglist_20_deg_c1.csv"), opts)
+    opts = peaks.PickOptions(min_distance=10.0, threshold_mode="sigma", sigma=3.0,
+                             angles_order="zzx", angles_numbering=1, compatible=True)
+    res, _ = peaks.pick_volumes(shared_data("cryocat_peaks", "real", "id_2_scores.em"),
+                                shared_data("cryocat_peaks", "real", "id_2_angles.em"),
+                                os.path.join(base, "AGL_anglist_20_deg_c1.csv"), opts)
     ref = pd.read_csv(os.path.join(base, "cryocat_out", "id_2_sigma3.csv"))
     assert res.xyz[0].tolist() == [25, 25, 20]
     assert res.scores[0] == np.float32(0.14795902)

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.convert.scipion import coordinate_blc, relion_orientation
 from cryoprocs.convert.euler import relion_euler_matrix
 from cryoprocs.protocols import (ProtCryoprocsExportCopick, ProtCryoprocsExtractSubtomos,
                                  ProtCryoprocsImportCopick)
-from cryoprocs.tests import copick_helpers as CH
+from cryoprocs.tests import copick_helpers
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
-copick = CH.copick_or_skip()
+copick = copick_helpers.copick_or_skip()
 
 
 class TestCopickProtocols(CryoprocsBaseTest):
@@ -27,10 +27,10 @@ class TestCopickProtocols(CryoprocsBaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         cls.cpDir = os.path.join(cls.proj.getPath(), "copick_project")
-        cls.config, cls.truth = CH.make_project(cls.cpDir)
+        cls.config, cls.truth = copick_helpers.make_project(cls.cpDir)
 
     def _import(self, **kw):
-        args = dict(configFile=self.config, voxelSpacing=CH.VOXEL, tomoType="wbp",
+        args = dict(configFile=self.config, voxelSpacing=copick_helpers.VOXEL, tomoType="wbp",
                     objects="ribosome", importMasks=True)
         args.update(kw)
         prot = self.newProtocol(ProtCryoprocsImportCopick, **args)
@@ -47,14 +47,14 @@ class TestCopickProtocols(CryoprocsBaseTest):
 
     def test_import_lazy_and_export_round_trip(self):
         imp = self._import()
-        tomos = getattr(imp, C.OUTPUT_TOMOGRAMS)
+        tomos = getattr(imp, constants.OUTPUT_TOMOGRAMS)
         self.assertEqual(tomos.getSize(), 2)
-        self.assertAlmostEqual(tomos.getSamplingRate(), CH.VOXEL)
+        self.assertAlmostEqual(tomos.getSamplingRate(), copick_helpers.VOXEL)
         for t in tomos:
             self.assertTrue(t.getFileName().endswith("wbp.zarr"))     # not copied
-            self.assertEqual(tuple(t.getDim()), CH.SHAPE[::-1])
-        self.assertEqual(tuple(tomos.getDim()), CH.SHAPE[::-1])
-        coords = getattr(imp, C.OUTPUT_COORDINATES)
+            self.assertEqual(tuple(t.getDim()), copick_helpers.SHAPE[::-1])
+        self.assertEqual(tuple(tomos.getDim()), copick_helpers.SHAPE[::-1])
+        coords = getattr(imp, constants.OUTPUT_COORDINATES)
         self.assertEqual(coords.getSize(), 12)
         self.assertEqual(coords.getBoxSize(), 16)                     # 2 x 80 A / 10 A/px
         byRun = {}
@@ -64,13 +64,13 @@ class TestCopickProtocols(CryoprocsBaseTest):
         for run, (loc, T, _, _) in self.truth.items():
             got = byRun[run]
             pos = np.array([g[0] for g in got])
-            np.testing.assert_allclose(pos, (loc + T[:, :3, 3]) / CH.VOXEL, atol=1e-6)
+            np.testing.assert_allclose(pos, (loc + T[:, :3, 3]) / copick_helpers.VOXEL, atol=1e-6)
             A = np.array([relion_euler_matrix(*g[1]) for g in got])
             np.testing.assert_allclose(A, T[:, :3, :3], atol=1e-9)
             # the known rotation Rz(+90): the particle's x axis along the tomogram's y
             np.testing.assert_allclose(A[0] @ [1, 0, 0], [0, 1, 0], atol=1e-9)
             self.assertEqual({g[2] for g in got}, {"alice"})
-        masks = getattr(imp, C.OUTPUT_TOMO_MASKS)
+        masks = getattr(imp, constants.OUTPUT_TOMO_MASKS)
         self.assertEqual(masks.getSize(), 2)
         from cryoprocs.convert.images import open_image
         for m in masks:
@@ -92,10 +92,10 @@ class TestCopickProtocols(CryoprocsBaseTest):
         # sub-volumes cut from the OME-Zarr tomograms, then their coordinates exported
         ext = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=coords,
                                inputTomograms=tomos,
-                               extractionMode=C.EXTRACT_MODE_SUBVOLUMES, boxSize=8,
+                               extractionMode=constants.EXTRACT_MODE_SUBVOLUMES, boxSize=8,
                                outsideBoxes=1)
         self.launchProtocol(ext)
-        subs = getattr(ext, C.OUTPUT_SUBTOMOGRAMS)
+        subs = getattr(ext, constants.OUTPUT_SUBTOMOGRAMS)
         self.assertEqual(subs.getSize(), 12)
         tomoOf = {t.getTsId(): t.clone() for t in tomos}
         for s in subs:
@@ -118,17 +118,17 @@ class TestCopickProtocols(CryoprocsBaseTest):
 
     def test_copy_to_mrc(self):
         imp = self._import(copyToMrc=True, runNames="TS_02", importMasks=False)
-        tomos = getattr(imp, C.OUTPUT_TOMOGRAMS)
+        tomos = getattr(imp, constants.OUTPUT_TOMOGRAMS)
         self.assertEqual(tomos.getSize(), 1)
         t = tomos.getFirstItem()
         self.assertTrue(t.getFileName().endswith("TS_02.mrc"))
         with mrcfile.open(os.path.join(self.proj.getPath(), t.getFileName())) as m:
             np.testing.assert_array_equal(m.data, self.truth["TS_02"][2])
-            self.assertAlmostEqual(float(m.voxel_size.x), CH.VOXEL, places=4)
+            self.assertAlmostEqual(float(m.voxel_size.x), copick_helpers.VOXEL, places=4)
 
     def test_bad_input(self):
         prot = self.newProtocol(ProtCryoprocsImportCopick, configFile=self.config,
-                                voxelSpacing=CH.VOXEL, objects="proteasome")
+                                voxelSpacing=copick_helpers.VOXEL, objects="proteasome")
         errors = prot.validate()
         self.assertEqual(len(errors), 1)
         self.assertIn("copick object(s) proteasome do not exist", errors[0])
@@ -138,7 +138,7 @@ class TestCopickProtocols(CryoprocsBaseTest):
         self.assertIn("no tomogram of type 'wbp' at voxel spacing 7 A", prot.validate()[0])
         imp = self._import(importMasks=False, runNames="TS_01")
         exp = self.newProtocol(ProtCryoprocsExportCopick,
-                               inputObjects=getattr(imp, C.OUTPUT_COORDINATES),
+                               inputObjects=getattr(imp, constants.OUTPUT_COORDINATES),
                                configFile=self.config, objectName="proteasome")
         self.assertIn("copick object 'proteasome' does not exist", exp.validate()[0])
         # an existing pick set (alice/1) is not replaced: the run fails, the file is intact
@@ -146,7 +146,7 @@ class TestCopickProtocols(CryoprocsBaseTest):
         path = root.get_run("TS_01").get_picks(user_id="alice")[0].path
         before = open(path).read()
         exp = self.newProtocol(ProtCryoprocsExportCopick,
-                               inputObjects=getattr(imp, C.OUTPUT_COORDINATES),
+                               inputObjects=getattr(imp, constants.OUTPUT_COORDINATES),
                                configFile=self.config, objectName="ribosome", userId="alice",
                                sessionId="1")
         errors = exp.validate()
@@ -160,7 +160,7 @@ class TestCopickProtocols(CryoprocsBaseTest):
         self.assertIn("already have picks", exp.getErrorMessage())
         self.assertEqual(open(path).read(), before)
         exp = self.newProtocol(ProtCryoprocsExportCopick,
-                               inputObjects=getattr(imp, C.OUTPUT_COORDINATES),
+                               inputObjects=getattr(imp, constants.OUTPUT_COORDINATES),
                                configFile=self.config, objectName="ribosome",
                                userId="bob", sessionId="1")
         self.assertEqual(exp.validate(), [])

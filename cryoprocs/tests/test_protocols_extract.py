@@ -7,9 +7,9 @@ import numpy as np
 import starfile
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
-from cryoprocs.convert import relion5_scipion as RS
+from cryoprocs.tests.scipion_testing import CryoprocsBaseTest, Relion5ReferenceTest
+from cryoprocs import constants
+from cryoprocs.convert import relion5_scipion
 from cryoprocs.kernels.euler import relion_euler_matrix
 from cryoprocs.convert.scipion import relion_orientation
 from cryoprocs.protocols import ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5
@@ -17,24 +17,14 @@ from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests import shared_data
 
 
-class TestImportAndExtractRelion5(CryoprocsBaseTest):
-
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        base = REF.pack_dir()
-        cls.base = base
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
-                                  tomogramsFile=os.path.join(base, "tomograms.star"),
-                                  particlesFile=os.path.join(base, "particles.star"))
-        cls.launchProtocol(cls.imp)
+class TestImportAndExtractRelion5(Relion5ReferenceTest):
 
     def _extract(self, cid, **over):
         case = REF.case(cid)
         s = case["settings"]
-        kw = dict(inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                  inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                  inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+        kw = dict(inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                  inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                  inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                   boxSize=s["box"], cropSize=s["crop"], binning=s["binning"],
                   ctfPremultiply=s["do_ctf"], circleCrop=s["circle_crop"],
                   float16=s["float16"], maxDose=s["max_dose"], minFrames=s["min_frames"],
@@ -56,15 +46,15 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
                                       always_dict=True).values()))
         self.assertEqual(opt["rlnTomoParticlesFile"], prefix + "particles.star")
         self.assertEqual(opt["rlnTomoTomogramsFile"], prefix + "tomograms.star")
-        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        out = getattr(prot, constants.OUTPUT_SUBTOMOGRAMS)
         self.assertSetSize(out, case["n_particles_written"])
         self.assertAlmostEqual(out.getSamplingRate(), 6.72 * case["settings"]["binning"],
                                places=5)
         ref = starfile.read(os.path.join(self.base, case["folder"], "particles.star"))[
             "particles"].set_index("rlnTomoParticleName")
         for sub in out.iterItems():
-            name = RS.attr(sub, "rlnTomoParticleName")
-            self.assertEqual(RS.attr(sub, "rlnTomoVisibleFrames"),
+            name = relion5_scipion.attr(sub, "rlnTomoParticleName")
+            self.assertEqual(relion5_scipion.attr(sub, "rlnTomoVisibleFrames"),
                              ref.loc[name, "rlnTomoVisibleFrames"])
             with mrcfile.open(os.path.join(self.proj.getPath(), sub.getFileName())) as m:
                 self.assertEqual(m.data.shape[0], case["frames_per_particle"][name])
@@ -73,7 +63,7 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
 
     # ------------------------------------------------------------------ import
     def test_import_tilt_series_ctf_and_coordinates(self):
-        tsSet = getattr(self.imp, C.OUTPUT_TILT_SERIES)
+        tsSet = getattr(self.imp, constants.OUTPUT_TILT_SERIES)
         self.assertSetSize(tsSet, 1)
         self.assertAlmostEqual(tsSet.getSamplingRate(), 6.72)
         ts = tsSet.getFirstItem().clone()
@@ -82,21 +72,22 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
         self.assertEqual(len(tis), 41)
         pre = table["rlnMicrographPreExposure"].to_numpy()
         self.assertTrue(ts.hasAlignment())
-        self.assertEqual(RS.attr(ts, "rlnTomoSizeX"), 256)
-        self.assertEqual(RS.attr(ts, "rlnTomoSizeZ"), 140)
-        self.assertEqual(RS.attr(ts, "rlnTomoHand"), -1.0)
+        self.assertEqual(relion5_scipion.attr(ts, "rlnTomoSizeX"), 256)
+        self.assertEqual(relion5_scipion.attr(ts, "rlnTomoSizeZ"), 140)
+        self.assertEqual(relion5_scipion.attr(ts, "rlnTomoHand"), -1.0)
         for f, ti in enumerate(tis):
             self.assertEqual(ti.getIndex(), f + 1)
             self.assertAlmostEqual(ti.getTiltAngle(), table["rlnTomoYTilt"][f], places=9)
             self.assertAlmostEqual(ti.getAcquisition().getDoseInitial(), pre[f], places=9)
             # acquisition order = rank of the pre-exposure (dose-symmetric scheme)
             self.assertEqual(ti.getAcquisitionOrder(), int(round(pre[f] / 3.2)) + 1)
-            zrot, sx, sy = RS.relion_from_ti_matrix(ti.getTransform().getMatrix(), 6.72)
+            zrot, sx, sy = relion5_scipion.relion_from_ti_matrix(ti.getTransform().getMatrix(),
+                                                                 6.72)
             self.assertAlmostEqual(zrot, table["rlnTomoZRot"][f], places=9)
             self.assertAlmostEqual(sx, table["rlnTomoXShiftAngst"][f], places=9)
             self.assertAlmostEqual(sy, table["rlnTomoYShiftAngst"][f], places=9)
         self.assertAlmostEqual(tis[0].getAcquisition().getDosePerFrame(), 3.2, places=6)
-        ctfSet = getattr(self.imp, C.OUTPUT_CTF_SERIES)
+        ctfSet = getattr(self.imp, constants.OUTPUT_CTF_SERIES)
         ctfs = {c.getAcquisitionOrder(): c.clone()
                 for c in ctfSet.getFirstItem().clone().iterItems()}
         for f, ti in enumerate(tis):
@@ -104,7 +95,7 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
             self.assertAlmostEqual(c.getDefocusU(), table["rlnDefocusU"][f], places=6)
             self.assertAlmostEqual(c.getDefocusV(), table["rlnDefocusV"][f], places=6)
             self.assertAlmostEqual(c.getDefocusAngle(), table["rlnDefocusAngle"][f], places=6)
-        coords = getattr(self.imp, C.OUTPUT_COORDINATES)
+        coords = getattr(self.imp, constants.OUTPUT_COORDINATES)
         self.assertSetSize(coords, 14)
         parts = starfile.read(os.path.join(self.base, "particles.star"))["particles"]
         from tomo.constants import CENTER_GRAVITY
@@ -118,10 +109,11 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
             (rot, tilt, psi), _ = relion_orientation(coord)
             self.assertTrue(np.allclose(relion_euler_matrix(rot, tilt, psi), relion_euler_matrix(
                 row["rlnAngleRot"], row["rlnAngleTilt"], row["rlnAnglePsi"]), atol=1e-9))
-            self.assertEqual(RS.attr(coord, "rlnRandomSubset"), int(row["rlnRandomSubset"]))
+            self.assertEqual(relion5_scipion.attr(coord, "rlnRandomSubset"),
+                             int(row["rlnRandomSubset"]))
             self.assertEqual(coord.getTomoId(), "TS_01")
         # no tomogram file in the project: an empty placeholder of the RELION size
-        tomos = getattr(self.imp, C.OUTPUT_TOMOGRAMS)
+        tomos = getattr(self.imp, constants.OUTPUT_TOMOGRAMS)
         self.assertEqual(tomos.getFirstItem().getDim(), (256, 256, 140))
         self.assertIn("14 particles", "\n".join(self.imp.summary()))
 
@@ -139,13 +131,11 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
         glob["rlnTomoTomogramBinning"] = 4.0
         star = os.path.join(folder, "tomograms.star")
         starfile.write({"global": glob}, star, overwrite=True)
-        imp = self.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
-                               particlesFile=os.path.join(self.base, "particles.star"),
-                               projectDir=self.base)
-        self.launchProtocol(imp)
-        coords = getattr(imp, C.OUTPUT_COORDINATES)
+        imp = self.importRelion5(star, os.path.join(self.base, "particles.star"),
+                                 projectDir=self.base)
+        coords = getattr(imp, constants.OUTPUT_COORDINATES)
         self.assertAlmostEqual(coords.getSamplingRate(), 26.88)
-        tomos = getattr(imp, C.OUTPUT_TOMOGRAMS)
+        tomos = getattr(imp, constants.OUTPUT_TOMOGRAMS)
         self.assertEqual(tomos.getFirstItem().getDim(), (64, 64, 35))
         from tomo.constants import BOTTOM_LEFT_CORNER
         parts = starfile.read(os.path.join(self.base, "particles.star"))["particles"]
@@ -181,17 +171,17 @@ class TestImportAndExtractRelion5(CryoprocsBaseTest):
     # ------------------------------------------------------------------ validation
     def test_validation_names_values(self):
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
-                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                 boxSize=160, binning=2)
         errors = prot.validate()
         self.assertTrue(any("320" in e and "256 x 256" in e and "TS_01" in e for e in errors),
                         errors)
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
-                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                 boxSize=32, cropSize=31)
         self.assertTrue(any("31" in e for e in prot.validate()))
 
@@ -205,31 +195,18 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
-        from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
         setupTestProject(cls)
         tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
         cls.vol = mrcfile.read(tomo_file).astype(np.float32)
-        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
-                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
-        cls.launchProtocol(imp)
-        cls.tomos = imp.Tomograms
-        folder = os.path.join(cls.getOutputPath(), "coords")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
-            for p in cls.POSITIONS:
-                fh.write("%d %d %d\n" % p)
-        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
-                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=16)
-        prot.importFrom.set(prot._getImportChoices().index("txt"))
-        cls.launchProtocol(prot)
-        cls.coords = prot.outputCoordinates
+        cls.tomos = cls.importTomogramFile(tomo_file, 40.0)
+        cls.coords = cls.importCoordinatesTxt(cls.tomos, cls.POSITIONS, 16)
 
     def _subvolumes(self, **kw):
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos,
-                                extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
+                                extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
                                 inputCoordinates=self.coords, boxSize=self.BOX, **kw)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        out = getattr(prot, constants.OUTPUT_SUBTOMOGRAMS)
         data = {}
         for sub in out.iterItems():
             data[sub.getObjId()] = (mrcfile.read(os.path.join(self.proj.getPath(),
@@ -238,7 +215,7 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
         return prot, out, data
 
     def test_subvolumes_equal_direct_slicing_and_skip(self):
-        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_SKIP)
+        prot, out, data = self._subvolumes(outsideBoxes=constants.OUTSIDE_SKIP)
         self.assertSetSize(out, len(self.POSITIONS) - 1)
         self.assertAlmostEqual(out.getSamplingRate(), 40.0)
         h = self.BOX // 2
@@ -249,7 +226,7 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
         self.assertIn("1 skipped", "\n".join(prot.summary()))
 
     def test_subvolumes_padded_inverted_normalized(self):
-        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_PAD, invertContrast=True)
+        prot, out, data = self._subvolumes(outsideBoxes=constants.OUTSIDE_PAD, invertContrast=True)
         self.assertSetSize(out, len(self.POSITIONS))
         arr = [v[0] for v in data.values() if v[1].getObjId() == max(data)][0]
         # x = 2: columns x < 0 lie outside the tomogram and hold its mean (inverted)
@@ -257,7 +234,7 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
         self.assertTrue(np.allclose(arr[:, :, :6], -mean, atol=1e-6))
         self.assertTrue(np.array_equal(arr[:, :, 6:], -self.vol[42:58, 52:68, 0:10]))
         self.assertIn("1 padded", "\n".join(prot.summary()))
-        prot, out, data = self._subvolumes(outsideBoxes=C.OUTSIDE_SKIP, normalize=True)
+        prot, out, data = self._subvolumes(outsideBoxes=constants.OUTSIDE_SKIP, normalize=True)
         zz, yy, xx = np.mgrid[0:16, 0:16, 0:16]
         outside = (xx - 8) ** 2 + (yy - 8) ** 2 + (zz - 8) ** 2 > 64
         for arr, _ in data.values():
@@ -269,7 +246,7 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
         sim = self.newProtocol(ProtCryoprocsSimulateTiltSeries, inputTomograms=self.tomos,
                                noise=0.0)
         self.launchProtocol(sim)
-        tsSet = getattr(sim, C.OUTPUT_TILT_SERIES)
+        tsSet = getattr(sim, constants.OUTPUT_TILT_SERIES)
         ts = tsSet.getFirstItem().clone()
         tis = [ti.clone() for ti in ts.iterItems(orderBy="id")]
         self.assertEqual([round(t.getTiltAngle()) for t in tis], list(range(-60, 61, 3)))
@@ -278,13 +255,14 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
         self.assertEqual(tis[21].getAcquisitionOrder(), 2)      # +3 deg right after 0
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=self.coords,
                                 inputTiltSeries=tsSet,
-                                inputCtfTomoSeries=getattr(sim, C.OUTPUT_CTF_SERIES),
+                                inputCtfTomoSeries=getattr(sim, constants.OUTPUT_CTF_SERIES),
                                 boxSize=24, ctfPremultiply=False, circleCrop=False)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_SUBTOMOGRAMS)
+        out = getattr(prot, constants.OUTPUT_SUBTOMOGRAMS)
         cors = []
         for sub in out.iterItems():
-            vis = [int(v) for v in RS.attr(sub, "rlnTomoVisibleFrames").strip("[]").split(",")]
+            frames = relion5_scipion.attr(sub, "rlnTomoVisibleFrames")
+            vis = [int(v) for v in frames.strip("[]").split(",")]
             if not vis[20]:
                 continue
             stack = mrcfile.read(os.path.join(self.proj.getPath(), sub.getFileName()))
@@ -302,13 +280,11 @@ class TestSubvolumesAndSimulatedTiltSeries(CryoprocsBaseTest):
 
     def test_validation_names_missing_tsids(self):
         base = REF.pack_dir()
-        imp = self.newProtocol(ProtCryoprocsImportRelion5,
-                               tomogramsFile=os.path.join(base, "tomograms.star"))
-        self.launchProtocol(imp)
-        self.assertFalse(hasattr(imp, C.OUTPUT_COORDINATES))
+        imp = self.importRelion5(os.path.join(base, "tomograms.star"))
+        self.assertFalse(hasattr(imp, constants.OUTPUT_COORDINATES))
         prot = self.newProtocol(ProtCryoprocsExtractSubtomos, inputCoordinates=self.coords,
-                                inputTiltSeries=getattr(imp, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(imp, C.OUTPUT_CTF_SERIES),
+                                inputTiltSeries=getattr(imp, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(imp, constants.OUTPUT_CTF_SERIES),
                                 boxSize=16)
         errors = prot.validate()
         self.assertTrue(any("hiv_ts01_tomo_40A" in e and "TS_01" in e for e in errors), errors)

@@ -9,8 +9,8 @@ from pwem.protocols import ProtImportMask, ProtImportVolumes
 from pyworkflow.object import Pointer, PointerList, Set
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
-from cryoprocs.kernels import masks as KM
+from cryoprocs import constants
+from cryoprocs.kernels import masks
 from cryoprocs.protocols import ProtCryoprocsApplyMask3D, ProtCryoprocsExtractSubtomos
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
@@ -73,23 +73,23 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         cimp.importFrom.set(cimp._getImportChoices().index("txt"))
         cls.launchProtocol(cimp)
         ext = cls.newProtocol(ProtCryoprocsExtractSubtomos,
-                              extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
+                              extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
                               inputCoordinates=cimp.outputCoordinates, boxSize=8)
         cls.launchProtocol(ext)
-        cls.subtomos = getattr(ext, C.OUTPUT_SUBTOMOGRAMS)
+        cls.subtomos = getattr(ext, constants.OUTPUT_SUBTOMOGRAMS)
 
     def _abs(self, path):
         return path if os.path.isabs(path) else os.path.join(self.proj.getPath(), path)
 
     def _mask(self, inp, **kw):
         prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=inp,
-                                geo=C.MASK3D_SPHERE, radius=3, numberOfThreads=3, **kw)
+                                geo=constants.MASK3D_SPHERE, radius=3, numberOfThreads=3, **kw)
         self.launchProtocol(prot)
         return prot
 
     def _check_set(self, inp, prot):
         """The output: the input's class, every set and item attribute, masked data."""
-        out = getattr(prot, C.OUTPUT_VOLUMES)
+        out = getattr(prot, constants.OUTPUT_VOLUMES)
         self.assertIs(type(out), type(inp))
         self.assertEqual(_set_values(out), _set_values(inp))
         self.assertSetSize(out, inp.getSize())
@@ -102,7 +102,7 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
                                 os.path.abspath(self._abs(src.getFileName())))
             data = mrcfile.read(self._abs(v.getFileName()))
             orig = mrcfile.read(self._abs(src.getFileName()))
-            mask = KM.make_mask(orig.shape, "sphere", radius=3)
+            mask = masks.make_mask(orig.shape, "sphere", radius=3)
             np.testing.assert_array_equal(data[mask], orig[mask])
             self.assertTrue(np.all(data[~mask] == 0))
         return out
@@ -133,11 +133,11 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         from tomo.objects import Tomogram
         tomo = self.tomos.getFirstItem().clone()
         # a pointer to one item of the set, as the GUI makes for "Volume" inputs
-        prot = self.newProtocol(ProtCryoprocsApplyMask3D, geo=C.MASK3D_SPHERE, radius=3)
+        prot = self.newProtocol(ProtCryoprocsApplyMask3D, geo=constants.MASK3D_SPHERE, radius=3)
         prot.inputVolumes.set(self.tomos)
         prot.inputVolumes.setExtended(tomo.getObjId())
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_VOLUME)
+        out = getattr(prot, constants.OUTPUT_VOLUME)
         self.assertIsInstance(out, Tomogram)
         self.assertEqual(out.getTsId(), tomo.getTsId())
         self.assertEqual(_item_values(out), _item_values(tomo))
@@ -153,14 +153,14 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         prot = self._mask(vols, saveMask=True)
         out = self._check_set(vols, prot)
         self.assertIs(type(out), SetOfVolumes)
-        mask = getattr(prot, C.OUTPUT_VOLUME_MASK)
+        mask = getattr(prot, constants.OUTPUT_VOLUME_MASK)
         self.assertIsInstance(mask, VolumeMask)
         self.assertAlmostEqual(mask.getSamplingRate(), SR)
         self.assertEqual(mask.getDim(), vols.getFirstItem().getDim())
         m = mrcfile.open(self._abs(mask.getFileName()))
         self.assertEqual(m.data.dtype, np.float32)
         self.assertAlmostEqual(float(m.voxel_size.x), SR, places=4)
-        np.testing.assert_array_equal(m.data, KM.make_mask(SHAPE, "sphere", radius=3))
+        np.testing.assert_array_equal(m.data, masks.make_mask(SHAPE, "sphere", radius=3))
         m.close()
         self.assertIn("VolumeMask", "\n".join(prot.summary()))
 
@@ -170,14 +170,14 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         self.launchProtocol(imp)
         vol = imp.outputVolume
         soft = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
-                                geo=C.MASK3D_RAISED_COSINE, innerRadius=4, outerRadius=9,
+                                geo=constants.MASK3D_RAISED_COSINE, innerRadius=4, outerRadius=9,
                                 saveMask=True)
         self.launchProtocol(soft)
-        saved = mrcfile.read(self._abs(getattr(soft, C.OUTPUT_VOLUME_MASK).getFileName()))
-        want = KM.make_mask(SHAPE, "raised_cosine", inner_radius=4, outer_radius=9)
+        saved = mrcfile.read(self._abs(getattr(soft, constants.OUTPUT_VOLUME_MASK).getFileName()))
+        want = masks.make_mask(SHAPE, "raised_cosine", inner_radius=4, outer_radius=9)
         np.testing.assert_allclose(saved, want, rtol=0, atol=1e-7)
         self.assertTrue(0 < np.count_nonzero((saved > 0) & (saved < 1)))   # the soft edge
-        masked = mrcfile.read(self._abs(getattr(soft, C.OUTPUT_VOLUME).getFileName()))
+        masked = mrcfile.read(self._abs(getattr(soft, constants.OUTPUT_VOLUME).getFileName()))
         np.testing.assert_allclose(masked, self.data["tomo_a"] * saved, rtol=0, atol=1e-6)
         # a created mask (imported at a sampling within 1 %) is saved at the input's
         mfile = os.path.join(self.getOutputPath(), "created_mask.mrc")
@@ -187,10 +187,10 @@ class TestApplyMask3DOutputTypes(CryoprocsBaseTest):
         mimp = self.newProtocol(ProtImportMask, maskPath=mfile, samplingRate=SR * 1.005)
         self.launchProtocol(mimp)
         created = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
-                                   source=C.SOURCE_MASK, inputMask=mimp.outputMask,
+                                   source=constants.SOURCE_MASK, inputMask=mimp.outputMask,
                                    saveMask=True)
         self.launchProtocol(created)
-        out = getattr(created, C.OUTPUT_VOLUME_MASK)
+        out = getattr(created, constants.OUTPUT_VOLUME_MASK)
         self.assertAlmostEqual(out.getSamplingRate(), SR)
         np.testing.assert_array_equal(mrcfile.read(self._abs(out.getFileName())),
                                       (saved > 0.5).astype(np.float32))

@@ -8,7 +8,7 @@ from pwem.protocols import ProtImportMask, ProtImportParticles, ProtImportVolume
 from pyworkflow.tests import setupTestProject
 
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.protocols import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from cryoprocs.tests import shared_data
 
@@ -65,11 +65,11 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         f = case["scipion_form"]
         parts = self._importParticles(os.path.join(base, case["input"]), 2.806)
         prot = self.newProtocol(ProtCryoprocsApplyMask2D, inputParticles=parts,
-                                geo=C.MASK2D_CIRCULAR, radius=f["radius"], shiftCenter=True,
+                                geo=constants.MASK2D_CIRCULAR, radius=f["radius"], shiftCenter=True,
                                 centerX=f["centerX"], centerY=f["centerY"],
-                                fillType=C.FILL_MAX, numberOfThreads=3)
+                                fillType=constants.FILL_MAX, numberOfThreads=3)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_PARTICLES)
+        out = getattr(prot, constants.OUTPUT_PARTICLES)
         self.assertSetSize(out, 5)
         # every input attribute kept, only the location changes
         self.assertAlmostEqual(out.getSamplingRate(), parts.getSamplingRate())
@@ -93,9 +93,9 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
                                    samplingRate=2.806)
         self.launchProtocol(impMask)
         prot = self.newProtocol(ProtCryoprocsApplyMask2D, inputParticles=parts,
-                                source=C.SOURCE_MASK, inputMask=impMask.outputMask)
+                                source=constants.SOURCE_MASK, inputMask=impMask.outputMask)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_PARTICLES)
+        out = getattr(prot, constants.OUTPUT_PARTICLES)
         stack = _read_particles(prot, out)
         self._assertXmipp(stack, mrcfile.read(os.path.join(base, case["output_file"])))
 
@@ -103,10 +103,10 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         base, _, case = _xmipp_case("m3d08_raisedcrown_6_18_decay3")
         vol = self._importVolume(os.path.join(base, case["input"]), 8.66)
         prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
-                                geo=C.MASK3D_RAISED_CROWN, innerRadius=6, outerRadius=18,
+                                geo=constants.MASK3D_RAISED_CROWN, innerRadius=6, outerRadius=18,
                                 borderDecay=3)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_VOLUME)
+        out = getattr(prot, constants.OUTPUT_VOLUME)
         self.assertAlmostEqual(out.getSamplingRate(), 8.66, places=4)
         self.assertEqual(out.getDim(), vol.getDim())
         self._assertXmipp(_read_output(prot, out.getFileName()),
@@ -128,13 +128,13 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         vols = prot_imp.outputVolumes
         self.assertSetSize(vols, 2)
         prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vols,
-                                geo=C.MASK3D_CYLINDER, radius=12, height=20)
+                                geo=constants.MASK3D_CYLINDER, radius=12, height=20)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_VOLUMES)
+        out = getattr(prot, constants.OUTPUT_VOLUMES)
         self.assertSetSize(out, 2)
         ref = mrcfile.read(os.path.join(base, case["output_file"]))
         import glob
-        from cryoprocs.kernels import masks as KM
+        from cryoprocs.kernels import masks
         inputs = {}
         for f in glob.glob(os.path.join(folder, "in3d_*.mrc")):
             vol = mrcfile.read(f)
@@ -146,7 +146,7 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
             if data.shape == ref.shape:
                 self._assertXmipp(data, ref)
             else:          # the other volume: the same cylinder on its own grid
-                mask = KM.make_mask(data.shape, "cylinder", radius=12, height=20)
+                mask = masks.make_mask(data.shape, "cylinder", radius=12, height=20)
                 np.testing.assert_array_equal(data[mask], inputs[data.shape][mask])
                 self.assertTrue(np.all(data[~mask] == 0))
             # cylinder, radius 12, height 20 -> 21 slices kept along z
@@ -158,12 +158,12 @@ class TestApplyMaskProtocols(CryoprocsBaseTest):
         base, _, case = _xmipp_case("m3d05_cylinder_r12_h20")
         vol = self._importVolume(os.path.join(base, case["input"]), 8.66)
         prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
-                                geo=C.MASK3D_SPHERE, radius=5, shiftCenter=True,
+                                geo=constants.MASK3D_SPHERE, radius=5, shiftCenter=True,
                                 centerX=100, centerY=0, centerZ=0)
         errors = prot.validate()
         self.assertTrue(any("keeps no voxel" in e for e in errors), errors)
         prot2 = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol,
-                                 geo=C.MASK3D_CROWN, innerRadius=10, outerRadius=4)
+                                 geo=constants.MASK3D_CROWN, innerRadius=10, outerRadius=4)
         self.assertTrue(any("10" in e and "4" in e for e in prot2.validate()))
 
 
@@ -221,9 +221,9 @@ class TestApplyMaskKeepsAttributes(CryoprocsBaseTest):
         self.launchProtocol(imp)
         inp = imp.outputParticles
         prot = self.newProtocol(ProtCryoprocsApplyMask2D, inputParticles=inp,
-                                geo=C.MASK2D_RAISED_COSINE, innerRadius=60, outerRadius=100)
+                                geo=constants.MASK2D_RAISED_COSINE, innerRadius=60, outerRadius=100)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_PARTICLES)
+        out = getattr(prot, constants.OUTPUT_PARTICLES)
         self.assertSetSize(out, 5)
         self.assertEqual(out.getAlignment(), inp.getAlignment())
         self.assertAlmostEqual(out.getAcquisition().getVoltage(), 300.0)
@@ -264,7 +264,7 @@ class TestApplyMaskCreatedMaskValidation(CryoprocsBaseTest):
         imp = self.newProtocol(ProtImportMask, maskPath=tmp, samplingRate=9.5)
         self.launchProtocol(imp)
         prot = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
-                                source=C.SOURCE_MASK, inputMask=imp.outputMask)
+                                source=constants.SOURCE_MASK, inputMask=imp.outputMask)
         errors = " ".join(prot.validate())
         self.assertIn("(41, 46, 40)", errors)
         self.assertIn("(41, 46, 39)", errors)
@@ -276,6 +276,6 @@ class TestApplyMaskCreatedMaskValidation(CryoprocsBaseTest):
         imp2 = self.newProtocol(ProtImportMask, maskPath=tmp2, samplingRate=8.66)
         self.launchProtocol(imp2)
         prot2 = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=vol.outputVolume,
-                                 source=C.SOURCE_MASK, inputMask=imp2.outputMask)
+                                 source=constants.SOURCE_MASK, inputMask=imp2.outputMask)
         self.assertEqual(prot2.validate(), [])
         self.assertTrue(any("[2, 2]" in w for w in prot2._warnings()))

@@ -7,10 +7,9 @@ import mrcfile
 import numpy as np
 from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import setupTestProject
-from tomo.protocols import ProtImportTomograms
 
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.protocols import ProtCryoprocsExportMovie, ProtCryoprocsTiltSeriesFromStacks
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.movie_helpers import (decode, fb_order, mrc2movie_frames, nearest_frame,
@@ -28,12 +27,9 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
 
     def _importHiv(self):
         path = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
-        imp = self.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(path),
-                               filesPattern=os.path.basename(path), samplingRate=40.0)
-        self.launchProtocol(imp)
-        return path, imp.Tomograms
+        return path, self.importTomogramFile(path, 40.0)
 
-    def _tiltSeries(self, acquisition=C.TS_ACQ_STACK):
+    def _tiltSeries(self, acquisition=constants.TS_ACQ_STACK):
         stack = shared_data("real", "cryocat_tilt_stack", "tilt_stack.mrc")
         folder = os.path.join(self.proj.getPath(), "ts_input_%d" % acquisition)
         os.makedirs(folder, exist_ok=True)
@@ -43,11 +39,11 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         with open(os.path.join(folder, "TS_01.tlt"), "w") as fh:
             fh.write("0\n-3\n3\n-6\n")              # the file has no angles: assigned here
         prot = self.newProtocol(ProtCryoprocsTiltSeriesFromStacks, filesPath=folder,
-                                filesPattern="TS_01.mrc", angleSource=C.TS_ANGLES_TLT,
+                                filesPattern="TS_01.mrc", angleSource=constants.TS_ANGLES_TLT,
                                 acquisitionOrder=acquisition, samplingRate=24.0,
                                 dosePerTilt=3.0)
         self.launchProtocol(prot)
-        return stack, getattr(prot, C.OUTPUT_TILT_SERIES)
+        return stack, getattr(prot, constants.OUTPUT_TILT_SERIES)
 
     # ---------------------------------------------------------------- tomogram
     def test_tomogram_default_mp4_summary_preview_viewer(self):
@@ -96,9 +92,10 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
     def test_tomogram_mjpg_avi_labels_and_options(self):
         path, tomos = self._importHiv()
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=tomos,
-                                outputFormat=C.MOVIE_FORMAT_AVI, playback=C.MOVIE_PLAYBACK_FORWARD,
-                                sliceSelection=C.MOVIE_SLICES_RANGE, rangeStart=20, rangeEnd=80,
-                                labelFrames=True, scaleBar=True)
+                                outputFormat=constants.MOVIE_FORMAT_AVI,
+                                playback=constants.MOVIE_PLAYBACK_FORWARD,
+                                sliceSelection=constants.MOVIE_SLICES_RANGE, rangeStart=20,
+                                rangeEnd=80, labelFrames=True, scaleBar=True)
         self.launchProtocol(prot)
         frames, _ = decode(self._path(prot, "hiv_ts01_tomo_40A.avi"))
         self.assertEqual(len(frames), 60)                            # kept [20, 80)
@@ -122,13 +119,13 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         self.assertEqual(tis, [(-6.0, 4, 4), (-3.0, 2, 2), (0.0, 1, 1), (3.0, 3, 3)])
         ref = mrc2movie_frames(mrcfile.read(stack))
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=tsSet,
-                                outputFormat=C.MOVIE_FORMAT_PNG)
+                                outputFormat=constants.MOVIE_FORMAT_PNG)
         self.launchProtocol(prot)
         frames, files = read_pngs(self._path(prot, "TS_01_frames"))
         np.testing.assert_array_equal(frames, ref[[3, 1, 0, 2]])     # -6, -3, 0, 3 deg
         prot2 = self.newProtocol(ProtCryoprocsExportMovie, inputData=tsSet,
-                                 outputFormat=C.MOVIE_FORMAT_GIF,
-                                 tiltOrder=C.MOVIE_ORDER_ACQUISITION)
+                                 outputFormat=constants.MOVIE_FORMAT_GIF,
+                                 tiltOrder=constants.MOVIE_ORDER_ACQUISITION)
         self.launchProtocol(prot2)
         gif, _ = decode(self._path(prot2, "TS_01.gif"))
         np.testing.assert_array_equal(gif, ref[fb_order(4)])         # 0 1 2 3 2 1
@@ -139,7 +136,7 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         self.assertEqual(dose_symmetric_order([-6, -3, 0, 3, 6], group=1), [5, 3, 1, 2, 4])
         self.assertEqual(dose_symmetric_order([-9, -6, -3, 0, 3, 6, 9], group=2),
                          [7, 5, 4, 1, 2, 3, 6])
-        _, tsSet = self._tiltSeries(C.TS_ACQ_DOSE_SYMMETRIC)
+        _, tsSet = self._tiltSeries(constants.TS_ACQ_DOSE_SYMMETRIC)
         ts = tsSet.getFirstItem()
         doses = {ti.getTiltAngle(): (ti.getAcquisitionOrder(),
                                      ti.getAcquisition().getAccumDose())
@@ -157,9 +154,9 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         vols = imp.outputVolumes
         self.assertSetSize(vols, 2)
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=vols,
-                                outputFormat=C.MOVIE_FORMAT_GIF, axis=1,
-                                playback=C.MOVIE_PLAYBACK_FORWARD,
-                                sliceSelection=C.MOVIE_SLICES_DISCARD, discardStart=10,
+                                outputFormat=constants.MOVIE_FORMAT_GIF, axis=1,
+                                playback=constants.MOVIE_PLAYBACK_FORWARD,
+                                sliceSelection=constants.MOVIE_SLICES_DISCARD, discardStart=10,
                                 discardEnd=20, numberOfThreads=3)
         self.launchProtocol(prot)
         names = []
@@ -179,8 +176,8 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
         imp = self.newProtocol(ProtImportVolumes, filesPath=path, samplingRate=11.4)
         self.launchProtocol(imp)
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=imp.outputVolume,
-                                outputFormat=C.MOVIE_FORMAT_PNG, axis=2, applyClahe=False,
-                                contrastWindow=C.MOVIE_WINDOW_PERCENTILE, lowPercentile=0,
+                                outputFormat=constants.MOVIE_FORMAT_PNG, axis=2, applyClahe=False,
+                                contrastWindow=constants.MOVIE_WINDOW_PERCENTILE, lowPercentile=0,
                                 highPercentile=100, numberOfThreads=1)
         self.launchProtocol(prot)
         name = "volume_%03d" % imp.outputVolume.getObjId()
@@ -194,13 +191,13 @@ class TestExportMovieProtocol(CryoprocsBaseTest):
     def test_validation_names_items_and_values(self):
         _, tomos = self._importHiv()
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=tomos,
-                                sliceSelection=C.MOVIE_SLICES_RANGE, rangeStart=50,
+                                sliceSelection=constants.MOVIE_SLICES_RANGE, rangeStart=50,
                                 rangeEnd=500)
         errors = prot.validate()
         self.assertTrue(any("hiv_ts01_tomo_40A" in e and "[50, 500)" in e for e in errors),
                         errors)
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=tomos,
-                                sliceSelection=C.MOVIE_SLICES_DISCARD, discardStart=60,
+                                sliceSelection=constants.MOVIE_SLICES_DISCARD, discardStart=60,
                                 discardEnd=50)
         self.assertTrue(any("keeps no slice" in e for e in prot.validate()))
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=tomos, fps=0)
@@ -219,26 +216,13 @@ class TestExportMovieParticles(CryoprocsBaseTest):
 
     @classmethod
     def setUpClass(cls):
-        from tomo.protocols import ProtImportCoordinates3D
         setupTestProject(cls)
         tomo_file = shared_data("real", "hiv_vlp", "hiv_ts01_tomo_40A.mrc")
         csv = shared_data("real", "hiv_vlp", "hiv_particles_voxel40A.csv")
-        imp = cls.newProtocol(ProtImportTomograms, filesPath=os.path.dirname(tomo_file),
-                              filesPattern=os.path.basename(tomo_file), samplingRate=40.0)
-        cls.launchProtocol(imp)
-        cls.tomos = imp.Tomograms
+        cls.tomos = cls.importTomogramFile(tomo_file, 40.0)
         import pandas as pd
         cls.pos = pd.read_csv(csv)[["x", "y", "z"]].to_numpy()[::cls.STRIDE]
-        folder = os.path.join(cls.getOutputPath(), "coords")
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "hiv_ts01_tomo_40A.txt"), "w") as fh:
-            for p in cls.pos:
-                fh.write("%.3f %.3f %.3f\n" % tuple(p))
-        prot = cls.newProtocol(ProtImportCoordinates3D, filesPath=folder,
-                               filesPattern="*.txt", importTomograms=cls.tomos, boxSize=8)
-        prot.importFrom.set(prot._getImportChoices().index("txt"))
-        cls.launchProtocol(prot)
-        cls.coords = prot.outputCoordinates
+        cls.coords = cls.importCoordinatesTxt(cls.tomos, cls.pos, 8, fmt="%.3f %.3f %.3f\n")
 
     def _ring_centres(self, frame, pts, radius, drawn=None):
         """Chroma-weighted centres of the rings around points ``pts`` (x, y) that are 3 radii
@@ -260,7 +244,7 @@ class TestExportMovieParticles(CryoprocsBaseTest):
     def test_real_particles_on_the_tomogram(self):
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=self.tomos,
                                 inputCoordinates=self.coords, particleRadius=160.0,
-                                outputFormat=C.MOVIE_FORMAT_PNG, pause=2, cycles=2)
+                                outputFormat=constants.MOVIE_FORMAT_PNG, pause=2, cycles=2)
         self.launchProtocol(prot)
         frames, _ = read_pngs(os.path.join(self.proj.getPath(), prot._getExtraPath(
             "hiv_ts01_tomo_40A_frames")))
@@ -286,16 +270,16 @@ class TestExportMovieParticles(CryoprocsBaseTest):
         self.assertTrue((preview[..., 1].astype(int) - preview[..., 0] > 100).any())
 
     def test_projected_particles_on_the_simulated_tilt_series(self):
-        from cryoprocs.convert import relion5 as R5
-        from cryoprocs.kernels import relion_geometry as G
+        from cryoprocs.convert import relion5
+        from cryoprocs.kernels import relion_geometry
         from cryoprocs.protocols import ProtCryoprocsSimulateTiltSeries
         sim = self.newProtocol(ProtCryoprocsSimulateTiltSeries, inputTomograms=self.tomos,
                                tiltStep=15.0, noise=0.5)
         self.launchProtocol(sim)
         prot = self.newProtocol(ProtCryoprocsExportMovie,
-                                inputData=getattr(sim, C.OUTPUT_TILT_SERIES),
+                                inputData=getattr(sim, constants.OUTPUT_TILT_SERIES),
                                 inputCoordinates=self.coords, particleRadius=120.0,
-                                overlayMaxDose=10.0, outputFormat=C.MOVIE_FORMAT_PNG,
+                                overlayMaxDose=10.0, outputFormat=constants.MOVIE_FORMAT_PNG,
                                 labelFrames=True)
         self.launchProtocol(prot)
         frames, _ = read_pngs(os.path.join(self.proj.getPath(), prot._getExtraPath(
@@ -304,9 +288,9 @@ class TestExportMovieParticles(CryoprocsBaseTest):
         # the projection of the simulation (the tomogram voxel p goes to P p)
         star = os.path.join(self.proj.getPath(), sim._getExtraPath("simulated",
                                                                    "tomograms.star"))
-        ts = R5.load_tilt_series(R5.read_tomograms(star).iloc[0],
-                                 self.proj.getPath())
-        q = G.project(ts.matrices, self.pos)
+        ts = relion5.load_tilt_series(relion5.read_tomograms(star).iloc[0],
+                                      self.proj.getPath())
+        q = relion_geometry.project(ts.matrices, self.pos)
         order = np.argsort(ts.table["rlnTomoYTilt"].to_numpy())
         offsets = [self._ring_centres(frames[i], q[f, :, :2], 3.0) for i, f in enumerate(order)]
         offsets = np.concatenate([o for o in offsets if len(o)])

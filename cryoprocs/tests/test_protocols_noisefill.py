@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.protocols import ProtCryoprocsMaskedTomogramNoiseFill
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.test_kernels_noisefill import script_restatement
@@ -82,7 +82,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
                                 inputMasks=masks, saveSoftMask=True, numberOfThreads=3)
         self.assertEqual(prot.validate(), [])
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_NOISE_FILLED_TOMOS)
+        out = getattr(prot, constants.OUTPUT_NOISE_FILLED_TOMOS)
         self.assertSetSize(out, 2)
         self.assertAlmostEqual(out.getSamplingRate(), MT_A, places=4)
         inputs = {t.getTsId(): t.clone() for t in tomos}
@@ -98,7 +98,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
             self.assertEqual(data.dtype, np.float32)
             self._assertQuality(mrcfile.read(self.files[ts][0]), data,
                                 mrcfile.read(self.files[ts][1]))
-        soft = getattr(prot, C.OUTPUT_NOISE_FILL_MASKS)
+        soft = getattr(prot, constants.OUTPUT_NOISE_FILL_MASKS)
         self.assertSetSize(soft, 2)
         for m in soft.iterItems():
             w = mrcfile.read(self._path(prot, m.getFileName()))
@@ -126,7 +126,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
         prot = self.newProtocol(ProtCryoprocsMaskedTomogramNoiseFill, inputTomograms=tomos,
                                 inputMasks=impMask.outputMask)
         self.launchProtocol(prot)
-        out = getattr(prot, C.OUTPUT_NOISE_FILLED_TOMOS)
+        out = getattr(prot, constants.OUTPUT_NOISE_FILLED_TOMOS)
         self.assertSetSize(out, 1)
         tomo = mrcfile.read(self.files["hiv"][0])
         mask = mrcfile.read(self.files["hiv"][1])
@@ -136,7 +136,7 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
                                inputMasks=impMask.outputMask, parityMode=True,
                                parityExpandPixels=30)
         self.launchProtocol(par)
-        outp = getattr(par, C.OUTPUT_NOISE_FILLED_TOMOS)
+        outp = getattr(par, constants.OUTPUT_NOISE_FILLED_TOMOS)
         want, _ = script_restatement(tomo, mask, expand_pixels=30)
         np.testing.assert_array_equal(
             mrcfile.read(self._path(par, outp.getFirstItem().getFileName())), want)
@@ -192,6 +192,6 @@ class TestNoiseFillProtocol(CryoprocsBaseTest):
         self.assertIn("mask > 5", errors)
         prot3 = self.newProtocol(ProtCryoprocsMaskedTomogramNoiseFill, inputTomograms=tomos,
                                  inputMasks=impMasks.tomomasks,
-                                 expansionMode=C.NF_EXPANSION_GAUSSIAN, expandPixels=12,
+                                 expansionMode=constants.NF_EXPANSION_GAUSSIAN, expandPixels=12,
                                  gaussianSigma=2.0)
         self.assertIn("sigma", "\n".join(prot3.validate()))

@@ -21,11 +21,11 @@ from pyworkflow.tests import setupTestProject
 from scipy.spatial.transform import Rotation
 
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
-from cryoprocs.convert import motl as M
+from cryoprocs import constants
+from cryoprocs.convert import motl as motl_io
 from cryoprocs.kernels.euler import relion_to_zxz
 from cryoprocs.convert.scipion import coordinate_blc, relion_orientation
-from cryoprocs.kernels import peaks as K
+from cryoprocs.kernels import peaks
 from cryoprocs.protocols import ProtCryoprocsScoresPeakPicking
 from cryoprocs.tests import shared_data
 
@@ -84,7 +84,8 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         """A pick of the real maps in their STOPGAP conventions (unless ``kw`` says else)."""
         args = dict(inputScoreMaps=self.scores, inputAngleMaps=self.angles,
                     inputTomograms=self.tomos, angleList=self.angleList, minDistance=DIAMETER,
-                    anglesOrder=C.PEAKS_ORDER_ZZX, anglesNumbering=C.PEAKS_NUMBERING_1)
+                    anglesOrder=constants.PEAKS_ORDER_ZZX,
+                    anglesNumbering=constants.PEAKS_NUMBERING_1)
         args.update(kw)
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, **args)
         self.assertEqual(prot.validate(), [])
@@ -96,9 +97,9 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
 
     # ------------------------------------------------------------------ cryoCAT picks
     def test_cryocat_compatible_coordinates_and_exports(self):
-        prot = self._pick(thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, cryocatCompatible=True,
-                          numberOfThreads=3)
-        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        prot = self._pick(thresholdMode=constants.PEAKS_THR_SIGMA, sigma=3.0,
+                          cryocatCompatible=True, numberOfThreads=3)
+        coords = getattr(prot, constants.OUTPUT_COORDINATES)
         ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "id_2_sigma3.csv"))
         S = json.load(open(os.path.join(self.base, "cryocat_out", "id_2_sigma3_summary.json")))
         self.assertSetSize(coords, 2 * len(ref))
@@ -118,24 +119,24 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
                             ROT_TOL_DEG)
             np.testing.assert_allclose([g[3] for g in got], ref[["phi", "theta", "psi"]].values)
         # exports: EM motive list = cryoCAT's picks, 1-based (ids unique across tomograms)
-        motl = M.read_em_motl(self._extra(prot, C.PEAKS_EM_MOTL))
+        motl = motl_io.read_em_motl(self._extra(prot, constants.PEAKS_EM_MOTL))
         self.assertEqual(motl["subtomo_id"].tolist(), list(range(1, 2 * len(ref) + 1)))
         cols = ["x", "y", "z", "score", "phi", "theta", "psi"]
         for num in (1, 2):
             part = motl[motl["tomo_id"] == num]
             np.testing.assert_allclose(part[cols].values, ref[cols].values, rtol=1e-6,
                                        atol=1e-9)
-        sg = M.read_stopgap_star(self._extra(prot, C.PEAKS_STOPGAP_STAR))
+        sg = motl_io.read_stopgap_star(self._extra(prot, constants.PEAKS_STOPGAP_STAR))
         self.assertEqual(len(sg), 2 * len(ref))
-        summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
+        summary = json.load(open(self._extra(prot, constants.PEAKS_SUMMARY_JSON)))
         n_cand = S["n_candidate_voxels"]
         self.assertEqual(summary["tomograms"]["TS01"]["candidates"], n_cand)
         self.assertTrue(os.path.getsize(self._extra(prot, "TS01_diagnostics.png")) > 10000)
         self.assertTrue(any("%d candidate voxels" % n_cand in s for s in prot.summary()))
 
     def test_relion5_round_trip_from_scipion(self):
-        prot = self._pick(thresholdMode=C.PEAKS_THR_TRIANGLE, cryocatCompatible=True)
-        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        prot = self._pick(thresholdMode=constants.PEAKS_THR_TRIANGLE, cryocatCompatible=True)
+        coords = getattr(prot, constants.OUTPUT_COORDINATES)
         ref = pd.read_csv(os.path.join(self.base, "cryocat_out", "id_2_triangle.csv"))
         # Scipion -> RELION 5 (centred Angstrom, ZYZ angles) -> back
         from tomo.constants import SCIPION
@@ -147,11 +148,11 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
                          (c.getX(SCIPION), c.getY(SCIPION), c.getZ(SCIPION))))
         ts01 = [r for r in rows if r[0] == "TS01"]
         dims = mrcfile.read(self.scoresFile).shape[::-1]
-        table = M.relion5_from_picks([r[1] for r in ts01], [r[2] for r in ts01], "TS01", dims,
-                                     VOXEL)
+        table = motl_io.relion5_from_picks([r[1] for r in ts01], [r[2] for r in ts01], "TS01", dims,
+                                           VOXEL)
         star = os.path.join(self.tmp, "roundtrip.star")
-        M.write_relion5_particles(star, table)
-        back = M.read_relion5_particles(star)
+        motl_io.write_relion5_particles(star, table)
+        back = motl_io.read_relion5_particles(star)
         cen = back[["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
                     "rlnCenteredCoordinateZAngst"]].values
         pos = cen / VOXEL + np.array(dims) / 2.0
@@ -161,7 +162,7 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         self.assertLess(_rot_diff_deg(back[["phi", "theta", "psi"]].values,
                                       ref[["phi", "theta", "psi"]].values).max(), ROT_TOL_DEG)
         # the protocol's own RELION 5 export says the same
-        ours = M.read_relion5_particles(self._extra(prot, C.PEAKS_RELION5_STAR))
+        ours = motl_io.read_relion5_particles(self._extra(prot, constants.PEAKS_RELION5_STAR))
         ours = ours[ours["rlnTomoName"] == "TS01"]
         np.testing.assert_allclose(ours[["rlnCenteredCoordinateXAngst",
                                          "rlnCenteredCoordinateYAngst",
@@ -191,10 +192,10 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
             tomos = self._import(pattern, sr, d)
             prot = self._pick(inputScoreMaps=scores, inputAngleMaps=angles, inputTomograms=tomos,
                               angleList=os.path.join(d, "list.csv"), minDistance=3.0,
-                              anglesOrder=C.PEAKS_ORDER_ZXZ,
-                              anglesNumbering=C.PEAKS_NUMBERING_0,
-                              thresholdMode=C.PEAKS_THR_DIRECT, threshold=0.1)
-            coords = list(getattr(prot, C.OUTPUT_COORDINATES).iterCoordinates())
+                              anglesOrder=constants.PEAKS_ORDER_ZXZ,
+                              anglesNumbering=constants.PEAKS_NUMBERING_0,
+                              thresholdMode=constants.PEAKS_THR_DIRECT, threshold=0.1)
+            coords = list(getattr(prot, constants.OUTPUT_COORDINATES).iterCoordinates())
             self.assertEqual(len(coords), 1)
             self.assertEqual(tuple(round(v, 6) for v in coordinate_blc(coords[0])), expect)
             (rot, tilt, psi), _ = relion_orientation(coords[0])
@@ -204,8 +205,8 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
 
     # ------------------------------------------------------------------ other behaviours
     def test_empty_result_is_a_valid_empty_set(self):
-        prot = self._pick(thresholdMode=C.PEAKS_THR_DIRECT, threshold=5.0)
-        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        prot = self._pick(thresholdMode=constants.PEAKS_THR_DIRECT, threshold=5.0)
+        coords = getattr(prot, constants.OUTPUT_COORDINATES)
         self.assertSetSize(coords, 0)
         self.assertTrue(any("no voxel above the threshold" in s for s in prot.summary()))
 
@@ -215,27 +216,27 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
                                filesPattern="mask_{TS}.mrc", inputTomos=self.tomos)
         self.launchProtocol(imp)
         masks = imp.tomomasks
-        prot = self._pick(inputMasks=masks, maskMode=C.PEAKS_MASK_INSIDE,
-                          thresholdMode=C.PEAKS_THR_SIGMA, sigma=3.0, writeAngularMaps=True,
+        prot = self._pick(inputMasks=masks, maskMode=constants.PEAKS_MASK_INSIDE,
+                          thresholdMode=constants.PEAKS_THR_SIGMA, sigma=3.0, writeAngularMaps=True,
                           border=2)
-        coords = getattr(prot, C.OUTPUT_COORDINATES)
+        coords = getattr(prot, constants.OUTPUT_COORDINATES)
         self.assertTrue(coords.getSize() > 0)
         for c in coords.iterCoordinates():
             z = coordinate_blc(c)[2]
             self.assertTrue(8 <= z < 40)                         # the mask's slab
         # statistics inside the mask: the threshold is the unmasked-region one
         m = mrcfile.read(self.scoresFile)[8:40]
-        st = K.map_statistics(m)
-        summary = json.load(open(self._extra(prot, C.PEAKS_SUMMARY_JSON)))
+        st = peaks.map_statistics(m)
+        summary = json.load(open(self._extra(prot, constants.PEAKS_SUMMARY_JSON)))
         self.assertEqual(np.float32(summary["tomograms"]["TS01"]["threshold"]),
-                         K.sigma_threshold(st.mean, st.std, 3.0))
+                         peaks.sigma_threshold(st.mean, st.std, 3.0))
         # angular distance maps: table lookups of the angle map
-        total = getattr(prot, C.OUTPUT_ANGDIST_TOTAL)
+        total = getattr(prot, constants.OUTPUT_ANGDIST_TOTAL)
         self.assertSetSize(total, 2)
         t = total.getFirstItem()
         vol = mrcfile.read(os.path.join(prot.getProject().getPath(), t.getFileName()))
         amap = mrcfile.read(self.anglesFile).astype(int) - 1            # 1-based
-        tab = K.angular_distance_tables(K.load_angle_list(self.angleList, "zzx"))[0]
+        tab = peaks.angular_distance_tables(peaks.load_angle_list(self.angleList, "zzx"))[0]
         np.testing.assert_array_equal(vol, tab[amap])
 
     def test_validation_names_the_values(self):
@@ -253,8 +254,8 @@ class TestScoresPeakPicking(CryoprocsBaseTest):
         prot = self.newProtocol(ProtCryoprocsScoresPeakPicking, inputScoreMaps=self.scores,
                                 inputAngleMaps=self.angles, inputTomograms=self.tomos,
                                 angleList=self.angleList, minDistance=DIAMETER,
-                                anglesOrder=C.PEAKS_ORDER_ZZX,
-                                anglesNumbering=C.PEAKS_NUMBERING_0)
+                                anglesOrder=constants.PEAKS_ORDER_ZZX,
+                                anglesNumbering=constants.PEAKS_NUMBERING_0)
         errors = prot.validate()
         self.assertTrue(any("1-based" in e for e in errors), errors)
         # a mask of another shape

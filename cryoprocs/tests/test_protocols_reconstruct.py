@@ -6,40 +6,28 @@ import os
 
 import mrcfile
 import numpy as np
-from pyworkflow.tests import setupTestProject
 
-from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
-from cryoprocs import constants as C
+from cryoprocs.tests.scipion_testing import Relion5ReferenceTest
+from cryoprocs import constants
 from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
-from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos, ProtCryoprocsImportRelion5,
+from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
                                  ProtCryoprocsReconstructSubtomoAverage)
-from cryoprocs.tests import relion5_reference as REF
 from cryoprocs.tests.test_cli_reconstruct import compare_maps
 
 
-class TestReconstructSubtomoAverage(CryoprocsBaseTest):
-
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        base = REF.pack_dir()
-        cls.base = base
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5,
-                                  tomogramsFile=os.path.join(base, "tomograms.star"),
-                                  particlesFile=os.path.join(base, "particles.star"))
-        cls.launchProtocol(cls.imp)
+class TestReconstructSubtomoAverage(Relion5ReferenceTest):
 
     def _path(self, p):
         return p if os.path.isabs(p) else os.path.join(self.proj.getPath(), p)
 
     def test_from_coordinates_matches_relion(self):
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                 boxSize=32, binning=2, symmetry="C1", numberOfThreads=2)
         self.launchProtocol(prot)
-        avg = getattr(prot, C.OUTPUT_AVERAGE)
+        avg = getattr(prot, constants.OUTPUT_AVERAGE)
         self.assertAlmostEqual(avg.getSamplingRate(), 13.44, places=5)
         extra = self._path(prot._getExtraPath())
         self.assertEqual(os.path.abspath(self._path(avg.getFileName())),
@@ -51,7 +39,7 @@ class TestReconstructSubtomoAverage(CryoprocsBaseTest):
             [os.path.abspath(self._path(h)) for h in avg.getHalfMaps()]
         self.assertEqual(halves, [os.path.join(os.path.abspath(extra), "half1.mrc"),
                                   os.path.join(os.path.abspath(extra), "half2.mrc")])
-        fsc = getattr(prot, C.OUTPUT_FSC)
+        fsc = getattr(prot, constants.OUTPUT_FSC)
         x, y = fsc.getData()
         self.assertEqual(len(x), 17)
         self.assertAlmostEqual(float(x[1]), 1.0 / (32 * 13.44), places=8)
@@ -67,15 +55,15 @@ class TestReconstructSubtomoAverage(CryoprocsBaseTest):
 
     def test_from_subtomograms_of_extract(self):
         ext = self.newProtocol(ProtCryoprocsExtractSubtomos,
-                               inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                               inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                               inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                               inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                               inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                               inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                boxSize=32, binning=2, numberOfThreads=2)
         self.launchProtocol(ext)
-        subs = getattr(ext, C.OUTPUT_SUBTOMOGRAMS)
+        subs = getattr(ext, constants.OUTPUT_SUBTOMOGRAMS)
         self.assertSetSize(subs, 13)                    # TS_01/5 is not visible at r = 32
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                inputSource=C.RECONSTRUCT_FROM_SUBTOMOGRAMS,
+                                inputSource=constants.RECONSTRUCT_FROM_SUBTOMOGRAMS,
                                 inputSubtomograms=subs, boxSize=32, binning=2,
                                 symmetry="C2", numberOfThreads=2)
         self.launchProtocol(prot)
@@ -99,9 +87,9 @@ class TestReconstructSubtomoAverage(CryoprocsBaseTest):
 
     def test_validation(self):
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                                inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
+                                inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                 boxSize=200, binning=2, symmetry="X3")
         errors = "\n".join(prot.validate())
         self.assertIn("unknown or unsupported symmetry 'X3'", errors)
@@ -110,6 +98,6 @@ class TestReconstructSubtomoAverage(CryoprocsBaseTest):
         self.assertIn("unbinned box of 400 px", errors)
         self.assertIn("TS_01 (256 x 256 px)", errors)
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
+                                inputCoordinates=getattr(self.imp, constants.OUTPUT_COORDINATES),
                                 boxSize=32)
         self.assertIn("needs the tilt series", "\n".join(prot.validate()))

@@ -17,14 +17,14 @@ import numpy as np
 import starfile
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
-from cryoprocs.convert import relion5 as R5
-from cryoprocs.convert import relion5_scipion as RS
-from cryoprocs.convert import reliontomo_scipion as RT
+from cryoprocs import constants
+from cryoprocs.convert import relion5
+from cryoprocs.convert import relion5_scipion
+from cryoprocs.convert import reliontomo_scipion
 from cryoprocs.convert.euler import relion_euler_matrix
 from cryoprocs.convert.scipion import relion_orientation
 from cryoprocs.convert.star import write_star
-from cryoprocs.tests import queue_inputs as QI
+from cryoprocs.tests import queue_inputs
 from cryoprocs.tests import shared_data_root
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
@@ -53,22 +53,21 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         from cryoprocs.demo.data import DemoDataError
         from tomo.protocols import ProtImportTomograms
         from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
-                                         ProtCryoprocsImportRelion5,
                                          ProtCryoprocsScoresPeakPicking,
                                          ProtCryoprocsSimulateTiltSeries)
-        mods, reason = RT.reliontomo_modules()
+        mods, reason = reliontomo_scipion.reliontomo_modules()
         if mods is None:
             import unittest
             raise unittest.SkipTest(reason)
         setupTestProject(cls)
         root = shared_data_root()
         try:
-            data = QI.locate_data(os.path.join(root, "real") if root else None)
+            data = queue_inputs.locate_data(os.path.join(root, "real") if root else None)
         except DemoDataError as exc:
             import unittest
             raise unittest.SkipTest("the demo's real data are not available: %s" % exc)
         tmp = cls.getOutputPath()
-        crops = QI.write_crops(data, os.path.join(tmp, "inputs"), n=2, particle_stride=4)
+        crops = queue_inputs.write_crops(data, os.path.join(tmp, "inputs"), n=2, particle_stride=4)
         vs = crops["voxel_size"]
         tomos = cls.newProtocol(ProtImportTomograms, filesPath=crops["tomograms"],
                                 filesPattern="*.mrc", samplingRate=vs)
@@ -86,12 +85,11 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         star = os.path.join(cls.proj.getPath(), sim._getExtraPath("simulated", "tomograms.star"))
         sizes = {r["rlnTomoName"]: [int(r[k]) for k in ("rlnTomoSizeX", "rlnTomoSizeY",
                                                         "rlnTomoSizeZ")]
-                 for _, r in R5.read_tomograms(star).iterrows()}
-        particles = QI.write_particles_star(crops, os.path.join(tmp, "particles.star"), sizes)
-        cls.imp = cls.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
-                                  particlesFile=particles, projectDir=cls.proj.getPath(),
-                                  inputTomograms=cls.tomos)
-        cls.launchProtocol(cls.imp)
+                 for _, r in relion5.read_tomograms(star).iterrows()}
+        particles = queue_inputs.write_particles_star(crops, os.path.join(tmp, "particles.star"),
+                                                      sizes)
+        cls.imp = cls.importRelion5(star, particles, projectDir=cls.proj.getPath(),
+                                    inputTomograms=cls.tomos)
         anglesCsv = os.path.join(tmp, "one_orientation.csv")
         with open(anglesCsv, "w") as fh:
             fh.write("%g,%g,%g\n" % PICK_ANGLES)
@@ -100,16 +98,17 @@ class TestRelionTomoChain(CryoprocsBaseTest):
                                    inputAngleMaps=angles.Tomograms, inputTomograms=cls.tomos,
                                    angleList=anglesCsv, minDistance=15.0, boxSize=BOX)
         cls.launchProtocol(cls.pick)
-        common = dict(inputTiltSeries=getattr(cls.imp, C.OUTPUT_TILT_SERIES),
-                      inputCtfTomoSeries=getattr(cls.imp, C.OUTPUT_CTF_SERIES),
+        common = dict(inputTiltSeries=getattr(cls.imp, constants.OUTPUT_TILT_SERIES),
+                      inputCtfTomoSeries=getattr(cls.imp, constants.OUTPUT_CTF_SERIES),
                       boxSize=BOX, binning=BIN, minFrames=5, numberOfThreads=3)
         cls.ext = cls.newProtocol(ProtCryoprocsExtractSubtomos,
-                                  inputCoordinates=getattr(cls.imp, C.OUTPUT_COORDINATES),
+                                  inputCoordinates=getattr(cls.imp, constants.OUTPUT_COORDINATES),
                                   **common)
         cls.ext.setObjLabel("extract imported particles")
         cls.launchProtocol(cls.ext)
         cls.extPicks = cls.newProtocol(ProtCryoprocsExtractSubtomos,
-                                       inputCoordinates=getattr(cls.pick, C.OUTPUT_COORDINATES),
+                                       inputCoordinates=getattr(cls.pick,
+                                                                constants.OUTPUT_COORDINATES),
                                        **common)
         cls.extPicks.setObjLabel("extract picks")
         cls.launchProtocol(cls.extPicks)
@@ -120,19 +119,19 @@ class TestRelionTomoChain(CryoprocsBaseTest):
 
     def _ours(self, prot):
         """{rlnTomoParticleName: our SubTomogram clone}."""
-        return {RS.attr(s, "rlnTomoParticleName"): s.clone()
-                for s in getattr(prot, C.OUTPUT_SUBTOMOGRAMS).iterItems()}
+        return {relion5_scipion.attr(s, "rlnTomoParticleName"): s.clone()
+                for s in getattr(prot, constants.OUTPUT_SUBTOMOGRAMS).iterItems()}
 
     def _check_read_back(self, prot, subtomogram_angles_carry_all):
         from tomo.constants import SCIPION
-        pset = getattr(prot, C.OUTPUT_RELION_PARTICLES)
+        pset = getattr(prot, constants.OUTPUT_RELION_PARTICLES)
         ours = self._ours(prot)
         self.assertGreater(len(ours), 10)
         self.assertEqual(pset.getSize(), len(ours))
         self.assertEqual(type(pset).__name__, "RelionSetOfPseudoSubtomograms")
         self.assertTrue(pset.are2dStacks())
         self.assertTrue(pset.areRe5Particles())
-        ps = getattr(self.imp, C.OUTPUT_TILT_SERIES).getSamplingRate()
+        ps = getattr(self.imp, constants.OUTPUT_TILT_SERIES).getSamplingRate()
         self.assertAlmostEqual(pset.getTsSamplingRate(), ps)
         self.assertAlmostEqual(pset.getRelionBinning(), BIN)
         self.assertAlmostEqual(pset.getSamplingRate(), ps * BIN)
@@ -150,7 +149,8 @@ class TestRelionTomoChain(CryoprocsBaseTest):
             sub = ours[name]
             self.assertEqual(p.getTsId(), sub.getVolName())
             self.assertEqual(p.getFileName(), sub.getFileName())
-            self.assertEqual(p.getVisibleFrames(), RS.attr(sub, "rlnTomoVisibleFrames"))
+            self.assertEqual(p.getVisibleFrames(),
+                             relion5_scipion.attr(sub, "rlnTomoVisibleFrames"))
             c, o = p.getCoordinate3D(), sub.getCoordinate3D()
             self.assertEqual(c.getTomoId(), o.getTomoId())
             self.assertEqual(c.getObjId(), o.getObjId())
@@ -176,7 +176,7 @@ class TestRelionTomoChain(CryoprocsBaseTest):
     # ------------------------------------------------------------------ tests
     def test_imported_particles_read_back_equal_ours(self):
         pset = self._check_read_back(self.ext, subtomogram_angles_carry_all=False)
-        self.assertIn("%s: the %d stacks" % (C.OUTPUT_RELION_PARTICLES, pset.getSize()),
+        self.assertIn("%s: the %d stacks" % (constants.OUTPUT_RELION_PARTICLES, pset.getSize()),
                       "\n".join(self.ext.summary()))
 
     def test_picked_particles_read_back_equal_ours(self):
@@ -190,7 +190,7 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         """What ProtRelionRefineSubtomograms writes for RELION from the set (reliontomo's
         ``pseudoSubtomograms2Star``) holds our particles.star values."""
         from reliontomo.convert import convert50_tomo
-        pset = getattr(self.ext, C.OUTPUT_RELION_PARTICLES)
+        pset = getattr(self.ext, constants.OUTPUT_RELION_PARTICLES)
         out = os.path.join(self.getOutputPath(), "reliontomo_writer")
         os.makedirs(out, exist_ok=True)
         convert50_tomo.Writer().pseudoSubtomograms2Star(pset, out, are2dParticles=True)
@@ -204,14 +204,14 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         t = t.loc[o.index]
         for col in ("rlnTomoName", "rlnTomoVisibleFrames", "rlnImageName"):
             self.assertEqual(list(t[col].astype(str)), list(o[col].astype(str)), col)
-        for col in R5.CENTERED_COLUMNS + ["rlnRandomSubset", "rlnOpticsGroup"]:
+        for col in relion5.CENTERED_COLUMNS + ["rlnRandomSubset", "rlnOpticsGroup"]:
             self.assertTrue(np.allclose(t[col].to_numpy(float), o[col].to_numpy(float),
                                         atol=1e-6), col)
-        self.assertTrue(np.allclose(t[R5.ORIGIN_COLUMNS].to_numpy(float), 0.0, atol=1e-9))
+        self.assertTrue(np.allclose(t[relion5.ORIGIN_COLUMNS].to_numpy(float), 0.0, atol=1e-9))
         for name in o.index:
             def full(row):
-                sub = [row[c] if c in row.index else 0.0 for c in R5.SUBTOMO_COLUMNS]
-                return _full_matrix(sub, [row[c] for c in R5.ANGLE_COLUMNS])
+                sub = [row[c] if c in row.index else 0.0 for c in relion5.SUBTOMO_COLUMNS]
+                return _full_matrix(sub, [row[c] for c in relion5.ANGLE_COLUMNS])
             self.assertTrue(np.allclose(full(t.loc[name]), full(o.loc[name]), atol=1e-6), name)
         optics = theirs["optics"]
         self.assertAlmostEqual(float(optics["rlnImagePixelSize"].iloc[0]),
@@ -221,20 +221,21 @@ class TestRelionTomoChain(CryoprocsBaseTest):
     def _reconstruct(self, label, **kw):
         from cryoprocs.protocols import ProtCryoprocsReconstructSubtomoAverage
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                inputSource=C.RECONSTRUCT_FROM_SUBTOMOGRAMS, boxSize=BOX,
+                                inputSource=constants.RECONSTRUCT_FROM_SUBTOMOGRAMS, boxSize=BOX,
                                 binning=BIN, numberOfThreads=3, **kw)
         prot.setObjLabel(label)
         self.launchProtocol(prot)
-        avg = getattr(prot, C.OUTPUT_AVERAGE)
+        avg = getattr(prot, constants.OUTPUT_AVERAGE)
         return prot, avg, mrcfile.read(self._abs(avg.getFileName()))
 
     def test_reconstruct_and_relion_protocols_take_the_pseudo_subtomograms(self):
         from cryoprocs.protocols import ProtCryoprocsApplyMask3D
         Refine, Rec, DeNovo, Post = _relion_protocols()
-        pset = getattr(self.ext, C.OUTPUT_RELION_PARTICLES)
+        pset = getattr(self.ext, constants.OUTPUT_RELION_PARTICLES)
         # averaged here like our own subtomograms of the same extraction
         _, _, ref = self._reconstruct("from subtomograms",
-                                      inputSubtomograms=getattr(self.ext, C.OUTPUT_SUBTOMOGRAMS))
+                                      inputSubtomograms=getattr(self.ext,
+                                                                constants.OUTPUT_SUBTOMOGRAMS))
         prot, avg, got = self._reconstruct("from reliontomo pseudo-subtomograms",
                                            inputSubtomograms=pset)
         self.assertTrue(np.allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max()))
@@ -242,10 +243,10 @@ class TestRelionTomoChain(CryoprocsBaseTest):
                       "\n".join(prot.summary()))
         # a soft solvent mask at the average's sampling
         mask = self.newProtocol(ProtCryoprocsApplyMask3D, inputVolumes=avg,
-                                geo=C.MASK3D_RAISED_COSINE, innerRadius=4, outerRadius=7,
+                                geo=constants.MASK3D_RAISED_COSINE, innerRadius=4, outerRadius=7,
                                 saveMask=True)
         self.launchProtocol(mask)
-        vmask = getattr(mask, C.OUTPUT_VOLUME_MASK)
+        vmask = getattr(mask, constants.OUTPUT_VOLUME_MASK)
         # reliontomo's RELION 5 protocols validate: only the missing binaries are reported
         # (the values a user must type given: particle diameter in Å, box sizes)
         diameter = int(0.8 * BOX * pset.getSamplingRate())
@@ -276,7 +277,6 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         plain particles."""
         from cryoprocs.convert.euler import relion_angles_from_matrix
         from cryoprocs.protocols import (ProtCryoprocsExtractSubtomos,
-                                         ProtCryoprocsImportRelion5,
                                          ProtCryoprocsReconstructSubtomoAverage)
         plain = starfile.read(self.imp.particlesFile.get(), always_dict=True)["particles"]
         moved = plain.copy()
@@ -287,29 +287,27 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         origin = np.stack([7.5 * (1 + k % 3), -4.0 * (1 + k % 2), 3.0 + k % 5], axis=1)
         for i in range(n):
             S = relion_euler_matrix(*sub[i])
-            full = relion_euler_matrix(*plain.loc[i, R5.ANGLE_COLUMNS].to_numpy(float))
-            moved.loc[i, R5.ANGLE_COLUMNS] = relion_angles_from_matrix(S.T @ full)
-            moved.loc[i, R5.CENTERED_COLUMNS] = \
-                plain.loc[i, R5.CENTERED_COLUMNS].to_numpy(float) + S @ origin[i]
-        for j, c in enumerate(R5.SUBTOMO_COLUMNS):
+            full = relion_euler_matrix(*plain.loc[i, relion5.ANGLE_COLUMNS].to_numpy(float))
+            moved.loc[i, relion5.ANGLE_COLUMNS] = relion_angles_from_matrix(S.T @ full)
+            moved.loc[i, relion5.CENTERED_COLUMNS] = \
+                plain.loc[i, relion5.CENTERED_COLUMNS].to_numpy(float) + S @ origin[i]
+        for j, c in enumerate(relion5.SUBTOMO_COLUMNS):
             moved[c] = sub[:, j]
-        for j, c in enumerate(R5.ORIGIN_COLUMNS):
+        for j, c in enumerate(relion5.ORIGIN_COLUMNS):
             moved[c] = origin[:, j]
         star = os.path.join(self.getOutputPath(), "refined_particles.star")
         write_star(star, {"particles": moved})
-        imp = self.newProtocol(ProtCryoprocsImportRelion5,
-                               tomogramsFile=self.imp.tomogramsFile.get(), particlesFile=star,
-                               projectDir=self.proj.getPath(), inputTomograms=self.tomos)
-        self.launchProtocol(imp)
+        imp = self.importRelion5(self.imp.tomogramsFile.get(), star,
+                                 projectDir=self.proj.getPath(), inputTomograms=self.tomos)
         ext = self.newProtocol(ProtCryoprocsExtractSubtomos,
-                               inputCoordinates=getattr(imp, C.OUTPUT_COORDINATES),
-                               inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                               inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                               inputCoordinates=getattr(imp, constants.OUTPUT_COORDINATES),
+                               inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                               inputCtfTomoSeries=getattr(self.imp, constants.OUTPUT_CTF_SERIES),
                                boxSize=BOX, binning=BIN, minFrames=0, applyOffsets=False,
                                numberOfThreads=3)
         ext.setObjLabel("extract refined-like particles, offsets kept")
         self.launchProtocol(ext)
-        pset = getattr(ext, C.OUTPUT_RELION_PARTICLES)
+        pset = getattr(ext, constants.OUTPUT_RELION_PARTICLES)
         self.assertEqual(pset.getSize(), n)
         shifted = [p.clone() for p in pset.iterItems()
                    if not np.allclose(relion_orientation(p, pset.getSamplingRate())[1], 0)]
@@ -317,13 +315,15 @@ class TestRelionTomoChain(CryoprocsBaseTest):
         _, _, got = self._reconstruct("from refined-like pseudo-subtomograms",
                                       inputSubtomograms=pset)
         ref_prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                    inputCoordinates=getattr(self.imp, C.OUTPUT_COORDINATES),
-                                    inputTiltSeries=getattr(self.imp, C.OUTPUT_TILT_SERIES),
-                                    inputCtfTomoSeries=getattr(self.imp, C.OUTPUT_CTF_SERIES),
+                                    inputCoordinates=getattr(self.imp,
+                                                             constants.OUTPUT_COORDINATES),
+                                    inputTiltSeries=getattr(self.imp, constants.OUTPUT_TILT_SERIES),
+                                    inputCtfTomoSeries=getattr(self.imp,
+                                                               constants.OUTPUT_CTF_SERIES),
                                     boxSize=BOX, binning=BIN, numberOfThreads=3)
         ref_prot.setObjLabel("from the plain coordinates")
         self.launchProtocol(ref_prot)
-        ref = mrcfile.read(self._abs(getattr(ref_prot, C.OUTPUT_AVERAGE).getFileName()))
+        ref = mrcfile.read(self._abs(getattr(ref_prot, constants.OUTPUT_AVERAGE).getFileName()))
         self.assertGreater(np.abs(ref).max(), 0)
         self.assertTrue(np.allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max()),
                         np.abs(got - ref).max() / np.abs(ref).max())
@@ -334,7 +334,7 @@ def test_without_reliontomo_a_reason_and_no_pseudo_subtomograms(monkeypatch):
     import sys
     from tomo.objects import SetOfSubTomograms
     monkeypatch.setitem(sys.modules, "reliontomo", None)
-    mods, reason = RT.reliontomo_modules()
+    mods, reason = reliontomo_scipion.reliontomo_modules()
     assert mods is None
     assert "scipion-em-reliontomo is not installed" in reason
-    assert not RT.is_pseudo_subtomogram_set(SetOfSubTomograms())
+    assert not reliontomo_scipion.is_pseudo_subtomogram_set(SetOfSubTomograms())

@@ -9,8 +9,8 @@ import pytest
 from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
-from cryoprocs import protocols as P
+from cryoprocs import constants
+from cryoprocs import protocols
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
 READERS = ["ProtCryoprocsApplyMask2D", "ProtCryoprocsApplyMask3D",
@@ -21,7 +21,7 @@ READERS = ["ProtCryoprocsApplyMask2D", "ProtCryoprocsApplyMask3D",
 
 @pytest.mark.parametrize("name", READERS)
 def test_every_image_reader_has_the_switch(name):
-    prot = getattr(P, name)()
+    prot = getattr(protocols, name)()
     param = prot.getDefinition().getParam("replaceNonFinite")
     assert param is not None and not prot.replaceNonFinite.get()
     assert "--replace-nonfinite" in param.help.get()
@@ -53,8 +53,9 @@ class TestNonFiniteInputs(CryoprocsBaseTest):
     def _mask(self, name, **kw):
         imp = self.newProtocol(ProtImportVolumes, filesPath=self.paths[name], samplingRate=2.0)
         self.launchProtocol(imp)
-        prot = self.newProtocol(P.ProtCryoprocsApplyMask3D, inputVolumes=imp.outputVolume,
-                                geo=C.MASK3D_SPHERE, radius=8, fillType=C.FILL_AVG, **kw)
+        prot = self.newProtocol(protocols.ProtCryoprocsApplyMask3D, inputVolumes=imp.outputVolume,
+                                geo=constants.MASK3D_SPHERE, radius=8, fillType=constants.FILL_AVG,
+                                **kw)
         return prot
 
     def test_nan_volume_fails_by_default_and_is_replaced_on_request(self):

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
-from cryoprocs.convert import relion5 as R5
+from cryoprocs import constants
+from cryoprocs.convert import relion5
 from cryoprocs.convert.star import write_star
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
@@ -86,7 +86,7 @@ class TestValidationHoles(CryoprocsBaseTest):
         cls.tomogramsStar = os.path.join(cls.proj.getPath(),
                                          cls.sim._getExtraPath("simulated", "tomograms.star"))
         # a RELION 5 particles.star of the simulated tilt series, with orientations
-        glob = R5.read_tomograms(cls.tomogramsStar)
+        glob = relion5.read_tomograms(cls.tomogramsStar)
         rows = []
         for _, r in glob.iterrows():
             for k, (x, y, z) in enumerate(POSITIONS):
@@ -172,8 +172,8 @@ class TestValidationHoles(CryoprocsBaseTest):
                             "rlnTomoTiltSeriesStarFile": "tiltseries/x.star"})
         path = os.path.join(self.getOutputPath(), "dup_tomograms.star")
         write_star(path, {"global": big})
-        with self.assertRaises(R5.Relion5Error) as ctx:
-            R5.read_tomograms(path)
+        with self.assertRaises(relion5.Relion5Error) as ctx:
+            relion5.read_tomograms(path)
         msg = str(ctx.exception)
         self.assertLess(len(msg), 300)
         self.assertIn("1993 duplicated rows", msg)
@@ -184,8 +184,8 @@ class TestValidationHoles(CryoprocsBaseTest):
         sim = self.sim
         prot = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
                                 inputCoordinates=self.coords,
-                                inputTiltSeries=getattr(sim, C.OUTPUT_TILT_SERIES),
-                                inputCtfTomoSeries=getattr(sim, C.OUTPUT_CTF_SERIES),
+                                inputTiltSeries=getattr(sim, constants.OUTPUT_TILT_SERIES),
+                                inputCtfTomoSeries=getattr(sim, constants.OUTPUT_CTF_SERIES),
                                 boxSize=8, numberOfThreads=2)
         self.assertEqual(prot.validate(), [])
         warn = [w for w in prot.warnings() if "no orientation" in w]
@@ -199,9 +199,9 @@ class TestValidationHoles(CryoprocsBaseTest):
                            inputTomograms=self.tomos)
         self.launchProtocol(imp)
         oriented = self.newProtocol(ProtCryoprocsReconstructSubtomoAverage,
-                                    inputCoordinates=getattr(imp, C.OUTPUT_COORDINATES),
-                                    inputTiltSeries=getattr(imp, C.OUTPUT_TILT_SERIES),
-                                    inputCtfTomoSeries=getattr(imp, C.OUTPUT_CTF_SERIES),
+                                    inputCoordinates=getattr(imp, constants.OUTPUT_COORDINATES),
+                                    inputTiltSeries=getattr(imp, constants.OUTPUT_TILT_SERIES),
+                                    inputCtfTomoSeries=getattr(imp, constants.OUTPUT_CTF_SERIES),
                                     boxSize=8)
         self.assertFalse([w for w in oriented.warnings() if "orientation" in w])
 
@@ -209,13 +209,13 @@ class TestValidationHoles(CryoprocsBaseTest):
     def test_export_movie_one_message_for_one_bad_percentage(self):
         from cryoprocs.protocols import ProtCryoprocsExportMovie
         prot = self.newProtocol(ProtCryoprocsExportMovie, inputData=self.tomos,
-                                sliceSelection=C.MOVIE_SLICES_DISCARD, discardStart=150.0,
+                                sliceSelection=constants.MOVIE_SLICES_DISCARD, discardStart=150.0,
                                 discardEnd=10.0)
         errors = prot.validate()
         self.assertEqual(len(errors), 1, errors)
         self.assertIn("150", errors[0])
         self.assertIn("[0, 100)", errors[0])
         good = self.newProtocol(ProtCryoprocsExportMovie, inputData=self.tomos,
-                                sliceSelection=C.MOVIE_SLICES_DISCARD, discardStart=10.0,
+                                sliceSelection=constants.MOVIE_SLICES_DISCARD, discardStart=10.0,
                                 discardEnd=10.0)
         self.assertEqual(good.validate(), [])

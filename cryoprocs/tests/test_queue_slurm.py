@@ -19,11 +19,11 @@ import mrcfile
 import numpy as np
 import pytest
 
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.scipion_runs import run_problems
-from cryoprocs.tests import queue_inputs as QI
+from cryoprocs.tests import queue_inputs
 from cryoprocs.tests import shared_data_root
-from cryoprocs.tests import slurm as S
+from cryoprocs.tests import slurm
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,13 @@ MODES = ("local", "whole", "items")
 @pytest.fixture(scope="module")
 def cluster():
     try:
-        folder = S.start(cpus=64, memory_mb=64000)
-    except S.SlurmUnavailable as exc:
+        folder = slurm.start(cpus=64, memory_mb=64000)
+    except slurm.SlurmUnavailable as exc:
         pytest.skip("SLURM cannot be started here: %s" % exc)
     try:
         yield folder
     finally:
-        S.stop(folder)
+        slurm.stop(folder)
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +54,17 @@ def runs(cluster, tmp_path_factory):
 
     root = shared_data_root()
     try:
-        data = QI.locate_data(os.path.join(root, "real") if root else None)
+        data = queue_inputs.locate_data(os.path.join(root, "real") if root else None)
     except DemoDataError as exc:
         pytest.skip("the demo's real data are not available: %s" % exc)
     tmp = tmp_path_factory.mktemp("queue")
-    hosts = S.hosts_conf(str(tmp / "hosts.conf"), memory_mb=1000, hold=True)
+    hosts = slurm.hosts_conf(str(tmp / "hosts.conf"), memory_mb=1000, hold=True)
     proj = Manager().createProject("TestCryoprocsSlurmQueue", hostsConf=hosts)
     os.chdir(proj.path)
     t0 = time.time()
     # a NaN in one score map: the pick runs need their "Replace non-finite values?" switch
     # to reach the command in every mode
-    crops = QI.write_crops(data, str(tmp / "inputs"), n=N_ITEMS, nan_score_voxel=True)
+    crops = queue_inputs.write_crops(data, str(tmp / "inputs"), n=N_ITEMS, nan_score_voxel=True)
     inputs = _import_inputs(proj, crops, str(tmp))
     setup_s = time.time() - t0
     launched, whole_ids = {}, {}
@@ -81,7 +81,7 @@ def runs(cluster, tmp_path_factory):
     cancel.setObjLabel("noise fill, one job cancelled")
     proj.launchProtocol(cancel)
     cancelled = _cancel_one_running_job(cancel, hold)
-    S.wait_runs(proj, list(launched.values()) + [cancel], timeout=900)
+    slurm.wait_runs(proj, list(launched.values()) + [cancel], timeout=900)
     run_s = time.time() - t0 - setup_s
     yield {"project": proj, "runs": launched, "whole_ids": whole_ids, "inputs": inputs,
            "crops": crops,
@@ -92,7 +92,7 @@ def runs(cluster, tmp_path_factory):
 def _launch_all(proj, prots):
     for p in prots:
         proj.launchProtocol(p)
-    S.wait_runs(proj, prots)
+    slurm.wait_runs(proj, prots)
     for p in prots:
         assert not run_problems(proj, p), (p.getRunName(), run_problems(proj, p))
 
@@ -101,7 +101,7 @@ def _import_inputs(proj, crops, tmp):
     """Import the crops, their masks and score/angle maps, simulate their tilt series and
     import the particles (locally, in this project)."""
     from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
-    from cryoprocs.convert import relion5 as R5
+    from cryoprocs.convert import relion5
     from cryoprocs.protocols import (ProtCryoprocsImportRelion5,
                                      ProtCryoprocsSimulateTiltSeries)
 
@@ -120,8 +120,8 @@ def _import_inputs(proj, crops, tmp):
     star = os.path.join(proj.path, sim._getExtraPath("simulated", "tomograms.star"))
     sizes = {r["rlnTomoName"]: [int(r[k]) for k in ("rlnTomoSizeX", "rlnTomoSizeY",
                                                     "rlnTomoSizeZ")]
-             for _, r in R5.read_tomograms(star).iterrows()}
-    particles = QI.write_particles_star(crops, os.path.join(tmp, "particles.star"), sizes)
+             for _, r in relion5.read_tomograms(star).iterrows()}
+    particles = queue_inputs.write_particles_star(crops, os.path.join(tmp, "particles.star"), sizes)
     imp = proj.newProtocol(ProtCryoprocsImportRelion5, tomogramsFile=star,
                            particlesFile=particles, projectDir=proj.path,
                            inputTomograms=tomos.Tomograms)
@@ -129,38 +129,38 @@ def _import_inputs(proj, crops, tmp):
     return {"tomograms": tomos.Tomograms, "masks": masks.tomomasks,
             "scores": maps["scores"].Tomograms, "angles": maps["angles"].Tomograms,
             "angle_list": crops["angle_list"],
-            "coordinates": getattr(imp, C.OUTPUT_COORDINATES),
-            "tilt_series": getattr(imp, C.OUTPUT_TILT_SERIES),
-            "ctf": getattr(imp, C.OUTPUT_CTF_SERIES)}
+            "coordinates": getattr(imp, constants.OUTPUT_COORDINATES),
+            "tilt_series": getattr(imp, constants.OUTPUT_TILT_SERIES),
+            "ctf": getattr(imp, constants.OUTPUT_CTF_SERIES)}
 
 
 def _new(proj, name, inputs, mode, hold=""):
     """A protocol of the module's five, set up for ``mode``."""
-    from cryoprocs import protocols as P
+    from cryoprocs import protocols
     if name == "noisefill":
-        prot = proj.newProtocol(P.ProtCryoprocsMaskedTomogramNoiseFill,
+        prot = proj.newProtocol(protocols.ProtCryoprocsMaskedTomogramNoiseFill,
                                 inputTomograms=inputs["tomograms"], inputMasks=inputs["masks"])
     elif name == "pick":
-        prot = proj.newProtocol(P.ProtCryoprocsScoresPeakPicking,
+        prot = proj.newProtocol(protocols.ProtCryoprocsScoresPeakPicking,
                                 inputScoreMaps=inputs["scores"], inputAngleMaps=inputs["angles"],
                                 inputTomograms=inputs["tomograms"],
                                 angleList=inputs["angle_list"], minDistance=15.0, boxSize=31,
                                 replaceNonFinite=True)
     elif name == "extract":
-        prot = proj.newProtocol(P.ProtCryoprocsExtractSubtomos,
-                                extractionMode=C.EXTRACT_MODE_STACK2D,
+        prot = proj.newProtocol(protocols.ProtCryoprocsExtractSubtomos,
+                                extractionMode=constants.EXTRACT_MODE_STACK2D,
                                 inputCoordinates=inputs["coordinates"],
                                 inputTiltSeries=inputs["tilt_series"],
                                 inputCtfTomoSeries=inputs["ctf"], boxSize=16, minFrames=5)
     elif name == "reconstruct":
-        prot = proj.newProtocol(P.ProtCryoprocsReconstructSubtomoAverage,
+        prot = proj.newProtocol(protocols.ProtCryoprocsReconstructSubtomoAverage,
                                 inputCoordinates=inputs["coordinates"],
                                 inputTiltSeries=inputs["tilt_series"],
                                 inputCtfTomoSeries=inputs["ctf"], boxSize=20)
     else:
         # with the particles drawn: their files are written by the protocol, the drawing
         # is done by each item's command (job)
-        prot = proj.newProtocol(P.ProtCryoprocsExportMovie, inputData=inputs["tomograms"],
+        prot = proj.newProtocol(protocols.ProtCryoprocsExportMovie, inputData=inputs["tomograms"],
                                 inputCoordinates=inputs["coordinates"], particleRadius=60.0,
                                 labelFrames=True, scaleBar=True)
     prot.numberOfThreads.set(THREADS)
@@ -180,13 +180,13 @@ def _cancel_one_running_job(prot, hold, timeout=300):
     prefix = "%s-" % prot.strId()
     t0 = time.time()
     while True:
-        jobs = {j: n for j, (n, st) in S.queued_jobs().items()
+        jobs = {j: n for j, (n, st) in slurm.queued_jobs().items()
                 if n.startswith(prefix) and st == "RUNNING"}
         if len(jobs) == N_ITEMS:
             break
         if time.time() - t0 > timeout:
             raise TimeoutError("the item jobs of %s did not all start: %s"
-                               % (prot.getRunName(), S.queued_jobs()))
+                               % (prot.getRunName(), slurm.queued_jobs()))
         time.sleep(0.2)
     victim = sorted(jobs, key=lambda j: jobs[j])[1]
     subprocess.run(["scancel", str(victim)], check=True)
@@ -204,23 +204,23 @@ def _outputs(proj, name, prot):
     """What a run produced, as comparable values (arrays and bytes), keyed by item."""
     out = {}
     if name == "noisefill":
-        for t in getattr(prot, C.OUTPUT_NOISE_FILLED_TOMOS).iterItems():
+        for t in getattr(prot, constants.OUTPUT_NOISE_FILLED_TOMOS).iterItems():
             out[t.getTsId()] = mrcfile.read(_abs(proj, t.getFileName()))
     elif name == "pick":
         from cryoprocs.convert.scipion import coordinate_blc
-        for c in getattr(prot, C.OUTPUT_COORDINATES).iterCoordinates():
+        for c in getattr(prot, constants.OUTPUT_COORDINATES).iterCoordinates():
             out[(c.getTomoId(), c.getObjId())] = (np.array(coordinate_blc(c)), c.getScore(),
                                                   np.array(c.getMatrix()))
         for f in glob.glob(_abs(proj, prot._getExtraPath("*_picks.csv"))):
             out[os.path.basename(f)] = open(f, "rb").read()
     elif name == "extract":
-        for s in getattr(prot, C.OUTPUT_SUBTOMOGRAMS).iterItems():
+        for s in getattr(prot, constants.OUTPUT_SUBTOMOGRAMS).iterItems():
             path = _abs(proj, s.getFileName())
             out[os.path.relpath(path, _abs(proj, prot._getExtraPath()))] = mrcfile.read(path)
     elif name == "reconstruct":
         for f in ("merged.mrc", "half1.mrc", "half2.mrc"):
             out[f] = mrcfile.read(_abs(proj, prot._getExtraPath(f)))
-        out["fsc"] = np.array(getattr(prot, C.OUTPUT_FSC).getData()[1])
+        out["fsc"] = np.array(getattr(prot, constants.OUTPUT_FSC).getData()[1])
     else:
         for f in prot.getMovieFiles():
             out[os.path.basename(f)] = open(_abs(proj, f), "rb").read()
@@ -242,7 +242,7 @@ def _assert_equal(a, b, what):
 
 def _job_items(job_id, names):
     """The items (tsIds) a job's script names."""
-    info = S.job_info(job_id)
+    info = slurm.job_info(job_id)
     with open(info["Command"]) as fh:
         script = fh.read()
     return [n for n in names if n in script]
@@ -280,12 +280,12 @@ def test_queued_outputs_equal_local_outputs(runs, name):
 def test_one_slurm_job_per_item(runs, name):
     proj, names = runs["project"], runs["crops"]["names"]
     prot = runs["runs"][(name, "items")]
-    ids = S.launched_job_ids(proj, prot)
+    ids = slurm.launched_job_ids(proj, prot)
     final = 1 if name == "reconstruct" else 0           # reconstruct's final sum
     assert len(ids) == N_ITEMS + final, ids
     items = []
     for j in ids:
-        info = S.job_info(j)
+        info = slurm.job_info(j)
         assert info.get("JobState") == "COMPLETED" and info.get("ExitCode") == "0:0", info
         assert info["JobName"].startswith("%s-" % prot.strId()), info["JobName"]
         assert os.path.samefile(info["WorkDir"], proj.path)
@@ -293,8 +293,8 @@ def test_one_slurm_job_per_item(runs, name):
     assert sorted(items) == sorted(names + ["final"] * final)
     # the whole-protocol run is one job running the protocol itself, with no item jobs
     whole = runs["runs"][(name, "whole")]
-    assert len(runs["whole_ids"][name]) == 1 and not S.launched_job_ids(proj, whole)
-    info = S.job_info(runs["whole_ids"][name][0])
+    assert len(runs["whole_ids"][name]) == 1 and not slurm.launched_job_ids(proj, whole)
+    info = slurm.job_info(runs["whole_ids"][name][0])
     assert info["JobName"] == whole.strId() and info["JobState"] == "COMPLETED", info
 
 
@@ -322,23 +322,23 @@ def test_scancel_fails_the_run_and_continue_redoes_only_that_item(runs):
     victim = runs["cancelled"]
     assert prot.isFailed(), prot.getStatus()
     lost = _job_items(victim, names)
-    assert len(lost) == 1 and S.job_info(victim)["JobState"] == "CANCELLED"
+    assert len(lost) == 1 and slurm.job_info(victim)["JobState"] == "CANCELLED"
     assert "tsId %s" % lost[0] in prot.getErrorMessage(), prot.getErrorMessage()
     outs = {n: _abs(proj, prot._getExtraPath("%s_noisefilled.mrc" % n)) for n in names}
     assert not os.path.exists(outs[lost[0]])
     kept = {n: os.stat(p).st_mtime_ns for n, p in outs.items() if n != lost[0]}
-    before = set(S.launched_job_ids(proj, prot))
+    before = set(slurm.launched_job_ids(proj, prot))
     stderr = _abs(proj, prot.getStderrLog())
     failed_log = os.path.getsize(stderr)       # the failed step's traceback stays above
     prot.runMode.set(MODE_RESUME)              # the GUI's "Continue"
     proj.launchProtocol(prot)
-    S.wait_runs(proj, [prot])
+    slurm.wait_runs(proj, [prot])
     assert prot.isFinished(), (prot.getStatus(), prot.getErrorMessage())
     assert [p for p in run_problems(proj, prot) if not p.startswith("Traceback")] == []
     with open(stderr, errors="replace") as fh:
         fh.seek(failed_log)
         assert "Traceback" not in fh.read()
-    new = sorted(set(S.launched_job_ids(proj, prot)) - before)
+    new = sorted(set(slurm.launched_job_ids(proj, prot)) - before)
     assert len(new) == 1 and _job_items(new[0], names) == lost, new
     assert {n: os.stat(outs[n]).st_mtime_ns for n in kept} == kept
     _assert_equal(_outputs(proj, "noisefill", prot),
@@ -354,7 +354,7 @@ def test_readme_hosts_conf_is_the_tested_one(tmp_path):
     blocks = [b for b in readme_blocks() if b.section == "Running on a cluster"
               and b.language == "ini"]
     assert len(blocks) == 1
-    tested = S.hosts_conf(str(tmp_path / "hosts.conf"), memory_mb=8000)
+    tested = slurm.hosts_conf(str(tmp_path / "hosts.conf"), memory_mb=8000)
     assert blocks[0].text == open(tested).read()
     host = HostConfig.load(tested)["localhost"]
     queue = host.getQueueSystem()

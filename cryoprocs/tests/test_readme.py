@@ -13,23 +13,24 @@ import mrcfile
 import numpy as np
 import pytest
 
-from cryoprocs.tests import readme_examples as R
+from cryoprocs.tests import readme_examples
 from cryoprocs.tests import shared_data_root
 
-PLAN = R.plan(R.readme_blocks())
-JOBS = R.readme_jobs(PLAN)
+PLAN = readme_examples.plan(readme_examples.readme_blocks())
+JOBS = readme_examples.readme_jobs(PLAN)
 
 
 def _check_mask_map(result):
     """mask_map.py: the masked map is the ribosome map times a raised cosine from 22 to 28 px,
     written where the script says, in a finished ApplyMask3D run."""
-    from cryoprocs.kernels import masks as K
+    from cryoprocs.kernels import masks
     out = result.stdout.strip().splitlines()[0]
     assert out.endswith(".mrc") and os.path.isfile(out), result.stdout
     assert os.path.realpath(out).startswith(os.path.realpath(result.scratch))
-    ref = mrcfile.read(os.path.join(shared_data_root(), R.DATA["/data/emd_3883.mrc"].describe))
-    exp = K.apply_mask(ref[None], K.make_mask(ref.shape, "raised_cosine", inner_radius=22,
-                                              outer_radius=28))[0]
+    ref = mrcfile.read(os.path.join(shared_data_root(),
+                                    readme_examples.DATA["/data/emd_3883.mrc"].describe))
+    exp = masks.apply_mask(ref[None], masks.make_mask(ref.shape, "raised_cosine", inner_radius=22,
+                                                      outer_radius=28))[0]
     with mrcfile.open(out) as m:
         np.testing.assert_allclose(m.data, exp, rtol=0, atol=1e-6 * np.abs(ref).max())
         assert abs(float(m.voxel_size.x) - 8.66) < 1e-3
@@ -48,7 +49,8 @@ def test_readme_example_runs_as_written(doc_runs, job):
     print("%s: %.1f s" % (job.block.where, result.seconds))
     assert result.returncode == 0, result.failure()
     assert "Traceback" not in result.stderr, result.failure()
-    names = {job.block.script_name} if job.kind == "python" else R._tokens(job.block.text)
+    names = ({job.block.script_name} if job.kind == "python"
+             else readme_examples._tokens(job.block.text))
     for name, check in CHECKS.items():
         if name in names:
             check(result)
@@ -70,15 +72,16 @@ def test_readme_harness_runs_what_it_should():
 def test_harness_refuses_unknown_data_paths_and_unfenced_examples(tmp_path):
     text = 'imp = open("/data/emd_3883.mrc"); other = "/data/unknown_map.mrc"\n'
     with pytest.raises(KeyError, match="/data/unknown_map.mrc"):
-        R.substitute_data_paths(text, {"/data/emd_3883.mrc": "/x/map.mrc"}, "README.md:1")
+        readme_examples.substitute_data_paths(text, {"/data/emd_3883.mrc": "/x/map.mrc"},
+                                              "README.md:1")
     doc = tmp_path / "doc.md"
     doc.write_text("# T\n\nRun:\n\n    cryoprocs mask --input a.mrc --output b.mrc\n")
     with pytest.raises(ValueError, match="doc.md:5: an indented code block runs cryoprocs"):
-        R.readme_blocks(str(doc))
+        readme_examples.readme_blocks(str(doc))
     doc.write_text("# T\n<!-- readme-test: skip needs SLURM -->\n```bash\nsbatch --wrap "
                    "'cryoprocs mask --input a.mrc --output b.mrc'\n```\n\n```\ncryoprocs "
                    "<command> --help\n```\n")
-    plan = R.plan(R.readme_blocks(str(doc)))
+    plan = readme_examples.plan(readme_examples.readme_blocks(str(doc)))
     assert [(b.line, why) for b, why in plan.skipped] == [(3, "readme-test skip: needs SLURM")]
     assert [b.line for b in plan.shell] == [7]
-    assert 'for command in mask ' in R._expand_placeholder(plan.shell[0].text)
+    assert 'for command in mask ' in readme_examples._expand_placeholder(plan.shell[0].text)

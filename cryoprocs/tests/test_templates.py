@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyworkflow.tests import setupTestProject
 
-from cryoprocs import constants as C
+from cryoprocs import constants
 from cryoprocs.tests import shared_data
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest, assert_run_clean
 
@@ -76,8 +76,8 @@ class TestTemplates(CryoprocsBaseTest):
         self.assertEqual([p.getClassName() for p in runs],
                          ["ProtImportVolumes", "ProtCryoprocsApplyMask3D",
                           "ProtImportParticles", "ProtCryoprocsApplyMask2D"])
-        self.assertEqual(getattr(runs[1], C.OUTPUT_VOLUME).getDim(), (20, 20, 20))
-        self.assertSetSize(getattr(runs[3], C.OUTPUT_PARTICLES), 5)
+        self.assertEqual(getattr(runs[1], constants.OUTPUT_VOLUME).getDim(), (20, 20, 20))
+        self.assertSetSize(getattr(runs[3], constants.OUTPUT_PARTICLES), 5)
 
     def test_tomography_workflow_on_real_data(self):
         from cryoprocs.convert.mrc import read_mrc, write_mrc
@@ -115,10 +115,10 @@ class TestTemplates(CryoprocsBaseTest):
         self.assertEqual(names[-2:], ["ProtCryoprocsExtractSubtomos",
                                       "ProtCryoprocsReconstructSubtomoAverage"])
         picks = getattr(runs[names.index("ProtCryoprocsScoresPeakPicking")],
-                        C.OUTPUT_COORDINATES)
+                        constants.OUTPUT_COORDINATES)
         self.assertGreaterEqual(picks.getSize(), 9)          # the 9 VLPs of the tomogram
-        subs = getattr(runs[-2], C.OUTPUT_SUBTOMOGRAMS)
+        subs = getattr(runs[-2], constants.OUTPUT_SUBTOMOGRAMS)
         self.assertGreater(subs.getSize(), 0)
-        avg = getattr(runs[-1], C.OUTPUT_AVERAGE)
+        avg = getattr(runs[-1], constants.OUTPUT_AVERAGE)
         self.assertEqual(avg.getDim(), (32, 32, 32))
         self.assertAlmostEqual(avg.getSamplingRate(), 40.0)

@@ -12,7 +12,7 @@ from cryoprocs.cli import main
 from cryoprocs.pipelines.extract import Stack2DJob, Stack2DSettings
 from cryoprocs.pipelines.reconstruct import ReconstructJob, ReconstructSettings
 from cryoprocs.tests import relion5_reference as REF
-from cryoprocs.tests import zarr_helpers as ZH
+from cryoprocs.tests import zarr_helpers
 
 pytest.importorskip("ome_zarr")
 
@@ -24,7 +24,7 @@ def _extract(proj, out, settings):
 
 
 def _assert_same_stacks(a_dir, b_dir, n=None):
-    a, b = ZH.read_stacks(a_dir), ZH.read_stacks(b_dir)
+    a, b = zarr_helpers.read_stacks(a_dir), zarr_helpers.read_stacks(b_dir)
     assert sorted(a) == sorted(b)
     if n is not None:
         assert len(a) == n
@@ -38,9 +38,9 @@ def _assert_same_stacks(a_dir, b_dir, n=None):
                          ids=["rlnMicrographName", "rlnTomoTiltSeriesName"])
 def test_extract_zarr_equals_mrc(tmp_path, micrograph_names):
     pack = REF.pack_dir()
-    mrc = ZH.mrc_project(pack, tmp_path / "mrc")
-    zproj = ZH.zarr_project(pack, tmp_path / "zarr", chunks=(1, 64, 64), levels=2,
-                            micrograph_names=micrograph_names)
+    mrc = zarr_helpers.mrc_project(pack, tmp_path / "mrc")
+    zproj = zarr_helpers.zarr_project(pack, tmp_path / "zarr", chunks=(1, 64, 64), levels=2,
+                                      micrograph_names=micrograph_names)
     for box, crop, binning in ((32, 32, 2), (64, 48, 1)):
         s = Stack2DSettings(box=box, crop=crop, binning=binning)
         ra = _extract(mrc, os.path.join(mrc, "Extract/a%d" % box), s)
@@ -60,8 +60,8 @@ def test_extract_zarr_equals_mrc(tmp_path, micrograph_names):
 
 def test_reconstruct_zarr_equals_mrc(tmp_path):
     pack = REF.pack_dir()
-    mrc = ZH.mrc_project(pack, tmp_path / "mrc")
-    zproj = ZH.zarr_project(pack, tmp_path / "zarr", chunks=(1, 48, 80), levels=1)
+    mrc = zarr_helpers.mrc_project(pack, tmp_path / "mrc")
+    zproj = zarr_helpers.zarr_project(pack, tmp_path / "zarr", chunks=(1, 48, 80), levels=1)
     maps = {}
     for name, proj in (("mrc", mrc), ("zarr", zproj)):
         out = os.path.join(proj, "Reconstruct")
@@ -83,7 +83,7 @@ def test_reconstruct_zarr_equals_mrc(tmp_path):
 def test_cli_extract_zarr(tmp_path, monkeypatch):
     """The command line on the OME-Zarr project (paths relative to the project)."""
     pack = REF.pack_dir()
-    zproj = ZH.zarr_project(pack, tmp_path / "zarr", chunks=(1, 128, 128), levels=1)
+    zproj = zarr_helpers.zarr_project(pack, tmp_path / "zarr", chunks=(1, 128, 128), levels=1)
     monkeypatch.chdir(zproj)
     assert main(["extract", "--particles", "particles.star", "--tomograms", "tomograms.star",
                  "--box-size", "32", "--bin", "2", "--output-dir", "Extract/job1/"]) == 0
@@ -97,16 +97,16 @@ def test_http_extraction_reads_only_the_boxes(tmp_path):
     pack = REF.pack_dir()
     five = starfile.read(os.path.join(pack, "particles.star"),
                          always_dict=True)["particles"].iloc[:5].reset_index(drop=True)
-    local = ZH.zarr_project(pack, tmp_path / "local", chunks=(1, 16, 16), levels=2,
-                            particles=five)
+    local = zarr_helpers.zarr_project(pack, tmp_path / "local", chunks=(1, 16, 16), levels=2,
+                                      particles=five)
     store = os.path.join(local, "tiltseries", "TS_01.zarr")
-    total, level0 = ZH.store_bytes(store), ZH.store_bytes(store, "0")
+    total, level0 = zarr_helpers.store_bytes(store), zarr_helpers.store_bytes(store, "0")
     s = Stack2DSettings(box=16, crop=16, binning=1)
     ra = _extract(local, os.path.join(local, "Extract/j"), s)
     assert ra["kept"] == 5
-    with ZH.serve(os.path.join(local, "tiltseries")) as (url, counter):
-        remote = ZH.zarr_project(pack, tmp_path / "remote", chunks=(1, 16, 16), levels=2,
-                                 particles=five, store_url=url + "/TS_01.zarr")
+    with zarr_helpers.serve(os.path.join(local, "tiltseries")) as (url, counter):
+        remote = zarr_helpers.zarr_project(pack, tmp_path / "remote", chunks=(1, 16, 16), levels=2,
+                                           particles=five, store_url=url + "/TS_01.zarr")
         rb = _extract(remote, os.path.join(remote, "Extract/j"), s)
         served = counter["bytes"]
     assert ra == rb

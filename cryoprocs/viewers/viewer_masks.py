@@ -4,8 +4,8 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfVolumes
 
-from .. import constants as C
-from ..plots import figures as F
+from .. import constants
+from ..plots import figures
 from ..plots.images import spread_indices
 from ..protocols.protocol_apply_mask import ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D
 from .viewer_base import CryoprocsProtocolViewer, FigureView, read_image, read_volume
@@ -44,7 +44,7 @@ class CryoprocsMask3DViewer(CryoprocsProtocolViewer):
                            'slices (index size//2); the yellow line is the mask outline.')
 
     def _count(self):
-        out = getattr(self.protocol, C.OUTPUT_VOLUMES, None)
+        out = getattr(self.protocol, constants.OUTPUT_VOLUMES, None)
         return out.getSize() if out is not None else 1
 
     def _views(self):
@@ -55,24 +55,24 @@ class CryoprocsMask3DViewer(CryoprocsProtocolViewer):
         prot = self.protocol
         inp = prot.inputVolumes.get()
         if isinstance(inp, SetOfVolumes):
-            out = getattr(prot, C.OUTPUT_VOLUMES)
+            out = getattr(prot, constants.OUTPUT_VOLUMES)
             k = (self.volumeNumber.get() if hasattr(self, 'volumeNumber') else 1) - 1
             outs = [v.clone() for v in out.iterItems(orderBy='id')]
             o = outs[min(max(k, 0), len(outs) - 1)]
             i = inp[o.getObjId()]
             return i, o
-        return inp, getattr(prot, C.OUTPUT_VOLUME)
+        return inp, getattr(prot, constants.OUTPUT_VOLUME)
 
     def _showSlices(self, paramName=None):
-        if not (hasattr(self.protocol, C.OUTPUT_VOLUME) or
-                hasattr(self.protocol, C.OUTPUT_VOLUMES)):
+        if not (hasattr(self.protocol, constants.OUTPUT_VOLUME) or
+                hasattr(self.protocol, constants.OUTPUT_VOLUMES)):
             return self._message('The run has no output volume yet.')
         inp, out = self._pair()
         vol = read_volume(self._path(inp.getFileName()))
         res = read_volume(self._path(out.getFileName()))
         mask = _mask_for(self.protocol, vol.shape)
         title = self._title('%s (%s)' % (out.getFileName(), self.protocol._maskDescription()))
-        return [FigureView(lambda fig: F.draw_mask_volume(fig, vol, mask, res, title=title),
+        return [FigureView(lambda fig: figures.draw_mask_volume(fig, vol, mask, res, title=title),
                            'Input | mask | output', figsize=(9, 9))]
 
 
@@ -95,7 +95,7 @@ class CryoprocsMask2DViewer(CryoprocsProtocolViewer):
         return {'displayMontage': self._showMontage}
 
     def _showMontage(self, paramName=None):
-        out = getattr(self.protocol, C.OUTPUT_PARTICLES, None)
+        out = getattr(self.protocol, constants.OUTPUT_PARTICLES, None)
         if out is None:
             return self._message('The run has no output particles yet.')
         inp = self.protocol.inputParticles.get()
@@ -108,7 +108,7 @@ class CryoprocsMask2DViewer(CryoprocsProtocolViewer):
         mask = _mask_for(self.protocol, before[0].shape)
         title = self._title('%d of %d particles (%s)' % (len(pick), len(ids),
                                                           self.protocol._maskDescription()))
-        return [FigureView(lambda fig: F.draw_mask_particles(
+        return [FigureView(lambda fig: figures.draw_mask_particles(
             fig, before, mask, after, labels=['id %d' % i for i in pick], title=title),
             'Input | mask | output', figsize=(12, 5))]
 

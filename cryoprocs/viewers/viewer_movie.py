@@ -8,7 +8,7 @@ import os
 
 import pyworkflow.viewer as pwviewer
 
-from ..plots import figures as F
+from ..plots import figures
 from ..protocols.protocol_export_movie import ProtCryoprocsExportMovie
 from .viewer_base import FigureView, system_open
 
@@ -38,7 +38,8 @@ class CryoprocsMovieViewer(pwviewer.Viewer):
         title = ('%s: central frames of %d movie%s (%s)'
                  % (obj.getRunName(), len(movies), '' if len(movies) == 1 else 's',
                     obj._getExtraPath()))
-        view = FigureView(lambda fig: F.MoviePanel(fig, img, movies, system_open, title=title),
+        view = FigureView(lambda fig: figures.MoviePanel(fig, img, movies, system_open,
+                                                         title=title),
                           'Movie preview (%s)' % ', '.join(m[0] for m in movies),
                           figsize=(max(6.0, min(12.0, img.shape[1] / 60.0)), 6.5))
         view.image = preview

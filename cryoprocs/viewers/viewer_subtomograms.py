@@ -4,8 +4,8 @@ the plugin's 0.143 resolution)."""
 import numpy as np
 import pyworkflow.protocol.params as params
 
-from .. import constants as C
-from ..plots import figures as F
+from .. import constants
+from ..plots import figures
 from ..plots.images import spread_indices
 from ..protocols.protocol_extract_subtomos import ProtCryoprocsExtractSubtomos
 from ..protocols.protocol_reconstruct import ProtCryoprocsReconstructSubtomoAverage
@@ -32,7 +32,7 @@ class CryoprocsExtractViewer(CryoprocsProtocolViewer):
         return {'displayGallery': self._showGallery}
 
     def _showGallery(self, paramName=None):
-        subs = getattr(self.protocol, C.OUTPUT_SUBTOMOGRAMS, None)
+        subs = getattr(self.protocol, constants.OUTPUT_SUBTOMOGRAMS, None)
         if subs is None or subs.getSize() == 0:
             return self._message('The run has no subtomograms yet.')
         items = [s.clone() for s in subs.iterItems(orderBy='id')]
@@ -44,7 +44,7 @@ class CryoprocsExtractViewer(CryoprocsProtocolViewer):
         title = self._title('%d of %d %s, %d px, %.2f Å/px'
                             % (len(items), subs.getSize(), what, stacks[0].shape[-1],
                                subs.getSamplingRate()))
-        return [FigureView(lambda fig: F.StackGallery(
+        return [FigureView(lambda fig: figures.StackGallery(
             fig, stacks, titles, frame_label='tilt frame' if is2d else 'z', title=title),
             'Subtomograms', figsize=(11, 8))]
 
@@ -69,7 +69,7 @@ class CryoprocsReconstructViewer(CryoprocsProtocolViewer):
         return {'displayMaps': self._showMaps, 'displayFsc': self._showFsc}
 
     def _showMaps(self, paramName=None):
-        avg = getattr(self.protocol, C.OUTPUT_AVERAGE, None)
+        avg = getattr(self.protocol, constants.OUTPUT_AVERAGE, None)
         if avg is None:
             return self._message('The run has no map yet.')
         maps = [('merged', read_volume(self._path(avg.getFileName())))]
@@ -79,11 +79,11 @@ class CryoprocsReconstructViewer(CryoprocsProtocolViewer):
         for k, h in enumerate(halves or []):
             maps.append(('half %d' % (k + 1), read_volume(self._path(h))))
         title = self._title('%s, %.3f Å/px' % (avg.getFileName(), avg.getSamplingRate()))
-        return [FigureView(lambda fig: F.draw_orthoslices(fig, maps, title=title),
+        return [FigureView(lambda fig: figures.draw_orthoslices(fig, maps, title=title),
                            'Subtomogram average', figsize=(9, 3 * len(maps) + 0.6))]
 
     def _showFsc(self, paramName=None):
-        fsc = getattr(self.protocol, C.OUTPUT_FSC, None)
+        fsc = getattr(self.protocol, constants.OUTPUT_FSC, None)
         if fsc is None:
             return self._message('No FSC: the particles have no half sets (rlnRandomSubset).')
         from ..kernels.fsc import fsc_resolution
@@ -93,7 +93,7 @@ class CryoprocsReconstructViewer(CryoprocsProtocolViewer):
 
         def draw(fig):
             ax = fig.add_subplot(111)
-            F.draw_fsc(ax, x, y, res, at_nyquist)
+            figures.draw_fsc(ax, x, y, res, at_nyquist)
             fig.suptitle(title, fontsize=10)
             fig.tight_layout()
             return ax

@@ -4,8 +4,8 @@ pre-exposure, and the per-tilt dose and defocus."""
 import numpy as np
 import pyworkflow.protocol.params as params
 
-from .. import constants as C
-from ..plots import figures as F
+from .. import constants
+from ..plots import figures
 from ..protocols.protocol_import_relion5 import ProtCryoprocsImportRelion5
 from ..protocols.protocol_tilt_series_from_stacks import ProtCryoprocsTiltSeriesFromStacks
 from .viewer_base import CryoprocsProtocolViewer, FigureView, read_volume
@@ -33,7 +33,7 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
     _targets = [ProtCryoprocsImportRelion5, ProtCryoprocsTiltSeriesFromStacks]
 
     def _defineViews(self, form):
-        ts = getattr(self.protocol, C.OUTPUT_TILT_SERIES, None)
+        ts = getattr(self.protocol, constants.OUTPUT_TILT_SERIES, None)
         self._tsIds = sorted(t.getTsId() for t in ts) if ts is not None else []
         if len(self._tsIds) > 1:
             form.addParam('tsIdIndex', params.EnumParam, choices=self._tsIds, default=0,
@@ -51,7 +51,7 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
     def _series(self):
         tsId = self._tsIds[self.tsIdIndex.get()] if hasattr(self, 'tsIdIndex') \
             else self._tsIds[0]
-        ts = [t.clone() for t in getattr(self.protocol, C.OUTPUT_TILT_SERIES)
+        ts = [t.clone() for t in getattr(self.protocol, constants.OUTPUT_TILT_SERIES)
               if t.getTsId() == tsId][0]
         return tsId, ts
 
@@ -76,8 +76,8 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
         title = self._title('%s: %d tilt images, %.3f Å/px' % (tsId, len(rows),
                                                                ts.getSamplingRate()))
         zero = int(np.argmin([abs(r[0]) for r in rows]))
-        return [FigureView(lambda fig: F.SliceBrowser(fig, [('tilt image', image)], len(rows),
-                                                      z=zero, info=info, title=title),
+        return [FigureView(lambda fig: figures.SliceBrowser(fig, [('tilt image', image)], len(rows),
+                                                            z=zero, info=info, title=title),
                            'Tilt series: %s' % tsId, figsize=(8, 8))]
 
     def _showPlots(self, paramName=None):
@@ -88,7 +88,7 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
         angles = [r[0] for r in rows]
         doses = [r[2] if r[2] is not None else np.nan for r in rows]
         du = dv = None
-        ctfSet = getattr(self.protocol, C.OUTPUT_CTF_SERIES, None)
+        ctfSet = getattr(self.protocol, constants.OUTPUT_CTF_SERIES, None)
         if ctfSet is not None:
             series = [c.clone() for c in ctfSet if c.getTsId() == tsId]
             if series:
@@ -98,7 +98,7 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
                 dv = [getattr(by_order.get(r[1]), 'getDefocusV', lambda: np.nan)()
                       for r in rows]
         title = self._title('%s: per-tilt values' % tsId)
-        return [FigureView(lambda fig: F.draw_tilt_plots(fig, angles, doses, du, dv,
-                                                         title=title),
+        return [FigureView(lambda fig: figures.draw_tilt_plots(fig, angles, doses, du, dv,
+                                                               title=title),
                            'Tilt series values: %s' % tsId,
                            figsize=(11 if du is not None else 6, 4.5))]

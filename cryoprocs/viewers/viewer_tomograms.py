@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pyworkflow.protocol.params as params
 
-from .. import constants as C
-from ..plots import figures as F
+from .. import constants
+from ..plots import figures
 from ..plots.images import kept_region
 from ..protocols.protocol_noise_fill import ProtCryoprocsMaskedTomogramNoiseFill
 from ..protocols.protocol_scores_peak_picking import ProtCryoprocsScoresPeakPicking
@@ -39,7 +39,7 @@ class CryoprocsNoiseFillViewer(CryoprocsProtocolViewer):
                            '(one grey window); move the slider to browse z.')
 
     def _outputTsIds(self):
-        out = getattr(self.protocol, C.OUTPUT_NOISE_FILLED_TOMOS, None)
+        out = getattr(self.protocol, constants.OUTPUT_NOISE_FILLED_TOMOS, None)
         return tsid_choices(out) if out is not None else []
 
     def _views(self):
@@ -53,7 +53,7 @@ class CryoprocsNoiseFillViewer(CryoprocsProtocolViewer):
         if not self._tsIds:
             return self._message('The run has no noise-filled tomogram yet.')
         prot, tsId = self.protocol, self._tsId()
-        after_t = [t.clone() for t in getattr(prot, C.OUTPUT_NOISE_FILLED_TOMOS)
+        after_t = [t.clone() for t in getattr(prot, constants.OUTPUT_NOISE_FILLED_TOMOS)
                    if t.getTsId() == tsId][0]
         before_t = [t.clone() for t in prot.inputTomograms.get() if t.getTsId() == tsId][0]
         masks = prot.inputMasks.get()
@@ -68,7 +68,7 @@ class CryoprocsNoiseFillViewer(CryoprocsProtocolViewer):
         else:
             level = float(prot.maskThreshold.get())
         soft = None
-        softSet = getattr(prot, C.OUTPUT_NOISE_FILL_MASKS, None)
+        softSet = getattr(prot, constants.OUTPUT_NOISE_FILL_MASKS, None)
         if softSet is not None:
             found = [m.clone() for m in softSet if m.getTsId() == tsId]
             if found:
@@ -79,13 +79,13 @@ class CryoprocsNoiseFillViewer(CryoprocsProtocolViewer):
                 return np.asarray(soft[z], dtype=np.float32) >= 0.5
             return kept_region(before[z], after[z])
 
-        outlines = [(lambda z: np.asarray(mask[z], dtype=np.float32) > level, F.OUTLINE,
+        outlines = [(lambda z: np.asarray(mask[z], dtype=np.float32) > level, figures.OUTLINE,
                      'mask (> %g)' % level),
-                    (lambda z: kept(z).astype(np.float32), F.KEPT,
+                    (lambda z: kept(z).astype(np.float32), figures.KEPT,
                      'kept region' + (' (soft mask >= 0.5)' if soft is not None
                                       else ' (input values kept)'))]
         title = self._title('%s: before | after noise fill' % tsId)
-        return [FigureView(lambda fig: F.SliceBrowser(
+        return [FigureView(lambda fig: figures.SliceBrowser(
             fig, [('before', lambda z: before[z]), ('after', lambda z: after[z])],
             before.shape[0], outlines=outlines, title=title),
             'Noise fill: %s' % tsId, figsize=(12, 6.5))]
@@ -115,7 +115,7 @@ class CryoprocsPeakPickingViewer(CryoprocsProtocolViewer):
                            'best); move the slider to browse z.')
 
     def _pickedTsIds(self):
-        path = self.protocol._getExtraPath(C.PEAKS_SUMMARY_JSON)
+        path = self.protocol._getExtraPath(constants.PEAKS_SUMMARY_JSON)
         if not os.path.exists(self._path(path)):
             return []
         import json
@@ -138,12 +138,12 @@ class CryoprocsPeakPickingViewer(CryoprocsProtocolViewer):
             return self._message('No diagnostics for %s (%s).' % (tsId, png))
         import matplotlib.image as mpimg
         img = mpimg.imread(png)
-        return [FigureView(lambda fig: F.draw_image_file(fig, img),
+        return [FigureView(lambda fig: figures.draw_image_file(fig, img),
                            'Picking diagnostics: %s' % tsId,
                            figsize=(img.shape[1] / 100.0, img.shape[0] / 100.0))]
 
     def _showPicks(self, paramName=None):
-        coords = getattr(self.protocol, C.OUTPUT_COORDINATES, None)
+        coords = getattr(self.protocol, constants.OUTPUT_COORDINATES, None)
         if coords is None or not self._tsIds:
             return self._message('The run has no coordinates yet.')
         from ..convert.scipion import coordinate_blc
@@ -158,6 +158,6 @@ class CryoprocsPeakPickingViewer(CryoprocsProtocolViewer):
         radius = max(1.0, coords.getBoxSize() / 2.0)
         title = self._title('%s: %d picks, circles of the box radius %g px'
                             % (tsId, len(picks), radius))
-        return [FigureView(lambda fig: F.PicksBrowser(fig, lambda z: vol[z], vol.shape[0],
-                                                      picks, radius, title=title),
+        return [FigureView(lambda fig: figures.PicksBrowser(fig, lambda z: vol[z], vol.shape[0],
+                                                            picks, radius, title=title),
                            'Picks: %s' % tsId, figsize=(8, 8))]

@@ -30,7 +30,7 @@ def copick_project(ctx):
     """``(config, locations Å, rotations)`` of the demo's copick project
     (``inputs/copick/``; written once)."""
     def make(ctx):
-        from ...convert import copick_io as CI
+        from ...convert import copick_io
         from ...convert.mrc import read_mrc
         from ..data import HIV_VOXEL_A
         folder = os.path.join(ctx.inputs_dir, "copick")
@@ -40,7 +40,7 @@ def copick_project(ctx):
         R = _rotations(normals[::PARTICLE_STRIDE])
         stamp = os.path.join(folder, "written.json")
         if not os.path.exists(stamp):
-            copick = CI.require_copick()
+            copick = copick_io.require_copick()
             os.makedirs(folder, exist_ok=True)
             with open(cfg, "w") as fh:
                 json.dump({"config_type": "filesystem", "name": "HIV VLP (EMPIAR-10164 TS_01)",
@@ -74,8 +74,8 @@ def copick_project(ctx):
 
 
 def run(ctx):
-    from ... import constants as C
-    from ...convert import copick_io as CI
+    from ... import constants
+    from ...convert import copick_io
     from ...convert.euler import relion_euler_matrix
     from ...convert.scipion import coordinate_blc, relion_orientation
     from ...protocols import ProtCryoprocsExportCopick, ProtCryoprocsImportCopick
@@ -87,13 +87,13 @@ def run(ctx):
                              label="import the HIV data as a copick project",
                              configFile=cfg, voxelSpacing=HIV_VOXEL_A, tomoType=TOMO_TYPE,
                              objects=OBJECT, users="empiar-10164", importMasks=True))
-    coords = getattr(imp, C.OUTPUT_COORDINATES)
+    coords = getattr(imp, constants.OUTPUT_COORDINATES)
     got = [(coordinate_blc(c), relion_orientation(c)[0]) for c in coords.iterCoordinates()]
     pos = np.array([g[0] for g in got], float).reshape(-1, 3)
     A = relion_euler_matrix(*np.array([g[1] for g in got], float).T).reshape(-1, 3, 3)
     dpos = float(np.abs(pos * HIV_VOXEL_A - loc).max()) if len(pos) == len(loc) else np.inf
     drot = float(np.abs(A - R).max()) if len(A) == len(R) else np.inf
-    tomo = getattr(imp, C.OUTPUT_TOMOGRAMS).getFirstItem()
+    tomo = getattr(imp, constants.OUTPUT_TOMOGRAMS).getFirstItem()
     if dpos > 1e-4 or drot > 1e-6 or not tomo.getFileName().endswith(".zarr"):
         raise DemoStepFailed("copick import: %d coordinates for %d picks, position error %.2g A, "
                              "rotation error %.2g, tomogram %s" % (len(pos), len(loc), dpos,
@@ -101,8 +101,9 @@ def run(ctx):
     ctx.launch(ctx.new(ProtCryoprocsExportCopick, label="export the HIV picks back to copick",
                        inputObjects=coords, configFile=cfg, objectName=OBJECT,
                        userId="cryoprocs", sessionId="1", overwrite=True))
-    root = CI.open_project(cfg)
-    back = CI.read_picks(root, CI.select_runs(root), [OBJECT], ["cryoprocs"], ["1"])[0]
+    root = copick_io.open_project(cfg)
+    back = copick_io.read_picks(root, copick_io.select_runs(root), [OBJECT], ["cryoprocs"],
+                                ["1"])[0]
     bpos = back["locations"] + back["transforms"][:, :3, 3]
     dpos = float(np.abs(bpos - loc).max())
     drot = float(np.abs(back["transforms"][:, :3, :3] - R).max())

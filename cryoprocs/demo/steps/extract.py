@@ -3,7 +3,7 @@
 from that tomogram (±60°, 3° steps, CTF, dose, noise)."""
 import os
 
-from ... import constants as C
+from ... import constants
 from .. import inputs
 
 #: every n-th real particle (5377 in total) keeps the demo step near 30 s
@@ -44,15 +44,15 @@ def run(ctx):
 
     coords = import_hiv_coordinates(ctx)
     ctx.launch(ctx.new(ProtCryoprocsExtractSubtomos, label="extract HIV sub-volumes (3D)",
-                       extractionMode=C.EXTRACT_MODE_SUBVOLUMES,
+                       extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
                        inputCoordinates=coords.outputCoordinates, boxSize=16,
-                       invertContrast=False, normalize=True, outsideBoxes=C.OUTSIDE_SKIP,
+                       invertContrast=False, normalize=True, outsideBoxes=constants.OUTSIDE_SKIP,
                        numberOfThreads=2))
     sim = inputs.simulated_hiv_tilt_series(ctx)
     ctx.launch(ctx.new(ProtCryoprocsExtractSubtomos, label="extract HIV 2D tilt stacks (RELION 5)",
-                       extractionMode=C.EXTRACT_MODE_STACK2D,
+                       extractionMode=constants.EXTRACT_MODE_STACK2D,
                        inputCoordinates=coords.outputCoordinates,
-                       inputTiltSeries=getattr(sim, C.OUTPUT_TILT_SERIES),
-                       inputCtfTomoSeries=getattr(sim, C.OUTPUT_CTF_SERIES),
+                       inputTiltSeries=getattr(sim, constants.OUTPUT_TILT_SERIES),
+                       inputCtfTomoSeries=getattr(sim, constants.OUTPUT_CTF_SERIES),
                        boxSize=16, cropSize=16, binning=1, maxDose=60, minFrames=5,
                        float16=True, numberOfThreads=2))

@@ -1,5 +1,5 @@
 """Demo of ApplyMask3D on the real map EMD-3197 and ApplyMask2D on real particle boxes."""
-from ... import constants as C
+from ... import constants
 from .. import inputs
 
 
@@ -8,15 +8,15 @@ def run(ctx):
 
     vol = inputs.import_emd3197(ctx)
     ctx.launch(ctx.new(ProtCryoprocsApplyMask3D, label="mask EMD-3197 (raised cosine)",
-                       inputVolumes=vol.outputVolume, geo=C.MASK3D_RAISED_COSINE,
+                       inputVolumes=vol.outputVolume, geo=constants.MASK3D_RAISED_COSINE,
                        innerRadius=6, outerRadius=9))
     ctx.launch(ctx.new(ProtCryoprocsApplyMask3D, label="mask EMD-3197 (sphere, fill avg)",
-                       inputVolumes=vol.outputVolume, geo=C.MASK3D_SPHERE, radius=8,
-                       fillType=C.FILL_AVG))
+                       inputVolumes=vol.outputVolume, geo=constants.MASK3D_SPHERE, radius=8,
+                       fillType=constants.FILL_AVG))
     parts = inputs.import_particle_boxes(ctx)
     ctx.launch(ctx.new(ProtCryoprocsApplyMask2D, label="mask HIV particles (circle, noise)",
-                       inputParticles=parts.outputParticles, geo=C.MASK2D_CIRCULAR, radius=8,
-                       fillType=C.FILL_NOISE))
+                       inputParticles=parts.outputParticles, geo=constants.MASK2D_CIRCULAR,
+                       radius=8, fillType=constants.FILL_NOISE))
     ctx.launch(ctx.new(ProtCryoprocsApplyMask2D, label="mask HIV particles (raised crown)",
-                       inputParticles=parts.outputParticles, geo=C.MASK2D_RAISED_CROWN,
+                       inputParticles=parts.outputParticles, geo=constants.MASK2D_RAISED_CROWN,
                        innerRadius=3, outerRadius=9, borderDecay=2))

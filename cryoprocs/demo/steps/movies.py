@@ -2,7 +2,7 @@
 from it (MP4 H.264 with labels and a scale bar, and mrc2movie's MJPG AVI), and with particles
 drawn in: the 5377 real particle positions on the tomogram's slices, and the coordinate
 checker (particles projected into every tilt image by extraction's geometry)."""
-from ... import constants as C
+from ... import constants
 from .. import inputs
 from .extract import PARTICLE_STRIDE, import_hiv_coordinates
 
@@ -22,12 +22,12 @@ def run(ctx):
                        inputData=tomo.Tomograms, labelFrames=True, scaleBar=True))
     ctx.launch(ctx.new(ProtCryoprocsExportMovie,
                        label="movie of the HIV VLP tomogram (mrc2movie MJPG AVI)",
-                       inputData=tomo.Tomograms, outputFormat=C.MOVIE_FORMAT_AVI))
+                       inputData=tomo.Tomograms, outputFormat=constants.MOVIE_FORMAT_AVI))
     sim = inputs.simulated_hiv_tilt_series(ctx)
     ctx.launch(ctx.new(ProtCryoprocsExportMovie,
                        label="movie of the simulated tilt series (MP4, tilt angles)",
-                       inputData=getattr(sim, C.OUTPUT_TILT_SERIES), labelFrames=True,
-                       scaleBar=True, contrastWindow=C.MOVIE_WINDOW_PERCENTILE))
+                       inputData=getattr(sim, constants.OUTPUT_TILT_SERIES), labelFrames=True,
+                       scaleBar=True, contrastWindow=constants.MOVIE_WINDOW_PERCENTILE))
     coords = inputs.import_hiv_coordinates(ctx, stride=1, box=4)
     ctx.launch(ctx.new(ProtCryoprocsExportMovie,
                        label="movie of the HIV tomogram with its 5377 particles (MP4)",
@@ -38,8 +38,8 @@ def run(ctx):
     ctx.launch(ctx.new(ProtCryoprocsExportMovie,
                        label="coordinate checker: 1 in %d particles projected into the "
                              "simulated tilt series (MP4)" % PARTICLE_STRIDE,
-                       inputData=getattr(sim, C.OUTPUT_TILT_SERIES),
+                       inputData=getattr(sim, constants.OUTPUT_TILT_SERIES),
                        inputCoordinates=picked.outputCoordinates,
                        particleRadius=PROJECTED_RADIUS_A, overlayMaxDose=60.0,
                        upscale=UPSCALE, labelFrames=True, scaleBar=True,
-                       contrastWindow=C.MOVIE_WINDOW_PERCENTILE))
+                       contrastWindow=constants.MOVIE_WINDOW_PERCENTILE))

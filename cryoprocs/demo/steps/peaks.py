@@ -94,7 +94,7 @@ def run(ctx):
     from scipy.spatial import cKDTree
     from tomo.protocols import ProtImportTomograms
 
-    from ... import constants as C
+    from ... import constants
     from ...convert.scipion import coordinate_blc
     from ...protocols import ProtCryoprocsScoresPeakPicking
     from ..data import HIV_VOXEL_A
@@ -113,7 +113,7 @@ def run(ctx):
                               inputTomograms=tomos.Tomograms, angleList=alist,
                               minDistance=MIN_DISTANCE, boxSize=int(2 * VLP_RADIUS + 8)))
     coords = [(coordinate_blc(c), c.getScore()) for c in
-              getattr(pick, C.OUTPUT_COORDINATES).iterCoordinates()]
+              getattr(pick, constants.OUTPUT_COORDINATES).iterCoordinates()]
     coords.sort(key=lambda t: -t[1])
     picked = np.array([c[0] for c in coords], float).reshape(-1, 3)
     scores = np.array([c[1] for c in coords], float)

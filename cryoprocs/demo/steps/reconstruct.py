@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ... import constants as C
+from ... import constants
 from .. import inputs
 
 #: every n-th real particle (5377 in total) keeps the demo step near 30 s
@@ -48,7 +48,7 @@ def particles_star(ctx, tomo_size):
 
 
 def run(ctx):
-    from ...convert import relion5 as R5
+    from ...convert import relion5
     from ...protocols import (ProtCryoprocsImportRelion5,
                               ProtCryoprocsReconstructSubtomoAverage)
 
@@ -56,7 +56,7 @@ def run(ctx):
     sim = inputs.simulated_hiv_tilt_series(ctx)
     project = os.path.abspath(ctx.project.getPath())
     tomograms_star = os.path.join(project, sim._getExtraPath("simulated", "tomograms.star"))
-    row = R5.read_tomograms(tomograms_star).iloc[0]
+    row = relion5.read_tomograms(tomograms_star).iloc[0]
     size = [int(row[k]) for k in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")]
     imp = ctx.launch(ctx.new(ProtCryoprocsImportRelion5,
                              label="import HIV particles with their axes (RELION 5)",
@@ -65,7 +65,7 @@ def run(ctx):
                              inputTomograms=tomos.Tomograms))
     ctx.launch(ctx.new(ProtCryoprocsReconstructSubtomoAverage,
                        label="reconstruct HIV Gag/membrane average",
-                       inputCoordinates=getattr(imp, C.OUTPUT_COORDINATES),
-                       inputTiltSeries=getattr(imp, C.OUTPUT_TILT_SERIES),
-                       inputCtfTomoSeries=getattr(imp, C.OUTPUT_CTF_SERIES),
+                       inputCoordinates=getattr(imp, constants.OUTPUT_COORDINATES),
+                       inputTiltSeries=getattr(imp, constants.OUTPUT_TILT_SERIES),
+                       inputCtfTomoSeries=getattr(imp, constants.OUTPUT_CTF_SERIES),
                        boxSize=BOX, binning=1, symmetry="C1", numberOfThreads=2))

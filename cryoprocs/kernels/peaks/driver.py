@@ -58,6 +58,9 @@ class PickResult:
     angular_counts: np.ndarray = None  # (M,) consistent neighbours (when computed)
     candidate_scores: np.ndarray = None   # (K,) float32, descending (diagnostics)
     pick_ranks: np.ndarray = None      # (M,) positions of the picks in candidate_scores
+    candidate_ranks: np.ndarray = None  # (K',) 0-based ranks of candidate_scores among all the
+    #                                     candidates when they are a thinned curve (a stored
+    #                                     result); None: candidate_scores holds them all
     sample: np.ndarray = None          # strided sample of the statistics region
     maximum: float = float("nan")
     messages: list = field(default_factory=list)

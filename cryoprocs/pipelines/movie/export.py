@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
-from ...convert import outputs as O
-from . import outputs as MO
-from ...kernels import movie as K
+from ...convert import outputs
+from . import outputs as movie_outputs
+from ...kernels import movie as movie_kernels
 from ...kernels.movie import MovieError
 from ...kernels.particle_overlay import PixelMap
 from .settings import EVEN_FORMATS, movie_path
@@ -90,10 +90,10 @@ def _window(reader, kept, settings):
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise MovieError("%s holds NaN or infinite values (min %s, max %s): its contrast "
                              "window is undefined" % (reader.source.path, lo, hi))
-        return K.window_from_minmax(lo, hi)
+        return movie_kernels.window_from_minmax(lo, hi)
     budget = PERCENTILE_SAMPLES / max(1, end - start)
-    samples = [K.percentile_sample(reader.frame(k), budget) for k in range(start, end)]
-    return K.window_from_percentiles(np.concatenate(samples), *settings.percentiles)
+    samples = [movie_kernels.percentile_sample(reader.frame(k), budget) for k in range(start, end)]
+    return movie_kernels.window_from_percentiles(np.concatenate(samples), *settings.percentiles)
 
 
 def _output_names(out_path, settings):
@@ -156,11 +156,12 @@ def _style(source, settings, reader, kept, out_shape, scale, colour):
                        source.path, float(window[0]))
     bar = None
     if settings.scale_bar:
-        bar = K.nice_scale_bar(out_shape[1], source.pixel_size * scale / 10.0)
-    style = K.FrameStyle(window, clip_window=settings.window == "percentile",
-                         clahe=settings.clahe, clip_limit=settings.clip_limit,
-                         tile_grid_size=settings.tile_grid_size, invert=settings.invert,
-                         even=settings.format in EVEN_FORMATS, scale_bar=bar, colour=colour)
+        bar = movie_kernels.nice_scale_bar(out_shape[1], source.pixel_size * scale / 10.0)
+    style = movie_kernels.FrameStyle(window, clip_window=settings.window == "percentile",
+                                     clahe=settings.clahe, clip_limit=settings.clip_limit,
+                                     tile_grid_size=settings.tile_grid_size, invert=settings.invert,
+                                     even=settings.format in EVEN_FORMATS, scale_bar=bar,
+                                     colour=colour)
     return window, style
 
 
@@ -210,13 +211,13 @@ def export_movie(source, out_path, settings, threads=0, progress=None, overwrite
     """
     _check(source, settings, out_path, overwrite)
     # the kept range and the frame geometry are checked before the output folder exists
-    kept = K.kept_range(source.n, settings.keep_range, settings.discard_fraction)
-    geometry = K.output_geometry(source.frame_shape, settings.binning, settings.max_width,
-                                 settings.upscale)
-    with O.run_scope():
+    kept = movie_kernels.kept_range(source.n, settings.keep_range, settings.discard_fraction)
+    geometry = movie_kernels.output_geometry(source.frame_shape, settings.binning,
+                                             settings.max_width, settings.upscale)
+    with outputs.run_scope():
         # claimed (which creates the output folder) before any frame is rendered
-        MO.claim_movie_outputs(out_path, _output_names(out_path, settings)[1],
-                               settings.format == "png", overwrite)
+        movie_outputs.claim_movie_outputs(out_path, _output_names(out_path, settings)[1],
+                                          settings.format == "png", overwrite)
         return _export(source, out_path, settings, kept, geometry, threads, progress,
                        overlay, render_threads)
 
@@ -227,7 +228,7 @@ def _export(source, out_path, settings, kept, geometry, threads, progress, overl
     if render_threads is None:
         render_threads = min(2, os.cpu_count() or 1)
     n_kept = kept[1] - kept[0]
-    order = K.playback_order(n_kept, settings.playback, settings.pause, settings.cycles)
+    order = movie_kernels.playback_order(n_kept, settings.playback, settings.pause, settings.cycles)
     binned, out_shape, scale = geometry
     reader = FrameReader(source, settings.slab, settings.binning,
                          out_shape if out_shape != binned else None)
@@ -324,7 +325,8 @@ def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap
         if overlay is not None:
             key = source.overlay_key(k, settings.slab)
             draw = (lambda img: overlay.draw(img, key, pmap))
-        frame = K.render_frame(raw, style, source.label(k) if settings.label else None, draw)
+        frame = movie_kernels.render_frame(raw, style, source.label(k) if settings.label else None,
+                                           draw)
         if pos == central_pos:
             central["frame"] = frame.copy()
         return encoder.prepare(frame)         # e.g. JPEG-encoded here, in this thread
@@ -344,7 +346,7 @@ def _encode(source, reader, settings, style, order, kept, writers, overlay, pmap
         encoder.finish()
         for w in writers:
             w.close()
-        MO.commit_movie_outputs(writers)                  # together, the movie last
+        movie_outputs.commit_movie_outputs(writers)                  # together, the movie last
     except BaseException:
         renderer.close()
         try:

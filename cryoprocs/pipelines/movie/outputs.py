@@ -23,7 +23,7 @@ import errno
 import os
 import struct
 
-from ...convert import outputs as O
+from ...convert import outputs as outputs_io
 from ...convert.finite import FiniteGuard
 
 __all__ = ["source_guard", "writer_temp", "writer_temp_dir", "discard", "start_encoder",
@@ -44,33 +44,33 @@ def writer_temp(path, ext=None):
     """A unique temporary file for the movie ``path`` (``.NAME.<pid>.<random>.partial.EXT``
     in its folder, created empty and registered for removal on interruption); ``ext``: the
     extension of a side file (e.g. ``.png`` for a GIF palette), default the movie's."""
-    return O.temp_path(path, os.path.splitext(path)[1] if ext is None else ext)
+    return outputs_io.temp_path(path, os.path.splitext(path)[1] if ext is None else ext)
 
 
 def writer_temp_dir(folder):
     """A unique temporary folder for a PNG frames folder (created empty, registered)."""
-    return O.temp_dir(folder)
+    return outputs_io.temp_dir(folder)
 
 
 def discard(tmp):
     """Remove a writer's temporary (file or folder); never raises."""
-    O.discard_temp(tmp)
+    outputs_io.discard_temp(tmp)
 
 
 def track_encoder(proc):
     """An encoder child process (ffmpeg) killed when the run is interrupted."""
-    O.register_child(proc)
+    outputs_io.register_child(proc)
 
 
 def start_encoder(cmd, **popen_kwargs):
     """Start an encoder (``subprocess.Popen(cmd, ...)``) tracked from the moment it exists
     (:func:`~cryoprocs.convert.outputs.start_child`: an interruption while it starts kills
     it too)."""
-    return O.start_child(cmd, **popen_kwargs)
+    return outputs_io.start_child(cmd, **popen_kwargs)
 
 
 def untrack_encoder(proc):
-    O.unregister_child(proc)
+    outputs_io.unregister_child(proc)
 
 
 def disk_full_error(path):
@@ -132,9 +132,9 @@ def claim_movie_outputs(out_path, png_dir=None, png_output=False, overwrite=True
     FileExistsError
         one exists and ``overwrite`` is False.
     """
-    O.claim(out_path, "movie", folder=png_output)
+    outputs_io.claim(out_path, "movie", folder=png_output)
     if png_dir:
-        O.claim(png_dir, "PNG frames", folder=True)
+        outputs_io.claim(png_dir, "PNG frames", folder=True)
     for p in (out_path, png_dir):
         if p and not overwrite and os.path.lexists(p):
             raise FileExistsError("output %s exists; pass --overwrite to replace it" % p)
@@ -143,4 +143,4 @@ def claim_movie_outputs(out_path, png_dir=None, png_output=False, overwrite=True
 def commit_movie_outputs(writers):
     """Rename the writers' finished temporaries (``w.tmp`` -> ``w.path``) as one group, the
     first writer's (the movie) last: its existence means the export is complete."""
-    O.commit_group([(w.tmp, w.path) for w in writers[::-1]])
+    outputs_io.commit_group([(w.tmp, w.path) for w in writers[::-1]])

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ...kernels import particle_overlay as KO
+from ...kernels import particle_overlay
 from ...kernels.movie import MovieError
 
 __all__ = ["OverlaySettings", "parse_radius", "tomogram_overlay", "overlay_colours",
@@ -73,19 +73,19 @@ class OverlaySettings:
 
     def validate(self):
         """Check the values; raise :class:`MovieError` naming the first bad one."""
-        if self.style not in KO.STYLES:
+        if self.style not in particle_overlay.STYLES:
             raise MovieError("overlay style %r: expected one of %s"
-                             % (self.style, ", ".join(KO.STYLES)))
+                             % (self.style, ", ".join(particle_overlay.STYLES)))
         if self.radius_unit not in ("px", "A"):
             raise MovieError("radius unit %r: expected px or A" % self.radius_unit)
         if self.radius < 0 or self.box_size < 0:
             raise MovieError("particle radius and box size must be >= 0, got %g and %g"
                              % (self.radius, self.box_size))
-        KO.parse_colour(self.base_colour())
-        KO.parse_colour(self.flag_colour)
-        if self.colormap.lower() not in KO.COLORMAPS:
+        particle_overlay.parse_colour(self.base_colour())
+        particle_overlay.parse_colour(self.flag_colour)
+        if self.colormap.lower() not in particle_overlay.COLORMAPS:
             raise MovieError("colour map %r: expected one of %s"
-                             % (self.colormap, ", ".join(KO.COLORMAPS)))
+                             % (self.colormap, ", ".join(particle_overlay.COLORMAPS)))
         if self.color_range is not None and not float(self.color_range[0]) < \
                 float(self.color_range[1]):
             raise MovieError("colour range must be LOW < HIGH, got %s" % (self.color_range,))
@@ -112,11 +112,11 @@ class OverlaySettings:
 
 def overlay_colours(table, settings):
     """``(colours, key)`` of the rows of ``table``: one colour, or from ``color_by``."""
-    from ...convert import particles as CP        # pandas: only when particles are drawn
+    from ...convert import particles as particles_io        # pandas: only when particles are drawn
     if not settings.color_by:
-        return KO.parse_colour(settings.base_colour()), None
-    values, title = CP.value_column(table, settings.color_by)
-    return KO.colour_key(values, title, settings.colormap, settings.color_range)
+        return particle_overlay.parse_colour(settings.base_colour()), None
+    values, title = particles_io.value_column(table, settings.color_by)
+    return particle_overlay.colour_key(values, title, settings.colormap, settings.color_range)
 
 
 def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
@@ -133,9 +133,9 @@ def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
     ParticleFormatError, MovieError
         unreadable particles, no particle of this tomogram, bad settings.
     """
-    from ...convert import particles as CP
+    from ...convert import particles as particles_io
     settings.validate()
-    plist = CP.read_particle_list(settings.particles)
+    plist = particles_io.read_particle_list(settings.particles)
     name = settings.tomo_name
     names = plist.tomograms()
     if name is None and names and (tomo_name in names or len(names) > 1 or not only_input):
@@ -145,14 +145,14 @@ def tomogram_overlay(source, settings, tomo_name=None, only_input=True):
     f = float(getattr(source, "level_factor", (1.0,))[0])
     nz, ny, nx = getattr(source, "full_shape", source.input_shape)
     pixel_size = source.pixel_size / f
-    pos, table = CP.particles_in_tomogram(plist, name, (nx, ny, nz), pixel_size)
+    pos, table = particles_io.particles_in_tomogram(plist, name, (nx, ny, nz), pixel_size)
     colours, key = overlay_colours(table, settings)
     radius = settings.radius_px(pixel_size, source.path)
     if f != 1.0:
         pos, radius = source.to_source_voxels(pos), radius / f
     ids = table["id"].tolist() if settings.ids and "id" in table.columns else None
-    return KO.SliceOverlay(pos, radius, source.axis, colours, settings.style, ids, key,
-                           settings.thickness or None)
+    return particle_overlay.SliceOverlay(pos, radius, source.axis, colours, settings.style, ids,
+                                         key, settings.thickness or None)
 
 
 def default_tomo_name(path):

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from ...convert import relion5 as R5
-from ...kernels import particle_overlay as KO
-from ...kernels import relion_geometry as G
+from ...convert import relion5
+from ...kernels import particle_overlay
+from ...kernels import relion_geometry
 from ...kernels.movie import MovieError
 from .overlay import overlay_colours
 from .sources import StackSource
@@ -33,11 +33,11 @@ def project_dir_for(tomograms_star, project_dir=None):
     ``tomograms_star`` or its first parent from which they do."""
     if project_dir:
         return os.path.abspath(project_dir)
-    tomos = R5.read_tomograms(tomograms_star)
+    tomos = relion5.read_tomograms(tomograms_star)
     files = [str(f) for f in tomos.get("rlnTomoTiltSeriesStarFile", [])]
-    if files and all(os.path.exists(R5.resolve(f, os.getcwd())) for f in files):
+    if files and all(os.path.exists(relion5.resolve(f, os.getcwd())) for f in files):
         return os.getcwd()
-    return R5.guess_project_dir(tomograms_star, tomos)
+    return relion5.guess_project_dir(tomograms_star, tomos)
 
 
 class RelionTiltSeries:
@@ -53,7 +53,7 @@ class RelionTiltSeries:
         self.name, self.ts, self.frame_order = name, ts, np.asarray(frame_order, dtype=int)
         self.particles = particles
         self.positions = np.zeros((0, 3)) if positions is None else positions
-        self.q = G.project(ts.matrices, self.positions)
+        self.q = relion_geometry.project(ts.matrices, self.positions)
 
     def angles(self):
         t = self.ts.table
@@ -82,8 +82,8 @@ class RelionTiltSeries:
                 np.isfinite(self.ts.pre_exposure)):
             raise MovieError("%s: a maximum dose needs rlnMicrographPreExposure in the "
                              "tilt-series STAR file" % self.name)
-        vis, _ = G.select_frames(self.q, self.ts.image_size, 0.5 * float(box_size),
-                                 self.ts.pre_exposure, max_dose, min_frames=0)
+        vis, _ = relion_geometry.select_frames(self.q, self.ts.image_size, 0.5 * float(box_size),
+                                               self.ts.pre_exposure, max_dose, min_frames=0)
         return vis[self.frame_order]
 
     def overlay(self, settings):
@@ -97,13 +97,14 @@ class RelionTiltSeries:
         if n:
             colours, key = overlay_colours(self.particles, settings)
         else:
-            colours, key = KO.parse_colour(settings.base_colour()), None
+            colours, key = particle_overlay.parse_colour(settings.base_colour()), None
         ids = None
         if settings.ids and n:
-            ids = [s.rsplit("/", 1)[-1] for s in R5.particle_names(self.particles)]
-        ov = KO.ProjectedOverlay(self.q[self.frame_order, :, :2], radius, usable, colours,
-                                 KO.parse_colour(settings.flag_colour), settings.style, ids,
-                                 key, settings.thickness or None)
+            ids = [s.rsplit("/", 1)[-1] for s in relion5.particle_names(self.particles)]
+        ov = particle_overlay.ProjectedOverlay(self.q[self.frame_order, :, :2], radius, usable,
+                                               colours,
+                                               particle_overlay.parse_colour(settings.flag_colour),
+                                               settings.style, ids, key, settings.thickness or None)
         ov.info = {"radius_px": radius, "box_px": float(box),
                    "max_dose": float(settings.max_dose)}
         return ov
@@ -151,7 +152,7 @@ def relion_tilt_series(tomograms_star, particles_star=None, project_dir=None, na
         unreadable files, unknown names, no alignment.
     """
     project = project_dir_for(tomograms_star, project_dir)
-    tomos = R5.read_tomograms(tomograms_star)
+    tomos = relion5.read_tomograms(tomograms_star)
     known = tomos["rlnTomoName"].tolist()
     if names:
         missing = [n for n in names if n not in known]
@@ -160,16 +161,16 @@ def relion_tilt_series(tomograms_star, particles_star=None, project_dir=None, na
                 tomograms_star, ", ".join(missing), ", ".join(known[:10])))
     parts = optics_ps = None
     if particles_star:
-        pt = R5.read_particles(particles_star)
-        optics, parts = R5.build_optics(pt.optics, pt.particles, tomos)
-        optics_ps = R5.optics_pixel_sizes(optics)
+        pt = relion5.read_particles(particles_star)
+        optics, parts = relion5.build_optics(pt.optics, pt.particles, tomos)
+        optics_ps = relion5.optics_pixel_sizes(optics)
     for _, row in tomos.iterrows():
         name = row["rlnTomoName"]
         if names and name not in names:
             continue
-        ts = R5.load_tilt_series(row, project, need_ctf=False)
+        ts = relion5.load_tilt_series(row, project, need_ctf=False)
         sub, pos = None, None
         if parts is not None:
             sub = parts[parts["rlnTomoName"] == name]
-            pos = R5.particle_positions(sub, optics_ps, ts.tomo_size) if len(sub) else None
+            pos = relion5.particle_positions(sub, optics_ps, ts.tomo_size) if len(sub) else None
         yield RelionTiltSeries(name, ts, _frame_order(ts, order), sub, pos)

@@ -2,7 +2,7 @@
 tilt-angle files."""
 import os
 
-from ...kernels import movie as K
+from ...kernels import movie as movie_kernels
 from ...kernels.movie import MovieError
 
 __all__ = ["FORMATS", "EXTENSIONS", "EVEN_FORMATS", "X264_PRESETS", "MovieSettings",
@@ -82,7 +82,7 @@ class MovieSettings:
                  jpeg_quality=90, upscale=1):
         self.format = str(format).lower()
         self.fps = float(fps)
-        self.playback = K.canonical_playback(playback)
+        self.playback = movie_kernels.canonical_playback(playback)
         self.pause = int(pause)
         self.cycles = int(cycles)
         self.jpeg_quality = int(jpeg_quality)
@@ -114,9 +114,9 @@ class MovieSettings:
             raise MovieError("format %r: expected one of %s" % (self.format, ", ".join(FORMATS)))
         if not (self.fps > 0):
             raise MovieError("frames per second must be > 0, got %g" % self.fps)
-        if self.playback not in K.PLAYBACKS:
+        if self.playback not in movie_kernels.PLAYBACKS:
             raise MovieError("playback %r: expected one of %s"
-                             % (self.playback, ", ".join(K.PLAYBACKS)))
+                             % (self.playback, ", ".join(movie_kernels.PLAYBACKS)))
         if self.pause < 0:
             raise MovieError("pause must be >= 0 frames, got %d" % self.pause)
         if self.cycles < 1:
@@ -125,7 +125,7 @@ class MovieSettings:
             raise MovieError("enlargement must be >= 1, got %d" % self.upscale)
         if not 1 <= self.jpeg_quality <= 100:
             raise MovieError("JPEG quality must be in 1..100, got %d" % self.jpeg_quality)
-        if self.axis not in K.AXES:
+        if self.axis not in movie_kernels.AXES:
             raise MovieError("slicing axis %r: expected one of z, y, x" % self.axis)
         if self.slab < 1:
             raise MovieError("slab thickness must be >= 1 slice, got %d" % self.slab)
@@ -134,7 +134,7 @@ class MovieSettings:
         if self.max_width < 0 or self.max_width == 1:
             raise MovieError("maximum width must be 0 (no limit) or >= 2 px, got %d"
                              % self.max_width)
-        if self.window not in K.WINDOWS:
+        if self.window not in movie_kernels.WINDOWS:
             raise MovieError("contrast window %r: expected minmax or percentile" % self.window)
         lo, hi = self.percentiles
         if self.window == "percentile" and not (0.0 <= lo < hi <= 100.0):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...convert.images import is_image_store, open_image
 from ...convert.mrc import MrcFormatError, mmap_mrc, voxel_size_of
-from ...kernels import movie as K
+from ...kernels import movie as movie_kernels
 from ...kernels.movie import MovieError
 from .outputs import source_guard
 
@@ -69,13 +69,13 @@ class VolumeSource:
         if data.ndim != 3:
             raise MovieError("%s has %d dimensions; a movie needs an image, a stack or a volume"
                              % (path, data.ndim))
-        if axis not in K.AXES:
+        if axis not in movie_kernels.AXES:
             raise MovieError("slicing axis %r: expected one of z, y, x" % axis)
         if axis != "z" and data.shape[0] == 1:
             raise MovieError("%s is a single image: it can only be shown along Z" % path)
         self._data = data
         self._guard = source_guard(path, data, nonfinite)
-        self._ax = K.AXES.index(axis)
+        self._ax = movie_kernels.AXES.index(axis)
         shape = data.shape
         self.n = int(shape[self._ax])
         self.frame_shape = tuple(int(s) for i, s in enumerate(shape) if i != self._ax)
@@ -105,7 +105,7 @@ class VolumeSource:
         return self._guard.check(np.array(blk, dtype=np.float32, order="C"), inplace=True)
 
     def label(self, k):
-        return K.frame_label("slice", k, self.n, self.axis)
+        return movie_kernels.frame_label("slice", k, self.n, self.axis)
 
     def view(self, k):
         """Z slice ``k`` as a read-only view of the memory map (None along Y or X, whose
@@ -116,7 +116,7 @@ class VolumeSource:
     def overlay_key(self, k, slab=1):
         """Depth (voxels along the axis) of frame ``k``'s slab centre, where particles are
         cut (:class:`~cryoprocs.kernels.particle_overlay.SliceOverlay`)."""
-        a, b = K.slab_bounds(k, self.n, slab)
+        a, b = movie_kernels.slab_bounds(k, self.n, slab)
         return 0.5 * (a + b - 1)
 
     def close(self):
@@ -220,7 +220,7 @@ class StackSource:
 
     def label(self, k):
         if self.angles is not None:
-            return K.frame_label("angle", self.angles[k])
+            return movie_kernels.frame_label("angle", self.angles[k])
         return "image %d/%d" % (k + 1, self.n)
 
     def view(self, k):
@@ -275,10 +275,10 @@ class FrameReader:
             v = self.source.view(k)
             if v is not None:
                 return v
-        a, b = K.slab_bounds(k, self.source.n, self.slab)
+        a, b = movie_kernels.slab_bounds(k, self.source.n, self.slab)
         sl = self._slices(a, b)
         f = sl[0] if b - a == 1 else sl.mean(axis=0, dtype=np.float32)
-        f = K.bin_image(f, self.binning)
+        f = movie_kernels.bin_image(f, self.binning)
         if self.out_shape is not None and f.shape != self.out_shape:
             import cv2
             enlarge = self.out_shape[1] > f.shape[1]

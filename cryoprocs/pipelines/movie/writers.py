@@ -32,7 +32,7 @@ from fractions import Fraction
 import numpy as np
 
 from ...kernels.movie import MovieError
-from . import outputs as MO
+from . import outputs as movie_outputs
 
 __all__ = ["ffmpeg_exe", "FrameCache", "MjpegAviWriter", "FfmpegWriter", "OpenCvWriter",
            "PngWriter", "EncoderThread", "CACHE_BYTES", "QUEUE_FRAMES"]
@@ -99,7 +99,7 @@ class FrameCache:
             while done < n:                    # pwrite may write less (a full disk)
                 done += os.pwrite(self._fd.fileno(), data[done:], self._end + done)
         except OSError as exc:
-            raise MO.named_os_error(exc, self.path) from None
+            raise movie_outputs.named_os_error(exc, self.path) from None
         meta = (item.shape, item.dtype) if isinstance(item, np.ndarray) else None
         self._disk[key] = (self._end, n, meta)
         self._end += n
@@ -178,8 +178,8 @@ class _FfmpegProcess:
         self.cmd, self.path = cmd, path
         self._err = tempfile.TemporaryFile()
         try:                                     # killed if the run is interrupted
-            self.proc = MO.start_encoder(cmd, stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=self._err)
+            self.proc = movie_outputs.start_encoder(cmd, stdin=subprocess.PIPE,
+                                                    stdout=subprocess.DEVNULL, stderr=self._err)
         except OSError as exc:
             self._err.close()
             raise MovieError("cannot start the ffmpeg encoder %s: %s" % (cmd[0], exc))
@@ -194,7 +194,7 @@ class _FfmpegProcess:
             self.proc.stdin.write(data)
         except (BrokenPipeError, OSError):
             self.proc.wait()
-            raise MO.disk_full_error(self.path) or MovieError(
+            raise movie_outputs.disk_full_error(self.path) or MovieError(
                 "the ffmpeg encoder stopped after %d frames of %s (exit %s): %s"
                 % (frames_done, self.path, self.proc.returncode, self.stderr()))
 
@@ -204,12 +204,12 @@ class _FfmpegProcess:
         with contextlib.suppress(BrokenPipeError, OSError):
             self.proc.stdin.close()
         rc = self.proc.wait()
-        MO.untrack_encoder(self.proc)
+        movie_outputs.untrack_encoder(self.proc)
         msg = self.stderr()
         self._err.close()
         if rc != 0 or not os.path.exists(tmp) or os.path.getsize(tmp) == 0:
-            MO.discard(tmp)
-            raise MO.disk_full_error(self.path) or MovieError(
+            movie_outputs.discard(tmp)
+            raise movie_outputs.disk_full_error(self.path) or MovieError(
                 "the ffmpeg encoder failed for %s (exit %s): %s"
                 % (self.path, rc, msg or "no output written"))
 
@@ -218,7 +218,7 @@ class _FfmpegProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
-        MO.untrack_encoder(self.proc)
+        movie_outputs.untrack_encoder(self.proc)
         with contextlib.suppress(Exception):
             self._err.close()
 
@@ -238,7 +238,7 @@ class MjpegAviWriter(_Writer):
         super().__init__(cache)
         import cv2
         self._cv2 = cv2
-        self.path, self.tmp = path, MO.writer_temp(path)
+        self.path, self.tmp = path, movie_outputs.writer_temp(path)
         self.size = (int(width), int(height))
         self.fps = fps
         self.total_frames = int(total_frames)
@@ -252,7 +252,7 @@ class MjpegAviWriter(_Writer):
             try:
                 self.avi = avi.MjpegAvi(self.tmp, self.size[0], self.size[1], self.fps)
             except OSError as exc:
-                raise MO.named_os_error(exc, self.path) from None
+                raise movie_outputs.named_os_error(exc, self.path) from None
             return
         cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-nostdin", "-loglevel", "error",
                "-f", "image2pipe", "-framerate", _fps_arg(self.fps), "-c:v", "mjpeg",
@@ -286,7 +286,7 @@ class MjpegAviWriter(_Writer):
             try:
                 self.avi.write(data)
             except OSError as exc:                 # a full disk...: one line naming it
-                raise MO.named_os_error(exc, self.path) from None
+                raise movie_outputs.named_os_error(exc, self.path) from None
             except ValueError as exc:
                 raise MovieError("cannot write the movie %s: %s" % (self.path, exc))
         else:
@@ -302,14 +302,14 @@ class MjpegAviWriter(_Writer):
                 self.avi.close()
             except OSError as exc:
                 self.abort()
-                raise MO.named_os_error(exc, self.path) from None
+                raise movie_outputs.named_os_error(exc, self.path) from None
         elif self.ff is not None:
             self.ff.finish(self.tmp)
         else:
             raise MovieError("no frame was written to %s" % self.path)
-        if not MO.riff_complete(self.tmp):
-            MO.discard(self.tmp)
-            raise MO.disk_full_error(self.path) or MovieError(
+        if not movie_outputs.riff_complete(self.tmp):
+            movie_outputs.discard(self.tmp)
+            raise movie_outputs.disk_full_error(self.path) or MovieError(
                 "the AVI file written for %s is incomplete" % self.path)
 
     def abort(self):
@@ -319,7 +319,7 @@ class MjpegAviWriter(_Writer):
                 self.avi.abort()
         if self.ff is not None:
             self.ff.kill()
-        MO.discard(self.tmp)
+        movie_outputs.discard(self.tmp)
 
 
 class FfmpegWriter(_Writer):
@@ -333,14 +333,14 @@ class FfmpegWriter(_Writer):
         super().__init__(cache)
         # found (imageio-ffmpeg runs "ffmpeg -version" once) before any file is created
         exe = ffmpeg_exe()
-        self.path, self.tmp = path, MO.writer_temp(path)
+        self.path, self.tmp = path, movie_outputs.writer_temp(path)
         self.size = (int(width), int(height))
         self._palette_file = None
         try:
             self._start(exe, fps, fmt, crf, preset, threads, colour, palette)
         except BaseException:
             self._remove_palette()
-            MO.discard(self.tmp)
+            movie_outputs.discard(self.tmp)
             raise
 
     def _start(self, exe, fps, fmt, crf, preset, threads, colour, palette):
@@ -372,22 +372,22 @@ class FfmpegWriter(_Writer):
         cols = [tuple(int(v) for v in c) for c in (colours or [])][:64]
         greys = np.linspace(0, 255, 256 - len(cols)).round().astype(np.uint8)
         pal = np.array(cols + [(g, g, g) for g in greys], dtype=np.uint8).reshape(16, 16, 3)
-        name = MO.writer_temp(self.path, ".png")
+        name = movie_outputs.writer_temp(self.path, ".png")
         ok, buf = cv2.imencode(".png", pal)
         if not ok:
-            MO.discard(name)
+            movie_outputs.discard(name)
             raise MovieError("could not encode the GIF palette of %s" % self.path)
         try:
             with open(name, "wb") as fh:
                 fh.write(buf.tobytes())
         except OSError as exc:
-            MO.discard(name)
-            raise MO.named_os_error(exc, self.path) from None
+            movie_outputs.discard(name)
+            raise movie_outputs.named_os_error(exc, self.path) from None
         return name
 
     def _remove_palette(self):
         if self._palette_file:
-            MO.discard(self._palette_file)
+            movie_outputs.discard(self._palette_file)
             self._palette_file = None
 
     def _write(self, frame):
@@ -406,7 +406,7 @@ class FfmpegWriter(_Writer):
         self._close_cache()
         self.ff.kill()
         self._remove_palette()
-        MO.discard(self.tmp)
+        movie_outputs.discard(self.tmp)
 
 
 class OpenCvWriter(_Writer):
@@ -415,13 +415,13 @@ class OpenCvWriter(_Writer):
     def __init__(self, path, width, height, fps, fourcc="MJPG", colour=False, cache=None):
         super().__init__(cache)
         import cv2
-        self.path, self.tmp = path, MO.writer_temp(path)
+        self.path, self.tmp = path, movie_outputs.writer_temp(path)
         self.size = (int(width), int(height))
         self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps),
                                       self.size, bool(colour))
         if not self.writer.isOpened():
             self.writer.release()
-            MO.discard(self.tmp)
+            movie_outputs.discard(self.tmp)
             hint = (" (the pip OpenCV wheels have no H.264 encoder: use the mp4 format, which "
                     "goes through ffmpeg)" if fourcc.lower() in ("avc1", "h264", "x264")
                     else "")
@@ -438,16 +438,16 @@ class OpenCvWriter(_Writer):
         self._close_cache()
         self.writer.release()
         if not os.path.exists(self.tmp) or os.path.getsize(self.tmp) == 0 or \
-                not MO.riff_complete(self.tmp):
-            MO.discard(self.tmp)
-            raise MO.disk_full_error(self.path) or MovieError(
+                not movie_outputs.riff_complete(self.tmp):
+            movie_outputs.discard(self.tmp)
+            raise movie_outputs.disk_full_error(self.path) or MovieError(
                 "OpenCV wrote an incomplete or empty file for %s" % self.path)
 
     def abort(self):
         self._close_cache()
         with contextlib.suppress(Exception):
             self.writer.release()
-        MO.discard(self.tmp)
+        movie_outputs.discard(self.tmp)
 
 
 class PngWriter(_Writer):
@@ -460,7 +460,7 @@ class PngWriter(_Writer):
         import cv2
         self._cv2 = cv2
         self.path, self.stem = folder, stem
-        self.tmp = MO.writer_temp_dir(folder)
+        self.tmp = movie_outputs.writer_temp_dir(folder)
 
     def add(self, key, frame):
         name = "%s_%04d.png" % (self.stem, self.frames)
@@ -468,7 +468,7 @@ class PngWriter(_Writer):
         if not ok:
             raise MovieError("OpenCV could not encode frame %d of %s as PNG"
                              % (self.frames, self.path))
-        MO.write_png_frame(self.tmp, self.path, name, buf.tobytes())
+        movie_outputs.write_png_frame(self.tmp, self.path, name, buf.tobytes())
         self.frames += 1
 
     def repeat(self, key):
@@ -478,7 +478,7 @@ class PngWriter(_Writer):
         pass
 
     def abort(self):
-        MO.discard(self.tmp)
+        movie_outputs.discard(self.tmp)
 
 
 class EncoderThread:

@@ -47,7 +47,7 @@ def relion_project(folder, tomo_names=("TS_01", "TS_02"), n_particles=12, seed=1
     Returns ``(particles_star, tomograms_star)`` (absolute paths)."""
     import pandas as pd
 
-    from ...convert import relion5 as R5
+    from ...convert import relion5
     from ...convert.star import write_star
     from ...pipelines.simulate import SimulationSettings, simulate_relion_project
 
@@ -61,13 +61,13 @@ def relion_project(folder, tomo_names=("TS_01", "TS_02"), n_particles=12, seed=1
     for i, name in enumerate(tomo_names):
         sub = os.path.join(folder, "sim%d" % i)
         tstar = simulate_relion_project(tomo_file, sub, "ts%d" % i, settings, folder)
-        row = R5.read_tomograms(tstar).iloc[0].to_dict()
+        row = relion5.read_tomograms(tstar).iloc[0].to_dict()
         row["rlnTomoName"] = name
         rows.append(row)
         os.remove(tstar)
     os.remove(tomo_file)
     tomograms_star = os.path.join(folder, "tomograms.star")
-    R5.write_tomograms_star(tomograms_star, rows)
+    relion5.write_tomograms_star(tomograms_star, rows)
     rng = np.random.default_rng(seed)
     parts = []
     Z, Y, X = shape

@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import TEMPORARY, mount_or_skip, one_line, run_cli, run_on_mount, tree
 
 SHAPE = (16, 40, 40)
@@ -19,12 +19,12 @@ def work(tmp_path):
     """Inputs of every command in ``tmp_path/w`` (a RELION project in ``w/proj``)."""
     w = tmp_path / "w"
     w.mkdir()
-    D.write_volume(w / "vol.mrc", D.tomogram(SHAPE))
-    D.write_volume(w / "mask.mrc", D.mask_volume(SHAPE))
-    D.write_volume(w / "ang.mrc", np.zeros(SHAPE, np.float32))
+    fault_data.write_volume(w / "vol.mrc", fault_data.tomogram(SHAPE))
+    fault_data.write_volume(w / "mask.mrc", fault_data.mask_volume(SHAPE))
+    fault_data.write_volume(w / "ang.mrc", np.zeros(SHAPE, np.float32))
     (w / "alist.csv").write_text("0,0,0\n10,20,30\n")
     (w / "ts.tlt").write_text("\n".join(str(a) for a in range(-30, 30, 4)) + "\n")
-    D.write_volume(w / "ts.mrcs", D.tomogram((15, 40, 40), seed=3), stack=True)
+    fault_data.write_volume(w / "ts.mrcs", fault_data.tomogram((15, 40, 40), seed=3), stack=True)
     (w / "parts.csv").write_text("x,y,z,score\n10,12,8,0.5\n25,30,4,0.9\n")
     return w
 
@@ -32,7 +32,7 @@ def work(tmp_path):
 def _inputs_of(cmd, w):
     """The RELION project is made only for the commands that read it."""
     if cmd in ("extract", "reconstruct", "movie-checker") and not (w / "proj").exists():
-        D.relion_project(w / "proj", tomo_names=("TS_01",), n_particles=6)
+        fault_data.relion_project(w / "proj", tomo_names=("TS_01",), n_particles=6)
     return w
 
 
@@ -204,10 +204,10 @@ def test_mask_of_another_grid(work, capsys, cmd, kind):
     """A created mask of another shape, or of another voxel size (beyond 1 %)."""
     m = str(work / "mask.mrc")
     if kind == "shape":
-        D.write_volume(m, D.mask_volume((SHAPE[0], SHAPE[1], SHAPE[2] - 2)))
+        fault_data.write_volume(m, fault_data.mask_volume((SHAPE[0], SHAPE[1], SHAPE[2] - 2)))
         needle = "38"
     else:
-        D.write_volume(m, D.mask_volume(SHAPE), voxel_size=10.2)
+        fault_data.write_volume(m, fault_data.mask_volume(SHAPE), voxel_size=10.2)
         needle = "10.2"
     before = tree(work)
     rc, out, err = run_cli(COMMANDS[cmd][0](work), capsys)

@@ -6,15 +6,15 @@ import time
 
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import (claimed_tilt_series, mrc_digest, one_line, run_cli, slowed, start, temporaries,
                wait_for)
 
 
 @pytest.fixture
 def vol(tmp_path):
-    D.write_volume(tmp_path / "vol.mrc", D.tomogram((16, 48, 48)))
-    D.write_volume(tmp_path / "mask.mrc", D.mask_volume((16, 48, 48)))
+    fault_data.write_volume(tmp_path / "vol.mrc", fault_data.tomogram((16, 48, 48)))
+    fault_data.write_volume(tmp_path / "mask.mrc", fault_data.mask_volume((16, 48, 48)))
     return tmp_path
 
 
@@ -80,7 +80,7 @@ def test_extract_folder_has_one_writer(tmp_path, capsys):
     """extract with and without --no-ctf into one folder (the issue's case: stacks of both
     kinds, or a fingerprint that does not describe the stacks): the second run fails at
     once naming the folder; the folder is exactly the first run's."""
-    pstar, tstar = D.relion_project(tmp_path / "proj")
+    pstar, tstar = fault_data.relion_project(tmp_path / "proj")
     base = ["extract", "--particles", pstar, "--tomograms", tstar, "--box-size", "16",
             "--project-dir", tmp_path / "proj"]
     ref = tmp_path / "ref"
@@ -100,7 +100,7 @@ def test_extract_folder_has_one_writer(tmp_path, capsys):
 # ----------------------------------------------------------------------------- per-item runs
 @pytest.fixture
 def project(tmp_path):
-    pstar, tstar = D.relion_project(tmp_path / "proj")
+    pstar, tstar = fault_data.relion_project(tmp_path / "proj")
     return tmp_path, pstar, tstar
 
 

@@ -15,7 +15,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import one_line, run_cli, tree
 
 SHAPE = (16, 40, 40)
@@ -24,19 +24,19 @@ BAD = (5, 7, 9)
 
 @pytest.fixture
 def vols(tmp_path):
-    vol = D.tomogram(SHAPE)
-    D.write_volume(tmp_path / "vol.mrc", vol)
+    vol = fault_data.tomogram(SHAPE)
+    fault_data.write_volume(tmp_path / "vol.mrc", vol)
     bad = vol.copy()
     bad[BAD] = np.nan
     bad[0, 0, 1] = np.inf
-    D.write_volume(tmp_path / "bad.mrc", bad)
+    fault_data.write_volume(tmp_path / "bad.mrc", bad)
     fixed = vol.copy()
     fixed[BAD] = fixed[0, 0, 1] = np.mean(np.delete(bad.ravel(), [
         np.ravel_multi_index(BAD, SHAPE), np.ravel_multi_index((0, 0, 1), SHAPE)]),
         dtype=np.float64)
-    D.write_volume(tmp_path / "fixed.mrc", fixed)      # what the replacement must give
-    D.write_volume(tmp_path / "mask.mrc", D.mask_volume(SHAPE))
-    D.write_volume(tmp_path / "ang.mrc", np.zeros(SHAPE, np.float32))
+    fault_data.write_volume(tmp_path / "fixed.mrc", fixed)      # what the replacement must give
+    fault_data.write_volume(tmp_path / "mask.mrc", fault_data.mask_volume(SHAPE))
+    fault_data.write_volume(tmp_path / "ang.mrc", np.zeros(SHAPE, np.float32))
     (tmp_path / "alist.csv").write_text("0,0,0\n")
     return tmp_path
 
@@ -90,7 +90,7 @@ def test_nonfinite_voxels(vols, capsys, cmd):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("degenerate")
-    return base, D.relion_project(base / "proj", n_particles=8)
+    return base, fault_data.relion_project(base / "proj", n_particles=8)
 
 
 def _rargv(base, pstar, tstar, out, cmd="reconstruct", box=16):
@@ -205,7 +205,7 @@ def test_pick_min_distance_beyond_the_map_names_the_option(vols, capsys):
 @pytest.mark.parametrize("bad", [["--discard_range", "50", "10"], ["--scale_bar",
                                                                     "--pixel_size", "0"]])
 def test_movie_rejects_options_before_creating_its_folder(vols, capsys, bad):
-    D.write_volume(vols / "nopix.mrc", D.tomogram(SHAPE), voxel_size=0.0)
+    fault_data.write_volume(vols / "nopix.mrc", fault_data.tomogram(SHAPE), voxel_size=0.0)
     before = tree(vols)
     rc, _, err = run_cli(["movie", vols / "nopix.mrc", vols / "new" / "movies"] + bad, capsys)
     assert rc == 2, err

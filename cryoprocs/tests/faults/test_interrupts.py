@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import (claimed_tilt_series, expected_status, interrupt, mrc_digest, run_cli, slowed,
                start, temporaries, tree, wait_for)
 
@@ -78,7 +78,7 @@ def _interrupted_then_rerun(capsys, argv_for, prefix, moment, sig, ref, out, bas
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("interrupts")
-    pstar, tstar = D.relion_project(base / "proj", n_particles=10)
+    pstar, tstar = fault_data.relion_project(base / "proj", n_particles=10)
     return base, pstar, tstar
 
 
@@ -138,8 +138,8 @@ def test_reconstruct(project, capsys, sig, when):
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory):
     base = tmp_path_factory.mktemp("noisefill")
-    D.write_volume(base / "vol.mrc", D.tomogram((24, 64, 64)))
-    D.write_volume(base / "mask.mrc", D.mask_volume((24, 64, 64)))
+    fault_data.write_volume(base / "vol.mrc", fault_data.tomogram((24, 64, 64)))
+    fault_data.write_volume(base / "mask.mrc", fault_data.mask_volume((24, 64, 64)))
     return base
 
 

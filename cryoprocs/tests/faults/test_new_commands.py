@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import (expected_status, interrupt, one_line, run_cli, slowed, start, temporaries, tree,
                wait_for)
 from .test_bad_inputs import FILE_KINDS, _bad_file, _check_failure
@@ -25,13 +25,13 @@ SHAPE = (12, 32, 32)
 def work(tmp_path):
     w = tmp_path / "w"
     w.mkdir()
-    D.write_volume(w / "vol.mrc", D.tomogram(SHAPE))
+    fault_data.write_volume(w / "vol.mrc", fault_data.tomogram(SHAPE))
     return w
 
 
 def _ngff(path, data, voxel_size=5.0):
-    from cryoprocs.tests import zarr_helpers as ZH
-    return ZH.write_ngff(path, data, voxel_size, (4, 16, 16), tilt_series=False)
+    from cryoprocs.tests import zarr_helpers
+    return zarr_helpers.write_ngff(path, data, voxel_size, (4, 16, 16), tilt_series=False)
 
 
 # ============================================================================ convert
@@ -48,7 +48,7 @@ def test_convert_bad_input_file(work, capsys, kind, to):
 def test_convert_bad_ome_zarr_input(work, capsys, kind):
     import zarr
     store = str(work / "in.zarr")
-    data = D.tomogram(SHAPE)
+    data = fault_data.tomogram(SHAPE)
     src, needle = store, store
     if kind == "empty-folder":
         os.mkdir(store)
@@ -88,7 +88,7 @@ def test_convert_existing_output(work, capsys, to):
 def test_convert_output_is_its_input(work, capsys, how):
     src = str(work / "vol.mrc")
     if how == "same-store":
-        src = _ngff(str(work / "in.zarr"), D.tomogram(SHAPE))
+        src = _ngff(str(work / "in.zarr"), fault_data.tomogram(SHAPE))
         target = src
     elif how == "same-path":
         target = src
@@ -141,8 +141,8 @@ def test_convert_interrupted_then_rerun(work, capsys, sig):
 # ============================================================================ copick
 @pytest.fixture
 def copick_project(tmp_path):
-    from cryoprocs.tests import copick_helpers as H
-    cfg, _ = H.make_project(str(tmp_path / "proj"), runs=("TS_01",), n_picks=4)
+    from cryoprocs.tests import copick_helpers
+    cfg, _ = copick_helpers.make_project(str(tmp_path / "proj"), runs=("TS_01",), n_picks=4)
     return tmp_path, cfg
 
 
@@ -316,7 +316,7 @@ def test_mask_sources(work, capsys, kind):
     stack): a bad list, a chunk stack that is one of the listed images, a non-finite
     image."""
     from cryoprocs.pipelines.masks import ImageSources
-    D.write_volume(work / "ts.mrcs", D.tomogram((14, 32, 32), seed=3), stack=True)
+    fault_data.write_volume(work / "ts.mrcs", fault_data.tomogram((14, 32, 32), seed=3), stack=True)
     ImageSources.from_locations([(i + 1, str(work / "ts.mrcs")) for i in range(14)]).save(
         str(work / "list.npz"), voxel_size=5.0)
     out, needle = work / "chunk.mrcs", str(work / "list.npz")
@@ -355,7 +355,7 @@ def test_noise_fill_ome_zarr_output(work, capsys):
     """noise-fill into an OME-Zarr folder: written under a unique temporary folder and
     renamed with its side outputs (the tomogram last); equal to the MRC output; an existing
     folder is kept without --overwrite, and a folder named like an input store is refused."""
-    D.write_volume(work / "mask.mrc", D.mask_volume(SHAPE))
+    fault_data.write_volume(work / "mask.mrc", fault_data.mask_volume(SHAPE))
 
     def argv(out, *extra):
         return ["noise-fill", "--input_tomo", work / "vol.mrc", "--input_mask",
@@ -372,7 +372,7 @@ def test_noise_fill_ome_zarr_output(work, capsys):
     before = tree(work)
     rc, _, err = run_cli(argv(work / "out.zarr"), capsys)
     _check_failure(rc, err, "%s exists; pass --overwrite" % (work / "out.zarr"), before, work)
-    src = _ngff(str(work / "in.zarr"), D.tomogram(SHAPE))
+    src = _ngff(str(work / "in.zarr"), fault_data.tomogram(SHAPE))
     before = tree(work)
     rc, _, err = run_cli(["noise-fill", "--input_tomo", src, "--input_mask", work / "mask.mrc",
                           "--output_tomo", src, "--overwrite"], capsys)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cryoprocs.convert import outputs as O
+from cryoprocs.convert import outputs
 from cryoprocs.convert.paths import safe_name
 
 
@@ -18,23 +18,23 @@ def test_claim_is_exclusive_between_processes_and_reentrant_within(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys, time
-            from cryoprocs.convert import outputs as O
-            with O.run_scope():
-                O.claim(sys.argv[1])
+            from cryoprocs.convert import outputs
+            with outputs.run_scope():
+                outputs.claim(sys.argv[1])
                 print("held", flush=True)
                 sys.stdin.readline()
             """), str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(O.OutputInUseError) as exc:
-        with O.run_scope():
-            O.claim(out)
+    with pytest.raises(outputs.OutputInUseError) as exc:
+        with outputs.run_scope():
+            outputs.claim(out)
     assert str(out) in str(exc.value) and "process %d" % holder.pid in str(exc.value)
     holder.communicate("\n")
     assert os.listdir(tmp_path) == []           # lock file and the folder it needed: gone
-    with O.run_scope():
-        a = O.claim(out)
-        with O.run_scope():
-            assert O.claim(out) is a            # re-entrant in one process
+    with outputs.run_scope():
+        a = outputs.claim(out)
+        with outputs.run_scope():
+            assert outputs.claim(out) is a            # re-entrant in one process
         assert (tmp_path / "sub" / ".out.mrc.lock").exists()
     assert os.listdir(tmp_path) == []
 
@@ -45,19 +45,19 @@ def test_lock_files_never_give_two_holders(tmp_path):
     classic pitfall: locking a file that was just removed): never two holders at once."""
     code = textwrap.dedent("""
         import os, sys, time
-        from cryoprocs.convert import outputs as O
+        from cryoprocs.convert import outputs
         out, marker = sys.argv[1], sys.argv[2]
         time.sleep(max(0.0, float(sys.argv[3]) - time.time()))      # start together
         got = 0
         for _ in range(300):
             try:
-                with O.run_scope():
-                    O.claim(out)
+                with outputs.run_scope():
+                    outputs.claim(out)
                     fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # inside
                     os.close(fd)
                     os.remove(marker)
                     got += 1
-            except O.OutputInUseError:
+            except outputs.OutputInUseError:
                 pass
         print(got)
         """)
@@ -86,8 +86,8 @@ def test_leftovers_of_a_killed_run_are_cleaned_by_the_next_claim(tmp_path):
     stale.write_text("half-written")
     live = tmp_path / (".other.mrc.%d.0123abcd.partial" % os.getpid())
     live.write_text("another output being written")
-    with O.run_scope():
-        O.claim(out)
+    with outputs.run_scope():
+        outputs.claim(out)
         assert not side.exists() and not stale.exists() and live.exists()
     assert sorted(os.listdir(tmp_path)) == [live.name]
 
@@ -100,27 +100,27 @@ def test_claimed_folder_removes_dead_temporaries_inside(tmp_path):
     stale.write_text("x")
     keep = folder / "Subtomograms" / "TS_01" / "1_stack2d.mrcs"
     keep.write_text("finished stack")
-    with O.run_scope():
-        O.claim(folder, "output folder", folder=True)
+    with outputs.run_scope():
+        outputs.claim(folder, "output folder", folder=True)
     assert not stale.exists() and keep.exists()
 
 
 def test_group_commit_is_all_or_nothing(tmp_path, monkeypatch):
     files = [tmp_path / n for n in ("a.png", "a.json", "a.mrc")]
-    with O.run_scope():
+    with outputs.run_scope():
         for f in files:
-            O.claim(f)
-        temps = [O.temp_path(f) for f in files]
-        real = O.commit_temp
+            outputs.claim(f)
+        temps = [outputs.temp_path(f) for f in files]
+        real = outputs.commit_temp
 
         def failing(tmp, final):
             if final == files[-1]:
                 raise OSError(28, "No space left on device", tmp)
             return real(tmp, final)
-        monkeypatch.setattr(O, "commit_temp", failing)
+        monkeypatch.setattr(outputs, "commit_temp", failing)
         with pytest.raises(OSError) as exc:
-            O.commit_group(list(zip(temps, files)))
-        assert O.describe_os_error(exc.value) == "%s: No space left on device" % files[-1]
+            outputs.commit_group(list(zip(temps, files)))
+        assert outputs.describe_os_error(exc.value) == "%s: No space left on device" % files[-1]
         assert [f for f in files if f.exists()] == []
     assert os.listdir(tmp_path) == []
 

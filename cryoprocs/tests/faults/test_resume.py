@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from . import data as D
+from . import data as fault_data
 from . import one_line, run_cli, tree
 from .test_interrupts import same_results
 
@@ -18,7 +18,7 @@ def _argv(cmd, base, out, pstar, tstar):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
-    return base, D.relion_project(base / "proj", n_particles=8)
+    return base, fault_data.relion_project(base / "proj", n_particles=8)
 
 
 def test_extract_redoes_damaged_stacks(project, capsys):
@@ -58,8 +58,8 @@ def test_ids_differing_only_by_a_space(tmp_path, capsys):
     """rlnTomoName "TS_01" and "TS 01" (the issue: one partial/TS_01.npz and one
     .cryoprocs/extract_TS_01.json for both; reconstruct failed, extract refused to
     resume)."""
-    pstar, tstar = D.relion_project(tmp_path / "proj", tomo_names=("TS_01", "TS 01"),
-                                    n_particles=6)
+    pstar, tstar = fault_data.relion_project(tmp_path / "proj", tomo_names=("TS_01", "TS 01"),
+                                             n_particles=6)
     for cmd in ("extract", "reconstruct"):
         out = tmp_path / cmd
         rc, stdout, err = run_cli(_argv(cmd, tmp_path, out, pstar, tstar), capsys)
@@ -103,7 +103,7 @@ def test_reconstruct_intermediates_never_replace_foreign_maps(project, capsys):
     out = base / "relion_job"
     out.mkdir()
     for name in ("data_merged.mrc", "weight_half1.mrc"):
-        D.write_volume(out / name, D.tomogram((16, 16, 16)))
+        fault_data.write_volume(out / name, fault_data.tomogram((16, 16, 16)))
     before = tree(base)
     rc, _, err = run_cli(_argv("reconstruct", base, out, pstar, tstar)
                          + ["--write-intermediates"], capsys)

@@ -84,14 +84,15 @@ def reduced_tilt_series(src):
     frame, plus a 2-px margin, plus the pixel holding the maximum |value|."""
     import mrcfile
     sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "..")))
-    from cryoprocs.convert import relion5 as R5
-    from cryoprocs.kernels import relion_geometry as G
+    from cryoprocs.convert import relion5
+    from cryoprocs.kernels import relion_geometry
     proj = os.path.join(src, "relion5_extract")
-    ts = R5.load_tilt_series(R5.read_tomograms(os.path.join(proj, "tomograms.star")).iloc[0],
-                             proj)
-    pt = R5.read_particles(os.path.join(proj, "particles.star"))
-    pos = R5.particle_positions(pt.particles, R5.optics_pixel_sizes(pt.optics), ts.tomo_size)
-    q = G.project(ts.matrices, pos)
+    tomograms = relion5.read_tomograms(os.path.join(proj, "tomograms.star"))
+    ts = relion5.load_tilt_series(tomograms.iloc[0], proj)
+    pt = relion5.read_particles(os.path.join(proj, "particles.star"))
+    pos = relion5.particle_positions(pt.particles, relion5.optics_pixel_sizes(pt.optics),
+                                     ts.tomo_size)
+    q = relion_geometry.project(ts.matrices, pos)
     path = os.path.join(proj, "tiltseries", "TS_01.mrcs")
     with mrcfile.open(path, permissive=True) as m:
         data = np.array(m.data)
