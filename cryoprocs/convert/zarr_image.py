@@ -31,15 +31,24 @@ Only Zarr v2 stores (OME-NGFF <= 0.4) are read: zarr-python 3, which reads Zarr 
 (OME-NGFF 0.5), needs Python >= 3.11 and numpy >= 1.25 but cannot be installed alongside
 copick <= 1.2 (the newest under Scipion's pins).
 """
+from __future__ import annotations
+
 import collections
 import json
 import logging
 import os
 import threading
-from typing import Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Iterable, Iterator, KeysView, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
+from numpy.typing import ArrayLike
 from zarr.storage import Store
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+    from .paths import PathLike
 
 from .images import URL_PREFIXES, is_url
 from .mrc import MrcFormatError
@@ -155,7 +164,7 @@ class ChunkCache(Store):
         bytes and keys read from the wrapped store (cache misses).
     """
 
-    def __init__(self, store, max_bytes=DEFAULT_CACHE_BYTES):
+    def __init__(self, store: MutableMapping, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.store = store
         self.max_bytes = int(max_bytes)
         self._lru = collections.OrderedDict()
@@ -195,7 +204,10 @@ class ChunkCache(Store):
             self._put(key, v)
         return v
 
-    def getitems(self, keys, *, contexts=None):
+    def getitems(self, keys: Iterable[str], *,
+                 contexts: dict | None = None) -> dict[str, bytes]:
+        """``{key: bytes}`` of the ``keys`` found, the missing ones fetched from the wrapped
+        store in one call (``contexts`` is accepted for zarr's interface and not used)."""
         out, missing = {}, []
         for k in keys:
             v = self._get(k)
@@ -230,10 +242,12 @@ class ChunkCache(Store):
     def __len__(self):
         return len(self.store)
 
-    def keys(self):
+    def keys(self) -> KeysView[str] | Iterator[str]:
+        """The wrapped store's keys."""
         return self.store.keys()
 
-    def listdir(self, path=""):
+    def listdir(self, path: str = "") -> list[str]:
+        """The wrapped store's listing of ``path``."""
         return self.store.listdir(path)
 
     def __setitem__(self, key, value):
@@ -242,13 +256,15 @@ class ChunkCache(Store):
     def __delitem__(self, key):
         raise PermissionError("OME-Zarr inputs are read-only")
 
-    def clear(self):
+    def clear(self) -> None:
+        """Drop every cached chunk (the wrapped store is untouched: it is read-only here)."""
         with self._lock:
             self._lru.clear()
             self._bytes = 0
 
     @property
-    def cached_bytes(self):
+    def cached_bytes(self) -> int:
+        """Bytes of the chunks held now."""
         return self._bytes
 
 
@@ -303,14 +319,15 @@ def _axes(ms, ndim, where):
     return out
 
 
-def zarr_levels(attrs: dict, where: str) -> tuple:
+def zarr_levels(attrs: dict, where: str) -> tuple[dict, list[dict], int | None]:
     """The scale levels of NGFF ``multiscales`` attributes.
 
     Returns
     -------
-    (axes, levels) : (list, list of dict)
-        ``levels[k]`` has ``path``, ``scale`` and ``translation`` (per axis, in the axis
-        units, global transformation applied).
+    (multiscale, levels, ndim) : (dict, list of dict, int or None)
+        the first ``multiscales`` entry; ``levels[k]`` has ``path`` and ``transforms`` (its
+        ``coordinateTransformations``, in the axis units, without the multiscale's global
+        one); the number of axes its ``axes`` lists (None without ``axes``).
 
     Raises
     ------
@@ -330,6 +347,26 @@ def zarr_levels(attrs: dict, where: str) -> tuple:
         levels.append({"path": str(d["path"]).strip("/"),
                        "transforms": d.get("coordinateTransformations")})
     return m, levels, ndim
+
+
+def _match_level(infos, binning, voxel_size):
+    """The path of the first level whose voxel size is ``binning`` times level 0's in x and
+    y (z: 1 or ``binning`` times), or whose x voxel size is ``voxel_size`` Å (both relative
+    1e-4); level 0 when none is."""
+    v0 = np.array(infos[0]["voxel_size"])
+    for info in infos:
+        v = np.array(info["voxel_size"])
+        r = v / v0
+        # x and y binned; z binned too (volumes) or not (tilt series)
+        if binning is not None and float(binning) != 1.0 and np.allclose(
+                r[:2], float(binning), rtol=1e-4, atol=0) and (
+                np.isclose(r[2], 1.0, rtol=1e-4) or
+                np.isclose(r[2], float(binning), rtol=1e-4)):
+            return info["path"]
+        if voxel_size is not None and abs(v[0] - float(voxel_size)) <= \
+                1e-4 * float(voxel_size):
+            return info["path"]
+    return infos[0]["path"]
 
 
 class ZarrImage:
@@ -380,9 +417,9 @@ class ZarrImage:
         axis longer than 1.
     """
 
-    def __init__(self, location, level=None, binning=None, voxel_size=None,
-                 cache_bytes=DEFAULT_CACHE_BYTES, nonfinite=None):
-        import zarr
+    def __init__(self, location: PathLike, level: str | int | None = None,
+                 binning: float | None = None, voxel_size: float | None = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, nonfinite: str | None = None) -> None:
         store_loc, loc_level = split_level(location)
         if level is None:
             level = loc_level
@@ -390,46 +427,67 @@ class ZarrImage:
         self.path = self.location
         self.store_location = store_loc
         base = _base_store(store_loc)
-        attrs = _probe(store_loc, base)
-        m, levels, ndim = zarr_levels(attrs, store_loc)
+        m, levels, ndim = zarr_levels(_probe(store_loc, base), store_loc)
         self.remote = is_url(store_loc) and not store_loc.lower().startswith("file://")
         # local folders are read directly (the page cache is the cache); remote chunks go
         # through the bounded cache, fetched in one batch per request
         self.cache = ChunkCache(base, cache_bytes if self.remote else 0)
         paths = [lv["path"] for lv in levels]
-        # level choice
-        self._level_info = []
-        arrays = {}
-        shapes = {}
         if level is not None and str(level) not in paths:
             raise ZarrFormatError("%s has no scale level %r (levels: %s)"
                                   % (store_loc, str(level), ", ".join(paths)))
-
-        def array(path):
-            if path not in arrays:
-                try:
-                    arrays[path] = zarr.open_array(self.cache, path=path, mode="r")
-                except Exception as exc:             # missing .zarray, unreadable, ...
-                    raise ZarrFormatError(
-                        "%s: scale level %r listed in the multiscales metadata cannot be "
-                        "opened (%s: %s)" % (store_loc, path, type(exc).__name__,
-                                             str(exc).strip() or "missing")) from None
-            return arrays[path]
-
-        first = array(paths[0])
-        ndim = ndim or first.ndim
+        arrays = {}                                 # level path -> zarr array, opened once
+        ndim = ndim or self._open_level(paths[0], arrays).ndim
         axes = _axes(m, ndim, store_loc)
+        space = self._space_axes(axes, ndim)
+        infos = self._level_infos(m, levels, ndim, space, self._units_to_angstrom(axes, space))
+        if level is None:
+            level = _match_level(infos, binning, voxel_size)
+        self._use_level(str(level), arrays, infos[paths.index(str(level))], axes, ndim,
+                        len(space))
+        self.levels = [{"path": i["path"], "voxel_size": i["voxel_size"]} for i in infos]
+        self.guard = None
+        if nonfinite:
+            from .finite import FiniteGuard
+            self.guard = FiniteGuard(self.location, _Unchecked(self), nonfinite)
+
+    # ------------------------------------------------------------------ opening (steps)
+    def _open_level(self, path, arrays):
+        """The zarr array of scale level ``path`` (through the chunk cache; kept in
+        ``arrays``)."""
+        import zarr
+        if path not in arrays:
+            try:
+                arrays[path] = zarr.open_array(self.cache, path=path, mode="r")
+            except Exception as exc:             # missing .zarray, unreadable, ...
+                raise ZarrFormatError(
+                    "%s: scale level %r listed in the multiscales metadata cannot be "
+                    "opened (%s: %s)" % (self.store_location, path, type(exc).__name__,
+                                         str(exc).strip() or "missing")) from None
+        return arrays[path]
+
+    def _space_axes(self, axes, ndim):
+        """Indices of the space axes, which must be the last 2 or 3."""
         space = [i for i, a in enumerate(axes) if a[1] == "space"]
         if len(space) not in (2, 3) or space != list(range(ndim - len(space), ndim)):
             raise ZarrFormatError("%s: axes %s: expected 2 or 3 space axes (z, y, x) last"
-                                  % (store_loc, [a[0] for a in axes]))
+                                  % (self.store_location, [a[0] for a in axes]))
+        return space
+
+    def _units_to_angstrom(self, axes, space):
+        """Å per unit of each space axis (1 without a unit); sets ``voxel_size_known``."""
         units = [axes[i][2] for i in space]
         self.voxel_size_known = all(u is not None for u in units)
         for u in units:
             if u is not None and str(u).lower() not in UNIT_TO_ANGSTROM:
                 raise ZarrFormatError("%s: space unit %r is not a length unit (%s)"
-                                      % (store_loc, u, ", ".join(UNIT_TO_ANGSTROM)))
-        to_a = np.array([UNIT_TO_ANGSTROM[str(u).lower()] if u else 1.0 for u in units])
+                                      % (self.store_location, u, ", ".join(UNIT_TO_ANGSTROM)))
+        return np.array([UNIT_TO_ANGSTROM[str(u).lower()] if u else 1.0 for u in units])
+
+    def _level_infos(self, m, levels, ndim, space, to_a):
+        """``[{path, voxel_size, origin}]`` of every level: ``(x, y, z)`` in Å, the level's
+        transformations followed by the multiscale's global one."""
+        store_loc = self.store_location
         gscale, gtrans = _scale_translation(m.get("coordinateTransformations"), ndim,
                                             store_loc)
         infos = []
@@ -443,36 +501,24 @@ class ZarrImage:
                 vs, org = np.r_[vs, 1.0], np.r_[org, 0.0]
             infos.append({"path": lv["path"], "voxel_size": tuple(float(v) for v in vs),
                           "origin": tuple(float(v) for v in org)})
-        if level is None:
-            level = paths[0]
-            v0 = np.array(infos[0]["voxel_size"])
-            for info in infos:
-                v = np.array(info["voxel_size"])
-                r = v / v0
-                # x and y binned; z binned too (volumes) or not (tilt series)
-                if binning is not None and float(binning) != 1.0 and np.allclose(
-                        r[:2], float(binning), rtol=1e-4, atol=0) and (
-                        np.isclose(r[2], 1.0, rtol=1e-4) or
-                        np.isclose(r[2], float(binning), rtol=1e-4)):
-                    level = info["path"]
-                    break
-                if voxel_size is not None and abs(v[0] - float(voxel_size)) <= \
-                        1e-4 * float(voxel_size):
-                    level = info["path"]
-                    break
-        arr = array(str(level))
-        info = infos[paths.index(str(level))]
+        return infos
+
+    def _use_level(self, level, arrays, info, axes, ndim, nspace):
+        """Open scale level ``level`` (its ``info`` from :meth:`_level_infos`) and set the
+        attributes that describe it (``shape``, ``chunks``, ``dtype``, ``voxel_size``...)."""
+        store_loc = self.store_location
+        arr = self._open_level(level, arrays)
         if arr.ndim != ndim:
             raise ZarrFormatError("%s level %s has %d dimensions; the axes metadata lists %d"
                                   % (store_loc, level, arr.ndim, ndim))
-        lead = arr.shape[:ndim - len(space)]
+        lead = arr.shape[:ndim - nspace]
         if any(int(n) != 1 for n in lead):
             raise ZarrFormatError("%s: non-space axes %s have lengths %s; only images with "
                                   "one time point and one channel are read"
                                   % (store_loc, [a[0] for a in axes[:len(lead)]], lead))
         self._arr = arr
         self._lead = (0,) * len(lead)
-        self._is2d = len(space) == 2
+        self._is2d = nspace == 2
         sp = tuple(int(n) for n in arr.shape[len(lead):])
         self.shape = (1,) + sp if self._is2d else sp
         ch = tuple(int(c) for c in arr.chunks[len(lead):])
@@ -480,16 +526,11 @@ class ZarrImage:
         self.dtype = np.dtype(arr.dtype).newbyteorder("=")
         self.voxel_size = info["voxel_size"]
         self.origin = info["origin"]
-        self.level = str(level)
-        self.levels = [{"path": i["path"], "voxel_size": i["voxel_size"]} for i in infos]
+        self.level = level
         self.is_stack = False
         self.mz = self.shape[0]
         self.ndim = 3
         self.data = self                            # ``mapped.data[...]`` as for MRC
-        self.guard = None
-        if nonfinite:
-            from .finite import FiniteGuard
-            self.guard = FiniteGuard(self.location, _Unchecked(self), nonfinite)
 
     # ------------------------------------------------------------------ reading
     def __len__(self):
@@ -529,7 +570,7 @@ class ZarrImage:
             out = out[None]
         return out.astype(self.dtype, copy=False)
 
-    def read(self, z0, z1, out=None):
+    def read(self, z0: int, z1: int, out: np.ndarray | None = None) -> np.ndarray:
         """Sections ``z0..z1-1`` as ``[z1-z0, y, x]`` (into ``out`` when given)."""
         block = self[int(z0):int(z1)]
         if out is None:
@@ -537,7 +578,7 @@ class ZarrImage:
         np.copyto(out, block, casting="unsafe")
         return out
 
-    def read_sections(self, indices):
+    def read_sections(self, indices: ArrayLike) -> np.ndarray:
         """Sections at arbitrary 0-based ``indices``."""
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices),) + tuple(self.shape[1:]), dtype=self.dtype)
@@ -545,7 +586,8 @@ class ZarrImage:
             out[j] = self[int(i)]
         return out
 
-    def read_regions(self, index, rects, out):
+    def read_regions(self, index: int, rects: Iterable[Sequence[int]],
+                     out: np.ndarray) -> np.ndarray:
         """Fill the rectangles ``rects`` (``(y0, y1, x0, x1)``, half-open, inside the image)
         of section ``index`` into ``out`` (``[y, x]``), fetching only the chunks that
         intersect them, in one batch. Other pixels of ``out`` are left as they are.
@@ -583,21 +625,22 @@ class ZarrImage:
                 i = i1 + 1
         return out
 
-    def release(self, z0=None, z1=None):
+    def release(self, z0: int | None = None, z1: int | None = None) -> None:
         """Nothing to release (chunks live in the bounded cache); kept for the MRC interface."""
 
     release_all = release
 
-    def full(self):
+    def full(self) -> np.ndarray:
         """The whole level in memory (``[z, y, x]``)."""
         return self[:]
 
     @property
-    def fetched_bytes(self):
+    def fetched_bytes(self) -> int:
         """Bytes read from the store so far (chunks and array metadata)."""
         return self.cache.fetched_bytes
 
-    def close(self):
+    def close(self) -> None:
+        """Drop the cached chunks (nothing else is held open)."""
         if self.cache is not None:
             self.cache.clear()
 
@@ -623,6 +666,7 @@ class _Unchecked:
         return self._img._get(key)
 
 
-def open_zarr(location: str, **kwargs) -> "ZarrImage":
+def open_zarr(location: PathLike, **kwargs: Any) -> ZarrImage:
+
     """Open an OME-Zarr image (see :class:`ZarrImage`)."""
     return ZarrImage(location, **kwargs)
