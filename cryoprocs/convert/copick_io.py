@@ -27,11 +27,23 @@ RELION converter, ``copick.util.relion`` in later releases, uses the same):
 * exported picks carry ``transformation[:3, 3] = 0`` and the whole position in
   ``location``.
 """
+from __future__ import annotations
+
 import json
 import os
-from typing import List, Sequence, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Iterable, List, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import zarr
+    from copick.models import CopickPicks, CopickRoot, CopickRun
+
+
+    from .outputs import _Claim
+    from .paths import PathLike
 
 from .euler import relion_angles_from_matrix, relion_euler_matrix
 
@@ -46,7 +58,7 @@ class CopickError(ValueError):
     read or written (the message names the offending value and what exists)."""
 
 
-def require_copick():
+def require_copick() -> ModuleType:
     """The ``copick`` module, or a clear error when it is not installed.
 
     copick 1.2 calls ``logging.basicConfig(force=True)`` when imported, which closes and
@@ -76,8 +88,9 @@ def require_copick():
         root.setLevel(level)
 
 
-def parse_list(text) -> List[str]:
-    """``"a, b c"`` -> ``["a", "b", "c"]``; empty/None -> ``[]``."""
+def parse_list(text: str | Iterable[object] | None) -> List[str]:
+    """``"a, b c"`` -> ``["a", "b", "c"]``; a list or tuple -> its items as strings;
+    empty/None -> ``[]``."""
     if not text:
         return []
     if isinstance(text, (list, tuple)):
@@ -126,7 +139,8 @@ def copick_rotations_to_relion(transforms: np.ndarray) -> Tuple[np.ndarray, ...]
     return rot, tilt, psi
 
 
-def relion_to_copick_transforms(rot, tilt, psi) -> np.ndarray:
+def relion_to_copick_transforms(rot: ArrayLike, tilt: ArrayLike,
+                                psi: ArrayLike) -> np.ndarray:
     """``(N, 4, 4)`` copick transforms of RELION angles (degrees): rotation
     ``A(rot, tilt, psi)``, no translation."""
     A = relion_euler_matrix(rot, tilt, psi).reshape(-1, 3, 3)
@@ -137,7 +151,7 @@ def relion_to_copick_transforms(rot, tilt, psi) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- reading
-def open_project(config: str):
+def open_project(config: PathLike) -> CopickRoot:
     """The copick root of a project config (JSON file).
 
     Raises
@@ -155,12 +169,13 @@ def open_project(config: str):
                           % (config, type(exc).__name__, str(exc).strip()[:300])) from None
 
 
-def object_names(root) -> List[str]:
+def object_names(root: CopickRoot) -> List[str]:
     """Names of the project's pickable objects."""
     return [o.name for o in root.pickable_objects]
 
 
-def select_runs(root, names=None):
+def select_runs(root: CopickRoot,
+                names: str | Iterable[str] | None = None) -> List[CopickRun]:
     """The project's runs, or those named (in the given order).
 
     Raises
@@ -181,7 +196,7 @@ def select_runs(root, names=None):
     return [runs[n] for n in names]
 
 
-def zarr_location(store) -> str:
+def zarr_location(store: zarr.storage.FSStore) -> str:
     """A location string for :func:`cryoprocs.convert.images.open_image` of a copick zarr
     store (an fsspec ``FSStore``): a local path, or a URL with its protocol."""
     fs, path = store.fs, store.path
@@ -198,7 +213,8 @@ def _voxel_spacing(run, voxel_size):
     return None
 
 
-def tomogram_entries(root, runs, voxel_size: float, tomo_type: str) -> List[tuple]:
+def tomogram_entries(root: CopickRoot, runs: Iterable[CopickRun], voxel_size: float,
+                     tomo_type: str) -> List[Tuple[str, str]]:
     """``[(run name, location)]`` of the tomograms of type ``tomo_type`` at ``voxel_size``
     (Å) in ``runs``.
 
@@ -231,7 +247,9 @@ def _check_objects(root, objects):
                           % (", ".join(missing), ", ".join(names) or "none"))
 
 
-def read_picks(root, runs, objects, users=None, sessions=None) -> List[dict]:
+def read_picks(root: CopickRoot, runs: Iterable[CopickRun], objects: str | Iterable[str],
+               users: str | Iterable[str] | None = None,
+               sessions: str | Iterable[str] | None = None) -> List[dict]:
     """The pick sets of ``objects`` (names; all required to exist), filtered by users and
     sessions (empty: all), as dicts with ``run``, ``object``, ``user``, ``session``,
     ``locations`` (N, 3) Å, ``transforms`` (N, 4, 4), ``scores`` (N,), ``instance_ids``.
@@ -268,8 +286,10 @@ def read_picks(root, runs, objects, users=None, sessions=None) -> List[dict]:
     return out
 
 
-def segmentation_entries(root, runs, voxel_size: float, names=None, users=None,
-                         sessions=None) -> List[dict]:
+def segmentation_entries(root: CopickRoot, runs: Iterable[CopickRun], voxel_size: float,
+                         names: str | Iterable[str] | None = None,
+                         users: str | Iterable[str] | None = None,
+                         sessions: str | Iterable[str] | None = None) -> List[dict]:
     """``[dict(run, name, user, session, multilabel, location)]`` of the segmentations at
     ``voxel_size`` matching the filters (empty: all).
 
@@ -302,9 +322,9 @@ def segmentation_entries(root, runs, voxel_size: float, names=None, users=None,
 
 
 # ----------------------------------------------------------------------------- writing
-def write_picks(root, sets: List[dict], object_name: str, user_id: str, session_id: str,
-                overwrite: bool = False, create_runs: bool = False,
-                inputs: Sequence[str] = ()) -> List[tuple]:
+def write_picks(root: CopickRoot, sets: List[dict], object_name: str, user_id: str,
+                session_id: str, overwrite: bool = False, create_runs: bool = False,
+                inputs: Sequence[str] = ()) -> List[Tuple[str, int, str | None]]:
     """Write pick sets with copick's API.
 
     Parameters
@@ -409,7 +429,7 @@ def _check_not_an_input(run, object_name, user_id, session_id, inputs):
                                                                  session_id, run.name, p))
 
 
-def store_picks(picks):
+def store_picks(picks: CopickPicks) -> None:
     """copick's ``picks.store()``; for a local project the same JSON (``picks.meta``, as
     copick 1.2's file system backend writes it) under a unique temporary name renamed when
     complete, so an interrupted export never leaves a truncated pick file."""
@@ -423,7 +443,8 @@ def store_picks(picks):
             json.dump(picks.meta.dict(), fh, indent=4)
 
 
-def picks_claim(config: str, object_name: str, user_id: str, session_id: str):
+def picks_claim(config: PathLike, object_name: str, user_id: str, session_id: str) -> _Claim:
+
     """Claim the pick set ``object_name`` / ``user_id`` / ``session_id`` of the copick project
     ``config`` for this run (:func:`cryoprocs.convert.outputs.claim`, a lock next to the
     config file): a second export of the same pick set fails at once naming this one's

@@ -23,6 +23,8 @@ and protocol.
 
 Nothing here reads or writes image data.
 """
+from __future__ import annotations
+
 import atexit
 import contextlib
 import errno
@@ -35,6 +37,12 @@ import signal
 import socket
 import sys
 import threading
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from .paths import PathLike
 
 __all__ = ["OutputInUseError", "claim", "release", "run_scope", "temp_path", "temp_dir",
            "remove_dead_temps",
@@ -49,7 +57,7 @@ TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.partial(\.[^.
 class OutputInUseError(OSError):
     """Another run (or another part of this one) holds the claim on an output."""
 
-    def __init__(self, path, holder, label="output"):
+    def __init__(self, path: PathLike, holder: str | None, label: str = "output") -> None:
         self.path, self.holder = path, holder
         who = ("another cryoprocs run (process %s)" % holder) if holder else \
             "another cryoprocs run"
@@ -83,7 +91,7 @@ _LOCAL = threading.local()
 
 
 # ----------------------------------------------------------------------------- folders
-def makedirs(folder):
+def makedirs(folder: PathLike) -> list[str]:
     """``os.makedirs(folder, exist_ok=True)``; returns the folders it created (outermost
     first), so that a failed run can remove them again."""
     folder = os.path.abspath(folder)
@@ -245,7 +253,7 @@ def _remove_stale_temps(path, is_dir):
                     _remove_path(os.path.join(root, name))
 
 
-def remove_dead_temps(finals):
+def remove_dead_temps(finals: Iterable[PathLike | None]) -> None:
     """Remove the temporaries that dead runs left for the files ``finals`` (e.g. the results
     of one tilt series, claimed as a unit through their record)."""
     by_dir = {}
@@ -290,7 +298,8 @@ def _deferred_signals():
             _abort(pending)
 
 
-def claim(path, label="output", folder=False, shown=None):
+def claim(path: PathLike, label: str = "output", folder: bool = False,
+          shown: PathLike | None = None) -> _Claim:
     """Claim ``path`` (an output file, or with ``folder`` an output folder) for this process
     until the enclosing :func:`run_scope` ends (or the process exits). ``shown``: what the
     messages name instead of ``path`` (e.g. the results of one tilt series in an output
@@ -345,7 +354,7 @@ def _roll_back(finals, owner):
             pass
 
 
-def release(c):
+def release(c: _Claim) -> None:
     """Give back one hold of a claim (the lock file goes with the last one)."""
     with _deferred_signals(), _REG.lock:
         c.count -= 1
@@ -355,7 +364,7 @@ def release(c):
 
 
 @contextlib.contextmanager
-def run_scope():
+def run_scope() -> Iterator[list[_Claim]]:
     """Claims taken in this thread inside the block are released when it ends."""
     scopes = _LOCAL.__dict__.setdefault("scopes", [])
     held = []
@@ -368,14 +377,14 @@ def run_scope():
             release(c)
 
 
-def claimed(path):
+def claimed(path: PathLike) -> _Claim | None:
     """The claim this process holds on ``path`` (None when it holds none)."""
     with _REG.lock:
         return _REG.claims.get(os.path.abspath(path))
 
 
 # ----------------------------------------------------------------------------- temporaries
-def temp_path(path, suffix=""):
+def temp_path(path: PathLike, suffix: str = "") -> str:
     """Create (empty) and register a unique temporary file for ``path`` in its folder:
     ``.NAME.<pid>.<random>.partial`` + ``suffix`` (e.g. the extension an encoder needs).
     The caller writes it, then :func:`commit_temp` or :func:`discard_temp`."""
@@ -395,7 +404,7 @@ def temp_path(path, suffix=""):
             return tmp
 
 
-def temp_dir(path):
+def temp_dir(path: PathLike) -> str:
     """Like :func:`temp_path` for an output folder (created empty)."""
     head, tail = os.path.split(os.path.abspath(path))
     with _REG.lock:
@@ -412,7 +421,7 @@ def temp_dir(path):
             return tmp
 
 
-def final_name(path):
+def final_name(path: PathLike | None) -> PathLike | None:
     """The output a registered temporary stands for (``path`` itself otherwise)."""
     if path is None:
         return None
@@ -420,14 +429,14 @@ def final_name(path):
         return _REG.names.get(os.path.abspath(str(path)), path)
 
 
-def discard_temp(tmp):
+def discard_temp(tmp: PathLike) -> None:
     """Remove a temporary (file or folder) and forget it; never raises."""
     with _REG.lock:
         _REG.temps.pop(tmp, None)
     _remove_path(tmp)
 
 
-def commit_temp(tmp, final):
+def commit_temp(tmp: PathLike, final: PathLike) -> None:
     """Rename a finished temporary to its final name (a folder replaces the old folder, or
     an old file or link of that name)."""
     if os.path.isdir(tmp) and os.path.lexists(final) and (
@@ -446,7 +455,7 @@ def commit_temp(tmp, final):
         _REG.names.pop(tmp, None)
 
 
-def commit_group(pairs):
+def commit_group(pairs: Iterable[tuple[PathLike | None, PathLike]]) -> None:
     """Rename ``[(temporary, final), ...]`` in order, as one unit: the last pair is the main
     output, whose existence means the group is complete.
 
@@ -481,7 +490,7 @@ def commit_group(pairs):
 
 
 @contextlib.contextmanager
-def provisional(main, finals):
+def provisional(main: PathLike, finals: Iterable[PathLike | None]) -> Iterator[None]:
     """Side outputs ``finals`` that a run writes (each atomically) *before* its claimed main
     output ``main``, inside the block that writes ``main``: they count as part of ``main``'s
     group until the block succeeds. They are recorded in ``main``'s lock file first, so
@@ -510,18 +519,19 @@ def provisional(main, finals):
 
 
 # ----------------------------------------------------------------------------- children
-def register_child(proc):
+def register_child(proc: subprocess.Popen) -> None:
     """A child process (encoder) to kill when the run is interrupted."""
     with _REG.lock:
         _REG.children.add(proc)
 
 
-def unregister_child(proc):
+def unregister_child(proc: subprocess.Popen) -> None:
+    """Forget a child registered by :func:`register_child` (it has finished)."""
     with _REG.lock:
         _REG.children.discard(proc)
 
 
-def start_child(*args, **kwargs):
+def start_child(*args: Any, **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(*args, **kwargs)`` registered as a child to kill on interruption
     (:func:`register_child`); a signal that arrives while the child starts is handled once
     it is registered, so no child outlives an interrupted run."""
@@ -533,7 +543,7 @@ def start_child(*args, **kwargs):
 
 
 # ----------------------------------------------------------------------------- cleanup
-def cleanup():
+def cleanup() -> None:
     """Kill registered children, roll back group commits in progress, remove every
     registered temporary and release every claim. Safe to call more than once."""
     with _REG.lock:
@@ -586,7 +596,7 @@ def _handler(signum, frame):
     _abort(signum)
 
 
-def install_signal_handlers(command="cryoprocs"):
+def install_signal_handlers(command: str = "cryoprocs") -> bool:
     """SIGINT, SIGTERM and SIGHUP: clean up (:func:`cleanup`) and exit 128 + signal number
     at once, whatever the worker threads are doing. Main thread only; returns False
     elsewhere."""
@@ -598,7 +608,7 @@ def install_signal_handlers(command="cryoprocs"):
     return True
 
 
-def restore_signal_handlers():
+def restore_signal_handlers() -> None:
     """Put back the handlers :func:`install_signal_handlers` replaced."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -607,7 +617,8 @@ def restore_signal_handlers():
     _REG.previous_handlers.clear()
 
 
-def describe_os_error(exc):
+def describe_os_error(exc: OSError) -> str:
+
     """One line naming the path (the final output for a temporary) and the reason."""
     if isinstance(exc, OutputInUseError):
         return str(exc)

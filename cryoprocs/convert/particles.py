@@ -23,12 +23,21 @@ voxel centres at integers, x = MRC column, y = MRC row, z = section):
   1 x N x 20): 1-based voxels plus shifts: voxel = ``orig + shift - 1``; ``tomo_num`` /
   ``tomo_id`` name the tomogram.
 """
+from __future__ import annotations
+
 import csv
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .paths import PathLike
 
 __all__ = ["ParticleFormatError", "ParticleList", "read_particle_list", "particles_in_tomogram",
            "value_column", "FORMATS", "write_particles_csv"]
@@ -50,14 +59,15 @@ class Table:
     ``len``. Text, CSV and IMOD particles are read into it without importing pandas (0.3 s
     of start-up); STAR and EM motive lists stay DataFrames."""
 
-    def __init__(self, columns):
+    def __init__(self, columns: Mapping[str, ArrayLike]) -> None:
         self._c = {str(k): np.asarray(v) for k, v in columns.items()}
         lengths = {len(v) for v in self._c.values()}
         if len(lengths) > 1:
             raise ParticleFormatError("columns of different lengths %s" % sorted(lengths))
 
     @property
-    def columns(self):
+    def columns(self) -> list[str]:
+        """The column names, in insertion order."""
         return list(self._c)
 
     def __len__(self):
@@ -104,7 +114,7 @@ class ParticleList:
     relion: object = field(default=None, repr=False)
     ts_pixel_size: float = None
 
-    def tomograms(self):
+    def tomograms(self) -> list[str]:
         """Distinct tomogram names in file order ([] when the file does not name any)."""
         if "tomo" not in self.table.columns:
             return []
@@ -131,7 +141,7 @@ def _detect(path):
     raise ParticleFormatError("%s holds no particle" % path)
 
 
-def read_particle_list(path, fmt=None):
+def read_particle_list(path: PathLike, fmt: str | None = None) -> ParticleList:
     """Read a particle file (format from the extension and content unless ``fmt``).
 
     Raises
@@ -307,7 +317,10 @@ def _select(plist, tomo_name):
     return plist.table[sel]
 
 
-def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None):
+def particles_in_tomogram(plist: ParticleList, tomo_name: str | None = None,
+                          shape_xyz: Sequence[int] | None = None,
+                          pixel_size: float | None = None
+                          ) -> tuple[np.ndarray, Table | pd.DataFrame]:
     """Positions of the particles of one tomogram in its 0-based voxels.
 
     Parameters
@@ -326,7 +339,7 @@ def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None
     -------
     positions : ndarray, (N, 3) float64
         0-based voxel ``(x, y, z)``.
-    table : DataFrame
+    table : Table or pandas.DataFrame
         the selected rows (``id`` and value columns).
 
     Raises
@@ -359,7 +372,7 @@ def particles_in_tomogram(plist, tomo_name=None, shape_xyz=None, pixel_size=None
     return pos, t
 
 
-def value_column(table, name):
+def value_column(table: Table | pd.DataFrame, name: str) -> tuple[np.ndarray, str]:
     """Values of column ``name`` (or of an alias: ``score``, ``class``, ``object``) as float64,
     and the column's name.
 
@@ -383,7 +396,9 @@ def value_column(table, name):
                               % (name, ", ".join(numeric[:20]) or "none"))
 
 
-def write_particles_csv(path, positions, columns=None):
+def write_particles_csv(path: PathLike, positions: ArrayLike,
+                        columns: Mapping[str, Sequence] | None = None) -> PathLike:
+
     """Write particles as the CSV this module reads as voxel centres: ``x,y,z`` (0-based
     voxels of the tomogram) and the given extra ``columns`` (``{name: values}``),
     atomically."""

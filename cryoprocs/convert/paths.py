@@ -8,7 +8,7 @@ at once. File names derived from tomogram / tilt-series ids come from :func:`saf
 """
 import hashlib
 import os
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple, Union
 
 from . import outputs as outputs_io
 
@@ -16,6 +16,10 @@ __all__ = ["check_io", "check_output_dir", "check_replace", "same_file", "safe_n
 
 #: ``(label, path)`` of a command option; ``path`` None when the option is not given
 Labelled = Tuple[str, Optional[str]]
+
+#: a file or folder path: a string or an ``os.PathLike`` (e.g. ``pathlib.Path``)
+PathLike = Union[str, os.PathLike]
+
 
 
 def safe_name(name: str) -> str:

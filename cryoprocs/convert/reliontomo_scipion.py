@@ -16,10 +16,19 @@ pyworkflow, pwem and reliontomo lazily, inside functions).
   equal to reliontomo's ``getTransformInfoFromCoordOrSubtomo``, shifts included), the particle
   angles from its ``rot/tilt/psi``, the centred position in Å, the half set.
 """
+from __future__ import annotations
+
 import logging
 import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pyworkflow.object import Pointer
+    from reliontomo.objects import RelionPSubtomogram, RelionSetOfPseudoSubtomograms
+    from tomo.objects import Coordinate3D, TomoAcquisition
 
 from . import relion5
 from .scipion import scipion_matrix_to_relion
@@ -31,9 +40,9 @@ __all__ = ["reliontomo_modules", "is_pseudo_subtomogram_set",
 logger = logging.getLogger(__name__)
 
 
-def reliontomo_modules():
-    """``(objects, convert)`` of scipion-em-reliontomo when the plugin is installed and
-    registered (its Plugin variables defined), else ``(None, reason)``.
+def reliontomo_modules() -> tuple[tuple[ModuleType, ModuleType] | None, str | None]:
+    """``((objects, convert), None)``: the modules of scipion-em-reliontomo when the plugin is
+    installed and registered (its Plugin variables defined), else ``(None, reason)``.
 
     reliontomo's package hides its own import errors (``reliontomo/__init__.py`` wraps its
     Plugin in ``try/except``), so a broken installation shows up here as a missing
@@ -56,7 +65,7 @@ def reliontomo_modules():
     return (objects, convert), None
 
 
-def is_pseudo_subtomogram_set(obj) -> bool:
+def is_pseudo_subtomogram_set(obj: Any) -> bool:
     """True for scipion-em-reliontomo's ``RelionSetOfPseudoSubtomograms`` (checked by its
     methods, so that no reliontomo import is needed)."""
     return obj is not None and all(hasattr(obj, m) for m in (
@@ -86,9 +95,12 @@ class _AttachCoordinates:
 
 
 def pseudo_subtomograms_from_project(protocol_path: str, optimisation_set: str,
-                                     coordinates_pointer, ts_sampling_rate: float,
-                                     binning: float, box_size: int, acquisition,
-                                     coordinates: dict = None, template: str = None):
+                                     coordinates_pointer: Pointer, ts_sampling_rate: float,
+                                     binning: float, box_size: int,
+                                     acquisition: TomoAcquisition,
+                                     coordinates: dict[str, Coordinate3D] | None = None,
+                                     template: str | None = None
+                                     ) -> tuple[RelionSetOfPseudoSubtomograms, int]:
     """A filled ``RelionSetOfPseudoSubtomograms`` of 2D stacks, made with reliontomo's API.
 
     Parameters
@@ -139,7 +151,8 @@ def pseudo_subtomograms_from_project(protocol_path: str, optimisation_set: str,
     return pset, filler.attached
 
 
-def pseudo_subtomogram_project(pset, project_dir: str):
+def pseudo_subtomogram_project(pset: RelionSetOfPseudoSubtomograms,
+                               project_dir: str) -> tuple[str | None, str | None]:
     """``(particles.star, tomograms.star)`` of a pseudo-subtomogram set, absolute (paths
     stored relative to the Scipion project are resolved against ``project_dir``); an entry
     is None when the set has none."""
@@ -151,7 +164,9 @@ def pseudo_subtomogram_project(pset, project_dir: str):
     return absolute(pset.getParticlesStar()), absolute(pset.getTomogramsStar())
 
 
-def pseudo_subtomogram_rows(items, sampling_rate: float):
+def pseudo_subtomogram_rows(items: Iterable[RelionPSubtomogram],
+                            sampling_rate: float) -> list[dict[str, Any]]:
+
     """RELION 5 particles.star rows (list of dict) of pseudo-subtomograms.
 
     Parameters
