@@ -13,6 +13,8 @@ Layout (Microsoft "AVI RIFF File Reference", AVI 1.0 with an ``idx1`` index)::
 Sizes are little-endian 32-bit: an AVI 1.0 file stays below :data:`MAX_BYTES` (1 GiB, the
 limit players reliably support); larger movies need OpenDML (ffmpeg writes it).
 """
+from __future__ import annotations
+
 import os
 import struct
 from fractions import Fraction
@@ -44,7 +46,7 @@ class MjpegAvi:
         :data:`MAX_BYTES`.
     """
 
-    def __init__(self, path, width, height, fps):
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float) -> None:
         self.path = path
         self.size = (int(width), int(height))
         f = Fraction(float(fps)).limit_denominator(1001)
@@ -59,7 +61,7 @@ class MjpegAvi:
         self._movi_pos = self.fh.tell() - 4            # where the 'movi' fourcc is
         self._bytes = self.fh.tell()
 
-    def write(self, jpeg):
+    def write(self, jpeg: bytes) -> None:
         """Append one frame (JPEG bytes)."""
         n = len(jpeg)
         pad = n & 1
@@ -88,7 +90,7 @@ class MjpegAvi:
         return b"RIFF" + struct.pack("<I", riff_size) + b"AVI " + _chunk(b"LIST", hdrl) + \
             b"LIST" + struct.pack("<I", movi_size)
 
-    def close(self):
+    def close(self) -> None:
         """Write the index and the final header; close the file."""
         movi_size = self._bytes - self._movi_pos
         idx = b"".join(struct.pack("<4sIII", b"00dc", _AVIIF_KEYFRAME, off, n)
@@ -100,8 +102,10 @@ class MjpegAvi:
         self.fh.write(header)
         self.fh.close()
 
-    def abort(self):
+    def abort(self) -> None:
+        """Close and remove the unfinished file."""
         try:
+
             self.fh.close()
         finally:
             if os.path.exists(self.path):

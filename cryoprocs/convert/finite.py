@@ -4,8 +4,11 @@ values (``--replace-nonfinite``). Used by :class:`cryoprocs.convert.mrc.MappedMr
 :func:`cryoprocs.convert.mrc.read_mrc` and the pipelines that read images otherwise
 (movies, score maps, tilt series).
 """
+from __future__ import annotations
+
 import logging
 import threading
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -49,7 +52,9 @@ class FiniteGuard:
         scan only these sections (0-based; e.g. the frames of a tilt series a stack holds).
     """
 
-    def __init__(self, path, data, policy="error", release=None, sections=None):
+    def __init__(self, path: str, data: Any, policy: str = "error",
+                 release: Callable[[int, int], Any] | None = None,
+                 sections: Iterable[int] | None = None) -> None:
         if policy not in NONFINITE_POLICIES:
             raise ValueError("non-finite policy must be one of %s, got %r"
                              % (", ".join(NONFINITE_POLICIES), policy))
@@ -60,7 +65,7 @@ class FiniteGuard:
         self.warnings = []
         self._lock = threading.Lock()
 
-    def scan(self):
+    def scan(self) -> tuple[int, list[int] | None, float | None]:
         """``(count, first index or None, mean of the finite voxels)`` of the whole file
         (or of :attr:`sections`). A clean file costs one float32 sum per block; the count,
         the first index and the mean (None for a clean file) are only computed when a block
@@ -100,7 +105,7 @@ class FiniteGuard:
                 logging.getLogger(__name__).warning(msg)
             return self.result
 
-    def finite_mean(self):
+    def finite_mean(self) -> float | None:
         """Mean (float64) of the finite values of the file (or :attr:`sections`); None when
         there is none. A streamed pass (cached)."""
         if getattr(self, "_mean", None) is None:
@@ -137,14 +142,15 @@ class FiniteGuard:
                 runs.append([z, z + 1])
         return [tuple(r) for r in runs]
 
-    def message(self):
+    def message(self) -> str:
+        """The error message naming the file, the count and the first non-finite index."""
         count, first, _ = self.scan()
         return ("%s holds %d non-finite voxel%s (NaN or infinite), the first at [z, y, x] = "
                 "%s; fix the file, or replace them by the mean of its finite voxels with %s "
                 "(in Scipion: '%s')" % (self.path, count, "s" if count > 1 else "", first,
                                         NONFINITE_OPTION, NONFINITE_FORM))
 
-    def check_all(self):
+    def check_all(self) -> int:
         """Scan the whole file now; raise :class:`NonFiniteError` if it holds non-finite
         values and the policy is "error". Returns the count."""
         count = self.scan()[0]
@@ -152,7 +158,8 @@ class FiniteGuard:
             raise NonFiniteError(self.message())
         return count
 
-    def check(self, block, inplace=False):
+    def check(self, block: np.ndarray, inplace: bool = False) -> np.ndarray:
+
         """``block`` itself when it is finite, else (policy "replace") a copy with the
         non-finite values replaced (in place with ``inplace``, for a private copy)."""
         if not self.enabled:

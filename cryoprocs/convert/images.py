@@ -8,12 +8,17 @@ Locations: a file name (``tomo.mrc``, optionally ``n@stack.mrcs`` or ``:mrc`` hi
 are ignored here), an OME-Zarr folder (``tomo.zarr``, ``tomo.zarr/1`` for one scale level)
 or an fsspec URL of one (``https://...``, ``s3://...``, anonymous).
 """
+from __future__ import annotations
+
 import os
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 import numpy as np
 
 from .mrc import MappedMrc, MrcFormatError, MrcInfo, mrc_info, parse_location
+
+if TYPE_CHECKING:
+    from .zarr_image import ZarrImage
 
 __all__ = ["open_image", "image_info", "is_image_store", "is_url", "read_frame",
            "box_rects", "signature_files", "location_exists", "ImageFormatError"]
@@ -51,9 +56,10 @@ def location_exists(location: str) -> bool:
     return is_url(path) or os.path.exists(path)
 
 
-def open_image(location: str, permissive: bool = True, level: Optional[str] = None,
+def open_image(location: str, permissive: bool = True, level: Union[str, int, None] = None,
                binning: Optional[float] = None, voxel_size: Optional[float] = None,
-               cache_bytes: Optional[int] = None, nonfinite: Optional[str] = None):
+               cache_bytes: Optional[int] = None,
+               nonfinite: Optional[str] = None) -> Union[MappedMrc, ZarrImage]:
     """Open an image read-only, lazily.
 
     Parameters
@@ -91,7 +97,7 @@ def open_image(location: str, permissive: bool = True, level: Optional[str] = No
     return MappedMrc(path, permissive=permissive, nonfinite=nonfinite)
 
 
-def image_info(location: str, **kwargs) -> MrcInfo:
+def image_info(location: str, **kwargs: Any) -> MrcInfo:
     """``(shape, voxel_size, dtype, is_stack)`` of an image (MRC header or OME-Zarr
     metadata only; keyword arguments choose the OME-Zarr level as :func:`open_image`)."""
     _, path = parse_location(str(location))
@@ -117,7 +123,8 @@ def box_rects(corners: np.ndarray, size: int, height: int, width: int) -> List[t
     return list(zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist()))
 
 
-def read_frame(reader, index: int, boxes: Optional[tuple] = None,
+def read_frame(reader: Union[MappedMrc, ZarrImage], index: int, boxes: Optional[tuple] = None,
+
                out: Optional[np.ndarray] = None) -> np.ndarray:
     """Section ``index`` (``[y, x]``) of an open image, for cutting boxes from it.
 

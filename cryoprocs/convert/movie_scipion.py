@@ -8,9 +8,17 @@ centre-origin convention at the coordinates' sampling rate ``csr`` is the tomogr
 ``tsr`` Å; on tilt series the coordinates and tilt series go through
 :mod:`cryoprocs.convert.relion5_scipion`, as for extraction.
 """
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tomo.objects import Coordinate3D, SetOfCoordinates3D, TiltSeries, Tomogram
+
+    from .paths import PathLike
 
 from . import relion5_scipion
 from .particles import write_particles_csv
@@ -19,10 +27,13 @@ from .star import write_star
 __all__ = ["write_tomogram_particles", "write_tilt_series_particles"]
 
 
-def write_tomogram_particles(path, coords, coord_sampling, tomo_sampling, dims):
+def write_tomogram_particles(path: PathLike, coords: Iterable[Coordinate3D],
+                             coord_sampling: float, tomo_sampling: float,
+                             dims: Sequence[float]) -> int:
     """Write the coordinates ``coords`` (Coordinate3D of one tomogram) as a particles CSV
     (``x,y,z`` voxels of the tomogram, ``score``, ``class`` = group id, ``id`` = object
-    id). Returns the number of particles."""
+    id); ``dims``: the tomogram's size ``(x, y, z)`` in voxels, ``coord_sampling`` and
+    ``tomo_sampling`` in Å/px. Returns the number of particles."""
     from tomo.constants import SCIPION
     pos, score, group, ids = [], [], [], []
     f = float(coord_sampling) / float(tomo_sampling)
@@ -37,7 +48,10 @@ def write_tomogram_particles(path, coords, coord_sampling, tomo_sampling, dims):
     return len(pos)
 
 
-def write_tilt_series_particles(folder, project_dir, ts, coords, coord_set, tomo=None):
+def write_tilt_series_particles(folder: str, project_dir: str, ts: TiltSeries,
+                                coords: Iterable[Coordinate3D], coord_set: SetOfCoordinates3D,
+                                tomo: Tomogram | None = None) -> tuple[str, str]:
+
     """Write a RELION 5 project of one tilt series (enabled images, alignment, no CTF) and
     its coordinates into ``folder``: ``tomograms.star``, ``tiltseries/<tsId>.star``,
     ``particles.star``. ``tomo``: the coordinates' tomogram (its size gives rlnTomoSize).

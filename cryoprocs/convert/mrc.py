@@ -453,7 +453,8 @@ class MappedMrc:
         "error").
     """
 
-    def __init__(self, path, permissive=True, nonfinite=None):
+    def __init__(self, path: str, permissive: bool = True,
+                 nonfinite: Optional[str] = None) -> None:
         path = _existing(path)
         info = mrc_info(path)                  # validates the header against the file size
         hdr = _header(path)
@@ -479,7 +480,7 @@ class MappedMrc:
     def __len__(self):
         return self.shape[0]
 
-    def release(self, z0=None, z1=None):
+    def release(self, z0: Optional[int] = None, z1: Optional[int] = None) -> None:
         """Drop the pages of sections ``z0 <= z < z1`` (default: all) from this process's
         resident set; the kernel keeps them in its page cache (best effort)."""
         z0 = 0 if z0 is None else max(0, int(z0))
@@ -490,7 +491,7 @@ class MappedMrc:
 
     release_all = release
 
-    def read(self, z0, z1, out=None):
+    def read(self, z0: int, z1: int, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Sections ``z0..z1-1`` copied into a native-byte-order array (or ``out``), then
         released from the process."""
         block = self.data[z0:z1]
@@ -502,7 +503,7 @@ class MappedMrc:
             out = self.guard.check(out, inplace=True)
         return out
 
-    def read_sections(self, indices):
+    def read_sections(self, indices: ArrayLike) -> np.ndarray:
         """Sections at arbitrary 0-based ``indices`` (runs of consecutive ones read at once)."""
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices),) + tuple(self.shape[1:]),
@@ -529,7 +530,7 @@ class MappedMrc:
             out = self.guard.check(out, inplace=True)
         return out
 
-    def full(self):
+    def full(self) -> np.ndarray:
         """The whole data as the read-only mapped view (no copy); with a non-finite check,
         the file is scanned first and, when values had to be replaced, an in-memory copy
         with the replacements is returned instead."""
@@ -539,7 +540,8 @@ class MappedMrc:
                 d.dtype.newbyteorder("="))
         return self.data
 
-    def close(self):
+    def close(self) -> None:
+        """Unmap and close the file (the data views become invalid)."""
         self.data = None
         if getattr(self, "_mm", None) is not None:
             try:
@@ -567,8 +569,10 @@ class MrcBlockWriter:
     blocks seen when this writer wrote every section, else by re-reading the file.
     """
 
-    def __init__(self, path, shape=None, dtype=np.float32, voxel_size=None, origin=None,
-                 is_stack=False, create=True):
+    def __init__(self, path: str, shape: Optional[Sequence[int]] = None,
+                 dtype: DTypeLike = np.float32, voxel_size: Optional[VoxelSize] = None,
+                 origin: Optional[Sequence[float]] = None, is_stack: bool = False,
+                 create: bool = True) -> None:
         if create:
             mrc = new_mrc(path, shape, dtype, voxel_size, origin, is_stack)
             mrc.close()
@@ -583,7 +587,7 @@ class MrcBlockWriter:
         self._stats = [np.inf, -np.inf, 0.0, 0.0, 0]      # min, max, sum, sumsq, sections
         self._lock = threading.Lock()                     # write() may run in threads
 
-    def write(self, i0, block):
+    def write(self, i0: int, block: ArrayLike) -> None:
         """Write ``block`` (``(n, ny, nx)``) as sections ``i0..i0+n-1`` (thread-safe)."""
         native = self.dtype.newbyteorder("=")
         block = np.ascontiguousarray(block, dtype=native)
@@ -624,7 +628,8 @@ class MrcBlockWriter:
                 s[4] += b.shape[0]
         return s
 
-    def close(self, stats=True):
+    def close(self, stats: bool = True) -> None:
+        """Write the header statistics (with ``stats``) and close the file; idempotent."""
         if self._fd is None:
             return
         try:
@@ -659,8 +664,9 @@ class AtomicMrcWriter(MrcBlockWriter):
         ``path`` exists and ``overwrite`` is False (checked at creation and at commit).
     """
 
-    def __init__(self, path, shape, voxel_size=None, origin=None, overwrite=False,
-                 dtype=np.float32, is_stack=False):
+    def __init__(self, path: str, shape: Sequence[int], voxel_size: Optional[VoxelSize] = None,
+                 origin: Optional[Sequence[float]] = None, overwrite: bool = False,
+                 dtype: DTypeLike = np.float32, is_stack: bool = False) -> None:
         if not overwrite and os.path.lexists(path):
             raise FileExistsError("output %s exists; pass overwrite to replace it" % path)
         self.final_path = path
@@ -677,19 +683,19 @@ class AtomicMrcWriter(MrcBlockWriter):
             raise
 
     @property
-    def tmp(self):
+    def tmp(self) -> str:
         """The temporary file being written."""
         return self.path
 
-    def finish(self):
+    def finish(self) -> str:
         """Write the header statistics and close; the file keeps its temporary name (for a
         group commit, :func:`cryoprocs.convert.outputs.commit_group`). Returns it."""
         if self._fd is not None:
             self.close(stats=True)
         return self.path
 
-    def commit(self):
-        """Write the header statistics and rename the file to its final name."""
+    def commit(self) -> str:
+        """Write the header statistics and rename the file to its final name; returns it."""
         if self._fd is None and not os.path.exists(self.path):
             return self.final_path
         try:
@@ -703,10 +709,11 @@ class AtomicMrcWriter(MrcBlockWriter):
             raise
         return self.final_path
 
-    def abort(self):
+    def abort(self) -> None:
         """Remove the temporary file (the final name is never touched); never raises."""
         with contextlib.suppress(Exception):
             self.close(stats=False)
+
         outputs.discard_temp(self.path)
 
     def __exit__(self, exc_type, *exc):

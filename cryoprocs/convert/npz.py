@@ -4,18 +4,27 @@
 ``__del__`` then prints an "Exception ignored ... seek of closed file" traceback when it is
 collected. :func:`write_npz` writes the same archive and always closes it.
 """
+from __future__ import annotations
+
 import zipfile
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .paths import PathLike
 
 from .mrc import atomic_output
 
 __all__ = ["write_npz"]
 
 
-def write_npz(path, arrays):
+def write_npz(path: PathLike, arrays: Mapping[str, ArrayLike]) -> PathLike:
     """Write ``{name: array}`` as an uncompressed ``.npz`` (what ``numpy.savez`` writes,
-    readable by ``numpy.load``) under a temporary name, renamed when complete.
+    readable by ``numpy.load``) under a temporary name, renamed when complete. Returns
+    ``path``.
+
 
     Raises
     ------

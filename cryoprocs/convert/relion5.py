@@ -206,8 +206,10 @@ class TiltSeries:
     projection_from_old_matrices: bool = False
 
     @property
-    def n_frames(self):
+    def n_frames(self) -> int:
+        """Number of tilt images (rows of the tilt-series STAR file)."""
         return len(self.frames)
+
 
     def centre(self) -> np.ndarray:
         return relion_geometry.tomogram_centre(self.tomo_size)

@@ -9,6 +9,8 @@ no dimensions there, but every cryoprocs protocol reads them. Programs of other 
 (IMOD, Xmipp, RELION...) read MRC files only: give them MRC copies (the copick import's
 "copy to MRC", or ``cryoprocs convert``).
 """
+from __future__ import annotations
+
 import logging
 
 import numpy as np
@@ -58,8 +60,10 @@ def _reader_class():
     return ZarrImageReader
 
 
-def register_zarr_reader():
-    """Register the reader for ``zarr`` locations (once; silently skipped without pwem)."""
+def register_zarr_reader() -> type | None:
+    """Register the reader for ``zarr`` locations (once; silently skipped without pwem).
+    Returns the reader class (None without pwem)."""
+
     if _REGISTERED:
         return _REGISTERED[0]
     try:

@@ -9,9 +9,16 @@ zero, a ``translation`` (Å); ``0/`` the array (chunks ``[cz, cy, cx]``, "/" dim
 separator, Blosc LZ4 with byte shuffle as zarr's default). Readable by ome-zarr, copick,
 napari and :class:`~cryoprocs.convert.zarr_image.ZarrImage`.
 """
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+if TYPE_CHECKING:
+    from .paths import PathLike
 
 from . import outputs
 
@@ -20,14 +27,15 @@ __all__ = ["OmeZarrWriter", "ngff_attrs", "default_chunks", "ZARR_OUTPUT_SUFFIX"
 ZARR_OUTPUT_SUFFIX = ".zarr"
 
 
-def default_chunks(shape, stack=False):
+def default_chunks(shape: Sequence[int], stack: bool = False) -> tuple[int, int, int]:
     """Chunks of ``shape`` ``[z, y, x]``: one section deep for stacks (tilt series), 64 deep
     for volumes; 256 x 256 in y, x (at most the shape)."""
     z, y, x = (int(s) for s in shape)
     return (1 if stack else min(z, 64), min(y, 256), min(x, 256))
 
 
-def ngff_attrs(voxel_size, origin=None, name=None):
+def ngff_attrs(voxel_size: Sequence[float], origin: Sequence[float] | None = None,
+               name: str | None = None) -> dict[str, Any]:
     """The ``.zattrs`` of a one-level OME-NGFF 0.4 image (``voxel_size``, ``origin``:
     ``(x, y, z)`` in Å)."""
     vs = [float(v) for v in voxel_size]
@@ -71,8 +79,10 @@ class OmeZarrWriter:
         the temporary folder cannot be created (naming ``path``).
     """
 
-    def __init__(self, path, shape, dtype=np.float32, voxel_size=1.0, origin=None,
-                 chunks=None, overwrite=False, stack=False):
+    def __init__(self, path: PathLike, shape: Sequence[int], dtype: DTypeLike = np.float32,
+                 voxel_size: float | Sequence[float] = 1.0,
+                 origin: Sequence[float] | None = None, chunks: Sequence[int] | None = None,
+                 overwrite: bool = False, stack: bool = False) -> None:
         if not overwrite and os.path.lexists(path):
             raise FileExistsError("output %s exists; pass --overwrite to replace it" % path)
         self.final_path = os.path.abspath(path)
@@ -103,7 +113,7 @@ class OmeZarrWriter:
                                          synchronizer=zarr.ThreadSynchronizer())
         self.chunks = self.array.chunks
 
-    def write(self, z0, block):
+    def write(self, z0: int, block: ArrayLike) -> None:
         """Write ``block`` ``[n, y, x]`` as sections ``z0 .. z0+n-1`` (thread-safe; blocks
         that cover whole z-chunks write each chunk once)."""
         block = np.asarray(block)
@@ -112,12 +122,12 @@ class OmeZarrWriter:
         except OSError as exc:              # e.g. a full disk: name the output, not a chunk
             raise OSError(exc.errno, exc.strerror or str(exc), self.final_path) from None
 
-    def finish(self):
+    def finish(self) -> str:
         """The complete temporary folder, not renamed (for a group commit,
         :func:`cryoprocs.convert.outputs.commit_group`)."""
         return self.tmp
 
-    def commit(self):
+    def commit(self) -> str:
         """Rename the finished folder to its final name (an old folder of that name is
         replaced at once, with ``overwrite``); returns it."""
         try:
@@ -130,7 +140,8 @@ class OmeZarrWriter:
             raise
         return self.final_path
 
-    def abort(self):
+    def abort(self) -> None:
+
         """Remove the temporary folder (the final name is never touched); never raises."""
         outputs.discard_temp(self.tmp)
 
