@@ -15,8 +15,13 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, fastmath=False)
-def backproject_slices(data, weight, slices, slice_weights, matrices, max_freq):
+def backproject_slices(data: np.ndarray, weight: np.ndarray, slices: np.ndarray,
+                       slice_weights: np.ndarray, matrices: np.ndarray,
+                       max_freq: np.ndarray) -> None:
+    """:func:`cryoprocs.kernels.backprojection.backproject_numpy` compiled (same arguments,
+    same arithmetic): adds the slices into ``data`` and ``weight`` in place."""
     d3, h3, wh3 = weight.shape
+
     n = slices.shape[0]
     h2 = slices.shape[1]
     wh2 = slices.shape[2]
@@ -120,7 +125,9 @@ def backproject_slices(data, weight, slices, slice_weights, matrices, max_freq):
 
 
 @njit(cache=True, nogil=True, fastmath=False)
-def cut_crop_roll(image, corners, s0, weights, out_lo, out_hi, do_crop, out):
+def cut_crop_roll(image: np.ndarray, corners: np.ndarray, s0: int, weights: np.ndarray,
+                  out_lo: np.ndarray, out_hi: np.ndarray, do_crop: bool,
+                  out: np.ndarray) -> None:
     """``out[j]`` = box ``j`` of ``image`` (corner ``corners[j]`` = (x0, y0), pixels outside
     the image clamped to the edge), minus the double mean of its pixels outside the circle
     (row ``y``: columns ``< out_lo[y]`` and ``>= out_hi[y]``), times ``weights`` (double,

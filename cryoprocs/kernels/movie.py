@@ -499,9 +499,10 @@ class FrameStyle:
         Return BGR frames (``[rows, cols, 3]``; for overlays in colour) instead of gray ones.
     """
 
-    def __init__(self, window, clip_window=False, clahe=True, clip_limit=2.0,
-                 tile_grid_size=8, invert=False, out_shape=None, even=False, scale_bar=None,
-                 colour=False):
+    def __init__(self, window: Sequence[float], clip_window: bool = False, clahe: bool = True,
+                 clip_limit: float = 2.0, tile_grid_size: int = 8, invert: bool = False,
+                 out_shape: Optional[Sequence[int]] = None, even: bool = False,
+                 scale_bar: Optional[Tuple[float, int]] = None, colour: bool = False) -> None:
         self.window = (np.float32(window[0]), np.float32(window[1]))
         self.clip_window = bool(clip_window)
         self.clahe = make_clahe(clip_limit, tile_grid_size) if clahe else None
@@ -513,7 +514,7 @@ class FrameStyle:
         self.colour = bool(colour)
         self._local = threading.local()
 
-    def scratch(self, shape):
+    def scratch(self, shape: Sequence[int]) -> Tuple[np.ndarray, Optional["cv2.CLAHE"]]:
         """This thread's float32 scratch frame and CLAHE object (OpenCV's CLAHE keeps
         buffers: one per thread, so frames can be rendered in parallel)."""
         loc = self._local

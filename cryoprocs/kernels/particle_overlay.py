@@ -23,13 +23,21 @@ Drawing styles (``style``):
 On tilt images a particle of radius R projects to a disc of radius R whatever the tilt: the
 circle has radius R on every frame.
 """
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .movie import MovieError
 
 __all__ = ["STYLES", "COLOURS", "COLORMAPS", "parse_colour", "PixelMap", "ColourKey",
            "colour_key", "draw_legend", "draw_circles", "SliceOverlay", "ProjectedOverlay",
            "slice_axes", "line_width"]
+
+#: a colour as OpenCV draws it: (blue, green, red), 0-255
+BGR = tuple[int, int, int]
 
 STYLES = ("outline", "filled", "mrc2movie")
 #: named colours, BGR
@@ -56,7 +64,7 @@ def _cv2():
     return cv2
 
 
-def parse_colour(value):
+def parse_colour(value: str | Sequence[int]) -> BGR:
     """BGR tuple of a colour name (:data:`COLOURS`), ``#RRGGBB`` or ``R,G,B`` (0-255).
 
     Raises
@@ -84,7 +92,7 @@ def parse_colour(value):
     return bgr
 
 
-def line_width(shape):
+def line_width(shape: Sequence[int]) -> int:
     """Outline width in px for a frame of ``shape``: 1 up to 1535 px, 2 up to 2559, ..."""
     return max(1, int(round(min(shape[:2]) / 1024.0)))
 
@@ -104,7 +112,8 @@ class PixelMap:
         frame size after binning and after resizing (default: no resize).
     """
 
-    def __init__(self, binning=1, binned_shape=None, out_shape=None):
+    def __init__(self, binning: int = 1, binned_shape: Sequence[int] | None = None,
+                 out_shape: Sequence[int] | None = None) -> None:
         self.binning = int(binning)
         fy = fx = 1.0
         if binned_shape is not None and out_shape is not None:
@@ -114,14 +123,16 @@ class PixelMap:
         self.fy = fy / self.binning
         self.scale = 0.5 * (self.fx + self.fy)
 
-    def cols(self, x):
+    def cols(self, x: ArrayLike) -> np.ndarray:
+        """Frame columns (float64) of input columns ``x``."""
         return (np.asarray(x, dtype=np.float64) + 0.5) * self.fx - 0.5
 
-    def rows(self, y):
+    def rows(self, y: ArrayLike) -> np.ndarray:
+        """Frame rows (float64) of input rows ``y``."""
         return (np.asarray(y, dtype=np.float64) + 0.5) * self.fy - 0.5
 
 
-def slice_axes(axis):
+def slice_axes(axis: str) -> tuple[int, int, int]:
     """Indices into ``(x, y, z)`` of the frame column, frame row and depth for slices along
     ``axis`` (frames ``[y, x]`` for z, ``[z, x]`` for y, ``[z, y]`` for x)."""
     return {"z": (0, 1, 2), "y": (0, 2, 1), "x": (1, 2, 0)}[axis]
@@ -133,11 +144,13 @@ class ColourKey:
     from ``lo`` to ``hi``, ``lut`` 256 x 3 BGR) or ``"classes"`` (``classes`` = list of
     ``(value, BGR)``); ``title`` = the column name."""
 
-    def __init__(self, kind, title, lut=None, lo=None, hi=None, classes=None):
+    def __init__(self, kind: str, title: str, lut: np.ndarray | None = None,
+                 lo: float | None = None, hi: float | None = None,
+                 classes: list[tuple[float, BGR]] | None = None) -> None:
         self.kind, self.title = kind, str(title)
         self.lut, self.lo, self.hi, self.classes = lut, lo, hi, classes
 
-    def palette(self, n=24):
+    def palette(self, n: int = 24) -> list[BGR]:
         """A few representative BGR colours (for GIF palettes)."""
         if self.kind == "classes":
             return [c for _, c in self.classes]
@@ -154,7 +167,8 @@ def _lut(cmap):
     return cv2.applyColorMap(ramp, getattr(cv2, name)).reshape(256, 3)
 
 
-def colour_key(values, title, cmap="viridis", value_range=None):
+def colour_key(values: ArrayLike, title: str, cmap: str = "viridis",
+               value_range: Sequence[float] | None = None) -> tuple[np.ndarray, ColourKey]:
     """Colours of particles from a column of values.
 
     Integer values with at most :data:`MAX_CLASSES` distinct values (classes, object ids)
@@ -193,9 +207,10 @@ def _fmt(v):
     return ("%.3g" % v) if abs(v) < 1e4 else ("%.2e" % v)
 
 
-def draw_legend(img, key):
+def draw_legend(img: np.ndarray, key: ColourKey) -> np.ndarray:
     """Colour bar (or class list) with its title in the top-right corner of a BGR frame
-    (overlays copy it on a black panel, see :meth:`SliceOverlay.draw`)."""
+    (overlays copy it on a black panel, see :meth:`SliceOverlay.draw`), in place; returns
+    ``img``."""
     cv2 = _cv2()
     h, w = img.shape[:2]
     scale = max(0.3, min(1.5, h / 900.0))
@@ -236,12 +251,14 @@ def draw_legend(img, key):
 
 
 # ----------------------------------------------------------------------------- drawing
-def draw_circles(img, cx, cy, r, colours, style="outline", thickness=1, ids=None):
+def draw_circles(img: np.ndarray, cx: ArrayLike, cy: ArrayLike, r: ArrayLike,
+                 colours: BGR | ArrayLike, style: str = "outline", thickness: int = 1,
+                 ids: Sequence[Any] | None = None) -> np.ndarray:
     """Draw circles (frame coordinates, sub-pixel centres and radii) on a BGR frame in place.
 
     ``colours`` is ``(n, 3)`` BGR or one BGR tuple; ``ids`` optional labels written at the
     upper right of each circle. ``style`` ``mrc2movie`` expects integer centres and radii
-    (drawn as OpenCV filled 8-connected circles, as mrc2movie does).
+    (drawn as OpenCV filled 8-connected circles, as mrc2movie does). Returns ``img``.
     """
     cv2 = _cv2()
     n = len(cx)
@@ -331,7 +348,7 @@ class _Overlay:
         _, sl, patch = cache
         img[sl] = patch
 
-    def palette(self):
+    def palette(self) -> list[BGR]:
         """Colours the overlay uses (BGR tuples; for GIF palettes)."""
         cols = {tuple(int(v) for v in c) for c in np.unique(self.colours, axis=0)} \
             if self.n else set()
@@ -362,8 +379,10 @@ class SliceOverlay(_Overlay):
         outline width in frame px (default :func:`line_width`).
     """
 
-    def __init__(self, positions, radius, axis="z", colours=COLOURS["green"], style="outline",
-                 ids=None, key=None, thickness=None):
+    def __init__(self, positions: ArrayLike, radius: float | ArrayLike, axis: str = "z",
+                 colours: BGR | ArrayLike = COLOURS["green"], style: str = "outline",
+                 ids: Sequence[Any] | None = None, key: ColourKey | None = None,
+                 thickness: int | None = None) -> None:
         pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
         super().__init__(len(pos), radius, colours, style, ids, key, thickness)
         if not np.all(np.isfinite(pos)):
@@ -374,7 +393,8 @@ class SliceOverlay(_Overlay):
         self._sorted = self.depth[self._order]
         self._rmax = float(self.radius.max()) if self.n else 0.0
 
-    def circles(self, depth, pmap, frame_shape=None):
+    def circles(self, depth: float, pmap: PixelMap, frame_shape: Sequence[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Particles cut by the slice at ``depth`` (input px): ``(idx, cx, cy, r)`` in frame
         coordinates (``mrc2movie`` style: integer pixels and radii)."""
         lo = np.searchsorted(self._sorted, depth - self._rmax, side="left")
@@ -402,13 +422,13 @@ class SliceOverlay(_Overlay):
             idx, cx, cy, r = idx[inside], cx[inside], cy[inside], r[inside]
         return idx, cx, cy, r
 
-    def draw(self, img, depth, pmap):
+    def draw(self, img: np.ndarray, depth: float, pmap: PixelMap) -> int:
         """Draw the particles cut by the slice at ``depth`` on ``img`` (BGR, in place);
         returns how many were drawn."""
         idx, cx, cy, r = self.circles(depth, pmap, img.shape[:2])
         return self._draw(img, idx, cx, cy, r, self.colours[idx])
 
-    def counts(self):
+    def counts(self) -> dict[str, Any]:
         """``{"particles", "drawn", "radius_px"}``: particle count, particles drawn on at
         least one frame so far, largest radius (input px)."""
         return dict(self.info, particles=self.n, drawn=int(self.drawn.sum()),
@@ -431,9 +451,10 @@ class ProjectedOverlay(_Overlay):
     flag_colour : BGR tuple
     """
 
-    def __init__(self, uv, radius, usable=None, colours=COLOURS["green"],
-                 flag_colour=COLOURS["red"], style="outline", ids=None, key=None,
-                 thickness=None):
+    def __init__(self, uv: ArrayLike, radius: float | ArrayLike, usable: ArrayLike | None = None,
+                 colours: BGR | ArrayLike = COLOURS["green"], flag_colour: BGR = COLOURS["red"],
+                 style: str = "outline", ids: Sequence[Any] | None = None,
+                 key: ColourKey | None = None, thickness: int | None = None) -> None:
         uv = np.asarray(uv, dtype=np.float64)
         if uv.ndim != 3 or uv.shape[2] < 2:
             raise MovieError("projected positions must be (frames, particles, 2), got %s"
@@ -444,8 +465,9 @@ class ProjectedOverlay(_Overlay):
             np.asarray(usable, dtype=bool)
         self.flag_colour = np.asarray(flag_colour, dtype=np.uint8).reshape(1, 3)
 
-    def draw(self, img, frame, pmap):
-        """Draw the particles of tilt image ``frame`` on ``img`` (BGR, in place)."""
+    def draw(self, img: np.ndarray, frame: int, pmap: PixelMap) -> int:
+        """Draw the particles of tilt image ``frame`` on ``img`` (BGR, in place); returns how
+        many were drawn."""
         h, w = img.shape[:2]
         cx = pmap.cols(self.uv[frame, :, 0])
         cy = pmap.rows(self.uv[frame, :, 1])
@@ -458,9 +480,11 @@ class ProjectedOverlay(_Overlay):
         cols = np.where(self.usable[frame, idx][:, None], self.colours[idx], self.flag_colour)
         return self._draw(img, idx, cx[idx], cy[idx], r[idx], cols)
 
-    def counts(self):
-        """``{"particles", "frames_usable", "frames_flagged", "never_usable"}``: particle
-        count, particle-frames usable and flagged, particles usable in no frame."""
+    def counts(self) -> dict[str, Any]:
+        """``{"particles", "drawn", "frames_usable", "frames_flagged", "never_usable"}``:
+        particle count, particles drawn on at least one frame so far, particle-frames usable
+        and flagged, particles usable in no frame."""
+
         return dict(self.info, particles=self.n, drawn=int(self.drawn.sum()),
                     frames_usable=int(self.usable.sum()),
                     frames_flagged=int((~self.usable).sum()),

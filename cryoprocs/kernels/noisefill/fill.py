@@ -7,7 +7,7 @@ the blend ``out = w * tomo + (1 - w) * noise``. The TomoPANDA parity mode is
 """
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -250,7 +250,8 @@ class _SlabBlend:
         return parts, preview_data
 
 
-def noise_fill_array(tomo: ArrayLike, mask: ArrayLike, params: NoiseFillParams, **kwargs) -> tuple:
+def noise_fill_array(tomo: ArrayLike, mask: ArrayLike, params: NoiseFillParams,
+                     **kwargs: Any) -> tuple:
     """In-memory convenience: returns ``(out, report)`` with ``out`` float32 ``[z, y, x]``.
     Same arguments as :func:`noise_fill` except ``write``; ``weight=True`` in ``kwargs``
     also returns the blend weight as a third item."""

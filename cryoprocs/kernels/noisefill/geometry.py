@@ -35,7 +35,7 @@ class FillGeometry:
 
     def __init__(self, shape: Sequence[int], region: Sequence[int], values: np.ndarray,
                  lut: ArrayLike, invert: bool = False, counts: Optional[dict] = None,
-                 preview_mask=None):
+                 preview_mask: Optional[Tuple[Tuple[int, ...], np.ndarray]] = None) -> None:
         self.shape = tuple(shape)
         self.region = tuple(int(v) for v in region)
         self.values = values
@@ -146,7 +146,8 @@ class BinarisedCrop:
     y1, x0, x1)``), with the counts and details for the report. The geometry steps replace
     ``seg`` or set it to None once it is no longer needed (it can be hundreds of MB)."""
 
-    def __init__(self, seg, region, counts, preview, info):
+    def __init__(self, seg: Optional[np.ndarray], region: Tuple[int, ...], counts: dict,
+                 preview: Optional[Tuple[Tuple[int, ...], np.ndarray]], info: dict) -> None:
         self.seg, self.region, self.counts, self.preview, self.info = \
             seg, region, counts, preview, info
 

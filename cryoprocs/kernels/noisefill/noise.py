@@ -33,7 +33,7 @@ def robust_stats(values: ArrayLike) -> Tuple[float, float]:
 class Moments:
     """Mergeable count/mean/M2 (Chan et al. parallel variance)."""
 
-    def __init__(self, n=0, mean=0.0, m2=0.0):
+    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
         self.n, self.mean, self.m2 = n, mean, m2
 
     @classmethod
@@ -91,7 +91,7 @@ class SpectralNoise:
     streams, so slabs join seamlessly.
     """
 
-    def __init__(self, kernel, seed):
+    def __init__(self, kernel: ArrayLike, seed: int) -> None:
         self.kernel = np.asarray(kernel, dtype=np.float64)
         self.half = self.kernel.shape[0] // 2
         self.seed = int(seed)

@@ -66,11 +66,12 @@ class PickResult:
     messages: list = field(default_factory=list)
 
     @property
-    def n_picks(self):
+    def n_picks(self) -> int:
+        """Number of picks."""
         return len(self.scores)
 
     @property
-    def xyz(self):
+    def xyz(self) -> np.ndarray:
         """``(M, 3)`` 0-based ``(x, y, z)``."""
         return self.coords[:, ::-1]
 

@@ -8,7 +8,7 @@ while the map is read once, chunk by chunk, never whole.
 from typing import Tuple
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = ["NUMPY_BUFSIZE", "NumpySum", "numpy_mean_std", "mean_from_sum", "float32_sort_key",
            "key_to_float32", "KeyHistogram", "float64_to_float32_floor"]
@@ -30,7 +30,7 @@ class NumpySum:
     cryoCAT references were made with NumPy 2.4.6.)
     """
 
-    def __init__(self, n: int, dtype=np.float32, leaf: int = NUMPY_BUFSIZE):
+    def __init__(self, n: int, dtype: DTypeLike = np.float32, leaf: int = NUMPY_BUFSIZE) -> None:
         self.n = int(n)
         self.dtype = np.dtype(dtype)
         st, ln = np.zeros(1, np.int64), np.array([self.n], np.int64)

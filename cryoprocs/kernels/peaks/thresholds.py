@@ -318,7 +318,7 @@ class ThresholdRule:
     first_pass: Optional[Callable] = None
 
     def __init__(self, threshold: Optional[float] = None, sigma: float = 3.0,
-                 percentile: float = 99.5, n_false_positives: float = 10.0):
+                 percentile: float = 99.5, n_false_positives: float = 10.0) -> None:
         self.threshold, self.sigma = threshold, sigma
         self.percentile, self.n_false_positives = percentile, n_false_positives
 
@@ -400,7 +400,7 @@ class FalsePositivesThreshold(SigmaThreshold):
 class PercentileThreshold(ThresholdRule):
     """``score > `` the percentile of the map values (NumPy's linear method, exact)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Optional[float], **kwargs: Optional[float]) -> None:
         super().__init__(*args, **kwargs)
         self._hist = KeyHistogram(12)
         self._plan = None
@@ -422,7 +422,7 @@ class PercentileThreshold(ThresholdRule):
 class TriangleThreshold(ThresholdRule):
     """cryoCAT's triangle threshold (exact, O(N))."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Optional[float], **kwargs: Optional[float]) -> None:
         super().__init__(*args, **kwargs)
         self._tri = _TriangleState()
         self._flip = False
@@ -456,7 +456,7 @@ THRESHOLD_RULES = dict(zip(THRESHOLD_MODES, (DirectThreshold, SigmaThreshold,
                                              FalsePositivesThreshold)))
 
 
-def threshold_rule(mode: str, **params) -> ThresholdRule:
+def threshold_rule(mode: str, **params: Optional[float]) -> ThresholdRule:
     """The rule of threshold ``mode`` with its parameters (``threshold``, ``sigma``,
     ``percentile``, ``n_false_positives``), not yet validated.
 
@@ -471,6 +471,6 @@ def threshold_rule(mode: str, **params) -> ThresholdRule:
     return THRESHOLD_RULES[mode](**params)
 
 
-def describe_threshold(mode: str, **params) -> str:
+def describe_threshold(mode: str, **params: Optional[float]) -> str:
     """The threshold rule of ``mode`` in words (for summaries), e.g. ``score > mean + 3 std``."""
     return threshold_rule(mode, **params).describe()
