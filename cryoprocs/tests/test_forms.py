@@ -129,6 +129,67 @@ def test_import_guard_sees_relative_and_nested_imports():
     assert any(mod == "scipy.spatial" for _, mod in found)     # a function-level import
 
 
+def _unannotated(tree, where):
+    """``"file:line name: what lacks a hint"`` for the public functions of a module's ``tree``:
+    module-level functions and the methods of public classes (``__init__`` included: its
+    parameters, not its return) whose name has no leading underscore."""
+    out = []
+
+    def check(fn, qual):
+        a = fn.args
+        params = a.posonlyargs + a.args + a.kwonlyargs
+        if qual and params and params[0].arg in ("self", "cls"):
+            params = params[1:]
+        missing = [p.arg for p in params if p.annotation is None]
+        missing += ["*" + v.arg for v in (a.vararg, a.kwarg) if v is not None
+                    and v.annotation is None]
+        if fn.returns is None and fn.name != "__init__":
+            missing.append("return")
+        if missing:
+            out.append("%s:%d %s%s: %s" % (where, fn.lineno, qual, fn.name, ", ".join(missing)))
+
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        if isinstance(node, functions) and not node.name.startswith("_"):
+            check(node, "")
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for m in node.body:
+                if isinstance(m, functions) and (not m.name.startswith("_") or
+                                                 m.name == "__init__"):
+                    check(m, node.name + ".")
+    return out
+
+
+@pytest.mark.parametrize("layer", ["kernels", "convert"])
+def test_public_kernel_and_convert_functions_have_type_hints(layer):
+    """Public kernel and convert functions have type hints (parameters and return)."""
+    base = os.path.dirname(cryoprocs.__file__)
+    bad = []
+    for dirpath, _, files in os.walk(os.path.join(base, layer)):
+        for fn in sorted(files):
+            if fn.endswith(".py"):
+                path = os.path.join(dirpath, fn)
+                bad += _unannotated(ast.parse(open(path).read()),
+                                    os.path.relpath(path, os.path.dirname(base)))
+    assert not bad, "missing type hints:\n" + "\n".join(bad)
+
+
+def test_type_hint_guard_sees_missing_hints():
+    tree = ast.parse("def f(a: int, *args, b=1) -> int: ...\n"
+                     "def g(x: int): ...\n"
+                     "def _private(x): ...\n"
+                     "class C:\n"
+                     "    def __init__(self, n): ...\n"
+                     "    @property\n"
+                     "    def size(self): ...\n"
+                     "    def ok(self, v: float) -> None: ...\n"
+                     "class _Hidden:\n"
+                     "    def run(self, x): ...\n")
+    assert _unannotated(tree, "m.py") == ["m.py:1 f: b, *args", "m.py:2 g: return",
+                                          "m.py:5 C.__init__: n", "m.py:7 C.size: return"]
+
+
+
 def test_plugin_entry_point_and_class():
     from importlib.metadata import entry_points
     eps = [e for e in entry_points(group="pyworkflow.plugin") if e.name == "cryoprocs"]
