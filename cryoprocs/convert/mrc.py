@@ -20,8 +20,8 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from ..kernels.pages import release_map_range
 from . import outputs
-from .finite import (NONFINITE_FORM, NONFINITE_OPTION, NONFINITE_POLICIES, FiniteGuard,
-                     NonFiniteError)
+from .finite import NONFINITE_POLICIES, FiniteGuard, NonFiniteError
+
 
 __all__ = [
     "MrcFormatError", "MrcInfo", "mrc_info", "mmap_mrc", "open_mrc", "read_mrc",

@@ -14,4 +14,13 @@ from .protocol_import_copick import ProtCryoprocsImportCopick
 from .protocol_export_copick import ProtCryoprocsExportCopick
 from ..convert.scipion_images import register_zarr_reader as _register_zarr_reader
 
+__all__ = ["ProtCryoprocsBase", "ProtCryoprocsApplyMaskBase", "ProtCryoprocsApplyMask2D",
+           "ProtCryoprocsApplyMask3D", "ProtCryoprocsExportMovie",
+           "ProtCryoprocsTiltSeriesFromStacks", "ProtCryoprocsImportRelion5",
+           "ProtCryoprocsExtractSubtomos", "ProtCryoprocsSimulateTiltSeries",
+           "ProtCryoprocsMaskedTomogramNoiseFill", "ProtCryoprocsReconstructSubtomoAverage",
+           "ProtCryoprocsScoresPeakPicking", "ProtCryoprocsImportCopick",
+           "ProtCryoprocsExportCopick"]
+
+
 _register_zarr_reader()          # Scipion reads OME-Zarr tomograms' dimensions and slices

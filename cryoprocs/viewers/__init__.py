@@ -9,3 +9,7 @@ from .viewer_movie import CryoprocsMovieViewer  # noqa: F401
 from .viewer_subtomograms import CryoprocsExtractViewer, CryoprocsReconstructViewer  # noqa: F401
 from .viewer_tilt_series import CryoprocsTiltSeriesViewer  # noqa: F401
 from .viewer_tomograms import CryoprocsNoiseFillViewer, CryoprocsPeakPickingViewer  # noqa: F401
+
+__all__ = ["CryoprocsMask2DViewer", "CryoprocsMask3DViewer", "CryoprocsMovieViewer",
+           "CryoprocsExtractViewer", "CryoprocsReconstructViewer", "CryoprocsTiltSeriesViewer",
+           "CryoprocsNoiseFillViewer", "CryoprocsPeakPickingViewer"]
