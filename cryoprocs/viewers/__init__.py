@@ -4,6 +4,7 @@ Every protocol has a cryoprocs viewer (matplotlib in Tk, no ChimeraX or Xmipp ne
 "Analyze Results" opens; the viewers of other plugins that work in the installation are
 offered in it as extra choices. The figures are drawn by :mod:`cryoprocs.plots`.
 """
+from .viewer_copick import CryoprocsCopickViewer  # noqa: F401
 from .viewer_masks import CryoprocsMask2DViewer, CryoprocsMask3DViewer  # noqa: F401
 from .viewer_movie import CryoprocsMovieViewer  # noqa: F401
 from .viewer_subtomograms import CryoprocsExtractViewer, CryoprocsReconstructViewer  # noqa: F401
