@@ -274,8 +274,8 @@ class PicksBrowser(SliceBrowser):
         for i in self._visible(self.z):
             x, y, z, s = self.picks[i]
             r = sphere_section_radius(self.radius, self.z - z)
-            frac = 0.0 if hi <= lo else (s - lo) / (hi - lo)
-            circ = Circle((x, y), max(r, 0.5), fill=False, lw=1.2, color=cmap(1.0 - frac))
+            frac = 1.0 if hi <= lo else (s - lo) / (hi - lo)      # best (or all): yellow
+            circ = Circle((x, y), max(r, 0.5), fill=False, lw=1.2, color=cmap(frac))
             ax.add_patch(circ)
             self._circles.append(circ)
 
