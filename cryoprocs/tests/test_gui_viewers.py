@@ -85,31 +85,49 @@ def _inputs(folder):
     return folder
 
 
-class GuiViewerCase(CryoprocsBaseTest):
-    """A Scipion project and an Xvfb display; subclasses make their runs in ``_build`` and
-    show their viewers with the helpers (form and views screenshotted, checked not blank)."""
+#: the module's one X display (Tk keeps its connection: a display stopped between classes
+#: would end the process at the next Tk event), started by the first class, stopped at the end
+_DISPLAY = {}
 
-    @classmethod
-    def setUpClass(cls):
-        cls.display, cls.noDisplay = xdisplay.start_display()
-        if cls.display is not None:
+
+def _display():
+    """``(Display or None, reason)`` of the module, started (with the TkAgg backend) once."""
+    if "display" not in _DISPLAY:
+        _DISPLAY["display"] = display = xdisplay.start_display()
+        if display[0] is not None:
             import pyworkflow.gui.project  # noqa: F401  (the GUI's import order)
             from pyworkflow.gui.plotter import Plotter
             Plotter.setBackend("TkAgg")
             os.makedirs(OUTPUT, exist_ok=True)
             logger.warning("GUI screenshots: %s", os.path.abspath(OUTPUT))
+    return _DISPLAY["display"]
+
+
+def tearDownModule():
+    display = _DISPLAY.pop("display", (None, None))[0]
+    if display is not None:
+        from pyworkflow.gui.plotter import Plotter
+        import matplotlib.pyplot as plt
+        plt.close("all")
+        Plotter.setBackend("Agg")
+        display.stop()
+
+
+class GuiViewerCase(CryoprocsBaseTest):
+    """A Scipion project and the Xvfb display; subclasses make their runs in ``_build`` and
+    show their viewers with the helpers (form and views screenshotted, checked not blank)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.display, cls.noDisplay = _display()
         setupTestProject(cls)
         cls.t0 = time.time()
         cls._build()
 
     @classmethod
     def tearDownClass(cls):
-        if getattr(cls, "display", None) is not None:
-            from pyworkflow.gui.plotter import Plotter
-            import matplotlib.pyplot as plt
-            plt.close("all")
-            Plotter.setBackend("Agg")
-            cls.display.stop()
+        import matplotlib.pyplot as plt
+        plt.close("all")
 
     @classmethod
     def _run(cls, protClass, label, **kw):
