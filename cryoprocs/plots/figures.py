@@ -16,6 +16,8 @@ __all__ = ["draw_orthoslices", "draw_mask_volume", "draw_mask_particles", "Slice
 
 OUTLINE = "#ffd400"        # mask outline (yellow)
 KEPT = "#e8301c"           # kept region / picks (red)
+#: outlines of segmentations drawn with picks (cyan first: picks are red to yellow)
+SEGMENTATION = ("#40c0ff", "#7cfc00", "#ff66ff", "#ffffff")
 
 
 def _image(ax, a, window, title=None):
@@ -172,6 +174,8 @@ class SliceBrowser:
             self.windows = [display_range(a) for a in first]
         self.images = [_image(ax, a, w, t) for ax, a, w, (t, _) in
                        zip(self.axes, first, self.windows, self.panels)]
+        # the image extents: overlays (contours, circles crossing an edge) never change them
+        self._limits = [(ax.get_xlim(), ax.get_ylim()) for ax in self.axes]
         self._contours = []
         self._text = fig.text(0.5, 0.095, "", ha="center", fontsize=9)
         if title:
@@ -179,13 +183,16 @@ class SliceBrowser:
         if self.outlines:
             from matplotlib.lines import Line2D
             handles = [Line2D([], [], color=c, label=lab) for _, c, lab in self.outlines]
-            fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
+            fig.legend(handles=handles, fontsize=8, frameon=False, **self._legend_kw)
         sax = fig.add_axes([0.12, 0.03, 0.76, 0.035])
         self.slider = Slider(sax, "z", 0, max(self.nz - 1, 1), valinit=self.z, valstep=1,
                              valfmt="%d")
         self.slider.on_changed(self._on_slider)
         self._draw_overlays()
         _keep(fig, self)
+
+    #: where the outlines' legend goes (figure coordinates)
+    _legend_kw = {"loc": "upper right"}
 
     def _on_slider(self, value):
         self.set_z(int(round(value)))
@@ -209,6 +216,9 @@ class SliceBrowser:
             for ax in self.axes:
                 self._contours.append(_outline(ax, m, color))
         self._extra_overlays()
+        for ax, (xlim, ylim) in zip(self.axes, self._limits):
+            ax.set_xlim(xlim)
+            ax.set_ylim(ylim)
         self._text.set_text(("z = %d / %d" % (self.z, self.nz - 1)) +
                             ("   " + self.info(self.z) if self.info else ""))
 
@@ -218,25 +228,37 @@ class SliceBrowser:
 
 class PicksBrowser(SliceBrowser):
     """A tomogram slice browser with the picks drawn as circles: each pick is a sphere of
-    ``radius`` px, drawn on every slice it cuts with the radius of that section.
+    ``radius`` px, drawn on every slice it cuts with the radius of that section, coloured
+    by score (autumn map: red = lowest, yellow = highest; all yellow when the scores are
+    equal).
 
-    ``picks`` is ``(n, 4)``: 0-based voxel x, y, z and the score (colour)."""
+    ``picks`` is ``(n, 4)``: 0-based voxel x, y, z and the score (colour). ``outlines`` are
+    extra contours as in :class:`SliceBrowser` (e.g. a segmentation, colours
+    :data:`SEGMENTATION`)."""
 
-    def __init__(self, fig, get_slice, nz, picks, radius, z=None, title=None):
+    #: the legend under the tomogram, left (a long title is centred at the top)
+    _legend_kw = {"loc": "lower left", "bbox_to_anchor": (0.02, 0.115)}
+
+    def __init__(self, fig, get_slice, nz, picks, radius, z=None, title=None, outlines=()):
         self.picks = np.asarray(picks, dtype=np.float64).reshape(-1, 4)
         self.radius = float(radius)
         self._circles = []
         if z is None and len(self.picks):
             z = int(round(self.picks[int(np.argmax(self.picks[:, 3])), 2]))
         super().__init__(fig, [("tomogram", get_slice)], nz, z=z, title=title,
-                         info=self._count)
+                         info=self._count, outlines=outlines)
 
     def _visible(self, z):
         dz = np.abs(self.picks[:, 2] - z)
         return np.flatnonzero(dz < self.radius)
 
     def _count(self, z):
-        return "%d of %d picks cut this slice" % (len(self._visible(z)), len(self.picks))
+        text = "%d of %d picks cut this slice" % (len(self._visible(z)), len(self.picks))
+        if len(self.picks):
+            lo, hi = float(self.picks[:, 3].min()), float(self.picks[:, 3].max())
+            if hi > lo:
+                text += "; score %.3g (red) to %.3g (yellow)" % (lo, hi)
+        return text
 
     def _extra_overlays(self):
         from matplotlib.patches import Circle
@@ -252,8 +274,8 @@ class PicksBrowser(SliceBrowser):
         for i in self._visible(self.z):
             x, y, z, s = self.picks[i]
             r = sphere_section_radius(self.radius, self.z - z)
-            frac = 0.0 if hi <= lo else (s - lo) / (hi - lo)
-            circ = Circle((x, y), max(r, 0.5), fill=False, lw=1.2, color=cmap(1.0 - frac))
+            frac = 1.0 if hi <= lo else (s - lo) / (hi - lo)      # best (or all): yellow
+            circ = Circle((x, y), max(r, 0.5), fill=False, lw=1.2, color=cmap(frac))
             ax.add_patch(circ)
             self._circles.append(circ)
 

@@ -12,7 +12,6 @@ import os
 import re
 import time
 import tkinter
-import unittest
 
 import mrcfile
 import numpy as np
@@ -20,12 +19,15 @@ from pyworkflow.tests import setupTestProject
 
 from cryoprocs import constants
 from cryoprocs.protocols import (ProtCryoprocsApplyMask2D, ProtCryoprocsApplyMask3D,
-                                 ProtCryoprocsExportMovie, ProtCryoprocsExtractSubtomos,
+                                 ProtCryoprocsExportCopick, ProtCryoprocsExportMovie,
+                                 ProtCryoprocsExtractSubtomos, ProtCryoprocsImportCopick,
+                                 ProtCryoprocsImportRelion5,
                                  ProtCryoprocsMaskedTomogramNoiseFill,
                                  ProtCryoprocsReconstructSubtomoAverage,
                                  ProtCryoprocsScoresPeakPicking,
                                  ProtCryoprocsSimulateTiltSeries,
                                  ProtCryoprocsTiltSeriesFromStacks)
+from cryoprocs.tests import copick_helpers as CH
 from cryoprocs.tests import xdisplay
 from cryoprocs.tests.scipion_testing import CryoprocsBaseTest
 
@@ -83,30 +85,49 @@ def _inputs(folder):
     return folder
 
 
-class TestGuiViewers(CryoprocsBaseTest):
-    """One project with one finished run of every protocol; every viewer shown under Xvfb."""
+#: the module's one X display (Tk keeps its connection: a display stopped between classes
+#: would end the process at the next Tk event), started by the first class, stopped at the end
+_DISPLAY = {}
 
-    @classmethod
-    def setUpClass(cls):
-        cls.display, cls.noDisplay = xdisplay.start_display()
-        if cls.display is not None:
+
+def _display():
+    """``(Display or None, reason)`` of the module, started (with the TkAgg backend) once."""
+    if "display" not in _DISPLAY:
+        _DISPLAY["display"] = display = xdisplay.start_display()
+        if display[0] is not None:
             import pyworkflow.gui.project  # noqa: F401  (the GUI's import order)
             from pyworkflow.gui.plotter import Plotter
             Plotter.setBackend("TkAgg")
             os.makedirs(OUTPUT, exist_ok=True)
             logger.warning("GUI screenshots: %s", os.path.abspath(OUTPUT))
+    return _DISPLAY["display"]
+
+
+def tearDownModule():
+    display = _DISPLAY.pop("display", (None, None))[0]
+    if display is not None:
+        from pyworkflow.gui.plotter import Plotter
+        import matplotlib.pyplot as plt
+        plt.close("all")
+        Plotter.setBackend("Agg")
+        display.stop()
+
+
+class GuiViewerCase(CryoprocsBaseTest):
+    """A Scipion project and the Xvfb display; subclasses make their runs in ``_build`` and
+    show their viewers with the helpers (form and views screenshotted, checked not blank)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.display, cls.noDisplay = _display()
         setupTestProject(cls)
         cls.t0 = time.time()
         cls._build()
 
     @classmethod
     def tearDownClass(cls):
-        if getattr(cls, "display", None) is not None:
-            from pyworkflow.gui.plotter import Plotter
-            import matplotlib.pyplot as plt
-            plt.close("all")
-            Plotter.setBackend("Agg")
-            cls.display.stop()
+        import matplotlib.pyplot as plt
+        plt.close("all")
 
     @classmethod
     def _run(cls, protClass, label, **kw):
@@ -119,59 +140,7 @@ class TestGuiViewers(CryoprocsBaseTest):
 
     @classmethod
     def _build(cls):
-        from pwem.protocols import ProtImportParticles, ProtImportVolumes
-        from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
-        d = _inputs(os.path.join(cls.proj.getPath(), "inputs"))
-        cls.runs = {}
-        tomos = cls._run(ProtImportTomograms, "import tomogram",
-                         filesPath=os.path.join(d, "tomos"), filesPattern="TS_01.mrc",
-                         samplingRate=10.0).Tomograms
-        maps = {k: cls._run(ProtImportTomograms, "import %s map" % k,
-                            filesPath=os.path.join(d, "maps"), filesPattern="%s_{TS}.mrc" % k,
-                            samplingRate=10.0).Tomograms for k in ("scores", "angles")}
-        masks = cls._run(ProtImportTomomasks, "import mask", filesPath=os.path.join(d, "masks"),
-                         filesPattern="TS_01.mrc", inputTomos=tomos).tomomasks
-        vol = cls._run(ProtImportVolumes, "import map",
-                       filesPath=os.path.join(d, "volume", "map.mrc"),
-                       samplingRate=5.0).outputVolume
-        parts = cls._run(ProtImportParticles, "import particles",
-                         importFrom=ProtImportParticles.IMPORT_FROM_FILES,
-                         filesPath=os.path.join(d, "particles"), filesPattern="particles.mrcs",
-                         samplingRate=5.0).outputParticles
-        R = cls.runs
-        R["mask3d"] = cls._run(ProtCryoprocsApplyMask3D, "mask 3d", inputVolumes=vol,
-                               geo=constants.MASK3D_RAISED_COSINE, innerRadius=6, outerRadius=11)
-        R["mask2d"] = cls._run(ProtCryoprocsApplyMask2D, "mask 2d", inputParticles=parts,
-                               geo=constants.MASK2D_CIRCULAR, radius=9,
-                               fillType=constants.FILL_NOISE)
-        R["noise"] = cls._run(ProtCryoprocsMaskedTomogramNoiseFill, "noise fill",
-                              inputTomograms=tomos, inputMasks=masks, expandPixels=3,
-                              softEdge=2.0)
-        R["peaks"] = cls._run(ProtCryoprocsScoresPeakPicking, "pick",
-                              inputScoreMaps=maps["scores"], inputAngleMaps=maps["angles"],
-                              inputTomograms=tomos,
-                              angleList=os.path.join(d, "maps", "angles.csv"),
-                              thresholdMode=constants.PEAKS_THR_DIRECT, threshold=0.5,
-                              minDistance=8.0, boxSize=12)
-        coords = getattr(R["peaks"], constants.OUTPUT_COORDINATES)
-        R["sim"] = cls._run(ProtCryoprocsSimulateTiltSeries, "simulate", inputTomograms=tomos,
-                            tiltMin=-60, tiltMax=60, tiltStep=6, noise=0.5)
-        ts = getattr(R["sim"], constants.OUTPUT_TILT_SERIES)
-        ctf = getattr(R["sim"], constants.OUTPUT_CTF_SERIES)
-        R["extract2d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 2d",
-                                  inputCoordinates=coords, inputTiltSeries=ts,
-                                  inputCtfTomoSeries=ctf, boxSize=16)
-        R["extract3d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 3d",
-                                  extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
-                                  inputCoordinates=coords, boxSize=16)
-        R["reconstruct"] = cls._run(ProtCryoprocsReconstructSubtomoAverage, "reconstruct",
-                                    inputCoordinates=coords, inputTiltSeries=ts,
-                                    inputCtfTomoSeries=ctf, boxSize=16)
-        R["stacks"] = cls._run(ProtCryoprocsTiltSeriesFromStacks, "tilt series from stacks",
-                               filesPath=os.path.join(d, "stacks"), filesPattern="*.mrcs",
-                               minAngle=-6.0, stepAngle=3.0, samplingRate=10.0)
-        R["movie"] = cls._run(ProtCryoprocsExportMovie, "movie", inputData=tomos)
-        logger.info("GUI test runs built in %.1f s", time.time() - cls.t0)
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- helpers
     def setUp(self):
@@ -264,6 +233,66 @@ class TestGuiViewers(CryoprocsBaseTest):
             if param != "otherViewer":
                 self._views(viewer, name, param, (checks or {}).get(param))
         self.assertEqual(self.tkErrors, [])
+
+
+class TestGuiViewers(GuiViewerCase):
+    """One project with one finished run of every protocol; every viewer shown under Xvfb."""
+
+    @classmethod
+    def _build(cls):
+        from pwem.protocols import ProtImportParticles, ProtImportVolumes
+        from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
+        d = _inputs(os.path.join(cls.proj.getPath(), "inputs"))
+        cls.runs = {}
+        tomos = cls._run(ProtImportTomograms, "import tomogram",
+                         filesPath=os.path.join(d, "tomos"), filesPattern="TS_01.mrc",
+                         samplingRate=10.0).Tomograms
+        maps = {k: cls._run(ProtImportTomograms, "import %s map" % k,
+                            filesPath=os.path.join(d, "maps"), filesPattern="%s_{TS}.mrc" % k,
+                            samplingRate=10.0).Tomograms for k in ("scores", "angles")}
+        masks = cls._run(ProtImportTomomasks, "import mask", filesPath=os.path.join(d, "masks"),
+                         filesPattern="TS_01.mrc", inputTomos=tomos).tomomasks
+        vol = cls._run(ProtImportVolumes, "import map",
+                       filesPath=os.path.join(d, "volume", "map.mrc"),
+                       samplingRate=5.0).outputVolume
+        parts = cls._run(ProtImportParticles, "import particles",
+                         importFrom=ProtImportParticles.IMPORT_FROM_FILES,
+                         filesPath=os.path.join(d, "particles"), filesPattern="particles.mrcs",
+                         samplingRate=5.0).outputParticles
+        R = cls.runs
+        R["mask3d"] = cls._run(ProtCryoprocsApplyMask3D, "mask 3d", inputVolumes=vol,
+                               geo=constants.MASK3D_RAISED_COSINE, innerRadius=6, outerRadius=11)
+        R["mask2d"] = cls._run(ProtCryoprocsApplyMask2D, "mask 2d", inputParticles=parts,
+                               geo=constants.MASK2D_CIRCULAR, radius=9,
+                               fillType=constants.FILL_NOISE)
+        R["noise"] = cls._run(ProtCryoprocsMaskedTomogramNoiseFill, "noise fill",
+                              inputTomograms=tomos, inputMasks=masks, expandPixels=3,
+                              softEdge=2.0)
+        R["peaks"] = cls._run(ProtCryoprocsScoresPeakPicking, "pick",
+                              inputScoreMaps=maps["scores"], inputAngleMaps=maps["angles"],
+                              inputTomograms=tomos,
+                              angleList=os.path.join(d, "maps", "angles.csv"),
+                              thresholdMode=constants.PEAKS_THR_DIRECT, threshold=0.5,
+                              minDistance=8.0, boxSize=12)
+        coords = getattr(R["peaks"], constants.OUTPUT_COORDINATES)
+        R["sim"] = cls._run(ProtCryoprocsSimulateTiltSeries, "simulate", inputTomograms=tomos,
+                            tiltMin=-60, tiltMax=60, tiltStep=6, noise=0.5)
+        ts = getattr(R["sim"], constants.OUTPUT_TILT_SERIES)
+        ctf = getattr(R["sim"], constants.OUTPUT_CTF_SERIES)
+        R["extract2d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 2d",
+                                  inputCoordinates=coords, inputTiltSeries=ts,
+                                  inputCtfTomoSeries=ctf, boxSize=16)
+        R["extract3d"] = cls._run(ProtCryoprocsExtractSubtomos, "extract 3d",
+                                  extractionMode=constants.EXTRACT_MODE_SUBVOLUMES,
+                                  inputCoordinates=coords, boxSize=16)
+        R["reconstruct"] = cls._run(ProtCryoprocsReconstructSubtomoAverage, "reconstruct",
+                                    inputCoordinates=coords, inputTiltSeries=ts,
+                                    inputCtfTomoSeries=ctf, boxSize=16)
+        R["stacks"] = cls._run(ProtCryoprocsTiltSeriesFromStacks, "tilt series from stacks",
+                               filesPath=os.path.join(d, "stacks"), filesPattern="*.mrcs",
+                               minAngle=-6.0, stepAngle=3.0, samplingRate=10.0)
+        R["movie"] = cls._run(ProtCryoprocsExportMovie, "movie", inputData=tomos)
+        logger.info("GUI test runs built in %.1f s", time.time() - cls.t0)
 
     # ---------------------------------------------------------------- tests
     def test_gui_mask3d(self):
@@ -429,6 +458,174 @@ class TestGuiViewers(CryoprocsBaseTest):
                 log = fh.read()
             self.assertNotIn("Cannot get information about MPI/threads", log, key)
             self.assertIn("binary Threads: 1", log, key)
+
+
+class TestGuiImportRelion5Viewer(GuiViewerCase):
+    """ImportRelion5's own run (not only its subclass SimulateTiltSeries): the tilt-image
+    browser and the per-tilt dose and defocus against the project's tilt-series STAR."""
+
+    @classmethod
+    def setUpClass(cls):
+        from cryoprocs.tests import relion5_reference as REF
+        cls.base = REF.pack_dir()              # skips (before the display starts) when absent
+        super().setUpClass()
+
+    @classmethod
+    def _build(cls):
+        cls.runs = {"relion5": cls._run(
+            ProtCryoprocsImportRelion5, "import relion 5",
+            tomogramsFile=os.path.join(cls.base, "tomograms.star"),
+            particlesFile=os.path.join(cls.base, "particles.star"))}
+
+    def test_gui_import_relion5(self):
+        import starfile
+        glob = starfile.read(os.path.join(self.base, "tomograms.star"))
+        star = starfile.read(os.path.join(self.base, glob["rlnTomoTiltSeriesStarFile"].iloc[0]))
+        ts = getattr(self.runs["relion5"], constants.OUTPUT_TILT_SERIES).getFirstItem()
+        angles = sorted(ti.getTiltAngle() for ti in ts.iterItems())
+
+        def tilts(view):
+            b = view.handle
+            self.assertEqual(b.nz, len(star))
+            self.assertIn("tilt %.1f°" % min(angles, key=abs), b._text.get_text())
+            first = np.array(b.images[0].get_array())
+            b.set_z(0)
+            self.assertIn("tilt %.1f°, acquisition order" % angles[0], b._text.get_text())
+            self.assertFalse(np.array_equal(first, b.images[0].get_array()))
+            b.set_z(int(np.argmin(np.abs(angles))))
+
+        def plots(view):
+            # each tilt's own values (the STAR rows in tilt order), not one tilt's repeated
+            rows = star.sort_values("rlnTomoNominalStageTiltAngle")
+            dose, ctf = view.figure.axes[:2]
+            np.testing.assert_allclose(dose.lines[0].get_xdata(), angles)
+            np.testing.assert_allclose(dose.lines[0].get_xdata(),
+                                       rows["rlnTomoNominalStageTiltAngle"], atol=1.0)
+            np.testing.assert_allclose(dose.lines[0].get_ydata(),
+                                       rows["rlnMicrographPreExposure"], atol=1e-6)
+            np.testing.assert_allclose(ctf.lines[0].get_ydata(), rows["rlnDefocusU"],
+                                       atol=0.01)
+            np.testing.assert_allclose(ctf.lines[1].get_ydata(), rows["rlnDefocusV"],
+                                       atol=0.01)
+        self._all("relion5", "import_relion5", {"displayTilts": tilts, "displayPlots": plots})
+
+
+class TestGuiCopickViewers(GuiViewerCase):
+    """ImportCopick and ExportCopick (of coordinates and of subtomograms) on a small copick
+    project with a particle at each pick: the picks drawn are the run's, at the particles,
+    with the segmentation outlined; an export's picks are read back from the project."""
+
+    @classmethod
+    def setUpClass(cls):
+        CH.copick_or_skip()                     # skips before the display starts
+        super().setUpClass()
+
+    @classmethod
+    def _build(cls):
+        cls.config, cls.truth = CH.make_project(
+            os.path.join(cls.proj.getPath(), "copick_project"), particles=True)
+        R = cls.runs = {}
+        R["import"] = cls._run(ProtCryoprocsImportCopick, "import copick",
+                               configFile=cls.config, voxelSpacing=CH.VOXEL, tomoType="wbp",
+                               objects="ribosome", importMasks=True)
+        coords = getattr(R["import"], constants.OUTPUT_COORDINATES)
+        R["export"] = cls._run(ProtCryoprocsExportCopick, "export copick",
+                               inputObjects=coords, configFile=cls.config,
+                               objectName="ribosome", userId="cryoprocs", sessionId="2")
+        ext = cls._run(ProtCryoprocsExtractSubtomos, "extract",
+                       inputCoordinates=coords,
+                       inputTomograms=getattr(R["import"], constants.OUTPUT_TOMOGRAMS),
+                       extractionMode=constants.EXTRACT_MODE_SUBVOLUMES, boxSize=8, outsideBoxes=1)
+        R["export_subtomos"] = cls._run(
+            ProtCryoprocsExportCopick, "export subtomograms to copick",
+            inputObjects=getattr(ext, constants.OUTPUT_SUBTOMOGRAMS), configFile=cls.config,
+            objectName="ribosome", userId="cryoprocs", sessionId="3")
+
+    def _coords(self, tsId):
+        """0-based voxel (x, y, z) of the import's coordinates of ``tsId``, sorted."""
+        from cryoprocs.convert.scipion import coordinate_blc
+        coords = getattr(self.runs["import"], constants.OUTPUT_COORDINATES)
+        tomo = [t.clone() for t in coords.getPrecedents() if t.getTsId() == tsId][0]
+        return np.array(sorted(tuple(coordinate_blc(c))
+                               for c in coords.iterCoordinates(volume=tomo)))
+
+    def _truth(self, tsId):
+        loc, T = self.truth[tsId][:2]
+        return np.array(sorted(map(tuple, (loc + T[:, :3, 3]) / CH.VOXEL)))
+
+    def _check_picks(self, b, tsId):
+        """The picks drawn are the coordinates of ``tsId`` (the truth), each on its particle
+        (a bright voxel in the slice shown), with a circle centred on it."""
+        n = len(self.truth[tsId][0])
+        self.assertEqual(len(b.picks), n)
+        got = np.array(sorted(map(tuple, b.picks[:, :3])))
+        np.testing.assert_allclose(got, self._coords(tsId), atol=1e-4)
+        np.testing.assert_allclose(got, self._truth(tsId), atol=1e-4)
+        # coloured by score: the best pick yellow, the worst red (autumn map)
+        np.testing.assert_allclose(sorted(b.picks[:, 3]), CH.pick_scores(n), atol=1e-9)
+        self.assertIn("score 0.3 (red) to 0.9 (yellow)", b._text.get_text())
+        colours = {}
+        z0 = b.z
+        for x, y, z, score in b.picks:
+            b.set_z(int(round(z)))
+            img = np.asarray(b.images[0].get_array())
+            self.assertGreater(img[int(round(y)), int(round(x))], 2.0, (x, y, z))
+            centres = np.array([c.center for c in b._circles])
+            dist = np.hypot(centres[:, 0] - x, centres[:, 1] - y)
+            self.assertLess(np.min(dist), 1e-9)
+            colours[score] = b._circles[int(np.argmin(dist))].get_edgecolor()[:3]
+        b.set_z(z0)
+        np.testing.assert_allclose(colours[max(colours)], (1.0, 1.0, 0.0), atol=1e-6)
+        np.testing.assert_allclose(colours[min(colours)], (1.0, 0.0, 0.0), atol=1e-6)
+
+    def test_gui_copick_import(self):
+        def check(view):
+            b = view.handle
+            self._check_picks(b, "TS_01")
+            self.assertIn("TS_01: 6 picks of ribosome",
+                          view.figure._suptitle.get_text().replace("\n", " "))
+            self.assertEqual(b.radius, 8.0)                  # box 16: 2 x 80 Å / 10 Å/px
+            self.assertEqual([lab for _, _, lab in b.outlines], ["segmentation membrane"])
+            self.assertTrue(any(c is not None for c in b._contours))
+            np.testing.assert_array_equal(b.outlines[0][0](b.z),
+                                          self.truth["TS_01"][3][b.z] > 0)
+        self._all("import", "copick_import", {"displayPicks": check})
+
+    def test_gui_copick_export(self):
+        for key, session in (("export", "2"), ("export_subtomos", "3")):
+            def check(view, tsId="TS_01"):
+                b = view.handle
+                self._check_picks(b, tsId)
+                self.assertIn("%s: 6 picks of ribosome by cryoprocs, session %s (read back "
+                              "from copick.json)" % (tsId, session),
+                              view.figure._suptitle.get_text().replace("\n", " "))
+            name = "copick_%s" % key
+            self._all(key, name, {"displayPicks": check})
+        # the other run, chosen in the form
+        viewer = self._viewer(self.runs["export"])
+        viewer.setProtocol(self.runs["export"])
+        self.assertEqual(viewer._tsIds, ["TS_01", "TS_02"])
+        viewer.tsIdIndex.set(1)
+        self._views(viewer, "copick_export_TS_02", "displayPicks",
+                    lambda v: self._check_picks(v.handle, "TS_02"))
+
+    def test_copick_viewer_messages_before_the_runs_end(self):
+        """Runs saved but not run: a message, not a traceback."""
+        imp = self.newProtocol(ProtCryoprocsImportCopick, configFile=self.config,
+                               voxelSpacing=CH.VOXEL, objects="ribosome")
+        self.proj.saveProtocol(imp)
+        exp = self.newProtocol(ProtCryoprocsExportCopick, configFile=self.config,
+                               inputObjects=getattr(self.runs["import"],
+                                                    constants.OUTPUT_COORDINATES),
+                               objectName="ribosome", userId="cryoprocs", sessionId="9")
+        self.proj.saveProtocol(exp)
+        for prot, text in ((imp, "The run has no tomograms yet."),
+                           (exp, "The run has not written its picks into the copick "
+                                 "project yet.")):
+            viewer = self._viewer(prot)
+            viewer.setProtocol(prot)
+            views = viewer._getVisualizeDict()["displayPicks"]("displayPicks")
+            self.assertEqual([v.getMessage() for v in views], [text])
 
 
 def _alive(window):

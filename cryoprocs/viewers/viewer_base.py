@@ -36,7 +36,20 @@ class FigureView(Plotter):
 
 
 def read_volume(path):
-    """A ``[z, y, x]`` memory map of an MRC volume (read-only; slices are read on demand)."""
+    """A lazy read-only ``[z, y, x]`` volume whose slices are read on demand: the memory map
+    of an MRC file, or, for an OME-Zarr store (a folder or URL, e.g. a copick tomogram or
+    segmentation), the :class:`~cryoprocs.convert.zarr_image.ZarrImage` of its level 0
+    opened by :func:`cryoprocs.convert.images.open_image` (``vol[z]``, ``vol[:, y, :]``,
+    ``shape`` and ``len`` as for the memory map; only the chunks a slice cuts are read).
+
+    Raises
+    ------
+    MrcFormatError
+        missing or unreadable file or store (``ZarrFormatError`` for OME-Zarr).
+    """
+    from ..convert.images import is_image_store, open_image
+    if is_image_store(path):
+        return open_image(path)
     from ..convert.mrc import MappedMrc
     return MappedMrc(path, permissive=True).data
 
@@ -166,7 +179,8 @@ class CryoprocsProtocolViewer(pwviewer.ProtocolViewer):
     # ---------------------------------------------------------------- helpers
     def _path(self, path):
         """Absolute path of a file stored relative to the project."""
-        if path is None or os.path.isabs(path):
+        from ..convert.images import is_url
+        if path is None or os.path.isabs(path) or is_url(path):
             return path
         return os.path.join(self.getProject().getPath(), path)
 

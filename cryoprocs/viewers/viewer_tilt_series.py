@@ -92,7 +92,8 @@ class CryoprocsTiltSeriesViewer(CryoprocsProtocolViewer):
         if ctfSet is not None:
             series = [c.clone() for c in ctfSet if c.getTsId() == tsId]
             if series:
-                by_order = {c.getAcquisitionOrder(): c for c in series[0].iterItems()}
+                # clones: a set's iteration refills one object
+                by_order = {c.getAcquisitionOrder(): c.clone() for c in series[0].iterItems()}
                 du = [getattr(by_order.get(r[1]), 'getDefocusU', lambda: np.nan)()
                       for r in rows]
                 dv = [getattr(by_order.get(r[1]), 'getDefocusV', lambda: np.nan)()
