@@ -81,7 +81,7 @@ def test_projected_centres_are_the_extraction_box_centres(tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.parametrize("cid", ["c1", "c6"])
 def test_flagged_frames_are_those_relion_left_out(cid):
-    case = REF.cases()[cid]
+    case = REF.case(cid)
     s = case["settings"]
     base = REF.pack_dir()
     item, = relion_tilt_series(os.path.join(base, "tomograms.star"),

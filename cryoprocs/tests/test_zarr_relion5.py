@@ -116,8 +116,15 @@ def test_http_extraction_reads_only_the_boxes(tmp_path):
     print("served %d of %d store bytes (%.1f %%; level 0: %.1f %%) in %d requests"
           % (served, total, 100 * frac, 100 * served / level0, counter["requests"]))
     assert 0 < served <= 0.10 * total
-    assert served <= 0.10 * level0
-    # no chunk is fetched twice
+    # no chunk is fetched twice, and only chunks under the boxes: a 16-px box on 16-px chunks
+    # meets at most 2 x 2 chunks per tilt image (a count, not bytes: the repository subset's
+    # tilt series has zeroed pixels, whose chunks compress to almost nothing)
     chunk_paths = [p for p in counter["paths"] if not p.endswith((".zattrs", ".zarray",
                                                                   ".zgroup"))]
     assert len(chunk_paths) == len(set(chunk_paths))
+    import zarr
+    level = zarr.open(store, mode="r")["0"]
+    n_tilts, ny, nx = level.shape
+    n_chunks0 = n_tilts * -(-ny // level.chunks[1]) * -(-nx // level.chunks[2])
+    assert len(chunk_paths) <= 5 * n_tilts * 4
+    assert len(chunk_paths) <= 0.10 * n_chunks0, (len(chunk_paths), n_chunks0)
