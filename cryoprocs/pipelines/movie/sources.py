@@ -75,6 +75,7 @@ class VolumeSource:
             raise MovieError("%s is a single image: it can only be shown along Z" % path)
         self._data = data
         self._guard = source_guard(path, data, nonfinite)
+        self._finite = set()                    # slices already checked and finite
         self._ax = movie_kernels.AXES.index(axis)
         shape = data.shape
         self.n = int(shape[self._ax])
@@ -110,8 +111,17 @@ class VolumeSource:
     def view(self, k):
         """Z slice ``k`` as a read-only view of the memory map (None along Y or X, whose
         slices are strided: read them in blocks); checked for non-finite values (a copy
-        with them replaced, with ``nonfinite="replace"``)."""
-        return self._guard.check(self._data[k]) if self._ax == 0 else None
+        with them replaced, with ``nonfinite="replace"``) once: a slice found finite (by the
+        contrast window's pass) is not summed again when it is rendered."""
+        if self._ax != 0:
+            return None
+        img = self._data[k]
+        if k in self._finite:
+            return img
+        out = self._guard.check(img)
+        if out is img:
+            self._finite.add(k)
+        return out
 
     def overlay_key(self, k, slab=1):
         """Depth (voxels along the axis) of frame ``k``'s slab centre, where particles are
