@@ -13,7 +13,7 @@ import numpy as np
 from ..convert import relion5
 from ..convert import outputs
 from ..convert.finite import NONFINITE_OPTION, FiniteGuard, NonFiniteError
-from ..convert.images import is_url, open_image, read_frame, signature_files
+from ..convert.images import is_image_store, is_url, open_image, read_frame, signature_files
 from ..convert.mrc import MappedMrc
 from ..convert.paths import check_io, check_output_dir, safe_name
 from ..kernels import relion_geometry
@@ -30,9 +30,10 @@ _SCANS_LOCK = threading.Lock()
 
 def scan_tilt_series(ts, policy="error"):
     """Check the frames of a tilt series for NaN / infinite pixels, once per file (and per
-    process: results are cached by file signature), streamed before any work. MRC files and
-    local OME-Zarr images are scanned whole; remote OME-Zarr images (URLs) only where boxes
-    are read (:func:`iter_frames`), so that no more than those chunks is fetched.
+    process: results are cached by file signature), streamed before any work. MRC files are
+    scanned whole; OME-Zarr images (local folders and URLs) only where boxes are read
+    (:func:`iter_frames`), so that no chunk is fetched or decompressed beyond those the
+    extraction reads.
 
     Returns ``{file: finite mean}`` of the files whose non-finite pixels are to be replaced
     (policy "replace"; empty when every frame is finite).
@@ -45,7 +46,7 @@ def scan_tilt_series(ts, policy="error"):
     """
     means = {}
     for path, frames in ts.frame_groups().items():
-        if is_url(path):
+        if is_image_store(path):
             continue
         indices = tuple(sorted({i for _, i in frames}))
         key = (os.path.realpath(path), json.dumps(file_signature(signature_files(path))),
@@ -79,7 +80,7 @@ def iter_frames(ts, boxes=None, replace=None, policy="error"):
 
     Non-finite pixels: ``replace`` (``{file: value}`` from :func:`scan_tilt_series`) makes
     the frames of those files come as copies with their non-finite pixels replaced by the
-    value; the boxes read from remote images, which are not scanned beforehand, are
+    value; the boxes read from OME-Zarr images, which are not scanned beforehand, are
     checked with ``policy`` (:func:`check_boxes`).
     """
     replace = replace or {}
@@ -94,8 +95,7 @@ def iter_frames(ts, boxes=None, replace=None, policy="error"):
                 else:
                     buf = read_frame(mapped, index, boxes(f) if boxes else None, out=buf)
                     image = buf
-                    if is_url(path):
-                        check_boxes(path, index, image, boxes(f) if boxes else None, policy)
+                    check_boxes(path, index, image, boxes(f) if boxes else None, policy)
                 if value is not None:
                     image = np.where(np.isfinite(image), image, value).astype(np.float32)
                 yield f, image
@@ -105,7 +105,7 @@ def iter_frames(ts, boxes=None, replace=None, policy="error"):
 
 
 def check_boxes(path, index, image, boxes, policy="error"):
-    """Non-finite pixels in the boxes read from section ``index`` of a remote image
+    """Non-finite pixels in the boxes read from section ``index`` of an OME-Zarr image
     (``boxes`` = ``(corners, size)``; None: the whole section): an error naming the image,
     the count in those boxes and the first [z, y, x] (policy "error"), or replaced in place
     by the mean of the finite pixels read (policy "replace", with a warning)."""

@@ -128,3 +128,43 @@ def test_http_extraction_reads_only_the_boxes(tmp_path):
     n_chunks0 = n_tilts * -(-ny // level.chunks[1]) * -(-nx // level.chunks[2])
     assert len(chunk_paths) <= 5 * n_tilts * 4
     assert len(chunk_paths) <= 0.10 * n_chunks0, (len(chunk_paths), n_chunks0)
+
+
+@pytest.mark.parametrize("where", ["in the boxes", "outside the boxes"])
+def test_local_zarr_nonfinite_pixels_are_checked_where_boxes_are_read(tmp_path, where):
+    """A local OME-Zarr tilt series is checked for NaN / infinite pixels in the boxes read,
+    as a remote one, and is not decompressed whole beforehand: NaN under the boxes is an
+    error naming the store and the section (or replaced with --replace-nonfinite: finite
+    stacks, the other frames unchanged); NaN where no box reads gives the MRC results."""
+    import zarr
+    from cryoprocs.convert.finite import NonFiniteError
+    pack = REF.pack_dir()
+    zproj = zarr_helpers.zarr_project(pack, tmp_path / "zarr", chunks=(1, 32, 32))
+    clean = zarr_helpers.zarr_project(pack, tmp_path / "clean", chunks=(1, 32, 32))
+    s = Stack2DSettings(box=32, crop=32, binning=2)
+    ref = _extract(clean, os.path.join(clean, "Extract/j"), s)
+    level = zarr.open(os.path.join(zproj, "tiltseries", "TS_01.zarr"), mode="r+")["0"]
+    frame = level[20]
+    if where == "in the boxes":
+        frame[64:192, :] = np.nan                # a band across the image's middle half
+    else:
+        frame[:4, :4] = np.nan                   # a corner no 64-px box reaches
+    level[20] = frame
+    out = os.path.join(zproj, "Extract/j")
+    if where == "outside the boxes":
+        assert _extract(zproj, out, s) == ref
+        _assert_same_stacks(out, os.path.join(clean, "Extract/j"), n=ref["kept"])
+        return
+    with pytest.raises(NonFiniteError, match=r"TS_01\.zarr.*section 20"):
+        _extract(zproj, out, s)
+    job = Stack2DJob(os.path.join(zproj, "particles.star"), os.path.join(zproj, "tomograms.star"),
+                     out, s, project_dir=zproj, nonfinite="replace")
+    assert job.run(threads=1) == ref
+    got, exp = zarr_helpers.read_stacks(out), zarr_helpers.read_stacks(os.path.join(clean,
+                                                                                   "Extract/j"))
+    assert sorted(got) == sorted(exp)
+    for k in got:
+        assert np.isfinite(got[k][0]).all(), k
+    # only the stacks whose box crosses the band changed
+    changed = sum(not np.array_equal(got[k][0], exp[k][0]) for k in got)
+    assert 0 < changed < len(got)
