@@ -107,6 +107,19 @@ def start(argv, prefix=None, cwd=None):
                             start_new_session=True)
 
 
+def held_by(lock, proc):
+    """A :func:`wait_for` predicate: the claim ``lock`` (a ``.NAME.lock`` file) is held by
+    ``proc``, i.e. its first line names the process (written once its ``flock`` is taken;
+    the file itself exists a moment earlier, when a second run could still take it)."""
+    def held():
+        try:
+            with open(str(lock)) as fh:
+                return fh.readline().split(" ", 1)[0] == str(proc.pid)
+        except OSError:
+            return False
+    return held
+
+
 def wait_for(predicate, proc, timeout=60.0, what="the moment to interrupt"):
     """Poll ``predicate()`` every 5 ms until true; fails if ``proc`` ended first."""
     t0 = time.time()

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from . import data as fault_data
-from . import (claimed_tilt_series, mrc_digest, one_line, run_cli, slowed, start, temporaries,
-               wait_for)
+from . import (claimed_tilt_series, held_by, mrc_digest, one_line, run_cli, slowed, start,
+               temporaries, wait_for)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_second_run_fails_fast_and_first_output_wins(vol, capsys):
     proc = start(_mask_argv(vol, out, 5),
                  prefix=slowed("cryoprocs.pipelines.masks:_mask_file", 1.5))
     lock = vol / ".out.mrc.lock"
-    wait_for(lock.exists, proc, what="the first run's claim")
+    wait_for(held_by(lock, proc), proc, what="the first run's claim")
     t0 = time.time()
     rc, _, err = run_cli(_mask_argv(vol, out, 15), capsys)
     elapsed = time.time() - t0
@@ -168,7 +168,7 @@ def test_final_stage_claims_the_shared_outputs(project, capsys):
     assert run_cli(argv, capsys)[0] == 0
     os.remove(out / "particles.star")
     proc = start(argv, prefix=slowed("cryoprocs.convert.relion5:write_particles_star", 2.0))
-    wait_for((out / ".particles.star.lock").exists, proc, what="the STAR files' claim")
+    wait_for(held_by(out / ".particles.star.lock", proc), proc, what="the STAR files' claim")
     # the whole run holds every tilt series too: a tilt series run waits for it
     rc, _, err = run_cli(argv + ["--tilt-series", "TS_01"], capsys)
     assert rc == 2 and "process %d" % proc.pid in one_line(err), err

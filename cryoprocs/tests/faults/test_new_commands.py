@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from . import data as fault_data
-from . import (expected_status, interrupt, one_line, run_cli, slowed, start, temporaries, tree,
-               wait_for)
+from . import (expected_status, held_by, interrupt, one_line, run_cli, slowed, start,
+               temporaries, tree, wait_for)
 from .test_bad_inputs import FILE_KINDS, _bad_file, _check_failure
 
 SHAPE = (12, 32, 32)
@@ -104,7 +104,7 @@ def test_convert_second_run_fails_fast(work, capsys):
     out = work / "out.zarr"
     proc = start(["convert", work / "vol.mrc", out],
                  prefix=slowed("cryoprocs.pipelines.convert:_convert", 1.5))
-    wait_for((work / ".out.zarr.lock").exists, proc, what="the first run's claim")
+    wait_for(held_by(work / ".out.zarr.lock", proc), proc, what="the first run's claim")
     t0 = time.time()
     rc, _, err = run_cli(["convert", work / "vol.mrc", out, "--overwrite"], capsys)
     line = one_line(err)
@@ -248,7 +248,7 @@ def test_copick_export_second_run_fails_fast(copick_project, capsys):
     proc = start(_export_argv(cfg, parts),
                  prefix=slowed("cryoprocs.convert.copick_io:write_picks", 1.5))
     lock = base / "proj" / ".copick.json.cryoprocs_1_ribosome.picks.lock"
-    wait_for(lock.exists, proc, what="the first run's claim")
+    wait_for(held_by(lock, proc), proc, what="the first run's claim")
     rc, _, err = run_cli(_export_argv(cfg, parts, "--overwrite"), capsys)
     line = one_line(err)
     assert rc == 2 and "ribosome by cryoprocs, session 1" in line and \
