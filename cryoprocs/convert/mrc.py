@@ -310,6 +310,16 @@ def read_mrc(path: str, index: Optional[int] = None, dtype: Optional[DTypeLike] 
         return out.astype(dtype or out.dtype, copy=False)
 
 
+def _discard_and_raise(tmp, path, exc):
+    """Remove the temporary ``tmp`` of ``path`` and raise ``exc`` again (an OSError naming
+    ``path`` instead of the temporary; see :func:`_with_filename`)."""
+    outputs.discard_temp(tmp)
+    named = _with_filename(exc, path)
+    if named is not None:
+        raise named from None
+    raise exc
+
+
 def _with_filename(exc, path):
     """An OSError without a file name gets ``path`` (so its one-line message names it)."""
     if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
@@ -339,11 +349,7 @@ def atomic_output(path: str, overwrite: bool = True, suffix: str = "") -> Iterat
         yield tmp
         outputs.commit_temp(tmp, path)
     except BaseException as exc:
-        outputs.discard_temp(tmp)
-        named = _with_filename(exc, path)
-        if named is not None:
-            raise named from None
-        raise
+        _discard_and_raise(tmp, path, exc)
 
 
 def new_mrc(path: str, shape: Sequence[int], dtype: DTypeLike = np.float32,
@@ -676,11 +682,7 @@ class AtomicMrcWriter(MrcBlockWriter):
         try:
             super().__init__(tmp, shape, dtype, voxel_size, origin, is_stack)
         except BaseException as exc:
-            outputs.discard_temp(tmp)
-            named = _with_filename(exc, path)
-            if named is not None:
-                raise named from None
-            raise
+            _discard_and_raise(tmp, path, exc)
 
     @property
     def tmp(self) -> str:

@@ -388,6 +388,21 @@ def temp_path(path: PathLike, suffix: str = "") -> str:
     """Create (empty) and register a unique temporary file for ``path`` in its folder:
     ``.NAME.<pid>.<random>.partial`` + ``suffix`` (e.g. the extension an encoder needs).
     The caller writes it, then :func:`commit_temp` or :func:`discard_temp`."""
+    return _unique_temp(path, suffix, _create_file)
+
+
+def temp_dir(path: PathLike) -> str:
+    """Like :func:`temp_path` for an output folder (created empty)."""
+    return _unique_temp(path, "", os.mkdir)
+
+
+def _create_file(tmp):
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def _unique_temp(path, suffix, create):
+    """Create (``create(tmp)``, raising FileExistsError when taken) and register
+    ``.NAME.<pid>.<random>.partial`` + ``suffix`` next to ``path``."""
     head, tail = os.path.split(os.path.abspath(path))
     with _REG.lock:
         if _REG.aborting:
@@ -396,25 +411,7 @@ def temp_path(path: PathLike, suffix: str = "") -> str:
             tmp = os.path.join(head, ".%s.%d.%s.partial%s" % (tail, os.getpid(),
                                                               secrets.token_hex(4), suffix))
             try:
-                fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-            except FileExistsError:
-                continue
-            os.close(fd)
-            _REG.temps[tmp] = _REG.names[tmp] = os.path.abspath(path)
-            return tmp
-
-
-def temp_dir(path: PathLike) -> str:
-    """Like :func:`temp_path` for an output folder (created empty)."""
-    head, tail = os.path.split(os.path.abspath(path))
-    with _REG.lock:
-        if _REG.aborting:
-            raise InterruptedError("interrupted")
-        while True:
-            tmp = os.path.join(head, ".%s.%d.%s.partial" % (tail, os.getpid(),
-                                                            secrets.token_hex(4)))
-            try:
-                os.mkdir(tmp)
+                create(tmp)
             except FileExistsError:
                 continue
             _REG.temps[tmp] = _REG.names[tmp] = os.path.abspath(path)

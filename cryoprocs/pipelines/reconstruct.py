@@ -543,12 +543,7 @@ class ReconstructJob(Relion5ProjectJob):
             if self.plan(name).used.any() and (overwrite or not self.partial_done(name)):
                 self._replace[name] = self.frame_replacements(name)
 
-        if n_par == 1:
-            for n in names:
-                scan(n)
-        else:
-            with ThreadPoolExecutor(max_workers=n_par) as pool:
-                list(pool.map(scan, names))
+        _each(scan, names, n_par)
 
         def work(name):
             res = self.accumulate_tilt_series(name, threads=inner, overwrite=overwrite)
@@ -556,12 +551,7 @@ class ReconstructJob(Relion5ProjectJob):
                 progress(name, res)
             # the sums are on disk: keep only one volume set per worker in memory
 
-        if n_par == 1:
-            for n in names:
-                work(n)
-        else:
-            with ThreadPoolExecutor(max_workers=n_par) as pool:
-                list(pool.map(work, names))
+        _each(work, names, n_par)
         return self.finalise(self.load_partials(), threads=threads,
                              write_intermediates=write_intermediates)
 
@@ -727,3 +717,13 @@ def write_fsc_plot(path, frequencies, values, resolution, at_nyquist=False, thre
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
+
+
+def _each(function, names, n_par):
+    """``function(name)`` for every name: in order, or in ``n_par`` threads."""
+    if n_par == 1:
+        for n in names:
+            function(n)
+    else:
+        with ThreadPoolExecutor(max_workers=n_par) as pool:
+            list(pool.map(function, names))
