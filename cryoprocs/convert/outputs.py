@@ -404,7 +404,8 @@ def _unique_temp(path, suffix, create):
     """Create (``create(tmp)``, raising FileExistsError when taken) and register
     ``.NAME.<pid>.<random>.partial`` + ``suffix`` next to ``path``."""
     head, tail = os.path.split(os.path.abspath(path))
-    with _REG.lock:
+    # a signal between creating and registering would leave the temporary behind
+    with _deferred_signals(), _REG.lock:
         if _REG.aborting:
             raise InterruptedError("interrupted")
         while True:
@@ -428,14 +429,21 @@ def final_name(path: PathLike | None) -> PathLike | None:
 
 def discard_temp(tmp: PathLike) -> None:
     """Remove a temporary (file or folder) and forget it; never raises."""
-    with _REG.lock:
-        _REG.temps.pop(tmp, None)
-    _remove_path(tmp)
+    with _deferred_signals():
+        _remove_path(tmp)
+        with _REG.lock:
+            _REG.temps.pop(tmp, None)
 
 
 def commit_temp(tmp: PathLike, final: PathLike) -> None:
     """Rename a finished temporary to its final name (a folder replaces the old folder, or
-    an old file or link of that name)."""
+    an old file or link of that name). A signal meanwhile is handled once the rename is
+    recorded, so an interruption never loses both the old and the new output."""
+    with _deferred_signals():
+        _commit_temp(tmp, final)
+
+
+def _commit_temp(tmp, final):
     if os.path.isdir(tmp) and os.path.lexists(final) and (
             os.path.islink(final) or not os.path.isdir(final)):
         os.remove(final)
@@ -473,8 +481,7 @@ def commit_group(pairs: Iterable[tuple[PathLike | None, PathLike]]) -> None:
         for tmp, final in pairs:
             done.append(final)
             commit_temp(tmp, final)
-        if c is not None:
-            c.journal(None)
+        _group_complete(c, done)
     except BaseException:
         for final in done:
             _remove_path(final)
@@ -482,8 +489,21 @@ def commit_group(pairs: Iterable[tuple[PathLike | None, PathLike]]) -> None:
             discard_temp(tmp)
         raise
     finally:
-        with _REG.lock:
-            _REG.groups.remove(done)
+        _forget_group(done)
+
+
+def _group_complete(c, done):
+    """Record that a group is complete; a signal meanwhile waits, so an interruption never
+    removes a complete group."""
+    with _deferred_signals(), _REG.lock:
+        if c is not None:
+            c.journal(None)
+        _forget_group(done)
+
+
+def _forget_group(done):
+    with _REG.lock:
+        _REG.groups[:] = [g for g in _REG.groups if g is not done]
 
 
 @contextlib.contextmanager
@@ -504,15 +524,13 @@ def provisional(main: PathLike, finals: Iterable[PathLike | None]) -> Iterator[N
         if c is not None:
             c.journal(finals)
         yield
-        if c is not None:
-            c.journal(None)
+        _group_complete(c, done)
     except BaseException:
         for final in finals:
             _remove_path(final)
         raise
     finally:
-        with _REG.lock:
-            _REG.groups.remove(done)
+        _forget_group(done)
 
 
 # ----------------------------------------------------------------------------- children

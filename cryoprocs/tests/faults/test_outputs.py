@@ -125,6 +125,61 @@ def test_group_commit_is_all_or_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+# A signal sent from inside the step (so it lands exactly there, every time): before the
+# fix, one between creating a temporary and registering it left the temporary behind (seen
+# once in CI: a SIGTERM during `mask --save-mask`), and one between forgetting a temporary
+# and removing it did the same.
+_SIGNAL_INSIDE = textwrap.dedent("""
+    import os, signal, sys
+    from cryoprocs.convert import outputs
+    outputs.install_signal_handlers("test")
+    step, out = sys.argv[1], sys.argv[2]
+    sent = []
+
+    def wrap(real, after=False):
+        def inside(*a):
+            result = real(*a) if after else None
+            if not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):           # let the interpreter run the handler here
+                    pass
+            return result if after else real(*a)
+        return inside
+    with outputs.run_scope():
+        outputs.claim(out)
+        if step == "create":
+            outputs._create_file = wrap(outputs._create_file, after=True)
+            outputs.temp_path(out)
+        elif step == "discard":
+            tmp = outputs.temp_path(out)
+            outputs._remove_path = wrap(outputs._remove_path)
+            outputs.discard_temp(tmp)
+        else:                                   # folder replacing a folder, --overwrite
+            os.makedirs(out + ".d")
+            open(os.path.join(out + ".d", "old"), "w").close()
+            tmp = outputs.temp_dir(out + ".d")
+            open(os.path.join(tmp, "new"), "w").close()
+            os.replace = wrap(os.replace)
+            outputs.commit_temp(tmp, out + ".d")
+    print("not interrupted")
+    """)
+
+
+@pytest.mark.parametrize("step", ["create", "discard", "commit-folder"])
+def test_a_signal_inside_a_temporary_step_leaves_no_temporary(tmp_path, step):
+    out = tmp_path / "out.mrc"
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_INSIDE, step, str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + 15, proc.stderr
+    assert "interrupted by SIGTERM" in proc.stderr and "Traceback" not in proc.stderr
+    left = sorted(os.listdir(tmp_path))
+    if step == "commit-folder":                 # the rename completed: the new folder stays
+        assert left == ["out.mrc.d"] and os.listdir(tmp_path / "out.mrc.d") == ["new"]
+    else:
+        assert left == [], left
+
+
 def test_safe_name_is_unique_for_distinct_ids():
     ids = ["TS_01", "TS 01", "TS/01", "TS:01", "TS_01_", ".TS_01", "..", "", "émile", "TS-01.a"]
     names = [safe_name(i) for i in ids]
