@@ -593,6 +593,11 @@ def _abort(signum):
     with _REG.lock:
         _REG.aborting = True
     cleanup()
+    # a worker thread that was opening its temporary as cleanup removed it made it again
+    with _REG.lock:
+        late = list(_REG.names)
+    for t in late:
+        _remove_path(t)
     name = signal.Signals(signum).name
     with contextlib.suppress(Exception):
         sys.stdout.flush()
